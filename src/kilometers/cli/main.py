@@ -1,0 +1,34 @@
+"""The ``km`` command: a thin layer that parses arguments and calls the library."""
+
+from __future__ import annotations
+
+import click
+
+from .. import __version__
+from .monitor import monitor
+from .read import events_cmd, sessions_cmd, show_cmd, stats_cmd, tail_cmd
+from .setup import db_group, init_cmd
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="km")
+def cli() -> None:
+    """Kilometers: see, debug and secure MCP traffic.
+
+    Put `km monitor --` in front of an MCP server's command in your client's config;
+    then read what happened with `km sessions`, `km events`, `km tail` and `km stats`.
+    """
+
+
+cli.add_command(monitor)
+cli.add_command(sessions_cmd)
+cli.add_command(events_cmd)
+cli.add_command(show_cmd)
+cli.add_command(tail_cmd)
+cli.add_command(stats_cmd)
+cli.add_command(init_cmd)
+cli.add_command(db_group)
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,121 @@
+"""``km monitor [OPTIONS] -- CMD [ARGS...]``: run an MCP server through km and record its traffic.
+
+Nothing here writes to stdout: stdout belongs to the MCP client.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import PurePath
+
+import click
+
+from .. import config
+from ..jsonrpc import Capture, Filters
+from ..model import Session
+from ..proxy.stdio import ServerStartError, StdioProxy
+from ..recorder import Recorder
+
+RUNNERS = {
+    "npx",
+    "uvx",
+    "bunx",
+    "pnpx",
+    "node",
+    "python",
+    "python3",
+    "uv",
+    "deno",
+    "bun",
+    "pipx",
+    "run",
+    "-m",
+}
+SWITCH_INTERVAL = 0.0005
+"""Seconds a busy recorder thread may hold the GIL before a forwarding thread gets it back."""
+
+
+def guess_name(command: list[str]) -> str:
+    """A readable server name from its command: ``npx -y @scope/server-x@1`` -> ``server-x``."""
+    for arg in command:
+        if arg.startswith("-"):
+            continue
+        base = PurePath(arg).name
+        if base.lower().removesuffix(".exe") in RUNNERS:
+            continue
+        if arg.startswith("@") and "/" in arg:
+            base = arg.split("/", 1)[1]
+        return base.split("@", 1)[0] or base
+    return PurePath(command[0]).name if command else "server"
+
+
+@click.command(context_settings={"allow_interspersed_args": False})
+@click.option(
+    "--server", "server_flag", is_flag=True, help="Accepted for compatibility; the command follows `--`."
+)
+@click.option("--name", help="Name of this server in the records (default: guessed from the command).")
+@click.option("--db", "db_url", help="Store URL (default: SQLite in the km data dir).")
+@click.option("--exclude-ping/--include-ping", default=None, help="Do not record ping requests and replies.")
+@click.option(
+    "--include-method", multiple=True, help="Record only methods matching this pattern (`*` wildcards)."
+)
+@click.option("--exclude-method", multiple=True, help="Do not record methods matching this pattern.")
+@click.option(
+    "--payload-limit",
+    type=click.IntRange(min=0),
+    help="Keep at most this many bytes of each stored payload (0 = all).",
+)
+@click.option(
+    "--grace-period",
+    type=click.FloatRange(min=0),
+    help="Seconds before a server is terminated after stdin closes.",
+)
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def monitor(
+    server_flag: bool,
+    name: str | None,
+    db_url: str | None,
+    exclude_ping: bool | None,
+    include_method: tuple[str, ...],
+    exclude_method: tuple[str, ...],
+    payload_limit: int | None,
+    grace_period: float | None,
+    command: tuple[str, ...],
+) -> None:
+    """Run CMD as an MCP server, relay stdio unchanged and record every message."""
+    overrides = {
+        "db_url": db_url,
+        "exclude_ping": exclude_ping,
+        "include_methods": include_method,
+        "exclude_methods": exclude_method,
+        "payload_limit": payload_limit,
+        "grace_period": grace_period,
+    }
+    try:
+        settings = config.load(overrides)
+    except config.ConfigError as exc:
+        # never keep a server from starting over a broken config file or variable: say so, go on
+        click.echo(f"km: {exc}; continuing with default settings", err=True)
+        settings = config.Settings()
+
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    cmd = list(command)
+    session = Session(command=cmd, cwd=os.getcwd(), name=name or guess_name(cmd))
+    filters = Filters(settings.exclude_ping, settings.include_methods, settings.exclude_methods)
+    capture = Capture(session, filters, settings.payload_limit)
+
+    from ..store.writer import StoreSink
+
+    recorder = Recorder(capture, [StoreSink(settings.db_url)])
+    proxy = StdioProxy(cmd, recorder.submit, grace_period=settings.grace_period)
+    try:
+        session.pid = proxy.start()
+    except ServerStartError as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(exc.exit_code)
+    recorder.start()
+    code = proxy.run()
+    recorder.stop(code, timeout=60)
+    sys.stderr.flush()
+    sys.exit(code)

@@ -1,0 +1,265 @@
+"""Reading the store: ``km sessions``, ``km events``, ``km show``, ``km tail`` and ``km stats``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import click
+import orjson
+
+from ..model import Event, Session, format_ts
+from ..store import queries
+from .common import db_option, echo_json, fail, open_engine, since_to_ns
+
+F = TypeVar("F", bound=Callable[..., Any])
+ARROWS = {"client_to_server": "→", "server_to_client": "←"}
+KIND_COLOURS = {
+    "request": "cyan",
+    "notification": "blue",
+    "response": "green",
+    "error": "red",
+    "invalid": "yellow",
+}
+
+
+def _local_time(ts_ns: int) -> str:
+    return datetime.fromtimestamp(ts_ns / 1e9, tz=UTC).astimezone().strftime("%H:%M:%S.%f")[:-3]
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n = n / 1024  # type: ignore[assignment]
+    return f"{n}B"
+
+
+def event_line(e: Event) -> str:
+    """One coloured line per message: time, arrow, kind, method/tool, latency, size."""
+    name = e.method or "-"
+    if e.tool:
+        name += f" {e.tool}"
+    elif e.prompt_name:
+        name += f" {e.prompt_name}"
+    elif e.resource_uri:
+        name += f" {e.resource_uri}"
+    parts = [
+        click.style(_local_time(e.ts_ns), dim=True),
+        ARROWS[e.direction],
+        click.style(f"{e.kind:<12}", fg=KIND_COLOURS.get(e.kind)),
+        click.style(name, bold=True),
+    ]
+    if e.jsonrpc_id is not None:
+        parts.append(click.style(f"#{e.jsonrpc_id}", dim=True))
+    if e.latency_ms is not None:
+        parts.append(f"{e.latency_ms:.1f}ms")
+    parts.append(_size(e.size_bytes))
+    if e.error_message or e.is_error:
+        parts.append(click.style(e.error_message or "isError", fg="red"))
+    parts.append(click.style(e.id, dim=True))
+    return " ".join(parts)
+
+
+def _session_line(s: Session) -> str:
+    duration = f"{(s.ended_ns - s.started_ns) / 1e9:.1f}s" if s.ended_ns else "running"
+    server = (s.server or {}).get("name") or s.name or "-"
+    client = (s.client or {}).get("name") or "-"
+    errors = click.style(f"{s.error_count} err", fg="red") if s.error_count else "0 err"
+    dropped = click.style(f" {s.dropped_events} dropped", fg="yellow") if s.dropped_events else ""
+    exit_code = "" if s.exit_code is None else f" exit {s.exit_code}"
+    return (
+        f"{click.style(s.id, dim=True)}  {format_ts(s.started_ns)[:19]}  {duration:>8}  "
+        f"{client} → {click.style(server, bold=True)}  {s.event_count} events  {errors}{dropped}{exit_code}"
+    )
+
+
+@click.command("sessions")
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@db_option
+def sessions_cmd(limit: int, as_json: bool, db_url: str | None) -> None:
+    """List recorded sessions, newest first."""
+    engine = open_engine(db_url)
+    for s in queries.list_sessions(engine, limit):
+        if as_json:
+            echo_json(s.to_dict())
+        else:
+            click.echo(_session_line(s))
+
+
+def _filter(
+    engine: object,
+    session: str | None,
+    method: str | None,
+    tool: str | None,
+    errors: bool,
+    since: str | None,
+    kind: tuple[str, ...] = (),
+) -> queries.EventFilter:
+    session_id = None
+    if session:
+        try:
+            session_id = queries.resolve_session(engine, session)  # type: ignore[arg-type]
+        except queries.NotFound as exc:
+            fail(str(exc))
+    return queries.EventFilter(
+        session_id=session_id,
+        method=method,
+        tool=tool,
+        kinds=list(kind),
+        errors_only=errors,
+        since_ns=since_to_ns(since) if since else None,
+    )
+
+
+session_option = click.option("--session", help="Session id, id prefix or `latest`.")
+filter_options = [
+    session_option,
+    click.option("--method", help="Only this JSON-RPC method."),
+    click.option("--tool", help="Only calls of this tool."),
+    click.option(
+        "--errors", is_flag=True, help="Only errors (JSON-RPC errors and tool results with isError)."
+    ),
+    click.option("--since", help="Only newer than a duration ago (10m, 2h, 1d) or an ISO 8601 time."),
+]
+
+
+def _with_filters(fn: F) -> F:
+    for option in reversed(filter_options):
+        fn = option(fn)
+    return fn
+
+
+@click.command("events")
+@_with_filters
+@click.option(
+    "--kind", multiple=True, type=click.Choice(["request", "notification", "response", "error", "invalid"])
+)
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@db_option
+def events_cmd(
+    session: str | None,
+    method: str | None,
+    tool: str | None,
+    errors: bool,
+    since: str | None,
+    kind: tuple[str, ...],
+    limit: int,
+    as_json: bool,
+    db_url: str | None,
+) -> None:
+    """List recorded messages (the newest LIMIT, oldest first)."""
+    engine = open_engine(db_url)
+    flt = _filter(engine, session, method, tool, errors, since, kind)
+    for e in queries.list_events(engine, flt, limit):
+        if as_json:
+            echo_json(e.to_dict())
+        else:
+            click.echo(event_line(e))
+
+
+@click.command("show")
+@click.argument("event_id")
+@click.option("--json", "as_json", is_flag=True, help="The event as one JSON object.")
+@db_option
+def show_cmd(event_id: str, as_json: bool, db_url: str | None) -> None:
+    """Show one event in full, with the request or response it pairs with."""
+    engine = open_engine(db_url)
+    try:
+        event = queries.get_event(engine, event_id)
+    except queries.NotFound as exc:
+        fail(str(exc))
+    pair = queries.paired_event(engine, event)
+    data = event.to_dict()
+    data["paired_event_id"] = pair.id if pair else None
+    if as_json:
+        echo_json(data)
+        return
+    click.echo(event_line(event))
+    for key in ("session_id", "ts", "jsonrpc_id", "resource_uri", "prompt_name", "error", "truncated"):
+        if data.get(key) not in (None, False):
+            click.echo(f"  {key}: {data[key]}")
+    if pair is not None:
+        click.echo(f"  paired with: {pair.kind} {pair.id}")
+    click.echo(orjson.dumps(data["payload"], option=orjson.OPT_INDENT_2).decode())
+
+
+@click.command("tail")
+@_with_filters
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new messages as they are recorded.")
+@click.option("-n", "--lines", type=click.IntRange(min=0), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option("--interval", type=click.FloatRange(min=0.01), default=0.2, hidden=True)
+@db_option
+def tail_cmd(
+    session: str | None,
+    method: str | None,
+    tool: str | None,
+    errors: bool,
+    since: str | None,
+    follow: bool,
+    lines: int,
+    as_json: bool,
+    interval: float,
+    db_url: str | None,
+) -> None:
+    """Print the latest messages, one line each; with -f, follow new ones live."""
+    engine = open_engine(db_url)
+    flt = _filter(engine, session, method, tool, errors, since)
+
+    def emit(e: Event) -> None:
+        click.echo(orjson.dumps(e.to_dict()).decode() if as_json else event_line(e))
+
+    seq = queries.last_seq(engine)
+    if lines:
+        for e in queries.list_events(engine, flt, lines):
+            emit(e)
+    if not follow:
+        return
+    try:
+        while True:
+            batch = queries.events_after(engine, seq, flt)
+            for position, e in batch:
+                emit(e)
+                seq = position
+            if not batch:
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+
+
+def _ms(value: object) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+@click.command("stats")
+@session_option
+@click.option("--since", help="Only newer than a duration ago (10m, 2h, 1d) or an ISO 8601 time.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@db_option
+def stats_cmd(session: str | None, since: str | None, as_json: bool, db_url: str | None) -> None:
+    """Per method and tool: calls, errors, latency p50/p95/p99 and bytes."""
+    engine = open_engine(db_url)
+    flt = _filter(engine, session, None, None, False, since)
+    rows = [r.to_dict() for r in queries.stats(engine, flt)]
+    if as_json:
+        for row in rows:
+            echo_json(row)
+        return
+    if not rows:
+        click.echo("no messages recorded yet", err=True)
+        return
+    header = (
+        f"{'method':<28} {'tool':<22} {'calls':>7} {'errors':>7} "
+        f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'bytes':>10}"
+    )
+    click.echo(click.style(header, bold=True))
+    for r in rows:
+        click.echo(
+            f"{r['method']!s:<28} {r['tool'] or '':<22} {r['count']:>7} {r['errors']:>7} "
+            f"{_ms(r['p50_ms']):>8} {_ms(r['p95_ms']):>8} {_ms(r['p99_ms']):>8} {r['bytes']:>10}"
+        )

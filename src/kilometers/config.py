@@ -1,0 +1,127 @@
+"""Configuration: flags > ``KM_*`` environment variables > config file (TOML) > defaults."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from . import paths
+
+
+class ConfigError(ValueError):
+    """The config file or a KM_* variable holds something km cannot use."""
+
+
+@dataclass
+class Settings:
+    db_url: str | None = None
+    """SQLAlchemy URL of the store; default: SQLite in the data dir."""
+    exclude_ping: bool = False
+    include_methods: list[str] = field(default_factory=list)
+    exclude_methods: list[str] = field(default_factory=list)
+    payload_limit: int = 0
+    """Bytes of payload kept per stored event (0 = all). Forwarded bytes are never changed."""
+    grace_period: float = 5.0
+    """Seconds a server gets to exit after its stdin closes, and after SIGTERM, before it is killed."""
+
+
+ENV = {
+    "db_url": "KM_DB",
+    "exclude_ping": "KM_EXCLUDE_PING",
+    "include_methods": "KM_INCLUDE_METHODS",
+    "exclude_methods": "KM_EXCLUDE_METHODS",
+    "payload_limit": "KM_PAYLOAD_LIMIT",
+    "grace_period": "KM_GRACE_PERIOD",
+}
+SECTIONS = {
+    "db_url": ("store", "url"),
+    "exclude_ping": ("monitor", "exclude_ping"),
+    "include_methods": ("monitor", "include_methods"),
+    "exclude_methods": ("monitor", "exclude_methods"),
+    "payload_limit": ("monitor", "payload_limit"),
+    "grace_period": ("monitor", "grace_period"),
+}
+
+
+def _coerce(name: str, value: Any, origin: str) -> Any:
+    default = getattr(Settings(), name)
+    try:
+        if isinstance(default, bool):
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off", ""):
+                return False
+            raise ValueError(f"expected true or false, got {value!r}")
+        if isinstance(default, list):
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                return value
+            if isinstance(value, str):
+                return [v.strip() for v in value.split(",") if v.strip()]
+            raise ValueError(f"expected a list of strings, got {value!r}")
+        if name == "payload_limit":
+            number = int(value)
+            if number < 0:
+                raise ValueError("must be 0 or more")
+            return number
+        if name == "grace_period":
+            seconds = float(value)
+            if seconds < 0:
+                raise ValueError("must be 0 or more")
+            return seconds
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"expected a string, got {value!r}")
+        return value
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{origin}: invalid value for {name}: {exc}") from None
+
+
+def read_file(path: Path | None = None) -> dict[str, Any]:
+    path = path or paths.config_file()
+    if not path.exists():
+        return {}
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    values: dict[str, Any] = {}
+    for name, (section, key) in SECTIONS.items():
+        table = data.get(section, {})
+        if isinstance(table, dict) and key in table:
+            values[name] = _coerce(name, table[key], f"config file {path} [{section}] {key}")
+    return values
+
+
+def load(overrides: dict[str, Any] | None = None, path: Path | None = None) -> Settings:
+    """Resolve settings. ``overrides`` are command-line values (None means not given)."""
+    values = read_file(path)
+    for name, var in ENV.items():
+        if name == "db_url" and "KM_DATABASE_URL" in os.environ and var not in os.environ:
+            var = "KM_DATABASE_URL"
+        if var in os.environ:
+            values[name] = _coerce(name, os.environ[var], f"environment variable {var}")
+    for name, value in (overrides or {}).items():
+        if value is not None and value != ():
+            values[name] = _coerce(name, list(value) if isinstance(value, tuple) else value, f"--{name}")
+    known = {f.name for f in fields(Settings)}
+    return Settings(**{k: v for k, v in values.items() if k in known})
+
+
+def write_file(settings: Settings, path: Path | None = None) -> Path:
+    path = path or paths.config_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data: dict[str, dict[str, Any]] = {}
+    for name, value in asdict(settings).items():
+        if value is None:
+            continue
+        section, key = SECTIONS[name]
+        data.setdefault(section, {})[key] = value
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return path

@@ -1,0 +1,349 @@
+"""Sans-IO capture core: framing, classification and correlation of JSON-RPC messages.
+
+Nothing here does IO. A transport feeds raw bytes per direction with the time they were
+read; :class:`Capture` returns :class:`~kilometers.model.Event` objects and keeps the
+session's negotiated details up to date. Every transport (stdio, HTTP, replay) reuses it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from .model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Event, Kind, Session
+
+PROTOCOL_VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"
+CLIENT_INFO_META_KEY = "io.modelcontextprotocol/clientInfo"
+SERVER_INFO_META_KEY = "io.modelcontextprotocol/serverInfo"
+
+MAX_PENDING_REQUESTS = 100_000
+"""Unanswered requests remembered for correlation; the oldest are forgotten beyond this."""
+
+
+class LineFramer:
+    """Splits a byte stream into newline-delimited frames, with no limit on a frame's size."""
+
+    __slots__ = ("_parts",)
+
+    def __init__(self) -> None:
+        self._parts: list[bytes] = []
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add bytes; return every frame completed by them (without the ``\\n``)."""
+        if b"\n" not in data:
+            if data:
+                self._parts.append(data)
+            return []
+        lines = data.split(b"\n")
+        if self._parts:
+            self._parts.append(lines[0])
+            lines[0] = b"".join(self._parts)
+            self._parts = []
+        tail = lines.pop()
+        if tail:
+            self._parts.append(tail)
+        return lines
+
+    def flush(self) -> bytes | None:
+        """The trailing partial frame at end of stream, if any."""
+        if not self._parts:
+            return None
+        rest = b"".join(self._parts)
+        self._parts = []
+        return rest
+
+    @property
+    def pending_bytes(self) -> int:
+        return sum(len(p) for p in self._parts)
+
+
+@dataclass(slots=True)
+class Filters:
+    """Which messages are recorded. Forwarding is never affected."""
+
+    exclude_ping: bool = False
+    include_methods: list[str] = field(default_factory=list)
+    exclude_methods: list[str] = field(default_factory=list)
+
+    def records(self, method: str | None) -> bool:
+        if method is None:
+            return True
+        if self.exclude_ping and method == "ping":
+            return False
+        if self.include_methods and not any(fnmatch.fnmatchcase(method, p) for p in self.include_methods):
+            return False
+        return not any(fnmatch.fnmatchcase(method, p) for p in self.exclude_methods)
+
+
+@dataclass(slots=True)
+class _Pending:
+    event_id: str
+    ts_ns: int
+    method: str
+    tool: str | None
+    resource_uri: str | None
+    prompt_name: str | None
+    recorded: bool
+
+
+def _id_key(direction: Direction, jsonrpc_id: Any) -> tuple[str, str]:
+    if isinstance(jsonrpc_id, str):
+        return (direction, "s" + jsonrpc_id)
+    return (direction, "n" + repr(jsonrpc_id))
+
+
+def _opposite(direction: Direction) -> Direction:
+    return SERVER_TO_CLIENT if direction == CLIENT_TO_SERVER else CLIENT_TO_SERVER
+
+
+def classify(message: Any) -> Kind:
+    """JSON-RPC 2.0 kind of one decoded message."""
+    if not isinstance(message, dict):
+        return "invalid"
+    if isinstance(message.get("method"), str):
+        return "request" if "id" in message else "notification"
+    if "id" in message:
+        if "error" in message:
+            return "error"
+        if "result" in message:
+            return "response"
+    return "invalid"
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+class Capture:
+    """Turns the bytes of one session into events. Not thread-safe: feed it from one thread."""
+
+    def __init__(
+        self,
+        session: Session,
+        filters: Filters | None = None,
+        payload_limit: int = 0,
+    ) -> None:
+        self.session = session
+        self.filters = filters or Filters()
+        self.payload_limit = payload_limit
+        self.session_changed = False
+        """Set when initialize/discover filled in session details; the caller resets it."""
+        self._framers = {CLIENT_TO_SERVER: LineFramer(), SERVER_TO_CLIENT: LineFramer()}
+        self._pending: dict[tuple[str, str], _Pending] = {}
+
+    # -- feeding -------------------------------------------------------------------------------
+
+    def feed(self, direction: Direction, data: bytes, ts_ns: int) -> list[Event]:
+        events: list[Event] = []
+        for line in self._framers[direction].feed(data):
+            self._decode(direction, line, ts_ns, events)
+        return events
+
+    def finish(self, ts_ns: int) -> list[Event]:
+        """End of both streams: a trailing partial line becomes an ``invalid`` event."""
+        events: list[Event] = []
+        for direction, framer in self._framers.items():
+            rest = framer.flush()
+            if rest is not None:
+                events.append(self._invalid(direction, rest, ts_ns))
+        return events
+
+    def feed_message(self, direction: Direction, line: bytes, ts_ns: int) -> list[Event]:
+        """Feed one already-framed message (HTTP bodies, SSE data fields, replay files)."""
+        events: list[Event] = []
+        self._decode(direction, line, ts_ns, events)
+        return events
+
+    # -- decoding ------------------------------------------------------------------------------
+
+    def _decode(self, direction: Direction, line: bytes, ts_ns: int, out: list[Event]) -> None:
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            out.append(self._invalid(direction, line, ts_ns))
+            return
+        if isinstance(message, list):
+            if not message:
+                out.append(self._invalid(direction, line, ts_ns))
+                return
+            for element in message:
+                text = orjson.dumps(element).decode()
+                self._message(direction, element, text, len(text), ts_ns, out)
+            return
+        text = line.decode()
+        self._message(direction, message, text.rstrip(), len(line), ts_ns, out)
+
+    def _invalid(self, direction: Direction, raw: bytes, ts_ns: int) -> Event:
+        text = raw.decode("utf-8", "backslashreplace")
+        truncated = False
+        if self.payload_limit and len(text) > self.payload_limit:
+            text, truncated = text[: self.payload_limit], True
+        return Event(
+            session_id=self.session.id,
+            ts_ns=ts_ns,
+            direction=direction,
+            kind="invalid",
+            size_bytes=len(raw),
+            payload=orjson.dumps(text).decode(),
+            truncated=truncated,
+        )
+
+    def _message(
+        self, direction: Direction, message: Any, text: str, size: int, ts_ns: int, out: list[Event]
+    ) -> None:
+        kind = classify(message)
+        if kind == "invalid":
+            self._append(out, Event(self.session.id, ts_ns, direction, "invalid", size, text))
+            return
+        jsonrpc_id = message.get("id")
+        if kind in ("request", "notification"):
+            self._request(direction, kind, message, jsonrpc_id, text, size, ts_ns, out)
+        else:
+            self._response(direction, kind, message, jsonrpc_id, text, size, ts_ns, out)
+
+    def _request(
+        self,
+        direction: Direction,
+        kind: Kind,
+        message: dict[str, Any],
+        jsonrpc_id: Any,
+        text: str,
+        size: int,
+        ts_ns: int,
+        out: list[Event],
+    ) -> None:
+        method: str = message["method"]
+        params = message.get("params")
+        tool = resource_uri = prompt_name = None
+        if isinstance(params, dict):
+            if method == "tools/call":
+                tool = _str_or_none(params.get("name"))
+            elif method == "prompts/get":
+                prompt_name = _str_or_none(params.get("name"))
+            elif method.startswith("resources/"):
+                resource_uri = _str_or_none(params.get("uri"))
+            if direction == CLIENT_TO_SERVER:
+                self._learn_from_request(method, params)
+        event = Event(
+            self.session.id,
+            ts_ns,
+            direction,
+            kind,
+            size,
+            text,
+            jsonrpc_id=jsonrpc_id,
+            method=method,
+            tool=tool,
+            resource_uri=resource_uri,
+            prompt_name=prompt_name,
+        )
+        recorded = self.filters.records(method)
+        if kind == "request":
+            if len(self._pending) >= MAX_PENDING_REQUESTS:
+                self._pending.pop(next(iter(self._pending)))
+            self._pending[_id_key(direction, jsonrpc_id)] = _Pending(
+                event.id, ts_ns, method, tool, resource_uri, prompt_name, recorded
+            )
+        if recorded:
+            self._append(out, event)
+
+    def _response(
+        self,
+        direction: Direction,
+        kind: Kind,
+        message: dict[str, Any],
+        jsonrpc_id: Any,
+        text: str,
+        size: int,
+        ts_ns: int,
+        out: list[Event],
+    ) -> None:
+        event = Event(self.session.id, ts_ns, direction, kind, size, text, jsonrpc_id=jsonrpc_id)
+        pending = self._pending.pop(_id_key(_opposite(direction), jsonrpc_id), None)
+        if pending is not None:
+            event.method = pending.method
+            event.tool = pending.tool
+            event.resource_uri = pending.resource_uri
+            event.prompt_name = pending.prompt_name
+            event.request_event_id = pending.event_id
+            event.latency_ms = round((ts_ns - pending.ts_ns) / 1e6, 3)
+        if kind == "error":
+            error = message.get("error")
+            if isinstance(error, dict):
+                code = error.get("code")
+                event.error_code = code if isinstance(code, int) else None
+                event.error_message = _str_or_none(error.get("message"))
+            event.is_error = True
+        else:
+            result = message.get("result")
+            if isinstance(result, dict):
+                if result.get("isError") is True:
+                    event.is_error = True
+                if pending is not None and direction == SERVER_TO_CLIENT:
+                    self._learn_from_result(pending.method, result)
+        if pending is None or pending.recorded:
+            self._append(out, event)
+
+    def _append(self, out: list[Event], event: Event) -> None:
+        limit = self.payload_limit
+        if limit and event.payload is not None and len(event.payload) > limit:
+            event.payload = event.payload[:limit]
+            event.truncated = True
+        out.append(event)
+
+    # -- session details -------------------------------------------------------------------------
+
+    def _learn_from_request(self, method: str, params: dict[str, Any]) -> None:
+        s = self.session
+        if method == "initialize":
+            if isinstance(params.get("clientInfo"), dict):
+                s.client = params["clientInfo"]
+                self.session_changed = True
+            if s.protocol_version is None and isinstance(params.get("protocolVersion"), str):
+                s.protocol_version = params["protocolVersion"]
+                self.session_changed = True
+            return
+        meta = params.get("_meta")
+        if not isinstance(meta, dict):
+            return
+        version = meta.get(PROTOCOL_VERSION_META_KEY)
+        if isinstance(version, str) and version != s.protocol_version:
+            s.protocol_version = version
+            self.session_changed = True
+        client = meta.get(CLIENT_INFO_META_KEY)
+        if isinstance(client, dict) and s.client is None:
+            s.client = client
+            self.session_changed = True
+
+    def _learn_from_result(self, method: str, result: dict[str, Any]) -> None:
+        s = self.session
+        if method == "initialize":
+            if isinstance(result.get("serverInfo"), dict):
+                s.server = result["serverInfo"]
+            if isinstance(result.get("protocolVersion"), str):
+                s.protocol_version = result["protocolVersion"]
+            if isinstance(result.get("capabilities"), dict):
+                s.capabilities = result["capabilities"]
+            self.session_changed = True
+        elif method == "server/discover":
+            meta = result.get("_meta")
+            if isinstance(meta, dict) and isinstance(meta.get(SERVER_INFO_META_KEY), dict):
+                s.server = meta[SERVER_INFO_META_KEY]
+            if isinstance(result.get("capabilities"), dict):
+                s.capabilities = result["capabilities"]
+            self.session_changed = True
+
+
+def feed_all(capture: Capture, chunks: Iterable[tuple[Direction, bytes, int]]) -> list[Event]:
+    """Convenience for tests and replay: feed many chunks, then finish."""
+    events: list[Event] = []
+    last = 0
+    for direction, data, ts_ns in chunks:
+        events.extend(capture.feed(direction, data, ts_ns))
+        last = ts_ns
+    events.extend(capture.finish(last))
+    return events

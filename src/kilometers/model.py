@@ -1,0 +1,151 @@
+"""The shared shapes: one event and one session, used by the store, the CLI's ``--json`` and every sink.
+
+An :class:`Event` is one JSON-RPC message seen on the wire (or one element of a batch).
+Its ``payload`` is kept as the JSON text it arrived as (already valid JSON, so it is
+never re-encoded on the hot path); :meth:`Event.to_dict` parses it for output.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+import uuid_utils
+
+Direction = Literal["client_to_server", "server_to_client"]
+Kind = Literal["request", "notification", "response", "error", "invalid"]
+
+CLIENT_TO_SERVER: Direction = "client_to_server"
+SERVER_TO_CLIENT: Direction = "server_to_client"
+DIRECTIONS: tuple[Direction, ...] = (CLIENT_TO_SERVER, SERVER_TO_CLIENT)
+KINDS: tuple[Kind, ...] = ("request", "notification", "response", "error", "invalid")
+
+
+def new_id() -> str:
+    """A time-ordered, globally unique id (UUIDv7) so that uploads can be idempotent."""
+    return str(uuid_utils.uuid7())
+
+
+def format_ts(ts_ns: int) -> str:
+    """RFC 3339 UTC with microseconds, e.g. ``2026-11-27T22:34:35.123456Z``."""
+    dt = datetime.fromtimestamp(ts_ns // 1000 / 1_000_000, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_ts(text: str) -> int:
+    """Inverse of :func:`format_ts` (accepts any ISO 8601 form); returns ns since the epoch."""
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1_000_000) * 1000
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+@dataclass(slots=True)
+class Event:
+    session_id: str
+    ts_ns: int
+    direction: Direction
+    kind: Kind
+    size_bytes: int
+    payload: str | None
+    """The message as JSON text; for ``invalid`` messages a JSON string holding the raw line."""
+    id: str = field(default_factory=new_id)
+    jsonrpc_id: Any = None
+    method: str | None = None
+    tool: str | None = None
+    resource_uri: str | None = None
+    prompt_name: str | None = None
+    latency_ms: float | None = None
+    error_code: int | None = None
+    error_message: str | None = None
+    is_error: bool = False
+    """True for JSON-RPC errors and for tool results with ``isError: true``."""
+    truncated: bool = False
+    request_event_id: str | None = None
+    """On a response: the id of the request event it answers."""
+
+    def to_dict(self) -> dict[str, Any]:
+        payload: Any = None
+        if self.payload is not None:
+            try:
+                payload = orjson.loads(self.payload)
+            except orjson.JSONDecodeError:
+                payload = self.payload  # a truncated payload is kept as text
+        error = None
+        if self.error_code is not None or self.error_message is not None:
+            error = {"code": self.error_code, "message": self.error_message}
+        return {
+            "id": self.id,
+            "session_id": self.session_id,
+            "ts": format_ts(self.ts_ns),
+            "direction": self.direction,
+            "kind": self.kind,
+            "jsonrpc_id": self.jsonrpc_id,
+            "method": self.method,
+            "tool": self.tool,
+            "resource_uri": self.resource_uri,
+            "prompt_name": self.prompt_name,
+            "latency_ms": self.latency_ms,
+            "size_bytes": self.size_bytes,
+            "is_error": self.is_error,
+            "error": error,
+            "truncated": self.truncated,
+            "request_event_id": self.request_event_id,
+            "payload": payload,
+        }
+
+
+@dataclass(slots=True)
+class Session:
+    """One ``km monitor`` run: a client talking to one server."""
+
+    command: list[str]
+    cwd: str
+    id: str = field(default_factory=new_id)
+    name: str | None = None
+    transport: str = "stdio"
+    pid: int | None = None
+    started_ns: int = field(default_factory=now_ns)
+    ended_ns: int | None = None
+    exit_code: int | None = None
+    client: dict[str, Any] | None = None
+    server: dict[str, Any] | None = None
+    protocol_version: str | None = None
+    capabilities: dict[str, Any] | None = None
+    event_count: int = 0
+    error_count: int = 0
+    dropped_events: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "transport": self.transport,
+            "started_at": format_ts(self.started_ns),
+            "ended_at": format_ts(self.ended_ns) if self.ended_ns is not None else None,
+            "duration_ms": (
+                round((self.ended_ns - self.started_ns) / 1e6, 3) if self.ended_ns is not None else None
+            ),
+            "command": self.command,
+            "cwd": self.cwd,
+            "pid": self.pid,
+            "exit_code": self.exit_code,
+            "client": self.client,
+            "server": self.server,
+            "protocol_version": self.protocol_version,
+            "capabilities": self.capabilities,
+            "event_count": self.event_count,
+            "error_count": self.error_count,
+            "dropped_events": self.dropped_events,
+        }
+
+    def replace(self, **changes: Any) -> Session:
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,223 @@
+"""The stdio transport: spawn the server and relay bytes both ways, unchanged and unbuffered.
+
+Two threads do blocking reads and writes on raw file descriptors (works on POSIX and
+Windows alike; no ``select`` on pipes). Each hands a reference to a chunk to the recorder
+(one queue append, so a request is always queued before its answer can exist), then
+forwards it: the forwarding path never parses, never waits on disk and never writes to
+km's own stdout except for the server's bytes.
+
+Lifecycle:
+- client closes stdin -> server's stdin is closed -> grace period -> terminate -> kill;
+- server exits -> remaining stdout is drained briefly -> km exits with the server's code
+  (128+N when it died of signal N), without waiting for the client to close stdin;
+- SIGINT/SIGTERM/SIGHUP sent to km are forwarded to the server's process group;
+- on exit, leftover processes in the server's process group are terminated (no orphans).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction
+
+READ_SIZE = 1 << 16
+POSIX = os.name == "posix"
+FORWARDED_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name)
+)
+STDOUT_DRAIN_SECONDS = 2.0
+
+OnChunk = Callable[[Direction, bytes, int], None]
+
+
+class ServerStartError(RuntimeError):
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def _binary_mode(fd: int) -> None:
+    if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+        import msvcrt
+
+        msvcrt.setmode(fd, os.O_BINARY)
+
+
+class StdioProxy:
+    def __init__(
+        self,
+        command: Sequence[str],
+        on_chunk: OnChunk,
+        grace_period: float = 5.0,
+        stdin_fd: int | None = None,
+        stdout_fd: int | None = None,
+    ) -> None:
+        self.command = list(command)
+        self.on_chunk = on_chunk
+        self.grace_period = grace_period
+        self.stdin_fd = sys.stdin.fileno() if stdin_fd is None else stdin_fd
+        self.stdout_fd = sys.stdout.fileno() if stdout_fd is None else stdout_fd
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._stdout_done = threading.Event()
+        self._timers: list[threading.Timer] = []
+        self._exiting = False
+
+    # -- process control -------------------------------------------------------------------------
+
+    def start(self) -> int:
+        """Spawn the server; returns its pid. Raises ServerStartError with a clear message."""
+        _binary_mode(self.stdin_fd)
+        _binary_mode(self.stdout_fd)
+        kwargs: dict[str, object] = {}
+        if POSIX:
+            kwargs["process_group"] = 0  # so signals and cleanup reach the whole server tree
+        try:
+            self.proc = subprocess.Popen(  # type: ignore[call-overload]
+                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, **kwargs
+            )
+        except FileNotFoundError:
+            raise ServerStartError(
+                f"km: cannot start the server: command not found: {self.command[0]!r}. "
+                "Check the command after `--` (is it installed and on PATH?)",
+                127,
+            ) from None
+        except PermissionError:
+            raise ServerStartError(
+                f"km: cannot start the server: permission denied running {self.command[0]!r}", 126
+            ) from None
+        except OSError as exc:
+            raise ServerStartError(f"km: cannot start the server {self.command[0]!r}: {exc}", 126) from None
+        return self.proc.pid
+
+    def _signal_group(self, sig: int) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        try:
+            if POSIX:
+                os.killpg(proc.pid, sig)
+            elif sig == getattr(signal, "SIGKILL", None):  # pragma: no cover
+                proc.kill()
+            else:  # pragma: no cover - Windows has no process groups for signals
+                proc.terminate()
+        except (ProcessLookupError, PermissionError, OSError):
+            pass
+
+    def _terminate(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self._signal_group(signal.SIGTERM)
+        self._after(self.grace_period, self._kill)
+
+    def _kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self._signal_group(getattr(signal, "SIGKILL", signal.SIGTERM))
+
+    def _after(self, seconds: float, fn: Callable[[], None]) -> None:
+        timer = threading.Timer(seconds, fn)
+        timer.daemon = True
+        self._timers.append(timer)
+        timer.start()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signal_group(signum)
+        if signum != signal.SIGINT:
+            self._after(self.grace_period, self._kill)  # a server that ignores SIGTERM is not kept alive
+
+    # -- the two relays --------------------------------------------------------------------------
+
+    def _client_to_server(self) -> None:
+        assert self.proc is not None and self.proc.stdin is not None
+        server_in = self.proc.stdin.fileno()
+        read, on_chunk, now = os.read, self.on_chunk, time.time_ns
+        server_open = True
+        while True:
+            try:
+                data = read(self.stdin_fd, READ_SIZE)
+            except OSError:
+                break
+            if not data:
+                break
+            # queued before it is forwarded, so a request is always recorded before its answer
+            on_chunk(CLIENT_TO_SERVER, data, now())
+            if server_open:
+                try:
+                    _write_all(server_in, data)
+                except OSError:
+                    server_open = False  # the server closed its stdin; keep recording what the client sent
+        with contextlib.suppress(OSError):
+            self.proc.stdin.close()
+        if not self._exiting:
+            self._after(self.grace_period, self._terminate)
+
+    def _server_to_client(self) -> None:
+        assert self.proc is not None and self.proc.stdout is not None
+        server_out = self.proc.stdout.fileno()
+        read, on_chunk, now = os.read, self.on_chunk, time.time_ns
+        client_open = True
+        try:
+            while True:
+                try:
+                    data = read(server_out, READ_SIZE)
+                except OSError:
+                    break
+                if not data:
+                    break
+                on_chunk(SERVER_TO_CLIENT, data, now())
+                if client_open:
+                    try:
+                        _write_all(self.stdout_fd, data)
+                    except OSError:
+                        client_open = False  # the client went away; keep draining and recording
+        finally:
+            self._stdout_done.set()
+
+    # -- run -------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Relay until the server exits; returns the exit code km should exit with."""
+        if self.proc is None:
+            self.start()
+        assert self.proc is not None
+        in_main = threading.current_thread() is threading.main_thread()
+        previous = {}
+        if in_main:
+            for sig in FORWARDED_SIGNALS:
+                previous[sig] = signal.signal(sig, self._on_signal)
+        threads = [
+            threading.Thread(target=self._client_to_server, name="km-c2s", daemon=True),
+            threading.Thread(target=self._server_to_client, name="km-s2c", daemon=True),
+        ]
+        for t in threads:
+            t.start()
+        try:
+            returncode = self.proc.wait()
+            self._exiting = True
+            # bytes the server wrote just before exiting must still reach the client
+            self._stdout_done.wait(STDOUT_DRAIN_SECONDS)
+            for timer in self._timers:
+                timer.cancel()
+            if POSIX:
+                self._signal_group(signal.SIGTERM)  # grandchildren left behind: no orphans
+        finally:
+            if in_main:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+        if self.proc.stdout is not None and self._stdout_done.is_set():
+            self.proc.stdout.close()
+        return returncode if returncode >= 0 else 128 - returncode

@@ -1,0 +1,106 @@
+"""The recorder: a background thread that turns captured bytes into events and hands them to sinks.
+
+Transports call :meth:`Recorder.submit` right after forwarding a chunk. ``submit`` only
+appends to an unbounded queue, so the forwarding path never waits on parsing, analysis,
+disk or network. Everything else happens here, on one thread, in wire order.
+"""
+
+from __future__ import annotations
+
+import queue
+import sys
+import threading
+import time
+from collections.abc import Sequence
+
+from .jsonrpc import Capture
+from .model import Direction, Event, Session
+from .sinks import Sink
+
+_STOP = object()
+DRAIN_MAX = 2048
+"""Chunks taken from the queue per pass; their events reach sinks as one batch."""
+
+
+class Recorder:
+    def __init__(self, capture: Capture, sinks: Sequence[Sink]) -> None:
+        self.capture = capture
+        self.session: Session = capture.session
+        self.sinks = list(sinks)
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="km-recorder", daemon=True)
+        self._failed: set[str] = set()
+
+    # -- called from transports ------------------------------------------------------------------
+
+    def submit(self, direction: Direction, data: bytes, ts_ns: int) -> None:
+        self._queue.put((direction, data, ts_ns))
+
+    def submit_message(self, direction: Direction, message: bytes, ts_ns: int) -> None:
+        """An already-framed message (HTTP transports)."""
+        self._queue.put((direction, message, ts_ns, True))
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, exit_code: int | None, timeout: float | None = None) -> None:
+        """Drain everything submitted so far, end the session and close the sinks."""
+        self._queue.put((_STOP, exit_code))
+        self._thread.join(timeout)
+
+    # -- the recorder thread -----------------------------------------------------------------------
+
+    def _call(self, sink: Sink, hook: str, *args: object) -> None:
+        try:
+            getattr(sink, hook)(*args)
+        except Exception as exc:
+            if sink.name not in self._failed:
+                self._failed.add(sink.name)
+                print(f"km: the {sink.name} sink failed ({exc!r}); traffic is unaffected", file=sys.stderr)
+
+    def _emit(self, events: list[Event]) -> None:
+        if self.capture.session_changed:
+            self.capture.session_changed = False
+            for sink in self.sinks:
+                self._call(sink, "on_session_update", self.session)
+        if not events:
+            return
+        self.session.event_count += len(events)
+        self.session.error_count += sum(1 for e in events if e.is_error)
+        for sink in self.sinks:
+            self._call(sink, "on_events", self.session, events)
+
+    def _run(self) -> None:
+        for sink in self.sinks:
+            self._call(sink, "on_session_start", self.session)
+        get, get_nowait = self._queue.get, self._queue.get_nowait
+        capture = self.capture
+        while True:
+            items = [get()]
+            try:
+                while len(items) < DRAIN_MAX:
+                    items.append(get_nowait())
+            except queue.Empty:
+                pass
+            events: list[Event] = []
+            for item in items:
+                assert isinstance(item, tuple)
+                if item[0] is _STOP:
+                    self._emit(events)
+                    self._finish(item[1])
+                    return
+                if len(item) == 4:
+                    events.extend(capture.feed_message(item[0], item[1], item[2]))
+                else:
+                    events.extend(capture.feed(item[0], item[1], item[2]))
+            self._emit(events)
+
+    def _finish(self, exit_code: object) -> None:
+        now = time.time_ns()
+        self._emit(self.capture.finish(now))
+        self.session.ended_ns = now
+        self.session.exit_code = exit_code if isinstance(exit_code, int) else None
+        for sink in self.sinks:
+            self._call(sink, "on_session_end", self.session)
+        for sink in self.sinks:
+            self._call(sink, "close")

@@ -1,0 +1,106 @@
+"""Rows <-> the shared model. The only place that knows how a model maps onto the schema."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from ..model import Event, Session
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _load(text: str | None) -> Any:
+    return None if text is None else orjson.loads(text)
+
+
+def event_row(e: Event) -> dict[str, Any]:
+    return {
+        "id": e.id,
+        "session_id": e.session_id,
+        "ts_ns": e.ts_ns,
+        "direction": e.direction,
+        "kind": e.kind,
+        "jsonrpc_id": _dump(e.jsonrpc_id),
+        "method": e.method,
+        "tool": e.tool,
+        "resource_uri": e.resource_uri,
+        "prompt_name": e.prompt_name,
+        "latency_ms": e.latency_ms,
+        "size_bytes": e.size_bytes,
+        "is_error": e.is_error,
+        "error_code": e.error_code,
+        "error_message": e.error_message,
+        "truncated": e.truncated,
+        "request_event_id": e.request_event_id,
+        "payload": e.payload,
+    }
+
+
+def event_from_row(r: Mapping[Any, Any]) -> Event:
+    return Event(
+        id=r["id"],
+        session_id=r["session_id"],
+        ts_ns=r["ts_ns"],
+        direction=r["direction"],
+        kind=r["kind"],
+        jsonrpc_id=_load(r["jsonrpc_id"]),
+        method=r["method"],
+        tool=r["tool"],
+        resource_uri=r["resource_uri"],
+        prompt_name=r["prompt_name"],
+        latency_ms=r["latency_ms"],
+        size_bytes=r["size_bytes"],
+        is_error=bool(r["is_error"]),
+        error_code=r["error_code"],
+        error_message=r["error_message"],
+        truncated=bool(r["truncated"]),
+        request_event_id=r["request_event_id"],
+        payload=r["payload"],
+    )
+
+
+def session_row(s: Session) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "name": s.name,
+        "transport": s.transport,
+        "command": orjson.dumps(s.command).decode(),
+        "cwd": s.cwd,
+        "pid": s.pid,
+        "started_ns": s.started_ns,
+        "ended_ns": s.ended_ns,
+        "exit_code": s.exit_code,
+        "client": _dump(s.client),
+        "server": _dump(s.server),
+        "protocol_version": s.protocol_version,
+        "capabilities": _dump(s.capabilities),
+        "event_count": s.event_count,
+        "error_count": s.error_count,
+        "dropped_events": s.dropped_events,
+    }
+
+
+def session_from_row(r: Mapping[Any, Any]) -> Session:
+    return Session(
+        id=r["id"],
+        name=r["name"],
+        transport=r["transport"],
+        command=orjson.loads(r["command"]),
+        cwd=r["cwd"],
+        pid=r["pid"],
+        started_ns=r["started_ns"],
+        ended_ns=r["ended_ns"],
+        exit_code=r["exit_code"],
+        client=_load(r["client"]),
+        server=_load(r["server"]),
+        protocol_version=r["protocol_version"],
+        capabilities=_load(r["capabilities"]),
+        event_count=r["event_count"],
+        error_count=r["error_count"],
+        dropped_events=r["dropped_events"],
+    )

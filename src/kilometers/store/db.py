@@ -1,0 +1,96 @@
+"""Opening a store (SQLite by default, PostgreSQL by URL) and migrating it with Alembic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import Connection
+
+from .. import paths
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class SchemaOutOfDate(RuntimeError):
+    """The database's schema is older than this version of km."""
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+def resolve_url(url: str | None) -> str:
+    return url or paths.default_db_url()
+
+
+def make_engine(url: str | None = None) -> Engine:
+    url = resolve_url(url)
+    if url.startswith("sqlite"):
+        db_file = url.split("///", 1)[1] if "///" in url else ""
+        if db_file and db_file != ":memory:":
+            Path(db_file).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 10, "check_same_thread": False})
+        event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://") :]
+    return create_engine(url, pool_pre_ping=True)
+
+
+def _alembic_config(connection: Connection) -> Any:
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str | None:
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory(str(MIGRATIONS)).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest revision (safe to call when already current)."""
+    from alembic import command
+
+    if current_revision(engine) == head_revision():
+        return
+    with engine.begin() as conn:
+        command.upgrade(_alembic_config(conn), "head")
+
+
+def ensure_current(engine: Engine) -> None:
+    current, head = current_revision(engine), head_revision()
+    if current != head:
+        raise SchemaOutOfDate(
+            f"the database schema is at revision {current or 'none'} but km needs {head}; "
+            "run `km db upgrade` to migrate it"
+        )
+
+
+def open_store(url: str | None = None, migrate: bool = True) -> Engine:
+    """An engine on a migrated store. The local store migrates itself; servers call ensure_current."""
+    engine = make_engine(url)
+    if migrate:
+        try:
+            upgrade(engine)
+        except Exception:
+            # another km process may have migrated at the same moment: accept if it is now current
+            ensure_current(engine)
+    return engine

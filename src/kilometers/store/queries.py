@@ -1,0 +1,176 @@
+"""Reading the store back: sessions, events, a single event, live tail and per-method statistics."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from sqlalchemy import ColumnElement, Engine, and_, or_, select
+
+from ..model import Event, Session
+from .codec import event_from_row, session_from_row
+from .schema import events, sessions
+
+
+class NotFound(LookupError):
+    pass
+
+
+def list_sessions(engine: Engine, limit: int = 50) -> list[Session]:
+    query = select(sessions).order_by(sessions.c.started_ns.desc()).limit(limit)
+    with engine.connect() as conn:
+        return [session_from_row(r._mapping) for r in conn.execute(query)]
+
+
+def resolve_session(engine: Engine, ref: str) -> str:
+    """``latest``, a full id or a unique id prefix -> the session id."""
+    with engine.connect() as conn:
+        if ref == "latest":
+            row = conn.execute(select(sessions.c.id).order_by(sessions.c.started_ns.desc()).limit(1)).first()
+            if row is None:
+                raise NotFound("no sessions recorded yet: run a server through `km monitor -- CMD` first")
+            return str(row[0])
+        rows = conn.execute(select(sessions.c.id).where(sessions.c.id.startswith(ref)).limit(2)).all()
+    if not rows:
+        raise NotFound(f"no session matches {ref!r} (see `km sessions`)")
+    if len(rows) > 1:
+        raise NotFound(f"{ref!r} matches several sessions; give more characters of the id")
+    return str(rows[0][0])
+
+
+def get_session(engine: Engine, session_id: str) -> Session:
+    with engine.connect() as conn:
+        row = conn.execute(select(sessions).where(sessions.c.id == session_id)).first()
+    if row is None:
+        raise NotFound(f"no session {session_id!r}")
+    return session_from_row(row._mapping)
+
+
+@dataclass
+class EventFilter:
+    session_id: str | None = None
+    method: str | None = None
+    tool: str | None = None
+    kinds: list[str] = field(default_factory=list)
+    errors_only: bool = False
+    since_ns: int | None = None
+    until_ns: int | None = None
+
+    def clauses(self) -> list[ColumnElement[bool]]:
+        c = events.c
+        out: list[ColumnElement[bool]] = []
+        if self.session_id:
+            out.append(c.session_id == self.session_id)
+        if self.method:
+            out.append(c.method == self.method)
+        if self.tool:
+            out.append(c.tool == self.tool)
+        if self.kinds:
+            out.append(c.kind.in_(self.kinds))
+        if self.errors_only:
+            out.append(c.is_error.is_(True))
+        if self.since_ns is not None:
+            out.append(c.ts_ns >= self.since_ns)
+        if self.until_ns is not None:
+            out.append(c.ts_ns < self.until_ns)
+        return out
+
+
+def list_events(engine: Engine, flt: EventFilter, limit: int = 100) -> list[Event]:
+    """The newest ``limit`` matching events, returned oldest first."""
+    query = (
+        select(events)
+        .where(and_(True, *flt.clauses()))
+        .order_by(events.c.ts_ns.desc(), events.c.seq.desc())
+        .limit(limit)
+    )
+    with engine.connect() as conn:
+        rows = [event_from_row(r._mapping) for r in conn.execute(query)]
+    rows.reverse()
+    return rows
+
+
+def events_after(engine: Engine, seq: int, flt: EventFilter, limit: int = 1000) -> list[tuple[int, Event]]:
+    """Events stored after position ``seq`` (for ``km tail -f``), oldest first."""
+    query = select(events).where(and_(events.c.seq > seq, *flt.clauses())).order_by(events.c.seq).limit(limit)
+    with engine.connect() as conn:
+        return [(r._mapping["seq"], event_from_row(r._mapping)) for r in conn.execute(query)]
+
+
+def last_seq(engine: Engine) -> int:
+    with engine.connect() as conn:
+        row = conn.execute(select(events.c.seq).order_by(events.c.seq.desc()).limit(1)).first()
+    return int(row[0]) if row else 0
+
+
+def get_event(engine: Engine, ref: str) -> Event:
+    with engine.connect() as conn:
+        rows = conn.execute(select(events).where(events.c.id.startswith(ref)).limit(2)).all()
+    if not rows:
+        raise NotFound(f"no event matches {ref!r} (see `km events`)")
+    if len(rows) > 1:
+        raise NotFound(f"{ref!r} matches several events; give more characters of the id")
+    return event_from_row(rows[0]._mapping)
+
+
+def paired_event(engine: Engine, event: Event) -> Event | None:
+    """The response to a request, or the request a response answers."""
+    c = events.c
+    cond = c.id == event.request_event_id if event.request_event_id else c.request_event_id == event.id
+    with engine.connect() as conn:
+        row = conn.execute(select(events).where(or_(cond)).limit(1)).first()
+    return event_from_row(row._mapping) if row else None
+
+
+def percentile(sorted_values: list[float], q: float) -> float | None:
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+@dataclass
+class StatRow:
+    method: str
+    tool: str | None
+    count: int = 0
+    errors: int = 0
+    bytes: int = 0
+    latencies: list[float] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, object]:
+        lat = sorted(self.latencies)
+        return {
+            "method": self.method,
+            "tool": self.tool,
+            "count": self.count,
+            "errors": self.errors,
+            "bytes": self.bytes,
+            "p50_ms": percentile(lat, 50),
+            "p95_ms": percentile(lat, 95),
+            "p99_ms": percentile(lat, 99),
+        }
+
+
+def stats(engine: Engine, flt: EventFilter) -> list[StatRow]:
+    """Per method and tool: calls (requests and notifications), errors, latency percentiles, bytes."""
+    c = events.c
+    query = select(c.kind, c.method, c.tool, c.latency_ms, c.is_error, c.size_bytes).where(
+        and_(c.method.is_not(None), *flt.clauses())
+    )
+    rows: dict[tuple[str, str | None], StatRow] = {}
+    with engine.connect() as conn:
+        for kind, method, tool, latency, is_error, size in conn.execute(query):
+            row = rows.get((method, tool))
+            if row is None:
+                row = rows[(method, tool)] = StatRow(method, tool)
+            row.bytes += size
+            if kind in ("request", "notification"):
+                row.count += 1
+            else:
+                if is_error:
+                    row.errors += 1
+                if latency is not None:
+                    row.latencies.append(latency)
+    return sorted(rows.values(), key=lambda r: (-r.count, r.method, r.tool or ""))

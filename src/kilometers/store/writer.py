@@ -1,0 +1,110 @@
+"""The local store sink: batched inserts into SQLite (or any SQLAlchemy URL), off the forwarding path."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+
+from sqlalchemy import Engine, insert, update
+
+from ..model import Event, Session
+from ..sinks import Sink
+from . import db
+from .codec import event_row, session_row
+from .schema import events, sessions
+
+RETRY_OPEN_SECONDS = 5.0
+
+
+class StoreSink(Sink):
+    """Writes sessions and events. If the store cannot be written, traffic is unaffected:
+    the problem is said once on stderr and the events that could not be kept are counted."""
+
+    name = "store"
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+        self._lost = 0
+        self._warned = False
+        self._next_open = 0.0
+        self._session_written = False
+
+    @property
+    def lost_events(self) -> int:
+        return self._lost
+
+    def _warn(self, exc: BaseException) -> None:
+        if not self._warned:
+            self._warned = True
+            where = db.resolve_url(self.url)
+            print(
+                f"km: cannot write the event store ({where}): {exc}. "
+                "Traffic is still forwarded unchanged; events that cannot be stored are counted "
+                "as dropped. Set KM_HOME or --db to a writable location.",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def _ready(self) -> Engine | None:
+        if self._engine is not None:
+            return self._engine
+        if time.monotonic() < self._next_open:
+            return None
+        try:
+            self._engine = db.open_store(self.url)
+        except Exception as exc:
+            self._next_open = time.monotonic() + RETRY_OPEN_SECONDS
+            self._warn(exc)
+            return None
+        return self._engine
+
+    def _write_session(self, engine: Engine, session: Session) -> None:
+        row = session_row(session)
+        with engine.begin() as conn:
+            if self._session_written:
+                conn.execute(update(sessions).where(sessions.c.id == session.id).values(row))
+            else:
+                conn.execute(insert(sessions).values(row))
+        self._session_written = True
+
+    def on_session_start(self, session: Session) -> None:
+        engine = self._ready()
+        if engine is None:
+            return
+        try:
+            self._write_session(engine, session)
+        except Exception as exc:
+            self._warn(exc)
+
+    def on_session_update(self, session: Session) -> None:
+        self.on_session_start(session)
+
+    def on_session_end(self, session: Session) -> None:
+        session.dropped_events += self._lost
+        self.on_session_start(session)
+
+    def on_events(self, session: Session, batch: Sequence[Event]) -> None:
+        engine = self._ready()
+        if engine is None:
+            self._lost += len(batch)
+            return
+        try:
+            with engine.begin() as conn:
+                if not self._session_written:
+                    conn.execute(insert(sessions).values(session_row(session)))
+                conn.execute(insert(events), [event_row(e) for e in batch])
+                conn.execute(
+                    update(sessions)
+                    .where(sessions.c.id == session.id)
+                    .values(event_count=session.event_count, error_count=session.error_count)
+                )
+            self._session_written = True
+        except Exception as exc:
+            self._lost += len(batch)
+            self._warn(exc)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
