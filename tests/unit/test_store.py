@@ -1,0 +1,84 @@
+"""The recorder and the SQLite store sink, with a real SQLite database."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import orjson
+import pytest
+
+from kilometers.jsonrpc import Capture
+from kilometers.model import CLIENT_TO_SERVER as C2S
+from kilometers.model import SERVER_TO_CLIENT as S2C
+from kilometers.model import Session
+from kilometers.recorder import Recorder
+from kilometers.store import db, queries
+from kilometers.store.writer import StoreSink
+
+
+def _line(obj: object) -> bytes:
+    return orjson.dumps(obj) + b"\n"
+
+
+def _record(url: str, chunks: list[tuple[str, bytes]]) -> Session:
+    session = Session(command=["srv", "--flag"], cwd="/tmp", name="srv")
+    recorder = Recorder(Capture(session), [StoreSink(url)])
+    recorder.start()
+    for i, (direction, data) in enumerate(chunks):
+        recorder.submit(direction, data, 1_000_000_000 + i * 1_000_000)  # type: ignore[arg-type]
+    recorder.stop(exit_code=0, timeout=30)
+    return session
+
+
+def test_every_message_is_stored_and_read_back(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'km.db'}"
+    chunks = []
+    for i in range(2000):
+        chunks.append(
+            (C2S, _line({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": "t"}}))
+        )
+        chunks.append((S2C, _line({"jsonrpc": "2.0", "id": i, "result": {"content": [{"type": "text"}]}})))
+    session = _record(url, chunks)
+    engine = db.open_store(url)
+    [stored] = queries.list_sessions(engine)
+    assert stored.id == session.id and stored.event_count == 4000 and stored.dropped_events == 0
+    assert stored.exit_code == 0 and stored.ended_ns is not None and stored.command == ["srv", "--flag"]
+    events = queries.list_events(engine, queries.EventFilter(session_id=session.id), limit=10_000)
+    assert len(events) == 4000
+    responses = [e for e in events if e.kind == "response"]
+    assert all(e.request_event_id and e.latency_ms == 1.0 for e in responses)
+    [row] = queries.stats(engine, queries.EventFilter(session_id=session.id))
+    assert (row.method, row.tool, row.count, row.errors) == ("tools/call", "t", 2000, 0)
+    again = queries.get_event(engine, events[1].id[:30])
+    assert again == events[1]
+    assert queries.paired_event(engine, events[1]) == events[0]
+    assert queries.paired_event(engine, events[0]) == events[1]
+
+
+def test_store_schema_is_migrated_with_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'km.db'}"
+    engine = db.open_store(url)
+    assert db.current_revision(engine) == db.head_revision()
+    db.ensure_current(engine)
+    with sqlite3.connect(tmp_path / "km.db") as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_out_of_date_schema_is_refused_with_the_fix(tmp_path: Path) -> None:
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(db.SchemaOutOfDate, match="km db upgrade"):
+        db.ensure_current(engine)
+
+
+def test_store_on_a_path_that_is_a_file_counts_losses(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    session = _record(f"sqlite:///{blocker / 'km.db'}", [(C2S, _line({"jsonrpc": "2.0", "method": "n"}))] * 5)
+    err = capfd.readouterr()
+    assert err.out == ""
+    assert err.err.count("cannot write the event store") == 1
+    assert session.dropped_events == 5
+    assert session.event_count == 5
