@@ -8,6 +8,7 @@ from typing import Any
 import orjson
 
 from ..model import Event, Session
+from .schema import LOCAL_ORG
 
 
 def _dump(value: Any) -> str | None:
@@ -18,8 +19,9 @@ def _load(text: str | None) -> Any:
     return None if text is None else orjson.loads(text)
 
 
-def event_row(e: Event) -> dict[str, Any]:
+def event_row(e: Event, org_id: str = LOCAL_ORG) -> dict[str, Any]:
     return {
+        "org_id": org_id,
         "id": e.id,
         "session_id": e.session_id,
         "ts_ns": e.ts_ns,
@@ -64,8 +66,9 @@ def event_from_row(r: Mapping[Any, Any]) -> Event:
     )
 
 
-def session_row(s: Session) -> dict[str, Any]:
+def session_row(s: Session, org_id: str = LOCAL_ORG) -> dict[str, Any]:
     return {
+        "org_id": org_id,
         "id": s.id,
         "name": s.name,
         "transport": s.transport,

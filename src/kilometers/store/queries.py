@@ -5,32 +5,46 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, Engine, and_, or_, select
+from sqlalchemy import ColumnElement, Engine, and_, select
 
 from ..model import Event, Session
 from .codec import event_from_row, session_from_row
-from .schema import events, sessions
+from .schema import LOCAL_ORG, events, sessions
 
 
 class NotFound(LookupError):
     pass
 
 
-def list_sessions(engine: Engine, limit: int = 50) -> list[Session]:
-    query = select(sessions).order_by(sessions.c.started_ns.desc()).limit(limit)
+def list_sessions(engine: Engine, limit: int = 50, org_id: str = LOCAL_ORG) -> list[Session]:
+    query = (
+        select(sessions)
+        .where(sessions.c.org_id == org_id)
+        .order_by(sessions.c.started_ns.desc())
+        .limit(limit)
+    )
     with engine.connect() as conn:
         return [session_from_row(r._mapping) for r in conn.execute(query)]
 
 
-def resolve_session(engine: Engine, ref: str) -> str:
+def resolve_session(engine: Engine, ref: str, org_id: str = LOCAL_ORG) -> str:
     """``latest``, a full id or a unique id prefix -> the session id."""
     with engine.connect() as conn:
         if ref == "latest":
-            row = conn.execute(select(sessions.c.id).order_by(sessions.c.started_ns.desc()).limit(1)).first()
+            row = conn.execute(
+                select(sessions.c.id)
+                .where(sessions.c.org_id == org_id)
+                .order_by(sessions.c.started_ns.desc())
+                .limit(1)
+            ).first()
             if row is None:
                 raise NotFound("no sessions recorded yet: run a server through `km monitor -- CMD` first")
             return str(row[0])
-        rows = conn.execute(select(sessions.c.id).where(sessions.c.id.startswith(ref)).limit(2)).all()
+        rows = conn.execute(
+            select(sessions.c.id)
+            .where(sessions.c.org_id == org_id, sessions.c.id.startswith(ref, autoescape=True))
+            .limit(2)
+        ).all()
     if not rows:
         raise NotFound(f"no session matches {ref!r} (see `km sessions`)")
     if len(rows) > 1:
@@ -38,9 +52,11 @@ def resolve_session(engine: Engine, ref: str) -> str:
     return str(rows[0][0])
 
 
-def get_session(engine: Engine, session_id: str) -> Session:
+def get_session(engine: Engine, session_id: str, org_id: str = LOCAL_ORG) -> Session:
     with engine.connect() as conn:
-        row = conn.execute(select(sessions).where(sessions.c.id == session_id)).first()
+        row = conn.execute(
+            select(sessions).where(sessions.c.org_id == org_id, sessions.c.id == session_id)
+        ).first()
     if row is None:
         raise NotFound(f"no session {session_id!r}")
     return session_from_row(row._mapping)
@@ -48,6 +64,7 @@ def get_session(engine: Engine, session_id: str) -> Session:
 
 @dataclass
 class EventFilter:
+    org_id: str = LOCAL_ORG
     session_id: str | None = None
     method: str | None = None
     tool: str | None = None
@@ -58,7 +75,7 @@ class EventFilter:
 
     def clauses(self) -> list[ColumnElement[bool]]:
         c = events.c
-        out: list[ColumnElement[bool]] = []
+        out: list[ColumnElement[bool]] = [c.org_id == self.org_id]
         if self.session_id:
             out.append(c.session_id == self.session_id)
         if self.method:
@@ -80,7 +97,7 @@ def list_events(engine: Engine, flt: EventFilter, limit: int = 100) -> list[Even
     """The newest ``limit`` matching events, returned oldest first."""
     query = (
         select(events)
-        .where(and_(True, *flt.clauses()))
+        .where(and_(*flt.clauses()))
         .order_by(events.c.ts_ns.desc(), events.c.seq.desc())
         .limit(limit)
     )
@@ -103,9 +120,10 @@ def last_seq(engine: Engine) -> int:
     return int(row[0]) if row else 0
 
 
-def get_event(engine: Engine, ref: str) -> Event:
+def get_event(engine: Engine, ref: str, org_id: str = LOCAL_ORG) -> Event:
+    query = select(events).where(events.c.org_id == org_id, events.c.id.startswith(ref, autoescape=True))
     with engine.connect() as conn:
-        rows = conn.execute(select(events).where(events.c.id.startswith(ref)).limit(2)).all()
+        rows = conn.execute(query.limit(2)).all()
     if not rows:
         raise NotFound(f"no event matches {ref!r} (see `km events`)")
     if len(rows) > 1:
@@ -113,12 +131,12 @@ def get_event(engine: Engine, ref: str) -> Event:
     return event_from_row(rows[0]._mapping)
 
 
-def paired_event(engine: Engine, event: Event) -> Event | None:
+def paired_event(engine: Engine, event: Event, org_id: str = LOCAL_ORG) -> Event | None:
     """The response to a request, or the request a response answers."""
     c = events.c
     cond = c.id == event.request_event_id if event.request_event_id else c.request_event_id == event.id
     with engine.connect() as conn:
-        row = conn.execute(select(events).where(or_(cond)).limit(1)).first()
+        row = conn.execute(select(events).where(c.org_id == org_id, cond).limit(1)).first()
     return event_from_row(row._mapping) if row else None
 
 

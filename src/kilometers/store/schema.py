@@ -1,7 +1,8 @@
 """The one schema (SQLAlchemy Core), shared by the local SQLite store and the team server.
 
 Times are integer nanoseconds since the Unix epoch (UTC): portable, exact and index-friendly.
-JSON documents are stored as text so SQLite and PostgreSQL behave the same.
+JSON documents are stored as text so SQLite and PostgreSQL behave the same. Every tenant
+table carries ``org_id``; the local store uses the organization ``local``.
 """
 
 from __future__ import annotations
@@ -14,21 +15,119 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
+    UniqueConstraint,
     false,
 )
+
+LOCAL_ORG = "local"
 
 metadata = MetaData()
 
 # BIGINT autoincrement works on PostgreSQL; SQLite needs INTEGER for a rowid alias.
 SeqType = BigInteger().with_variant(Integer(), "sqlite")
 
+organizations = Table(
+    "organizations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("plan", String(32), nullable=False, server_default="free"),
+    Column("events_per_month", BigInteger),
+    Column("retention_days", Integer),
+    Column("created_ns", BigInteger, nullable=False),
+)
+
+projects = Table(
+    "projects",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(36), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+    UniqueConstraint("org_id", "name", name="uq_projects_org_name"),
+)
+
+api_keys = Table(
+    "api_keys",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("org_id", String(36), nullable=False),
+    Column("project_id", String(36)),
+    Column("name", String(200)),
+    Column("prefix", String(32), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("scope", String(16), nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("revoked_ns", BigInteger),
+    Column("last_used_ns", BigInteger),
+    Index("ix_api_keys_org", "org_id"),
+)
+
+users = Table(
+    "users",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("email", String(320), nullable=False, unique=True),
+    Column("password_hash", Text),
+    Column("created_ns", BigInteger, nullable=False),
+)
+
+memberships = Table(
+    "memberships",
+    metadata,
+    Column("org_id", String(36), nullable=False),
+    Column("user_id", String(36), nullable=False),
+    Column("role", String(16), nullable=False),
+    PrimaryKeyConstraint("org_id", "user_id", name="pk_memberships"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", SeqType, primary_key=True, autoincrement=True),
+    Column("org_id", String(36), nullable=False),
+    Column("ts_ns", BigInteger, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("detail", Text),
+    Index("ix_audit_org_ts", "org_id", "ts_ns"),
+)
+
+org_usage = Table(
+    "org_usage",
+    metadata,
+    Column("org_id", String(36), nullable=False),
+    Column("month", Integer, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    PrimaryKeyConstraint("org_id", "month", name="pk_org_usage"),
+)
+
+rollups = Table(
+    "rollups",
+    metadata,
+    Column("org_id", String(36), nullable=False),
+    Column("minute", BigInteger, nullable=False),
+    Column("server", String(200), nullable=False),
+    Column("method", String(200), nullable=False),
+    Column("tool", String(200), nullable=False),
+    Column("bin", Integer, nullable=False),
+    Column("calls", BigInteger, nullable=False),
+    Column("errors", BigInteger, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("latency_sum", Float, nullable=False),
+    PrimaryKeyConstraint("org_id", "minute", "server", "method", "tool", "bin", name="pk_rollups"),
+)
+"""Per-minute counts per org/server/method/tool; ``bin`` is a latency histogram bin (-1: no latency)."""
+
 sessions = Table(
     "sessions",
     metadata,
-    Column("id", String(36), primary_key=True),
+    Column("org_id", String(36), nullable=False, server_default=LOCAL_ORG),
+    Column("id", String(36), nullable=False),
     Column("name", String(200)),
     Column("transport", String(32), nullable=False, server_default="stdio"),
     Column("command", Text, nullable=False, server_default="[]"),
@@ -45,14 +144,16 @@ sessions = Table(
     Column("event_count", Integer, nullable=False, server_default="0"),
     Column("error_count", Integer, nullable=False, server_default="0"),
     Column("dropped_events", Integer, nullable=False, server_default="0"),
-    Index("ix_sessions_started", "started_ns"),
+    PrimaryKeyConstraint("org_id", "id", name="pk_sessions"),
+    Index("ix_sessions_org_started", "org_id", "started_ns"),
 )
 
 events = Table(
     "events",
     metadata,
     Column("seq", SeqType, primary_key=True, autoincrement=True),
-    Column("id", String(36), nullable=False, unique=True),
+    Column("org_id", String(36), nullable=False, server_default=LOCAL_ORG),
+    Column("id", String(36), nullable=False),
     Column("session_id", String(36), nullable=False),
     Column("ts_ns", BigInteger, nullable=False),
     Column("direction", String(20), nullable=False),
@@ -70,8 +171,19 @@ events = Table(
     Column("truncated", Boolean, nullable=False, server_default=false()),
     Column("request_event_id", String(36)),
     Column("payload", Text),
-    Index("ix_events_session_ts", "session_id", "ts_ns"),
-    Index("ix_events_ts", "ts_ns"),
+    UniqueConstraint("org_id", "id", name="uq_events_org_id"),
+    Index("ix_events_org_session_ts", "org_id", "session_id", "ts_ns"),
+    Index("ix_events_org_ts", "org_id", "ts_ns"),
     Index("ix_events_method", "method"),
     Index("ix_events_tool", "tool"),
 )
+
+sync_state = Table(
+    "sync_state",
+    metadata,
+    Column("target", String(500), nullable=False),
+    Column("key", String(100), nullable=False),
+    Column("value", Text, nullable=False),
+    PrimaryKeyConstraint("target", "key", name="pk_sync_state"),
+)
+"""Local store only: the uploader's progress per team-server URL."""

@@ -12,7 +12,7 @@ from ..model import Event, Session
 from ..sinks import Sink
 from . import db
 from .codec import event_row, session_row
-from .schema import events, sessions
+from .schema import LOCAL_ORG, events, sessions
 
 RETRY_OPEN_SECONDS = 5.0
 
@@ -64,7 +64,11 @@ class StoreSink(Sink):
         row = session_row(session)
         with engine.begin() as conn:
             if self._session_written:
-                conn.execute(update(sessions).where(sessions.c.id == session.id).values(row))
+                conn.execute(
+                    update(sessions)
+                    .where(sessions.c.org_id == LOCAL_ORG, sessions.c.id == session.id)
+                    .values(row)
+                )
             else:
                 conn.execute(insert(sessions).values(row))
         self._session_written = True
@@ -97,7 +101,7 @@ class StoreSink(Sink):
                 conn.execute(insert(events), [event_row(e) for e in batch])
                 conn.execute(
                     update(sessions)
-                    .where(sessions.c.id == session.id)
+                    .where(sessions.c.org_id == LOCAL_ORG, sessions.c.id == session.id)
                     .values(event_count=session.event_count, error_count=session.error_count)
                 )
             self._session_written = True
