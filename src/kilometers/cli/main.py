@@ -7,6 +7,7 @@ import click
 from .. import __version__
 from .monitor import monitor
 from .read import events_cmd, sessions_cmd, show_cmd, stats_cmd, tail_cmd
+from .server import admin_group, serve_cmd
 from .setup import db_group, init_cmd
 
 
@@ -28,6 +29,8 @@ cli.add_command(tail_cmd)
 cli.add_command(stats_cmd)
 cli.add_command(init_cmd)
 cli.add_command(db_group)
+cli.add_command(serve_cmd)
+cli.add_command(admin_group)
 
 
 def main() -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import base64
 import math
 from dataclasses import dataclass, field
 
-from sqlalchemy import ColumnElement, Engine, and_, select
+from sqlalchemy import ColumnElement, Engine, and_, func, or_, select, tuple_
 
 from ..model import Event, Session
 from .codec import event_from_row, session_from_row
@@ -72,6 +73,8 @@ class EventFilter:
     errors_only: bool = False
     since_ns: int | None = None
     until_ns: int | None = None
+    text: str | None = None
+    """Case-insensitive substring of the stored payload."""
 
     def clauses(self) -> list[ColumnElement[bool]]:
         c = events.c
@@ -90,6 +93,8 @@ class EventFilter:
             out.append(c.ts_ns >= self.since_ns)
         if self.until_ns is not None:
             out.append(c.ts_ns < self.until_ns)
+        if self.text:
+            out.append(func.lower(c.payload).contains(self.text.lower(), autoescape=True))
         return out
 
 
@@ -192,3 +197,54 @@ def stats(engine: Engine, flt: EventFilter) -> list[StatRow]:
                 if latency is not None:
                     row.latencies.append(latency)
     return sorted(rows.values(), key=lambda r: (-r.count, r.method, r.tool or ""))
+
+
+class BadCursor(ValueError):
+    pass
+
+
+def _encode_cursor(ts_ns: int, ident: str) -> str:
+    return base64.urlsafe_b64encode(f"{ts_ns}:{ident}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        ts, ident = text.split(":", 1)
+        return int(ts), ident
+    except (ValueError, UnicodeDecodeError):
+        raise BadCursor("invalid cursor: pass back the next_cursor of a previous page unchanged") from None
+
+
+def page_events(
+    engine: Engine, flt: EventFilter, limit: int, cursor: str | None = None
+) -> tuple[list[Event], str | None]:
+    """Newest first, keyset-paginated on (ts_ns, id)."""
+    c = events.c
+    clauses = flt.clauses()
+    if cursor:
+        ts, ident = _decode_cursor(cursor)
+        clauses.append(or_(c.ts_ns < ts, and_(c.ts_ns == ts, c.id < ident)))
+    query = select(events).where(and_(*clauses)).order_by(c.ts_ns.desc(), c.id.desc()).limit(limit + 1)
+    with engine.connect() as conn:
+        rows = [event_from_row(r._mapping) for r in conn.execute(query)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (_encode_cursor(rows[-1].ts_ns, rows[-1].id) if more and rows else None)
+
+
+def page_sessions(
+    engine: Engine, org_id: str, limit: int, cursor: str | None = None
+) -> tuple[list[Session], str | None]:
+    """Newest first, keyset-paginated on (started_ns, id)."""
+    c = sessions.c
+    clauses: list[ColumnElement[bool]] = [c.org_id == org_id]
+    if cursor:
+        ts, ident = _decode_cursor(cursor)
+        clauses.append(tuple_(c.started_ns, c.id) < tuple_(ts, ident))
+    query = select(sessions).where(and_(*clauses)).order_by(c.started_ns.desc(), c.id.desc()).limit(limit + 1)
+    with engine.connect() as conn:
+        rows = [session_from_row(r._mapping) for r in conn.execute(query)]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (_encode_cursor(rows[-1].started_ns, rows[-1].id) if more and rows else None)

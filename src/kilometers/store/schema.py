@@ -115,13 +115,15 @@ rollups = Table(
     Column("method", String(200), nullable=False),
     Column("tool", String(200), nullable=False),
     Column("bin", Integer, nullable=False),
-    Column("calls", BigInteger, nullable=False),
+    Column("events", BigInteger, nullable=False),
+    Column("requests", BigInteger, nullable=False),
     Column("errors", BigInteger, nullable=False),
     Column("bytes", BigInteger, nullable=False),
     Column("latency_sum", Float, nullable=False),
     PrimaryKeyConstraint("org_id", "minute", "server", "method", "tool", "bin", name="pk_rollups"),
 )
-"""Per-minute counts per org/server/method/tool; ``bin`` is a latency histogram bin (-1: no latency)."""
+"""Per-minute counts per org/server/method/tool, kept up to date on ingest so statistics never scan
+events. ``bin`` is a log-scale latency bin (see server/rollups.py); -1 holds events without latency."""
 
 sessions = Table(
     "sessions",

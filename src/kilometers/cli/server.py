@@ -1,0 +1,212 @@
+"""``km serve`` (the team server) and ``km admin …`` (organizations, keys, data rights)."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+import orjson
+
+from .common import echo_json, fail
+
+
+def _engine(db_url: str | None, check: bool = True):  # type: ignore[no-untyped-def]
+    from ..store import db
+
+    url = db_url or os.environ.get("KM_DATABASE_URL") or os.environ.get("KM_DB")
+    engine = db.make_engine(url)
+    if check:
+        try:
+            db.ensure_current(engine)
+        except db.SchemaOutOfDate as exc:
+            fail(str(exc))
+        except Exception as exc:
+            fail(f"cannot reach the database at {db.resolve_url(url)}: {exc}")
+    return engine
+
+
+db_url_option = click.option(
+    "--db",
+    "db_url",
+    envvar="KM_DATABASE_URL",
+    help="Database URL (postgresql://… or sqlite:///…); default: local SQLite.",
+)
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@db_url_option
+@click.option("--max-body-mb", default=10.0, show_default=True, type=click.FloatRange(min=0.001))
+@click.option(
+    "--rate", default=50.0, show_default=True, type=click.FloatRange(min=0), help="Requests/s per key."
+)
+def serve_cmd(host: str, port: int, db_url: str | None, max_body_mb: float, rate: float) -> None:
+    """Run the team server (ingestion and query API)."""
+    import uvicorn
+
+    from ..server.app import ServerSettings, create_app
+    from ..store import db
+
+    settings = ServerSettings(
+        db_url=db_url,
+        max_body_bytes=int(max_body_mb * 1024 * 1024),
+        rate_per_second=rate,
+        rate_burst=rate * 2,
+    )
+    try:
+        app = create_app(settings=settings)
+    except db.SchemaOutOfDate as exc:
+        fail(str(exc))
+    except Exception as exc:
+        fail(f"cannot start: the database at {db.resolve_url(db_url)} is unreachable: {exc}")
+    click.echo(f"km serve: http://{host}:{port} ({db.resolve_url(db_url).split('@')[-1]})", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+
+@click.group("admin")
+def admin_group() -> None:
+    """Manage organizations and API keys on a team server's database."""
+
+
+@admin_group.command("create-org")
+@click.argument("name")
+@click.option("--plan", default="free", show_default=True, type=click.Choice(["free", "team", "unlimited"]))
+@db_url_option
+def create_org(name: str, plan: str, db_url: str | None) -> None:
+    """Create an organization."""
+    from ..server import tenancy
+
+    try:
+        org = tenancy.create_org(_engine(db_url), name, plan)
+    except tenancy.TenancyError as exc:
+        fail(str(exc))
+    click.echo(f"created organization {org.name} ({org.id}), plan {org.plan}")
+
+
+@admin_group.command("list-orgs")
+@db_url_option
+@click.option("--json", "as_json", is_flag=True)
+def list_orgs(db_url: str | None, as_json: bool) -> None:
+    """List organizations."""
+    from ..server import tenancy
+
+    for org in tenancy.list_orgs(_engine(db_url)):
+        if as_json:
+            echo_json(org.to_dict())
+        else:
+            limit = org.events_per_month if org.events_per_month is not None else "unlimited"
+            click.echo(
+                f"{org.id}  {org.name}  plan={org.plan}  events/month={limit}  "
+                f"retention={org.retention_days}d"
+            )
+
+
+@admin_group.command("set-limits")
+@click.option("--org", "org_name", required=True)
+@click.option("--events-per-month", type=click.IntRange(min=0), help="Omit for unlimited.")
+@click.option("--retention-days", type=click.IntRange(min=1), help="Omit to keep forever.")
+@db_url_option
+def set_limits(
+    org_name: str, events_per_month: int | None, retention_days: int | None, db_url: str | None
+) -> None:
+    """Set an organization's limits."""
+    from ..server import tenancy
+
+    engine = _engine(db_url)
+    try:
+        org = tenancy.set_limits(engine, tenancy.get_org(engine, org_name), events_per_month, retention_days)
+    except tenancy.TenancyError as exc:
+        fail(str(exc))
+    click.echo(f"{org.name}: events/month={org.events_per_month} retention_days={org.retention_days}")
+
+
+@admin_group.command("create-key")
+@click.option("--org", "org_name", required=True, help="Organization name or id.")
+@click.option("--scope", default="ingest", show_default=True, type=click.Choice(["ingest", "read", "admin"]))
+@click.option("--name", help="A label for the key.")
+@db_url_option
+def create_key(org_name: str, scope: str, name: str | None, db_url: str | None) -> None:
+    """Create an API key and print it (the only time it is shown)."""
+    from ..server import tenancy
+
+    engine = _engine(db_url)
+    try:
+        key = tenancy.create_key(engine, tenancy.get_org(engine, org_name), scope, name)
+    except tenancy.TenancyError as exc:
+        fail(str(exc))
+    click.echo("store this key now; it will not be shown again:", err=True)
+    click.echo(key)
+
+
+@admin_group.command("list-keys")
+@click.option("--org", "org_name", help="Only this organization's keys.")
+@click.option("--json", "as_json", is_flag=True)
+@db_url_option
+def list_keys(org_name: str | None, as_json: bool, db_url: str | None) -> None:
+    """List API keys (never the keys themselves)."""
+    from ..server import tenancy
+
+    engine = _engine(db_url)
+    try:
+        org = tenancy.get_org(engine, org_name) if org_name else None
+    except tenancy.TenancyError as exc:
+        fail(str(exc))
+    for key in tenancy.list_keys(engine, org):
+        if as_json:
+            echo_json(key.to_dict())
+        else:
+            state = "revoked" if key.revoked_ns else "active"
+            click.echo(f"{key.id}  {key.prefix}…  scope={key.scope}  {state}  {key.name or ''}")
+
+
+@admin_group.command("revoke-key")
+@click.argument("key_id")
+@db_url_option
+def revoke_key(key_id: str, db_url: str | None) -> None:
+    """Revoke an API key by its id (see list-keys)."""
+    from ..server import tenancy
+
+    try:
+        key = tenancy.revoke_key(_engine(db_url), key_id)
+    except tenancy.TenancyError as exc:
+        fail(str(exc))
+    click.echo(f"revoked {key.id} ({key.prefix}…)")
+
+
+@admin_group.command("export-org")
+@click.argument("org_name")
+@db_url_option
+def export_org(org_name: str, db_url: str | None) -> None:
+    """Write everything an organization stored to stdout as JSON lines ({"table": …, "row": …})."""
+    from ..server import tenancy
+
+    engine = _engine(db_url)
+    try:
+        org = tenancy.get_org(engine, org_name)
+    except tenancy.TenancyError as exc:
+        fail(str(exc))
+    out = sys.stdout.buffer
+    for table, row in tenancy.export_org(engine, org):
+        out.write(orjson.dumps({"table": table, "row": row}) + b"\n")
+    out.flush()
+
+
+@admin_group.command("delete-org")
+@click.argument("org_name")
+@click.option("--yes", is_flag=True, help="Confirm: erase everything this organization stored.")
+@db_url_option
+def delete_org(org_name: str, yes: bool, db_url: str | None) -> None:
+    """Erase an organization and everything it stored."""
+    from ..server import tenancy
+
+    engine = _engine(db_url)
+    try:
+        org = tenancy.get_org(engine, org_name)
+    except tenancy.TenancyError as exc:
+        fail(str(exc))
+    if not yes:
+        fail(f"this erases all data of {org.name!r}; run again with --yes to confirm", 2)
+    removed = tenancy.delete_org(engine, org)
+    click.echo(f"deleted {org.name}: " + ", ".join(f"{n} {t}" for t, n in removed.items() if n))

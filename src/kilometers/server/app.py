@@ -1,0 +1,347 @@
+"""The team server: an ASGI app (FastAPI) over the shared store, SQLite or PostgreSQL.
+
+Every route is scoped to the organization of the API key that calls it; ids from another
+organization are simply not found (404), and counts never include other organizations.
+"""
+
+import math
+import time
+import zlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+import orjson
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..model import parse_ts
+from ..store import db, queries
+from . import ingest as ingest_mod
+from . import rollups, tenancy
+from .ratelimit import RateLimiter
+
+
+@dataclass
+class ServerSettings:
+    db_url: str | None = None
+    max_body_bytes: int = 10 * 1024 * 1024
+    rate_per_second: float = 50.0
+    rate_burst: float = 100.0
+    auth_cache_seconds: float = 5.0
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
+
+
+def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+@dataclass
+class Caller:
+    key: tenancy.ApiKey
+    org: tenancy.Org
+
+
+class Auth:
+    """Resolves the API key of a request, with a short cache so ingestion does not hit the DB per call."""
+
+    def __init__(self, engine: Engine, settings: ServerSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
+        self._cache: dict[str, tuple[float, Caller | None]] = {}
+
+    def _lookup(self, key: str) -> Caller | None:
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit and now - hit[0] < self.settings.auth_cache_seconds:
+            return hit[1]
+        record = tenancy.authenticate(self.engine, key)
+        caller = None
+        if record is not None:
+            try:
+                caller = Caller(record, tenancy.get_org(self.engine, record.org_id))
+            except tenancy.TenancyError:
+                caller = None
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (now, caller)
+        return caller
+
+    def require(self, scope: str) -> Callable[[Request], Any]:
+        def dependency(request: Request) -> Caller:
+            header = request.headers.get("authorization", "")
+            key = (
+                header[7:].strip()
+                if header.lower().startswith("bearer ")
+                else request.headers.get("x-api-key", "")
+            )
+            challenge = {"WWW-Authenticate": 'Bearer realm="kilometers"'}
+            if not key:
+                raise ApiError(
+                    401, "missing_api_key", "send an API key: Authorization: Bearer km_live_…", challenge
+                )
+            caller = self._lookup(key)
+            if caller is None:
+                raise ApiError(401, "invalid_api_key", "this API key is not valid", challenge)
+            if caller.key.revoked_ns is not None:
+                raise ApiError(
+                    401, "revoked_api_key", "this API key has been revoked; create a new one", challenge
+                )
+            if not caller.key.allows(scope):
+                raise ApiError(
+                    403,
+                    "insufficient_scope",
+                    f"this key has scope {caller.key.scope!r}; this call needs {scope!r}",
+                )
+            wait = self.limiter.take(caller.key.id)
+            if wait > 0:
+                raise ApiError(
+                    429, "rate_limited", "too many requests for this key; retry later",
+                    {"Retry-After": str(max(1, math.ceil(wait)))},
+                )  # fmt: skip
+            return caller
+
+        return dependency
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    too_large = ApiError(
+        413, "body_too_large", f"the request body exceeds {limit} bytes; send smaller batches"
+    )
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > limit:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "identity").lower()
+    if encoding == "gzip":
+        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        try:
+            body = inflater.decompress(body, limit + 1)
+            if len(body) > limit or inflater.unconsumed_tail:
+                raise too_large
+            if not inflater.eof:
+                raise ApiError(400, "bad_gzip", "the gzip body is truncated")
+        except zlib.error as exc:
+            raise ApiError(400, "bad_gzip", f"the body is not valid gzip: {exc}") from None
+    elif encoding not in ("identity", ""):
+        raise ApiError(
+            415, "unsupported_encoding", f"Content-Encoding {encoding!r} is not supported; use gzip"
+        )
+    return body
+
+
+def _ns(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_ts(value)
+    except ValueError:
+        raise ApiError(422, "invalid_parameter", f"{name} must be an ISO 8601 time, got {value!r}") from None
+
+
+def create_app(
+    db_url: str | None = None, settings: ServerSettings | None = None, check_schema: bool = True
+) -> FastAPI:
+    settings = settings or ServerSettings(db_url=db_url)
+    if db_url is not None:
+        settings.db_url = db_url
+    engine = db.make_engine(settings.db_url)
+    if check_schema:
+        db.ensure_current(engine)
+    auth = Auth(engine, settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Kilometers team server",
+        version=__version__,
+        description="Ingestion and query API for MCP traffic recorded by km.",
+        lifespan=lifespan,
+    )
+    app.state.engine = engine
+    app.state.settings = settings
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_r: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_r: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
+        return _error(422, "invalid_request", "; ".join(parts) or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def _db_down(_r: Request, exc: Exception) -> JSONResponse:
+        return _error(
+            503, "database_unavailable", "the database is unavailable; retry shortly", {"Retry-After": "2"}
+        )
+
+    read = Annotated[Caller, Depends(auth.require("read"))]
+    ingest_caller = Annotated[Caller, Depends(auth.require("ingest"))]
+
+    @app.get("/health", tags=["ops"])
+    def health() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok", "version": __version__}
+
+    @app.get("/ready", tags=["ops"], responses={503: {"description": "database unreachable or schema old"}})
+    def ready() -> Response:
+        """The database is reachable and its schema is current."""
+        try:
+            with engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            db.ensure_current(engine)
+        except db.SchemaOutOfDate as exc:
+            return _error(503, "schema_out_of_date", str(exc))
+        except Exception:
+            return _error(503, "database_unavailable", "the database is unreachable")
+        return JSONResponse({"status": "ready"})
+
+    @app.post(
+        "/api/v1/events/batch",
+        tags=["ingest"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": ingest_mod.BatchIn.model_json_schema()}},
+            }
+        },
+        responses={
+            400: {"description": "malformed batch"},
+            401: {"description": "missing, invalid or revoked key"},
+            402: {"description": "plan limit reached"},
+            403: {"description": "key lacks the ingest scope"},
+            413: {"description": "body too large"},
+            429: {"description": "rate limited (Retry-After)"},
+        },
+    )
+    async def ingest_batch(request: Request, caller: ingest_caller) -> dict[str, Any]:
+        """Store a batch of events of one session. Idempotent on event id; per-event errors are reported."""
+        body = await _read_body(request, settings.max_body_bytes)
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+        try:
+            return await run_in_threadpool(ingest_mod.ingest, engine, caller.org, data)
+        except ingest_mod.BatchError as exc:
+            raise ApiError(400, "invalid_batch", str(exc)) from None
+        except ingest_mod.QuotaExceeded as exc:
+            raise ApiError(402, "quota_exceeded", exc.message) from None
+
+    @app.get("/api/v1/sessions", tags=["read"])
+    def list_sessions(
+        caller: read,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        cursor: Annotated[str | None, Query(max_length=500)] = None,
+    ) -> dict[str, Any]:
+        """Sessions, newest first."""
+        try:
+            items, next_cursor = queries.page_sessions(engine, caller.org.id, limit, cursor)
+        except queries.BadCursor as exc:
+            raise ApiError(400, "invalid_cursor", str(exc)) from None
+        return {"items": [s.to_dict() for s in items], "next_cursor": next_cursor}
+
+    @app.get("/api/v1/sessions/{session_id}", tags=["read"])
+    def get_session(caller: read, session_id: str) -> dict[str, Any]:
+        try:
+            return queries.get_session(engine, session_id.lower(), caller.org.id).to_dict()
+        except queries.NotFound:
+            raise ApiError(404, "not_found", f"no session {session_id!r}") from None
+
+    @app.get("/api/v1/events", tags=["read"])
+    def list_events(
+        caller: read,
+        session_id: str | None = None,
+        method: Annotated[str | None, Query(max_length=200)] = None,
+        tool: Annotated[str | None, Query(max_length=200)] = None,
+        kind: Literal["request", "notification", "response", "error", "invalid"] | None = None,
+        errors: bool = False,
+        since: str | None = None,
+        until: str | None = None,
+        q: Annotated[str | None, Query(max_length=500, description="text in the payload")] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        cursor: Annotated[str | None, Query(max_length=500)] = None,
+    ) -> dict[str, Any]:
+        """Events, newest first, with filters and cursor pagination."""
+        flt = queries.EventFilter(
+            org_id=caller.org.id,
+            session_id=session_id.lower() if session_id else None,
+            method=method,
+            tool=tool,
+            kinds=[kind] if kind else [],
+            errors_only=errors,
+            since_ns=_ns(since, "since"),
+            until_ns=_ns(until, "until"),
+            text=q,
+        )
+        try:
+            items, next_cursor = queries.page_events(engine, flt, limit, cursor)
+        except queries.BadCursor as exc:
+            raise ApiError(400, "invalid_cursor", str(exc)) from None
+        return {"items": [e.to_dict() for e in items], "next_cursor": next_cursor}
+
+    @app.get("/api/v1/events/{event_id}", tags=["read"])
+    def get_event(caller: read, event_id: str) -> dict[str, Any]:
+        try:
+            if len(event_id) != 36:
+                raise queries.NotFound(event_id)
+            event = queries.get_event(engine, event_id.lower(), caller.org.id)
+        except queries.NotFound:
+            raise ApiError(404, "not_found", f"no event {event_id!r}") from None
+        data = event.to_dict()
+        pair = queries.paired_event(engine, event, caller.org.id)
+        data["paired_event_id"] = pair.id if pair else None
+        return data
+
+    @app.get("/api/v1/stats", tags=["read"])
+    def get_stats(
+        caller: read,
+        since: str | None = None,
+        until: str | None = None,
+        bucket: Literal["minute", "hour", "day"] = "hour",
+    ) -> dict[str, Any]:
+        """Time-bucketed counts, error rate, latency p50/p95/p99 by method, tool and server (rollups)."""
+        until_ns = _ns(until, "until") or time.time_ns()
+        since_ns = _ns(since, "since") or until_ns - 24 * 3600 * 10**9
+        if since_ns >= until_ns:
+            raise ApiError(422, "invalid_parameter", "since must be before until")
+        if bucket == "minute" and until_ns - since_ns > 7 * 24 * 3600 * 10**9:
+            raise ApiError(422, "invalid_parameter", "minute buckets cover at most 7 days; use hour or day")
+        return rollups.stats(engine, caller.org.id, since_ns, until_ns, bucket)
+
+    @app.get("/api/v1/org", tags=["read"])
+    def get_org(caller: read) -> dict[str, Any]:
+        """The organization of the calling key, with its plan limits."""
+        return caller.org.to_dict()
+
+    return app

@@ -1,0 +1,287 @@
+"""Ingestion: validate a batch (same JSON shapes as `km sessions --json` / `km events --json`) and store
+it exactly once. One transaction per batch: the session upsert, the new events, the session's
+counters, the rollups and the usage counter all commit together or not at all."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import Engine, func, select, update
+
+from ..model import parse_ts
+from ..store.schema import events as events_table
+from ..store.schema import org_usage, sessions
+from . import rollups
+from .tenancy import Org
+
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+MAX_EVENTS_PER_BATCH = 5000
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class ErrorIn(_Strict):
+    code: int | None = None
+    message: str | None = None
+
+
+class EventIn(_Strict):
+    id: str = Field(pattern=UUID_PATTERN)
+    session_id: str = Field(pattern=UUID_PATTERN)
+    ts: str
+    direction: Literal["client_to_server", "server_to_client"]
+    kind: Literal["request", "notification", "response", "error", "invalid"]
+    jsonrpc_id: str | int | float | None = None
+    method: str | None = Field(default=None, max_length=200)
+    tool: str | None = Field(default=None, max_length=200)
+    resource_uri: str | None = None
+    prompt_name: str | None = Field(default=None, max_length=200)
+    latency_ms: float | None = Field(default=None, ge=0)
+    size_bytes: int = Field(ge=0)
+    is_error: bool = False
+    error: ErrorIn | None = None
+    truncated: bool = False
+    request_event_id: str | None = Field(default=None, pattern=UUID_PATTERN)
+    payload: Any = None
+    risk: dict[str, Any] | None = None
+
+    @field_validator("ts")
+    @classmethod
+    def _ts(cls, value: str) -> str:
+        parse_ts(value)
+        return value
+
+
+class SessionIn(_Strict):
+    id: str = Field(pattern=UUID_PATTERN)
+    name: str | None = Field(default=None, max_length=200)
+    transport: str = Field(default="stdio", max_length=32)
+    started_at: str
+    ended_at: str | None = None
+    duration_ms: float | None = None
+    command: list[str] = Field(default_factory=list)
+    cwd: str | None = None
+    pid: int | None = None
+    exit_code: int | None = None
+    client: dict[str, Any] | None = None
+    server: dict[str, Any] | None = None
+    protocol_version: str | None = Field(default=None, max_length=32)
+    capabilities: dict[str, Any] | None = None
+    event_count: int = Field(default=0, ge=0)
+    error_count: int = Field(default=0, ge=0)
+    dropped_events: int = Field(default=0, ge=0)
+    host: str | None = Field(default=None, max_length=255)
+
+    @field_validator("started_at", "ended_at")
+    @classmethod
+    def _ts(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_ts(value)
+        return value
+
+
+class BatchIn(BaseModel):
+    """The documented request body (events are validated one by one, see ingest())."""
+
+    model_config = ConfigDict(extra="forbid")
+    session: SessionIn
+    events: list[EventIn] = Field(max_length=MAX_EVENTS_PER_BATCH)
+
+
+class BatchError(ValueError):
+    """The batch as a whole is unusable (the message says why); nothing was stored."""
+
+
+class QuotaExceeded(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        where = ".".join(str(p) for p in err["loc"]) or "value"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value).decode()
+
+
+def _event_row(org_id: str, e: EventIn) -> dict[str, Any]:
+    payload = e.payload
+    return {
+        "org_id": org_id,
+        "id": e.id.lower(),
+        "session_id": e.session_id.lower(),
+        "ts_ns": parse_ts(e.ts),
+        "direction": e.direction,
+        "kind": e.kind,
+        "jsonrpc_id": _dump(e.jsonrpc_id),
+        "method": e.method,
+        "tool": e.tool,
+        "resource_uri": e.resource_uri,
+        "prompt_name": e.prompt_name,
+        "latency_ms": e.latency_ms,
+        "size_bytes": e.size_bytes,
+        "is_error": e.is_error,
+        "error_code": e.error.code if e.error else None,
+        "error_message": e.error.message if e.error else None,
+        "truncated": e.truncated,
+        "request_event_id": e.request_event_id,
+        "payload": payload if e.truncated and isinstance(payload, str) else _dump(payload),
+    }
+
+
+def _session_row(org_id: str, s: SessionIn) -> dict[str, Any]:
+    return {
+        "org_id": org_id,
+        "id": s.id.lower(),
+        "name": s.name,
+        "transport": s.transport,
+        "command": orjson.dumps(s.command).decode(),
+        "cwd": s.cwd,
+        "pid": s.pid,
+        "host": s.host,
+        "started_ns": parse_ts(s.started_at),
+        "ended_ns": parse_ts(s.ended_at) if s.ended_at else None,
+        "exit_code": s.exit_code,
+        "client": _dump(s.client),
+        "server": _dump(s.server),
+        "protocol_version": s.protocol_version,
+        "capabilities": _dump(s.capabilities),
+        "event_count": 0,
+        "error_count": 0,
+        "dropped_events": s.dropped_events,
+    }
+
+
+def _month(ts_ns: int) -> int:
+    dt = datetime.fromtimestamp(ts_ns / 1e9, tz=UTC)
+    return dt.year * 100 + dt.month
+
+
+def parse_batch(body: Any) -> tuple[SessionIn, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Validate the envelope strictly and each event on its own: (session, valid rows, errors)."""
+    if not isinstance(body, dict):
+        raise BatchError('the body must be a JSON object {"session": {...}, "events": [...]}')
+    unknown = set(body) - {"session", "events"}
+    if unknown:
+        raise BatchError(f"unknown field(s) in the batch: {', '.join(sorted(unknown))}")
+    if "session" not in body or "events" not in body:
+        raise BatchError('the batch needs both "session" and "events"')
+    try:
+        session = SessionIn.model_validate(body["session"])
+    except ValidationError as exc:
+        raise BatchError(f"invalid session: {_describe(exc)}") from None
+    raw_events = body["events"]
+    if not isinstance(raw_events, list):
+        raise BatchError('"events" must be a list')
+    if len(raw_events) > MAX_EVENTS_PER_BATCH:
+        raise BatchError(
+            f"too many events in one batch ({len(raw_events)} > {MAX_EVENTS_PER_BATCH}); split it"
+        )
+    rows: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for index, raw in enumerate(raw_events):
+        event_id = raw.get("id") if isinstance(raw, dict) else None
+        try:
+            event = EventIn.model_validate(raw)
+        except (ValidationError, ValueError) as exc:
+            message = _describe(exc) if isinstance(exc, ValidationError) else str(exc)
+            errors.append({"index": index, "id": event_id, "message": message})
+            continue
+        if event.session_id.lower() != session.id.lower():
+            errors.append(
+                {"index": index, "id": event_id, "message": "session_id differs from the batch's session"}
+            )
+            continue
+        if event.id.lower() in seen:
+            continue  # the same event twice in one batch is stored once
+        seen.add(event.id.lower())
+        rows.append(_event_row("", event))
+    return session, rows, errors
+
+
+def ingest(engine: Engine, org: Org, body: Any) -> dict[str, Any]:
+    session, rows, errors = parse_batch(body)
+    for row in rows:
+        row["org_id"] = org.id
+    session_row = _session_row(org.id, session)
+    now = time.time_ns()
+    month = _month(now)
+    with engine.begin() as conn:
+        dialect = conn.dialect.name
+        if dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert
+        else:
+            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+        if org.events_per_month is not None and rows:
+            used = (
+                conn.execute(
+                    select(org_usage.c.events).where(org_usage.c.org_id == org.id, org_usage.c.month == month)
+                ).scalar()
+                or 0
+            )
+            if used + len(rows) > org.events_per_month:
+                raise QuotaExceeded(
+                    f"organization {org.name!r} reached its limit of {org.events_per_month} events per month "
+                    f"(plan {org.plan}; {used} stored this month). Nothing from this batch was stored."
+                )
+        stmt = insert(sessions).values(session_row)
+        ex = stmt.excluded
+        conn.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["org_id", "id"],
+                set_={
+                    "name": func.coalesce(ex.name, sessions.c.name),
+                    "ended_ns": func.coalesce(ex.ended_ns, sessions.c.ended_ns),
+                    "exit_code": func.coalesce(ex.exit_code, sessions.c.exit_code),
+                    "client": func.coalesce(ex.client, sessions.c.client),
+                    "server": func.coalesce(ex.server, sessions.c.server),
+                    "protocol_version": func.coalesce(ex.protocol_version, sessions.c.protocol_version),
+                    "capabilities": func.coalesce(ex.capabilities, sessions.c.capabilities),
+                    "dropped_events": func.greatest(ex.dropped_events, sessions.c.dropped_events)
+                    if dialect == "postgresql"
+                    else func.max(ex.dropped_events, sessions.c.dropped_events),
+                },
+            )
+        )
+        inserted: set[str] = set()
+        if rows:
+            result = conn.execute(
+                insert(events_table)
+                .on_conflict_do_nothing(index_elements=["org_id", "id"])
+                .returning(events_table.c.id),
+                rows,
+            )
+            inserted = {r[0] for r in result}
+        new_rows = [r for r in rows if r["id"] in inserted]
+        if new_rows:
+            conn.execute(
+                update(sessions)
+                .where(sessions.c.org_id == org.id, sessions.c.id == session_row["id"])
+                .values(
+                    event_count=sessions.c.event_count + len(new_rows),
+                    error_count=sessions.c.error_count + sum(1 for r in new_rows if r["is_error"]),
+                )
+            )
+            server = session.name or (session.server or {}).get("name") or ""
+            rollups.upsert_rollups(conn, rollups.rollup_rows(org.id, str(server)[:200], new_rows))
+            usage = insert(org_usage).values(org_id=org.id, month=month, events=len(new_rows))
+            conn.execute(
+                usage.on_conflict_do_update(
+                    index_elements=["org_id", "month"],
+                    set_={"events": org_usage.c.events + usage.excluded.events},
+                )
+            )
+    return {"accepted": len(new_rows), "duplicates": len(rows) - len(new_rows), "errors": errors}
