@@ -189,7 +189,7 @@ def export_org(org_name: str, db_url: str | None) -> None:
         fail(str(exc))
     out = sys.stdout.buffer
     for table, row in tenancy.export_org(engine, org):
-        out.write(orjson.dumps({"table": table, "row": row}) + b"\n")
+        out.write(orjson.dumps({"table": table, "row": row}, option=orjson.OPT_NON_STR_KEYS) + b"\n")
     out.flush()
 
 

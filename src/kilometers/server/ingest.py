@@ -225,18 +225,6 @@ def ingest(engine: Engine, org: Org, body: Any) -> dict[str, Any]:
             from sqlalchemy.dialects.postgresql import insert
         else:
             from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-        if org.events_per_month is not None and rows:
-            used = (
-                conn.execute(
-                    select(org_usage.c.events).where(org_usage.c.org_id == org.id, org_usage.c.month == month)
-                ).scalar()
-                or 0
-            )
-            if used + len(rows) > org.events_per_month:
-                raise QuotaExceeded(
-                    f"organization {org.name!r} reached its limit of {org.events_per_month} events per month "
-                    f"(plan {org.plan}; {used} stored this month). Nothing from this batch was stored."
-                )
         stmt = insert(sessions).values(session_row)
         ex = stmt.excluded
         conn.execute(
@@ -266,6 +254,20 @@ def ingest(engine: Engine, org: Org, body: Any) -> dict[str, Any]:
             )
             inserted = {r[0] for r in result}
         new_rows = [r for r in rows if r["id"] in inserted]
+        if org.events_per_month is not None and new_rows:
+            # checked after the insert so that re-sent (duplicate) events never count against the quota;
+            # raising rolls the whole transaction back
+            used = (
+                conn.execute(
+                    select(org_usage.c.events).where(org_usage.c.org_id == org.id, org_usage.c.month == month)
+                ).scalar()
+                or 0
+            )
+            if used + len(new_rows) > org.events_per_month:
+                raise QuotaExceeded(
+                    f"organization {org.name!r} reached its limit of {org.events_per_month} events per month "
+                    f"(plan {org.plan}; {used} stored this month). Nothing from this batch was stored."
+                )
         if new_rows:
             conn.execute(
                 update(sessions)

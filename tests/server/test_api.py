@@ -1,0 +1,221 @@
+"""The ingestion and query API against SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import gzip
+
+import orjson
+import pytest
+from factory import BASE_NS, bearer, session_batch
+from sqlalchemy import func, select
+
+from conftest import Api
+from kilometers.model import format_ts
+from kilometers.server import tenancy
+from kilometers.server.app import ServerSettings
+from kilometers.store.schema import events as events_table
+
+
+def _ingest(api: Api, key: str, session: dict, events: list, **kw: object) -> dict:  # type: ignore[type-arg]
+    r = api.client.post(
+        "/api/v1/events/batch", json={"session": session, "events": events}, headers=bearer(key)
+    )
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def test_health_ready_openapi(api: Api) -> None:
+    assert api.client.get("/health").json()["status"] == "ok"
+    assert api.client.get("/ready").json() == {"status": "ready"}
+    spec = api.client.get("/openapi.json").json()
+    for path in ("/api/v1/events/batch", "/api/v1/sessions", "/api/v1/events", "/api/v1/stats"):
+        assert path in spec["paths"]
+
+
+def test_ingest_is_idempotent_and_readable(api: Api) -> None:
+    _, ingest_key, read_key = api.org_with_keys("acme")
+    session, events = session_batch(5)
+    assert _ingest(api, ingest_key, session, events) == {"accepted": 12, "duplicates": 0, "errors": []}
+    assert _ingest(api, ingest_key, session, events) == {"accepted": 0, "duplicates": 12, "errors": []}
+    with api.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(events_table)).scalar() == 12
+    s = api.client.get(f"/api/v1/sessions/{session['id']}", headers=bearer(read_key)).json()
+    assert s["event_count"] == 12 and s["exit_code"] == 0 and s["server"] == {"name": "filesystem"}
+    listed = api.client.get(
+        "/api/v1/events", params={"session_id": session["id"]}, headers=bearer(read_key)
+    ).json()
+    assert [e["id"] for e in listed["items"]] == [e["id"] for e in reversed(events)]  # newest first
+    one = api.client.get(f"/api/v1/events/{events[3]['id']}", headers=bearer(read_key)).json()
+    assert one["payload"] == events[3]["payload"] and one["paired_event_id"] == events[2]["id"]
+    assert one["latency_ms"] == events[3]["latency_ms"]
+
+
+def test_gzip_bodies(api: Api) -> None:
+    _, key, _ = api.org_with_keys("acme")
+    session, events = session_batch(2)
+    body = gzip.compress(orjson.dumps({"session": session, "events": events}))
+    headers = {**bearer(key), "Content-Encoding": "gzip", "Content-Type": "application/json"}
+    r = api.client.post("/api/v1/events/batch", content=body, headers=headers)
+    assert r.status_code == 200 and r.json()["accepted"] == len(events)
+    r = api.client.post("/api/v1/events/batch", content=b"\x1f\x8bnot gzip", headers=headers)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "bad_gzip"
+
+
+def test_per_event_errors_do_not_reject_valid_events(api: Api) -> None:
+    _, key, _ = api.org_with_keys("acme")
+    session, events = session_batch(1)
+    bad = [
+        {**events[0], "id": "not-a-uuid"},
+        {**events[0], "kind": "gossip"},
+        {**events[0], "size_bytes": "big"},
+        {**events[0], "surprise": 1},
+        {**events[0], "session_id": "01a21f2b-0000-7000-8000-000000000000"},
+        {**events[0], "ts": "yesterday"},
+        "not an object",
+    ]
+    result = _ingest(api, key, session, events + bad)
+    assert result["accepted"] == len(events)
+    assert [e["index"] for e in result["errors"]] == list(range(len(events), len(events) + len(bad)))
+    assert "session_id differs" in result["errors"][4]["message"]
+    assert "ts" in result["errors"][5]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"{not json", "invalid_json"),
+        (b"[]", "invalid_batch"),
+        (b'{"events": []}', "invalid_batch"),
+        (b'{"session": {"id": "x"}, "events": []}', "invalid_batch"),
+        (b'{"session": {}, "events": [], "extra": 1}', "invalid_batch"),
+        (b'{"session": null, "events": {}}', "invalid_batch"),
+    ],
+)
+def test_malformed_batches_are_400_and_store_nothing(api: Api, body: bytes, code: str) -> None:
+    _, key, _ = api.org_with_keys("acme")
+    r = api.client.post("/api/v1/events/batch", content=body, headers=bearer(key))
+    assert r.status_code == 400 and r.json()["error"]["code"] == code, r.text
+    with api.engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(events_table)).scalar() == 0
+
+
+def test_body_limit_413(engine, store_url: str) -> None:  # type: ignore[no-untyped-def]
+    api = Api(engine, store_url, ServerSettings(max_body_bytes=2000))
+    _, key, _ = api.org_with_keys("acme")
+    session, events = session_batch(20)
+    r = api.client.post(
+        "/api/v1/events/batch", json={"session": session, "events": events}, headers=bearer(key)
+    )
+    assert r.status_code == 413 and "exceeds 2000 bytes" in r.json()["error"]["message"]
+    bomb = gzip.compress(b'{"session": ' + b" " * 100_000 + b"}")
+    headers = {**bearer(key), "Content-Encoding": "gzip"}
+    assert api.client.post("/api/v1/events/batch", content=bomb, headers=headers).status_code == 413
+
+
+def test_rate_limit_429_with_retry_after(engine, store_url: str) -> None:  # type: ignore[no-untyped-def]
+    api = Api(engine, store_url, ServerSettings(rate_per_second=0.5, rate_burst=2))
+    _, _, key = api.org_with_keys("acme")
+    codes = [api.client.get("/api/v1/sessions", headers=bearer(key)).status_code for _ in range(3)]
+    assert codes == [200, 200, 429]
+    r = api.client.get("/api/v1/sessions", headers=bearer(key))
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+
+
+def test_auth_errors(api: Api) -> None:
+    org, ingest_key, read_key = api.org_with_keys("acme")
+    session, events = session_batch(1)
+    body = {"session": session, "events": events}
+    r = api.client.post("/api/v1/events/batch", json=body)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "missing_api_key"
+    assert r.headers["WWW-Authenticate"].startswith("Bearer")
+    r = api.client.get("/api/v1/events", headers=bearer("km_live_" + "x" * 43))
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_api_key"
+    r = api.client.post("/api/v1/events/batch", json=body, headers=bearer(read_key))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_scope"
+    r = api.client.get("/api/v1/events", headers=bearer(ingest_key))
+    assert r.status_code == 403
+    assert api.client.get("/api/v1/events", headers={"X-API-Key": read_key}).status_code == 200
+    [key] = [k for k in tenancy.list_keys(api.engine, org) if k.scope == "read"]
+    tenancy.revoke_key(api.engine, key.id)
+    fresh = Api(api.engine, str(api.engine.url.render_as_string(hide_password=False)))  # no auth cache
+    r = fresh.client.get("/api/v1/events", headers=bearer(read_key))
+    assert r.status_code == 401 and r.json()["error"]["code"] == "revoked_api_key"
+
+
+def test_admin_scope_can_ingest_and_read(api: Api) -> None:
+    org = tenancy.create_org(api.engine, "acme", "unlimited")
+    key = tenancy.create_key(api.engine, org, "admin")
+    session, events = session_batch(1)
+    assert _ingest(api, key, session, events)["accepted"] == len(events)
+    assert len(api.client.get("/api/v1/events", headers=bearer(key)).json()["items"]) == len(events)
+
+
+def test_filters_and_cursor_pagination(api: Api) -> None:
+    _, ingest_key, read_key = api.org_with_keys("acme")
+    session, events = session_batch(30, error_every=10)
+    _ingest(api, ingest_key, session, events)
+    h = bearer(read_key)
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = {"limit": 7, **({"cursor": cursor} if cursor else {})}
+        page = api.client.get("/api/v1/events", params=params, headers=h).json()
+        seen += [e["id"] for e in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+    assert seen == [e["id"] for e in reversed(events)]
+    errs = api.client.get("/api/v1/events", params={"errors": "true"}, headers=h).json()["items"]
+    assert len(errs) == 3 and all(e["kind"] == "error" for e in errs)
+    reqs = api.client.get("/api/v1/events", params={"kind": "request", "tool": "read_file"}, headers=h).json()
+    assert len(reqs["items"]) == 30
+    text = api.client.get("/api/v1/events", params={"q": "FILE17.TXT"}, headers=h).json()["items"]
+    assert [e["jsonrpc_id"] for e in text] == [17]
+    since = format_ts(BASE_NS + 25 * 10**9)
+    recent = api.client.get("/api/v1/events", params={"since": since}, headers=h).json()["items"]
+    assert {e["jsonrpc_id"] for e in recent} == set(range(25, 31))
+    bad = api.client.get("/api/v1/events", params={"cursor": "!!!"}, headers=h)
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cursor"
+    assert api.client.get("/api/v1/events", params={"since": "soon"}, headers=h).status_code == 422
+    assert api.client.get("/api/v1/events", params={"limit": 0}, headers=h).status_code == 422
+    sessions = api.client.get("/api/v1/sessions", headers=h).json()
+    assert [s["id"] for s in sessions["items"]] == [session["id"]] and sessions["next_cursor"] is None
+
+
+def test_stats_come_from_rollups(api: Api) -> None:
+    _, ingest_key, read_key = api.org_with_keys("acme")
+    session, events = session_batch(70, error_every=10)
+    _ingest(api, ingest_key, session, events)
+    _ingest(api, ingest_key, session, events)  # duplicates must not count twice
+    params = {
+        "since": format_ts(BASE_NS - 10**9),
+        "until": format_ts(BASE_NS + 3600 * 10**9),
+        "bucket": "minute",
+    }
+    stats = api.client.get("/api/v1/stats", params=params, headers=bearer(read_key)).json()
+    [tool] = stats["by_tool"]
+    assert (tool["server"], tool["tool"], tool["calls"], tool["errors"]) == ("filesystem", "read_file", 70, 7)
+    assert tool["error_rate"] == 0.1
+    # latencies are 1..7 ms; percentiles come from a log histogram (within ~10%)
+    assert 3.6 <= tool["p50_ms"] <= 4.4 and 6.3 <= tool["p99_ms"] <= 7.7
+    assert sum(b["calls"] for b in stats["series"]) == 71  # initialize + 70 calls
+    assert len(stats["series"]) == 2  # 70 calls a second apart span two minutes
+    assert {m["method"] for m in stats["by_method"]} == {"initialize", "tools/call"}
+    bad = api.client.get("/api/v1/stats", params={"since": params["until"], "until": params["since"]},
+                         headers=bearer(read_key))  # fmt: skip
+    assert bad.status_code == 422
+
+
+def test_monthly_quota_402_names_the_limit(api: Api) -> None:
+    org, key, _ = api.org_with_keys("tiny")
+    tenancy.set_limits(api.engine, org, events_per_month=10, retention_days=7)
+    fresh = Api(api.engine, str(api.engine.url.render_as_string(hide_password=False)))
+    session, events = session_batch(2)  # 6 events
+    assert _ingest(fresh, key, session, events)["accepted"] == 6
+    session2, events2 = session_batch(2)
+    r = fresh.client.post(
+        "/api/v1/events/batch", json={"session": session2, "events": events2}, headers=bearer(key)
+    )
+    assert r.status_code == 402
+    assert "limit of 10 events per month" in r.json()["error"]["message"]
+    assert _ingest(fresh, key, session, events)["duplicates"] == 6  # re-sends of stored data still succeed
