@@ -219,3 +219,32 @@ def test_monthly_quota_402_names_the_limit(api: Api) -> None:
     assert r.status_code == 402
     assert "limit of 10 events per month" in r.json()["error"]["message"]
     assert _ingest(fresh, key, session, events)["duplicates"] == 6  # re-sends of stored data still succeed
+
+
+def test_retention_drops_old_data_per_org(api: Api) -> None:
+    from kilometers.server.retention import DAY_NS, apply_retention
+
+    short, short_key, short_read = api.org_with_keys("short")
+    tenancy.set_limits(api.engine, short, events_per_month=None, retention_days=7)
+    _, long_key, long_read = api.org_with_keys("forever")
+    old_session, old_events = session_batch(2, start_ns=BASE_NS)
+    new_session, new_events = session_batch(2, start_ns=BASE_NS + 30 * DAY_NS)
+    for key in (short_key, long_key):
+        _ingest(api, key, old_session, old_events)
+        _ingest(api, key, new_session, new_events)
+    removed = apply_retention(api.engine, now_ns=BASE_NS + 31 * DAY_NS)
+    assert removed == {"short": len(old_events)}
+    fresh = Api(api.engine, str(api.engine.url.render_as_string(hide_password=False)))
+    short_items = fresh.client.get("/api/v1/events", params={"limit": 100}, headers=bearer(short_read)).json()
+    assert {e["session_id"] for e in short_items["items"]} == {new_session["id"]}
+    sessions = fresh.client.get("/api/v1/sessions", headers=bearer(short_read)).json()["items"]
+    assert [s["id"] for s in sessions] == [new_session["id"]]
+    long_items = fresh.client.get("/api/v1/events", params={"limit": 100}, headers=bearer(long_read)).json()
+    assert len(long_items["items"]) == len(old_events) + len(new_events)
+    window = {
+        "since": format_ts(BASE_NS - DAY_NS),
+        "until": format_ts(BASE_NS + 32 * DAY_NS),
+        "bucket": "day",
+    }
+    stats = fresh.client.get("/api/v1/stats", params=window, headers=bearer(short_read)).json()
+    assert stats["totals"]["events"] == len(new_events)

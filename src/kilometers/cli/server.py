@@ -210,3 +210,20 @@ def delete_org(org_name: str, yes: bool, db_url: str | None) -> None:
         fail(f"this erases all data of {org.name!r}; run again with --yes to confirm", 2)
     removed = tenancy.delete_org(engine, org)
     click.echo(f"deleted {org.name}: " + ", ".join(f"{n} {t}" for t, n in removed.items() if n))
+
+
+@admin_group.command("prune")
+@click.option("--org", "org_name", help="Only this organization (default: all).")
+@db_url_option
+def prune(org_name: str | None, db_url: str | None) -> None:
+    """Drop data older than each organization's retention now (the server also does it hourly)."""
+    from ..server import tenancy
+    from ..server.retention import apply_retention
+
+    engine = _engine(db_url)
+    try:
+        org_id = tenancy.get_org(engine, org_name).id if org_name else None
+    except tenancy.TenancyError as exc:
+        fail(str(exc))
+    for name, n in apply_retention(engine, org_id=org_id).items():
+        click.echo(f"{name}: removed {n} events")

@@ -5,6 +5,8 @@ organization are simply not found (404), and counts never include other organiza
 """
 
 import math
+import sys
+import threading
 import time
 import zlib
 from collections.abc import AsyncIterator, Callable
@@ -27,6 +29,7 @@ from ..store import db, queries
 from . import ingest as ingest_mod
 from . import rollups, tenancy
 from .ratelimit import RateLimiter
+from .retention import apply_retention
 
 
 @dataclass
@@ -36,6 +39,8 @@ class ServerSettings:
     rate_per_second: float = 50.0
     rate_burst: float = 100.0
     auth_cache_seconds: float = 5.0
+    retention_interval_seconds: float = 3600.0
+    """How often expired data is dropped (0 disables; `km admin prune` does it on demand)."""
 
 
 class ApiError(Exception):
@@ -159,6 +164,14 @@ def _ns(value: str | None, name: str) -> int | None:
         raise ApiError(422, "invalid_parameter", f"{name} must be an ISO 8601 time, got {value!r}") from None
 
 
+def _retention_loop(engine: Engine, settings: ServerSettings, stop: threading.Event) -> None:
+    while not stop.wait(settings.retention_interval_seconds):
+        try:
+            apply_retention(engine)
+        except Exception as exc:  # the database may be restarting; try again next round
+            print(f"km serve: retention pass failed: {exc}", file=sys.stderr)
+
+
 def create_app(
     db_url: str | None = None, settings: ServerSettings | None = None, check_schema: bool = True
 ) -> FastAPI:
@@ -172,7 +185,11 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        stop = threading.Event()
+        if settings.retention_interval_seconds > 0:
+            threading.Thread(target=_retention_loop, args=(engine, settings, stop), daemon=True).start()
         yield
+        stop.set()
         engine.dispose()
 
     app = FastAPI(

@@ -1,0 +1,41 @@
+"""Retention: drop each organization's data older than its ``retention_days``, in bulk.
+
+One DELETE per table and organization, driven by the (org_id, time) indexes; the server runs
+it periodically and `km admin prune` runs it on demand. See docs/deploy.md for partitioning
+the events table by time on PostgreSQL when tables grow very large.
+"""
+
+from __future__ import annotations
+
+import time
+
+from sqlalchemy import Engine, and_, delete, or_, select
+
+from ..store.schema import events, organizations, rollups, sessions
+
+DAY_NS = 86_400 * 10**9
+
+
+def apply_retention(engine: Engine, now_ns: int | None = None, org_id: str | None = None) -> dict[str, int]:
+    """Delete expired data; returns events removed per organization name."""
+    now_ns = now_ns or time.time_ns()
+    query = select(organizations.c.id, organizations.c.name, organizations.c.retention_days).where(
+        organizations.c.retention_days.is_not(None)
+    )
+    if org_id is not None:
+        query = query.where(organizations.c.id == org_id)
+    removed: dict[str, int] = {}
+    with engine.connect() as conn:
+        orgs = conn.execute(query).all()
+    for oid, name, days in orgs:
+        cutoff = now_ns - int(days) * DAY_NS
+        with engine.begin() as conn:
+            n = conn.execute(delete(events).where(events.c.org_id == oid, events.c.ts_ns < cutoff)).rowcount
+            conn.execute(
+                delete(rollups).where(rollups.c.org_id == oid, rollups.c.minute < cutoff // (60 * 10**9))
+            )
+            ended_before = and_(sessions.c.ended_ns.is_not(None), sessions.c.ended_ns < cutoff)
+            never_ended = and_(sessions.c.ended_ns.is_(None), sessions.c.started_ns < cutoff - 30 * DAY_NS)
+            conn.execute(delete(sessions).where(sessions.c.org_id == oid, or_(ended_before, never_ended)))
+        removed[name] = n
+    return removed
