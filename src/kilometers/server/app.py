@@ -18,9 +18,10 @@ import orjson
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
@@ -155,13 +156,19 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return body
 
 
-def _ns(value: str | None, name: str) -> int | None:
+Time = Annotated[str | None, Query(json_schema_extra={"format": "date-time"}, description="RFC 3339 time")]
+
+
+def _ns(value: str | None) -> int | None:
     if value is None:
         return None
     try:
-        return parse_ts(value)
-    except ValueError:
-        raise ApiError(422, "invalid_parameter", f"{name} must be an ISO 8601 time, got {value!r}") from None
+        ns = parse_ts(value)
+    except (ValueError, OverflowError):
+        ns = -1
+    if not 0 <= ns < 2**63:
+        raise ApiError(422, "invalid_parameter", f"expected an RFC 3339 time (1970-2262), got {value!r}")
+    return ns
 
 
 def _retention_loop(engine: Engine, settings: ServerSettings, stop: threading.Event) -> None:
@@ -170,6 +177,21 @@ def _retention_loop(engine: Engine, settings: ServerSettings, stop: threading.Ev
             apply_retention(engine)
         except Exception as exc:  # the database may be restarting; try again next round
             print(f"km serve: retention pass failed: {exc}", file=sys.stderr)
+
+
+Cursor = Annotated[
+    str | None,
+    Query(max_length=500, pattern=r"^[A-Za-z0-9_-]+$", description="next_cursor of the previous page"),
+]
+COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "malformed request (the body says why)"},
+    401: {"description": "missing, invalid or revoked API key"},
+    403: {"description": "the key lacks the scope this call needs"},
+    404: {"description": "not found in the key's organization"},
+    422: {"description": "invalid parameters"},
+    429: {"description": "rate limited; see Retry-After"},
+    503: {"description": "database unavailable; see Retry-After"},
+}
 
 
 def create_app(
@@ -193,6 +215,7 @@ def create_app(
         engine.dispose()
 
     app = FastAPI(
+        responses=COMMON_ERRORS,
         title="Kilometers team server",
         version=__version__,
         description="Ingestion and query API for MCP traffic recorded by km.",
@@ -213,14 +236,18 @@ def create_app(
     @app.exception_handler(StarletteHTTPException)
     async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail))
+        return _error(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(OperationalError)
-    @app.exception_handler(DBAPIError)
+    @app.exception_handler(InterfaceError)
     async def _db_down(_r: Request, exc: Exception) -> JSONResponse:
         return _error(
             503, "database_unavailable", "the database is unavailable; retry shortly", {"Retry-After": "2"}
         )
+
+    @app.exception_handler(DataError)
+    async def _db_data(_r: Request, exc: Exception) -> JSONResponse:
+        return _error(422, "invalid_value", "a value is out of range for the database")
 
     read = Annotated[Caller, Depends(auth.require("read"))]
     ingest_caller = Annotated[Caller, Depends(auth.require("ingest"))]
@@ -249,7 +276,7 @@ def create_app(
         openapi_extra={
             "requestBody": {
                 "required": True,
-                "content": {"application/json": {"schema": ingest_mod.BatchIn.model_json_schema()}},
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchIn"}}},
             }
         },
         responses={
@@ -279,7 +306,7 @@ def create_app(
     def list_sessions(
         caller: read,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
-        cursor: Annotated[str | None, Query(max_length=500)] = None,
+        cursor: Cursor = None,
     ) -> dict[str, Any]:
         """Sessions, newest first."""
         try:
@@ -303,11 +330,11 @@ def create_app(
         tool: Annotated[str | None, Query(max_length=200)] = None,
         kind: Literal["request", "notification", "response", "error", "invalid"] | None = None,
         errors: bool = False,
-        since: str | None = None,
-        until: str | None = None,
+        since: Time = None,
+        until: Time = None,
         q: Annotated[str | None, Query(max_length=500, description="text in the payload")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        cursor: Annotated[str | None, Query(max_length=500)] = None,
+        cursor: Cursor = None,
     ) -> dict[str, Any]:
         """Events, newest first, with filters and cursor pagination."""
         flt = queries.EventFilter(
@@ -317,8 +344,8 @@ def create_app(
             tool=tool,
             kinds=[kind] if kind else [],
             errors_only=errors,
-            since_ns=_ns(since, "since"),
-            until_ns=_ns(until, "until"),
+            since_ns=_ns(since),
+            until_ns=_ns(until),
             text=q,
         )
         try:
@@ -343,13 +370,13 @@ def create_app(
     @app.get("/api/v1/stats", tags=["read"])
     def get_stats(
         caller: read,
-        since: str | None = None,
-        until: str | None = None,
+        since: Time = None,
+        until: Time = None,
         bucket: Literal["minute", "hour", "day"] = "hour",
     ) -> dict[str, Any]:
         """Time-bucketed counts, error rate, latency p50/p95/p99 by method, tool and server (rollups)."""
-        until_ns = _ns(until, "until") or time.time_ns()
-        since_ns = _ns(since, "since") or until_ns - 24 * 3600 * 10**9
+        until_ns = _ns(until) or time.time_ns()
+        since_ns = _ns(since) or until_ns - 24 * 3600 * 10**9
         if since_ns >= until_ns:
             raise ApiError(422, "invalid_parameter", "since must be before until")
         if bucket == "minute" and until_ns - since_ns > 7 * 24 * 3600 * 10**9:
@@ -361,4 +388,17 @@ def create_app(
         """The organization of the calling key, with its plan limits."""
         return caller.org.to_dict()
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            spec = get_openapi(
+                title=app.title, version=app.version, description=app.description, routes=app.routes
+            )
+            batch = ingest_mod.BatchIn.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = spec.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(batch.pop("$defs", {}))
+            schemas["BatchIn"] = batch
+            app.openapi_schema = spec
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

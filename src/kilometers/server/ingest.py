@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -22,28 +22,43 @@ UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0
 MAX_EVENTS_PER_BATCH = 5000
 
 
+MAX_NS = 2**63 - 1
+INT32 = 2**31 - 1
+NoNul = Annotated[str, Field(pattern=r"^[^\x00]*$")]
+"""Text stored as-is: PostgreSQL cannot store NUL characters in text columns."""
+
+
+def _check_ts(value: str) -> None:
+    try:
+        ns = parse_ts(value)
+    except (ValueError, OverflowError):
+        raise ValueError("expected an RFC 3339 time such as 2026-01-31T12:00:00.000000Z") from None
+    if not 0 <= ns <= MAX_NS:
+        raise ValueError("time out of range (1970 to 2262)")
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class ErrorIn(_Strict):
-    code: int | None = None
-    message: str | None = None
+    code: int | None = Field(default=None, ge=-INT32 - 1, le=INT32)
+    message: NoNul | None = None
 
 
 class EventIn(_Strict):
     id: str = Field(pattern=UUID_PATTERN)
     session_id: str = Field(pattern=UUID_PATTERN)
-    ts: str
+    ts: str = Field(json_schema_extra={"format": "date-time"})
     direction: Literal["client_to_server", "server_to_client"]
     kind: Literal["request", "notification", "response", "error", "invalid"]
     jsonrpc_id: str | int | float | None = None
-    method: str | None = Field(default=None, max_length=200)
-    tool: str | None = Field(default=None, max_length=200)
-    resource_uri: str | None = None
-    prompt_name: str | None = Field(default=None, max_length=200)
-    latency_ms: float | None = Field(default=None, ge=0)
-    size_bytes: int = Field(ge=0)
+    method: NoNul | None = Field(default=None, max_length=200)
+    tool: NoNul | None = Field(default=None, max_length=200)
+    resource_uri: NoNul | None = None
+    prompt_name: NoNul | None = Field(default=None, max_length=200)
+    latency_ms: float | None = Field(default=None, ge=0, le=1e12)
+    size_bytes: int = Field(ge=0, le=2**53)
     is_error: bool = False
     error: ErrorIn | None = None
     truncated: bool = False
@@ -54,35 +69,35 @@ class EventIn(_Strict):
     @field_validator("ts")
     @classmethod
     def _ts(cls, value: str) -> str:
-        parse_ts(value)
+        _check_ts(value)
         return value
 
 
 class SessionIn(_Strict):
     id: str = Field(pattern=UUID_PATTERN)
-    name: str | None = Field(default=None, max_length=200)
-    transport: str = Field(default="stdio", max_length=32)
-    started_at: str
-    ended_at: str | None = None
+    name: NoNul | None = Field(default=None, max_length=200)
+    transport: NoNul = Field(default="stdio", max_length=32)
+    started_at: str = Field(json_schema_extra={"format": "date-time"})
+    ended_at: str | None = Field(default=None, json_schema_extra={"format": "date-time"})
     duration_ms: float | None = None
     command: list[str] = Field(default_factory=list)
-    cwd: str | None = None
-    pid: int | None = None
-    exit_code: int | None = None
+    cwd: NoNul | None = None
+    pid: int | None = Field(default=None, ge=0, le=INT32)
+    exit_code: int | None = Field(default=None, ge=-INT32 - 1, le=INT32)
     client: dict[str, Any] | None = None
     server: dict[str, Any] | None = None
-    protocol_version: str | None = Field(default=None, max_length=32)
+    protocol_version: NoNul | None = Field(default=None, max_length=32)
     capabilities: dict[str, Any] | None = None
-    event_count: int = Field(default=0, ge=0)
-    error_count: int = Field(default=0, ge=0)
-    dropped_events: int = Field(default=0, ge=0)
-    host: str | None = Field(default=None, max_length=255)
+    event_count: int = Field(default=0, ge=0, le=INT32)
+    error_count: int = Field(default=0, ge=0, le=INT32)
+    dropped_events: int = Field(default=0, ge=0, le=INT32)
+    host: NoNul | None = Field(default=None, max_length=255)
 
     @field_validator("started_at", "ended_at")
     @classmethod
     def _ts(cls, value: str | None) -> str | None:
         if value is not None:
-            parse_ts(value)
+            _check_ts(value)
         return value
 
 
