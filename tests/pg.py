@@ -54,7 +54,8 @@ class Cluster:
         self.run("pg_ctl", "-D", str(self.datadir), "-m", mode, "-w", "stop", check=False)
 
     def create_database(self, name: str) -> str:
-        self.run("psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-c", f"CREATE DATABASE {name}")
+        host = ("-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres")
+        self.run("psql", *host, "-c", f"CREATE DATABASE {name}")
         return f"postgresql://postgres@127.0.0.1:{self.port}/{name}"
 
 
@@ -68,7 +69,9 @@ def start_cluster() -> Cluster:
         shutil.chown(base, "postgres")
         shutil.chown(datadir, "postgres")
     cluster = Cluster(datadir, _free_port())
-    result = cluster.run("initdb", "-D", str(datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8", check=False)
+    result = cluster.run(
+        "initdb", "-D", str(datadir), "-U", "postgres", "--auth=trust", "-E", "UTF8", check=False
+    )
     if result.returncode != 0:
         raise RuntimeError(f"initdb failed: {result.stderr}")
     cluster.start()

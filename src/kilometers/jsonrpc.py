@@ -178,16 +178,17 @@ class Capture:
         self._message(direction, message, text.rstrip(), len(line), ts_ns, out)
 
     def _invalid(self, direction: Direction, raw: bytes, ts_ns: int) -> Event:
-        text = raw.decode("utf-8", "backslashreplace")
+        size = len(raw)
         truncated = False
-        if self.payload_limit and len(text) > self.payload_limit:
-            text, truncated = text[: self.payload_limit], True
+        if self.payload_limit and size > self.payload_limit:
+            raw, truncated = raw[: self.payload_limit], True
+        text = raw.decode("utf-8", "backslashreplace")
         return Event(
             session_id=self.session.id,
             ts_ns=ts_ns,
             direction=direction,
             kind="invalid",
-            size_bytes=len(raw),
+            size_bytes=size,
             payload=orjson.dumps(text).decode(),
             truncated=truncated,
         )
@@ -290,9 +291,12 @@ class Capture:
 
     def _append(self, out: list[Event], event: Event) -> None:
         limit = self.payload_limit
-        if limit and event.payload is not None and len(event.payload) > limit:
-            event.payload = event.payload[:limit]
-            event.truncated = True
+        if limit and event.payload is not None and len(event.payload) > limit // 4:
+            encoded = event.payload.encode()
+            if len(encoded) > limit:
+                # cut on a UTF-8 boundary: at most `limit` bytes are kept
+                event.payload = encoded[:limit].decode("utf-8", "ignore")
+                event.truncated = True
         out.append(event)
 
     # -- session details -------------------------------------------------------------------------

@@ -22,7 +22,7 @@ def fail(message: str, code: int = 1) -> NoReturn:
     raise SystemExit(code)
 
 
-def since_to_ns(value: str) -> int:
+def since_to_ns(value: str, option: str = "--since") -> int:
     """``10m``, ``2h``, ``1d`` (ago) or an ISO 8601 time -> ns since the epoch."""
     match = _DURATION.match(value.strip())
     if match:
@@ -31,7 +31,8 @@ def since_to_ns(value: str) -> int:
         return parse_ts(value)
     except ValueError:
         raise click.BadParameter(
-            f"{value!r} is neither a duration (30s, 10m, 2h, 1d, 1w) nor an ISO 8601 time"
+            f"{value!r} is neither a duration (30s, 10m, 2h, 1d, 1w) nor an ISO 8601 time",
+            param_hint=option,
         ) from None
 
 

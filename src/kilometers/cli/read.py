@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 import orjson
 
-from ..model import Event, Session, format_ts
+from ..model import Event, Session
 from ..store import queries
 from .common import db_option, echo_json, fail, open_engine, since_to_ns
 
@@ -63,27 +63,42 @@ def event_line(e: Event) -> str:
     return " ".join(parts)
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
 def _session_line(s: Session) -> str:
     duration = f"{(s.ended_ns - s.started_ns) / 1e9:.1f}s" if s.ended_ns else "running"
-    server = (s.server or {}).get("name") or s.name or "-"
+    reported = (s.server or {}).get("name")
+    server = s.name or reported or "-"
+    if reported and reported != server:
+        server += f" ({reported})"
     client = (s.client or {}).get("name") or "-"
-    errors = click.style(f"{s.error_count} err", fg="red") if s.error_count else "0 err"
+    errors = click.style(_plural(s.error_count, "error"), fg="red") if s.error_count else "0 errors"
     dropped = click.style(f" {s.dropped_events} dropped", fg="yellow") if s.dropped_events else ""
     exit_code = "" if s.exit_code is None else f" exit {s.exit_code}"
+    started = datetime.fromtimestamp(s.started_ns / 1e9, tz=UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
     return (
-        f"{click.style(s.id, dim=True)}  {format_ts(s.started_ns)[:19]}  {duration:>8}  "
-        f"{client} → {click.style(server, bold=True)}  {s.event_count} events  {errors}{dropped}{exit_code}"
+        f"{click.style(s.id, dim=True)}  {started}  {duration:>8}  "
+        f"{client} → {click.style(server, bold=True)}  {_plural(s.event_count, 'event')}  {errors}{dropped}{exit_code}"
     )
 
 
+def _empty_hint(what: str) -> None:
+    click.echo(f"no {what} (record some with `km monitor -- CMD`, or widen the filters)", err=True)
+
+
 @click.command("sessions")
-@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @db_option
 def sessions_cmd(limit: int, as_json: bool, db_url: str | None) -> None:
     """List recorded sessions, newest first."""
     engine = open_engine(db_url)
-    for s in queries.list_sessions(engine, limit):
+    found = queries.list_sessions(engine, limit)
+    if not found and not as_json:
+        _empty_hint("sessions recorded yet")
+    for s in found:
         if as_json:
             echo_json(s.to_dict())
         else:
@@ -111,11 +126,11 @@ def _filter(
         tool=tool,
         kinds=list(kind),
         errors_only=errors,
-        since_ns=since_to_ns(since) if since else None,
+        since_ns=since_to_ns(since, "--since") if since else None,
     )
 
 
-session_option = click.option("--session", help="Session id, id prefix or `latest`.")
+session_option = click.option("--session", help="Session id, its first or last characters, or `latest`.")
 filter_options = [
     session_option,
     click.option("--method", help="Only this JSON-RPC method."),
@@ -155,7 +170,10 @@ def events_cmd(
     """List recorded messages (the newest LIMIT, oldest first)."""
     engine = open_engine(db_url)
     flt = _filter(engine, session, method, tool, errors, since, kind)
-    for e in queries.list_events(engine, flt, limit):
+    found = queries.list_events(engine, flt, limit)
+    if not found and not as_json:
+        _empty_hint("matching events")
+    for e in found:
         if as_json:
             echo_json(e.to_dict())
         else:
@@ -182,7 +200,7 @@ def show_cmd(event_id: str, as_json: bool, db_url: str | None) -> None:
     click.echo(event_line(event))
     for key in ("session_id", "ts", "jsonrpc_id", "resource_uri", "prompt_name", "error", "truncated"):
         if data.get(key) not in (None, False):
-            click.echo(f"  {key}: {data[key]}")
+            click.echo(f"  {key}: {orjson.dumps(data[key]).decode()}")
     if pair is not None:
         click.echo(f"  paired with: {pair.kind} {pair.id}")
     click.echo(orjson.dumps(data["payload"], option=orjson.OPT_INDENT_2).decode())
@@ -191,7 +209,14 @@ def show_cmd(event_id: str, as_json: bool, db_url: str | None) -> None:
 @click.command("tail")
 @_with_filters
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new messages as they are recorded.")
-@click.option("-n", "--lines", type=click.IntRange(min=0), default=20, show_default=True)
+@click.option(
+    "-n",
+    "--lines",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Recent messages to print first.",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--interval", type=click.FloatRange(min=0.01), default=0.2, hidden=True)
 @db_option
@@ -251,15 +276,17 @@ def stats_cmd(session: str | None, since: str | None, as_json: bool, db_url: str
             echo_json(row)
         return
     if not rows:
-        click.echo("no messages recorded yet", err=True)
+        _empty_hint("messages recorded yet")
         return
+    mw = max(6, *(len(str(r["method"])) for r in rows))
+    tw = max(4, *(len(str(r["tool"] or "")) for r in rows))
     header = (
-        f"{'method':<28} {'tool':<22} {'calls':>7} {'errors':>7} "
+        f"{'method':<{mw}} {'tool':<{tw}} {'calls':>7} {'errors':>7} "
         f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'bytes':>10}"
     )
     click.echo(click.style(header, bold=True))
     for r in rows:
         click.echo(
-            f"{r['method']!s:<28} {r['tool'] or '':<22} {r['count']:>7} {r['errors']:>7} "
+            f"{r['method']!s:<{mw}} {r['tool'] or '':<{tw}} {r['count']:>7} {r['errors']:>7} "
             f"{_ms(r['p50_ms']):>8} {_ms(r['p95_ms']):>8} {_ms(r['p99_ms']):>8} {r['bytes']:>10}"
         )

@@ -5,8 +5,9 @@ from __future__ import annotations
 import base64
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Connection, Engine, Row, Select, and_, func, or_, select, tuple_
 
 from ..model import Event, Session
 from .codec import event_from_row, session_from_row
@@ -15,6 +16,15 @@ from .schema import LOCAL_ORG, events, sessions
 
 class NotFound(LookupError):
     pass
+
+
+def _match(conn: Connection, query: Select[Any], column: ColumnElement[str], ref: str) -> list[Row[Any]]:
+    """Rows whose id starts with ``ref``, else ends with it (ids are time-ordered, so their
+    random tail is the distinctive part). At most two rows: enough to detect ambiguity."""
+    rows = list(conn.execute(query.where(column.startswith(ref, autoescape=True)).limit(2)))
+    if not rows and len(ref) >= 4:
+        rows = list(conn.execute(query.where(column.endswith(ref, autoescape=True)).limit(2)))
+    return rows
 
 
 def list_sessions(engine: Engine, limit: int = 50, org_id: str = LOCAL_ORG) -> list[Session]:
@@ -41,15 +51,11 @@ def resolve_session(engine: Engine, ref: str, org_id: str = LOCAL_ORG) -> str:
             if row is None:
                 raise NotFound("no sessions recorded yet: run a server through `km monitor -- CMD` first")
             return str(row[0])
-        rows = conn.execute(
-            select(sessions.c.id)
-            .where(sessions.c.org_id == org_id, sessions.c.id.startswith(ref, autoescape=True))
-            .limit(2)
-        ).all()
+        rows = _match(conn, select(sessions.c.id).where(sessions.c.org_id == org_id), sessions.c.id, ref)
     if not rows:
         raise NotFound(f"no session matches {ref!r} (see `km sessions`)")
     if len(rows) > 1:
-        raise NotFound(f"{ref!r} matches several sessions; give more characters of the id")
+        raise NotFound(f"{ref!r} matches several sessions; give more characters of the id (or its end)")
     return str(rows[0][0])
 
 
@@ -126,13 +132,12 @@ def last_seq(engine: Engine) -> int:
 
 
 def get_event(engine: Engine, ref: str, org_id: str = LOCAL_ORG) -> Event:
-    query = select(events).where(events.c.org_id == org_id, events.c.id.startswith(ref, autoescape=True))
     with engine.connect() as conn:
-        rows = conn.execute(query.limit(2)).all()
+        rows = _match(conn, select(events).where(events.c.org_id == org_id), events.c.id, ref)
     if not rows:
         raise NotFound(f"no event matches {ref!r} (see `km events`)")
     if len(rows) > 1:
-        raise NotFound(f"{ref!r} matches several events; give more characters of the id")
+        raise NotFound(f"{ref!r} matches several events; give more characters of the id (or its end)")
     return event_from_row(rows[0]._mapping)
 
 
