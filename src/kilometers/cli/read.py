@@ -80,7 +80,8 @@ def _session_line(s: Session) -> str:
     started = datetime.fromtimestamp(s.started_ns / 1e9, tz=UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
     return (
         f"{click.style(s.id, dim=True)}  {started}  {duration:>8}  "
-        f"{client} → {click.style(server, bold=True)}  {_plural(s.event_count, 'event')}  {errors}{dropped}{exit_code}"
+        f"{client} → {click.style(server, bold=True)}  "
+        f"{_plural(s.event_count, 'event')}  {errors}{dropped}{exit_code}"
     )
 
 
