@@ -189,3 +189,16 @@ sync_state = Table(
     PrimaryKeyConstraint("target", "key", name="pk_sync_state"),
 )
 """Local store only: the uploader's progress per team-server URL."""
+
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("user_id", String(36), nullable=False),
+    Column("org_id", String(36), nullable=False),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+    Column("expires_ns", BigInteger, nullable=False),
+    Index("ix_web_sessions_user", "user_id"),
+)
+"""Browser sign-ins on the team server (cookie value = random token; only its hash is stored)."""
