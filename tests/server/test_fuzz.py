@@ -12,7 +12,6 @@ can still be a 400/422.
 from __future__ import annotations
 
 import schemathesis
-from factory import session_batch
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from schemathesis.specs.openapi.checks import negative_data_rejection, positive_data_acceptance
@@ -20,6 +19,8 @@ from sqlalchemy import Engine
 
 from kilometers.server import tenancy
 from kilometers.server.app import ServerSettings, create_app
+
+from factory import session_batch
 
 CHECKS = {"excluded_checks": [negative_data_rejection, positive_data_acceptance]}
 
@@ -34,7 +35,8 @@ def test_api_conforms_and_never_fails(engine: Engine, store_url: str) -> None:
     )
     assert seeded.status_code == 200
     schema = schemathesis.openapi.from_asgi("/openapi.json", app)
-    operations = [result.ok() for result in schema.get_all_operations()]
+    # the live stream never ends by design; it has its own tests (test_live.py)
+    operations = [r.ok() for r in schema.get_all_operations() if r.ok().path != "/api/v1/live"]
     assert len(operations) >= 9
     calls: list[str] = []
     for operation in operations:

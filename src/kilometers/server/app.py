@@ -1,15 +1,15 @@
-"""The team server: an ASGI app (FastAPI) over the shared store, SQLite or PostgreSQL.
+"""The team server (and `km ui`): an ASGI app (FastAPI) over the shared store, SQLite or PostgreSQL.
 
-Every route is scoped to the organization of the API key that calls it; ids from another
-organization are simply not found (404), and counts never include other organizations.
+Every route is scoped to the organization of the caller (API key, signed-in member, or the
+local user of `km ui`); ids from another organization are simply not found (404), and counts
+never include other organizations.
 """
 
-import math
 import sys
 import threading
 import time
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
@@ -28,8 +28,10 @@ from .. import __version__
 from ..model import parse_ts
 from ..store import db, queries
 from . import ingest as ingest_mod
-from . import rollups, tenancy
-from .ratelimit import RateLimiter
+from . import rollups, web
+from .auth import Auth, AuthSettings, Caller
+from .errors import ApiError, error_response
+from .live import LiveHub
 from .retention import apply_retention
 
 
@@ -40,87 +42,13 @@ class ServerSettings:
     rate_per_second: float = 50.0
     rate_burst: float = 100.0
     auth_cache_seconds: float = 5.0
+    local_token: str | None = None
+    """`km ui`: serve the local store to the holder of this token only (loopback, Host-checked)."""
+    allowed_hosts: set[str] | None = None
+    """`km ui`: the only Host (and Origin) values answered, e.g. {"127.0.0.1:8765", "localhost:8765"}."""
+    live_poll_seconds: float = 0.2
     retention_interval_seconds: float = 3600.0
     """How often expired data is dropped (0 disables; `km admin prune` does it on demand)."""
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message, self.headers = status, code, message, headers or {}
-
-
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
-
-
-@dataclass
-class Caller:
-    key: tenancy.ApiKey
-    org: tenancy.Org
-
-
-class Auth:
-    """Resolves the API key of a request, with a short cache so ingestion does not hit the DB per call."""
-
-    def __init__(self, engine: Engine, settings: ServerSettings) -> None:
-        self.engine = engine
-        self.settings = settings
-        self.limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
-        self._cache: dict[str, tuple[float, Caller | None]] = {}
-
-    def _lookup(self, key: str) -> Caller | None:
-        now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit and now - hit[0] < self.settings.auth_cache_seconds:
-            return hit[1]
-        record = tenancy.authenticate(self.engine, key)
-        caller = None
-        if record is not None:
-            try:
-                caller = Caller(record, tenancy.get_org(self.engine, record.org_id))
-            except tenancy.TenancyError:
-                caller = None
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[key] = (now, caller)
-        return caller
-
-    def require(self, scope: str) -> Callable[[Request], Any]:
-        def dependency(request: Request) -> Caller:
-            header = request.headers.get("authorization", "")
-            key = (
-                header[7:].strip()
-                if header.lower().startswith("bearer ")
-                else request.headers.get("x-api-key", "")
-            )
-            challenge = {"WWW-Authenticate": 'Bearer realm="kilometers"'}
-            if not key:
-                raise ApiError(
-                    401, "missing_api_key", "send an API key: Authorization: Bearer km_live_…", challenge
-                )
-            caller = self._lookup(key)
-            if caller is None:
-                raise ApiError(401, "invalid_api_key", "this API key is not valid", challenge)
-            if caller.key.revoked_ns is not None:
-                raise ApiError(
-                    401, "revoked_api_key", "this API key has been revoked; create a new one", challenge
-                )
-            if not caller.key.allows(scope):
-                raise ApiError(
-                    403,
-                    "insufficient_scope",
-                    f"this key has scope {caller.key.scope!r}; this call needs {scope!r}",
-                )
-            wait = self.limiter.take(caller.key.id)
-            if wait > 0:
-                raise ApiError(
-                    429, "rate_limited", "too many requests for this key; retry later",
-                    {"Retry-After": str(max(1, math.ceil(wait)))},
-                )  # fmt: skip
-            return caller
-
-        return dependency
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -203,15 +131,22 @@ def create_app(
     engine = db.make_engine(settings.db_url)
     if check_schema:
         db.ensure_current(engine)
-    auth = Auth(engine, settings)
+    auth = Auth(
+        engine,
+        AuthSettings(
+            settings.rate_per_second, settings.rate_burst, settings.auth_cache_seconds, settings.local_token
+        ),
+    )
+    hub = LiveHub(engine, settings.live_poll_seconds)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
-        if settings.retention_interval_seconds > 0:
+        if settings.retention_interval_seconds > 0 and settings.local_token is None:
             threading.Thread(target=_retention_loop, args=(engine, settings, stop), daemon=True).start()
         yield
         stop.set()
+        hub.stop()
         engine.dispose()
 
     app = FastAPI(
@@ -223,31 +158,33 @@ def create_app(
     )
     app.state.engine = engine
     app.state.settings = settings
+    app.state.auth = auth
+    app.state.hub = hub
 
     @app.exception_handler(ApiError)
     async def _api_error(_r: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.code, exc.message, exc.headers)
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_r: Request, exc: RequestValidationError) -> JSONResponse:
         parts = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]]
-        return _error(422, "invalid_request", "; ".join(parts) or "invalid request")
+        return error_response(422, "invalid_request", "; ".join(parts) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return _error(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+        return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
     async def _db_down(_r: Request, exc: Exception) -> JSONResponse:
-        return _error(
+        return error_response(
             503, "database_unavailable", "the database is unavailable; retry shortly", {"Retry-After": "2"}
         )
 
     @app.exception_handler(DataError)
     async def _db_data(_r: Request, exc: Exception) -> JSONResponse:
-        return _error(422, "invalid_value", "a value is out of range for the database")
+        return error_response(422, "invalid_value", "a value is out of range for the database")
 
     read = Annotated[Caller, Depends(auth.require("read"))]
     ingest_caller = Annotated[Caller, Depends(auth.require("ingest"))]
@@ -265,9 +202,9 @@ def create_app(
                 conn.execute(text("SELECT 1"))
             db.ensure_current(engine)
         except db.SchemaOutOfDate as exc:
-            return _error(503, "schema_out_of_date", str(exc))
+            return error_response(503, "schema_out_of_date", str(exc))
         except Exception:
-            return _error(503, "database_unavailable", "the database is unreachable")
+            return error_response(503, "database_unavailable", "the database is unreachable")
         return JSONResponse({"status": "ready"})
 
     @app.post(
@@ -296,7 +233,10 @@ def create_app(
         except orjson.JSONDecodeError as exc:
             raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
         try:
-            return await run_in_threadpool(ingest_mod.ingest, engine, caller.org, data)
+            result = await run_in_threadpool(ingest_mod.ingest, engine, caller.org, data)
+            if result["accepted"]:
+                hub.notify()
+            return result
         except ingest_mod.BatchError as exc:
             raise ApiError(400, "invalid_batch", str(exc)) from None
         except ingest_mod.QuotaExceeded as exc:
@@ -373,6 +313,8 @@ def create_app(
         since: Time = None,
         until: Time = None,
         bucket: Literal["minute", "hour", "day"] = "hour",
+        tool: Annotated[str | None, Query(max_length=200)] = None,
+        server: Annotated[str | None, Query(max_length=200)] = None,
     ) -> dict[str, Any]:
         """Time-bucketed counts, error rate, latency p50/p95/p99 by method, tool and server (rollups)."""
         until_ns = _ns(until) or time.time_ns()
@@ -381,12 +323,15 @@ def create_app(
             raise ApiError(422, "invalid_parameter", "since must be before until")
         if bucket == "minute" and until_ns - since_ns > 7 * 24 * 3600 * 10**9:
             raise ApiError(422, "invalid_parameter", "minute buckets cover at most 7 days; use hour or day")
-        return rollups.stats(engine, caller.org.id, since_ns, until_ns, bucket)
+        return rollups.stats(engine, caller.org.id, since_ns, until_ns, bucket, tool, server)
 
     @app.get("/api/v1/org", tags=["read"])
     def get_org(caller: read) -> dict[str, Any]:
         """The organization of the calling key, with its plan limits."""
         return caller.org.to_dict()
+
+    web.register(app, engine, auth, hub)
+    app.add_middleware(web.SecurityHeaders, allowed_hosts=settings.allowed_hosts)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, func, select, text, update
 
 from ..model import parse_ts
 from ..store.schema import events as events_table
@@ -294,6 +294,8 @@ def ingest(engine: Engine, org: Org, body: Any) -> dict[str, Any]:
             )
             server = session.name or (session.server or {}).get("name") or ""
             rollups.upsert_rollups(conn, rollups.rollup_rows(org.id, str(server)[:200], new_rows))
+            if dialect == "postgresql":  # wake the live tail of every server process, on commit
+                conn.execute(text("SELECT pg_notify('km_events', :org)"), {"org": org.id})
             usage = insert(org_usage).values(org_id=org.id, month=month, events=len(new_rows))
             conn.execute(
                 usage.on_conflict_do_update(

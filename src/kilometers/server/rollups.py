@@ -13,14 +13,16 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, select
+from sqlalchemy import Connection, Engine, func, or_, select
 
-from ..store.schema import rollups
+from ..store.schema import rollups, sessions
 
 BASE_MS = 0.01
 GROWTH = 1.2
 MAX_BIN = 120  # ~ 3.4e5 s: anything slower lands in the last bin
 NO_LATENCY = -1
+BYTES_PER_TOKEN = 4
+"""Rough size of a token of JSON/text in bytes: ``est_tokens`` is an estimate, labelled as such."""
 
 
 def latency_bin(latency_ms: float) -> int:
@@ -104,6 +106,7 @@ class Group:
     errors: int = 0
     bytes: int = 0
     latency_sum: float = 0.0
+    response_bytes: int = 0
     bins: dict[int, int] = field(default_factory=dict)
 
     def add(self, b: int, events: int, requests: int, errors: int, size: int, latency_sum: float) -> None:
@@ -114,6 +117,7 @@ class Group:
         self.latency_sum += latency_sum
         if b != NO_LATENCY:
             self.bins[b] = self.bins.get(b, 0) + events
+            self.response_bytes += size
 
     def percentile(self, q: float) -> float | None:
         total = sum(self.bins.values())
@@ -135,6 +139,8 @@ class Group:
             "errors": self.errors,
             "error_rate": round(self.errors / self.requests, 4) if self.requests else 0.0,
             "bytes": self.bytes,
+            "response_bytes": self.response_bytes,
+            "est_tokens": self.response_bytes // BYTES_PER_TOKEN,
             "latency_avg_ms": round(self.latency_sum / answered, 3) if answered else None,
             "p50_ms": self.percentile(50),
             "p95_ms": self.percentile(95),
@@ -145,8 +151,17 @@ class Group:
 BUCKETS = {"minute": 1, "hour": 60, "day": 1440}
 
 
-def stats(engine: Engine, org_id: str, since_ns: int, until_ns: int, bucket: str = "hour") -> dict[str, Any]:
-    """Time-bucketed counts and latency percentiles by method, tool and server, from rollups only."""
+def stats(
+    engine: Engine,
+    org_id: str,
+    since_ns: int,
+    until_ns: int,
+    bucket: str = "hour",
+    tool: str | None = None,
+    server: str | None = None,
+) -> dict[str, Any]:
+    """Time-bucketed counts and latency percentiles by method, tool and server, from rollups only.
+    ``tool`` / ``server`` narrow everything (series included) to one tool or server."""
     r = rollups.c
     first, last = since_ns // 60_000_000_000, (until_ns - 1) // 60_000_000_000
     query = (
@@ -165,6 +180,10 @@ def stats(engine: Engine, org_id: str, since_ns: int, until_ns: int, bucket: str
         .where(r.org_id == org_id, r.minute >= first, r.minute <= last)
         .group_by(r.minute, r.server, r.method, r.tool, r.bin)
     )
+    if tool is not None:
+        query = query.where(r.tool == tool)
+    if server is not None:
+        query = query.where(r.server == server)
     width = BUCKETS[bucket]
     total = Group()
     series: dict[int, Group] = defaultdict(Group)
@@ -172,19 +191,31 @@ def stats(engine: Engine, org_id: str, since_ns: int, until_ns: int, bucket: str
     by_tool: dict[tuple[str, str], Group] = defaultdict(Group)
     by_server: dict[str, Group] = defaultdict(Group)
     with engine.connect() as conn:
-        for minute, server, method, tool, b, ev, req, err, size, lat in conn.execute(query):
+        for minute, row_server, method, row_tool, b, ev, req, err, size, lat in conn.execute(query):
             values = (b, int(ev), int(req), int(err), int(size), float(lat))
             total.add(*values)
             series[(minute // width) * width].add(*values)
             by_method[method].add(*values)
-            if tool:
-                by_tool[(server, tool)].add(*values)
-            by_server[server].add(*values)
+            if row_tool:
+                by_tool[(row_server, row_tool)].add(*values)
+            by_server[row_server].add(*values)
+        s = sessions.c
+        active = conn.execute(
+            select(func.count())
+            .select_from(sessions)
+            .where(
+                s.org_id == org_id,
+                s.started_ns < until_ns,
+                or_(s.ended_ns.is_(None), s.ended_ns >= since_ns),
+            )
+        ).scalar()
+    totals = total.to_dict()
+    totals["active_sessions"] = int(active or 0)
     return {
         "since": since_ns,
         "until": until_ns,
         "bucket": bucket,
-        "totals": total.to_dict(),
+        "totals": totals,
         "series": [{"minute": m, **g.to_dict()} for m, g in sorted(series.items())],
         "by_method": [{"method": k, **g.to_dict()} for k, g in sorted(by_method.items()) if k],
         "by_tool": [{"server": s, "tool": t, **g.to_dict()} for (s, t), g in sorted(by_tool.items())],

@@ -1,0 +1,196 @@
+"""Who is calling: an API key (CLI, uploader, scripts), a signed-in browser (team server), or the
+local user of `km ui` (random token). All three become one :class:`Caller` with permissions.
+
+Permissions: ``ingest`` (upload), ``read`` (query) and ``admin`` (keys, members, settings).
+Keys grant them by scope; members by role (owner/admin: read+admin; member/viewer: read).
+Browser requests with unsafe methods must carry the CSRF token and a same-origin ``Origin``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from fastapi import Request
+from sqlalchemy import Engine
+
+from ..store.schema import LOCAL_ORG
+from . import accounts, tenancy
+from .errors import ApiError
+from .ratelimit import RateLimiter
+
+SESSION_COOKIE = "km_session"
+LOCAL_COOKIE = "km_ui"
+UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
+KEY_SCOPES = {"ingest": {"ingest"}, "read": {"read"}, "admin": {"ingest", "read", "admin"}}
+ROLE_PERMISSIONS = {
+    "owner": {"read", "admin"},
+    "admin": {"read", "admin"},
+    "member": {"read"},
+    "viewer": {"read"},
+}
+LOCAL_ORG_RECORD = tenancy.Org(LOCAL_ORG, "local", "local", None, None)
+
+
+@dataclass
+class Caller:
+    org: tenancy.Org
+    permissions: set[str]
+    actor: str
+    rate_key: str
+    mode: str  # "key" | "session" | "local"
+    user: accounts.User | None = None
+    role: str | None = None
+    csrf_token: str | None = None
+    scope: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class AuthSettings:
+    rate_per_second: float = 50.0
+    rate_burst: float = 100.0
+    cache_seconds: float = 5.0
+    local_token: str | None = None
+    """Set by `km ui`: the only credential accepted, for the local organization."""
+
+
+def same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # non-browser clients and same-origin GETs may omit it; CSRF token still required
+    host = request.headers.get("host", "")
+    return origin in (f"http://{host}", f"https://{host}")
+
+
+class Auth:
+    def __init__(self, engine: Engine, settings: AuthSettings) -> None:
+        self.engine = engine
+        self.settings = settings
+        self.limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
+        self.local_csrf = secrets.token_urlsafe(32)
+        self._cache: dict[str, tuple[float, Caller | None, bool]] = {}
+
+    @property
+    def local(self) -> bool:
+        return self.settings.local_token is not None
+
+    # -- API keys ------------------------------------------------------------------------------
+
+    def _key_caller(self, key: str) -> tuple[Caller | None, bool]:
+        """(caller, revoked), cached briefly so ingestion does not hit the database per request."""
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit and now - hit[0] < self.settings.cache_seconds:
+            return hit[1], hit[2]
+        record = tenancy.authenticate(self.engine, key)
+        caller, revoked = None, False
+        if record is not None:
+            revoked = record.revoked_ns is not None
+            try:
+                org = tenancy.get_org(self.engine, record.org_id)
+                caller = Caller(
+                    org,
+                    KEY_SCOPES[record.scope],
+                    f"key:{record.prefix}",
+                    record.id,
+                    "key",
+                    scope=record.scope,
+                )
+            except tenancy.TenancyError:
+                caller = None
+        if len(self._cache) > 10_000:
+            self._cache.clear()
+        self._cache[key] = (now, caller, revoked)
+        return caller, revoked
+
+    def _from_key(self, key: str) -> Caller:
+        challenge = {"WWW-Authenticate": 'Bearer realm="kilometers"'}
+        caller, revoked = self._key_caller(key)
+        if caller is None:
+            raise ApiError(401, "invalid_api_key", "this API key is not valid", challenge)
+        if revoked:
+            raise ApiError(
+                401, "revoked_api_key", "this API key has been revoked; create a new one", challenge
+            )
+        return caller
+
+    # -- browsers --------------------------------------------------------------------------------
+
+    def _from_cookie(self, request: Request) -> Caller | None:
+        if self.local:
+            token = request.cookies.get(LOCAL_COOKIE, "")
+            if token and hmac.compare_digest(token, self.settings.local_token or ""):
+                return Caller(
+                    LOCAL_ORG_RECORD, {"read", "admin"}, "local", "local", "local", csrf_token=self.local_csrf
+                )
+            return None
+        token = request.cookies.get(SESSION_COOKIE, "")
+        if not token:
+            return None
+        session = accounts.load_session(self.engine, token)
+        if session is None:
+            return None
+        return Caller(
+            session.org,
+            ROLE_PERMISSIONS.get(session.role, set()),
+            f"user:{session.user.email}",
+            "user:" + session.user.id,
+            "session",
+            user=session.user,
+            role=session.role,
+            csrf_token=session.csrf_token,
+        )
+
+    def identify(self, request: Request, csrf: bool = True) -> Caller:
+        header = request.headers.get("authorization", "")
+        key = (
+            header[7:].strip()
+            if header.lower().startswith("bearer ")
+            else request.headers.get("x-api-key", "")
+        )
+        if key and not self.local:
+            return self._from_key(key)
+        caller = self._from_cookie(request)
+        if caller is None:
+            if self.local:
+                raise ApiError(
+                    401, "not_signed_in", "open the address `km ui` printed (it carries the token)"
+                )
+            raise ApiError(
+                401,
+                "missing_api_key",
+                "send an API key (Authorization: Bearer km_live_…) or sign in",
+                {"WWW-Authenticate": 'Bearer realm="kilometers"'},
+            )
+        if csrf and request.method in UNSAFE:
+            sent = request.headers.get("x-csrf-token", "")
+            if not same_origin(request) or not hmac.compare_digest(sent, caller.csrf_token or ""):
+                raise ApiError(403, "csrf_failed", "missing or wrong X-CSRF-Token, or a cross-site request")
+        return caller
+
+    def require(self, permission: str) -> Callable[[Request], Caller]:
+        def dependency(request: Request) -> Caller:
+            caller = self.identify(request)
+            if permission not in caller.permissions:
+                what = f"scope {caller.scope!r}" if caller.mode == "key" else f"role {caller.role!r}"
+                raise ApiError(
+                    403,
+                    "insufficient_scope",
+                    f"this {caller.mode} has {what}; this call needs {permission!r}",
+                )
+            wait = self.limiter.take(caller.rate_key)
+            if wait > 0:
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    "too many requests for this key; retry later",
+                    {"Retry-After": str(max(1, math.ceil(wait)))},
+                )
+            return caller
+
+        return dependency

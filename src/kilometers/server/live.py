@@ -1,0 +1,206 @@
+"""Live events: every server process tails the events table for the organizations someone is
+watching and pushes new events to their browsers over Server-Sent Events.
+
+On PostgreSQL, ingestion runs ``pg_notify('km_events', org_id)`` in its transaction, so every
+process (not only the one that ingested) wakes up the moment a batch commits. On SQLite (the
+local store, written by `km monitor` processes) the tailer polls every ``poll_interval``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import threading
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from sqlalchemy import Engine, and_, func, select
+
+from ..model import Event
+from ..store.codec import event_from_row
+from ..store.schema import events
+
+CHANNEL = "km_events"
+LOOKBACK = 500
+"""PostgreSQL sequences are assigned before commit: look back a little and de-duplicate."""
+QUEUE_MAX = 10_000
+HEARTBEAT_SECONDS = 15.0
+
+
+@dataclass
+class LiveFilter:
+    session_id: str | None = None
+    method: str | None = None
+    tool: str | None = None
+    kind: str | None = None
+    errors: bool = False
+    q: str | None = None
+
+    def matches(self, e: Event) -> bool:
+        if self.session_id and e.session_id != self.session_id:
+            return False
+        if self.method and e.method != self.method:
+            return False
+        if self.tool and e.tool != self.tool:
+            return False
+        if self.kind and e.kind != self.kind:
+            return False
+        if self.errors and not e.is_error:
+            return False
+        return not (self.q and self.q.lower() not in (e.payload or "").lower())
+
+
+@dataclass(eq=False)
+class Subscription:
+    org_id: str
+    flt: LiveFilter
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
+    lost: int = 0
+
+    def offer(self, data: bytes) -> None:
+        try:
+            self.queue.put_nowait(data)
+        except asyncio.QueueFull:
+            self.lost += 1
+
+
+class LiveHub:
+    def __init__(self, engine: Engine, poll_interval: float = 0.2) -> None:
+        self.engine = engine
+        self.poll_interval = poll_interval
+        self.postgres = engine.dialect.name == "postgresql"
+        self._subs: dict[str, set[Subscription]] = {}
+        self._last: dict[str, int] = {}
+        self._sent: dict[str, deque[str]] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="km-live", daemon=True)
+            self._thread.start()
+            if self.postgres:
+                threading.Thread(target=self._listen, name="km-listen", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    # -- subscribers -----------------------------------------------------------------------------
+
+    def subscribe(self, org_id: str, flt: LiveFilter) -> Subscription:
+        sub = Subscription(org_id, flt, asyncio.get_running_loop())
+        with self._lock:
+            if org_id not in self._subs:
+                self._subs[org_id] = set()
+                self._last[org_id] = self._max_seq(org_id)
+                self._sent[org_id] = deque(maxlen=4 * LOOKBACK)
+            self._subs[org_id].add(sub)
+        self.start()
+        return sub
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        with self._lock:
+            subs = self._subs.get(sub.org_id)
+            if subs is not None:
+                subs.discard(sub)
+                if not subs:
+                    del self._subs[sub.org_id]
+
+    def notify(self) -> None:
+        """New events may exist (called by ingestion in this process, and by LISTEN)."""
+        self._wake.set()
+
+    # -- the tailer thread ------------------------------------------------------------------------
+
+    def _max_seq(self, org_id: str) -> int:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(func.max(events.c.seq)).where(events.c.org_id == org_id)).scalar()
+        return int(value or 0)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(2.0 if self.postgres else self.poll_interval)
+            self._wake.clear()
+            with self._lock:
+                orgs = list(self._subs)
+            for org_id in orgs:
+                try:
+                    self._deliver(org_id)
+                except Exception as exc:  # database restarting: try again on the next wake-up
+                    print(f"km serve: live tail failed: {exc}", file=sys.stderr)
+
+    def _deliver(self, org_id: str) -> None:
+        since = self._last.get(org_id, 0) - (LOOKBACK if self.postgres else 0)
+        query = (
+            select(events)
+            .where(and_(events.c.org_id == org_id, events.c.seq > since))
+            .order_by(events.c.seq)
+            .limit(5000)
+        )
+        with self.engine.connect() as conn:
+            rows = [r._mapping for r in conn.execute(query)]
+        if not rows:
+            return
+        sent = self._sent.setdefault(org_id, deque(maxlen=4 * LOOKBACK))
+        recent = set(sent)
+        with self._lock:
+            subs = list(self._subs.get(org_id, ()))
+        for row in rows:
+            if row["id"] in recent:
+                continue
+            sent.append(row["id"])
+            event = event_from_row(row)
+            data: bytes | None = None
+            for sub in subs:
+                if sub.flt.matches(event):
+                    if data is None:
+                        data = orjson.dumps(event.to_dict())
+                    sub.loop.call_soon_threadsafe(sub.offer, data)
+        self._last[org_id] = max(self._last.get(org_id, 0), max(int(r["seq"]) for r in rows))
+        if len(rows) == 5000:
+            self._wake.set()
+
+    def _listen(self) -> None:
+        import psycopg
+
+        url = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True) as conn:
+                    conn.execute(f"LISTEN {CHANNEL}")
+                    self._wake.set()  # catch up on anything missed while (re)connecting
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=1.0):
+                            self._wake.set()
+            except Exception:
+                self._stop.wait(1.0)  # PostgreSQL restarting: reconnect
+
+
+async def stream(hub: LiveHub, org_id: str, flt: LiveFilter, is_disconnected: Any) -> AsyncIterator[bytes]:
+    """The SSE body: ``event: event`` messages, and a comment line as heartbeat."""
+    sub = hub.subscribe(org_id, flt)
+    try:
+        yield b": connected\n\n"
+        while True:
+            try:
+                data = await asyncio.wait_for(sub.queue.get(), HEARTBEAT_SECONDS)
+            except TimeoutError:
+                if await is_disconnected():
+                    return
+                yield b": ping\n\n"
+                continue
+            yield b"event: event\ndata: " + data + b"\n\n"
+            if sub.lost:
+                yield b"event: lagged\ndata: " + str(sub.lost).encode() + b"\n\n"
+                sub.lost = 0
+    finally:
+        hub.unsubscribe(sub)

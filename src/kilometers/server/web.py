@@ -1,0 +1,345 @@
+"""The dashboard's side of the server: sign-in, settings endpoints, the live stream, the built
+front end (served from ``static/``) and the security headers every response carries."""
+
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import (
+    FileResponse,
+    HTMLResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from . import accounts, tenancy
+from .auth import LOCAL_COOKIE, SESSION_COOKIE, Auth, Caller
+from .errors import ApiError, error_response
+from .live import LiveFilter, LiveHub, stream
+
+STATIC = Path(__file__).parent / "static"
+PAGES = ("overview", "live", "sessions", "events", "search", "analytics", "onboarding", "settings", "login")
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "font-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+]
+
+
+class SecurityHeaders:
+    """Adds the strict CSP and friends to every response; in `km ui` mode also refuses any Host
+    or Origin other than this loopback address (DNS rebinding, cross-site requests)."""
+
+    def __init__(self, app: ASGIApp, allowed_hosts: set[str] | None = None) -> None:
+        self.app = app
+        self.allowed_hosts = allowed_hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        if self.allowed_hosts is not None:
+            headers = dict(scope["headers"])
+            host = headers.get(b"host", b"").decode("latin-1")
+            origin = headers.get(b"origin", b"").decode("latin-1")
+            allowed_origins = {f"http://{h}" for h in self.allowed_hosts}
+            if host not in self.allowed_hosts or (origin and origin not in allowed_origins):
+                response = error_response(
+                    403, "forbidden_host", "km ui only answers its own loopback address"
+                )
+                await response(scope, receive, send)
+                return
+
+        async def send_with_headers(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class LoginIn(_Body):
+    email: str = Field(max_length=320)
+    password: str = Field(max_length=1000)
+
+
+class SwitchOrgIn(_Body):
+    org_id: str = Field(max_length=36)
+
+
+class KeyIn(_Body):
+    scope: Literal["ingest", "read", "admin"] = "ingest"
+    name: str | None = Field(default=None, max_length=200, pattern=r"^[^\x00]*$")
+
+
+class MemberIn(_Body):
+    email: str = Field(max_length=320)
+    role: Literal["owner", "admin", "member", "viewer"] = "member"
+    password: str | None = Field(default=None, max_length=1000)
+
+
+class RoleIn(_Body):
+    role: Literal["owner", "admin", "member", "viewer"]
+
+
+class OrgPatch(_Body):
+    retention_days: int | None = Field(default=None, ge=1, le=3650)
+
+
+def _me(caller: Caller, engine: Engine, local: bool) -> dict[str, Any]:
+    if local:
+        return {
+            "mode": "local",
+            "user": {"id": "local", "email": "local"},
+            "org": caller.org.to_dict(),
+            "role": "owner",
+            "orgs": [{"id": caller.org.id, "name": caller.org.name, "role": "owner"}],
+            "csrf_token": caller.csrf_token,
+        }
+    assert caller.user is not None
+    return {
+        "mode": "team",
+        "user": {"id": caller.user.id, "email": caller.user.email},
+        "org": caller.org.to_dict(),
+        "role": caller.role,
+        "orgs": accounts.user_orgs(engine, caller.user.id),
+        "csrf_token": caller.csrf_token,
+    }
+
+
+def _set_session_cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        path="/",
+    )
+
+
+def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub) -> None:
+    local = auth.local
+    read = Annotated[Caller, Depends(auth.require("read"))]
+    admin = Annotated[Caller, Depends(auth.require("admin"))]
+
+    def team_only() -> None:
+        if local:
+            raise ApiError(404, "not_found", "not available in km ui (single user, local store)")
+
+    # -- sign-in ---------------------------------------------------------------------------------
+
+    @app.post("/auth/login", tags=["browser"], responses={401: {"description": "wrong e-mail or password"}})
+    async def login(body: LoginIn, request: Request) -> JSONResponse:
+        """Sign in with e-mail and password; sets an HTTP-only session cookie."""
+        team_only()
+        host = request.client.host if request.client else "?"
+        if auth.limiter.take(f"login:{host}") > 0:
+            raise ApiError(
+                429, "rate_limited", "too many sign-in attempts; wait a little", {"Retry-After": "5"}
+            )
+        user = await run_in_threadpool(accounts.verify_login, engine, body.email, body.password)
+        if user is None:
+            raise ApiError(401, "invalid_credentials", "wrong e-mail or password")
+        try:
+            token, _csrf = accounts.start_session(engine, user)
+        except tenancy.TenancyError as exc:
+            raise ApiError(403, "no_organization", str(exc)) from None
+        session = accounts.load_session(engine, token)
+        assert session is not None
+        caller = Caller(session.org, set(), "", "", "session", session.user, session.role, session.csrf_token)
+        response = JSONResponse(_me(caller, engine, False))
+        _set_session_cookie(response, request, SESSION_COOKIE, token, accounts.SESSION_TTL_NS // 10**9)
+        return response
+
+    @app.post("/auth/logout", tags=["browser"], status_code=204)
+    def logout(request: Request) -> Response:
+        auth.identify(request)  # CSRF-checked
+        token = request.cookies.get(SESSION_COOKIE)
+        if token:
+            accounts.end_session(engine, token)
+        response = Response(status_code=204)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return response
+
+    @app.get("/auth/me", tags=["browser"], responses={401: {"description": "not signed in"}})
+    def me(request: Request) -> dict[str, Any]:
+        """Who is signed in, their organization and role, and the CSRF token for unsafe requests."""
+        try:
+            caller = auth.identify(request, csrf=False)
+        except ApiError as exc:
+            raise ApiError(401, "not_signed_in", "sign in first") from exc
+        if caller.mode == "key":
+            raise ApiError(401, "not_signed_in", "this endpoint is for browsers; API keys have no session")
+        return _me(caller, engine, local)
+
+    @app.post("/auth/switch-org", tags=["browser"])
+    def switch_org(body: SwitchOrgIn, request: Request, caller: read) -> JSONResponse:
+        team_only()
+        if caller.user is None:
+            raise ApiError(403, "not_a_browser", "only signed-in members can switch organization")
+        try:
+            token, _ = accounts.start_session(engine, caller.user, body.org_id)
+        except tenancy.TenancyError as exc:
+            raise ApiError(403, "not_a_member", str(exc)) from None
+        old = request.cookies.get(SESSION_COOKIE)
+        if old:
+            accounts.end_session(engine, old)
+        session = accounts.load_session(engine, token)
+        assert session is not None
+        new = Caller(session.org, set(), "", "", "session", session.user, session.role, session.csrf_token)
+        response = JSONResponse(_me(new, engine, False))
+        _set_session_cookie(response, request, SESSION_COOKIE, token, accounts.SESSION_TTL_NS // 10**9)
+        return response
+
+    # -- live ------------------------------------------------------------------------------------
+
+    @app.get("/api/v1/live", tags=["read"], response_class=StreamingResponse)
+    async def live(
+        request: Request,
+        caller: read,
+        session_id: Annotated[str | None, Query(max_length=36)] = None,
+        method: Annotated[str | None, Query(max_length=200)] = None,
+        tool: Annotated[str | None, Query(max_length=200)] = None,
+        kind: Literal["request", "notification", "response", "error", "invalid"] | None = None,
+        errors: bool = False,
+        q: Annotated[str | None, Query(max_length=500)] = None,
+    ) -> StreamingResponse:
+        """New events as they are stored, as Server-Sent Events (`event: event`, data = Event JSON)."""
+        flt = LiveFilter(session_id, method, tool, kind, errors, q)
+        return StreamingResponse(
+            stream(hub, caller.org.id, flt, request.is_disconnected),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+        )
+
+    # -- settings --------------------------------------------------------------------------------
+
+    @app.get("/api/v1/keys", tags=["settings"])
+    def list_keys(caller: admin) -> dict[str, Any]:
+        team_only()
+        return {"items": [k.to_dict() for k in tenancy.list_keys(engine, caller.org)]}
+
+    @app.post("/api/v1/keys", tags=["settings"], status_code=201)
+    def create_key(body: KeyIn, caller: admin) -> dict[str, Any]:
+        """Create an API key; the response is the only place the key ever appears."""
+        team_only()
+        key = tenancy.create_key(engine, caller.org, body.scope, body.name, actor=caller.actor)
+        record = tenancy.authenticate(engine, key)
+        assert record is not None
+        return {"key": key, "item": record.to_dict()}
+
+    @app.delete("/api/v1/keys/{key_id}", tags=["settings"], status_code=204)
+    def revoke_key(key_id: str, caller: admin) -> Response:
+        team_only()
+        if len(key_id) != 36:
+            raise ApiError(404, "not_found", "no such key")
+        try:
+            tenancy.revoke_key(engine, key_id, caller.org, actor=caller.actor)
+        except tenancy.TenancyError:
+            raise ApiError(404, "not_found", "no such key in this organization") from None
+        return Response(status_code=204)
+
+    @app.get("/api/v1/members", tags=["settings"])
+    def list_members(caller: read) -> dict[str, Any]:
+        team_only()
+        return {"items": accounts.list_members(engine, caller.org)}
+
+    @app.post("/api/v1/members", tags=["settings"], status_code=201)
+    def add_member(body: MemberIn, caller: admin) -> dict[str, Any]:
+        team_only()
+        if body.role == "owner" and caller.role not in ("owner", None):
+            raise ApiError(403, "insufficient_role", "only an owner can make someone an owner")
+        try:
+            user = accounts.get_user(engine, body.email)
+            if user is None:
+                if not body.password:
+                    raise ApiError(400, "password_required", "a new user needs an initial password")
+                user = accounts.create_user(engine, body.email, body.password)
+            accounts.set_member(engine, caller.org, user, body.role, actor=caller.actor)
+        except tenancy.TenancyError as exc:
+            raise ApiError(400, "invalid_member", str(exc)) from None
+        return {"user_id": user.id, "email": user.email, "role": body.role}
+
+    @app.patch("/api/v1/members/{user_id}", tags=["settings"])
+    def change_role(user_id: str, body: RoleIn, caller: admin) -> dict[str, Any]:
+        team_only()
+        member = next((m for m in accounts.list_members(engine, caller.org) if m["user_id"] == user_id), None)
+        if member is None:
+            raise ApiError(404, "not_found", "no such member in this organization")
+        if "owner" in (body.role, member["role"]) and caller.role not in ("owner", None):
+            raise ApiError(
+                403, "insufficient_role", "only an owner can change an owner's role or make owners"
+            )
+        accounts.set_member(
+            engine, caller.org, accounts.User(user_id, member["email"]), body.role, actor=caller.actor
+        )
+        return {**member, "role": body.role}
+
+    @app.delete("/api/v1/members/{user_id}", tags=["settings"], status_code=204)
+    def remove_member(user_id: str, caller: admin) -> Response:
+        team_only()
+        members = accounts.list_members(engine, caller.org)
+        target = next((m for m in members if m["user_id"] == user_id), None)
+        if target is None:
+            raise ApiError(404, "not_found", "no such member in this organization")
+        owners = [m for m in members if m["role"] == "owner"]
+        if target["role"] == "owner" and len(owners) == 1:
+            raise ApiError(409, "last_owner", "an organization needs at least one owner")
+        accounts.remove_member(engine, caller.org, user_id, actor=caller.actor)
+        return Response(status_code=204)
+
+    @app.patch("/api/v1/org", tags=["settings"])
+    def patch_org(body: OrgPatch, caller: admin) -> dict[str, Any]:
+        team_only()
+        org = tenancy.set_limits(
+            engine, caller.org, caller.org.events_per_month, body.retention_days, actor=caller.actor
+        )
+        return org.to_dict()
+
+    # -- the front end ---------------------------------------------------------------------------
+
+    if (STATIC / "assets").is_dir():
+        app.mount("/assets", StaticFiles(directory=STATIC / "assets"), name="assets")
+
+    def index(request: Request) -> Response:
+        if local:
+            token = request.query_params.get("token")
+            if token is not None:
+                if token != auth.settings.local_token:
+                    return error_response(401, "bad_token", "this km ui link is not valid; run km ui again")
+                response: Response = RedirectResponse("/", status_code=303)
+                _set_session_cookie(response, request, LOCAL_COOKIE, token, 7 * 86400)
+                return response
+        page = STATIC / "index.html"
+        if not page.exists():
+            return HTMLResponse(
+                "<!doctype html><title>Kilometers</title><p>The dashboard has not been built: run "
+                "<code>make setup</code> (it builds web/ into the package).</p>",
+                status_code=503,
+            )
+        return FileResponse(page, headers={"Cache-Control": "no-cache"})
+
+    app.add_api_route("/", index, methods=["GET"], include_in_schema=False)
+    for page_name in PAGES:
+        app.add_api_route(f"/{page_name}", index, methods=["GET"], include_in_schema=False)
+        app.add_api_route(f"/{page_name}/{{rest:path}}", index, methods=["GET"], include_in_schema=False)
