@@ -9,6 +9,7 @@ from .monitor import monitor
 from .read import events_cmd, sessions_cmd, show_cmd, stats_cmd, tail_cmd
 from .server import admin_group, serve_cmd
 from .setup import db_group, init_cmd
+from .ui import ui_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,6 +32,7 @@ cli.add_command(init_cmd)
 cli.add_command(db_group)
 cli.add_command(serve_cmd)
 cli.add_command(admin_group)
+cli.add_command(ui_cmd)
 
 
 def main() -> None:

@@ -62,7 +62,8 @@ def serve_cmd(host: str, port: int, db_url: str | None, max_body_mb: float, rate
     except Exception as exc:
         fail(f"cannot start: the database at {db.resolve_url(db_url)} is unreachable: {exc}")
     click.echo(f"km serve: http://{host}:{port} ({db.resolve_url(db_url).split('@')[-1]})", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    # live streams never end on their own: give them a few seconds on shutdown, then close them
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
 
 
 @click.group("admin")
@@ -227,3 +228,29 @@ def prune(org_name: str | None, db_url: str | None) -> None:
         fail(str(exc))
     for name, n in apply_retention(engine, org_id=org_id).items():
         click.echo(f"{name}: removed {n} events")
+
+
+@admin_group.command("create-user")
+@click.argument("email")
+@click.option("--org", "org_name", required=True, help="Organization to add the user to.")
+@click.option(
+    "--role", default="member", show_default=True, type=click.Choice(["owner", "admin", "member", "viewer"])
+)
+@click.option("--password", help="Initial password (prompted for when omitted).")
+@db_url_option
+def create_user(email: str, org_name: str, role: str, password: str | None, db_url: str | None) -> None:
+    """Create a dashboard user (or add an existing one) with a role in an organization."""
+    from ..server import accounts, tenancy
+
+    engine = _engine(db_url)
+    try:
+        org = tenancy.get_org(engine, org_name)
+        user = accounts.get_user(engine, email)
+        if user is None:
+            if password is None:
+                password = click.prompt("password", hide_input=True, confirmation_prompt=True, err=True)
+            user = accounts.create_user(engine, email, password or "")
+        accounts.set_member(engine, org, user, role)
+    except tenancy.TenancyError as exc:
+        fail(str(exc))
+    click.echo(f"{user.email} is {role} of {org.name}")

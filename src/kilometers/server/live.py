@@ -188,16 +188,21 @@ class LiveHub:
 async def stream(hub: LiveHub, org_id: str, flt: LiveFilter, is_disconnected: Any) -> AsyncIterator[bytes]:
     """The SSE body: ``event: event`` messages, and a comment line as heartbeat."""
     sub = hub.subscribe(org_id, flt)
+    idle = 0.0
     try:
         yield b": connected\n\n"
         while True:
             try:
-                data = await asyncio.wait_for(sub.queue.get(), HEARTBEAT_SECONDS)
+                data = await asyncio.wait_for(sub.queue.get(), 1.0)
             except TimeoutError:
                 if await is_disconnected():
                     return
-                yield b": ping\n\n"
+                idle += 1.0
+                if idle >= HEARTBEAT_SECONDS:
+                    idle = 0.0
+                    yield b": ping\n\n"
                 continue
+            idle = 0.0
             yield b"event: event\ndata: " + data + b"\n\n"
             if sub.lost:
                 yield b"event: lagged\ndata: " + str(sub.lost).encode() + b"\n\n"

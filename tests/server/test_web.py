@@ -1,0 +1,164 @@
+"""Browser-facing endpoints: sign-in, CSRF, roles, keys, members, org settings, security headers."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi.testclient import TestClient
+
+from kilometers.server import accounts, tenancy
+from kilometers.server.app import create_app
+from kilometers.server.web import CSP
+
+from conftest import Api
+from factory import bearer, session_batch
+
+
+def _signed_in(api: Api, email: str, role: str, org: tenancy.Org) -> tuple[TestClient, str]:
+    user = accounts.get_user(api.engine, email) or accounts.create_user(api.engine, email, "correct horse")
+    accounts.set_member(api.engine, org, user, role)
+    client = TestClient(api.client.app, base_url="http://km.test")
+    r = client.post("/auth/login", json={"email": email.upper(), "password": "correct horse"})
+    assert r.status_code == 200, r.text
+    return client, r.json()["csrf_token"]
+
+
+def test_login_me_logout(api: Api) -> None:
+    org, _, _ = api.org_with_keys("acme")
+    client, csrf = _signed_in(api, "ann@example.com", "owner", org)
+    cookie = client.cookies.jar
+    assert any(c.name == "km_session" and c.has_nonstandard_attr("HttpOnly") for c in cookie)
+    me = client.get("/auth/me").json()
+    assert me["mode"] == "team" and me["user"]["email"] == "ann@example.com" and me["role"] == "owner"
+    assert me["org"]["name"] == "acme" and me["orgs"] == [{"id": org.id, "name": "acme", "role": "owner"}]
+    assert client.post("/auth/logout").status_code == 403  # no CSRF token
+    assert client.post("/auth/logout", headers={"X-CSRF-Token": csrf}).status_code == 204
+    assert client.get("/auth/me").status_code == 401
+
+
+def test_bad_credentials(api: Api) -> None:
+    org, _, _ = api.org_with_keys("acme")
+    _signed_in(api, "ann@example.com", "member", org)
+    client = TestClient(api.client.app)
+    r = client.post("/auth/login", json={"email": "ann@example.com", "password": "wrong password"})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "invalid_credentials"
+    r = client.post("/auth/login", json={"email": "nobody@example.com", "password": "whatever1"})
+    assert r.status_code == 401
+    assert client.post("/auth/login", json={"email": "x"}).status_code == 422
+    assert client.get("/api/v1/events").status_code == 401
+
+
+def test_members_read_but_only_admins_manage(api: Api) -> None:
+    org, ingest_key, _ = api.org_with_keys("acme")
+    session, events = session_batch(2)
+    api.client.post(
+        "/api/v1/events/batch", json={"session": session, "events": events}, headers=bearer(ingest_key)
+    )
+    viewer, viewer_csrf = _signed_in(api, "vic@example.com", "viewer", org)
+    assert len(viewer.get("/api/v1/events").json()["items"]) == len(events)
+    r = viewer.post("/api/v1/keys", json={"scope": "read"}, headers={"X-CSRF-Token": viewer_csrf})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_scope"
+    admin, csrf = _signed_in(api, "ada@example.com", "admin", org)
+    h = {"X-CSRF-Token": csrf}
+    assert admin.post("/api/v1/keys", json={"scope": "read"}).status_code == 403  # CSRF
+    cross = admin.post("/api/v1/keys", json={"scope": "read"}, headers={**h, "Origin": "http://evil.example"})
+    assert cross.status_code == 403 and cross.json()["error"]["code"] == "csrf_failed"
+    created = admin.post("/api/v1/keys", json={"scope": "read", "name": "ci"}, headers=h)
+    assert created.status_code == 201
+    key = created.json()["key"]
+    assert key.startswith("km_live_")
+    assert api.client.get("/api/v1/sessions", headers=bearer(key)).status_code == 200
+    listed = admin.get("/api/v1/keys").json()["items"]
+    assert key not in str(listed) and any(k["name"] == "ci" for k in listed)
+    key_id = created.json()["item"]["id"]
+    assert admin.delete(f"/api/v1/keys/{key_id}", headers=h).status_code == 204
+    fresh = Api(api.engine, str(api.engine.url.render_as_string(hide_password=False)))
+    assert fresh.client.get("/api/v1/sessions", headers=bearer(key)).status_code == 401
+    audit = [row for table, row in tenancy.export_org(api.engine, org) if table == "audit_log"]
+    assert {"key.created", "key.revoked"} <= {a["action"] for a in audit}
+    assert any(a["actor"] == "user:ada@example.com" for a in audit)
+
+
+def test_member_management(api: Api) -> None:
+    org, _, _ = api.org_with_keys("acme")
+    owner, csrf = _signed_in(api, "own@example.com", "owner", org)
+    h = {"X-CSRF-Token": csrf}
+    r = owner.post("/api/v1/members", json={"email": "new@example.com", "role": "member"}, headers=h)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "password_required"
+    r = owner.post(
+        "/api/v1/members",
+        json={"email": "new@example.com", "role": "member", "password": "longenough"},
+        headers=h,
+    )
+    assert r.status_code == 201
+    uid = r.json()["user_id"]
+    assert owner.patch(f"/api/v1/members/{uid}", json={"role": "admin"}, headers=h).json()["role"] == "admin"
+    members = {m["email"]: m["role"] for m in owner.get("/api/v1/members").json()["items"]}
+    assert members == {"own@example.com": "owner", "new@example.com": "admin"}
+    me_id = owner.get("/auth/me").json()["user"]["id"]
+    r = owner.delete(f"/api/v1/members/{me_id}", headers=h)
+    assert r.status_code == 409 and r.json()["error"]["code"] == "last_owner"
+    assert owner.delete(f"/api/v1/members/{uid}", headers=h).status_code == 204
+    r = owner.patch("/api/v1/org", json={"retention_days": 30}, headers=h)
+    assert r.json()["retention_days"] == 30
+    assert owner.patch("/api/v1/org", json={"retention_days": 0}, headers=h).status_code == 422
+
+
+def test_another_orgs_member_sees_nothing(api: Api) -> None:
+    a, a_ingest, _ = api.org_with_keys("org-a")
+    b, _, _ = api.org_with_keys("org-b")
+    session, events = session_batch(2)
+    api.client.post(
+        "/api/v1/events/batch", json={"session": session, "events": events}, headers=bearer(a_ingest)
+    )
+    client, csrf = _signed_in(api, "bob@example.com", "owner", b)
+    assert client.get("/api/v1/events").json()["items"] == []
+    assert client.get(f"/api/v1/events/{events[0]['id']}").status_code == 404
+    keys = client.get("/api/v1/keys").json()["items"]
+    assert keys and all(k["org_id"] == b.id for k in keys)
+    a_key = tenancy.list_keys(api.engine, a)[0]
+    assert client.delete(f"/api/v1/keys/{a_key.id}", headers={"X-CSRF-Token": csrf}).status_code == 404
+    r = client.post("/auth/switch-org", json={"org_id": a.id}, headers={"X-CSRF-Token": csrf})
+    assert r.status_code == 403
+
+
+def test_security_headers_and_pages(api: Api) -> None:
+    for path in ("/", "/live", "/sessions/abc", "/health", "/api/v1/events"):
+        r = api.client.get(path)
+        assert r.headers["content-security-policy"] == CSP, path
+        assert r.headers["x-content-type-options"] == "nosniff"
+        assert r.headers["x-frame-options"] == "DENY"
+    page = api.client.get("/overview")
+    assert page.status_code in (200, 503) and "text/html" in page.headers["content-type"]
+    assert api.client.get("/api/v1/nope").status_code == 404
+
+
+@pytest.mark.parametrize("store", ["sqlite"])
+def test_km_ui_token_and_host_checks(store: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from kilometers.server.app import ServerSettings
+    from kilometers.store import db
+
+    url = f"sqlite:///{tmp_path / 'local.db'}"
+    db.open_store(url)
+    app = create_app(
+        settings=ServerSettings(
+            db_url=url, local_token="s3cret", allowed_hosts={"127.0.0.1:9"}, retention_interval_seconds=0
+        )
+    )
+    client = TestClient(app, base_url="http://127.0.0.1:9")
+    assert client.get("/api/v1/events").status_code == 401
+    assert client.get("/?token=wrong", follow_redirects=False).status_code == 401
+    r = client.get("/?token=s3cret", follow_redirects=False)
+    assert r.status_code == 303 and "km_ui=s3cret" in r.headers["set-cookie"]
+    assert "HttpOnly" in r.headers["set-cookie"]
+    client.cookies.set("km_ui", "s3cret")
+    me = client.get("/auth/me").json()
+    assert me["mode"] == "local" and me["org"]["id"] == "local"
+    assert client.get("/api/v1/events").status_code == 200
+    # API keys mean nothing to km ui, and team-only endpoints are absent
+    assert client.get("/api/v1/keys").status_code == 404
+    # DNS rebinding / cross-site: wrong Host or Origin is refused even with the cookie
+    other = TestClient(app, base_url="http://evil.example:9")
+    other.cookies.set("km_ui", "s3cret")
+    assert other.get("/api/v1/events").status_code == 403
+    r = client.get("/api/v1/events", headers={"Origin": "http://evil.example"})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden_host"
