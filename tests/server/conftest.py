@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from kilometers.server import tenancy
 from kilometers.server.app import ServerSettings, create_app
 from kilometers.store import db
+
 from pg import Cluster, remove_cluster, start_cluster
 
 _counter = itertools.count()

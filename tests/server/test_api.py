@@ -6,14 +6,15 @@ import gzip
 
 import orjson
 import pytest
-from factory import BASE_NS, bearer, session_batch
 from sqlalchemy import func, select
 
-from conftest import Api
 from kilometers.model import format_ts
 from kilometers.server import tenancy
 from kilometers.server.app import ServerSettings
 from kilometers.store.schema import events as events_table
+
+from conftest import Api
+from factory import BASE_NS, bearer, session_batch
 
 
 def _ingest(api: Api, key: str, session: dict, events: list, **kw: object) -> dict:  # type: ignore[type-arg]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from factory import BASE_NS, bearer, session_batch
+from kilometers.model import format_ts
 
 from conftest import Api
-from kilometers.model import format_ts
+from factory import BASE_NS, bearer, session_batch
 
 
 def test_every_read_endpoint_is_scoped_to_the_keys_org(api: Api) -> None:

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from factory import bearer, session_batch
 
+from factory import bearer, session_batch
 from pg import Cluster
 
 KM = str(Path(sys.executable).parent / "km")
