@@ -14,3 +14,7 @@ def test_migrations_match_the_schema(engine: Engine) -> None:
     assert db.current_revision(engine) == db.head_revision()
     with engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+
+
+def test_head_constant_matches_alembic() -> None:
+    assert db.HEAD == db.head_revision()

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import orjson
-from sqlalchemy import Engine
 
 from .. import config
 from ..model import parse_ts
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}

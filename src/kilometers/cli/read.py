@@ -5,14 +5,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 import orjson
 
 from ..model import Event, Session
-from ..store import queries
 from .common import db_option, echo_json, fail, open_engine, since_to_ns
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from ..store.queries import EventFilter
 
 F = TypeVar("F", bound=Callable[..., Any])
 ARROWS = {"client_to_server": "→", "server_to_client": "←"}
@@ -95,6 +99,8 @@ def _empty_hint(what: str) -> None:
 @db_option
 def sessions_cmd(limit: int, as_json: bool, db_url: str | None) -> None:
     """List recorded sessions, newest first."""
+    from ..store import queries
+
     engine = open_engine(db_url)
     found = queries.list_sessions(engine, limit)
     if not found and not as_json:
@@ -107,18 +113,20 @@ def sessions_cmd(limit: int, as_json: bool, db_url: str | None) -> None:
 
 
 def _filter(
-    engine: object,
+    engine: Engine,
     session: str | None,
     method: str | None,
     tool: str | None,
     errors: bool,
     since: str | None,
     kind: tuple[str, ...] = (),
-) -> queries.EventFilter:
+) -> EventFilter:
+    from ..store import queries
+
     session_id = None
     if session:
         try:
-            session_id = queries.resolve_session(engine, session)  # type: ignore[arg-type]
+            session_id = queries.resolve_session(engine, session)
         except queries.NotFound as exc:
             fail(str(exc))
     return queries.EventFilter(
@@ -169,6 +177,8 @@ def events_cmd(
     db_url: str | None,
 ) -> None:
     """List recorded messages (the newest LIMIT, oldest first)."""
+    from ..store import queries
+
     engine = open_engine(db_url)
     flt = _filter(engine, session, method, tool, errors, since, kind)
     found = queries.list_events(engine, flt, limit)
@@ -187,6 +197,8 @@ def events_cmd(
 @db_option
 def show_cmd(event_id: str, as_json: bool, db_url: str | None) -> None:
     """Show one event in full, with the request or response it pairs with."""
+    from ..store import queries
+
     engine = open_engine(db_url)
     try:
         event = queries.get_event(engine, event_id)
@@ -234,6 +246,8 @@ def tail_cmd(
     db_url: str | None,
 ) -> None:
     """Print the latest messages, one line each; with -f, follow new ones live."""
+    from ..store import queries
+
     engine = open_engine(db_url)
     flt = _filter(engine, session, method, tool, errors, since)
 
@@ -269,6 +283,8 @@ def _ms(value: object) -> str:
 @db_option
 def stats_cmd(session: str | None, since: str | None, as_json: bool, db_url: str | None) -> None:
     """Per method and tool: calls, errors, latency p50/p95/p99 and bytes."""
+    from ..store import queries
+
     engine = open_engine(db_url)
     flt = _filter(engine, session, None, None, False, since)
     rows = [r.to_dict() for r in queries.stats(engine, flt)]

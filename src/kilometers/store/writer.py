@@ -12,9 +12,12 @@ from ..model import Event, Session
 from ..sinks import Sink
 from . import db
 from .codec import event_row, session_row
-from .schema import LOCAL_ORG, events, sessions
+from .schema import LOCAL_ORG, sessions
 
 RETRY_OPEN_SECONDS = 5.0
+_PROBE = Event(
+    session_id="", ts_ns=0, direction="client_to_server", kind="invalid", size_bytes=0, payload=None
+)
 
 
 class StoreSink(Sink):
@@ -30,6 +33,7 @@ class StoreSink(Sink):
         self._warned = False
         self._next_open = 0.0
         self._session_written = False
+        self._sql: str | None = None
 
     @property
     def lost_events(self) -> int:
@@ -98,7 +102,8 @@ class StoreSink(Sink):
             with engine.begin() as conn:
                 if not self._session_written:
                     conn.execute(insert(sessions).values(session_row(session)))
-                conn.execute(insert(events), [event_row(e) for e in batch])
+                # plain DB-API executemany: SQLAlchemy's per-row processing was ~30% of the recorder's time
+                conn.exec_driver_sql(self._insert_sql(engine), [tuple(event_row(e).values()) for e in batch])
                 conn.execute(
                     update(sessions)
                     .where(sessions.c.org_id == LOCAL_ORG, sessions.c.id == session.id)
@@ -108,6 +113,13 @@ class StoreSink(Sink):
         except Exception as exc:
             self._lost += len(batch)
             self._warn(exc)
+
+    def _insert_sql(self, engine: Engine) -> str:
+        if self._sql is None:
+            mark = "?" if engine.dialect.paramstyle == "qmark" else "%s"
+            names = list(event_row(_PROBE).keys())
+            self._sql = f"INSERT INTO events ({', '.join(names)}) VALUES ({', '.join(mark for _ in names)})"
+        return self._sql
 
     def close(self) -> None:
         if self._engine is not None:
