@@ -250,3 +250,34 @@ def test_retention_drops_old_data_per_org(api: Api) -> None:
     }
     stats = fresh.client.get("/api/v1/stats", params=window, headers=bearer(short_read)).json()
     assert stats["totals"]["events"] == len(new_events)
+
+
+def test_prometheus_metrics_need_the_operator_token(engine, store_url: str) -> None:  # type: ignore[no-untyped-def]
+    closed = Api(engine, store_url)
+    assert closed.client.get("/metrics").status_code == 404
+    api = Api(engine, store_url, ServerSettings(metrics_token="op-secret"))
+    _, ingest_key, _ = api.org_with_keys("acme")
+    session, events = session_batch(3, error_every=3)
+    _ingest(api, ingest_key, session, events)
+    _ingest(api, ingest_key, session, events)
+    assert api.client.get("/metrics").status_code == 401
+    assert api.client.get("/metrics", headers=bearer(ingest_key)).status_code == 401
+    text = api.client.get("/metrics", headers=bearer("op-secret")).text
+    assert 'km_ingest_events_total{result="accepted"} 8.0' in text
+    assert 'km_ingest_events_total{result="duplicate"} 8.0' in text
+    assert 'km_tool_calls_total{server="filesystem",tool="read_file"} 3.0' in text
+    assert 'km_tool_errors_total{server="filesystem",tool="read_file"} 1.0' in text
+    assert 'km_tool_latency_seconds_count{server="filesystem",tool="read_file"} 3.0' in text
+    assert 'km_ingest_batches_total{status="ok"} 2.0' in text
+
+
+def test_metric_labels_are_bounded() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from kilometers.export.prometheus import ToolMetrics
+
+    tools = ToolMetrics(CollectorRegistry(), max_series=3)
+    for i in range(50):
+        tools.observe("srv", "request", "client_to_server", f"tool{i}", False, None)
+    labels = {s.labels["tool"] for m in tools.calls.collect() for s in m.samples if s.name.endswith("_total")}
+    assert labels == {"tool0", "tool1", "tool2", "other"}

@@ -5,6 +5,7 @@ local user of `km ui`); ids from another organization are simply not found (404)
 never include other organizations.
 """
 
+import hmac
 import sys
 import threading
 import time
@@ -19,12 +20,13 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
+from ..export.prometheus import CONTENT_TYPE, ServerMetrics
 from ..model import parse_ts
 from ..store import db, queries
 from . import ingest as ingest_mod
@@ -47,6 +49,8 @@ class ServerSettings:
     allowed_hosts: set[str] | None = None
     """`km ui`: the only Host (and Origin) values answered, e.g. {"127.0.0.1:8765", "localhost:8765"}."""
     live_poll_seconds: float = 0.2
+    metrics_token: str | None = None
+    metrics_public: bool = False
     retention_interval_seconds: float = 3600.0
     """How often expired data is dropped (0 disables; `km admin prune` does it on demand)."""
 
@@ -138,6 +142,7 @@ def create_app(
         ),
     )
     hub = LiveHub(engine, settings.live_poll_seconds)
+    metrics = ServerMetrics()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -227,20 +232,50 @@ def create_app(
     )
     async def ingest_batch(request: Request, caller: ingest_caller) -> dict[str, Any]:
         """Store a batch of events of one session. Idempotent on event id; per-event errors are reported."""
-        body = await _read_body(request, settings.max_body_bytes)
+        metrics.in_progress.inc()
+        started = time.perf_counter()
+        status = "error"
         try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
-        try:
-            result = await run_in_threadpool(ingest_mod.ingest, engine, caller.org, data)
-            if result["accepted"]:
+            body = await _read_body(request, settings.max_body_bytes)
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
+            try:
+                result = await run_in_threadpool(ingest_mod.ingest, engine, caller.org, data)
+            except ingest_mod.BatchError as exc:
+                raise ApiError(400, "invalid_batch", str(exc)) from None
+            except ingest_mod.QuotaExceeded as exc:
+                status = "quota"
+                raise ApiError(402, "quota_exceeded", exc.message) from None
+            status = "ok"
+            if result.accepted:
                 hub.notify()
-            return result
-        except ingest_mod.BatchError as exc:
-            raise ApiError(400, "invalid_batch", str(exc)) from None
-        except ingest_mod.QuotaExceeded as exc:
-            raise ApiError(402, "quota_exceeded", exc.message) from None
+            metrics.events.labels("accepted").inc(result.accepted)
+            metrics.events.labels("duplicate").inc(result.duplicates)
+            metrics.events.labels("rejected").inc(len(result.errors))
+            metrics.tools.observe_rows(result.server, result.stored)
+            return result.response()
+        finally:
+            metrics.in_progress.dec()
+            metrics.batches.labels(status).inc()
+            metrics.latency.observe(time.perf_counter() - started)
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    def prometheus(request: Request) -> Response:
+        """Prometheus metrics. Tool names of every organization appear here, so this needs the
+        operator token (`km serve --metrics-token`, Bearer) unless --metrics-public is given."""
+        token = settings.metrics_token
+        if token is None and not settings.metrics_public:
+            raise ApiError(
+                404, "not_found", "metrics are off: start km serve with --metrics-token or --metrics-public"
+            )
+        if token is not None:
+            sent = request.headers.get("authorization", "")
+            if not hmac.compare_digest(sent, f"Bearer {token}"):
+                raise ApiError(401, "invalid_metrics_token", "send Authorization: Bearer <metrics token>")
+        metrics.live.set(hub.subscriber_count())
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     @app.get("/api/v1/sessions", tags=["read"])
     def list_sessions(

@@ -5,6 +5,7 @@ counters, the rollups and the usage counter all commit together or not at all.""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -227,7 +228,20 @@ def parse_batch(body: Any) -> tuple[SessionIn, list[dict[str, Any]], list[dict[s
     return session, rows, errors
 
 
-def ingest(engine: Engine, org: Org, body: Any) -> dict[str, Any]:
+@dataclass
+class IngestResult:
+    accepted: int
+    duplicates: int
+    errors: list[dict[str, Any]]
+    server: str
+    stored: list[dict[str, Any]]
+    """The rows actually inserted (for metrics and live delivery)."""
+
+    def response(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "duplicates": self.duplicates, "errors": self.errors}
+
+
+def ingest(engine: Engine, org: Org, body: Any) -> IngestResult:
     session, rows, errors = parse_batch(body)
     for row in rows:
         row["org_id"] = org.id
@@ -292,8 +306,8 @@ def ingest(engine: Engine, org: Org, body: Any) -> dict[str, Any]:
                     error_count=sessions.c.error_count + sum(1 for r in new_rows if r["is_error"]),
                 )
             )
-            server = session.name or (session.server or {}).get("name") or ""
-            rollups.upsert_rollups(conn, rollups.rollup_rows(org.id, str(server)[:200], new_rows))
+            server_name = str(session.name or (session.server or {}).get("name") or "")[:200]
+            rollups.upsert_rollups(conn, rollups.rollup_rows(org.id, server_name, new_rows))
             if dialect == "postgresql":  # wake the live tail of every server process, on commit
                 conn.execute(text("SELECT pg_notify('km_events', :org)"), {"org": org.id})
             usage = insert(org_usage).values(org_id=org.id, month=month, events=len(new_rows))
@@ -303,4 +317,5 @@ def ingest(engine: Engine, org: Org, body: Any) -> dict[str, Any]:
                     set_={"events": org_usage.c.events + usage.excluded.events},
                 )
             )
-    return {"accepted": len(new_rows), "duplicates": len(rows) - len(new_rows), "errors": errors}
+    server = str(session.name or (session.server or {}).get("name") or "")[:200]
+    return IngestResult(len(new_rows), len(rows) - len(new_rows), errors, server, new_rows)

@@ -115,6 +115,10 @@ class LiveHub:
                 if not subs:
                     del self._subs[sub.org_id]
 
+    def subscriber_count(self) -> int:
+        with self._lock:
+            return sum(len(s) for s in self._subs.values())
+
     def notify(self) -> None:
         """New events may exist (called by ingestion in this process, and by LISTEN)."""
         self._wake.set()

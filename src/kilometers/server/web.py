@@ -1,7 +1,6 @@
 """The dashboard's side of the server: sign-in, settings endpoints, the live stream, the built
 front end (served from ``static/``) and the security headers every response carries."""
 
-
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
