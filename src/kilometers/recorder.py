@@ -95,7 +95,9 @@ class Recorder:
             except queue.Empty:
                 pass
             events: list[Event] = []
-            for item in items:
+            items.reverse()
+            while items:
+                item = items.pop()  # drop each chunk as soon as it is fed: large messages are not kept twice
                 assert isinstance(item, tuple)
                 if item[0] is _STOP:
                     self._emit(events)
