@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .export import export_cmd, import_cmd
 from .monitor import monitor
 from .read import events_cmd, sessions_cmd, show_cmd, stats_cmd, tail_cmd
 from .server import admin_group, serve_cmd
@@ -33,6 +34,8 @@ cli.add_command(db_group)
 cli.add_command(serve_cmd)
 cli.add_command(admin_group)
 cli.add_command(ui_cmd)
+cli.add_command(export_cmd)
+cli.add_command(import_cmd)
 
 
 def main() -> None:
