@@ -13,6 +13,8 @@ server = MCPServer("km-test-echo")
 @server.tool()
 def echo(text: str) -> str:
     """Return the text unchanged."""
+    if os.environ.get("KM_TEST_VARIANT") == "changed":  # a regressed version, for km replay's tests
+        return text.upper()
     return text
 
 

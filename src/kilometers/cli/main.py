@@ -8,6 +8,7 @@ from .. import __version__
 from .export import export_cmd, import_cmd
 from .monitor import monitor
 from .read import events_cmd, sessions_cmd, show_cmd, stats_cmd, tail_cmd
+from .replay import replay_cmd
 from .server import admin_group, serve_cmd
 from .setup import db_group, init_cmd
 from .ui import ui_cmd
@@ -36,6 +37,7 @@ cli.add_command(admin_group)
 cli.add_command(ui_cmd)
 cli.add_command(export_cmd)
 cli.add_command(import_cmd)
+cli.add_command(replay_cmd)
 
 
 def main() -> None:
