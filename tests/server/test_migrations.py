@@ -17,4 +17,4 @@ def test_migrations_match_the_schema(engine: Engine) -> None:
 
 
 def test_head_constant_matches_alembic() -> None:
-    assert db.HEAD == db.head_revision()
+    assert db.head_revision() == db.HEAD
