@@ -120,4 +120,4 @@ def test_init_writes_and_updates_config(home: Path) -> None:
 
 def test_db_upgrade(home: Path) -> None:
     code, out, _ = run("db", "upgrade")
-    assert code == 0 and "schema at revision 0002" in out
+    assert code == 0 and "schema at revision 0003" in out

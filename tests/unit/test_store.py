@@ -82,3 +82,18 @@ def test_store_on_a_path_that_is_a_file_counts_losses(
     assert err.err.count("cannot write the event store") == 1
     assert session.dropped_events == 5
     assert session.event_count == 5
+
+
+def test_many_processes_opening_a_new_store_at_once(tmp_path: Path) -> None:
+    """A client starting all its servers on first use: every km process gets a migrated store."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    code = f"from kilometers.store import db; db.open_store({url!r}); print('ok')"
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for _ in range(6)
+    ]
+    results = [p.communicate(timeout=60) for p in procs]
+    assert [out.strip() for out, _ in results] == [b"ok"] * 6, [err for _, err in results]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from sqlalchemy.engine import Connection
 from .. import paths
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0002"
+HEAD = "0003"
 """The newest migration (tests check it equals Alembic's head): lets km check a store without
 importing Alembic, which costs ~100 ms and ~12 MB at every km monitor start."""
 
@@ -88,13 +89,29 @@ def ensure_current(engine: Engine) -> None:
         )
 
 
-def open_store(url: str | None = None, migrate: bool = True) -> Engine:
-    """An engine on a migrated store. The local store migrates itself; servers call ensure_current."""
+def open_store(url: str | None = None, migrate: bool = True, wait: float = 15.0) -> Engine:
+    """An engine on a migrated store. The local store migrates itself; servers call ensure_current.
+
+    Several km processes may open a new store at the same moment (a client starting all its
+    servers): one migrates, the others wait until the schema is current instead of failing."""
     engine = make_engine(url)
-    if migrate:
+    if not migrate:
+        return engine
+    deadline = time.monotonic() + wait
+    while True:
         try:
             upgrade(engine)
+            return engine
         except Exception:
-            # another km process may have migrated at the same moment: accept if it is now current
-            ensure_current(engine)
-    return engine
+            if current_revision_or_none(engine) == HEAD:
+                return engine
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def current_revision_or_none(engine: Engine) -> str | None:
+    try:
+        return current_revision(engine)
+    except Exception:
+        return None

@@ -173,11 +173,15 @@ events = Table(
     Column("truncated", Boolean, nullable=False, server_default=false()),
     Column("request_event_id", String(36)),
     Column("payload", Text),
+    Column("risk_score", Integer),
+    Column("risk_level", String(10)),
+    Column("findings", Text),
     UniqueConstraint("org_id", "id", name="uq_events_org_id"),
     Index("ix_events_org_session_ts", "org_id", "session_id", "ts_ns"),
     Index("ix_events_org_ts", "org_id", "ts_ns"),
     Index("ix_events_method", "method"),
     Index("ix_events_tool", "tool"),
+    Index("ix_events_org_risk", "org_id", "risk_score"),
 )
 
 sync_state = Table(
@@ -202,3 +206,14 @@ web_sessions = Table(
     Index("ix_web_sessions_user", "user_id"),
 )
 """Browser sign-ins on the team server (cookie value = random token; only its hash is stored)."""
+
+pins = Table(
+    "pins",
+    metadata,
+    Column("org_id", String(36), nullable=False, server_default=LOCAL_ORG),
+    Column("server", String(200), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+    PrimaryKeyConstraint("org_id", "server", name="pk_pins"),
+)
+"""Pinned tool definitions per server (trust on first use; see analysis/pinning.py)."""
