@@ -28,6 +28,18 @@ class Settings:
     """Bytes of payload kept per stored event (0 = all). Forwarded bytes are never changed."""
     grace_period: float = 5.0
     """Seconds a server gets to exit after its stdin closes, and after SIGTERM, before it is killed."""
+    api_url: str | None = None
+    """Team server (``km serve``) that events are forwarded to; nothing is uploaded when unset."""
+    api_key: str | None = field(default=None, repr=False)
+    """Ingest key for the team server. Never printed or logged (``repr=False``)."""
+    upload_batch_size: int = 500
+    """Events per upload request at most."""
+    upload_interval: float = 2.0
+    """Seconds between upload passes while km monitor runs."""
+
+    @property
+    def uploads_enabled(self) -> bool:
+        return bool(self.api_url and self.api_key)
 
 
 ENV = {
@@ -37,6 +49,10 @@ ENV = {
     "exclude_methods": "KM_EXCLUDE_METHODS",
     "payload_limit": "KM_PAYLOAD_LIMIT",
     "grace_period": "KM_GRACE_PERIOD",
+    "api_url": "KM_API_URL",
+    "api_key": "KM_API_KEY",
+    "upload_batch_size": "KM_UPLOAD_BATCH_SIZE",
+    "upload_interval": "KM_UPLOAD_INTERVAL",
 }
 SECTIONS = {
     "db_url": ("store", "url"),
@@ -45,7 +61,13 @@ SECTIONS = {
     "exclude_methods": ("monitor", "exclude_methods"),
     "payload_limit": ("monitor", "payload_limit"),
     "grace_period": ("monitor", "grace_period"),
+    "api_url": ("sync", "api_url"),
+    "api_key": ("sync", "api_key"),
+    "upload_batch_size": ("sync", "batch_size"),
+    "upload_interval": ("sync", "interval"),
 }
+SECRET = "api_key"
+"""Settings never echoed back in error messages."""
 
 
 def _coerce(name: str, value: Any, origin: str) -> Any:
@@ -76,6 +98,33 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
             if seconds < 0:
                 raise ValueError("must be 0 or more")
             return seconds
+        if name == "upload_batch_size":
+            if isinstance(value, bool):
+                raise ValueError(f"expected a whole number, got {value!r}")
+            number = int(value)
+            if number < 1:
+                raise ValueError("must be 1 or more")
+            return number
+        if name == "upload_interval":
+            if isinstance(value, bool):
+                raise ValueError(f"expected a number of seconds, got {value!r}")
+            seconds = float(value)
+            if not seconds > 0:
+                raise ValueError("must be more than 0")
+            return seconds
+        if name in ("api_url", "api_key"):
+            if value is None or (isinstance(value, str) and not value.strip()):
+                return None  # an empty KM_API_URL / KM_API_KEY turns forwarding off
+            if not isinstance(value, str):
+                raise ValueError(
+                    "expected a string" if name == SECRET else f"expected a string, got {value!r}"
+                )
+            value = value.strip()
+            if name == "api_url":
+                if not value.startswith(("http://", "https://")):
+                    raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
+                value = value.rstrip("/")
+            return value
         if value is not None and not isinstance(value, str):
             raise ValueError(f"expected a string, got {value!r}")
         return value
@@ -115,6 +164,7 @@ def load(overrides: dict[str, Any] | None = None, path: Path | None = None) -> S
 
 
 def write_file(settings: Settings, path: Path | None = None) -> Path:
+    """Write ``settings`` as TOML. A file holding an API key is readable by its owner only (0600)."""
     path = path or paths.config_file()
     path.parent.mkdir(parents=True, exist_ok=True)
     data: dict[str, dict[str, Any]] = {}
@@ -123,5 +173,18 @@ def write_file(settings: Settings, path: Path | None = None) -> Path:
             continue
         section, key = SECTIONS[name]
         data.setdefault(section, {})[key] = value
-    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    text = tomli_w.dumps(data).encode()
+    if settings.api_key:
+        # created 0600 (no window where the key is world-readable); an existing file is tightened too
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as file:
+            os.fchmod(fd, 0o600)
+            file.write(text)
+    else:
+        path.write_bytes(text)
     return path
+
+
+def coerce(name: str, value: Any, origin: str) -> Any:
+    """Validate one setting given on the command line (``origin`` names it in the error)."""
+    return _coerce(name, value, origin)

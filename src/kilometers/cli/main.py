@@ -11,6 +11,7 @@ from .read import events_cmd, sessions_cmd, show_cmd, stats_cmd, tail_cmd
 from .replay import replay_cmd
 from .server import admin_group, serve_cmd
 from .setup import db_group, init_cmd
+from .sync import status_cmd, sync_cmd
 from .ui import ui_cmd
 
 
@@ -38,6 +39,8 @@ cli.add_command(ui_cmd)
 cli.add_command(export_cmd)
 cli.add_command(import_cmd)
 cli.add_command(replay_cmd)
+cli.add_command(sync_cmd)
+cli.add_command(status_cmd)
 
 
 def main() -> None:

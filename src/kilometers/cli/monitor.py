@@ -105,9 +105,24 @@ def monitor(
     filters = Filters(settings.exclude_ping, settings.include_methods, settings.exclude_methods)
     capture = Capture(session, filters, settings.payload_limit)
 
+    from ..sinks import Sink
     from ..store.writer import StoreSink
 
-    recorder = Recorder(capture, [StoreSink(settings.db_url)])
+    sinks: list[Sink] = [StoreSink(settings.db_url)]
+    if settings.api_url and settings.api_key:
+        from ..sync.sink import UploaderSink
+
+        # after the store sink: it uploads what that one committed, so nothing is lost if it cannot
+        sinks.append(
+            UploaderSink(
+                settings.api_url,
+                settings.api_key,
+                db_url=settings.db_url,
+                batch_size=settings.upload_batch_size,
+                interval=settings.upload_interval,
+            )
+        )
+    recorder = Recorder(capture, sinks)
     proxy = StdioProxy(cmd, recorder.submit, grace_period=settings.grace_period)
     try:
         session.pid = proxy.start()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from .. import config, paths
@@ -12,23 +14,67 @@ from .common import db_option, fail
 @click.option("--db", "db_url", help="Store URL to use by default.")
 @click.option("--exclude-ping/--include-ping", default=None)
 @click.option("--payload-limit", type=click.IntRange(min=0))
+@click.option("--api-url", help="Team server (`km serve`) to forward events to, e.g. https://km.example.com.")
+@click.option(
+    "--api-key",
+    help="Ingest API key for that server (km_live_…); `-` reads it from stdin, out of the shell's "
+    "history. The config file is then made private (0600).",
+)
+@click.option("--upload-batch-size", type=click.IntRange(min=1), help="Events per upload request at most.")
+@click.option(
+    "--upload-interval", type=click.FloatRange(min=0, min_open=True), help="Seconds between uploads."
+)
 @click.option("--force", is_flag=True, help="Replace an existing config file instead of updating it.")
-def init_cmd(db_url: str | None, exclude_ping: bool | None, payload_limit: int | None, force: bool) -> None:
-    """Write km's config file (TOML) in the platform config dir (or $KM_HOME)."""
+def init_cmd(
+    db_url: str | None,
+    exclude_ping: bool | None,
+    payload_limit: int | None,
+    api_url: str | None,
+    api_key: str | None,
+    upload_batch_size: int | None,
+    upload_interval: float | None,
+    force: bool,
+) -> None:
+    """Write km's config file (TOML) in the platform config dir (or $KM_HOME).
+
+    With --api-url and --api-key, `km monitor` also forwards every event to that team server
+    (`km sync` uploads the backlog now, `km status` shows it). Pass --api-url "" to stop forwarding.
+    """
     path = paths.config_file()
     try:
-        current = config.Settings() if force else config.load(path=path)
+        # only the file's own values: KM_* variables of this shell must not be written into it
+        current = config.Settings() if force else config.Settings(**config.read_file(path))
     except config.ConfigError as exc:
         fail(f"{exc} (use --force to replace it)", 2)
+    try:
+        if api_url is not None:
+            current.api_url = config.coerce("api_url", api_url, "--api-url")
+        if api_key == "-":
+            api_key = sys.stdin.readline().strip()
+        if api_key is not None:
+            current.api_key = config.coerce("api_key", api_key, "--api-key")
+    except config.ConfigError as exc:
+        fail(str(exc), 2)
     if db_url is not None:
         current.db_url = db_url
     if exclude_ping is not None:
         current.exclude_ping = exclude_ping
     if payload_limit is not None:
         current.payload_limit = payload_limit
+    if upload_batch_size is not None:
+        current.upload_batch_size = upload_batch_size
+    if upload_interval is not None:
+        current.upload_interval = upload_interval
     written = config.write_file(current, path)
     click.echo(f"wrote {written}")
     click.echo(f"events are stored in {current.db_url or paths.default_db_path()}")
+    if current.api_url and current.api_key:
+        from ..sync.uploader import key_hint
+
+        click.echo(f"and forwarded to {current.api_url} (key {key_hint(current.api_key)})")
+    elif current.api_url or current.api_key:
+        missing = "--api-key" if current.api_url else "--api-url"
+        click.echo(f"nothing is forwarded to a team server until {missing} is set too")
 
 
 @click.group("db")

@@ -1,0 +1,692 @@
+"""Forwarding the local store to a team server (``km serve``): lossless, resumable, exactly-once there.
+
+How it holds:
+
+- every event is committed to the local store first (by the store sink); the uploader only reads it
+  back, in ``seq`` order, beyond a cursor kept per server in the ``sync_state`` table;
+- the cursor moves only after the server acknowledged (2xx) every event up to it, and only forwards
+  (a conditional ``UPDATE … WHERE value < new``), so several km processes sharing one store never move
+  it back and a crash at any point leaves events to be sent again, never skipped;
+- the server is idempotent on event ids, so whatever is sent twice (a crash between the 2xx and the
+  cursor write, two processes uploading at once) is stored once.
+
+Ended sessions are sent once more with ``"events": []`` so the server learns their final state
+(``ended_at``, ``exit_code``); ``sync_state`` records ``session:<id>`` when that was acknowledged.
+
+The API key is held by the HTTP client only: it is never logged, stored or put in an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import os
+import random
+import socket
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import orjson
+from sqlalchemy import BigInteger, Engine, Text, and_, cast, exists, func, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .. import __version__
+from ..model import Session, new_id
+from ..store.codec import event_from_row, session_from_row
+from ..store.schema import LOCAL_ORG, events, sessions, sync_state
+
+BATCH_PATH = "/api/v1/events/batch"
+MAX_EVENTS_PER_REQUEST = 5000
+"""The server refuses larger batches (400), whatever ``batch_size`` says."""
+DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
+"""Uncompressed bytes per request at most (the server's default limit is 10 MB); lowered after a 413."""
+MIN_BODY_BYTES = 16 * 1024
+GZIP_MIN_BYTES = 1024
+SESSIONS_PER_PASS = 100
+CURSOR = "cursor"
+LAST_UPLOAD = "last_upload_ns"
+REJECTED = "rejected_events"
+LEASE = "lease"
+Progress = Callable[[int], None]
+"""Called with the number of events the server just acknowledged."""
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+class UploadError(Exception):
+    """An upload did not go through; nothing was lost (the events stay in the local store)."""
+
+    kind = "upload"
+    retry_after: float | None = None
+
+
+class TransientError(UploadError):
+    """The server is unreachable, overloaded or asks to slow down: retry later (with backoff)."""
+
+    kind = "unreachable"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RateLimited(TransientError):
+    kind = "rate_limited"
+
+
+class TimedOut(TransientError):
+    """No answer within the timeout (which may be the caller's own short deadline)."""
+
+    kind = "timeout"
+
+
+class AuthError(UploadError):
+    """401/403: the key is missing, wrong, revoked or lacks the ``ingest`` scope. Retrying won't help."""
+
+    kind = "auth"
+
+
+class QuotaExceeded(UploadError):
+    """402: the organization reached its plan's limit. Wait a long while (or raise the limit)."""
+
+    kind = "quota"
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Rejected(UploadError):
+    """The server refused the request as a whole (400, 404, 422…): likely a wrong URL or a version gap."""
+
+    kind = "rejected"
+
+
+# -- small helpers --------------------------------------------------------------------------------
+
+
+def _pending(cursor: int) -> tuple[Any, Any]:
+    """Local events beyond ``cursor``, found by a range of the primary key (``seq``).
+
+    ``org_id || ''`` keeps SQLite from picking the ``org_id`` index instead: in the local store every
+    row has org ``local``, so that index selects the whole table, which would then be scanned and
+    sorted on every pass (seconds on a large store); the key range reads only the pending rows."""
+    return events.c.org_id.concat("") == LOCAL_ORG, events.c.seq > cursor
+
+
+def backoff_delay(
+    attempt: int, base: float = 1.0, cap: float = 300.0, rng: Callable[[], float] = random.random
+) -> float:
+    """Exponential backoff with jitter: a random delay between half and all of ``min(cap, base·2^(n-1))``."""
+    ceiling = min(cap, base * 2.0 ** min(max(attempt, 1) - 1, 32))
+    return ceiling / 2 + rng() * ceiling / 2
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """``Retry-After`` as seconds (it may be a number of seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(value).timestamp() - time.time()
+        except (TypeError, ValueError, IndexError):
+            return None
+    return max(0.0, seconds) if seconds == seconds else None  # NaN -> None
+
+
+def key_hint(key: str | None) -> str:
+    """What may be shown of a key: its first characters, e.g. ``km_live_abcd…``."""
+    if not key:
+        return ""
+    shown = 12 if len(key) >= 24 else len(key) // 3
+    return key[:shown] + "…"
+
+
+def _server_message(response: httpx.Response) -> str:
+    """The server's own explanation (``{"error": {"message": …}}`` or FastAPI's ``detail``), short."""
+    try:
+        body = response.json()
+    except ValueError:
+        text = response.text.strip()
+        return text[:200]
+    message: Any = None
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict):
+            message = error.get("message") or error.get("code")
+        elif error is not None:
+            message = error
+        if message is None and "detail" in body:
+            message = body["detail"]
+    text = str(message if message is not None else body)
+    return text[:300]
+
+
+def _error_code(response: httpx.Response) -> str | None:
+    with contextlib.suppress(ValueError, AttributeError):
+        error = response.json().get("error")
+        if isinstance(error, dict) and isinstance(error.get("code"), str):
+            return str(error["code"])
+    return None
+
+
+# -- results --------------------------------------------------------------------------------------
+
+
+@dataclass
+class UploadResult:
+    events: int = 0
+    """Events the server acknowledged (accepted + duplicates + rejected one by one)."""
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    """Events the server refused one by one (kept locally; see ``messages``)."""
+    sessions: int = 0
+    """Final session states sent."""
+    more: bool = False
+    """More is pending (the pass stopped at ``batch_size`` events)."""
+    messages: list[str] = field(default_factory=list)
+
+    def add(self, other: UploadResult) -> None:
+        self.events += other.events
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.sessions += other.sessions
+        self.more = other.more
+        self.messages.extend(other.messages[: max(0, 20 - len(self.messages))])
+
+
+@dataclass
+class Backlog:
+    """What is waiting to be uploaded to one server."""
+
+    by_server: dict[str, int]
+    """Pending events per server name (the ``name`` of their session)."""
+    sessions: int
+    """Ended sessions whose final state has not been sent yet."""
+    cursor: int
+    last_upload_ns: int | None
+    rejected: int
+
+    @property
+    def events(self) -> int:
+        return sum(self.by_server.values())
+
+
+@dataclass
+class _Chunk:
+    """Consecutive events of one session, sent as one request."""
+
+    session_id: str
+    seqs: list[int] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
+    size: int = 0
+
+
+# -- the uploader ---------------------------------------------------------------------------------
+
+
+class Uploader:
+    """Uploads the local store's events beyond the cursor kept for ``api_url``; see the module doc."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        api_url: str,
+        api_key: str,
+        batch_size: int = 500,
+        *,
+        timeout: float = 30.0,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        compress: bool = True,
+        host: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.target = api_url.rstrip("/")
+        self.batch_size = max(1, batch_size)
+        self.max_body_bytes = max(MIN_BODY_BYTES, max_body_bytes)
+        self.compress = compress
+        self.host = host if host is not None else socket.gethostname()[:255]
+        self._endpoint = self.target + BATCH_PATH
+        self.totals = UploadResult()
+        """Everything acknowledged through this uploader (:meth:`sync` resets it)."""
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
+            headers={"Authorization": f"Bearer {api_key}", "User-Agent": f"kilometers/{__version__}"},
+            follow_redirects=False,
+        )
+
+    def __repr__(self) -> str:  # never show the key
+        return f"Uploader({self.target!r}, batch_size={self.batch_size})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> Uploader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- sync_state ------------------------------------------------------------------------------
+
+    def _state_where(self, key: str) -> Any:
+        return and_(sync_state.c.target == self.target, sync_state.c.key == key)
+
+    def _get(self, key: str) -> str | None:
+        with self.engine.connect() as conn:
+            value = conn.execute(select(sync_state.c.value).where(self._state_where(key))).scalar()
+        return None if value is None else str(value)
+
+    def _get_int(self, key: str) -> int | None:
+        value = self._get(key)
+        try:
+            return int(value) if value is not None else None
+        except ValueError:
+            return None
+
+    def _write(self, key: str, value: str, only_if: Any = None) -> bool:
+        """Set ``key`` (when ``only_if`` holds for an existing row); True when this call changed it.
+
+        Each step is one statement, atomic on SQLite and PostgreSQL alike, so concurrent km processes
+        cannot interleave a read and a write."""
+        for _ in range(5):
+            where = self._state_where(key) if only_if is None else and_(self._state_where(key), only_if)
+            with self.engine.begin() as conn:
+                if conn.execute(update(sync_state).where(where).values(value=value)).rowcount:
+                    return True
+                if conn.execute(select(literal(1)).where(self._state_where(key))).first() is not None:
+                    return False  # present, and the condition does not hold
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(insert(sync_state).values(target=self.target, key=key, value=value))
+                return True
+            except IntegrityError:
+                continue  # another process inserted it just now: apply the condition to its row
+        return False
+
+    def cursor(self) -> int:
+        """Every local event with ``seq`` up to this was acknowledged by the server."""
+        return self._get_int(CURSOR) or 0
+
+    def _advance(self, seq: int) -> None:
+        self._write(CURSOR, str(seq), cast(sync_state.c.value, BigInteger) < seq)
+
+    def _note_rejected(self, count: int) -> None:
+        """Count events the server refused one by one (shown by ``km status``)."""
+        if not count:
+            return
+        total = cast(cast(sync_state.c.value, BigInteger) + count, Text)
+        for _ in range(5):
+            with self.engine.begin() as conn:
+                if conn.execute(
+                    update(sync_state).where(self._state_where(REJECTED)).values(value=total)
+                ).rowcount:
+                    return
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(
+                        insert(sync_state).values(target=self.target, key=REJECTED, value=str(count))
+                    )
+                return
+            except IntegrityError:
+                continue
+
+    # -- leases: one uploader at a time per store and server ---------------------------------------
+
+    def acquire_lease(self, owner: str, ttl: float) -> bool:
+        """Become (or stay) the one process uploading from this store to this server for ``ttl`` s.
+
+        Several ``km monitor`` processes share a store; without a lease each would send the same
+        events (harmless, the server deduplicates, but wasteful). ``km sync`` does not need one."""
+        now = time.time_ns()
+        value = f"{now + int(ttl * 1e9):020d} {owner}"
+        expired_or_mine = sync_state.c.value.endswith(" " + owner, autoescape=True) | (
+            sync_state.c.value < f"{now:020d}"
+        )
+        if self._write(LEASE, value, expired_or_mine):
+            return True
+        # held: take it over at once if its holder is a process of this machine that no longer runs
+        current = self._get(LEASE)
+        if current is not None and _holder_is_gone(current.partition(" ")[2]):
+            return self._write(LEASE, value, sync_state.c.value == current)
+        return False
+
+    def release_lease(self, owner: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(sync_state)
+                .where(self._state_where(LEASE), sync_state.c.value.endswith(" " + owner, autoescape=True))
+                .values(value=f"{0:020d} {owner}")
+            )
+
+    # -- reading the backlog -------------------------------------------------------------------------
+
+    def _unsent_sessions(self, cursor: int) -> Any:
+        """Ended sessions whose final state was not acknowledged and none of whose events is pending."""
+        key = literal("session:") + sessions.c.id
+        return and_(
+            sessions.c.org_id == LOCAL_ORG,
+            sessions.c.ended_ns.is_not(None),
+            ~exists().where(sync_state.c.target == self.target, sync_state.c.key == key),
+            # only the pending events are scanned (a range of the primary key), not each session's
+            sessions.c.id.not_in(select(events.c.session_id).where(*_pending(cursor))),
+        )
+
+    def backlog(self) -> Backlog:
+        cursor = self.cursor()
+        # count per session first (one pass over the pending rows), then name the sessions
+        per_session = (
+            select(events.c.session_id, func.count().label("n"))
+            .where(*_pending(cursor))
+            .group_by(events.c.session_id)
+            .subquery()
+        )
+        named = per_session.outerjoin(
+            sessions, and_(sessions.c.org_id == LOCAL_ORG, sessions.c.id == per_session.c.session_id)
+        )
+        query = (
+            select(sessions.c.name, func.sum(per_session.c.n)).select_from(named).group_by(sessions.c.name)
+        )
+        with self.engine.connect() as conn:
+            by_server: dict[str, int] = {}
+            for name, count in conn.execute(query):
+                label = name or "(unnamed)"
+                by_server[label] = by_server.get(label, 0) + int(count)
+            pending_sessions = conn.execute(
+                select(func.count()).select_from(sessions).where(self._unsent_sessions(cursor))
+            ).scalar_one()
+        return Backlog(
+            by_server=dict(sorted(by_server.items(), key=lambda kv: (-kv[1], kv[0]))),
+            sessions=int(pending_sessions),
+            cursor=cursor,
+            last_upload_ns=self._get_int(LAST_UPLOAD),
+            rejected=self._get_int(REJECTED) or 0,
+        )
+
+    def _load_session(self, conn: Any, session_id: str, first_ts_ns: int) -> Session:
+        row = conn.execute(
+            select(sessions).where(sessions.c.org_id == LOCAL_ORG, sessions.c.id == session_id)
+        ).first()
+        if row is None:  # not expected (the store sink writes the session first), but never stuck
+            return Session(command=[], cwd="", id=session_id, started_ns=first_ts_ns)
+        return session_from_row(row._mapping)
+
+    def _session_dict(self, session: Session) -> dict[str, Any]:
+        """``Session.to_dict()`` plus the host, within the server's length limits (never refused whole)."""
+        data = session.to_dict()
+        for key, limit in (("name", 200), ("transport", 32), ("protocol_version", 32)):
+            if isinstance(data.get(key), str):
+                data[key] = data[key][:limit]
+        if self.host:
+            data["host"] = self.host
+        return data
+
+    # -- sending ------------------------------------------------------------------------------------
+
+    def _post(self, body: bytes, timeout: float | None) -> dict[str, Any]:
+        headers = {"Content-Type": "application/json"}
+        if self.compress and len(body) >= GZIP_MIN_BYTES:
+            body = gzip.compress(body, compresslevel=5)
+            headers["Content-Encoding"] = "gzip"
+        kwargs: dict[str, Any] = {} if timeout is None else {"timeout": max(0.05, timeout)}
+        try:
+            response = self._client.post(self._endpoint, content=body, headers=headers, **kwargs)
+        except httpx.TimeoutException:
+            raise TimedOut(f"the team server at {self.target} did not answer in time") from None
+        except httpx.HTTPError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise TransientError(f"cannot reach the team server at {self.target} ({reason})") from None
+        status = response.status_code
+        if 200 <= status < 300:
+            try:
+                data = response.json()
+            except ValueError:
+                raise Rejected(f"the server at {self.target} answered {status} without JSON") from None
+            return data if isinstance(data, dict) else {}
+        message = _server_message(response)
+        retry_after = parse_retry_after(response.headers.get("retry-after"))
+        if status in (401, 403):
+            raise AuthError(
+                f"the team server at {self.target} refused the API key (HTTP {status}: {message})"
+            )
+        if status == 402:
+            raise QuotaExceeded(
+                f"the organization's plan limit is reached (HTTP 402: {message})", retry_after
+            )
+        if status == 413:
+            raise _TooLarge(message)
+        if status == 415 and self.compress:
+            raise _NoGzip(message)
+        if status == 429:
+            raise RateLimited(f"the team server asks to slow down (HTTP 429: {message})", retry_after)
+        if status >= 500 or status == 408:
+            raise TransientError(
+                f"the team server at {self.target} failed (HTTP {status}: {message})", retry_after
+            )
+        if 300 <= status < 400:
+            where = response.headers.get("location", "?")
+            raise Rejected(f"the team server URL {self.target} redirects to {where}; set the API URL to that")
+        raise Rejected(f"the team server at {self.target} refused the upload (HTTP {status}: {message})")
+
+    def _request(self, body: bytes, timeout: float | None) -> dict[str, Any]:
+        try:
+            return self._post(body, timeout)
+        except _NoGzip:
+            self.compress = False  # a server (or a proxy in front of it) that does not take gzip
+            return self._post(body, timeout)
+
+    def _send(self, session_json: bytes, chunk: _Chunk, timeout: float | None) -> UploadResult:
+        """Send one chunk, halving it on 413 until it fits; a lone event too large is rejected."""
+        body = b'{"session":' + session_json + b',"events":[' + b",".join(chunk.bodies) + b"]}"
+        try:
+            data = self._request(body, timeout)
+        except _TooLarge as exc:
+            self.max_body_bytes = max(MIN_BODY_BYTES, min(self.max_body_bytes, len(body) // 2))
+            if len(chunk.bodies) == 1:
+                return UploadResult(
+                    events=1,
+                    rejected=1,
+                    messages=[f"event {chunk.ids[0]} is too large for the team server ({exc}); kept locally"],
+                )
+            half = len(chunk.bodies) // 2
+            result = UploadResult()
+            for part in (slice(0, half), slice(half, None)):
+                sub = _Chunk(chunk.session_id, chunk.seqs[part], chunk.ids[part], chunk.bodies[part])
+                result.add(self._send(session_json, sub, timeout))
+            return result
+        errors = data.get("errors") or []
+        messages = []
+        for err in errors[:5] if isinstance(errors, list) else []:
+            if isinstance(err, dict):
+                messages.append(f"the server rejected event {err.get('id')}: {err.get('message')}")
+        rejected = len(errors) if isinstance(errors, list) else 0
+        return UploadResult(
+            events=len(chunk.bodies),
+            accepted=int(data.get("accepted") or 0),
+            duplicates=int(data.get("duplicates") or 0),
+            rejected=rejected,
+            messages=messages,
+        )
+
+    def _chunks(self, rows: Sequence[Any]) -> Iterator[_Chunk]:
+        """Consecutive events of one session, at most MAX_EVENTS_PER_REQUEST and ``max_body_bytes``."""
+        chunk: _Chunk | None = None
+        for row in rows:
+            mapping = row._mapping
+            body = orjson.dumps(event_from_row(mapping).to_dict())
+            if chunk is not None and (
+                chunk.session_id != mapping["session_id"]
+                or len(chunk.bodies) >= MAX_EVENTS_PER_REQUEST
+                or chunk.size + len(body) > self.max_body_bytes
+            ):
+                yield chunk
+                chunk = None
+            if chunk is None:
+                chunk = _Chunk(mapping["session_id"])
+            chunk.seqs.append(mapping["seq"])
+            chunk.ids.append(mapping["id"])
+            chunk.bodies.append(body)
+            chunk.size += len(body) + 1
+        if chunk is not None:
+            yield chunk
+
+    def has_pending_events(self) -> bool:
+        """A cheap check (one primary-key lookup) for events beyond the cursor."""
+        cursor = self.cursor()
+        with self.engine.connect() as conn:
+            row = conn.execute(select(events.c.seq).where(*_pending(cursor)).limit(1)).first()
+        return row is not None
+
+    def upload_once(
+        self, progress: Progress | None = None, timeout: float | None = None, final_states: bool = True
+    ) -> UploadResult:
+        """Send up to ``batch_size`` pending events (then, when none is left and ``final_states``, the
+        ended sessions' final states). Raises an :class:`UploadError` when the server cannot take them;
+        what was acknowledged before stays acknowledged."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def remaining() -> float | None:
+            return None if deadline is None else deadline - time.monotonic()
+
+        result = UploadResult()
+        cursor = self.cursor()
+        query = select(events).where(*_pending(cursor)).order_by(events.c.seq).limit(self.batch_size)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+            session_of: dict[str, Session] = {}
+            for row in rows:
+                sid = row._mapping["session_id"]
+                if sid not in session_of:
+                    session_of[sid] = self._load_session(conn, sid, row._mapping["ts_ns"])
+        session_json = {sid: orjson.dumps(self._session_dict(s)) for sid, s in session_of.items()}
+        for chunk in self._chunks(rows):
+            left = remaining()
+            if left is not None and left <= 0:
+                result.more = True
+                return result
+            part = self._send(session_json[chunk.session_id], chunk, left)
+            self._advance(chunk.seqs[-1])
+            session = session_of.pop(chunk.session_id, None)
+            if session is not None and session.ended_ns is not None:
+                # the server now has its final state: no separate update needed
+                self._write(f"session:{session.id}", str(session.ended_ns))
+            self._note_rejected(part.rejected)
+            self._write(LAST_UPLOAD, str(time.time_ns()))
+            result.add(part)
+            self.totals.add(part)
+            if progress is not None:
+                progress(part.events)
+        if len(rows) >= self.batch_size:
+            result.more = True
+            return result
+        if final_states:
+            result.add(self._send_final_states(cursor=self.cursor(), remaining=remaining))
+        return result
+
+    def _send_final_states(self, cursor: int, remaining: Callable[[], float | None]) -> UploadResult:
+        result = UploadResult()
+        query = (
+            select(sessions)
+            .where(self._unsent_sessions(cursor))
+            .order_by(sessions.c.started_ns)
+            .limit(SESSIONS_PER_PASS + 1)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        for row in rows[:SESSIONS_PER_PASS]:
+            left = remaining()
+            if left is not None and left <= 0:
+                result.more = True
+                return result
+            session = session_from_row(row._mapping)
+            data = self._session_dict(session)
+            try:
+                self._request(orjson.dumps({"session": data, "events": []}), left)
+            except _TooLarge as exc:
+                raise Rejected(f"the final state of session {session.id} is too large ({exc})") from None
+            self._write(f"session:{session.id}", str(session.ended_ns))
+            result.sessions += 1
+            self.totals.sessions += 1
+        result.more = len(rows) > SESSIONS_PER_PASS
+        return result
+
+    def check(self) -> None:
+        """Raise an :class:`UploadError` unless the server is reachable and accepts the key, storing
+        nothing: the request carries no batch, so a server that took the key answers 400 (malformed)."""
+        try:
+            self._post(b"{}", None)
+        except Rejected as exc:
+            if "HTTP 400" in str(exc) or "HTTP 422" in str(exc):
+                return
+            raise
+        except (_TooLarge, _NoGzip):
+            return
+
+    def sync(
+        self,
+        progress: Progress | None = None,
+        retries: int = 3,
+        max_wait: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> UploadResult:
+        """Upload the whole backlog now. Transient failures are retried ``retries`` times in a row (with
+        backoff, or as long as ``Retry-After`` says when that is at most ``max_wait`` s); then the last
+        error is raised. Events acknowledged before a failure stay acknowledged (and counted in
+        :attr:`totals`)."""
+        self.totals = UploadResult()
+        failures = 0
+        while True:
+            try:
+                part = self.upload_once(progress)
+            except TransientError as exc:
+                failures += 1
+                wait = exc.retry_after if exc.retry_after is not None else backoff_delay(failures, cap=10.0)
+                if failures > retries or wait > max_wait:
+                    raise
+                sleep(wait)
+                continue
+            failures = 0
+            if not part.more:
+                return self.totals
+
+
+class _TooLarge(Exception):
+    """413 (handled inside the uploader by splitting)."""
+
+
+class _NoGzip(Exception):
+    """415 on a gzip body (handled inside the uploader by sending plain JSON)."""
+
+
+def lease_owner() -> str:
+    """A token naming this process for :meth:`Uploader.acquire_lease`: ``host:pid:unique``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{new_id()}"
+
+
+def _holder_is_gone(owner: str) -> bool:
+    """True when ``owner`` (see :func:`lease_owner`) names a process of this host that has exited."""
+    try:
+        host, pid_text, _ = owner.rsplit(":", 2)
+        pid = int(pid_text)
+    except ValueError:
+        return False
+    if host != socket.gethostname() or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # exists, owned by someone else
+    return False
