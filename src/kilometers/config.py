@@ -36,6 +36,10 @@ class Settings:
     """Events per upload request at most."""
     upload_interval: float = 2.0
     """Seconds between upload passes while km monitor runs."""
+    otel: bool = False
+    """Export spans and metrics over OTLP (configured by the standard OTEL_EXPORTER_OTLP_* variables)."""
+    otel_payloads: bool = False
+    """Also put (redacted) arguments and results on spans."""
 
     @property
     def uploads_enabled(self) -> bool:
@@ -53,6 +57,8 @@ ENV = {
     "api_key": "KM_API_KEY",
     "upload_batch_size": "KM_UPLOAD_BATCH_SIZE",
     "upload_interval": "KM_UPLOAD_INTERVAL",
+    "otel": "KM_OTEL",
+    "otel_payloads": "KM_OTEL_PAYLOADS",
 }
 SECTIONS = {
     "db_url": ("store", "url"),
@@ -65,6 +71,8 @@ SECTIONS = {
     "api_key": ("sync", "api_key"),
     "upload_batch_size": ("sync", "batch_size"),
     "upload_interval": ("sync", "interval"),
+    "otel": ("export", "otel"),
+    "otel_payloads": ("export", "otel_payloads"),
 }
 SECRET = "api_key"
 """Settings never echoed back in error messages."""
@@ -161,6 +169,25 @@ def load(overrides: dict[str, Any] | None = None, path: Path | None = None) -> S
             values[name] = _coerce(name, list(value) if isinstance(value, tuple) else value, f"--{name}")
     known = {f.name for f in fields(Settings)}
     return Settings(**{k: v for k, v in values.items() if k in known})
+
+
+def load_lenient(overrides: dict[str, Any]) -> tuple[Settings, str | None]:
+    """For km monitor, which must start the server whatever happens: settings from flags and
+    whatever else is valid, plus a message saying what was ignored."""
+    try:
+        return load(overrides), None
+    except ConfigError as exc:
+        problem = str(exc)
+    try:
+        return load(
+            overrides, path=Path("/nonexistent/km-config.toml")
+        ), f"{problem}; the config file is ignored"
+    except ConfigError as exc:
+        settings = Settings()
+        for name, value in overrides.items():
+            if value is not None and value != ():
+                setattr(settings, name, list(value) if isinstance(value, tuple) else value)
+        return settings, f"{problem}; {exc}; only command-line flags are used"
 
 
 def write_file(settings: Settings, path: Path | None = None) -> Path:

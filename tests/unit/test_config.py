@@ -70,3 +70,19 @@ def test_bad_env_names_the_variable(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("KM_GRACE_PERIOD", "soon")
     with pytest.raises(config.ConfigError, match="KM_GRACE_PERIOD"):
         config.load()
+
+
+def test_lenient_load_keeps_flags_when_the_file_is_broken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KM_HOME", str(tmp_path))
+    (tmp_path / "config.toml").write_text("[monitor]\npayload_limit = -1\n")
+    monkeypatch.setenv("KM_EXCLUDE_PING", "yes")
+    settings, problem = config.load_lenient({"db_url": "sqlite:///flag.db", "grace_period": None})
+    assert settings.db_url == "sqlite:///flag.db" and settings.exclude_ping is True
+    assert problem is not None and "config file is ignored" in problem
+    monkeypatch.setenv("KM_GRACE_PERIOD", "soon")
+    settings, problem = config.load_lenient({"db_url": "sqlite:///flag.db"})
+    assert settings.db_url == "sqlite:///flag.db"
+    assert problem is not None and "only command-line flags" in problem
+    assert config.load_lenient({})[1] is not None

@@ -71,6 +71,15 @@ def guess_name(command: list[str]) -> str:
     type=click.FloatRange(min=0),
     help="Seconds before a server is terminated after stdin closes.",
 )
+@click.option(
+    "--otel/--no-otel", default=None, help="Export OpenTelemetry spans (OTEL_EXPORTER_OTLP_* config)."
+)
+@click.option(
+    "--otel-payloads", is_flag=True, default=None, help="Put (redacted) arguments/results on spans."
+)
+@click.option(
+    "--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics on 127.0.0.1:PORT."
+)
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def monitor(
     server_flag: bool,
@@ -81,6 +90,9 @@ def monitor(
     exclude_method: tuple[str, ...],
     payload_limit: int | None,
     grace_period: float | None,
+    otel: bool | None,
+    otel_payloads: bool | None,
+    metrics_port: int | None,
     command: tuple[str, ...],
 ) -> None:
     """Run CMD as an MCP server, relay stdio unchanged and record every message."""
@@ -91,13 +103,13 @@ def monitor(
         "exclude_methods": exclude_method,
         "payload_limit": payload_limit,
         "grace_period": grace_period,
+        "otel": otel,
+        "otel_payloads": otel_payloads,
     }
-    try:
-        settings = config.load(overrides)
-    except config.ConfigError as exc:
-        # never keep a server from starting over a broken config file or variable: say so, go on
-        click.echo(f"km: {exc}; continuing with default settings", err=True)
-        settings = config.Settings()
+    # never keep a server from starting over a broken config file or variable: say so, go on
+    settings, problem = config.load_lenient(overrides)
+    if problem:
+        click.echo(f"km: {problem}", err=True)
 
     sys.setswitchinterval(SWITCH_INTERVAL)
     cmd = list(command)
@@ -105,24 +117,10 @@ def monitor(
     filters = Filters(settings.exclude_ping, settings.include_methods, settings.exclude_methods)
     capture = Capture(session, filters, settings.payload_limit)
 
-    from ..sinks import Sink
-    from ..store.writer import StoreSink
+    from ..pipeline import build_sinks
 
-    sinks: list[Sink] = [StoreSink(settings.db_url)]
-    if settings.api_url and settings.api_key:
-        from ..sync.sink import UploaderSink
-
-        # after the store sink: it uploads what that one committed, so nothing is lost if it cannot
-        sinks.append(
-            UploaderSink(
-                settings.api_url,
-                settings.api_key,
-                db_url=settings.db_url,
-                batch_size=settings.upload_batch_size,
-                interval=settings.upload_interval,
-            )
-        )
-    recorder = Recorder(capture, sinks)
+    recorder = Recorder(capture, [])
+    recorder.sinks.extend(build_sinks(settings, metrics_port, recorder.backlog))
     proxy = StdioProxy(cmd, recorder.submit, grace_period=settings.grace_period)
     try:
         session.pid = proxy.start()

@@ -1,0 +1,53 @@
+"""Which sinks a recording session gets, in one place for every transport (stdio, HTTP).
+
+Order matters: the store comes first, so that everything after it (the uploader above all)
+works from what was committed locally.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+from .config import Settings
+from .sinks import Sink
+
+
+def build_sinks(
+    settings: Settings,
+    metrics_port: int | None = None,
+    backlog: Callable[[], int] | None = None,
+) -> list[Sink]:
+    from .store.writer import StoreSink
+
+    sinks: list[Sink] = [StoreSink(settings.db_url)]
+    if settings.api_url and settings.api_key:
+        from .sync.sink import UploaderSink
+
+        sinks.append(
+            UploaderSink(
+                settings.api_url,
+                settings.api_key,
+                db_url=settings.db_url,
+                batch_size=settings.upload_batch_size,
+                interval=settings.upload_interval,
+            )
+        )
+    if settings.otel:
+        try:
+            from .export.otel import OtelSink
+
+            sinks.append(OtelSink(payloads=settings.otel_payloads))
+        except Exception as exc:  # a bad OTEL_* setting must not keep the server from starting
+            print(f"km: OpenTelemetry export is off: {exc}", file=sys.stderr)
+    if metrics_port is not None:
+        try:
+            from .export.prometheus import MetricsSink
+
+            sinks.append(MetricsSink(metrics_port, backlog=backlog))
+        except OSError as exc:
+            print(f"km: cannot serve metrics on port {metrics_port}: {exc}", file=sys.stderr)
+    from .plugins import plugin_sinks
+
+    sinks.extend(plugin_sinks(settings))
+    return sinks
