@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test lint typecheck unit bench clean
+.PHONY: install setup demo test lint typecheck unit bench clean system-deps web
 
 $(BIN)/km: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -16,11 +16,29 @@ node_modules/.package-lock.json: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
-## setup: create .venv, install km and the test dependencies (Python and Node)
-setup: $(BIN)/km node_modules/.package-lock.json
+STATIC := src/kilometers/server/static
+WEB_SOURCES := $(shell find web/src web/index.html web/package.json web/package-lock.json web/vite.config.ts web/tsconfig.json -type f 2>/dev/null)
+
+## web: build the dashboard (TypeScript) into the Python package
+$(STATIC)/index.html: $(WEB_SOURCES)
+	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build
+web: $(STATIC)/index.html
+
+## system-deps: Debian packages the browser tests need (Chromium), installed when missing
+system-deps:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "install Chromium (Debian: sudo apt-get install chromium) for the browser tests" >&2; exit 1; fi; }
+
+## install: .venv with km and its Python/Node test dependencies, and the built dashboard
+install: $(BIN)/km node_modules/.package-lock.json $(STATIC)/index.html
+
+## setup: install, plus Chromium for the browser tests
+setup: install system-deps
 
 ## demo: record a real MCP session through `km monitor` into the local store and show it
-demo: setup
+demo: install
 	$(BIN)/python scripts/demo.py
 
 lint: setup
@@ -35,7 +53,7 @@ test: setup lint typecheck
 	$(BIN)/pytest
 
 ## bench: side-by-side benchmarks (direct vs through km); see docs/benchmarks.md
-bench: setup
+bench: install
 	$(BIN)/python bench/bench_stdio.py
 
 clean:

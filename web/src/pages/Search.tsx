@@ -1,0 +1,145 @@
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { api, isAbort } from "../api";
+import { FilterForm } from "../components/FilterForm";
+import { Link } from "../components/Link";
+import { Direction, Empty, ErrorBanner, KindBadge, Loading, PageHeader } from "../components/ui";
+import { useTitle } from "../hooks";
+import { eventLabel, formatBytes, formatDateTime, formatInt, formatMs } from "../lib/format";
+import { filtersFromSearch, filtersToSearch, type EventFilters } from "../lib/query";
+import { handleLinkClick, navigate, paths, useLocation } from "../router";
+import type { KmEvent } from "../types";
+
+const PAGE_SIZE = 100;
+
+function apiQuery(f: EventFilters, cursor: string | null) {
+  return {
+    session_id: f.session_id || undefined,
+    method: f.method || undefined,
+    tool: f.tool || undefined,
+    kind: f.kind || undefined,
+    errors: f.errors || undefined,
+    since: f.since || undefined,
+    until: f.until || undefined,
+    q: f.q || undefined,
+    limit: PAGE_SIZE,
+    cursor,
+  };
+}
+
+export function SearchPage() {
+  useTitle("Search");
+  const loc = useLocation();
+  const filters = useMemo(() => filtersFromSearch(loc.search), [loc.search]);
+  const [items, setItems] = useState<KmEvent[]>([]);
+  const [cursor, setCursor] = useState<string | null>(null);
+  const [loading, setLoading] = useState(true);
+  const [error, setError] = useState<Error | null>(null);
+  const [run, setRun] = useState(0);
+
+  const load = async (after: string | null, signal?: AbortSignal) => {
+    setLoading(true);
+    setError(null);
+    try {
+      const page = await api.events(apiQuery(filters, after), signal);
+      setItems((prev) => (after ? [...prev, ...page.items] : page.items));
+      setCursor(page.next_cursor);
+    } catch (err) {
+      if (isAbort(err)) return;
+      setError(err instanceof Error ? err : new Error(String(err)));
+      if (!after) setItems([]);
+    }
+    setLoading(false);
+  };
+
+  // The URL is the source of truth: loading /search?tool=x restores the form and runs it.
+  useEffect(() => {
+    const ctl = new AbortController();
+    setItems([]);
+    setCursor(null);
+    void load(null, ctl.signal);
+    return () => ctl.abort();
+  }, [filters, run]);
+
+  const submit = (next: EventFilters) => {
+    const target = paths.search + filtersToSearch(next);
+    if (target === loc.pathname + loc.search) setRun((n) => n + 1);
+    else navigate(target);
+  };
+
+  return (
+    <section data-testid="page-search">
+      <PageHeader title="Search events" />
+      <FilterForm value={filters} onSubmit={submit} withTime={true} submitLabel="Search" testid="search-form" />
+      <ErrorBanner error={error} onRetry={() => setRun((n) => n + 1)} />
+      {items.length === 0 && loading && <Loading what="Searching" />}
+      {items.length === 0 && !loading && !error && <Empty>No events match these filters.</Empty>}
+      {items.length > 0 && (
+        <div class="card table-wrap">
+          <table class="table table-click" data-testid="search-results">
+            <thead>
+              <tr>
+                <th>Time</th>
+                <th />
+                <th>Kind</th>
+                <th>Method / subject</th>
+                <th class="num">Latency</th>
+                <th class="num">Size</th>
+                <th>Session</th>
+              </tr>
+            </thead>
+            <tbody>
+              {items.map((e) => (
+                <tr
+                  key={e.id}
+                  data-testid="search-result"
+                  data-event-id={e.id}
+                  class={e.is_error ? "is-error" : ""}
+                  onClick={(ev) => {
+                    if ((ev.target as Element).closest("a")) return;
+                    handleLinkClick(ev, paths.event(e.id));
+                  }}
+                >
+                  <td class="nowrap">{formatDateTime(e.ts)}</td>
+                  <td>
+                    <Direction direction={e.direction} />
+                  </td>
+                  <td>
+                    <KindBadge kind={e.kind} isError={e.is_error} />
+                  </td>
+                  <td>
+                    <Link to={paths.event(e.id)} testid="search-result-link">
+                      {eventLabel(e)}
+                    </Link>
+                  </td>
+                  <td class="num">{formatMs(e.latency_ms)}</td>
+                  <td class="num">{formatBytes(e.size_bytes)}</td>
+                  <td>
+                    <Link to={paths.session(e.session_id)} class="muted mono">
+                      {e.session_id.slice(-8)}
+                    </Link>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          <p class="muted small" data-testid="search-count">
+            {formatInt(items.length)} shown{cursor ? ", more available" : ""}
+          </p>
+        </div>
+      )}
+      {cursor && (
+        <div class="more">
+          <button
+            type="button"
+            class="btn"
+            disabled={loading}
+            data-testid="load-more"
+            onClick={() => void load(cursor)}
+          >
+            {loading ? "Loading…" : "Load more"}
+          </button>
+        </div>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,136 @@
+import { useEffect, useState } from "preact/hooks";
+import { api, isAbort } from "../api";
+import { Link } from "../components/Link";
+import { Empty, ErrorBanner, Loading, PageHeader } from "../components/ui";
+import { useMe, useTitle } from "../hooks";
+import { formatDateTime, formatInt, formatMs } from "../lib/format";
+import { handleLinkClick, paths } from "../router";
+import type { KmSession } from "../types";
+
+const PAGE_SIZE = 50;
+
+/** The client's name ("claude-ai 0.1.0") from the initialize request, if any. */
+export function clientName(s: KmSession): string {
+  return infoName(s.client) ?? "—";
+}
+
+/** The server's name: the session's own name, else the server's initialize answer. */
+export function serverName(s: KmSession): string {
+  return s.name ?? infoName(s.server) ?? (s.command.length ? s.command.join(" ") : "—");
+}
+
+function infoName(info: Record<string, unknown> | null): string | null {
+  if (!info) return null;
+  const name = typeof info.name === "string" ? info.name : null;
+  const version = typeof info.version === "string" ? info.version : null;
+  return name ? (version ? `${name} ${version}` : name) : null;
+}
+
+export function SessionsPage() {
+  useTitle("Sessions");
+  const { me } = useMe();
+  const [items, setItems] = useState<KmSession[]>([]);
+  const [cursor, setCursor] = useState<string | null>(null);
+  const [loading, setLoading] = useState(true);
+  const [error, setError] = useState<Error | null>(null);
+  const [attempt, setAttempt] = useState(0);
+
+  const load = async (after: string | null, signal?: AbortSignal) => {
+    setLoading(true);
+    setError(null);
+    try {
+      const page = await api.sessions({ limit: PAGE_SIZE, cursor: after }, signal);
+      setItems((prev) => (after ? [...prev, ...page.items] : page.items));
+      setCursor(page.next_cursor);
+    } catch (err) {
+      if (isAbort(err)) return;
+      setError(err instanceof Error ? err : new Error(String(err)));
+    }
+    setLoading(false);
+  };
+
+  useEffect(() => {
+    const ctl = new AbortController();
+    void load(null, ctl.signal);
+    return () => ctl.abort();
+  }, [attempt]);
+
+  return (
+    <section data-testid="page-sessions">
+      <PageHeader title="Sessions">
+        <button type="button" class="btn btn-small" onClick={() => setAttempt((n) => n + 1)} data-testid="refresh">
+          Refresh
+        </button>
+      </PageHeader>
+      <ErrorBanner error={error} onRetry={() => void load(items.length ? cursor : null)} />
+      {items.length === 0 && loading && <Loading />}
+      {items.length === 0 && !loading && !error && (
+        <Empty>
+          No sessions yet. Run <code>km wrap</code> so your MCP clients start their servers through <code>km</code>
+          {me.mode === "team" && (
+            <>
+              {" "}
+              (see <Link to={paths.onboarding}>getting started</Link>)
+            </>
+          )}
+          .
+        </Empty>
+      )}
+      {items.length > 0 && (
+        <div class="card table-wrap">
+          <table class="table table-click" data-testid="sessions-table">
+            <thead>
+              <tr>
+                <th>Client</th>
+                <th>Server</th>
+                <th>Started</th>
+                <th class="num">Duration</th>
+                <th class="num">Events</th>
+                <th class="num">Errors</th>
+              </tr>
+            </thead>
+            <tbody>
+              {items.map((s) => (
+                <tr
+                  key={s.id}
+                  data-testid="session-row"
+                  data-session-id={s.id}
+                  onClick={(ev) => {
+                    if ((ev.target as Element).closest("a")) return;
+                    handleLinkClick(ev, paths.session(s.id));
+                  }}
+                >
+                  <td>{clientName(s)}</td>
+                  <td>
+                    <Link to={paths.session(s.id)} testid="session-link">
+                      {serverName(s)}
+                    </Link>
+                  </td>
+                  <td>{formatDateTime(s.started_at)}</td>
+                  <td class="num">
+                    {s.ended_at ? formatMs(s.duration_ms) : <span class="badge badge-live">running</span>}
+                  </td>
+                  <td class="num">{formatInt(s.event_count)}</td>
+                  <td class={`num ${s.error_count ? "text-bad" : ""}`}>{formatInt(s.error_count)}</td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+      )}
+      {cursor && (
+        <div class="more">
+          <button
+            type="button"
+            class="btn"
+            disabled={loading}
+            data-testid="load-more"
+            onClick={() => void load(cursor)}
+          >
+            {loading ? "Loading…" : "Load more"}
+          </button>
+        </div>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,142 @@
+// The JSON shapes of the HTTP API (docs/api.md). Event and Session mirror
+// kilometers.model.Event.to_dict / Session.to_dict; Stats mirrors server/rollups.py.
+
+export type Direction = "client_to_server" | "server_to_client";
+export type Kind = "request" | "notification" | "response" | "error" | "invalid";
+export const KINDS: readonly Kind[] = ["request", "notification", "response", "error", "invalid"];
+
+export type Severity = "info" | "low" | "medium" | "high" | "critical";
+
+export interface Finding {
+  rule: string;
+  severity: Severity | string;
+  path: string;
+  message: string;
+}
+
+export interface Risk {
+  score: number;
+  level: string;
+  findings: Finding[];
+}
+
+export interface KmEvent {
+  id: string;
+  session_id: string;
+  /** RFC 3339 UTC with microseconds, e.g. 2026-11-27T22:34:35.123456Z */
+  ts: string;
+  direction: Direction;
+  kind: Kind;
+  jsonrpc_id: unknown;
+  method: string | null;
+  tool: string | null;
+  resource_uri: string | null;
+  prompt_name: string | null;
+  latency_ms: number | null;
+  size_bytes: number;
+  is_error: boolean;
+  error: { code: number | null; message: string | null } | null;
+  truncated: boolean;
+  request_event_id: string | null;
+  payload: unknown;
+  /** Present when the server analysed the event (kilometers.analysis). */
+  risk?: Risk | null;
+  /** Only on GET /api/v1/events/{id}. */
+  paired_event_id?: string | null;
+}
+
+export interface KmSession {
+  id: string;
+  name: string | null;
+  transport: string;
+  started_at: string;
+  ended_at: string | null;
+  duration_ms: number | null;
+  command: string[];
+  cwd: string;
+  pid: number | null;
+  exit_code: number | null;
+  client: Record<string, unknown> | null;
+  server: Record<string, unknown> | null;
+  protocol_version: string | null;
+  capabilities: Record<string, unknown> | null;
+  event_count: number;
+  error_count: number;
+  dropped_events: number;
+}
+
+export interface Page<T> {
+  items: T[];
+  next_cursor: string | null;
+}
+
+export type Bucket = "minute" | "hour" | "day";
+
+export interface StatGroup {
+  events: number;
+  calls: number;
+  errors: number;
+  error_rate: number;
+  bytes: number;
+  response_bytes?: number;
+  /** An ESTIMATE of the tokens results put into the model's context (response bytes / 4). */
+  est_tokens?: number;
+  latency_avg_ms: number | null;
+  p50_ms: number | null;
+  p95_ms: number | null;
+  p99_ms: number | null;
+}
+
+export interface StatsPoint extends StatGroup {
+  /** Start of the bucket, in minutes since the Unix epoch. */
+  minute: number;
+}
+
+export interface Stats {
+  since: number;
+  until: number;
+  bucket: Bucket;
+  totals: StatGroup & { active_sessions?: number; findings?: number };
+  series: StatsPoint[];
+  by_method: (StatGroup & { method: string })[];
+  by_tool: (StatGroup & { server: string; tool: string })[];
+  by_server: (StatGroup & { server: string })[];
+}
+
+export type Role = "owner" | "admin" | "member" | "viewer";
+export const ROLES: readonly Role[] = ["owner", "admin", "member", "viewer"];
+
+export interface Org {
+  id: string;
+  name: string;
+  plan: string;
+  events_per_month: number | null;
+  retention_days: number | null;
+}
+
+export interface Me {
+  mode: "team" | "local";
+  user: { id: string; email: string };
+  org: Org;
+  role: Role;
+  orgs: { id: string; name: string; role: Role }[];
+  csrf_token: string;
+}
+
+export type KeyScope = "ingest" | "read" | "admin";
+export const KEY_SCOPES: readonly KeyScope[] = ["ingest", "read", "admin"];
+
+export interface ApiKeyItem {
+  id: string;
+  scope: KeyScope | string;
+  prefix: string;
+  name: string | null;
+  created_ns: number;
+  revoked: boolean;
+}
+
+export interface Member {
+  user_id: string;
+  email: string;
+  role: Role;
+}
