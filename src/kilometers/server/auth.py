@@ -119,6 +119,10 @@ class Auth:
             )
         return caller
 
+    def forget_keys(self) -> None:
+        """Drop cached key lookups (after a revocation in this process, it takes effect at once)."""
+        self._cache.clear()
+
     # -- browsers --------------------------------------------------------------------------------
 
     def _from_cookie(self, request: Request) -> Caller | None:

@@ -256,6 +256,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub) -> None:
             tenancy.revoke_key(engine, key_id, caller.org, actor=caller.actor)
         except tenancy.TenancyError:
             raise ApiError(404, "not_found", "no such key in this organization") from None
+        auth.forget_keys()
         return Response(status_code=204)
 
     @app.get("/api/v1/members", tags=["settings"])

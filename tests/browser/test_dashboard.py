@@ -1,0 +1,280 @@
+"""The dashboard in real headless Chromium (Debian's package, driven by Playwright), against a real
+`km serve`, with traffic recorded by real `km monitor` processes uploading to it.
+
+Set KM_SCREENSHOTS=<dir> to keep a screenshot of every page (docs/screenshots is made that way).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+KM = str(Path(sys.executable).parent / "km")
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+EMAIL, PASSWORD = "owner@example.com", "correct horse battery"
+SERVER = Path(__file__).parent / "tool_server.py"
+XSS = [
+    '<img src=x onerror="window.__xss=1">',
+    "<script>window.__xss=1</script>",
+    '"><svg onload=window.__xss=1>',
+    "javascript:window.__xss=1",
+    "</textarea><iframe src=javascript:window.__xss=1>",
+    "{{constructor.constructor('window.__xss=1')()}}",
+    '<a href="javascript:window.__xss=1">click</a>',
+    "<style>@import 'http://evil.example/x.css';</style>",
+]
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def km(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> str:
+    result = subprocess.run([KM, *args], capture_output=True, input=stdin, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode().strip()
+
+
+@dataclass
+class Team:
+    base: str
+    db: str
+    ingest_key: str
+    home: Path
+
+    def monitor_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KM_")}
+        env.update(
+            KM_HOME=str(self.home), KM_API_URL=self.base, KM_API_KEY=self.ingest_key, KM_UPLOAD_INTERVAL="0.1"
+        )
+        return env
+
+    def record(self, lines: list[bytes], name: str = "echo") -> None:
+        """One real km monitor session through a line-echo server, uploaded to the team server."""
+        km("monitor", "--name", name, "--", sys.executable, str(SERVER), env=self.monitor_env(),
+           stdin=b"".join(lines))  # fmt: skip
+        km("sync", env=self.monitor_env())
+
+
+def _call(i: int, tool: str, text: str) -> bytes:
+    import orjson
+
+    return orjson.dumps({"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                         "params": {"name": tool, "arguments": {"text": text}}}) + b"\n"  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
+    tmp = tmp_path_factory.mktemp("team")
+    db = f"sqlite:///{tmp / 'team.db'}"
+    km("db", "upgrade", "--db", db)
+    km("admin", "create-org", "acme", "--plan", "unlimited", "--db", db)
+    km("admin", "create-user", EMAIL, "--org", "acme", "--role", "owner", "--password", PASSWORD, "--db", db)
+    key = km("admin", "create-key", "--org", "acme", "--scope", "ingest", "--db", db)
+    port = _port()
+    proc = subprocess.Popen([KM, "serve", "--db", db, "--port", str(port)], stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(150):
+        try:
+            if httpx.get(base + "/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.1)
+    team = Team(base, db, key, tmp / "home")
+    team.home.mkdir()
+    team.record([_call(1, "read_file", "hello"), _call(2, "search", "world")], name="filesystem")
+    yield team
+    proc.terminate()
+    proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), "Debian's chromium is needed: make setup installs it"
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser: Browser, team: Team) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.goto(team.base + "/login")
+    page.get_by_test_id("login-email").fill(EMAIL)
+    page.get_by_test_id("login-password").fill(PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("org-name").first).to_have_text("acme")
+    yield page
+    assert problems == []
+    assert page.evaluate("window.__xss") is None
+    context.close()
+
+
+def shot(page: Page, name: str) -> None:
+    folder = os.environ.get("KM_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.wait_for_timeout(400)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"))
+
+
+def test_sign_in_is_required(browser: Browser, team: Team) -> None:
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(team.base + "/sessions")
+    page.wait_for_url("**/login?next=*")
+    page.get_by_test_id("login-email").fill(EMAIL)
+    page.get_by_test_id("login-password").fill("wrong password")
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("error-banner")).to_be_visible()
+    shot(page, "login")
+    context.close()
+
+
+def test_a_call_through_km_monitor_appears_live(page: Page, team: Team) -> None:
+    page.get_by_test_id("nav-live").click()
+    expect(page.get_by_test_id("live-status")).to_contain_text("connected")
+    monitor = subprocess.Popen(
+        [KM, "monitor", "--name", "live", "--", sys.executable, str(SERVER)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=team.monitor_env(),
+    )  # fmt: skip
+    assert monitor.stdin is not None and monitor.stdout is not None
+    monitor.stdin.write(_call(6, "warm_up", "x"))
+    monitor.stdin.flush()
+    monitor.stdout.readline()  # km and the server are up
+    started = time.monotonic()
+    monitor.stdin.write(_call(7, "live_probe", "now"))
+    monitor.stdin.flush()
+    row = page.get_by_test_id("live-row").filter(has_text="live_probe").first
+    expect(row).to_be_visible(timeout=10_000)
+    elapsed = time.monotonic() - started
+    print(f"call visible in the browser {elapsed * 1000:.0f} ms after it was made")
+    monitor.stdin.close()
+    assert monitor.wait(30) == 0
+    shot(page, "live")
+    page.get_by_test_id("pause-button").click()
+    team.record([_call(8, "while_paused", "x")], name="live")
+    expect(page.get_by_test_id("buffered-count")).to_contain_text("new", timeout=10_000)
+    page.get_by_test_id("pause-button").click()
+    expect(page.get_by_test_id("live-row").filter(has_text="while_paused").first).to_be_visible()
+
+
+def test_search_filters_and_shareable_url(page: Page, team: Team) -> None:
+    page.get_by_test_id("nav-search").click()
+    page.get_by_test_id("filter-tool").fill("search")
+    page.get_by_test_id("filter-submit").click()
+    page.wait_for_url("**tool=search**")
+    results = page.get_by_test_id("search-result")
+    expect(results.first).to_be_visible()
+    assert all("search" in t for t in results.all_inner_texts())
+    shot(page, "search")
+    page.reload()
+    expect(page.get_by_test_id("filter-tool")).to_have_value("search")
+
+
+def test_session_waterfall_and_event_detail(page: Page, team: Team) -> None:
+    page.get_by_test_id("nav-sessions").click()
+    page.get_by_test_id("session-row").filter(has_text="filesystem").first.click()
+    page.wait_for_url("**/sessions/**")
+    bars = page.get_by_test_id("waterfall-bar")
+    expect(bars.first).to_be_visible()
+    assert bars.count() == 2
+    shot(page, "session")
+    bars.first.click()
+    page.wait_for_url("**/events/**")
+    expect(page.get_by_test_id("payload-pretty")).to_contain_text("read_file")
+    expect(page.get_by_test_id("paired-event-link")).to_be_visible()
+    shot(page, "event")
+
+
+def test_overview_and_analytics_render_charts(page: Page) -> None:
+    page.get_by_test_id("nav-overview").click()
+    expect(page.get_by_test_id("card-events-per-min")).to_be_visible()
+    expect(page.locator(".uplot").first).to_be_visible()
+    shot(page, "overview")
+    page.get_by_test_id("nav-analytics").click()
+    page.get_by_test_id("analytics-tool-row").first.click()
+    expect(page.get_by_test_id("tool-est-tokens").first).to_be_visible()
+    shot(page, "analytics")
+
+
+def test_create_and_revoke_an_api_key(page: Page, team: Team) -> None:
+    page.get_by_test_id("nav-settings").click()
+    expect(page.get_by_test_id("key-row").first).to_be_visible()
+    before = page.get_by_test_id("revoke-key").count()
+    page.get_by_test_id("key-scope").select_option("read")
+    page.get_by_test_id("create-key").click()
+    key = page.get_by_test_id("new-key").inner_text().strip()
+    assert key.startswith("km_live_")
+    assert (
+        httpx.get(team.base + "/api/v1/sessions", headers={"Authorization": f"Bearer {key}"}).status_code
+        == 200
+    )
+    expect(page.get_by_test_id("revoke-key")).to_have_count(before + 1)
+    shot(page, "settings")
+    page.get_by_test_id("key-row").filter(has_text=key[:12]).get_by_test_id("revoke-key").click()
+    page.get_by_test_id("confirm-revoke").click()
+    expect(page.get_by_test_id("revoke-key")).to_have_count(before)
+    assert (
+        httpx.get(team.base + "/api/v1/sessions", headers={"Authorization": f"Bearer {key}"}).status_code
+        == 401
+    )
+
+
+def test_onboarding_turns_green_on_the_first_event(page: Page, team: Team) -> None:
+    page.get_by_test_id("nav-onboarding").click()
+    status = page.get_by_test_id("first-event-status")
+    expect(status).to_contain_text("waiting")
+    page.get_by_test_id("onboarding-create-key").click()
+    key = page.get_by_test_id("new-key").inner_text().strip()
+    expect(page.get_by_test_id("onboarding-commands")).to_contain_text(key)
+    page.wait_for_timeout(500)
+    team.record([_call(1, "first", "event")], name="onboarding")
+    expect(status).to_contain_text("received", timeout=10_000)
+    shot(page, "onboarding")
+
+
+def test_xss_payloads_stay_inert_in_every_view(page: Page, team: Team) -> None:
+    page.get_by_test_id("nav-live").click()
+    expect(page.get_by_test_id("live-status")).to_contain_text("connected")
+    team.record([_call(i, f"xss_{i}", payload) for i, payload in enumerate(XSS)], name="<b>evil</b>")
+    expect(page.get_by_test_id("live-row").filter(has_text="xss_0").first).to_be_visible(timeout=10_000)
+    for view in ("search", "sessions"):
+        page.get_by_test_id(f"nav-{view}").click()
+        page.wait_for_timeout(500)
+    page.get_by_test_id("session-row").filter(has_text="evil").first.click()
+    page.get_by_test_id("waterfall-bar").first.click()
+    expect(page.get_by_test_id("payload-pretty")).to_contain_text("onerror")  # shown, as text
+    page.get_by_test_id("nav-search").click()
+    page.get_by_test_id("filter-q").fill("svg onload")
+    page.get_by_test_id("filter-submit").click()
+    expect(page.get_by_test_id("search-result").first).to_be_visible()
+    page.wait_for_timeout(500)
+    assert page.locator("img[src='x'], svg[onload], iframe, script:not([src])").count() == 0
+    assert page.evaluate("window.__xss") is None
