@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import Any
 
 from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction
 
@@ -74,6 +75,10 @@ class StdioProxy:
         self.stdout_fd = sys.stdout.fileno() if stdout_fd is None else stdout_fd
         self.proc: subprocess.Popen[bytes] | None = None
         self._stdout_done = threading.Event()
+        self._writing = False
+        self._last_read = 0.0
+        self._previous: dict[int, Any] = {}
+        self._pending: list[int] = []
         self._timers: list[threading.Timer] = []
         self._exiting = False
 
@@ -86,6 +91,10 @@ class StdioProxy:
         kwargs: dict[str, object] = {}
         if POSIX:
             kwargs["process_group"] = 0  # so signals and cleanup reach the whole server tree
+        # handlers go in before the spawn: a signal in between is remembered and forwarded below
+        if threading.current_thread() is threading.main_thread():
+            for sig in FORWARDED_SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._on_signal)
         try:
             self.proc = subprocess.Popen(  # type: ignore[call-overload]
                 self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, **kwargs
@@ -102,6 +111,9 @@ class StdioProxy:
             ) from None
         except OSError as exc:
             raise ServerStartError(f"km: cannot start the server {self.command[0]!r}: {exc}", 126) from None
+        for sig in self._pending:
+            self._on_signal(sig, None)
+        self._pending.clear()
         return self.proc.pid
 
     def _signal_group(self, sig: int) -> None:
@@ -135,6 +147,9 @@ class StdioProxy:
         timer.start()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        if self.proc is None:
+            self._pending.append(signum)  # arrived before the server existed
+            return
         self._signal_group(signum)
         if signum != signal.SIGINT:
             self._after(self.grace_period, self._kill)  # a server that ignores SIGTERM is not kept alive
@@ -178,14 +193,27 @@ class StdioProxy:
                     break
                 if not data:
                     break
+                self._last_read = time.monotonic()
                 on_chunk(SERVER_TO_CLIENT, data, now())
                 if client_open:
+                    self._writing = True
                     try:
                         _write_all(self.stdout_fd, data)
                     except OSError:
                         client_open = False  # the client went away; keep draining and recording
+                    finally:
+                        self._writing = False
         finally:
             self._stdout_done.set()
+
+    def _drain_stdout(self) -> None:
+        """After the server exits, wait until its last bytes reached the client. A slow client is
+        waited for (those bytes are the server's last answer); only a pipe held open by a
+        grandchild that writes nothing is given up on, after STDOUT_DRAIN_SECONDS of silence."""
+        self._last_read = max(self._last_read, time.monotonic())
+        while not self._stdout_done.wait(0.05):
+            if not self._writing and time.monotonic() - self._last_read > STDOUT_DRAIN_SECONDS:
+                return
 
     # -- run -------------------------------------------------------------------------------------
 
@@ -194,11 +222,6 @@ class StdioProxy:
         if self.proc is None:
             self.start()
         assert self.proc is not None
-        in_main = threading.current_thread() is threading.main_thread()
-        previous = {}
-        if in_main:
-            for sig in FORWARDED_SIGNALS:
-                previous[sig] = signal.signal(sig, self._on_signal)
         threads = [
             threading.Thread(target=self._client_to_server, name="km-c2s", daemon=True),
             threading.Thread(target=self._server_to_client, name="km-s2c", daemon=True),
@@ -209,15 +232,14 @@ class StdioProxy:
             returncode = self.proc.wait()
             self._exiting = True
             # bytes the server wrote just before exiting must still reach the client
-            self._stdout_done.wait(STDOUT_DRAIN_SECONDS)
+            self._drain_stdout()
             for timer in self._timers:
                 timer.cancel()
             if POSIX:
                 self._signal_group(signal.SIGTERM)  # grandchildren left behind: no orphans
         finally:
-            if in_main:
-                for sig, handler in previous.items():
-                    signal.signal(sig, handler)
+            for sig, handler in self._previous.items():
+                signal.signal(sig, handler)
         if self.proc.stdout is not None and self._stdout_done.is_set():
             self.proc.stdout.close()
         return returncode if returncode >= 0 else 128 - returncode

@@ -1,0 +1,298 @@
+"""Helpers for the integration tests: running real `km` processes and reading the store back.
+
+The fixtures that use them (``km_home``, ``run_km``) are in ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+import psutil
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+SERVERS = TESTS / "servers"
+PYTHON = sys.executable
+KM = str(Path(sys.executable).with_name("km"))
+NODE_BIN = ROOT / "node_modules" / ".bin"
+
+ECHO_SERVER = str(SERVERS / "echo_server.py")
+RAW_CAT = str(SERVERS / "raw_cat.py")
+LIFECYCLE_SERVER = str(SERVERS / "lifecycle_server.py")
+BIG_SERVER = str(SERVERS / "big_server.py")
+
+
+# -- environment ------------------------------------------------------------------------------------
+
+
+def km_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment for a km process: ours, with ``KM_HOME`` set and ``extra`` added."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KM_")}
+    env["KM_HOME"] = str(home)
+    env.update(extra)
+    return env
+
+
+# -- reading the store through the CLI ------------------------------------------------------------
+
+
+def km_json(home: Path, *args: str) -> list[dict[str, Any]]:
+    """Run ``km ARGS --json`` and parse its output: one JSON object per line."""
+    proc = subprocess.run(
+        [KM, *args, "--json"], env=km_env(home), capture_output=True, timeout=120, check=False
+    )
+    assert proc.returncode == 0, f"km {' '.join(args)} failed: {proc.stderr.decode(errors='replace')}"
+    return [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+
+
+def km_events(home: Path, *args: str) -> list[dict[str, Any]]:
+    """Every recorded event (oldest first), optionally filtered with ``km events`` options."""
+    return km_json(home, "events", "--limit", "10000000", *args)
+
+
+def km_sessions(home: Path) -> list[dict[str, Any]]:
+    return km_json(home, "sessions", "--limit", "1000")
+
+
+def only_session(home: Path) -> dict[str, Any]:
+    sessions = km_sessions(home)
+    assert len(sessions) == 1, sessions
+    return sessions[0]
+
+
+# -- running km monitor -----------------------------------------------------------------------------
+
+
+class OutputReader:
+    """Drains a pipe on a thread (so the writer never blocks on a full pipe) and keeps the bytes."""
+
+    def __init__(self, stream: IO[bytes], keep: bool = True) -> None:
+        self._fd = stream.fileno()
+        self._stream = stream
+        self._keep = keep
+        self._chunks: list[bytes] = []
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+        self.closed = False
+        self._cond = threading.Condition()
+        self._reading = threading.Event()
+        self._reading.set()
+        self._pause_at: int | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            want = 1 << 16
+            if self._pause_at is not None:
+                if self.size >= self._pause_at:
+                    self._reading.clear()
+                    self._pause_at = None
+                else:
+                    want = min(want, self._pause_at - self.size)
+            self._reading.wait()
+            try:
+                data = os.read(self._fd, want)
+            except OSError:
+                data = b""
+            with self._cond:
+                if not data:
+                    self.closed = True
+                    self._cond.notify_all()
+                    return
+                if self._keep:
+                    self._chunks.append(data)
+                self.size += len(data)
+                self.sha256.update(data)
+                self._cond.notify_all()
+
+    def pause_after(self, size: int) -> None:
+        """Stop reading once exactly ``size`` bytes were read, like a client busy with something else."""
+        self._pause_at = size
+
+    @property
+    def paused(self) -> bool:
+        return not self._reading.is_set()
+
+    def resume(self) -> None:
+        self._reading.set()
+
+    def _joined(self) -> bytes:
+        joined = b"".join(self._chunks)
+        self._chunks = [joined] if joined else []
+        return joined
+
+    @property
+    def data(self) -> bytes:
+        with self._cond:
+            return self._joined()
+
+    def wait_for(self, predicate: Callable[[bytes], bool], timeout: float = 30.0) -> bytes:
+        """Block until ``predicate(all bytes so far)`` holds; fail the test after ``timeout``.
+
+        The predicate is evaluated again whenever bytes arrive, and every few milliseconds."""
+        deadline = time.monotonic() + timeout
+        seen = -1
+        while True:
+            with self._cond:
+                if self.size == seen and not self.closed:
+                    self._cond.wait(max(0.0, min(deadline - time.monotonic(), 0.05)))
+                seen, closed = self.size, self.closed
+                joined = self._joined()
+            if predicate(joined):
+                return joined
+            if closed:
+                raise AssertionError(f"the stream closed before the expected output: {joined[-500:]!r}")
+            if time.monotonic() >= deadline:
+                raise AssertionError(f"timed out after {timeout}s waiting for output: {joined[-500:]!r}")
+            time.sleep(0.01)
+
+    def wait_closed(self, timeout: float = 30.0) -> bytes:
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), "the stream did not close in time"
+        return self.data
+
+
+class KmProcess:
+    """A running ``km monitor -- CMD``, its stdin a pipe we hold, its stdout and stderr drained."""
+
+    def __init__(
+        self,
+        home: Path,
+        command: Sequence[str],
+        km_args: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        cwd: str | Path | None = None,
+        keep_stdout: bool = True,
+    ) -> None:
+        self.home = home
+        self.argv = [KM, "monitor", *km_args, "--", *command]
+        self.proc = subprocess.Popen(
+            self.argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env if env is not None else km_env(home),
+            cwd=cwd,
+            bufsize=0,
+            start_new_session=True,  # its own group: cleanup after a failed test cannot hit pytest
+        )
+        assert self.proc.stdin is not None and self.proc.stdout is not None and self.proc.stderr is not None
+        self.stdout = OutputReader(self.proc.stdout, keep=keep_stdout)
+        self.stderr = OutputReader(self.proc.stderr)
+        self._stdin_closed = False
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def write(self, data: bytes) -> None:
+        """Write all of ``data`` to km's stdin (no buffering: it is sent right away)."""
+        assert self.proc.stdin is not None
+        fd = self.proc.stdin.fileno()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+
+    def close_stdin(self) -> None:
+        if not self._stdin_closed:
+            self._stdin_closed = True
+            assert self.proc.stdin is not None
+            with contextlib.suppress(OSError):
+                self.proc.stdin.close()
+
+    def wait(self, timeout: float = 60.0) -> int:
+        return self.proc.wait(timeout)
+
+    def descendants(self) -> list[psutil.Process]:
+        try:
+            return list(psutil.Process(self.pid).children(recursive=True))
+        except psutil.NoSuchProcess:
+            return []
+
+    def server_process(self, timeout: float = 30.0) -> psutil.Process:
+        """km's direct child: the server."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                children = psutil.Process(self.pid).children()
+                if children:
+                    return children[0]
+            time.sleep(0.02)
+        raise AssertionError("km did not start a server process")
+
+    def signal(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def finish(self, timeout: float = 60.0) -> tuple[int, bytes, bytes]:
+        """Close stdin, wait for km to exit; return (exit code, stdout, stderr)."""
+        self.close_stdin()
+        code = self.wait(timeout)
+        return code, self.stdout.wait_closed(), self.stderr.wait_closed()
+
+    def cleanup(self) -> None:
+        """Kill whatever is left (only after a failed test; passing tests leave nothing)."""
+        procs = self.descendants()
+        with contextlib.suppress(psutil.NoSuchProcess):
+            procs.append(psutil.Process(self.pid))
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                p.send_signal(signal.SIGKILL)
+        self.close_stdin()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(10)
+
+
+def wait_gone(pids: Sequence[int], timeout: float = 10.0) -> list[int]:
+    """Wait until none of ``pids`` is a live process (zombies of other parents count as gone).
+
+    Returns the pids still alive after ``timeout`` (empty when all are gone)."""
+    deadline = time.monotonic() + timeout
+    alive = list(pids)
+    while True:
+        still = []
+        for pid in alive:
+            try:
+                if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
+                    still.append(pid)
+            except psutil.NoSuchProcess:
+                pass
+        alive = still
+        if not alive or time.monotonic() >= deadline:
+            return alive
+        time.sleep(0.05)
+
+
+def read_json_line(reader: OutputReader, method: str | None, timeout: float = 30.0) -> dict[str, Any]:
+    """Wait for the first JSON line on ``reader`` whose ``method`` is ``method``; return it.
+
+    With ``method=None``, the first line without a method (a response)."""
+    found: list[dict[str, Any]] = []
+    scanned = 0  # each complete line is parsed once, however often new bytes arrive
+
+    def has(data: bytes) -> bool:
+        nonlocal scanned
+        while True:
+            end = data.find(b"\n", scanned)
+            if end < 0:
+                return False
+            line, scanned = data[scanned:end], end + 1
+            with contextlib.suppress(ValueError):
+                msg = json.loads(line)
+                if isinstance(msg, dict) and msg.get("method") == method:
+                    found.append(msg)
+                    return True
+
+    reader.wait_for(has, timeout)
+    return found[0]
