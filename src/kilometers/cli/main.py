@@ -5,14 +5,17 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .doctor import doctor_cmd
 from .export import export_cmd, import_cmd
 from .monitor import monitor
 from .read import events_cmd, sessions_cmd, show_cmd, stats_cmd, tail_cmd
 from .replay import replay_cmd
+from .selfupdate import completion_cmd, self_update_cmd
 from .server import admin_group, serve_cmd
 from .setup import db_group, init_cmd
 from .sync import status_cmd, sync_cmd
 from .ui import ui_cmd
+from .wrap import unwrap_cmd, wrap_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,6 +44,11 @@ cli.add_command(import_cmd)
 cli.add_command(replay_cmd)
 cli.add_command(sync_cmd)
 cli.add_command(status_cmd)
+cli.add_command(wrap_cmd)
+cli.add_command(unwrap_cmd)
+cli.add_command(doctor_cmd)
+cli.add_command(self_update_cmd)
+cli.add_command(completion_cmd)
 
 
 def main() -> None:
