@@ -1,0 +1,199 @@
+"""Walking the string leaves of a decoded JSON message, cheaply.
+
+Detectors never recurse themselves: :class:`Leaves` collects every string value (not
+keys, numbers or booleans) once, in a fixed depth-first order, joined into one ``blob``
+so that a detector can reject a whole message with a single substring test or one
+regex scan. JSON pointers are only computed for the few leaves that produced a hit
+(:meth:`Leaves.pointers`), by a second walk in the same order.
+
+Skipped while collecting (so also never redacted): strings shorter than ``min_len``
+and the base64 ``data``/``blob`` of MCP media content (an object with a ``mimeType``):
+an image is not text and would only cost time and false positives.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections.abc import Collection
+from dataclasses import dataclass
+from typing import Any
+
+from .findings import Severity
+from .text import credential_key_kind
+
+SEP = "\x00"
+"""Joins the leaves in the blob. No detector pattern matches it, so no match spans two leaves."""
+
+PathPart = str | int
+
+
+@dataclass(slots=True)
+class Hit:
+    """One raw detection, before it becomes a :class:`~kilometers.analysis.findings.Finding`."""
+
+    rule: str
+    severity: Severity
+    message: str
+    leaf: int = -1
+    """Index into :attr:`Leaves.values`; -1 when :attr:`path` is given instead."""
+    start: int = 0
+    end: int = 0
+    """The detected value's span inside the leaf (redaction replaces exactly this span)."""
+    path: str | None = None
+    redact: bool = False
+    """Whether redaction replaces the span (secrets and PII; not e.g. dangerous paths)."""
+
+
+def _collect(obj: Any, out: list[str], cred: list[tuple[int, str]], min_len: int) -> None:
+    if isinstance(obj, dict):
+        media = "mimeType" in obj
+        for k, v in obj.items():
+            if isinstance(v, str):
+                if len(v) < min_len or (media and (k == "data" or k == "blob")):
+                    continue
+                kind = credential_key_kind(k)
+                if kind:
+                    cred.append((len(out), kind))
+                out.append(v)
+            elif isinstance(v, dict | list):
+                _collect(v, out, cred, min_len)
+    elif isinstance(obj, list):
+        for v in obj:
+            if isinstance(v, str):
+                if len(v) >= min_len:
+                    out.append(v)
+            elif isinstance(v, dict | list):
+                _collect(v, out, cred, min_len)
+
+
+def _collect_paths(
+    obj: Any, path: list[PathPart], out: list[tuple[PathPart, ...]], min_len: int, wanted: set[int], stop: int
+) -> bool:
+    """Same order and skips as :func:`_collect`; records the path of every wanted leaf.
+
+    Returns True once the leaf numbered ``stop`` has been passed (nothing more is needed).
+    """
+    if isinstance(obj, dict):
+        media = "mimeType" in obj
+        for k, v in obj.items():
+            if isinstance(v, str):
+                if len(v) < min_len or (media and (k == "data" or k == "blob")):
+                    continue
+                n = len(out)
+                out.append((*path, k) if n in wanted else ())
+                if n >= stop:
+                    return True
+            elif isinstance(v, dict | list):
+                path.append(k)
+                done = _collect_paths(v, path, out, min_len, wanted, stop)
+                path.pop()
+                if done:
+                    return True
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            if isinstance(v, str):
+                if len(v) < min_len:
+                    continue
+                n = len(out)
+                out.append((*path, i) if n in wanted else ())
+                if n >= stop:
+                    return True
+            elif isinstance(v, dict | list):
+                path.append(i)
+                done = _collect_paths(v, path, out, min_len, wanted, stop)
+                path.pop()
+                if done:
+                    return True
+    return False
+
+
+def escape_token(part: PathPart) -> str:
+    return str(part).replace("~", "~0").replace("/", "~1")
+
+
+def pointer(parts: tuple[PathPart, ...] | list[PathPart]) -> str:
+    """RFC 6901 JSON pointer for a sequence of keys and indexes."""
+    return "".join("/" + escape_token(p) for p in parts)
+
+
+class Leaves:
+    """The string leaves of one decoded message."""
+
+    __slots__ = ("_lower", "_starts", "blob", "cred", "min_len", "root", "values")
+
+    def __init__(self, root: Any, *, min_len: int = 6, max_chars: int = 0) -> None:
+        self.root = root
+        self.min_len = min_len
+        values: list[str] = []
+        cred: list[tuple[int, str]] = []
+        if isinstance(root, str):
+            if len(root) >= min_len:
+                values.append(root)
+        else:
+            _collect(root, values, cred, min_len)
+        blob = SEP.join(values)
+        if max_chars and len(blob) > max_chars:
+            values, blob = self._clip(values, max_chars)
+            cred = [(i, k) for i, k in cred if i < len(values)]
+        self.values = values
+        self.cred = cred
+        """``(leaf index, kind)`` of leaves whose key names a credential (see ``credential_key_kind``)."""
+        self.blob = blob
+        self._starts: list[int] | None = None
+        self._lower: str | None = None
+
+    @staticmethod
+    def _clip(values: list[str], max_chars: int) -> tuple[list[str], str]:
+        kept: list[str] = []
+        total = 0
+        for v in values:
+            room = max_chars - total
+            if room <= 0:
+                break
+            kept.append(v[:room])
+            total += len(kept[-1]) + 1
+        return kept, SEP.join(kept)
+
+    @property
+    def lower(self) -> str:
+        """``blob.lower()`` with the same offsets (characters whose lowercase is longer are kept)."""
+        if self._lower is None:
+            low = self.blob.lower()
+            if len(low) != len(self.blob):
+                low = "".join(c if len(c.lower()) != 1 else c.lower() for c in self.blob)
+            self._lower = low
+        return self._lower
+
+    def locate(self, offset: int) -> tuple[int, int]:
+        """Leaf index and offset inside that leaf of a blob offset."""
+        starts = self._starts
+        if starts is None:
+            starts = []
+            pos = 0
+            for v in self.values:
+                starts.append(pos)
+                pos += len(v) + 1
+            self._starts = starts
+        i = bisect_right(starts, offset) - 1
+        return i, offset - starts[i]
+
+    def hit(
+        self, rule: str, severity: Severity, message: str, start: int, end: int, *, redact: bool = True
+    ) -> Hit:
+        """A hit for the blob span ``[start, end)`` (which lies inside one leaf)."""
+        leaf, local = self.locate(start)
+        return Hit(rule, severity, message, leaf, local, local + (end - start), redact=redact)
+
+    def paths(self, indices: Collection[int]) -> dict[int, tuple[PathPart, ...]]:
+        """Path (keys and indexes from the root) of each requested leaf."""
+        if not indices:
+            return {}
+        if isinstance(self.root, str):
+            return {i: () for i in indices}
+        wanted = set(indices)
+        found: list[tuple[PathPart, ...]] = []
+        _collect_paths(self.root, [], found, self.min_len, wanted, max(wanted))
+        return {i: found[i] for i in wanted if i < len(found)}
+
+    def pointers(self, indices: Collection[int]) -> dict[int, str]:
+        return {i: pointer(p) for i, p in self.paths(indices).items()}

@@ -1,0 +1,212 @@
+"""Rug pulls: pinning tool definitions and noticing when they change.
+
+:class:`Pins` is sans-IO: it is built from and returns plain dicts; storing them (per
+server) is the caller's job. A pin is the SHA-256 of the canonical JSON (sorted keys,
+no whitespace, UTF-8) of the security-relevant part of a tool definition (``name``,
+``description``, ``inputSchema``, ``outputSchema``, ``annotations``) plus one short
+hash per field, so a change can say *what* changed::
+
+    {"read_file": {"sha256": "9f2c…", "fields": {"description": "1a2b3c4d5e6f7a8b", ...}}}
+
+=======================  ===================================================================  ========
+rule                     when                                                                 severity
+=======================  ===================================================================  ========
+pinning.changed          a pinned tool's description or input schema changed                  high
+                         only its output schema or annotations changed                        medium
+pinning.new_tool         a tool appears that was not in the pinned set (not on first use)     medium
+pinning.removed_tool     a pinned tool is missing from a complete listing                     low
+pinning.name_collision   the same name twice in one listing, or a name (also after            high
+                         case/punctuation folding) that another server already offers
+=======================  ===================================================================  ========
+
+Trust on first use: the first listing of a server pins every tool silently. Later,
+new tools are pinned (and reported once); changed tools keep their old pin, and so are
+reported on every listing, until :meth:`Pins.approve` (or ``accept_changes=True``).
+Removed tools are reported once (their record gets ``"removed": true``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from .findings import Finding, Severity
+from .leaves import escape_token
+
+PIN_FIELDS: tuple[str, ...] = ("name", "description", "inputSchema", "outputSchema", "annotations")
+_MAJOR_FIELDS = frozenset({"name", "description", "inputSchema"})
+
+
+def canonical_json(value: Any) -> bytes:
+    """Sorted keys at every level, no insignificant whitespace, UTF-8."""
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+
+
+def pin_of(tool: Mapping[str, Any]) -> dict[str, Any]:
+    """The pin record of one tool definition."""
+    part = {k: tool[k] for k in PIN_FIELDS if k in tool}
+    fields = {k: hashlib.sha256(canonical_json(v)).hexdigest()[:16] for k, v in part.items()}
+    return {"sha256": hashlib.sha256(canonical_json(part)).hexdigest(), "fields": fields}
+
+
+def fold_name(name: str) -> str:
+    """Name for collision checks: NFKC, case-folded, without ``-``, ``_``, ``.`` and spaces."""
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(c for c in folded if c not in "-_. ")
+
+
+def _digest(pin: Any) -> str | None:
+    if isinstance(pin, str):
+        return pin
+    if isinstance(pin, Mapping) and isinstance(pin.get("sha256"), str):
+        return str(pin["sha256"])
+    return None
+
+
+def _fields(pin: Any) -> Mapping[str, Any]:
+    if isinstance(pin, Mapping) and isinstance(pin.get("fields"), Mapping):
+        return pin["fields"]  # type: ignore[no-any-return]
+    return {}
+
+
+class Pins:
+    """The pinned tool definitions of one server.
+
+    ``pins``: what :meth:`to_dict` returned last time (``None`` for a server never seen:
+    the first complete check pins silently). Plain hash strings are accepted as pins too.
+    """
+
+    def __init__(self, pins: Mapping[str, Any] | None = None) -> None:
+        self.known = pins is not None
+        self._pins: dict[str, Any] = dict(pins or {})
+        self._pending: dict[str, dict[str, Any]] = {}
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: (dict(pin) if isinstance(pin, Mapping) else pin) for name, pin in self._pins.items()}
+
+    @property
+    def pending(self) -> dict[str, dict[str, Any]]:
+        """Changed definitions seen but not yet accepted: ``name -> new pin``."""
+        return dict(self._pending)
+
+    def approve(self, name: str | None = None) -> None:
+        """Accept the changed definition of one tool (or of all) as the new pin."""
+        names = list(self._pending) if name is None else [name]
+        for n in names:
+            if n in self._pending:
+                self._pins[n] = self._pending.pop(n)
+
+    def check(
+        self,
+        tools: Sequence[Any],
+        *,
+        complete: bool = True,
+        earlier_pages: Iterable[str] = (),
+        other_servers: Mapping[str, Iterable[str]] | None = None,
+        base: str = "/result/tools",
+        accept_changes: bool = False,
+    ) -> list[Finding]:
+        """Compare one ``tools/list`` page with the pins and update them.
+
+        ``complete``: this page ends the listing (no ``nextCursor``), so pins listed neither
+        here nor in ``earlier_pages`` (names from the previous pages of the same listing)
+        are removals. A removal is reported once; the pin is kept, so a tool that comes back
+        changed is reported as changed.
+        ``other_servers``: ``server name -> tool names`` offered by the other servers of the
+        same client, for cross-server collisions (tool shadowing by name).
+        """
+        findings: list[Finding] = []
+        first_use = not self.known
+        seen: dict[str, int] = {}
+        for i, tool in enumerate(tools):
+            if not isinstance(tool, Mapping) or not isinstance(tool.get("name"), str):
+                continue
+            name: str = tool["name"]
+            path = f"{base}/{i}"
+            if name in seen:
+                findings.append(
+                    Finding(
+                        "pinning.name_collision",
+                        "high",
+                        f"{path}/name",
+                        f"tool name {name!r} is listed twice (also at {base}/{seen[name]})",
+                    )
+                )
+                continue
+            seen[name] = i
+            pin = pin_of(tool)
+            old = self._pins.get(name)
+            if isinstance(old, Mapping) and old.get("removed"):
+                old = {k: v for k, v in old.items() if k != "removed"}
+                self._pins[name] = old
+            if old is None:
+                self._pins[name] = pin
+                if not first_use:
+                    findings.append(
+                        Finding("pinning.new_tool", "medium", path, f"new tool {name!r} appeared")
+                    )
+            elif _digest(old) != pin["sha256"]:
+                changed = [f for f in PIN_FIELDS if _fields(old).get(f) != pin["fields"].get(f)]
+                if not _fields(old):
+                    changed = []
+                severity: Severity = "high" if not changed or set(changed) & _MAJOR_FIELDS else "medium"
+                what = ", ".join(changed) if changed else "definition"
+                findings.append(
+                    Finding(
+                        "pinning.changed",
+                        severity,
+                        path,
+                        f"tool {name!r} changed since it was pinned ({what})",
+                    )
+                )
+                if accept_changes:
+                    self._pins[name] = pin
+                    self._pending.pop(name, None)
+                else:
+                    self._pending[name] = pin
+            else:
+                self._pending.pop(name, None)
+        if complete and not first_use:
+            listed = set(seen).union(earlier_pages)
+            for name, old in self._pins.items():
+                if name in listed or (isinstance(old, Mapping) and old.get("removed")):
+                    continue
+                findings.append(
+                    Finding("pinning.removed_tool", "low", base, f"pinned tool {name!r} is no longer listed")
+                )
+                record = dict(old) if isinstance(old, Mapping) else {"sha256": old, "fields": {}}
+                record["removed"] = True
+                self._pins[name] = record
+        if other_servers:
+            findings.extend(_collisions(seen, other_servers, base))
+        self.known = self.known or complete
+        return findings
+
+
+def _collisions(
+    seen: Mapping[str, int], other_servers: Mapping[str, Iterable[str]], base: str
+) -> list[Finding]:
+    out: list[Finding] = []
+    folded: dict[str, tuple[str, str]] = {}
+    for server, names in other_servers.items():
+        for other in names:
+            folded.setdefault(fold_name(other), (server, other))
+    for name, i in seen.items():
+        hit = folded.get(fold_name(name))
+        if hit is None:
+            continue
+        server, other = hit
+        same = "the same name" if other == name else f"a look-alike name ({other!r})"
+        out.append(
+            Finding(
+                "pinning.name_collision",
+                "high",
+                f"{base}/{i}/name",
+                f"tool {name!r} has {same} as a tool of server {escape_token(server)!r}",
+            )
+        )
+    return out

@@ -1,0 +1,164 @@
+"""Secret detection: decisions and edge cases (the corpus covers breadth)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+from analysis_corpus import Gen
+from analysis_corpus_secrets import GENERATORS
+
+from kilometers.analysis import AnalysisConfig, Analyzer, Finding
+from kilometers.analysis.leaves import Leaves
+from kilometers.analysis.secrets import scan
+
+
+def findings(text: str, config: AnalysisConfig | None = None) -> list[Finding]:
+    message = {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": text}]}}
+    risk = Analyzer(config).analyze("server_to_client", "response", "tools/call", "read_file", message)
+    return [f for f in risk.findings if f.rule.startswith("secret.")]
+
+
+def rules(text: str) -> set[str]:
+    return {f.rule for f in findings(text)}
+
+
+@pytest.mark.parametrize("rule", list(GENERATORS))
+def test_messages_never_contain_the_secret(rule: str) -> None:
+    g = Gen(11)
+    for _ in range(20):
+        value = GENERATORS[rule](g)
+        found = findings(f"config: {value}\nmore text")
+        assert rule in {f.rule for f in found}
+        for f in found:
+            assert value not in f.message
+            # at most a 4-character prefix of any long token of the value is shown
+            for token in value.replace("@", " ").replace(":", " ").replace("/", " ").split():
+                if len(token) >= 12:
+                    assert token[:8] not in f.message
+
+
+def test_documentation_example_keys_are_reported_low() -> None:
+    [f] = findings("aws_access_key_id = AKIAIOSFODNN7EXAMPLE")
+    assert (f.rule, f.severity) == ("secret.aws_access_key", "low")
+    assert "documentation example" in f.message
+    jwt_io = (
+        "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4gRG9lIiwiaWF0IjoxNTE2MjM5"
+        "MDIyfQ.SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c"
+    )
+    [f] = findings(f"Authorization: Bearer {jwt_io}")
+    assert (f.rule, f.severity) == ("secret.jwt", "low")
+
+
+def test_allow_values_silences_known_values() -> None:
+    config = AnalysisConfig(allow_values=frozenset({"AKIAIOSFODNN7EXAMPLE"}))
+    assert findings("key AKIAIOSFODNN7EXAMPLE", config) == []
+
+
+def test_keys_inside_longer_tokens_are_not_matched() -> None:
+    g = Gen(3)
+    key = GENERATORS["secret.aws_access_key"](g)
+    assert rules(f"xx{key}") == set()  # part of a longer identifier
+    assert rules(f"/{key}/") == {"secret.aws_access_key"}
+    token = GENERATORS["secret.github_token"](g)
+    assert rules(token + "abc") == set()
+
+
+def test_random_base64_does_not_look_like_secrets() -> None:
+    g = Gen(5)
+    for _ in range(200):
+        blob = base64.b64encode(bytes(g.r.randrange(256) for _ in range(600))).decode()
+        assert rules(blob) == set()
+
+
+def test_private_key_span_covers_the_whole_block() -> None:
+    g = Gen(8)
+    pem = GENERATORS["secret.private_key"](g)
+    leaves = Leaves({"text": f"before\n{pem}after"})
+    [hit] = scan(leaves)
+    value = leaves.values[0][hit.start : hit.end]
+    assert value.startswith("-----BEGIN") and value.rstrip().endswith("-----")
+    assert "after" not in value and "before" not in value
+    assert hit.severity == "critical"
+
+
+def test_private_key_placeholders_and_public_blocks() -> None:
+    assert rules("-----BEGIN RSA PRIVATE KEY-----\n...\n-----END RSA PRIVATE KEY-----") == set()
+    assert (
+        rules(
+            "-----BEGIN PUBLIC KEY-----\nMIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA\n"
+            "-----END PUBLIC KEY-----"
+        )
+        == set()
+    )
+
+
+def test_unsigned_jwt_is_medium() -> None:
+    header = base64.urlsafe_b64encode(json.dumps({"alg": "none"}).encode()).rstrip(b"=").decode()
+    claims = (
+        base64.urlsafe_b64encode(json.dumps({"sub": "u-42", "role": "admin"}).encode()).rstrip(b"=").decode()
+    )
+    [f] = findings(f"{header}.{claims}.")
+    assert (f.rule, f.severity) == ("secret.jwt", "medium")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("postgres://app:Xk29!fjq0Lm@db.internal:5432/app", {"secret.url_password"}),
+        ("postgres://scott:tiger@localhost/test", set()),
+        ("postgres://user:${DB_PASSWORD}@db/app", set()),
+        ("https://user@github.com/org/repo.git", set()),
+        ("redis://:Qw8xZ2pLk4@cache:6379/0", {"secret.url_password"}),
+    ],
+)
+def test_url_passwords(text: str, expected: set[str]) -> None:
+    assert rules(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("DB_PASSWORD=Zq8#kL2!mN4p", {"secret.generic_credential"}),
+        ("password: Zq8kL2mN4p\n", {"secret.generic_credential"}),
+        ('{"client_secret": "9f8e7d6c5b4a39281706f5e4d3c2b1a0"}', {"secret.generic_credential"}),
+        ("aws_secret_access_key = " + "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzzQ8k29Lmn", {"secret.aws_secret_key"}),
+        ("password = resolve(config['password'])", set()),
+        ("password: Optional[str] = None", set()),
+        ("self.api_key = settings.API_KEY", set()),
+        ("token = None", set()),
+        ("max_tokens: 4096", set()),
+        ('INVALID_CREDENTIAL = "SCHEMATHESIS-INVALID-VALUE"', set()),
+        ('"minipass": "^7.1.2"', set()),
+        ("Single pass: remove the self references", set()),
+        ("Authorization: Bearer $TOKEN", set()),
+    ],
+)
+def test_generic_credentials_need_literal_values(text: str, expected: set[str]) -> None:
+    assert rules(text) == expected
+
+
+def test_credential_named_fields_in_arguments() -> None:
+    message = {
+        "jsonrpc": "2.0",
+        "id": 2,
+        "method": "tools/call",
+        "params": {"name": "connect", "arguments": {"host": "db", "password": "Zq8kL2mN4p!"}},
+    }
+    risk = Analyzer().analyze("client_to_server", "request", "tools/call", "connect", message)
+    [f] = [f for f in risk.findings if f.rule.startswith("secret.")]
+    assert f.path == "/params/arguments/password"
+    assert f.rule == "secret.generic_credential" and f.severity == "medium"
+
+
+def test_pagination_and_progress_tokens_are_not_credentials() -> None:
+    message = {
+        "jsonrpc": "2.0",
+        "id": 3,
+        "result": {"tools": [], "nextCursor": "eyJvZmZzZXQiOiA1MH0="},
+        "_meta": {"progressToken": "d1f0e2c3b4a59687"},
+        "nextPageToken": "CiAKGjBpNDd2Nmp2Zml2cXRwYjBp",
+    }
+    risk = Analyzer().analyze("server_to_client", "response", "tools/list", None, message)
+    assert not [f for f in risk.findings if f.rule.startswith("secret.")]
