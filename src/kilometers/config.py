@@ -36,6 +36,10 @@ class Settings:
     """Events per upload request at most."""
     upload_interval: float = 2.0
     """Seconds between upload passes while km monitor runs."""
+    policy: str | None = None
+    """A policy file (TOML): `log` or `block` mode, tool allow/deny lists, analysis settings."""
+    redact_pii: bool = False
+    """Also redact personal data (e-mail, phone, cards, IBAN, SSN) in what km stores; secrets always are."""
     otel: bool = False
     """Export spans and metrics over OTLP (configured by the standard OTEL_EXPORTER_OTLP_* variables)."""
     otel_payloads: bool = False
@@ -57,6 +61,8 @@ ENV = {
     "api_key": "KM_API_KEY",
     "upload_batch_size": "KM_UPLOAD_BATCH_SIZE",
     "upload_interval": "KM_UPLOAD_INTERVAL",
+    "policy": "KM_POLICY",
+    "redact_pii": "KM_REDACT_PII",
     "otel": "KM_OTEL",
     "otel_payloads": "KM_OTEL_PAYLOADS",
 }
@@ -71,6 +77,8 @@ SECTIONS = {
     "api_key": ("sync", "api_key"),
     "upload_batch_size": ("sync", "batch_size"),
     "upload_interval": ("sync", "interval"),
+    "policy": ("monitor", "policy"),
+    "redact_pii": ("monitor", "redact_pii"),
     "otel": ("export", "otel"),
     "otel_payloads": ("export", "otel_payloads"),
 }

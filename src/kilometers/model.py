@@ -71,6 +71,8 @@ class Event:
     truncated: bool = False
     request_event_id: str | None = None
     """On a response: the id of the request event it answers."""
+    risk: dict[str, Any] | None = None
+    """``{"score", "level", "findings"}`` from the security analysis (None: nothing found)."""
 
     def to_dict(self) -> dict[str, Any]:
         payload: Any = None
@@ -99,6 +101,7 @@ class Event:
             "error": error,
             "truncated": self.truncated,
             "request_event_id": self.request_event_id,
+            "risk": self.risk or {"score": 0, "level": "none", "findings": []},
             "payload": payload,
         }
 

@@ -6,11 +6,17 @@ works from what was committed locally.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .config import Settings
 from .sinks import Sink
+
+if TYPE_CHECKING:
+    from .security import Gate, SecurityStage
 
 
 def build_sinks(
@@ -51,3 +57,22 @@ def build_sinks(
 
     sinks.extend(plugin_sinks(settings))
     return sinks
+
+
+def security_stage(settings: Settings, server: str) -> tuple[SecurityStage, Gate | None]:
+    """The analysis/redaction stage every session gets, and the blocking gate when the policy
+    says ``mode = "block"``. A policy file that cannot be used is reported and replaced by the
+    default (log-only) policy: redaction never turns off because of a typo."""
+    from .security import Gate, Policy, PolicyError, SecurityStage
+
+    policy = Policy()
+    if settings.policy:
+        try:
+            policy = Policy.load(Path(settings.policy).expanduser())
+        except PolicyError as exc:
+            print(f"km: {exc}; using the default policy (log only)", file=sys.stderr)
+    if settings.redact_pii:
+        policy.analysis = dataclasses.replace(policy.analysis, redact_pii=True)
+    stage = SecurityStage(policy, settings.db_url)
+    gate = Gate(policy, stage, server) if policy.mode == "block" else None
+    return stage, gate

@@ -12,12 +12,24 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 from .jsonrpc import Capture
 from .model import Direction, Event, Session
 from .sinks import Sink
 
 _STOP = object()
+_BARRIER = object()
+
+
+class Stage(Protocol):
+    """A processing step between capture and the sinks (it may change events in place)."""
+
+    def process(self, session: Session, events: Sequence[Event]) -> None: ...
+
+    def finish(self) -> None: ...
+
+
 DRAIN_MAX = 4096
 """Chunks taken from the queue per pass at most; their events reach sinks as one batch."""
 BATCH_WINDOW = 0.05
@@ -27,8 +39,16 @@ and the store gets larger, cheaper batches (see docs/benchmarks.md)."""
 
 
 class Recorder:
-    def __init__(self, capture: Capture, sinks: Sequence[Sink], batch_window: float = BATCH_WINDOW) -> None:
+    def __init__(
+        self,
+        capture: Capture,
+        sinks: Sequence[Sink],
+        batch_window: float = BATCH_WINDOW,
+        stage: Stage | None = None,
+    ) -> None:
         self.capture = capture
+        self.stage = stage
+        """Runs on every batch before any sink sees it (security analysis and redaction)."""
         self.batch_window = batch_window
         self.session: Session = capture.session
         self.sinks = list(sinks)
@@ -48,6 +68,15 @@ class Recorder:
     def submit_message(self, direction: Direction, message: bytes, ts_ns: int) -> None:
         """An already-framed message (HTTP transports)."""
         self._queue.put((direction, message, ts_ns, True))
+
+    def barrier(self, timeout: float = 1.0) -> bool:
+        """Wait until everything submitted so far has been through the stage (block mode uses it
+        to decide with what the server has already said, e.g. a tools/list just received)."""
+        if not self._thread.is_alive():
+            return False
+        done = threading.Event()
+        self._queue.put((_BARRIER, done))
+        return done.wait(timeout)
 
     def start(self) -> None:
         self._thread.start()
@@ -74,6 +103,17 @@ class Recorder:
                 self._call(sink, "on_session_update", self.session)
         if not events:
             return
+        if self.stage is not None:
+            try:
+                self.stage.process(self.session, events)
+            except Exception as exc:
+                # never store what could not be checked for secrets: keep the metadata, drop payloads
+                if "stage" not in self._failed:
+                    self._failed.add("stage")
+                    print(f"km: security analysis failed ({exc!r}); payloads of those events are not kept",
+                          file=sys.stderr)  # fmt: skip
+                for e in events:
+                    e.payload, e.error_message, e.truncated = None, None, True
         self.session.event_count += len(events)
         self.session.error_count += sum(1 for e in events if e.is_error)
         for sink in self.sinks:
@@ -87,7 +127,7 @@ class Recorder:
         while True:
             items = [get()]
             first = items[0]
-            if not (isinstance(first, tuple) and first[0] is _STOP):
+            if not (isinstance(first, tuple) and first[0] in (_STOP, _BARRIER)):
                 time.sleep(self.batch_window)
             try:
                 while len(items) < DRAIN_MAX:
@@ -103,6 +143,11 @@ class Recorder:
                     self._emit(events)
                     self._finish(item[1])
                     return
+                if item[0] is _BARRIER:
+                    self._emit(events)
+                    events = []
+                    item[1].set()
+                    continue
                 if len(item) == 4:
                     events.extend(capture.feed_message(item[0], item[1], item[2]))
                 else:
@@ -112,6 +157,11 @@ class Recorder:
     def _finish(self, exit_code: object) -> None:
         now = time.time_ns()
         self._emit(self.capture.finish(now))
+        if self.stage is not None:
+            try:
+                self.stage.finish()
+            except Exception as exc:
+                print(f"km: security analysis failed at the end of the session ({exc!r})", file=sys.stderr)
         self.session.ended_ns = now
         self.session.exit_code = exit_code if isinstance(exit_code, int) else None
         for sink in self.sinks:

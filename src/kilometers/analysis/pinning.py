@@ -88,6 +88,29 @@ class Pins:
     def to_dict(self) -> dict[str, Any]:
         return {name: (dict(pin) if isinstance(pin, Mapping) else pin) for name, pin in self._pins.items()}
 
+    def state(self) -> dict[str, Any]:
+        """Pins and pending (changed, not yet approved) definitions, for storage."""
+        return {"pins": self.to_dict(), "pending": self.pending}
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any] | None) -> Pins:
+        if state is None:
+            return cls()
+        if "pins" not in state:  # a bare to_dict() result
+            return cls(state)
+        pins = cls(state["pins"])
+        pins._pending = {k: dict(v) for k, v in (state.get("pending") or {}).items()}
+        return pins
+
+    def changed_fields(self, name: str) -> list[str]:
+        """Which fields of a pending tool differ from its pin (description, inputSchema...)."""
+        new = self._pending.get(name)
+        old = self._pins.get(name)
+        if new is None or old is None:
+            return []
+        before, after = _fields(old), _fields(new)
+        return sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+
     @property
     def pending(self) -> dict[str, dict[str, Any]]:
         """Changed definitions seen but not yet accepted: ``name -> new pin``."""

@@ -8,7 +8,8 @@ from .. import __version__
 from .doctor import doctor_cmd
 from .export import export_cmd, import_cmd
 from .monitor import monitor
-from .read import events_cmd, sessions_cmd, show_cmd, stats_cmd, tail_cmd
+from .pins import pins_group
+from .read import events_cmd, findings_cmd, sessions_cmd, show_cmd, stats_cmd, tail_cmd
 from .replay import replay_cmd
 from .selfupdate import completion_cmd, self_update_cmd
 from .server import admin_group, serve_cmd
@@ -34,6 +35,8 @@ cli.add_command(events_cmd)
 cli.add_command(show_cmd)
 cli.add_command(tail_cmd)
 cli.add_command(stats_cmd)
+cli.add_command(findings_cmd)
+cli.add_command(pins_group)
 cli.add_command(init_cmd)
 cli.add_command(db_group)
 cli.add_command(serve_cmd)

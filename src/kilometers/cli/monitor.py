@@ -72,6 +72,10 @@ def guess_name(command: list[str]) -> str:
     help="Seconds before a server is terminated after stdin closes.",
 )
 @click.option(
+    "--policy", type=click.Path(dir_okay=False), help="Policy file (TOML): log or block mode, tool lists."
+)
+@click.option("--redact-pii/--keep-pii", default=None, help="Also redact personal data in what is stored.")
+@click.option(
     "--otel/--no-otel", default=None, help="Export OpenTelemetry spans (OTEL_EXPORTER_OTLP_* config)."
 )
 @click.option(
@@ -90,6 +94,8 @@ def monitor(
     exclude_method: tuple[str, ...],
     payload_limit: int | None,
     grace_period: float | None,
+    policy: str | None,
+    redact_pii: bool | None,
     otel: bool | None,
     otel_payloads: bool | None,
     metrics_port: int | None,
@@ -105,6 +111,8 @@ def monitor(
         "grace_period": grace_period,
         "otel": otel,
         "otel_payloads": otel_payloads,
+        "policy": policy,
+        "redact_pii": redact_pii,
     }
     # never keep a server from starting over a broken config file or variable: say so, go on
     settings, problem = config.load_lenient(overrides)
@@ -117,11 +125,14 @@ def monitor(
     filters = Filters(settings.exclude_ping, settings.include_methods, settings.exclude_methods)
     capture = Capture(session, filters, settings.payload_limit)
 
-    from ..pipeline import build_sinks
+    from ..pipeline import build_sinks, security_stage
 
-    recorder = Recorder(capture, [])
+    stage, gate = security_stage(settings, session.name or "server")
+    recorder = Recorder(capture, [], stage=stage)
+    if gate is not None:
+        gate.barrier = recorder.barrier
     recorder.sinks.extend(build_sinks(settings, metrics_port, recorder.backlog))
-    proxy = StdioProxy(cmd, recorder.submit, grace_period=settings.grace_period)
+    proxy = StdioProxy(cmd, recorder.submit, grace_period=settings.grace_period, gate=gate)
     try:
         session.pid = proxy.start()
     except ServerStartError as exc:

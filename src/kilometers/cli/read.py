@@ -19,6 +19,11 @@ if TYPE_CHECKING:
     from ..store.queries import EventFilter
 
 F = TypeVar("F", bound=Callable[..., Any])
+RISK_FLOOR = {"low": 1, "medium": 40, "high": 70, "critical": 90}
+"""The lowest score of each level on km's one scale (see kilometers.analysis.findings)."""
+risk_option = click.option(
+    "--risk", type=click.Choice(list(RISK_FLOOR)), help="Only events at or above this risk level."
+)
 ARROWS = {"client_to_server": "→", "server_to_client": "←"}
 KIND_COLOURS = {
     "request": "cyan",
@@ -63,6 +68,9 @@ def event_line(e: Event) -> str:
     parts.append(_size(e.size_bytes))
     if e.error_message or e.is_error:
         parts.append(click.style(e.error_message or "isError", fg="red"))
+    if e.risk:
+        colour = {"critical": "red", "high": "red", "medium": "yellow"}.get(e.risk["level"], "white")
+        parts.append(click.style(f"risk:{e.risk['level']}", fg=colour, bold=True))
     parts.append(click.style(e.id, dim=True))
     return " ".join(parts)
 
@@ -120,6 +128,7 @@ def _filter(
     errors: bool,
     since: str | None,
     kind: tuple[str, ...] = (),
+    risk: str | None = None,
 ) -> EventFilter:
     from ..store import queries
 
@@ -136,6 +145,7 @@ def _filter(
         kinds=list(kind),
         errors_only=errors,
         since_ns=since_to_ns(since, "--since") if since else None,
+        min_risk=RISK_FLOOR[risk] if risk else None,
     )
 
 
@@ -159,6 +169,7 @@ def _with_filters(fn: F) -> F:
 
 @click.command("events")
 @_with_filters
+@risk_option
 @click.option(
     "--kind", multiple=True, type=click.Choice(["request", "notification", "response", "error", "invalid"])
 )
@@ -171,6 +182,7 @@ def events_cmd(
     tool: str | None,
     errors: bool,
     since: str | None,
+    risk: str | None,
     kind: tuple[str, ...],
     limit: int,
     as_json: bool,
@@ -180,7 +192,7 @@ def events_cmd(
     from ..store import queries
 
     engine = open_engine(db_url)
-    flt = _filter(engine, session, method, tool, errors, since, kind)
+    flt = _filter(engine, session, method, tool, errors, since, kind, risk)
     found = queries.list_events(engine, flt, limit)
     if not found and not as_json:
         _empty_hint("matching events")
@@ -307,3 +319,45 @@ def stats_cmd(session: str | None, since: str | None, as_json: bool, db_url: str
             f"{r['method']!s:<{mw}} {r['tool'] or '':<{tw}} {r['count']:>7} {r['errors']:>7} "
             f"{_ms(r['p50_ms']):>8} {_ms(r['p95_ms']):>8} {_ms(r['p99_ms']):>8} {r['bytes']:>10}"
         )
+
+
+@click.command("findings")
+@_with_filters
+@risk_option
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=100, show_default=True, help="Events to look at."
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per finding.")
+@db_option
+def findings_cmd(
+    session: str | None,
+    method: str | None,
+    tool: str | None,
+    errors: bool,
+    since: str | None,
+    risk: str | None,
+    limit: int,
+    as_json: bool,
+    db_url: str | None,
+) -> None:
+    """List security findings (secrets, personal data, dangerous calls, poisoning, pinning, policy)."""
+    from ..store import queries
+
+    engine = open_engine(db_url)
+    flt = _filter(engine, session, method, tool, errors, since, (), risk or "low")
+    found = queries.list_events(engine, flt, limit)
+    if not found and not as_json:
+        _empty_hint("findings")
+    for e in found:
+        for f in (e.risk or {}).get("findings", []):
+            if as_json:
+                echo_json({"event_id": e.id, "session_id": e.session_id, "ts": e.to_dict()["ts"], **f})
+            else:
+                colour = {"critical": "red", "high": "red", "medium": "yellow"}.get(
+                    f.get("severity"), "white"
+                )
+                click.echo(
+                    f"{click.style(f.get('severity', '?'), fg=colour, bold=True):<8} {f['rule']:<28} "
+                    f"{e.method or '-'} {e.tool or ''} {f.get('path', '')}  {f.get('message', '')}  "
+                    + click.style(e.id, dim=True)
+                )

@@ -25,9 +25,12 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction
+
+if TYPE_CHECKING:
+    from ..security import Gate
 
 READ_SIZE = 1 << 16
 POSIX = os.name == "posix"
@@ -67,6 +70,7 @@ class StdioProxy:
         grace_period: float = 5.0,
         stdin_fd: int | None = None,
         stdout_fd: int | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.command = list(command)
         self.on_chunk = on_chunk
@@ -77,6 +81,9 @@ class StdioProxy:
         self._stdout_done = threading.Event()
         self._writing = False
         self._last_read = 0.0
+        self.gate = gate
+        """Block mode only: decides on each complete client line before it is forwarded."""
+        self._out_lock = threading.Lock()
         self._previous: dict[int, Any] = {}
         self._pending: list[int] = []
         self._timers: list[threading.Timer] = []
@@ -170,6 +177,14 @@ class StdioProxy:
                 break
             # queued before it is forwarded, so a request is always recorded before its answer
             on_chunk(CLIENT_TO_SERVER, data, now())
+            if self.gate is not None:
+                data, answers = self.gate.feed(data)
+                for answer in answers:  # refused by the policy: answered here, never forwarded
+                    on_chunk(SERVER_TO_CLIENT, answer, now())
+                    with self._out_lock, contextlib.suppress(OSError):
+                        _write_all(self.stdout_fd, answer)
+                if not data:
+                    continue
             if server_open:
                 try:
                     _write_all(server_in, data)
@@ -198,7 +213,8 @@ class StdioProxy:
                 if client_open:
                     self._writing = True
                     try:
-                        _write_all(self.stdout_fd, data)
+                        with self._out_lock:
+                            _write_all(self.stdout_fd, data)
                     except OSError:
                         client_open = False  # the client went away; keep draining and recording
                     finally:

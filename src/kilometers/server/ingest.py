@@ -154,7 +154,26 @@ def _event_row(org_id: str, e: EventIn) -> dict[str, Any]:
         "truncated": e.truncated,
         "request_event_id": e.request_event_id,
         "payload": payload if e.truncated and isinstance(payload, str) else _dump(payload),
+        **_risk_columns(e.risk),
     }
+
+
+def _risk_columns(risk: dict[str, Any] | None) -> dict[str, Any]:
+    if not risk or not risk.get("findings"):
+        return {"risk_score": None, "risk_level": None, "findings": None}
+    score = risk.get("score")
+    level = risk.get("level")
+    if (
+        not isinstance(score, int)
+        or not 0 <= score <= 100
+        or level not in ("low", "medium", "high", "critical")
+    ):
+        raise ValueError("risk must be {score: 0-100, level: low|medium|high|critical, findings: [...]}")
+    findings = risk["findings"]
+    if not isinstance(findings, list) or not all(isinstance(f, dict) and isinstance(f.get("rule"), str)
+                                                 for f in findings):  # fmt: skip
+        raise ValueError("risk.findings must be a list of objects with a rule")
+    return {"risk_score": score, "risk_level": level, "findings": _dump(findings)}
 
 
 def _session_row(org_id: str, s: SessionIn) -> dict[str, Any]:
@@ -221,10 +240,15 @@ def parse_batch(body: Any) -> tuple[SessionIn, list[dict[str, Any]], list[dict[s
                 {"index": index, "id": event_id, "message": "session_id differs from the batch's session"}
             )
             continue
+        try:
+            row = _event_row("", event)
+        except ValueError as exc:
+            errors.append({"index": index, "id": event_id, "message": str(exc)})
+            continue
         if event.id.lower() in seen:
             continue  # the same event twice in one batch is stored once
         seen.add(event.id.lower())
-        rows.append(_event_row("", event))
+        rows.append(row)
     return session, rows, errors
 
 

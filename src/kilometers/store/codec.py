@@ -40,6 +40,9 @@ def event_row(e: Event, org_id: str = LOCAL_ORG) -> dict[str, Any]:
         "truncated": e.truncated,
         "request_event_id": e.request_event_id,
         "payload": e.payload,
+        "risk_score": e.risk["score"] if e.risk else None,
+        "risk_level": e.risk["level"] if e.risk else None,
+        "findings": orjson.dumps(e.risk["findings"]).decode() if e.risk else None,
     }
 
 
@@ -63,6 +66,11 @@ def event_from_row(r: Mapping[Any, Any]) -> Event:
         truncated=bool(r["truncated"]),
         request_event_id=r["request_event_id"],
         payload=r["payload"],
+        risk=(
+            {"score": r["risk_score"], "level": r["risk_level"], "findings": _load(r["findings"]) or []}
+            if r["risk_level"]
+            else None
+        ),
     )
 
 

@@ -81,6 +81,8 @@ class EventFilter:
     until_ns: int | None = None
     text: str | None = None
     """Case-insensitive substring of the stored payload."""
+    min_risk: int | None = None
+    """Only events whose risk score is at least this."""
 
     def clauses(self) -> list[ColumnElement[bool]]:
         c = events.c
@@ -101,6 +103,8 @@ class EventFilter:
             out.append(c.ts_ns < self.until_ns)
         if self.text:
             out.append(func.lower(c.payload).contains(self.text.lower(), autoescape=True))
+        if self.min_risk is not None:
+            out.append(c.risk_score >= self.min_risk)
         return out
 
 

@@ -1,0 +1,284 @@
+"""The security stage of the pipeline and the policy that can block requests.
+
+:class:`SecurityStage` runs on the recorder thread between capture and the sinks: it scores
+every event and redacts secrets (and PII when configured) in the payload, the error
+message and the resource URI *before any sink sees it*, so nothing unredacted is stored,
+uploaded or exported. It keeps each server's pinned tool definitions in the store.
+
+:class:`Policy` (a TOML file, ``km monitor --policy FILE``) says what to do: ``log`` (the
+default: findings only) or ``block``. In block mode, :class:`Gate` runs on the forwarding
+path for client→server lines only and answers a blocked ``tools/call`` itself with a JSON-RPC
+error (code :data:`BLOCKED_CODE`) that names the rule; the request never reaches the server.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fnmatch
+import sys
+import threading
+import time
+import tomllib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .analysis import SEVERITIES, AnalysisConfig, Analyzer, Pins, redact
+from .jsonrpc import LineFramer
+from .model import Event, Session
+
+BLOCKED_CODE = -32001
+BLOCKED_PREFIX = "Blocked by km policy"
+LEVEL_RANK = {"none": 0, "info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
+
+
+class PolicyError(ValueError):
+    """The policy file cannot be used (the message says what to fix)."""
+
+
+@dataclass
+class Policy:
+    mode: str = "log"
+    """``log`` (record findings) or ``block`` (also refuse matching tool calls)."""
+    block_at: str | None = None
+    """Block tool calls whose own risk level is at least this (``medium``, ``high``, ``critical``)."""
+    deny_tools: list[str] = field(default_factory=list)
+    """``tool`` or ``server:tool`` globs that are never allowed."""
+    allow_tools: list[str] = field(default_factory=list)
+    """When set, only these ``tool`` / ``server:tool`` globs are allowed."""
+    block_changed_tools: bool = False
+    """Block a tool whose definition changed since it was pinned, until `km pins approve`."""
+    analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+
+    @classmethod
+    def load(cls, path: Path) -> Policy:
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise PolicyError(f"cannot read policy file {path}: {exc}") from None
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise PolicyError(f"policy file {path}: {exc}") from None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Policy:
+        unknown = set(data) - {
+            "mode",
+            "block_at",
+            "deny_tools",
+            "allow_tools",
+            "block_changed_tools",
+            "analysis",
+        }
+        if unknown:
+            raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
+        mode = data.get("mode", "log")
+        if mode not in ("log", "block"):
+            raise ValueError(f"mode must be 'log' or 'block', not {mode!r}")
+        block_at = data.get("block_at")
+        if block_at is not None and block_at not in SEVERITIES:
+            raise ValueError(f"block_at must be one of {', '.join(SEVERITIES)}")
+        lists = {}
+        for key in ("deny_tools", "allow_tools"):
+            value = data.get(key, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{key} must be a list of strings")
+            lists[key] = value
+        analysis = AnalysisConfig.from_dict(data.get("analysis", {}))
+        # denied tools are findings in log mode too (rule policy.denied_tool)
+        bare = tuple(p.split(":", 1)[-1] for p in lists["deny_tools"])
+        analysis = dataclasses.replace(analysis, deny_tools=analysis.deny_tools + bare)
+        return cls(mode, block_at, lists["deny_tools"], lists["allow_tools"],
+                   bool(data.get("block_changed_tools", False)), analysis)  # fmt: skip
+
+    def tool_denied(self, server: str, tool: str) -> str | None:
+        """The reason a call of ``tool`` on ``server`` is refused by the lists, or None."""
+        names = (tool, f"{server}:{tool}")
+        for pattern in self.deny_tools:
+            if any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                return f"tool {tool!r} matches deny pattern {pattern!r}"
+        if self.allow_tools and not any(fnmatch.fnmatchcase(n, p) for p in self.allow_tools for n in names):
+            return f"tool {tool!r} is not in the allow list"
+        return None
+
+
+class SecurityStage:
+    def __init__(self, policy: Policy, db_url: str | None = None) -> None:
+        self.policy = policy
+        self.db_url = db_url
+        self.analyzer: Analyzer | None = None
+        self.changed_tools: set[str] = set()
+        """Tools whose definition changed since pinned (read by the Gate on the forwarding path)."""
+        self.lock = threading.Lock()
+        self._pins_saved: dict[str, Any] | None = None
+        self._server = ""
+
+    # -- pins in the store ----------------------------------------------------------------------
+
+    def _engine(self) -> Any:
+        from .store import db
+
+        return db.open_store(self.db_url)
+
+    def _load_pins(self, server: str) -> tuple[Pins, dict[str, list[str]]]:
+        from sqlalchemy import select
+
+        from .store.schema import LOCAL_ORG, pins
+
+        try:
+            engine = self._engine()
+            with engine.connect() as conn:
+                rows = conn.execute(
+                    select(pins.c.server, pins.c.data).where(pins.c.org_id == LOCAL_ORG)
+                ).all()
+            engine.dispose()
+        except Exception as exc:
+            print(f"km: cannot read pinned tools ({exc}); pinning starts afresh", file=sys.stderr)
+            return Pins(), {}
+        mine: dict[str, Any] | None = None
+        others: dict[str, list[str]] = {}
+        for name, data in rows:
+            state = orjson.loads(data)
+            if name == server:
+                mine = state
+                self._pins_saved = state
+            else:
+                tools = Pins.from_state(state).to_dict()
+                others[name] = [t for t, v in tools.items() if not (isinstance(v, dict) and v.get("removed"))]
+        return Pins.from_state(mine), others
+
+    def save_pins(self) -> None:
+        if self.analyzer is None or not self._server:
+            return
+        current = self.analyzer.pins.state()
+        if current == self._pins_saved or not current["pins"]:
+            return
+        from .store.schema import LOCAL_ORG, pins
+
+        try:
+            engine = self._engine()
+            with engine.begin() as conn:
+                if engine.dialect.name == "postgresql":
+                    from sqlalchemy.dialects.postgresql import insert
+                else:
+                    from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+                data = orjson.dumps(current).decode()
+                stmt = insert(pins).values(
+                    org_id=LOCAL_ORG, server=self._server, data=data, updated_ns=time.time_ns()
+                )
+                update = {"data": stmt.excluded.data, "updated_ns": stmt.excluded.updated_ns}
+                conn.execute(stmt.on_conflict_do_update(index_elements=["org_id", "server"], set_=update))
+            engine.dispose()
+            self._pins_saved = current
+        except Exception as exc:
+            print(f"km: cannot save pinned tools: {exc}", file=sys.stderr)
+
+    def finish(self) -> None:
+        self.save_pins()
+
+    # -- the stage ------------------------------------------------------------------------------
+
+    def process(self, session: Session, events: Sequence[Event]) -> None:
+        if self.analyzer is None:
+            self._server = session.name or (session.server or {}).get("name") or "server"
+            own, others = self._load_pins(self._server)
+            self.analyzer = Analyzer(self.policy.analysis, pins=own, other_servers=others)
+        analyzer = self.analyzer
+        config = self.policy.analysis
+        listed = False
+        for e in events:
+            risk, redacted = analyzer.analyze_event(e, redact=True)
+            if redacted is not None:
+                e.payload = redacted
+            for attr in ("error_message", "resource_uri"):
+                value = getattr(e, attr)
+                if value:
+                    cleaned = redact(value, config)
+                    if cleaned.changed:
+                        setattr(e, attr, cleaned.message)
+            findings: list[dict[str, Any]] = [f.to_dict() for f in risk.findings] if risk else []
+            if (
+                e.kind == "error"
+                and e.error_code == BLOCKED_CODE
+                and (e.error_message or "").startswith(BLOCKED_PREFIX)
+            ):
+                findings.append({"rule": "policy.blocked", "severity": "high", "path": "",
+                                 "message": e.error_message})  # fmt: skip
+            if findings:
+                score = max(
+                    risk.score if risk else 0,
+                    70 if any(f["rule"] == "policy.blocked" for f in findings) else 0,
+                )
+                level = risk.level if risk and risk.score >= score else "high"
+                e.risk = {"score": score, "level": level, "findings": findings}
+            listed = listed or e.method == "tools/list"
+        if listed:
+            with self.lock:
+                self.changed_tools = set(analyzer.pins.pending)
+            self.save_pins()
+
+
+class Gate:
+    """Block mode, on the client→server forwarding path: holds bytes until a line is complete,
+    then forwards it or answers it. Only ``tools/call`` requests are ever refused."""
+
+    def __init__(self, policy: Policy, stage: SecurityStage, server: str) -> None:
+        self.policy = policy
+        self.stage = stage
+        self.server = server
+        self.framer = LineFramer()
+        self.analyzer = Analyzer(policy.analysis)
+        self.barrier: Any = None
+        """Set by the transport: waits until the recorder has processed what was captured so far."""
+
+    def feed(self, data: bytes) -> tuple[bytes, list[bytes]]:
+        """(bytes to forward to the server, JSON-RPC error lines to send back to the client)."""
+        lines = self.framer.feed(data)
+        forward: list[bytes] = []
+        answers: list[bytes] = []
+        for line in lines:
+            reason = self._verdict(line)
+            if reason is None:
+                forward.append(line + b"\n")
+            else:
+                answers.append(reason)
+        return b"".join(forward), answers
+
+    def flush(self) -> bytes:
+        rest = self.framer.flush()
+        return rest or b""
+
+    def _verdict(self, line: bytes) -> bytes | None:
+        if b"tools/call" not in line:
+            return None
+        try:
+            message = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            return None
+        if not isinstance(message, dict) or message.get("method") != "tools/call" or "id" not in message:
+            return None
+        params = message.get("params")
+        tool = params.get("name") if isinstance(params, dict) else None
+        if not isinstance(tool, str):
+            return None
+        reason = self.policy.tool_denied(self.server, tool)
+        if reason is None and self.policy.block_changed_tools:
+            if self.barrier is not None:
+                self.barrier()  # the tools/list the server just sent must have been checked
+            with self.stage.lock:
+                changed = tool in self.stage.changed_tools
+            if changed:
+                reason = f"tool {tool!r} changed since it was pinned (run `km pins approve {self.server}`)"
+        if reason is None and self.policy.block_at is not None:
+            risk = self.analyzer.analyze("client_to_server", "request", "tools/call", tool, message)
+            if LEVEL_RANK[risk.level] >= LEVEL_RANK[self.policy.block_at]:
+                rules = ", ".join(sorted({f.rule for f in risk.findings}))
+                reason = f"risk {risk.level} ({rules}) is at or above block_at={self.policy.block_at}"
+        if reason is None:
+            return None
+        error = {"code": BLOCKED_CODE, "message": f"{BLOCKED_PREFIX}: {reason}"}
+        return orjson.dumps({"jsonrpc": "2.0", "id": message["id"], "error": error}) + b"\n"
