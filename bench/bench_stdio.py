@@ -179,7 +179,13 @@ class Endpoint:
     km. CPU and memory figures are taken from that process only (for km: km's own threads).
     """
 
-    def __init__(self, mode: str, server: list[str], km_home: Path | None = None) -> None:
+    def __init__(
+        self,
+        mode: str,
+        server: list[str],
+        km_home: Path | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.mode = mode
         self.km_home = km_home
         if mode == "direct":
@@ -193,6 +199,7 @@ class Endpoint:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KM_")}
         if km_home is not None:
             env["KM_HOME"] = str(km_home)
+        env.update(extra_env or {})
         self.spawned = time.perf_counter()
         self.popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env)
         assert self.popen.stdin is not None and self.popen.stdout is not None

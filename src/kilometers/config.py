@@ -38,6 +38,8 @@ class Settings:
     """Seconds between upload passes while km monitor runs."""
     policy: str | None = None
     """A policy file (TOML): `log` or `block` mode, tool allow/deny lists, analysis settings."""
+    analysis: bool = True
+    """Security analysis and redaction of what is stored. Turning it off also turns redaction off."""
     redact_pii: bool = False
     """Also redact personal data (e-mail, phone, cards, IBAN, SSN) in what km stores; secrets always are."""
     otel: bool = False
@@ -63,6 +65,7 @@ ENV = {
     "upload_interval": "KM_UPLOAD_INTERVAL",
     "policy": "KM_POLICY",
     "redact_pii": "KM_REDACT_PII",
+    "analysis": "KM_ANALYSIS",
     "otel": "KM_OTEL",
     "otel_payloads": "KM_OTEL_PAYLOADS",
 }
@@ -79,6 +82,7 @@ SECTIONS = {
     "upload_interval": ("sync", "interval"),
     "policy": ("monitor", "policy"),
     "redact_pii": ("monitor", "redact_pii"),
+    "analysis": ("monitor", "analysis"),
     "otel": ("export", "otel"),
     "otel_payloads": ("export", "otel_payloads"),
 }

@@ -59,12 +59,15 @@ def build_sinks(
     return sinks
 
 
-def security_stage(settings: Settings, server: str) -> tuple[SecurityStage, Gate | None]:
+def security_stage(settings: Settings, server: str) -> tuple[SecurityStage | None, Gate | None]:
     """The analysis/redaction stage every session gets, and the blocking gate when the policy
     says ``mode = "block"``. A policy file that cannot be used is reported and replaced by the
     default (log-only) policy: redaction never turns off because of a typo."""
     from .security import Gate, Policy, PolicyError, SecurityStage
 
+    if not settings.analysis:
+        print("km: security analysis and redaction are off (analysis = false)", file=sys.stderr)
+        return None, None
     policy = Policy()
     if settings.policy:
         try:
