@@ -250,6 +250,8 @@ def test_retention_drops_old_data_per_org(api: Api) -> None:
     }
     stats = fresh.client.get("/api/v1/stats", params=window, headers=bearer(short_read)).json()
     assert stats["totals"]["events"] == len(new_events)
+    [day] = stats["series"]  # one day bucket, aggregated in the database
+    assert day["events"] == len(new_events) and day["minute"] % 1440 == 0
 
 
 def test_prometheus_metrics_need_the_operator_token(engine, store_url: str) -> None:  # type: ignore[no-untyped-def]

@@ -164,9 +164,12 @@ def stats(
     ``tool`` / ``server`` narrow everything (series included) to one tool or server."""
     r = rollups.c
     first, last = since_ns // 60_000_000_000, (until_ns - 1) // 60_000_000_000
+    width = BUCKETS[bucket]
+    # aggregate to the requested bucket in the database: far fewer rows cross into Python
+    slot = ((r.minute // width) * width).label("slot") if width > 1 else r.minute.label("slot")
     query = (
         select(
-            r.minute,
+            slot,
             r.server,
             r.method,
             r.tool,
@@ -178,13 +181,12 @@ def stats(
             func.sum(r.latency_sum),
         )
         .where(r.org_id == org_id, r.minute >= first, r.minute <= last)
-        .group_by(r.minute, r.server, r.method, r.tool, r.bin)
+        .group_by(slot, r.server, r.method, r.tool, r.bin)
     )
     if tool is not None:
         query = query.where(r.tool == tool)
     if server is not None:
         query = query.where(r.server == server)
-    width = BUCKETS[bucket]
     total = Group()
     series: dict[int, Group] = defaultdict(Group)
     by_method: dict[str, Group] = defaultdict(Group)
@@ -194,7 +196,7 @@ def stats(
         for minute, row_server, method, row_tool, b, ev, req, err, size, lat in conn.execute(query):
             values = (b, int(ev), int(req), int(err), int(size), float(lat))
             total.add(*values)
-            series[(minute // width) * width].add(*values)
+            series[int(minute)].add(*values)
             by_method[method].add(*values)
             if row_tool:
                 by_tool[(row_server, row_tool)].add(*values)
