@@ -85,6 +85,8 @@ def test_a_secret_in_a_tool_result_never_reaches_the_store(tmp_path: Path) -> No
     assert "REDACTED" in exported and secret not in exported
     high = _events(tmp_path, "--risk", "high")
     assert reply["id"] in {e["id"] for e in high}
+    [session] = [orjson.loads(line) for line in _km(tmp_path, "sessions", "--json").stdout.splitlines()]
+    assert session["risk"]["level"] == "high" and session["risk"]["events_with_findings"] >= 1
 
 
 def test_a_blocked_call_never_reaches_the_server(tmp_path: Path) -> None:

@@ -283,3 +283,29 @@ def test_metric_labels_are_bounded() -> None:
         tools.observe("srv", "request", "client_to_server", f"tool{i}", False, None)
     labels = {s.labels["tool"] for m in tools.calls.collect() for s in m.samples if s.name.endswith("_total")}
     assert labels == {"tool0", "tool1", "tool2", "other"}
+
+
+def test_findings_are_stored_and_aggregated(api: Api) -> None:
+    _, ingest_key, read_key = api.org_with_keys("acme")
+    session, events = session_batch(3)
+    finding = {
+        "rule": "secret.github_token",
+        "severity": "high",
+        "path": "/result",
+        "message": "ghp_… (40 chars)",
+    }
+    events[3]["risk"] = {"score": 70, "level": "high", "findings": [finding]}
+    events[4]["risk"] = {
+        "score": 999,
+        "level": "high",
+        "findings": [finding],
+    }  # invalid: reported, not stored
+    result = _ingest(api, ingest_key, session, events)
+    assert result["accepted"] == len(events) - 1 and result["errors"][0]["index"] == 4
+    h = bearer(read_key)
+    stored = api.client.get(f"/api/v1/events/{events[3]['id']}", headers=h).json()
+    assert stored["risk"] == {"score": 70, "level": "high", "findings": [finding]}
+    [listed] = api.client.get("/api/v1/sessions", headers=h).json()["items"]
+    assert listed["risk"] == {"events_with_findings": 1, "max_score": 70, "level": "high"}
+    window = {"since": format_ts(BASE_NS - 10**9), "until": format_ts(BASE_NS + 3600 * 10**9)}
+    assert api.client.get("/api/v1/stats", params=window, headers=h).json()["totals"]["findings"] == 1

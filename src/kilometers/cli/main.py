@@ -9,6 +9,7 @@ from .doctor import doctor_cmd
 from .export import export_cmd, import_cmd
 from .monitor import monitor
 from .pins import pins_group
+from .proxy import proxy_cmd
 from .read import events_cmd, findings_cmd, sessions_cmd, show_cmd, stats_cmd, tail_cmd
 from .replay import replay_cmd
 from .selfupdate import completion_cmd, self_update_cmd
@@ -30,6 +31,7 @@ def cli() -> None:
 
 
 cli.add_command(monitor)
+cli.add_command(proxy_cmd)
 cli.add_command(sessions_cmd)
 cli.add_command(events_cmd)
 cli.add_command(show_cmd)

@@ -113,11 +113,19 @@ def sessions_cmd(limit: int, as_json: bool, db_url: str | None) -> None:
     found = queries.list_sessions(engine, limit)
     if not found and not as_json:
         _empty_hint("sessions recorded yet")
+    risk = queries.session_risk(engine, [s.id for s in found])
     for s in found:
         if as_json:
-            echo_json(s.to_dict())
+            echo_json({**s.to_dict(), "risk": risk[s.id]})
         else:
-            click.echo(_session_line(s))
+            line = _session_line(s)
+            r = risk[s.id]
+            if r["events_with_findings"]:
+                colour = "red" if r["level"] in ("high", "critical") else "yellow"
+                line += "  " + click.style(
+                    f"risk:{r['level']} ({r['events_with_findings']})", fg=colour, bold=True
+                )
+            click.echo(line)
 
 
 def _filter(

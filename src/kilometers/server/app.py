@@ -288,12 +288,17 @@ def create_app(
             items, next_cursor = queries.page_sessions(engine, caller.org.id, limit, cursor)
         except queries.BadCursor as exc:
             raise ApiError(400, "invalid_cursor", str(exc)) from None
-        return {"items": [s.to_dict() for s in items], "next_cursor": next_cursor}
+        risk = queries.session_risk(engine, [s.id for s in items], caller.org.id)
+        return {"items": [{**s.to_dict(), "risk": risk[s.id]} for s in items], "next_cursor": next_cursor}
 
     @app.get("/api/v1/sessions/{session_id}", tags=["read"])
     def get_session(caller: read, session_id: str) -> dict[str, Any]:
         try:
-            return queries.get_session(engine, session_id.lower(), caller.org.id).to_dict()
+            found = queries.get_session(engine, session_id.lower(), caller.org.id)
+            return {
+                **found.to_dict(),
+                "risk": queries.session_risk(engine, [found.id], caller.org.id)[found.id],
+            }
         except queries.NotFound:
             raise ApiError(404, "not_found", f"no session {session_id!r}") from None
 

@@ -211,8 +211,11 @@ def stats(
                 or_(s.ended_ns.is_(None), s.ended_ns >= since_ns),
             )
         ).scalar()
+    from ..store.queries import risky_events
+
     totals = total.to_dict()
     totals["active_sessions"] = int(active or 0)
+    totals["findings"] = risky_events(engine, org_id, since_ns, until_ns)
     return {
         "since": since_ns,
         "until": until_ns,

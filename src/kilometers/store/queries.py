@@ -257,3 +257,43 @@ def page_sessions(
     more = len(rows) > limit
     rows = rows[:limit]
     return rows, (_encode_cursor(rows[-1].started_ns, rows[-1].id) if more and rows else None)
+
+
+LEVEL_OF_SCORE = ((90, "critical"), (70, "high"), (40, "medium"), (1, "low"))
+
+
+def level_of(score: int | None) -> str:
+    for floor, level in LEVEL_OF_SCORE:
+        if score is not None and score >= floor:
+            return level
+    return "none"
+
+
+def session_risk(
+    engine: Engine, session_ids: list[str], org_id: str = LOCAL_ORG
+) -> dict[str, dict[str, Any]]:
+    """Per session: events with findings and the highest risk (uses the (org_id, risk_score) index)."""
+    if not session_ids:
+        return {}
+    c = events.c
+    query = (
+        select(c.session_id, func.count(), func.max(c.risk_score))
+        .where(c.org_id == org_id, c.risk_score >= 1, c.session_id.in_(session_ids))
+        .group_by(c.session_id)
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    out = {sid: {"events_with_findings": 0, "max_score": 0, "level": "none"} for sid in session_ids}
+    for sid, count, top in rows:
+        out[sid] = {"events_with_findings": int(count), "max_score": int(top), "level": level_of(int(top))}
+    return out
+
+
+def risky_events(engine: Engine, org_id: str, since_ns: int, until_ns: int) -> int:
+    """Events with findings in a time window (only risky rows are touched, through the risk index)."""
+    c = events.c
+    query = select(func.count()).where(
+        c.org_id == org_id, c.risk_score >= 1, c.ts_ns >= since_ns, c.ts_ns < until_ns
+    )
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar() or 0)

@@ -1,0 +1,226 @@
+"""``km proxy --upstream URL``: a reverse proxy for a remote MCP server (Streamable HTTP or SSE).
+
+Point the MCP client at km's address instead of the server's; every request goes to the same
+path on the upstream, unchanged, and every JSON-RPC message is recorded. See docs/http.md.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import click
+
+from .. import config
+from ..jsonrpc import Filters
+
+if TYPE_CHECKING:
+    from ..model import Session
+    from ..proxy.http import SessionPipeline
+
+DEFAULT_LISTEN = "127.0.0.1:8800"
+SWITCH_INTERVAL = 0.0005
+"""Seconds a busy recorder thread may hold the GIL before the event loop gets it back."""
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT``, ``:PORT``, ``PORT`` or ``[IPv6]:PORT`` -> (host, port)."""
+    text = value.strip()
+    host, port_text = "127.0.0.1", text
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or text[end + 1 : end + 2] != ":":
+            raise click.BadParameter(f"expected [ADDRESS]:PORT, got {value!r}")
+        host, port_text = text[1:end], text[end + 2 :]
+    elif ":" in text:
+        host, port_text = text.rsplit(":", 1)
+        host = host or "127.0.0.1"
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise click.BadParameter(f"expected HOST:PORT, got {value!r}") from None
+    if not 0 <= port <= 65535:
+        raise click.BadParameter(f"port {port} is out of range (0-65535)")
+    return host, port
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def session_pipeline(settings: config.Settings) -> Callable[[Session], SessionPipeline]:
+    """Each new session gets what ``km monitor`` gives one: the sinks, the security stage
+    (analysis, redaction) and, in policy block mode, the gate."""
+
+    def make(session: Session) -> SessionPipeline:
+        from ..pipeline import build_sinks, security_stage
+        from ..proxy.http import SessionPipeline
+
+        stage, gate = security_stage(settings, session.name or "server")
+        return SessionPipeline(build_sinks(settings), stage=stage, gate=gate)
+
+    return make
+
+
+@click.command("proxy")
+@click.option("--upstream", required=True, help="URL of the remote MCP server (its MCP endpoint).")
+@click.option(
+    "--listen",
+    default=DEFAULT_LISTEN,
+    show_default=True,
+    help="Address to listen on, HOST:PORT (port 0 picks a free one). Plain HTTP.",
+)
+@click.option("--name", help="Name of this server in the records (default: from the URL).")
+@click.option("--db", "db_url", help="Store URL (default: SQLite in the km data dir).")
+@click.option("--exclude-ping/--include-ping", default=None, help="Do not record ping requests and replies.")
+@click.option(
+    "--include-method", multiple=True, help="Record only methods matching this pattern (`*` wildcards)."
+)
+@click.option("--exclude-method", multiple=True, help="Do not record methods matching this pattern.")
+@click.option(
+    "--payload-limit",
+    type=click.IntRange(min=0),
+    help="Keep at most this many bytes of each stored payload (0 = all).",
+)
+@click.option(
+    "--policy", type=click.Path(dir_okay=False), help="Policy file (TOML): log or block mode, tool lists."
+)
+@click.option("--redact-pii/--keep-pii", default=None, help="Also redact personal data in what is stored.")
+@click.option(
+    "--otel/--no-otel", default=None, help="Export OpenTelemetry spans (OTEL_EXPORTER_OTLP_* config)."
+)
+@click.option(
+    "--otel-payloads", is_flag=True, default=None, help="Put (redacted) arguments/results on spans."
+)
+@click.option(
+    "--idle-timeout",
+    type=click.FloatRange(min=0.1),
+    default=600.0,
+    show_default=True,
+    help="Seconds without traffic after which a session is closed in the records.",
+)
+@click.option(
+    "--upstream-ca",
+    type=click.Path(exists=True, dir_okay=True),
+    help="CA bundle (PEM file or directory) to verify the upstream's TLS certificate with.",
+)
+@click.option("--tls-cert", type=click.Path(exists=True), help="Serve HTTPS with this certificate (PEM).")
+@click.option("--tls-key", type=click.Path(exists=True), help="Private key for --tls-cert (PEM).")
+def proxy_cmd(
+    upstream: str,
+    listen: str,
+    name: str | None,
+    db_url: str | None,
+    exclude_ping: bool | None,
+    include_method: tuple[str, ...],
+    exclude_method: tuple[str, ...],
+    payload_limit: int | None,
+    policy: str | None,
+    redact_pii: bool | None,
+    otel: bool | None,
+    otel_payloads: bool | None,
+    idle_timeout: float,
+    upstream_ca: str | None,
+    tls_cert: str | None,
+    tls_key: str | None,
+) -> None:
+    """Record a remote MCP server's traffic: point the client at km instead of UPSTREAM.
+
+    Streamable HTTP (POST/GET/DELETE, JSON or SSE answers, resumption) and the legacy HTTP+SSE
+    transport pass through unchanged; OAuth (401, /.well-known/...) too. Authorization headers
+    and cookies are forwarded but never stored.
+    """
+    import uvicorn
+
+    from ..proxy.http import HttpProxy, ProxyOptions, display_url
+
+    parts = urlsplit(upstream)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise click.BadParameter(
+            f"expected an http:// or https:// URL, got {upstream!r}", param_hint="--upstream"
+        )
+    if bool(tls_cert) != bool(tls_key):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    host, port = parse_listen(listen)
+    overrides = {
+        "db_url": db_url,
+        "exclude_ping": exclude_ping,
+        "include_methods": include_method,
+        "exclude_methods": exclude_method,
+        "payload_limit": payload_limit,
+        "policy": policy,
+        "redact_pii": redact_pii,
+        "otel": otel,
+        "otel_payloads": otel_payloads,
+    }
+    settings, problem = config.load_lenient(overrides)
+    if problem:
+        click.echo(f"km: {problem}", err=True)
+
+    sys.setswitchinterval(SWITCH_INTERVAL)
+    options = ProxyOptions(
+        upstream=upstream,
+        name=name,
+        filters=Filters(settings.exclude_ping, settings.include_methods, settings.exclude_methods),
+        payload_limit=settings.payload_limit,
+        pipeline=session_pipeline(settings),
+        idle_timeout=idle_timeout,
+        verify=upstream_ca if upstream_ca else True,
+    )
+    app = HttpProxy(options)
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # IPPROTO_TCP given explicitly: asyncio turns Nagle off (TCP_NODELAY) only on sockets that say
+    # so, and with Nagle on, every answer waits ~40 ms for the client's delayed ACK
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        click.echo(
+            f"km proxy: cannot listen on {host}:{port}: {exc.strerror or exc}. Choose another --listen.",
+            err=True,
+        )
+        sys.exit(2)
+    sock.listen(2048)
+    bound_port = sock.getsockname()[1]
+    scheme = "https" if tls_cert else "http"
+    shown_host = f"[{host}]" if ":" in host else host
+    ours = f"{scheme}://{shown_host}:{bound_port}"
+    endpoint = ours + (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    click.echo(
+        f"km proxy: listening on {ours}, forwarding to {display_url(upstream)}\n"
+        f"km proxy: point your MCP client at {display_url(endpoint)}",
+        err=True,
+    )
+    if not _is_loopback(host):
+        click.echo(
+            f"km proxy: warning: {host} is not a loopback address; anyone who can reach it can use "
+            "this server through km (and any credentials the upstream accepts from them).",
+            err=True,
+        )
+    server_config = uvicorn.Config(
+        app,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        server_header=False,
+        date_header=False,
+        timeout_graceful_shutdown=3,
+        ssl_certfile=tls_cert,
+        ssl_keyfile=tls_key,
+    )
+    server = uvicorn.Server(server_config)
+    server.run(sockets=[sock])
+    app.join()
+    sys.stderr.flush()

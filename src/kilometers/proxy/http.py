@@ -1,0 +1,1066 @@
+"""The HTTP transport: a reverse proxy for remote MCP servers (Streamable HTTP and legacy HTTP+SSE).
+
+:class:`HttpProxy` is a raw ASGI app (served by uvicorn in ``km proxy``). Every request is sent
+to the same path on the upstream origin with httpx; the response's status, headers and body come
+back unchanged, streamed chunk by chunk as they arrive (an SSE stream is never buffered whole).
+Only hop-by-hop headers are dropped, and in a legacy SSE stream the ``endpoint`` event is
+rewritten when it names the upstream's own origin, so that the client keeps talking to km.
+
+Capture works on copies: the JSON-RPC body of a POST, a JSON response to it, and the ``data``
+field of each SSE event are handed to the session's :class:`~kilometers.recorder.Recorder` with
+``submit_message``, before the bytes are forwarded (so a request is always queued before its
+answer). Nothing is re-encoded on the way through. Headers are never recorded, so neither
+``Authorization`` nor cookies ever reach the store.
+
+Sessions (one :class:`~kilometers.model.Session` + Capture + Recorder each), see docs/http.md:
+
+- Streamable HTTP with a session: one km session per ``Mcp-Session-Id``. The ``initialize``
+  POST has no id yet; it is recorded once the response names one. The session ends when the
+  client's DELETE succeeds, when the server answers 404 for it (expired), after
+  ``idle_timeout`` without traffic, or when km stops.
+- Stateless Streamable HTTP (no ``Mcp-Session-Id``, as in the 2026-07-28 protocol): one km
+  session per client address and ``User-Agent``, ended after ``idle_timeout`` without traffic.
+- Legacy HTTP+SSE (2024-11-05): one km session per ``GET`` SSE stream that starts with an
+  ``endpoint`` event; POSTs to the announced endpoint belong to it. It ends with the stream.
+
+Everything else is shared with the stdio transport: each session gets the same sinks and the
+same security stage (analysis, redaction) as ``km monitor``, built by :class:`SessionPipeline`
+factories. In policy block mode, the session's :class:`~kilometers.security.Gate` sees each
+POST before it is forwarded; a refused ``tools/call`` is answered with the gate's JSON-RPC error
+in the HTTP response of that POST (Streamable HTTP), or as an event on the session's SSE stream
+with ``202 Accepted`` for the POST (legacy SSE, where answers always travel on the stream).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import ssl
+import sys
+import threading
+import time
+import zlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+
+import h11
+import orjson
+
+from ..jsonrpc import Capture, Filters
+from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Session
+from ..recorder import Recorder
+from ..sinks import Sink
+from .sse import SSEEvent, SSEParser, encode_event
+
+if TYPE_CHECKING:
+    from ..recorder import Stage
+    from ..security import Gate
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+STREAMABLE_HTTP = "streamable_http"
+SSE = "sse"
+BLOCKED_CODE = -32001
+"""JSON-RPC error code of a request the policy refused (as in kilometers.security)."""
+UPSTREAM_ERROR_CODE = -32000
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+"""Headers that describe one connection, not the message: never forwarded (RFC 9110 §7.6.1)."""
+DECODABLE_ENCODINGS = (b"gzip", b"deflate", b"identity")
+"""Content codings km can decode for its capture copy; the client's Accept-Encoding is narrowed to them."""
+SEEN_EVENT_IDS = 10_000
+"""SSE event ids remembered per session, so events replayed on resumption are recorded once."""
+FIRST_EVENT_LIMIT = 1 << 16
+"""Bytes of a session-less SSE stream held back while km looks for the legacy ``endpoint`` event."""
+READ_SIZE = 1 << 16
+WARNING_INTERVAL = 10.0
+"""Seconds between two warnings about an unreachable upstream on stderr."""
+CREDENTIAL_PARAMS = ("key", "token", "secret", "password", "passwd", "auth", "sig", "signature", "credential")
+"""Query parameters whose values are removed from the upstream URL km records (substring match)."""
+
+
+def remember_missing_sniffio() -> None:
+    """httpcore imports the optional ``sniffio`` package on every request (four times); when it is
+    not installed, each attempt searches ``sys.path`` again, about 0.2 ms each on these machines.
+    Record its absence once, as the import system allows (a ``None`` entry in ``sys.modules``)."""
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+
+def display_url(url: str) -> str:
+    """The URL as km records it: without user:password and without credential-like query values."""
+    parts = urlsplit(url)
+    netloc = parts.netloc.rpartition("@")[2]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        if any(any(word in name.lower() for word in CREDENTIAL_PARAMS) for name, _ in pairs):
+            query = urlencode(
+                [
+                    (name, "REDACTED" if any(w in name.lower() for w in CREDENTIAL_PARAMS) else value)
+                    for name, value in pairs
+                ]
+            )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def guess_name(url: str) -> str:
+    """A readable server name from its URL: ``https://mcp.example.com/mcp`` -> ``mcp.example.com``."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2] or "server"
+    segments = [s for s in parts.path.split("/") if s and s.lower() not in ("mcp", "sse", "v1", "api")]
+    return f"{host}/{segments[-1]}" if segments else host
+
+
+def gate_answers(gate: Gate, body: bytes) -> list[bytes] | None:
+    """Run the policy gate (block mode) over a POST body: None to forward it, else the JSON-RPC
+    errors to answer with. In a batch with a refused request, nothing is sent: the refused
+    requests get the gate's error and the others one saying they were not sent."""
+    if b"tools/call" not in body:
+        return None  # the gate only ever refuses tools/call
+    flat = _flat(body)
+    if flat[:1] != b"[":
+        _, answers = gate.feed(flat + b"\n")
+        return [a.rstrip(b"\n") for a in answers] or None
+    try:
+        batch = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    refused: list[Any] = []
+    answers = []
+    for element in batch if isinstance(batch, list) else []:
+        _, own = gate.feed(orjson.dumps(element) + b"\n")
+        answers.extend(a.rstrip(b"\n") for a in own)
+        if own:
+            refused.append(element.get("id") if isinstance(element, dict) else None)
+    if not answers:
+        return None
+    note = {"code": BLOCKED_CODE, "message": "Not sent: another request in this batch was blocked"}
+    for element in batch:
+        is_request = isinstance(element, dict) and isinstance(element.get("method"), str) and "id" in element
+        if is_request and element["id"] not in refused:
+            answers.append(orjson.dumps({"jsonrpc": "2.0", "id": element["id"], "error": note}))
+    return [b"[" + b",".join(answers) + b"]"]
+
+
+def _flat(body: bytes) -> bytes:
+    """JSON text on one line (raw CR/LF can only be whitespace between tokens): for the gate's copy."""
+    if b"\n" in body or b"\r" in body:
+        body = body.replace(b"\r", b" ").replace(b"\n", b" ")
+    return body.strip()
+
+
+# -- sessions ---------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class LiveSession:
+    """One km session in progress: its Session, Capture and Recorder, and transport state."""
+
+    key: tuple[str, ...]
+    session: Session
+    recorder: Recorder
+    last_active: float = field(default_factory=time.monotonic)
+    streams: int = 0
+    """Open responses (SSE streams, bodies) that belong to this session."""
+    ended: bool = False
+    seen_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
+    legacy: LegacyStream | None = None
+    gate: Gate | None = None
+
+    def submit(self, direction: Direction, message: bytes, ts_ns: int) -> None:
+        self.last_active = time.monotonic()
+        self.recorder.submit_message(direction, message, ts_ns)
+
+    def first_sighting(self, event_id: str | None) -> bool:
+        """False when an SSE event with this id was already recorded (a replay after resumption)."""
+        if event_id is None or event_id == "":
+            return True
+        if event_id in self.seen_ids:
+            return False
+        self.seen_ids[event_id] = None
+        if len(self.seen_ids) > SEEN_EVENT_IDS:
+            self.seen_ids.popitem(last=False)
+        return True
+
+
+class LegacyStream:
+    """The client side of a legacy SSE stream, so that km can insert whole events into it."""
+
+    def __init__(self, send: Send, parser: SSEParser) -> None:
+        self.send = send
+        self.parser = parser
+        self.lock = asyncio.Lock()
+        self.pending: list[bytes] = []
+        self.open = True
+
+    async def write(self, chunk: bytes) -> None:
+        await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
+
+    async def inject(self, event: bytes) -> None:
+        """Send ``event`` now if the stream is between two events, else right after the next one."""
+        async with self.lock:
+            if self.open and self.parser.at_boundary and not self.pending:
+                await self.write(event)
+            else:
+                self.pending.append(event)
+
+    async def forward(self, chunk: bytes, events: list[SSEEvent]) -> None:
+        """Forward an upstream chunk; pending injected events go in at the last event boundary."""
+        async with self.lock:
+            if not self.pending:
+                await self.write(chunk)
+                return
+            if events:
+                cut = events[-1].end
+                injected, self.pending = b"".join(self.pending), []
+                await self.write(chunk[:cut] + injected + chunk[cut:])
+            else:
+                await self.write(chunk)
+                if self.parser.at_boundary:
+                    injected, self.pending = b"".join(self.pending), []
+                    await self.write(injected)
+
+
+# -- the upstream connection pool --------------------------------------------------------------------
+
+
+class UpstreamError(Exception):
+    """The upstream could not be reached or broke the HTTP exchange; the text is for the user."""
+
+    def __init__(self, message: str, timeout: bool = False) -> None:
+        super().__init__(message)
+        self.timeout = timeout
+
+
+class UpstreamResponse:
+    """The status and headers of an upstream answer; its body is read with :meth:`chunks`."""
+
+    def __init__(
+        self, pool: UpstreamPool, conn: _Connection, status: int, headers: list[tuple[bytes, bytes]]
+    ) -> None:
+        self._pool = pool
+        self._conn: _Connection | None = conn
+        self.status = status
+        self.headers = headers
+        """(lower-case name, value) pairs, in the order received."""
+
+    def header(self, name: bytes) -> bytes | None:
+        for key, value in self.headers:
+            if key == name:
+                return value
+        return None
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """The body as it arrives (de-chunked; content codings untouched). Raises UpstreamError."""
+        conn = self._conn
+        if conn is None:
+            return
+        while True:
+            event = await conn.next_event()
+            if isinstance(event, h11.Data):
+                yield bytes(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                self._conn = None
+                self._pool.release(conn)
+                return
+            else:
+                raise UpstreamError(f"unexpected HTTP event from the upstream: {type(event).__name__}")
+
+    async def aclose(self) -> None:
+        """Give the connection back when the body was read to its end; otherwise close it."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class _Connection:
+    """One HTTP/1.1 connection to the upstream, with h11 doing the protocol."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.h11 = h11.Connection(our_role=h11.CLIENT, max_incomplete_event_size=1 << 20)
+        self.idle_since = 0.0
+
+    def usable(self, expiry: float) -> bool:
+        return (
+            not self.writer.is_closing()
+            and not self.reader.at_eof()
+            and time.monotonic() - self.idle_since < expiry
+            and self.h11.our_state is h11.IDLE
+        )
+
+    async def next_event(self) -> Any:
+        while True:
+            try:
+                event = self.h11.next_event()
+            except h11.RemoteProtocolError as exc:
+                self.close()
+                raise UpstreamError(f"the upstream broke the HTTP protocol: {exc}") from None
+            if event is h11.NEED_DATA:
+                try:
+                    data = await self.reader.read(READ_SIZE)
+                except OSError as exc:
+                    self.close()
+                    raise UpstreamError(f"the upstream connection failed: {exc!r}") from None
+                self.h11.receive_data(data)
+                continue
+            if event is h11.PAUSED:
+                self.close()
+                raise UpstreamError("the upstream sent more than one answer")
+            return event
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.writer.close()
+
+
+class UpstreamPool:
+    """Keep-alive connections to one upstream origin (plain or TLS).
+
+    Lean on purpose: every request of every client goes through here, and a general-purpose
+    client (httpx) costs several times more CPU per request. HTTP(S)_PROXY variables are not used.
+    """
+
+    def __init__(
+        self,
+        scheme: str,
+        host: str,
+        port: int,
+        verify: ssl.SSLContext | str | bool = True,
+        connect_timeout: float = 10.0,
+        max_idle: int = 64,
+        idle_expiry: float = 3.0,
+    ) -> None:
+        self.host = host
+        self.port = port
+        self.connect_timeout = connect_timeout
+        self.max_idle = max_idle
+        self.idle_expiry = idle_expiry
+        """Seconds an idle connection is reused: less than servers' usual keep-alive (5 s)."""
+        self.ssl: ssl.SSLContext | None = _ssl_context(verify) if scheme == "https" else None
+        self.authority = host if port == (443 if scheme == "https" else 80) else f"{host}:{port}"
+        if ":" in host and not host.startswith("["):
+            self.authority = f"[{host}]" if port == (443 if scheme == "https" else 80) else f"[{host}]:{port}"
+        self._idle: list[_Connection] = []
+
+    async def _connect(self) -> _Connection:
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    self.host,
+                    self.port,
+                    ssl=self.ssl,
+                    server_hostname=self.host if self.ssl else None,
+                    limit=READ_SIZE,
+                ),
+                self.connect_timeout,
+            )
+        except TimeoutError:
+            raise UpstreamError(
+                f"connecting timed out after {self.connect_timeout:g}s", timeout=True
+            ) from None
+        except (OSError, ssl.SSLError) as exc:
+            raise UpstreamError(f"cannot connect: {exc!r}") from None
+        return _Connection(reader, writer)
+
+    def release(self, conn: _Connection) -> None:
+        if conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
+            conn.h11.start_next_cycle()
+            conn.idle_since = time.monotonic()
+            if len(self._idle) < self.max_idle:
+                self._idle.append(conn)
+                return
+        conn.close()
+
+    async def request(
+        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> UpstreamResponse:
+        conn: _Connection | None = None
+        while self._idle:
+            candidate = self._idle.pop()
+            if candidate.usable(self.idle_expiry):
+                conn = candidate
+                break
+            candidate.close()
+        if conn is None:
+            conn = await self._connect()
+        all_headers = [(b"host", self.authority.encode()), *headers]
+        if body or method not in (b"GET", b"HEAD", b"DELETE", b"OPTIONS"):
+            all_headers.append((b"content-length", str(len(body)).encode()))
+        try:
+            data = conn.h11.send(h11.Request(method=method, target=target, headers=all_headers))
+            if body:
+                data += conn.h11.send(h11.Data(data=body))
+            data += conn.h11.send(h11.EndOfMessage())
+        except h11.LocalProtocolError as exc:
+            conn.close()
+            raise UpstreamError(f"km cannot forward this request: {exc}") from None
+        try:
+            conn.writer.write(data)
+            while True:
+                event = await conn.next_event()
+                if isinstance(event, h11.InformationalResponse):
+                    continue  # 100 Continue, 103 Early Hints: the body was sent already
+                break
+        except UpstreamError:
+            raise
+        except OSError as exc:
+            conn.close()
+            raise UpstreamError(f"the upstream connection failed: {exc!r}") from None
+        except asyncio.CancelledError:
+            conn.close()
+            raise
+        if not isinstance(event, h11.Response):
+            conn.close()
+            raise UpstreamError("the upstream closed the connection without an answer")
+        headers_out = [(bytes(k).lower(), bytes(v)) for k, v in event.headers.raw_items()]
+        return UpstreamResponse(self, conn, event.status_code, headers_out)
+
+    def close(self) -> None:
+        for conn in self._idle:
+            conn.close()
+        self._idle = []
+
+
+def _ssl_context(verify: ssl.SSLContext | str | bool) -> ssl.SSLContext:
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    if verify is False:
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        return context
+    if isinstance(verify, str):
+        if os.path.isdir(verify):
+            return ssl.create_default_context(capath=verify)
+        return ssl.create_default_context(cafile=verify)
+    try:
+        import certifi
+
+        return ssl.create_default_context(cafile=certifi.where())
+    except ImportError:  # pragma: no cover - certifi comes with httpx
+        return ssl.create_default_context()
+
+
+# -- the proxy --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SessionPipeline:
+    """What one session's records go through, as for ``km monitor``: see kilometers.pipeline."""
+
+    sinks: list[Sink]
+    stage: Stage | None = None
+    gate: Gate | None = None
+
+
+def _no_pipeline(session: Session) -> SessionPipeline:
+    return SessionPipeline([])
+
+
+@dataclass
+class ProxyOptions:
+    upstream: str
+    """The server's MCP endpoint URL (its origin is where every request goes, path unchanged)."""
+    name: str | None = None
+    filters: Filters | None = None
+    payload_limit: int = 0
+    pipeline: Callable[[Session], SessionPipeline] = field(default_factory=lambda: _no_pipeline)
+    """Called once per new km session: its sinks, security stage and (block mode) gate."""
+    idle_timeout: float = 600.0
+    """Seconds without traffic after which a session with no open stream is ended."""
+    verify: ssl.SSLContext | str | bool = True
+    """TLS verification of the upstream: True (system CAs), a CA bundle path, a context or False."""
+    connect_timeout: float = 10.0
+    stop_timeout: float = 60.0
+
+
+class _Decoder:
+    """Decodes a copy of a ``Content-Encoding: gzip|deflate`` body for capture."""
+
+    def __init__(self, encoding: bytes) -> None:
+        wbits = zlib.MAX_WBITS | 16 if encoding in (b"gzip", b"x-gzip") else zlib.MAX_WBITS | 32
+        self._z = zlib.decompressobj(wbits)
+
+    def __call__(self, data: bytes) -> bytes:
+        try:
+            return self._z.decompress(data)
+        except zlib.error:
+            return b""
+
+
+def _decoder(encoding: bytes | None) -> Callable[[bytes], bytes] | None:
+    """None when the coding cannot be decoded (capture is skipped); identity otherwise."""
+    if not encoding or encoding == b"identity":
+        return _identity
+    if encoding in (b"gzip", b"x-gzip", b"deflate"):
+        return _Decoder(encoding)
+    return None
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+def _narrow_accept_encoding(value: bytes) -> bytes:
+    parts = [part.strip() for part in value.split(b",")]
+    kept = [part for part in parts if part.split(b";")[0].strip().lower() in DECODABLE_ENCODINGS]
+    return b", ".join(kept) if kept else b"identity"
+
+
+def _looks_like_jsonrpc(body: bytes) -> bool:
+    return b'"jsonrpc"' in body
+
+
+def _is_json(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or media.endswith(b"+json")
+
+
+def _is_sse(content_type: bytes) -> bool:
+    return content_type.split(b";", 1)[0].strip().lower() == b"text/event-stream"
+
+
+class HttpProxy:
+    """ASGI app: the reverse proxy. One instance per ``km proxy`` (one upstream)."""
+
+    def __init__(self, options: ProxyOptions) -> None:
+        self.options = options
+        parts = urlsplit(options.upstream)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"expected an http:// or https:// URL, got {options.upstream!r}")
+        self.origin = urlunsplit((parts.scheme, parts.netloc, "", "", ""))
+        self.origin_bytes = self.origin.encode()
+        self.display_upstream = display_url(options.upstream)
+        self.name = options.name or guess_name(options.upstream)
+        self.sessions: dict[tuple[str, ...], LiveSession] = {}
+        self.legacy_endpoints: dict[bytes, LiveSession] = {}
+        self.ended_keys: OrderedDict[tuple[str, ...], None] = OrderedDict()
+        """Sessions the server ended (deleted, expired): a late request for one is recorded on its own."""
+        self.parts = parts
+        self._client: UpstreamPool | None = None
+        self._reaper: asyncio.Task[None] | None = None
+        self._stopping: list[threading.Thread] = []
+        self._next_warning = 0.0
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    def _make_client(self) -> UpstreamPool:
+        parts = self.parts
+        scheme = parts.scheme
+        port = parts.port or (443 if scheme == "https" else 80)
+        assert parts.hostname is not None
+        return UpstreamPool(scheme, parts.hostname, port, self.options.verify, self.options.connect_timeout)
+
+    async def startup(self) -> None:
+        if self._client is None:
+            self._client = self._make_client()
+        if self._reaper is None:
+            self._reaper = asyncio.create_task(self._reap())
+
+    async def shutdown(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
+        for live in list(self.sessions.values()):
+            self._end(live)
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        await asyncio.to_thread(self.join)
+
+    def join(self) -> None:
+        """Wait until every ended session has been written out."""
+        for thread in self._stopping:
+            thread.join(self.options.stop_timeout)
+        self._stopping = [t for t in self._stopping if t.is_alive()]
+
+    async def _reap(self) -> None:
+        period = max(0.05, min(30.0, self.options.idle_timeout / 2))
+        while True:
+            await asyncio.sleep(period)
+            self.reap_idle()
+
+    def reap_idle(self) -> None:
+        deadline = time.monotonic() - self.options.idle_timeout
+        for live in list(self.sessions.values()):
+            if live.streams == 0 and live.last_active < deadline:
+                self._end(live)
+
+    # -- sessions --------------------------------------------------------------------------------
+
+    def _open(
+        self, key: tuple[str, ...], transport: str, client_host: str, started_ns: int | None = None
+    ) -> LiveSession:
+        live = self.sessions.get(key)
+        if live is not None:
+            return live
+        opts = self.options
+        session = Session(
+            command=[self.display_upstream], cwd=client_host, name=self.name, transport=transport
+        )
+        if started_ns is not None:
+            session.started_ns = started_ns
+        capture = Capture(session, opts.filters, opts.payload_limit)
+        pipeline = opts.pipeline(session)
+        recorder = Recorder(capture, pipeline.sinks, stage=pipeline.stage)
+        if pipeline.gate is not None:
+            pipeline.gate.barrier = recorder.barrier
+        recorder.start()
+        live = LiveSession(key, session, recorder, gate=pipeline.gate)
+        self.sessions[key] = live
+        return live
+
+    def _end(self, live: LiveSession, gone: bool = False) -> None:
+        """End a session in the records; ``gone``: the server ended it (DELETE, 404)."""
+        if live.ended:
+            return
+        live.ended = True
+        if self.sessions.get(live.key) is live:
+            del self.sessions[live.key]
+        if gone:
+            self.ended_keys[live.key] = None
+            if len(self.ended_keys) > SEEN_EVENT_IDS:
+                self.ended_keys.popitem(last=False)
+        for target, other in list(self.legacy_endpoints.items()):
+            if other is live:
+                del self.legacy_endpoints[target]
+        thread = threading.Thread(
+            target=live.recorder.stop, args=(None, self.options.stop_timeout), name="km-session-end"
+        )
+        thread.start()
+        self._stopping = [t for t in self._stopping if t.is_alive()]
+        self._stopping.append(thread)
+
+    def _stateless(self, client_host: str, user_agent: bytes, started_ns: int | None = None) -> LiveSession:
+        ua = user_agent.decode("latin-1")
+        return self._open(("client", client_host, ua), STREAMABLE_HTTP, client_host, started_ns)
+
+    def _legacy_session(self, target: bytes) -> LiveSession | None:
+        live = self.legacy_endpoints.get(target)
+        if live is not None:
+            return live
+        # the client may have re-encoded the query: match on the path and the session id parameter
+        path, _, query = target.partition(b"?")
+        wanted = _legacy_sid(query)
+        if wanted is None:
+            return None
+        for known, candidate in self.legacy_endpoints.items():
+            kpath, _, kquery = known.partition(b"?")
+            if kpath == path and _legacy_sid(kquery) == wanted:
+                return candidate
+        return None
+
+    # -- ASGI ------------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await self._http(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        ts = time.time_ns()
+        if self._client is None:
+            await self.startup()
+        client = self._client
+        assert client is not None
+        method: str = scope["method"]
+        raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+        query: bytes = scope.get("query_string", b"")
+        target = raw_path + b"?" + query if query else raw_path
+        client_addr = scope.get("client")
+        client_host = str(client_addr[0]) if client_addr else "unknown"
+
+        session_id: bytes | None = None
+        content_type = b""
+        user_agent = b""
+        host = b""
+        dropped = set(HOP_BY_HOP)
+        headers: list[tuple[bytes, bytes]] = []
+        for name, value in scope["headers"]:
+            if name == b"connection":
+                dropped.update(t.strip().lower() for t in value.split(b","))
+            elif name == b"mcp-session-id":
+                session_id = value
+            elif name == b"content-type":
+                content_type = value
+            elif name == b"user-agent":
+                user_agent = value
+            elif name == b"host":
+                host = value
+        for name, value in scope["headers"]:
+            if name in dropped or name in (b"host", b"content-length", b"expect"):
+                continue
+            if name == b"accept-encoding":
+                value = _narrow_accept_encoding(value)
+            headers.append((name, value))
+
+        body = await _read_body(receive)
+        is_rpc = (
+            method == "POST"
+            and bool(body)
+            and not raw_path.startswith(b"/.well-known/")
+            and _looks_like_jsonrpc(body)
+            and (not content_type or _is_json(content_type))
+        )
+
+        live: LiveSession | None = None
+        if session_id is not None:
+            key = ("sid", session_id.decode("latin-1"))
+            if method == "DELETE":
+                live = self.sessions.get(key)  # ending a session km never saw does not create one
+            else:
+                live = self._open(key, STREAMABLE_HTTP, client_host)
+        elif is_rpc:
+            live = self._legacy_session(target)
+
+        if is_rpc and b"tools/call" in body:
+            if live is None:
+                live = self._stateless(client_host, user_agent, ts)  # a call with no session id
+            gate = live.gate
+            if gate is not None:
+                if gate.policy.block_changed_tools:
+                    # the gate waits for the recorder (a tools/list just received): not on the loop
+                    answers = await asyncio.to_thread(gate_answers, gate, body)
+                else:
+                    answers = gate_answers(gate, body)
+                if answers:
+                    await self._answer_blocked(send, live, body, ts, answers[0])
+                    return
+
+        if is_rpc and live is not None:
+            live.submit(CLIENT_TO_SERVER, body, ts)
+
+        try:
+            response = await client.request(method.encode(), target, headers, body)
+        except UpstreamError as exc:
+            if is_rpc and live is None:
+                live = self._stateless(client_host, user_agent, ts)
+                live.submit(CLIENT_TO_SERVER, body, ts)
+            await self._upstream_failed(send, exc, body if is_rpc else None, live)
+            return
+
+        try:
+            resp_sid = response.header(b"mcp-session-id")
+            if live is None and is_rpc:
+                if resp_sid:
+                    live = self._open(("sid", resp_sid.decode("latin-1")), STREAMABLE_HTTP, client_host, ts)
+                else:
+                    live = self._stateless(client_host, user_agent, ts)
+                live.submit(CLIENT_TO_SERVER, body, ts)
+            resp_type = response.header(b"content-type") or b""
+            encoding = (response.header(b"content-encoding") or b"").strip().lower()
+            out_headers = _response_headers(response)
+            if _is_sse(resp_type):
+                await self._stream_sse(
+                    scope, receive, send, response, out_headers, live, session_id is None, host,
+                    client_host, user_agent, encoding,
+                )  # fmt: skip
+            else:
+                await self._forward_body(send, response, out_headers, live if is_rpc else None, encoding)
+        except UpstreamError as exc:
+            # the answer had started: the client sees the connection close before its end
+            self._warn(f"km proxy: the upstream server {self.display_upstream} broke off an answer: {exc}")
+            return
+        finally:
+            await response.aclose()
+
+        if live is not None and session_id is not None:
+            status = response.status
+            if (method == "DELETE" and 200 <= status < 300) or status == 404 or live.key in self.ended_keys:
+                self._end(live, gone=True)
+
+    async def _forward_body(
+        self,
+        send: Send,
+        response: UpstreamResponse,
+        headers: list[tuple[bytes, bytes]],
+        live: LiveSession | None,
+        encoding: bytes,
+    ) -> None:
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        decode = _decoder(encoding) if live is not None else None
+        if decode is None:
+            async for chunk in response.chunks():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        parts: list[bytes] = []
+        held: bytes | None = None
+        async for chunk in response.chunks():
+            if held is not None:
+                await send({"type": "http.response.body", "body": held, "more_body": True})
+            held = chunk
+            parts.append(decode(chunk))
+        if live is not None and parts:
+            # recorded before the last bytes reach the client, so the answer is queued before what follows
+            data = parts[0] if len(parts) == 1 else b"".join(parts)
+            if _looks_like_jsonrpc(data):
+                live.submit(SERVER_TO_CLIENT, data, time.time_ns())
+        await send({"type": "http.response.body", "body": held or b"", "more_body": False})
+
+    async def _stream_sse(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        response: UpstreamResponse,
+        headers: list[tuple[bytes, bytes]],
+        live: LiveSession | None,
+        sessionless: bool,
+        host: bytes,
+        client_host: str,
+        user_agent: bytes,
+        encoding: bytes,
+    ) -> None:
+        decode = _decoder(encoding)
+        parser = SSEParser()
+        # A GET stream with no session: the first event says whether it is a legacy SSE session
+        # (an ``endpoint`` event, rewritten if it names the upstream's origin) or a stateless one.
+        wait_first = live is None and sessionless and decode is _identity
+        if wait_first:
+            headers = [(k, v) for k, v in headers if k != b"content-length"]
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        if live is not None:
+            live.streams += 1
+        state: dict[str, Any] = {"live": live}
+
+        async def pump() -> None:
+            held: list[bytes] = []
+            held_size = 0
+            waiting = wait_first
+            legacy: LegacyStream | None = None
+            async for chunk in response.chunks():
+                now = time.time_ns()
+                if decode is None:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    continue
+                copy = decode(chunk)
+                events = parser.feed(copy)
+                if waiting:
+                    held.append(chunk)
+                    held_size += len(chunk)
+                    if not events and held_size < FIRST_EVENT_LIMIT:
+                        continue
+                    waiting = False
+                    data = b"".join(held)
+                    held = []
+                    first = events[0] if events else None
+                    # offsets of the events are relative to the last chunk: make them relative to `data`
+                    base = len(data) - len(chunk)
+                    if first is not None and first.event == "endpoint":
+                        data = self._rewrite_endpoint(data, base + first.end, first, scope, host)
+                        target = _endpoint_target(first, scope, host, self)
+                        new = self._open(("sse", target.decode("latin-1")), SSE, client_host)
+                        legacy = new.legacy = LegacyStream(send, parser)
+                        self.legacy_endpoints[target] = new
+                    else:
+                        new = self._stateless(client_host, user_agent)
+                    new.streams += 1
+                    state["live"] = new
+                    self._capture_events(new, events, now)
+                    if legacy is not None:
+                        async with legacy.lock:
+                            await legacy.write(data)
+                    else:
+                        await send({"type": "http.response.body", "body": data, "more_body": True})
+                    continue
+                current = state["live"]
+                if current is not None and events:
+                    self._capture_events(current, events, now)
+                if legacy is not None:
+                    await legacy.forward(chunk, events)
+                else:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            if held:
+                await send({"type": "http.response.body", "body": b"".join(held), "more_body": True})
+
+        pump_task = asyncio.ensure_future(pump())
+        watch_task = asyncio.ensure_future(_wait_disconnect(receive))
+        try:
+            done, _ = await asyncio.wait({pump_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
+            disconnected = watch_task in done
+            for task in (pump_task, watch_task):
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            if pump_task.done() and not pump_task.cancelled():
+                exc = pump_task.exception()
+                if exc is not None and not isinstance(exc, UpstreamError):
+                    raise exc
+            if not disconnected:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            current = state["live"]
+            if current is not None:
+                current.streams -= 1
+                current.last_active = time.monotonic()
+                if current.legacy is not None:
+                    current.legacy.open = False
+                    self._end(current)  # a legacy session lives as long as its stream
+
+    def _capture_events(self, live: LiveSession, events: list[SSEEvent], ts_ns: int) -> None:
+        for event in events:
+            if event.event != "message" or not event.data.strip():
+                continue  # priming events (empty data, an id to resume from), other event types
+            if live.first_sighting(event.id):
+                live.submit(SERVER_TO_CLIENT, event.data, ts_ns)
+
+    def _rewrite_endpoint(self, data: bytes, end: int, event: SSEEvent, scope: Scope, host: bytes) -> bytes:
+        """Point an absolute endpoint URL on the upstream's origin at km instead."""
+        text = event.data.strip()
+        if not text.startswith(self.origin_bytes):
+            return data
+        rest = text[len(self.origin_bytes) :]
+        if rest[:1] not in (b"/", b"?", b""):
+            return data  # another host that merely starts with the same characters
+        ours = _client_origin(scope, host)
+        return data[:end].replace(self.origin_bytes, ours, 1) + data[end:]
+
+    def _warn(self, message: str) -> None:
+        now = time.monotonic()
+        if now >= self._next_warning:  # once in a while, not once per request of a retrying client
+            self._next_warning = now + WARNING_INTERVAL
+            print(message, file=sys.stderr, flush=True)
+
+    async def _answer_blocked(
+        self, send: Send, live: LiveSession, body: bytes, ts: int, answer: bytes
+    ) -> None:
+        live.submit(CLIENT_TO_SERVER, body, ts)
+        live.submit(SERVER_TO_CLIENT, answer, time.time_ns())
+        if live.legacy is not None:
+            # legacy SSE: answers travel on the session's stream; the POST itself is just accepted
+            await live.legacy.inject(encode_event(answer, event="message"))
+            await _simple_response(send, 202, b"text/plain; charset=utf-8", b"Accepted")
+            return
+        await _simple_response(send, 200, b"application/json", answer)
+
+    async def _upstream_failed(
+        self, send: Send, exc: UpstreamError, body: bytes | None, live: LiveSession | None
+    ) -> None:
+        reason = f"km proxy: cannot reach the upstream server {self.display_upstream}: {exc}"
+        self._warn(reason)
+        status = 504 if exc.timeout else 502
+        message_id: Any = None
+        if body is not None:
+            with contextlib.suppress(orjson.JSONDecodeError):
+                parsed = orjson.loads(body)
+                if isinstance(parsed, dict):
+                    message_id = parsed.get("id")
+        if body is None or message_id is None:
+            await _simple_response(send, status, b"text/plain; charset=utf-8", reason.encode())
+            return
+        answer = orjson.dumps(
+            {"jsonrpc": "2.0", "id": message_id, "error": {"code": UPSTREAM_ERROR_CODE, "message": reason}}
+        )
+        if live is not None:
+            live.submit(SERVER_TO_CLIENT, answer, time.time_ns())
+        await _simple_response(send, status, b"application/json", answer)
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+async def _read_body(receive: Receive) -> bytes:
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return body
+    parts = [body]
+    while message.get("more_body", False):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        parts.append(message.get("body", b""))
+    return b"".join(parts)
+
+
+async def _wait_disconnect(receive: Receive) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return
+
+
+async def _simple_response(send: Send, status: int, content_type: bytes, body: bytes) -> None:
+    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
+def _response_headers(response: UpstreamResponse) -> list[tuple[bytes, bytes]]:
+    raw = response.headers
+    dropped = HOP_BY_HOP
+    for name, value in raw:
+        if name == b"connection":
+            dropped = dropped | {t.strip().lower() for t in value.split(b",")}
+    return [(name, value) for name, value in raw if name not in dropped]
+
+
+def _client_origin(scope: Scope, host: bytes) -> bytes:
+    scheme = str(scope.get("scheme", "http")).encode()
+    if not host:
+        server = scope.get("server")
+        host = f"{server[0]}:{server[1]}".encode() if server else b"127.0.0.1"
+    return scheme + b"://" + host
+
+
+def _endpoint_target(event: SSEEvent, scope: Scope, host: bytes, proxy: HttpProxy) -> bytes:
+    """The path and query the client will POST to, resolved as the client resolves the endpoint."""
+    text = event.data.strip().decode("utf-8", "replace")
+    if text.startswith(proxy.origin):
+        text = text[len(proxy.origin) :] or "/"
+    base = _client_origin(scope, host).decode("latin-1") + (scope.get("raw_path") or b"/").decode("latin-1")
+    resolved = urlsplit(urljoin(base, text))
+    target = resolved.path or "/"
+    if resolved.query:
+        target += "?" + resolved.query
+    return target.encode("latin-1")
+
+
+def _legacy_sid(query: bytes) -> str | None:
+    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if name in ("sessionId", "session_id"):
+            return value
+    return None
