@@ -24,8 +24,12 @@ $(STATIC)/index.html: $(WEB_SOURCES)
 	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build
 web: $(STATIC)/index.html
 
-## system-deps: Debian packages the browser tests need (Chromium), installed when missing
+## system-deps: Debian packages the tests need (Chromium, PostgreSQL 15 server), installed when missing
 system-deps:
+	@test -x /usr/lib/postgresql/15/bin/initdb || test -n "$$KM_PG_BIN" || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql-15 >/dev/null; \
+	  else echo "install PostgreSQL 15 (Debian: sudo apt-get install postgresql-15) or set KM_PG_BIN" >&2; exit 1; fi; }
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \

@@ -290,13 +290,7 @@ class Capture:
             self._append(out, event)
 
     def _append(self, out: list[Event], event: Event) -> None:
-        limit = self.payload_limit
-        if limit and event.payload is not None and len(event.payload) > limit // 4:
-            encoded = event.payload.encode()
-            if len(encoded) > limit:
-                # cut on a UTF-8 boundary: at most `limit` bytes are kept
-                event.payload = encoded[:limit].decode("utf-8", "ignore")
-                event.truncated = True
+        truncate_payload(event, self.payload_limit)
         out.append(event)
 
     # -- session details -------------------------------------------------------------------------
@@ -340,6 +334,15 @@ class Capture:
             if isinstance(result.get("capabilities"), dict):
                 s.capabilities = result["capabilities"]
             self.session_changed = True
+
+
+def truncate_payload(event: Event, limit: int) -> None:
+    """Keep at most ``limit`` bytes of the stored payload (cut on a UTF-8 boundary)."""
+    if limit and event.payload is not None and len(event.payload) > limit // 4:
+        encoded = event.payload.encode()
+        if len(encoded) > limit:
+            event.payload = encoded[:limit].decode("utf-8", "ignore")
+            event.truncated = True
 
 
 def feed_all(capture: Capture, chunks: Iterable[tuple[Direction, bytes, int]]) -> list[Event]:

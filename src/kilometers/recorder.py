@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
-from .jsonrpc import Capture
+from .jsonrpc import Capture, truncate_payload
 from .model import Direction, Event, Session
 from .sinks import Sink
 
@@ -45,10 +45,13 @@ class Recorder:
         sinks: Sequence[Sink],
         batch_window: float = BATCH_WINDOW,
         stage: Stage | None = None,
+        payload_limit: int = 0,
     ) -> None:
         self.capture = capture
         self.stage = stage
         """Runs on every batch before any sink sees it (security analysis and redaction)."""
+        self.payload_limit = payload_limit
+        """Applied after the stage, so that a secret cut in half is still found and redacted."""
         self.batch_window = batch_window
         self.session: Session = capture.session
         self.sinks = list(sinks)
@@ -114,6 +117,9 @@ class Recorder:
                           file=sys.stderr)  # fmt: skip
                 for e in events:
                     e.payload, e.error_message, e.truncated = None, None, True
+        if self.payload_limit:
+            for e in events:
+                truncate_payload(e, self.payload_limit)
         self.session.event_count += len(events)
         self.session.error_count += sum(1 for e in events if e.is_error)
         for sink in self.sinks:

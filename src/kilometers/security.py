@@ -26,12 +26,22 @@ from typing import Any
 
 import orjson
 
-from .analysis import SEVERITIES, AnalysisConfig, Analyzer, Pins, redact
+from .analysis import AnalysisConfig, Analyzer, Pins, redact
 from .jsonrpc import LineFramer
 from .model import Event, Session
 
 BLOCKED_CODE = -32001
 BLOCKED_PREFIX = "Blocked by km policy"
+WEIGHTS = {"info": 0, "low": 10, "medium": 40, "high": 70, "critical": 90}
+
+
+def _level(score: int) -> str:
+    for floor, name in ((90, "critical"), (70, "high"), (40, "medium"), (1, "low")):
+        if score >= floor:
+            return name
+    return "none"
+
+
 LEVEL_RANK = {"none": 0, "info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 
 
@@ -80,8 +90,8 @@ class Policy:
         if mode not in ("log", "block"):
             raise ValueError(f"mode must be 'log' or 'block', not {mode!r}")
         block_at = data.get("block_at")
-        if block_at is not None and block_at not in SEVERITIES:
-            raise ValueError(f"block_at must be one of {', '.join(SEVERITIES)}")
+        if block_at is not None and block_at not in ("low", "medium", "high", "critical"):
+            raise ValueError("block_at must be one of low, medium, high, critical")
         lists = {}
         for key in ("deny_tools", "allow_tools"):
             value = data.get(key, [])
@@ -111,6 +121,7 @@ class SecurityStage:
         self.policy = policy
         self.db_url = db_url
         self.analyzer: Analyzer | None = None
+        self.detectors: list[Any] = []
         self.changed_tools: set[str] = set()
         """Tools whose definition changed since pinned (read by the Gate on the forwarding path)."""
         self.lock = threading.Lock()
@@ -180,6 +191,21 @@ class SecurityStage:
     def finish(self) -> None:
         self.save_pins()
 
+    def _plugin_findings(self, e: Event) -> list[dict[str, Any]]:
+        try:
+            message = orjson.loads(e.payload or "null")
+        except orjson.JSONDecodeError:
+            message = e.payload
+        out: list[dict[str, Any]] = []
+        for detector in self.detectors:
+            try:
+                found = detector(e.direction, e.kind, e.method, e.tool, message)
+            except Exception as exc:  # a plugin's bug must not stop the analysis
+                print(f"km: plugin detector {detector!r} failed: {exc!r}", file=sys.stderr)
+                continue
+            out.extend(f for f in found if isinstance(f, dict) and isinstance(f.get("rule"), str))
+        return out
+
     # -- the stage ------------------------------------------------------------------------------
 
     def process(self, session: Session, events: Sequence[Event]) -> None:
@@ -187,6 +213,11 @@ class SecurityStage:
             self._server = session.name or (session.server or {}).get("name") or "server"
             own, others = self._load_pins(self._server)
             self.analyzer = Analyzer(self.policy.analysis, pins=own, other_servers=others)
+            from .plugins import plugin_detectors
+
+            self.detectors = plugin_detectors()
+            # a secret on the server's command line (--token ghp_...) is not stored either
+            session.command = [str(redact(arg, self.policy.analysis).message) for arg in session.command]
         analyzer = self.analyzer
         config = self.policy.analysis
         listed = False
@@ -201,6 +232,8 @@ class SecurityStage:
                     if cleaned.changed:
                         setattr(e, attr, cleaned.message)
             findings: list[dict[str, Any]] = [f.to_dict() for f in risk.findings] if risk else []
+            if self.detectors and e.payload is not None:
+                findings.extend(self._plugin_findings(e))
             if (
                 e.kind == "error"
                 and e.error_code == BLOCKED_CODE
@@ -209,11 +242,11 @@ class SecurityStage:
                 findings.append({"rule": "policy.blocked", "severity": "high", "path": "",
                                  "message": e.error_message})  # fmt: skip
             if findings:
+                # km's own findings are already scored; extra ones (blocks, plugins) by their severity
                 score = max(
-                    risk.score if risk else 0,
-                    70 if any(f["rule"] == "policy.blocked" for f in findings) else 0,
+                    [risk.score if risk else 0] + [WEIGHTS.get(f.get("severity", ""), 0) for f in findings]
                 )
-                level = risk.level if risk and risk.score >= score else "high"
+                level = risk.level if risk and risk.score >= score else _level(score)
                 e.risk = {"score": score, "level": level, "findings": findings}
             listed = listed or e.method == "tools/list"
         if listed:

@@ -184,3 +184,35 @@ def test_ordinary_traffic_raises_nothing_above_low(tmp_path: Path, server: str) 
     asyncio.run(run())
     above_low = _events(tmp_path, "--risk", "medium")
     assert above_low == [], [(e["method"], e["risk"]) for e in above_low]
+
+
+def test_payload_limit_cuts_after_redaction_and_commands_are_redacted(tmp_path: Path) -> None:
+    secret = _secret()
+    env = _env(tmp_path, KM_TEST_SECRET=secret)
+    asyncio.run(_session(env, ["--payload-limit", "120"], ["get_config"]))
+    for db_file in tmp_path.glob("km.db*"):
+        assert secret[:20].encode() not in db_file.read_bytes(), "a cut secret must not survive either"
+    line = f'{{"jsonrpc":"2.0","method":"x","params":{{"token":"{secret}"}}}}\n'.encode()
+    sink = [sys.executable, "-c", "import sys; sys.stdin.read()"]
+    subprocess.run([KM, "monitor", "--", *sink, "--token", secret],
+                   input=line, capture_output=True, env=_env(tmp_path), timeout=60, check=True)  # fmt: skip
+    sessions = _km(tmp_path, "sessions", "--json").stdout
+    assert secret not in sessions and "[REDACTED:secret.github_token]" in sessions
+
+
+def test_plugin_detectors_add_findings(tmp_path: Path) -> None:
+    example = str(ROOT / "tests" / "plugin_example")
+    env = _env(tmp_path, PYTHONPATH=example, KM_EXAMPLE_PLUGIN_OUT=str(tmp_path / "kinds.txt"))
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": "say", "arguments": {"text": "HELLO"}},
+    }
+    line = orjson.dumps(call) + b"\n"
+    subprocess.run([KM, "monitor", "--", sys.executable, "-c", "import sys; sys.stdin.read()"],
+                   input=line, capture_output=True, env=env, timeout=60, check=True)  # fmt: skip
+    [event] = _events(tmp_path)
+    assert [f["rule"] for f in event["risk"]["findings"]] == ["plugin.example.shouting"]
+    assert event["risk"]["level"] == "low"
+    assert (tmp_path / "kinds.txt").read_text().split() == ["request"]  # the plugin's sink ran too

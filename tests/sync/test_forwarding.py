@@ -327,7 +327,7 @@ def test_quota_exceeded_stops_and_resumes_when_raised(km_home: Path, team_server
     assert result.returncode == 1 and "HTTP 402" in result.stderr and "raise the limit" in result.stderr
     sid = local_sessions(km_home)["alpha"]["id"]
     assert server.count(sid) <= 30
-    server.admin("set-limits", "--org", "acme")  # unlimited
+    server.admin("set-limits", "--org", "acme", "--unlimited-events")
     server.kill()
     server.start()  # (the server caches an organization's limits for a few seconds)
     km_ok("sync", env=env)

@@ -85,6 +85,7 @@ _RULES: dict[str, Rule] = {
     # policy
     "policy.denied_tool": Rule("high", "call of a tool matching a deny_tools pattern"),
     "policy.undeclared_tool": Rule("medium", "call of a tool the server did not list in tools/list"),
+    "policy.blocked": Rule("high", "km refused the call in block mode (the message names the reason)"),
 }
 
 RULES: Mapping[str, Rule] = MappingProxyType(_RULES)

@@ -123,12 +123,12 @@ def monitor(
     cmd = list(command)
     session = Session(command=cmd, cwd=os.getcwd(), name=name or guess_name(cmd))
     filters = Filters(settings.exclude_ping, settings.include_methods, settings.exclude_methods)
-    capture = Capture(session, filters, settings.payload_limit)
+    capture = Capture(session, filters)  # the payload limit applies after redaction (recorder)
 
     from ..pipeline import build_sinks, security_stage
 
     stage, gate = security_stage(settings, session.name or "server")
-    recorder = Recorder(capture, [], stage=stage)
+    recorder = Recorder(capture, [], stage=stage, payload_limit=settings.payload_limit)
     if gate is not None:
         gate.barrier = recorder.barrier
     recorder.sinks.extend(build_sinks(settings, metrics_port, recorder.backlog))

@@ -42,7 +42,21 @@ db_url_option = click.option(
 @click.option(
     "--rate", default=50.0, show_default=True, type=click.FloatRange(min=0), help="Requests/s per key."
 )
-def serve_cmd(host: str, port: int, db_url: str | None, max_body_mb: float, rate: float) -> None:
+@click.option(
+    "--metrics-token", envvar="KM_METRICS_TOKEN", help="Bearer token Prometheus sends to read /metrics."
+)
+@click.option(
+    "--metrics-public", is_flag=True, help="Serve /metrics without a token (private networks only)."
+)
+def serve_cmd(
+    host: str,
+    port: int,
+    db_url: str | None,
+    max_body_mb: float,
+    rate: float,
+    metrics_token: str | None,
+    metrics_public: bool,
+) -> None:
     """Run the team server (ingestion and query API)."""
     import uvicorn
 
@@ -54,6 +68,8 @@ def serve_cmd(host: str, port: int, db_url: str | None, max_body_mb: float, rate
         max_body_bytes=int(max_body_mb * 1024 * 1024),
         rate_per_second=rate,
         rate_burst=rate * 2,
+        metrics_token=metrics_token,
+        metrics_public=metrics_public,
     )
     try:
         app = create_app(settings=settings)
@@ -106,18 +122,36 @@ def list_orgs(db_url: str | None, as_json: bool) -> None:
 
 @admin_group.command("set-limits")
 @click.option("--org", "org_name", required=True)
-@click.option("--events-per-month", type=click.IntRange(min=0), help="Omit for unlimited.")
-@click.option("--retention-days", type=click.IntRange(min=1), help="Omit to keep forever.")
+@click.option(
+    "--events-per-month", type=click.IntRange(min=0), help="New monthly limit (default: unchanged)."
+)
+@click.option("--retention-days", type=click.IntRange(min=1), help="New retention (default: unchanged).")
+@click.option("--unlimited-events", is_flag=True, help="Remove the monthly limit.")
+@click.option("--keep-forever", is_flag=True, help="Remove the retention limit.")
 @db_url_option
 def set_limits(
-    org_name: str, events_per_month: int | None, retention_days: int | None, db_url: str | None
+    org_name: str,
+    events_per_month: int | None,
+    retention_days: int | None,
+    unlimited_events: bool,
+    keep_forever: bool,
+    db_url: str | None,
 ) -> None:
-    """Set an organization's limits."""
+    """Set an organization's limits (options not given keep their current value)."""
     from ..server import tenancy
 
     engine = _engine(db_url)
     try:
-        org = tenancy.set_limits(engine, tenancy.get_org(engine, org_name), events_per_month, retention_days)
+        org = tenancy.get_org(engine, org_name)
+        events = (
+            None
+            if unlimited_events
+            else (events_per_month if events_per_month is not None else org.events_per_month)
+        )
+        days = (
+            None if keep_forever else (retention_days if retention_days is not None else org.retention_days)
+        )
+        org = tenancy.set_limits(engine, org, events, days)
     except tenancy.TenancyError as exc:
         fail(str(exc))
     click.echo(f"{org.name}: events/month={org.events_per_month} retention_days={org.retention_days}")

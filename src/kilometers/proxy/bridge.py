@@ -44,7 +44,7 @@ import orjson
 from ..jsonrpc import PROTOCOL_VERSION_META_KEY, LineFramer
 from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 from ..recorder import Recorder
-from .http import SSE, STREAMABLE_HTTP, remember_missing_sniffio
+from .http import SSE, STREAMABLE_HTTP, remember_missing_sniffio, upstream_ssl_context
 from .sse import SSEEvent, SSEParser
 
 if TYPE_CHECKING:
@@ -222,7 +222,7 @@ class Bridge:
         remember_missing_sniffio()
         self._client = httpx.AsyncClient(
             headers=self.headers,
-            verify=self.verify,
+            verify=self.verify if isinstance(self.verify, bool) else upstream_ssl_context(self.verify),
             timeout=httpx.Timeout(None, connect=10.0),
             follow_redirects=True,
         )

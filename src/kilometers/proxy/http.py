@@ -359,7 +359,7 @@ class UpstreamPool:
         self.max_idle = max_idle
         self.idle_expiry = idle_expiry
         """Seconds an idle connection is reused: less than servers' usual keep-alive (5 s)."""
-        self.ssl: ssl.SSLContext | None = _ssl_context(verify) if scheme == "https" else None
+        self.ssl: ssl.SSLContext | None = upstream_ssl_context(verify) if scheme == "https" else None
         self.authority = host if port == (443 if scheme == "https" else 80) else f"{host}:{port}"
         if ":" in host and not host.startswith("["):
             self.authority = f"[{host}]" if port == (443 if scheme == "https" else 80) else f"[{host}]:{port}"
@@ -444,7 +444,8 @@ class UpstreamPool:
         self._idle = []
 
 
-def _ssl_context(verify: ssl.SSLContext | str | bool) -> ssl.SSLContext:
+def upstream_ssl_context(verify: ssl.SSLContext | str | bool) -> ssl.SSLContext:
+    """The TLS context for an upstream: system-independent certifi CAs, a CA path, or no checks."""
     if isinstance(verify, ssl.SSLContext):
         return verify
     if verify is False:

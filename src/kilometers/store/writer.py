@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from sqlalchemy import Engine, insert, update
 
 from ..model import Event, Session
+from ..server.rollups import rollup_rows, upsert_rollups
 from ..sinks import Sink
 from . import db
 from .codec import event_row, session_row
@@ -103,7 +104,11 @@ class StoreSink(Sink):
                 if not self._session_written:
                     conn.execute(insert(sessions).values(session_row(session)))
                 # plain DB-API executemany: SQLAlchemy's per-row processing was ~30% of the recorder's time
-                conn.exec_driver_sql(self._insert_sql(engine), [tuple(event_row(e).values()) for e in batch])
+                rows = [event_row(e) for e in batch]
+                conn.exec_driver_sql(self._insert_sql(engine), [tuple(r.values()) for r in rows])
+                # per-minute rollups, as on the team server, so km ui's charts work on local data
+                server = session.name or (session.server or {}).get("name") or ""
+                upsert_rollups(conn, rollup_rows(LOCAL_ORG, str(server)[:200], rows))
                 conn.execute(
                     update(sessions)
                     .where(sessions.c.org_id == LOCAL_ORG, sessions.c.id == session.id)
