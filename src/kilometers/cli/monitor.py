@@ -84,7 +84,18 @@ def guess_name(command: list[str]) -> str:
 @click.option(
     "--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics on 127.0.0.1:PORT."
 )
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("--url", help="Bridge to a remote server (Streamable HTTP, or SSE for .../sse) instead of CMD.")
+@click.option(
+    "--header", "headers", multiple=True, help="With --url: an HTTP header 'Name: value' (repeatable)."
+)
+@click.option(
+    "--transport",
+    type=click.Choice(["auto", "streamable_http", "sse"]),
+    default="auto",
+    show_default=True,
+    help="With --url: the upstream transport.",
+)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
 def monitor(
     server_flag: bool,
     name: str | None,
@@ -99,6 +110,9 @@ def monitor(
     otel: bool | None,
     otel_payloads: bool | None,
     metrics_port: int | None,
+    url: str | None,
+    headers: tuple[str, ...],
+    transport: str,
     command: tuple[str, ...],
 ) -> None:
     """Run CMD as an MCP server, relay stdio unchanged and record every message."""
@@ -119,9 +133,29 @@ def monitor(
     if problem:
         click.echo(f"km: {problem}", err=True)
 
+    if bool(url) == bool(command):
+        raise click.UsageError("give either the server's command after `--`, or --url for a remote server")
+    if headers and not url:
+        raise click.UsageError("--header only applies with --url")
     sys.setswitchinterval(SWITCH_INTERVAL)
     cmd = list(command)
-    session = Session(command=cmd, cwd=os.getcwd(), name=name or guess_name(cmd))
+    if url:
+        from urllib.parse import urlsplit
+
+        from ..proxy.bridge import guess_transport, parse_header
+
+        try:
+            parsed_headers = dict(parse_header(h) for h in headers)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--header") from None
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise click.BadParameter(f"expected an http(s) URL, got {url!r}", param_hint="--url")
+        safe_url = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+        kind = guess_transport(url) if transport == "auto" else transport
+        session = Session(command=[safe_url], cwd=os.getcwd(), name=name or parts.hostname, transport=kind)
+    else:
+        session = Session(command=cmd, cwd=os.getcwd(), name=name or guess_name(cmd))
     filters = Filters(settings.exclude_ping, settings.include_methods, settings.exclude_methods)
     capture = Capture(session, filters)  # the payload limit applies after redaction (recorder)
 
@@ -132,6 +166,14 @@ def monitor(
     if gate is not None:
         gate.barrier = recorder.barrier
     recorder.sinks.extend(build_sinks(settings, metrics_port, recorder.backlog))
+    if url:
+        from ..proxy.bridge import run_bridge
+
+        recorder.start()
+        code = run_bridge(url, parsed_headers, recorder, transport=transport, gate=gate)
+        recorder.stop(code, timeout=60)
+        sys.stderr.flush()
+        sys.exit(code)
     proxy = StdioProxy(cmd, recorder.submit, grace_period=settings.grace_period, gate=gate)
     try:
         session.pid = proxy.start()
