@@ -398,6 +398,26 @@ def test_secrets_are_redacted_before_they_are_stored(
     assert "secret.github_token" in {f["rule"] for f in call["risk"]["findings"]}
 
 
+def test_payload_limit_applies_to_what_is_stored_not_to_what_is_forwarded(
+    everything_http: str, km_proxy: StartProxy, km_home: Path
+) -> None:
+    from mcp import Client
+
+    km = km_proxy(everything_http, "--payload-limit", "300")
+    long = "x" * 5000
+
+    async def scenario() -> str:
+        async with Client(km.url(everything_http), mode="legacy") as client:
+            result = await client.call_tool("echo", {"message": long})
+            return str(result.content[0].text)  # type: ignore[union-attr]
+
+    assert asyncio.run(scenario()) == f"Echo: {long}"
+    km.stop()
+    request, answer = by_method(km_events(km_home), "tools/call")
+    assert request["truncated"] and answer["truncated"]
+    assert request["size_bytes"] > 5000 and answer["latency_ms"] is not None
+
+
 # -- errors -----------------------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ Nothing here writes to stdout: stdout belongs to the MCP client.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from pathlib import PurePath
 
@@ -151,7 +152,9 @@ def monitor(
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise click.BadParameter(f"expected an http(s) URL, got {url!r}", param_hint="--url")
-        safe_url = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+        from ..proxy.http import display_url
+
+        safe_url = display_url(url)  # no credentials, no token-like query values
         kind = guess_transport(url) if transport == "auto" else transport
         session = Session(command=[safe_url], cwd=os.getcwd(), name=name or parts.hostname, transport=kind)
     else:
@@ -171,6 +174,8 @@ def monitor(
 
         recorder.start()
         code = run_bridge(url, parsed_headers, recorder, transport=transport, gate=gate)
+        # clients SIGTERM their server ~2 s after closing stdin: finish writing the records first
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         recorder.stop(code, timeout=60)
         sys.stderr.flush()
         sys.exit(code)

@@ -214,6 +214,7 @@ def proxy_cmd(
         lifespan="on",
         log_level="warning",
         access_log=False,
+        proxy_headers=False,  # the client's address is the peer's: X-Forwarded-For is not trusted
         server_header=False,
         date_header=False,
         timeout_graceful_shutdown=3,

@@ -626,9 +626,13 @@ class HttpProxy:
         )
         if started_ns is not None:
             session.started_ns = started_ns
-        capture = Capture(session, opts.filters, opts.payload_limit)
-        pipeline = opts.pipeline(session)
-        recorder = Recorder(capture, pipeline.sinks, stage=pipeline.stage)
+        capture = Capture(session, opts.filters)  # the payload limit applies after redaction (recorder)
+        try:
+            pipeline = opts.pipeline(session)
+        except Exception as exc:  # recording must never keep traffic from flowing
+            self._warn(f"km proxy: cannot record this session ({exc!r}); traffic is forwarded unchanged")
+            pipeline = SessionPipeline([])
+        recorder = Recorder(capture, pipeline.sinks, stage=pipeline.stage, payload_limit=opts.payload_limit)
         if pipeline.gate is not None:
             pipeline.gate.barrier = recorder.barrier
         recorder.start()
