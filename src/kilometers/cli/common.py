@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 import orjson
@@ -56,3 +57,63 @@ def echo_json(obj: Any) -> None:
 
 
 db_option = click.option("--db", "db_url", help="Store URL (default: the local SQLite store).")
+
+
+# -- the recording options shared by km monitor and km proxy ---------------------------------------
+
+_RECORDING_OPTIONS = [
+    click.option("--db", "db_url", help="Store URL (default: SQLite in the km data dir)."),
+    click.option(
+        "--exclude-ping/--include-ping", default=None, help="Do not record ping requests and replies."
+    ),
+    click.option(
+        "--include-method", multiple=True, help="Record only methods matching this pattern (`*` wildcards)."
+    ),
+    click.option("--exclude-method", multiple=True, help="Do not record methods matching this pattern."),
+    click.option(
+        "--payload-limit",
+        type=click.IntRange(min=0),
+        help="Keep at most this many bytes of each stored payload (0 = all).",
+    ),
+    click.option(
+        "--policy", type=click.Path(dir_okay=False), help="Policy file (TOML): log or block mode, tool lists."
+    ),
+    click.option(
+        "--redact-pii/--keep-pii", default=None, help="Also redact personal data in what is stored."
+    ),
+    click.option(
+        "--otel/--no-otel", default=None, help="Export OpenTelemetry spans (OTEL_EXPORTER_OTLP_* config)."
+    ),
+    click.option(
+        "--otel-payloads", is_flag=True, default=None, help="Put (redacted) arguments/results on spans."
+    ),
+]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def recording_options(fn: F) -> F:
+    """The options every recording command takes (store, filters, payload limit, security, OTel)."""
+    for option in reversed(_RECORDING_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+def recording_settings(params: dict[str, Any], **extra: Any) -> config.Settings:
+    """Settings from a recording command's options (and ``extra`` ones), lenient: a broken config
+    file or KM_* variable is reported on stderr and the valid settings and flags are kept."""
+    overrides = {
+        "db_url": params["db_url"],
+        "exclude_ping": params["exclude_ping"],
+        "include_methods": params["include_method"],
+        "exclude_methods": params["exclude_method"],
+        "payload_limit": params["payload_limit"],
+        "policy": params["policy"],
+        "redact_pii": params["redact_pii"],
+        "otel": params["otel"],
+        "otel_payloads": params["otel_payloads"],
+        **extra,
+    }
+    settings, problem = config.load_lenient(overrides)
+    if problem:
+        click.echo(f"km: {problem}", err=True)
+    return settings

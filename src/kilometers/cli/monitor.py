@@ -12,11 +12,11 @@ from pathlib import PurePath
 
 import click
 
-from .. import config
 from ..jsonrpc import Capture, Filters
 from ..model import Session
 from ..proxy.stdio import ServerStartError, StdioProxy
 from ..recorder import Recorder
+from .common import recording_options, recording_settings
 
 RUNNERS = {
     "npx",
@@ -56,32 +56,12 @@ def guess_name(command: list[str]) -> str:
     "--server", "server_flag", is_flag=True, help="Accepted for compatibility; the command follows `--`."
 )
 @click.option("--name", help="Name of this server in the records (default: guessed from the command).")
-@click.option("--db", "db_url", help="Store URL (default: SQLite in the km data dir).")
-@click.option("--exclude-ping/--include-ping", default=None, help="Do not record ping requests and replies.")
-@click.option(
-    "--include-method", multiple=True, help="Record only methods matching this pattern (`*` wildcards)."
-)
-@click.option("--exclude-method", multiple=True, help="Do not record methods matching this pattern.")
-@click.option(
-    "--payload-limit",
-    type=click.IntRange(min=0),
-    help="Keep at most this many bytes of each stored payload (0 = all).",
-)
 @click.option(
     "--grace-period",
     type=click.FloatRange(min=0),
     help="Seconds before a server is terminated after stdin closes.",
 )
-@click.option(
-    "--policy", type=click.Path(dir_okay=False), help="Policy file (TOML): log or block mode, tool lists."
-)
-@click.option("--redact-pii/--keep-pii", default=None, help="Also redact personal data in what is stored.")
-@click.option(
-    "--otel/--no-otel", default=None, help="Export OpenTelemetry spans (OTEL_EXPORTER_OTLP_* config)."
-)
-@click.option(
-    "--otel-payloads", is_flag=True, default=None, help="Put (redacted) arguments/results on spans."
-)
+@recording_options
 @click.option(
     "--metrics-port", type=click.IntRange(1, 65535), help="Serve Prometheus metrics on 127.0.0.1:PORT."
 )
@@ -117,22 +97,8 @@ def monitor(
     command: tuple[str, ...],
 ) -> None:
     """Run CMD as an MCP server, relay stdio unchanged and record every message."""
-    overrides = {
-        "db_url": db_url,
-        "exclude_ping": exclude_ping,
-        "include_methods": include_method,
-        "exclude_methods": exclude_method,
-        "payload_limit": payload_limit,
-        "grace_period": grace_period,
-        "otel": otel,
-        "otel_payloads": otel_payloads,
-        "policy": policy,
-        "redact_pii": redact_pii,
-    }
     # never keep a server from starting over a broken config file or variable: say so, go on
-    settings, problem = config.load_lenient(overrides)
-    if problem:
-        click.echo(f"km: {problem}", err=True)
+    settings = recording_settings(locals(), grace_period=grace_period)
 
     if bool(url) == bool(command):
         raise click.UsageError("give either the server's command after `--`, or --url for a remote server")

@@ -17,6 +17,7 @@ import click
 
 from .. import config
 from ..jsonrpc import Filters
+from .common import recording_options, recording_settings
 
 if TYPE_CHECKING:
     from ..model import Session
@@ -80,27 +81,7 @@ def session_pipeline(settings: config.Settings) -> Callable[[Session], SessionPi
     help="Address to listen on, HOST:PORT (port 0 picks a free one). Plain HTTP.",
 )
 @click.option("--name", help="Name of this server in the records (default: from the URL).")
-@click.option("--db", "db_url", help="Store URL (default: SQLite in the km data dir).")
-@click.option("--exclude-ping/--include-ping", default=None, help="Do not record ping requests and replies.")
-@click.option(
-    "--include-method", multiple=True, help="Record only methods matching this pattern (`*` wildcards)."
-)
-@click.option("--exclude-method", multiple=True, help="Do not record methods matching this pattern.")
-@click.option(
-    "--payload-limit",
-    type=click.IntRange(min=0),
-    help="Keep at most this many bytes of each stored payload (0 = all).",
-)
-@click.option(
-    "--policy", type=click.Path(dir_okay=False), help="Policy file (TOML): log or block mode, tool lists."
-)
-@click.option("--redact-pii/--keep-pii", default=None, help="Also redact personal data in what is stored.")
-@click.option(
-    "--otel/--no-otel", default=None, help="Export OpenTelemetry spans (OTEL_EXPORTER_OTLP_* config)."
-)
-@click.option(
-    "--otel-payloads", is_flag=True, default=None, help="Put (redacted) arguments/results on spans."
-)
+@recording_options
 @click.option(
     "--idle-timeout",
     type=click.FloatRange(min=0.1),
@@ -151,20 +132,7 @@ def proxy_cmd(
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
     host, port = parse_listen(listen)
-    overrides = {
-        "db_url": db_url,
-        "exclude_ping": exclude_ping,
-        "include_methods": include_method,
-        "exclude_methods": exclude_method,
-        "payload_limit": payload_limit,
-        "policy": policy,
-        "redact_pii": redact_pii,
-        "otel": otel,
-        "otel_payloads": otel_payloads,
-    }
-    settings, problem = config.load_lenient(overrides)
-    if problem:
-        click.echo(f"km: {problem}", err=True)
+    settings = recording_settings(locals())
 
     sys.setswitchinterval(SWITCH_INTERVAL)
     options = ProxyOptions(
