@@ -6,7 +6,6 @@ Budget: median <= 50 µs per 1 KB message. Full run: ``.venv/bin/python tests/an
 from __future__ import annotations
 
 from bench_analysis import bench, messages, per_message
-
 from kilometers.analysis import Analyzer
 
 
