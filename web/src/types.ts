@@ -133,6 +133,8 @@ export interface ApiKeyItem {
   name: string | null;
   created_ns: number;
   revoked: boolean;
+  /** The user who created it in the browser; null for keys made with `km admin`. */
+  created_by: string | null;
 }
 
 export interface Member {
