@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 
 LOCAL_ORG = "local"
@@ -194,6 +195,14 @@ events = Table(
     Index("ix_events_method", "method"),
     Index("ix_events_tool", "tool"),
     Index("ix_events_org_risk", "org_id", "risk_score"),
+    # only events with findings: the Overview's findings count touches those rows alone
+    Index(
+        "ix_events_org_risky_ts",
+        "org_id",
+        "ts_ns",
+        sqlite_where=text("risk_score >= 1"),
+        postgresql_where=text("risk_score >= 1"),
+    ),
 )
 
 sync_state = Table(

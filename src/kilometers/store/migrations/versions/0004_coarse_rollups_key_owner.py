@@ -1,4 +1,5 @@
-"""Hour and day rollup tables (backfilled from the minute rollups); who created each API key.
+"""Hour and day rollup tables (backfilled from the minute rollups); who created each API key;
+a partial index on events with findings.
 
 Revision ID: 0004
 Revises: 0003
@@ -46,9 +47,14 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("api_keys") as batch:
         batch.add_column(sa.Column("created_by", sa.String(length=36), nullable=True))
+    risky = sa.text("risk_score >= 1")
+    op.create_index(
+        "ix_events_org_risky_ts", "events", ["org_id", "ts_ns"], sqlite_where=risky, postgresql_where=risky
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_events_org_risky_ts", table_name="events")
     with op.batch_alter_table("api_keys") as batch:
         batch.drop_column("created_by")
     op.drop_table("rollups_day")
