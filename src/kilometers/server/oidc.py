@@ -257,6 +257,34 @@ class OidcProvider:
             raise SignInRefused("sso_failed", f"the ID token is not valid: {exc!r}") from None
         return dict(claims)
 
+    async def userinfo(self, token: dict[str, Any], subject: object) -> dict[str, Any]:
+        """The UserInfo claims (for providers that keep email out of the ID token); their ``sub``
+        must be the ID token's (OpenID Connect Core 5.3.2)."""
+        metadata = await self.metadata()
+        endpoint = metadata.get("userinfo_endpoint")
+        access_token = token.get("access_token")
+        if not endpoint or not isinstance(access_token, str):
+            return {}
+        try:
+            async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS) as client:
+                response = await client.get(
+                    str(endpoint),
+                    headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+                )
+        except httpx.HTTPError as exc:
+            raise SignInRefused("sso_unavailable", f"cannot reach the userinfo endpoint: {exc!r}") from None
+        if response.status_code != 200 or "json" not in response.headers.get("content-type", ""):
+            raise SignInRefused(
+                "sso_failed", f"the userinfo endpoint answered HTTP {response.status_code} (JSON expected)"
+            )
+        try:
+            info = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            raise SignInRefused("sso_failed", "the userinfo endpoint did not answer JSON") from None
+        if not isinstance(info, dict) or info.get("sub") != subject:
+            raise SignInRefused("sso_failed", "the userinfo answer is not about the ID token's subject")
+        return info
+
 
 def check_discovery(settings: OidcSettings) -> str | None:
     """For `km serve` at start-up: None when discovery answers, else what is wrong (the server
@@ -382,6 +410,8 @@ def register(app: FastAPI, engine: Engine, auth: Auth, settings: OidcSettings | 
                 raise SignInRefused("sso_failed", "the provider sent no authorization code")
             token = await p.exchange(redirect_uri(request, p), code, str(flow["verifier"]))
             claims = await p.id_claims(token, str(flow["nonce"]))
+            if "email" not in claims or "email_verified" not in claims:
+                claims = {**await p.userinfo(token, claims.get("sub")), **claims}
             email = verified_email(claims)
             user = await run_in_threadpool(_user_for, engine, email)
             if user is None:
