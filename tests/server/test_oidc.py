@@ -7,12 +7,8 @@ provider over real HTTP (discovery, token endpoint, JWKS)."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
 import socket
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +26,8 @@ from kilometers.server.app import ServerSettings, create_app
 from kilometers.server.oidc import FLOW_COOKIE, OidcSettings, check_discovery
 from kilometers.store import db
 from kilometers.store.schema import organizations
+
+from km_helpers import oidc_provider
 
 ROOT = Path(__file__).resolve().parents[2]
 PROVIDER_SCRIPT = Path(__file__).parent / "oidc_provider.mjs"
@@ -51,35 +49,8 @@ class Provider:
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[Provider]:
-    node = shutil.which("node")
-    assert node, "Node.js is needed for the OpenID Provider of these tests (make install)"
-    assert (ROOT / "node_modules" / "oidc-provider").is_dir(), "run make install (npm install) first"
-    env = {
-        **os.environ,
-        "NODE_ENV": "development",
-        "OIDC_CLIENT_ID": CLIENT_ID,
-        "OIDC_CLIENT_SECRET": CLIENT_SECRET,
-        "OIDC_REDIRECT_URI": f"{KM_BASE}/auth/oidc/callback",
-        "OIDC_ACCOUNTS": json.dumps(ACCOUNTS),
-    }
-    proc = subprocess.Popen(
-        [node, str(PROVIDER_SCRIPT)],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        issuer = proc.stdout.readline().strip()
-        assert issuer.startswith("http://127.0.0.1:"), f"the OpenID Provider did not start ({issuer!r})"
-        discovery = httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=10)
-        assert discovery.status_code == 200 and discovery.json()["issuer"] == issuer
+    with oidc_provider(CLIENT_ID, CLIENT_SECRET, f"{KM_BASE}/auth/oidc/callback", ACCOUNTS) as issuer:
         yield Provider(issuer)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
 
 
 def _settings(issuer: str, **overrides: str) -> ServerSettings:
