@@ -123,6 +123,12 @@ export interface Me {
   csrf_token: string;
 }
 
+/** GET /auth/config: how this server signs people in. */
+export interface AuthConfig {
+  mode: "team" | "local";
+  sso: { enabled: boolean; name: string | null; login_url: string | null };
+}
+
 export type KeyScope = "ingest" | "read" | "admin";
 export const KEY_SCOPES: readonly KeyScope[] = ["ingest", "read", "admin"];
 
