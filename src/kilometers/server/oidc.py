@@ -43,7 +43,7 @@ from sqlalchemy import Engine
 from . import accounts, tenancy
 from .auth import SESSION_COOKIE, Auth
 from .errors import ApiError
-from .web import _set_session_cookie
+from .web import set_session_cookie
 
 FLOW_COOKIE = "km_oidc"
 FLOW_TTL_SECONDS = 600
@@ -424,7 +424,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, settings: OidcSettings | 
             return refuse(request, exc)
         response = RedirectResponse("/", status_code=303)
         response.delete_cookie(FLOW_COOKIE, path="/auth/oidc")
-        _set_session_cookie(
+        set_session_cookie(
             response, request, SESSION_COOKIE, session_token, accounts.SESSION_TTL_NS // 10**9
         )
         return response

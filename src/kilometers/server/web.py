@@ -124,7 +124,7 @@ def _me(caller: Caller, engine: Engine, local: bool) -> dict[str, Any]:
     }
 
 
-def _set_session_cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
+def set_session_cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
     response.set_cookie(
         name,
         value,
@@ -168,7 +168,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub) -> None:
         assert session is not None
         caller = Caller(session.org, set(), "", "", "session", session.user, session.role, session.csrf_token)
         response = JSONResponse(_me(caller, engine, False))
-        _set_session_cookie(response, request, SESSION_COOKIE, token, accounts.SESSION_TTL_NS // 10**9)
+        set_session_cookie(response, request, SESSION_COOKIE, token, accounts.SESSION_TTL_NS // 10**9)
         return response
 
     @app.post("/auth/logout", tags=["browser"], status_code=204)
@@ -208,7 +208,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub) -> None:
         assert session is not None
         new = Caller(session.org, set(), "", "", "session", session.user, session.role, session.csrf_token)
         response = JSONResponse(_me(new, engine, False))
-        _set_session_cookie(response, request, SESSION_COOKIE, token, accounts.SESSION_TTL_NS // 10**9)
+        set_session_cookie(response, request, SESSION_COOKIE, token, accounts.SESSION_TTL_NS // 10**9)
         return response
 
     # -- live ------------------------------------------------------------------------------------
@@ -352,7 +352,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub) -> None:
                 if token != auth.settings.local_token:
                     return error_response(401, "bad_token", "this km ui link is not valid; run km ui again")
                 response: Response = RedirectResponse("/", status_code=303)
-                _set_session_cookie(response, request, LOCAL_COOKIE, token, 7 * 86400)
+                set_session_cookie(response, request, LOCAL_COOKIE, token, 7 * 86400)
                 return response
         page = STATIC / "index.html"
         if not page.exists():
