@@ -322,3 +322,22 @@ def test_create_user_sso_only(tmp_path: Path) -> None:
         assert accounts.verify_login(engine, "eve@example.com", "not a real password") is None
     finally:
         engine.dispose()
+
+
+def test_settings_add_password_less_members_only_with_sso(km: Km, engine: Engine, store_url: str) -> None:
+    admin = _sign_in(km.client, "ann")
+    assert isinstance(admin, TestClient)
+    h = {"X-CSRF-Token": admin.get("/auth/me").json()["csrf_token"]}
+    r = admin.post("/api/v1/members", json={"email": "new@example.com", "role": "member"}, headers=h)
+    assert r.status_code == 201, r.text
+    assert admin.post("/auth/login", json={"email": "new@example.com", "password": ""}).status_code in (
+        401,
+        422,
+    )
+    assert accounts.verify_login(engine, "new@example.com", "not a real password") is None
+    # without SSO a new member still needs a password
+    plain = TestClient(create_app(store_url), base_url=KM_BASE)
+    login = plain.post("/auth/login", json={"email": "ann@example.com", "password": "correct horse"})
+    h = {"X-CSRF-Token": login.json()["csrf_token"]}
+    r = plain.post("/api/v1/members", json={"email": "other@example.com"}, headers=h)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "password_required"

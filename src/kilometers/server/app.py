@@ -373,7 +373,7 @@ def create_app(
         """The organization of the calling key, with its plan limits."""
         return caller.org.to_dict()
 
-    web.register(app, engine, auth, hub)
+    web.register(app, engine, auth, hub, sso=settings.oidc is not None)
     oidc.register(app, engine, auth, settings.oidc)
     app.add_middleware(web.SecurityHeaders, allowed_hosts=settings.allowed_hosts)
 

@@ -136,7 +136,9 @@ def set_session_cookie(response: Response, request: Request, name: str, value: s
     )
 
 
-def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub) -> None:
+def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool = False) -> None:
+    """The browser routes. ``sso``: OpenID Connect sign-in is on, so Settings may add members
+    without a password (they sign in through the provider)."""
     local = auth.local
     read = Annotated[Caller, Depends(auth.require("read"))]
     keys = Annotated[Caller, Depends(auth.require("keys"))]
@@ -296,9 +298,9 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub) -> None:
         try:
             user = accounts.get_user(engine, body.email)
             if user is None:
-                if not body.password:
+                if not body.password and not sso:
                     raise ApiError(400, "password_required", "a new user needs an initial password")
-                user = accounts.create_user(engine, body.email, body.password)
+                user = accounts.create_user(engine, body.email, body.password or None)
             accounts.set_member(engine, caller.org, user, body.role, actor=caller.actor)
         except tenancy.TenancyError as exc:
             raise ApiError(400, "invalid_member", str(exc)) from None

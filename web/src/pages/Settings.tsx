@@ -331,7 +331,7 @@ function MemberSettings({ selfId, editable }: { selfId: string; editable: boolea
             </select>
           </label>
           <label class="field">
-            Password <span class="muted small">(new users only)</span>
+            Password <span class="muted small">(new users only; optional with single sign-on)</span>
             <input
               type="password"
               autocomplete="new-password"
