@@ -309,3 +309,42 @@ def test_findings_are_stored_and_aggregated(api: Api) -> None:
     assert listed["risk"] == {"events_with_findings": 1, "max_score": 70, "level": "high"}
     window = {"since": format_ts(BASE_NS - 10**9), "until": format_ts(BASE_NS + 3600 * 10**9)}
     assert api.client.get("/api/v1/stats", params=window, headers=h).json()["totals"]["findings"] == 1
+
+
+def _token() -> str:
+    import random
+    import string
+
+    rng = random.Random(11)
+    return "ghp_" + "".join(rng.choice(string.ascii_letters + string.digits) for _ in range(36))
+
+
+def test_server_redacts_secrets_clients_left_in(engine, store_url: str) -> None:  # type: ignore[no-untyped-def]
+    """The backstop: a client with analysis off (no risk, secrets in clear) still stores nothing secret."""
+    token = _token()
+    for redact in (True, False):
+        api = Api(engine, store_url, ServerSettings(redact_secrets=redact))
+        _, ingest_key, read_key = api.org_with_keys(f"acme-{redact}")
+        session, events = session_batch(2, error_every=2)
+        session["command"] = ["server", f"--token={token}"]
+        events[3]["payload"]["result"]["content"][0]["text"] = f"here: {token}"
+        events[-1]["error"]["message"] = f"bad token {token}"
+        for e in events:
+            e.pop("risk", None)
+        assert _ingest(api, ingest_key, session, events)["accepted"] == len(events)
+        h = bearer(read_key)
+        stored = api.client.get(f"/api/v1/events/{events[3]['id']}", headers=h).json()
+        failed = api.client.get(f"/api/v1/events/{events[-1]['id']}", headers=h).json()
+        command = api.client.get(f"/api/v1/sessions/{session['id']}", headers=h).json()["command"]
+        with api.engine.connect() as conn:
+            everything = str(conn.execute(select(events_table)).all())
+        if redact:
+            assert token not in everything and token not in str(command)
+            assert "[REDACTED:secret.github_token]" in stored["payload"]["result"]["content"][0]["text"]
+            assert stored["risk"]["level"] in ("high", "critical")
+            assert [f["rule"] for f in stored["risk"]["findings"]] == ["secret.github_token"]
+            assert token not in failed["error"]["message"] and failed["risk"]["findings"]
+        else:
+            assert token in stored["payload"]["result"]["content"][0]["text"]
+            assert stored["risk"]["findings"] == []
+        api.client.close()

@@ -98,3 +98,21 @@ def test_import_rejects_foreign_files_clearly(stores: tuple[str, str], tmp_path:
     orphan.write_text('{"record": "event", "id": "x", "session_id": "y"}\n')
     code, _, err = run("import", str(orphan), "--db", b)
     assert code == 1 and "before its session" in err
+
+
+def test_import_redacts_secrets_an_export_still_holds(stores: tuple[str, str], tmp_path: Path) -> None:
+    """An export from a store recorded with analysis off keeps secrets in clear; import redacts them."""
+    a, b = stores
+    _record(a)
+    _, out, _ = run("export", "--db", a)
+    token = "ghp_" + "Zq8xT2mLp4Rv9sKd3Wc7Nb6Yh1Fj5Ge0Ua2Q"
+    lines = [orjson.loads(line) for line in out.splitlines()]
+    lines[2]["payload"]["result"]["content"][0]["text"] = f"token {token}"
+    dump = tmp_path / "leaky.jsonl"
+    dump.write_bytes(b"".join(orjson.dumps(line) + b"\n" for line in lines))
+    code, _, err = run("import", str(dump), "--db", b)
+    assert code == 0 and "imported 7 events" in err, err
+    _, events, _ = run("events", "--json", "--db", b)
+    assert token not in events.decode() and "[REDACTED:secret.github_token]" in events.decode()
+    [leaky] = [e for e in map(orjson.loads, events.splitlines()) if e["id"] == lines[2]["id"]]
+    assert leaky["risk"]["findings"][0]["rule"] == "secret.github_token"

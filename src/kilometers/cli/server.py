@@ -49,6 +49,13 @@ db_url_option = click.option(
     "--metrics-public", is_flag=True, help="Serve /metrics without a token (private networks only)."
 )
 @click.option(
+    "--redact/--no-redact",
+    envvar="KM_SERVER_REDACT",
+    default=True,
+    show_default=True,
+    help="Redact secrets left in uploaded events before storing them (--no-redact trusts the clients).",
+)
+@click.option(
     "--oidc-issuer",
     envvar="KM_OIDC_ISSUER",
     help="OpenID Connect provider (issuer URL) for single sign-on; off when not given.",
@@ -86,6 +93,7 @@ def serve_cmd(
     rate: float,
     metrics_token: str | None,
     metrics_public: bool,
+    redact: bool,
     oidc_issuer: str | None,
     oidc_client_id: str | None,
     oidc_client_secret: str | None,
@@ -134,6 +142,7 @@ def serve_cmd(
         rate_burst=rate * 2,
         metrics_token=metrics_token,
         metrics_public=metrics_public,
+        redact_secrets=redact,
         oidc=oidc,
     )
     try:

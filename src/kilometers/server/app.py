@@ -56,6 +56,8 @@ class ServerSettings:
     """How often expired data is dropped (0 disables; `km admin prune` does it on demand)."""
     oidc: OidcSettings | None = None
     """OpenID Connect sign-in (`km serve --oidc-*`); None: e-mail and password only."""
+    redact_secrets: bool = True
+    """Redact secrets left in uploaded events (the ingest backstop); `km serve --no-redact`."""
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -245,7 +247,9 @@ def create_app(
             except orjson.JSONDecodeError as exc:
                 raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
             try:
-                result = await run_in_threadpool(ingest_mod.ingest, engine, caller.org, data)
+                result = await run_in_threadpool(
+                    ingest_mod.ingest, engine, caller.org, data, settings.redact_secrets
+                )
             except ingest_mod.BatchError as exc:
                 raise ApiError(400, "invalid_batch", str(exc)) from None
             except ingest_mod.QuotaExceeded as exc:

@@ -1,6 +1,11 @@
 """Ingestion: validate a batch (same JSON shapes as `km sessions --json` / `km events --json`) and store
 it exactly once. One transaction per batch: the session upsert, the new events, the session's
-counters, the rollups and the usage counter all commit together or not at all."""
+counters, the rollups and the usage counter all commit together or not at all.
+
+Secrets backstop: `km monitor` redacts before it uploads, but a client with analysis turned off,
+an older client or a hand-made batch may still carry a secret. Unless the server is told to trust
+its clients (``redact=False``), every payload, error message and session command line is scanned
+for secrets here and redacted before it is stored, with the findings added to the event's risk."""
 
 from __future__ import annotations
 
@@ -13,6 +18,9 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import Connection, Engine, func, select, text, update
 
+from ..analysis.config import DEFAULT_CONFIG
+from ..analysis.findings import Finding
+from ..analysis.redact import redact as redact_secrets
 from ..model import parse_ts
 from ..store.schema import events as events_table
 from ..store.schema import org_usage, sessions
@@ -132,8 +140,36 @@ def _dump(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-def _event_row(org_id: str, e: EventIn) -> dict[str, Any]:
-    payload = e.payload
+def _backstop(value: Any, found: list[Finding]) -> Any:
+    """``value`` with any secret redacted; the findings are appended to ``found``."""
+    result = redact_secrets(value)
+    found.extend(result.findings)
+    return result.message
+
+
+def _with_findings(columns: dict[str, Any], found: list[Finding]) -> dict[str, Any]:
+    """The client's (validated) risk columns plus the server's own findings, scored on the one
+    scale; a finding the client already reported (same rule and path) is not added twice."""
+    known = [Finding.from_dict(f) for f in orjson.loads(columns["findings"] or "[]")]
+    seen = {(f.rule, f.path) for f in known}
+    merged = DEFAULT_CONFIG.scoring.risk([*known, *(f for f in found if (f.rule, f.path) not in seen)])
+    return {
+        "risk_score": merged.score,
+        "risk_level": merged.level,
+        "findings": _dump([f.to_dict() for f in merged.findings]),
+    }
+
+
+def _event_row(org_id: str, e: EventIn, redact: bool = True) -> dict[str, Any]:
+    payload, error_message = e.payload, e.error.message if e.error else None
+    risk = _risk_columns(e.risk)  # checks the client's risk first
+    if redact:
+        found: list[Finding] = []
+        payload = _backstop(payload, found)
+        if error_message:
+            error_message = _backstop(error_message, found)
+        if found:
+            risk = _with_findings(risk, found)
     return {
         "org_id": org_id,
         "id": e.id.lower(),
@@ -150,11 +186,11 @@ def _event_row(org_id: str, e: EventIn) -> dict[str, Any]:
         "size_bytes": e.size_bytes,
         "is_error": e.is_error,
         "error_code": e.error.code if e.error else None,
-        "error_message": e.error.message if e.error else None,
+        "error_message": error_message,
         "truncated": e.truncated,
         "request_event_id": e.request_event_id,
         "payload": payload if e.truncated and isinstance(payload, str) else _dump(payload),
-        **_risk_columns(e.risk),
+        **risk,
     }
 
 
@@ -166,9 +202,9 @@ def _risk_columns(risk: dict[str, Any] | None) -> dict[str, Any]:
     if (
         not isinstance(score, int)
         or not 0 <= score <= 100
-        or level not in ("low", "medium", "high", "critical")
+        or level not in ("none", "low", "medium", "high", "critical")
     ):
-        raise ValueError("risk must be {score: 0-100, level: low|medium|high|critical, findings: [...]}")
+        raise ValueError("risk must be {score: 0-100, level: none|low|medium|high|critical, findings: [...]}")
     findings = risk["findings"]
     if not isinstance(findings, list) or not all(isinstance(f, dict) and isinstance(f.get("rule"), str)
                                                  for f in findings):  # fmt: skip
@@ -176,13 +212,14 @@ def _risk_columns(risk: dict[str, Any] | None) -> dict[str, Any]:
     return {"risk_score": score, "risk_level": level, "findings": _dump(findings)}
 
 
-def _session_row(org_id: str, s: SessionIn) -> dict[str, Any]:
+def _session_row(org_id: str, s: SessionIn, redact: bool = True) -> dict[str, Any]:
+    command = [str(_backstop(arg, [])) for arg in s.command] if redact else s.command
     return {
         "org_id": org_id,
         "id": s.id.lower(),
         "name": s.name,
         "transport": s.transport,
-        "command": orjson.dumps(s.command).decode(),
+        "command": orjson.dumps(command).decode(),
         "cwd": s.cwd,
         "pid": s.pid,
         "host": s.host,
@@ -204,8 +241,11 @@ def _month(ts_ns: int) -> int:
     return dt.year * 100 + dt.month
 
 
-def parse_batch(body: Any) -> tuple[SessionIn, list[dict[str, Any]], list[dict[str, Any]]]:
-    """Validate the envelope strictly and each event on its own: (session, valid rows, errors)."""
+def parse_batch(
+    body: Any, redact: bool = True
+) -> tuple[SessionIn, list[dict[str, Any]], list[dict[str, Any]]]:
+    """Validate the envelope strictly and each event on its own: (session, valid rows, errors).
+    With ``redact``, secrets left in the events are redacted (the module's secrets backstop)."""
     if not isinstance(body, dict):
         raise BatchError('the body must be a JSON object {"session": {...}, "events": [...]}')
     unknown = set(body) - {"session", "events"}
@@ -241,7 +281,7 @@ def parse_batch(body: Any) -> tuple[SessionIn, list[dict[str, Any]], list[dict[s
             )
             continue
         try:
-            row = _event_row("", event)
+            row = _event_row("", event, redact)
         except ValueError as exc:
             errors.append({"index": index, "id": event_id, "message": str(exc)})
             continue
@@ -288,11 +328,12 @@ def _insert_events_pg(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
     return {r[0] for r in result}
 
 
-def ingest(engine: Engine, org: Org, body: Any) -> IngestResult:
-    session, rows, errors = parse_batch(body)
+def ingest(engine: Engine, org: Org, body: Any, redact: bool = True) -> IngestResult:
+    """Store a batch. ``redact=False`` trusts the client's redaction (see the module docstring)."""
+    session, rows, errors = parse_batch(body, redact)
     for row in rows:
         row["org_id"] = org.id
-    session_row = _session_row(org.id, session)
+    session_row = _session_row(org.id, session, redact)
     now = time.time_ns()
     month = _month(now)
     with engine.begin() as conn:

@@ -424,9 +424,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, settings: OidcSettings | 
             return refuse(request, exc)
         response = RedirectResponse("/", status_code=303)
         response.delete_cookie(FLOW_COOKIE, path="/auth/oidc")
-        set_session_cookie(
-            response, request, SESSION_COOKIE, session_token, accounts.SESSION_TTL_NS // 10**9
-        )
+        set_session_cookie(response, request, SESSION_COOKIE, session_token, accounts.SESSION_TTL_NS // 10**9)
         return response
 
 
