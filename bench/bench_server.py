@@ -24,8 +24,8 @@ spread over the last 7 days, so the rollups look like a week of traffic.
 Statistics: once every event is stored, ``GET /api/v1/stats`` for the last 24 h (``bucket=hour``)
 and the last 7 days (``bucket=day``), sequentially (``--stats-requests``, at most
 ``--stats-budget`` seconds per window), p50/p95 of the wall time seen by the client. To show where
-that time goes, the rollup query of ``rollups.stats()`` is also timed alone on the database
-(executing it and fetching its rows; no HTTP, no aggregation), with the number of rows it returns.
+that time goes, ``rollups.stats()`` is also timed in-process (no HTTP), with the number of rollup
+rows its plan reads from the day, hour and minute tables.
 
 The clients, the server and the database share the machine's cores. See docs/benchmarks.md.
 """
@@ -60,8 +60,8 @@ import uuid_utils
 from sqlalchemy import Engine, func, select, text
 
 from kilometers.model import format_ts
+from kilometers.server import rollups
 from kilometers.store import db as store_db
-from kilometers.store.schema import rollups as rollups_table
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -414,9 +414,8 @@ class StatsResult:
     p95_ms: float
     max_ms: float
     response_bytes: int
-    rollup_rows_in_window: int
-    query_rows: int
-    sql_only_p50_ms: float
+    rollup_rows_read: int
+    in_process_p50_ms: float
     events_in_answer: int
 
 
@@ -445,37 +444,27 @@ def measure_stats(
             if i >= 3:
                 times.append(elapsed * 1000)
             size, events = len(response.content), response.json()["totals"]["events"]
-    # the same query as rollups.stats(), alone on the database: how much of the time is SQL
+    # rollups.stats() itself, in-process (no HTTP, no JSON): SQL plus aggregation; and how many
+    # rollup rows the window's plan reads from the day, hour and minute tables
     assert target.engine is not None
-    r = rollups_table.c
-    first, last = since_ns // 60_000_000_000, (until_ns - 1) // 60_000_000_000
-    window_filter = (r.org_id == target.org_id, r.minute >= first, r.minute <= last)
-    query = (
-        select(
-            r.minute,
-            r.server,
-            r.method,
-            r.tool,
-            r.bin,
-            func.sum(r.events),
-            func.sum(r.requests),
-            func.sum(r.errors),
-            func.sum(r.bytes),
-            func.sum(r.latency_sum),
-        )
-        .where(*window_filter)
-        .group_by(r.minute, r.server, r.method, r.tool, r.bin)
-    )
-    sql_times: list[float] = []
-    rows = 0
+    first, end = since_ns // 60_000_000_000, (until_ns - 1) // 60_000_000_000 + 1
+    width = rollups.BUCKETS[bucket]
+    in_window = 0
     with target.engine.connect() as conn:
-        in_window = int(
-            conn.execute(select(func.count()).select_from(rollups_table).where(*window_filter)).scalar_one()
-        )
-        for _ in range(5):
-            start = time.perf_counter()
-            rows = len(conn.execute(query).fetchall())
-            sql_times.append((time.perf_counter() - start) * 1000)
+        for table, lo, hi in rollups.plan(first, end, [(t, w) for t, w in rollups.LEVELS if w <= width]):
+            c = table.c
+            in_window += int(
+                conn.execute(
+                    select(func.count())
+                    .select_from(table)
+                    .where(c.org_id == target.org_id, c.minute >= lo, c.minute < hi)
+                ).scalar_one()
+            )
+    lib_times: list[float] = []
+    for _ in range(5):
+        start = time.perf_counter()
+        rollups.stats(target.engine, target.org_id, since_ns, until_ns, bucket)
+        lib_times.append((time.perf_counter() - start) * 1000)
     return StatsResult(
         window=window,
         bucket=bucket,
@@ -484,9 +473,8 @@ def measure_stats(
         p95_ms=_pct(times, 95),
         max_ms=max(times),
         response_bytes=size,
-        rollup_rows_in_window=in_window,
-        query_rows=rows,
-        sql_only_p50_ms=statistics.median(sql_times),
+        rollup_rows_read=in_window,
+        in_process_p50_ms=statistics.median(lib_times),
         events_in_answer=events,
     )
 
@@ -647,8 +635,8 @@ def main() -> None:
                 print(
                     f"    {window:>3} bucket={bucket:<4} ({s.requests} requests): "
                     f"p50 {s.p50_ms:7.1f} ms  p95 {s.p95_ms:7.1f} ms  "
-                    f"max {s.max_ms:7.1f} ms | {s.rollup_rows_in_window:,} rollup rows in window, "
-                    f"the query alone returns {s.query_rows:,} rows in {s.sql_only_p50_ms:.1f} ms (p50) | "
+                    f"max {s.max_ms:7.1f} ms | reads {s.rollup_rows_read:,} rollup rows; "
+                    f"rollups.stats() in-process {s.in_process_p50_ms:.1f} ms (p50) | "
                     f"{s.events_in_answer:,} events, {s.response_bytes / 1024:.0f} KB answer"
                 )
         report.targets = _targets(report, rounds)

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -296,3 +296,47 @@ def read_json_line(reader: OutputReader, method: str | None, timeout: float = 30
 
     reader.wait_for(has, timeout)
     return found[0]
+
+
+OIDC_PROVIDER_SCRIPT = TESTS / "server" / "oidc_provider.mjs"
+
+
+@contextlib.contextmanager
+def oidc_provider(
+    client_id: str, client_secret: str, redirect_uri: str, accounts: dict[str, dict[str, Any]]
+) -> Iterator[str]:
+    """A real OpenID Provider (node-oidc-provider, tests/server/oidc_provider.mjs) with one
+    client and these accounts (login name -> claims); yields its issuer URL once discovery answers."""
+    import shutil
+
+    import httpx
+
+    node = shutil.which("node")
+    assert node, "Node.js is needed for the OpenID Provider of these tests (make install)"
+    assert (ROOT / "node_modules" / "oidc-provider").is_dir(), "run make install (npm install) first"
+    env = {
+        **os.environ,
+        "NODE_ENV": "development",
+        "OIDC_CLIENT_ID": client_id,
+        "OIDC_CLIENT_SECRET": client_secret,
+        "OIDC_REDIRECT_URI": redirect_uri,
+        "OIDC_ACCOUNTS": json.dumps(accounts),
+    }
+    proc = subprocess.Popen(
+        [node, str(OIDC_PROVIDER_SCRIPT)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        issuer = proc.stdout.readline().strip()
+        assert issuer.startswith("http://127.0.0.1:"), f"the OpenID Provider did not start ({issuer!r})"
+        discovery = httpx.get(f"{issuer}/.well-known/openid-configuration", timeout=10)
+        assert discovery.status_code == 200 and discovery.json()["issuer"] == issuer
+        yield issuer
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

@@ -247,6 +247,30 @@ def test_create_and_revoke_an_api_key(page: Page, team: Team) -> None:
     )
 
 
+def test_members_create_ingest_keys_viewers_only_read(browser: Browser, team: Team) -> None:
+    for email, role in (("max@example.com", "member"), ("vic@example.com", "viewer")):
+        km("admin", "create-user", email, "--org", "acme", "--role", role, "--password", PASSWORD,
+           "--db", team.db)  # fmt: skip
+        context = browser.new_context()
+        page = context.new_page()
+        page.goto(team.base + "/login")
+        page.get_by_test_id("login-email").fill(email)
+        page.get_by_test_id("login-password").fill(PASSWORD)
+        page.get_by_test_id("login-submit").click()
+        page.get_by_test_id("nav-settings").click()
+        expect(page.get_by_test_id("read-only-note")).to_contain_text(role)
+        if role == "member":
+            options = page.get_by_test_id("key-scope").locator("option").all_inner_texts()
+            assert options == ["ingest"]
+            page.get_by_test_id("create-key").click()
+            assert page.get_by_test_id("new-key").inner_text().strip().startswith("km_live_")
+            expect(page.get_by_test_id("key-row")).to_have_count(1)  # only the member's own key
+        else:
+            expect(page.get_by_test_id("member-settings")).to_be_visible()
+            expect(page.get_by_test_id("key-settings")).to_have_count(0)
+        context.close()
+
+
 def test_onboarding_turns_green_on_the_first_event(page: Page, team: Team) -> None:
     page.get_by_test_id("nav-onboarding").click()
     status = page.get_by_test_id("first-event-status")

@@ -78,6 +78,41 @@ def test_members_read_but_only_admins_manage(api: Api) -> None:
     assert any(a["actor"] == "user:ada@example.com" for a in audit)
 
 
+def test_members_make_ingest_keys_and_revoke_only_their_own(api: Api) -> None:
+    org, _, _ = api.org_with_keys("acme")
+    admin, admin_csrf = _signed_in(api, "ada@example.com", "admin", org)
+    admins_key = admin.post("/api/v1/keys", json={"scope": "ingest"}, headers={"X-CSRF-Token": admin_csrf})
+    member, csrf = _signed_in(api, "max@example.com", "member", org)
+    h = {"X-CSRF-Token": csrf}
+    r = member.post("/api/v1/keys", json={"scope": "read"}, headers=h)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_role"
+    r = member.post("/api/v1/keys", json={"scope": "admin"}, headers=h)
+    assert r.status_code == 403
+    mine = member.post("/api/v1/keys", json={"scope": "ingest", "name": "laptop"}, headers=h)
+    assert mine.status_code == 201
+    session, events = session_batch(1)
+    body = {"session": session, "events": events}
+    assert (
+        api.client.post("/api/v1/events/batch", json=body, headers=bearer(mine.json()["key"])).status_code
+        == 200
+    )
+    member_id = member.get("/auth/me").json()["user"]["id"]
+    assert [k["name"] for k in member.get("/api/v1/keys").json()["items"]] == ["laptop"]  # own keys only
+    assert mine.json()["item"]["created_by"] == member_id
+    every = {k["id"] for k in admin.get("/api/v1/keys").json()["items"]}
+    assert {mine.json()["item"]["id"], admins_key.json()["item"]["id"]} <= every and len(every) == 4
+    r = member.delete(f"/api/v1/keys/{admins_key.json()['item']['id']}", headers=h)
+    assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_role"
+    assert member.delete(f"/api/v1/keys/{mine.json()['item']['id']}", headers=h).status_code == 204
+    assert member.get("/api/v1/keys").json()["items"][0]["revoked"] is True
+    for path in ("/api/v1/members", "/api/v1/org"):
+        assert member.post(path, json={}, headers=h).status_code in (403, 405)
+    viewer, viewer_csrf = _signed_in(api, "vic@example.com", "viewer", org)
+    assert viewer.get("/api/v1/keys").status_code == 403
+    r = viewer.post("/api/v1/keys", json={"scope": "ingest"}, headers={"X-CSRF-Token": viewer_csrf})
+    assert r.status_code == 403 and r.json()["error"]["code"] == "insufficient_scope"
+
+
 def test_member_management(api: Api) -> None:
     org, _, _ = api.org_with_keys("acme")
     owner, csrf = _signed_in(api, "own@example.com", "owner", org)

@@ -1,7 +1,20 @@
 // The HTTP API client (docs/api.md). Same-origin cookies; X-CSRF-Token on unsafe methods.
 
 import { toQueryString, type QueryValue } from "./lib/query";
-import type { ApiKeyItem, Bucket, KeyScope, KmEvent, KmSession, Me, Member, Org, Page, Role, Stats } from "./types";
+import type {
+  ApiKeyItem,
+  AuthConfig,
+  Bucket,
+  KeyScope,
+  KmEvent,
+  KmSession,
+  Me,
+  Member,
+  Org,
+  Page,
+  Role,
+  Stats,
+} from "./types";
 
 export class ApiError extends Error {
   constructor(
@@ -112,6 +125,7 @@ const enc = encodeURIComponent;
 
 export const api = {
   me: (signal?: AbortSignal) => request<Me>("GET", "/auth/me", { signal }),
+  authConfig: (signal?: AbortSignal) => request<AuthConfig>("GET", "/auth/config", { signal }),
   login: (email: string, password: string) => request<Me>("POST", "/auth/login", { body: { email, password } }),
   logout: () => request<void>("POST", "/auth/logout"),
   switchOrg: (orgId: string) => request<Me>("POST", "/auth/switch-org", { body: { org_id: orgId } }),

@@ -3,7 +3,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { api, ApiError, onUnauthorized, setCsrfToken } from "./api";
 import { Link } from "./components/Link";
 import { ErrorBanner, Loading } from "./components/ui";
-import { canManage, MeContext } from "./hooks";
+import { canCreateKeys, MeContext } from "./hooks";
 import { safeHref } from "./lib/dom";
 import { AnalyticsPage } from "./pages/Analytics";
 import { EventPage } from "./pages/Event";
@@ -262,7 +262,7 @@ function Shell({
           {team && (
             <div class="muted small">
               role: {me.role}
-              {canManage(me) ? "" : " (read only)"}
+              {canCreateKeys(me) ? "" : " (read only)"}
             </div>
           )}
           {!team && <div class="muted small">local mode</div>}

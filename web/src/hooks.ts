@@ -58,6 +58,11 @@ export function canManage(me: Me): boolean {
   return me.role === "owner" || me.role === "admin";
 }
 
+/** Members may create ingest keys (onboarding) and revoke their own; viewers only read. */
+export function canCreateKeys(me: Me): boolean {
+  return canManage(me) || me.role === "member";
+}
+
 /** Set document.title for the page. */
 export function useTitle(title: string): void {
   useEffect(() => {

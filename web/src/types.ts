@@ -123,6 +123,12 @@ export interface Me {
   csrf_token: string;
 }
 
+/** GET /auth/config: how this server signs people in. */
+export interface AuthConfig {
+  mode: "team" | "local";
+  sso: { enabled: boolean; name: string | null; login_url: string | null };
+}
+
 export type KeyScope = "ingest" | "read" | "admin";
 export const KEY_SCOPES: readonly KeyScope[] = ["ingest", "read", "admin"];
 
@@ -133,6 +139,8 @@ export interface ApiKeyItem {
   name: string | null;
   created_ns: number;
   revoked: boolean;
+  /** The user who created it in the browser; null for keys made with `km admin`. */
+  created_by: string | null;
 }
 
 export interface Member {

@@ -48,6 +48,36 @@ db_url_option = click.option(
 @click.option(
     "--metrics-public", is_flag=True, help="Serve /metrics without a token (private networks only)."
 )
+@click.option(
+    "--oidc-issuer",
+    envvar="KM_OIDC_ISSUER",
+    help="OpenID Connect provider (issuer URL) for single sign-on; off when not given.",
+)
+@click.option("--oidc-client-id", envvar="KM_OIDC_CLIENT_ID", help="Client id registered at the provider.")
+@click.option(
+    "--oidc-client-secret",
+    envvar="KM_OIDC_CLIENT_SECRET",
+    help="Client secret (prefer the environment variable over the flag).",
+)
+@click.option(
+    "--oidc-name",
+    envvar="KM_OIDC_NAME",
+    default="OpenID Connect",
+    show_default=True,
+    help='Provider name on the login page ("Sign in with <name>").',
+)
+@click.option(
+    "--oidc-scopes",
+    envvar="KM_OIDC_SCOPES",
+    default="openid email profile",
+    show_default=True,
+    help="Scopes requested (must include openid and give the email claim).",
+)
+@click.option(
+    "--oidc-redirect-uri",
+    envvar="KM_OIDC_REDIRECT_URI",
+    help="Callback URL registered at the provider; default: <URL the browser used>/auth/oidc/callback.",
+)
 def serve_cmd(
     host: str,
     port: int,
@@ -56,12 +86,46 @@ def serve_cmd(
     rate: float,
     metrics_token: str | None,
     metrics_public: bool,
+    oidc_issuer: str | None,
+    oidc_client_id: str | None,
+    oidc_client_secret: str | None,
+    oidc_name: str,
+    oidc_scopes: str,
+    oidc_redirect_uri: str | None,
 ) -> None:
     """Run the team server (ingestion and query API)."""
     import uvicorn
 
     from ..server.app import ServerSettings, create_app
+    from ..server.oidc import OidcSettings, check_discovery
     from ..store import db
+
+    oidc: OidcSettings | None = None
+    given = {
+        "--oidc-issuer (KM_OIDC_ISSUER)": oidc_issuer,
+        "--oidc-client-id (KM_OIDC_CLIENT_ID)": oidc_client_id,
+        "--oidc-client-secret (KM_OIDC_CLIENT_SECRET)": oidc_client_secret,
+    }
+    if any(given.values()):
+        missing = [name for name, value in given.items() if not value]
+        if missing:
+            fail(f"OpenID Connect sign-in needs {', '.join(missing)} too (or none of them to turn it off)", 2)
+        try:
+            oidc = OidcSettings(
+                issuer=oidc_issuer or "",
+                client_id=oidc_client_id or "",
+                client_secret=oidc_client_secret or "",
+                name=oidc_name,
+                scopes=oidc_scopes,
+                redirect_uri=oidc_redirect_uri,
+            )
+        except ValueError as exc:
+            fail(str(exc), 2)
+        problem = check_discovery(oidc)
+        if problem:
+            click.echo(
+                f"km serve: warning: OpenID Connect sign-in fails until this is fixed: {problem}", err=True
+            )
 
     settings = ServerSettings(
         db_url=db_url,
@@ -70,6 +134,7 @@ def serve_cmd(
         rate_burst=rate * 2,
         metrics_token=metrics_token,
         metrics_public=metrics_public,
+        oidc=oidc,
     )
     try:
         app = create_app(settings=settings)
@@ -271,19 +336,31 @@ def prune(org_name: str | None, db_url: str | None) -> None:
     "--role", default="member", show_default=True, type=click.Choice(["owner", "admin", "member", "viewer"])
 )
 @click.option("--password", help="Initial password (prompted for when omitted).")
+@click.option(
+    "--sso-only",
+    is_flag=True,
+    help="No password: the user signs in with OpenID Connect only (km serve --oidc-issuer …).",
+)
 @db_url_option
-def create_user(email: str, org_name: str, role: str, password: str | None, db_url: str | None) -> None:
+def create_user(
+    email: str, org_name: str, role: str, password: str | None, sso_only: bool, db_url: str | None
+) -> None:
     """Create a dashboard user (or add an existing one) with a role in an organization."""
     from ..server import accounts, tenancy
 
+    if sso_only and password is not None:
+        fail("give either --password or --sso-only, not both", 2)
     engine = _engine(db_url)
     try:
         org = tenancy.get_org(engine, org_name)
         user = accounts.get_user(engine, email)
         if user is None:
-            if password is None:
-                password = click.prompt("password", hide_input=True, confirmation_prompt=True, err=True)
-            user = accounts.create_user(engine, email, password or "")
+            if sso_only:
+                user = accounts.create_user(engine, email, None)
+            else:
+                if password is None:
+                    password = click.prompt("password", hide_input=True, confirmation_prompt=True, err=True)
+                user = accounts.create_user(engine, email, password or "")
         accounts.set_member(engine, org, user, role)
     except tenancy.TenancyError as exc:
         fail(str(exc))

@@ -54,9 +54,11 @@ def get_user(engine: Engine, email: str) -> User | None:
     return User(row[0], row[1]) if row else None
 
 
-def create_user(engine: Engine, email: str, password: str) -> User:
+def create_user(engine: Engine, email: str, password: str | None) -> User:
+    """A new user; ``password=None`` makes one who can only sign in with OpenID Connect (no
+    password hash is stored, and :func:`verify_login` refuses every password for them)."""
     email = _normal_email(email)
-    if len(password) < MIN_PASSWORD:
+    if password is not None and len(password) < MIN_PASSWORD:
         raise TenancyError(f"a password needs at least {MIN_PASSWORD} characters")
     if get_user(engine, email) is not None:
         raise TenancyError(f"a user {email!r} already exists")
@@ -64,7 +66,10 @@ def create_user(engine: Engine, email: str, password: str) -> User:
     with engine.begin() as conn:
         conn.execute(
             insert(users).values(
-                id=user.id, email=email, password_hash=_hasher.hash(password), created_ns=time.time_ns()
+                id=user.id,
+                email=email,
+                password_hash=_hasher.hash(password) if password is not None else None,
+                created_ns=time.time_ns(),
             )
         )
     return user
@@ -132,11 +137,12 @@ def verify_login(engine: Engine, email: str, password: str) -> User | None:
         return None
     with engine.connect() as conn:
         row = conn.execute(select(users.c.id, users.c.password_hash).where(users.c.email == email)).first()
+    usable = row is not None and bool(row[1])  # no hash: a user who signs in with OpenID Connect only
     try:
         _hasher.verify(row[1] if row and row[1] else _DUMMY_HASH, password)  # same cost when unknown
     except (VerificationError, InvalidHashError):
         return None
-    return User(row[0], email) if row else None
+    return User(row[0], email) if row and usable else None
 
 
 def start_session(engine: Engine, user: User, org_id: str | None = None) -> tuple[str, str]:

@@ -30,10 +30,11 @@ from ..export.prometheus import CONTENT_TYPE, ServerMetrics
 from ..model import parse_ts
 from ..store import db, queries
 from . import ingest as ingest_mod
-from . import rollups, web
+from . import oidc, rollups, web
 from .auth import Auth, AuthSettings, Caller
 from .errors import ApiError, error_response
 from .live import LiveHub
+from .oidc import OidcSettings
 from .retention import apply_retention
 
 
@@ -53,6 +54,8 @@ class ServerSettings:
     metrics_public: bool = False
     retention_interval_seconds: float = 3600.0
     """How often expired data is dropped (0 disables; `km admin prune` does it on demand)."""
+    oidc: OidcSettings | None = None
+    """OpenID Connect sign-in (`km serve --oidc-*`); None: e-mail and password only."""
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -370,7 +373,8 @@ def create_app(
         """The organization of the calling key, with its plan limits."""
         return caller.org.to_dict()
 
-    web.register(app, engine, auth, hub)
+    web.register(app, engine, auth, hub, sso=settings.oidc is not None)
+    oidc.register(app, engine, auth, settings.oidc)
     app.add_middleware(web.SecurityHeaders, allowed_hosts=settings.allowed_hosts)
 
     def openapi() -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Who is calling: an API key (CLI, uploader, scripts), a signed-in browser (team server), or the
 local user of `km ui` (random token). All three become one :class:`Caller` with permissions.
 
-Permissions: ``ingest`` (upload), ``read`` (query) and ``admin`` (keys, members, settings).
-Keys grant them by scope; members by role (owner/admin: read+admin; member/viewer: read).
+Permissions: ``ingest`` (upload), ``read`` (query), ``keys`` (create ingest keys and revoke one's
+own) and ``admin`` (every key, members, settings). Keys grant them by scope; members by role:
+owner and admin have all but ingest, a member reads and makes ingest keys (onboarding), a viewer
+only reads.
 Browser requests with unsafe methods must carry the CSRF token and a same-origin ``Origin``.
 """
 
@@ -26,11 +28,11 @@ from .ratelimit import RateLimiter
 SESSION_COOKIE = "km_session"
 LOCAL_COOKIE = "km_ui"
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
-KEY_SCOPES = {"ingest": {"ingest"}, "read": {"read"}, "admin": {"ingest", "read", "admin"}}
+KEY_SCOPES = {"ingest": {"ingest"}, "read": {"read"}, "admin": {"ingest", "read", "keys", "admin"}}
 ROLE_PERMISSIONS = {
-    "owner": {"read", "admin"},
-    "admin": {"read", "admin"},
-    "member": {"read"},
+    "owner": {"read", "keys", "admin"},
+    "admin": {"read", "keys", "admin"},
+    "member": {"read", "keys"},
     "viewer": {"read"},
 }
 LOCAL_ORG_RECORD = tenancy.Org(LOCAL_ORG, "local", "local", None, None)
@@ -130,7 +132,12 @@ class Auth:
             token = request.cookies.get(LOCAL_COOKIE, "")
             if token and hmac.compare_digest(token, self.settings.local_token or ""):
                 return Caller(
-                    LOCAL_ORG_RECORD, {"read", "admin"}, "local", "local", "local", csrf_token=self.local_csrf
+                    LOCAL_ORG_RECORD,
+                    {"read", "keys", "admin"},
+                    "local",
+                    "local",
+                    "local",
+                    csrf_token=self.local_csrf,
                 )
             return None
         token = request.cookies.get(SESSION_COOKIE, "")

@@ -11,7 +11,8 @@ import time
 
 from sqlalchemy import Engine, and_, delete, or_, select
 
-from ..store.schema import events, organizations, rollups, sessions
+from ..store.schema import events, organizations, sessions
+from .rollups import trim_rollups
 
 DAY_NS = 86_400 * 10**9
 
@@ -31,9 +32,7 @@ def apply_retention(engine: Engine, now_ns: int | None = None, org_id: str | Non
         cutoff = now_ns - int(days) * DAY_NS
         with engine.begin() as conn:
             n = conn.execute(delete(events).where(events.c.org_id == oid, events.c.ts_ns < cutoff)).rowcount
-            conn.execute(
-                delete(rollups).where(rollups.c.org_id == oid, rollups.c.minute < cutoff // (60 * 10**9))
-            )
+            trim_rollups(conn, oid, cutoff // (60 * 10**9))
             ended_before = and_(sessions.c.ended_ns.is_not(None), sessions.c.ended_ns < cutoff)
             never_ended = and_(sessions.c.ended_ns.is_(None), sessions.c.started_ns < cutoff - 30 * DAY_NS)
             conn.execute(delete(sessions).where(sessions.c.org_id == oid, or_(ended_before, never_ended)))

@@ -1,8 +1,12 @@
-"""Per-minute rollups, updated in the ingest transaction, and the statistics computed from them.
+"""Rollups per minute, hour and day, updated in the ingest transaction, and the statistics
+computed from them.
 
 Latency is kept as a log-scale histogram: bin ``b`` holds latencies in
 ``(BASE * GROWTH**(b-1), BASE * GROWTH**b]`` ms, so a percentile read from the bins is within
 about 10% of the true value, whatever the data size, and no query ever scans raw events.
+
+A statistics window reads whole days from the day table, whole hours at its edges from the hour
+table and the remaining minutes from the minute table, so a week costs about as much as a day.
 """
 
 from __future__ import annotations
@@ -13,9 +17,21 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, or_, select
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Select,
+    Table,
+    delete,
+    func,
+    literal,
+    or_,
+    select,
+    union_all,
+)
 
-from ..store.schema import rollups, sessions
+from ..store.schema import rollups, rollups_day, rollups_hour, sessions
 
 BASE_MS = 0.01
 GROWTH = 1.2
@@ -77,26 +93,90 @@ def rollup_rows(org_id: str, server: str, events: Iterable[dict[str, Any]]) -> l
     ]
 
 
-def upsert_rollups(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
-    if not rows:
-        return
+LEVELS: tuple[tuple[Table, int], ...] = ((rollups_day, 1440), (rollups_hour, 60), (rollups, 1))
+"""The rollup tables, coarsest first, with their width in minutes."""
+KEY = ("org_id", "minute", "server", "method", "tool", "bin")
+COUNTS = ("events", "requests", "errors", "bytes", "latency_sum")
+
+
+def coarsen(rows: Sequence[dict[str, Any]], width: int) -> list[dict[str, Any]]:
+    """Per-minute rollup rows summed into ``width``-minute rows, sorted by key (so concurrent
+    batches lock rows in the same order)."""
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for row in rows:
+        key = tuple(row[k] if k != "minute" else row[k] // width * width for k in KEY)
+        into = merged.get(key)
+        if into is None:
+            merged[key] = {**row, "minute": key[1]}
+        else:
+            for c in COUNTS:
+                into[c] += row[c]
+    return [merged[k] for k in sorted(merged)]
+
+
+def _insert(conn: Connection, table: Table) -> Any:
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    stmt = insert(rollups)
-    ex = stmt.excluded
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["org_id", "minute", "server", "method", "tool", "bin"],
-        set_={
-            "events": rollups.c.events + ex.events,
-            "requests": rollups.c.requests + ex.requests,
-            "errors": rollups.c.errors + ex.errors,
-            "bytes": rollups.c.bytes + ex.bytes,
-            "latency_sum": rollups.c.latency_sum + ex.latency_sum,
-        },
+    return insert(table)
+
+
+def _adding(stmt: Any, table: Table) -> Any:
+    """``stmt`` as an upsert that adds its counts to an existing row."""
+    return stmt.on_conflict_do_update(
+        index_elements=list(KEY), set_={c: table.c[c] + stmt.excluded[c] for c in COUNTS}
     )
-    conn.execute(stmt, list(rows))
+
+
+def upsert_rollups(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Add per-minute rollup rows (from :func:`rollup_rows`) to the minute, hour and day tables."""
+    if not rows:
+        return
+    for table, width in reversed(LEVELS):
+        conn.execute(_adding(_insert(conn, table), table), coarsen(rows, width))
+
+
+def trim_rollups(conn: Connection, org_id: str, cutoff_minute: int) -> None:
+    """Forget everything before ``cutoff_minute`` (retention). The hour and day that straddle the
+    cutoff are rebuilt from the minute table, so they count only what is kept."""
+    conn.execute(delete(rollups).where(rollups.c.org_id == org_id, rollups.c.minute < cutoff_minute))
+    for table, width in LEVELS[:-1]:
+        start = cutoff_minute // width * width
+        straddles = start != cutoff_minute
+        end = start + width if straddles else cutoff_minute
+        conn.execute(delete(table).where(table.c.org_id == org_id, table.c.minute < end))
+        if not straddles:
+            continue
+        r = rollups.c
+        refill = (
+            select(
+                r.org_id,
+                literal(start, BigInteger),
+                r.server,
+                r.method,
+                r.tool,
+                r.bin,
+                *(func.sum(r[c]) for c in COUNTS),
+            )
+            .where(r.org_id == org_id, r.minute >= start, r.minute < start + width)
+            .group_by(r.org_id, r.server, r.method, r.tool, r.bin)
+        )
+        conn.execute(_adding(_insert(conn, table).from_select([*KEY, *COUNTS], refill), table))
+
+
+def plan(first: int, end: int, levels: Sequence[tuple[Table, int]]) -> list[tuple[Table, int, int]]:
+    """Cover minutes ``[first, end)`` with as few rollup rows as possible: (table, from, to) parts,
+    whole units of the coarsest table in the middle and finer tables at the edges."""
+    if first >= end:
+        return []
+    table, width = levels[0]
+    if width == 1:
+        return [(table, first, end)]
+    lo, hi = -(-first // width) * width, end // width * width
+    if lo >= hi:
+        return plan(first, end, levels[1:])
+    return [*plan(first, lo, levels[1:]), (table, lo, hi), *plan(hi, end, levels[1:])]
 
 
 @dataclass
@@ -162,38 +242,34 @@ def stats(
 ) -> dict[str, Any]:
     """Time-bucketed counts and latency percentiles by method, tool and server, from rollups only.
     ``tool`` / ``server`` narrow everything (series included) to one tool or server."""
-    r = rollups.c
-    first, last = since_ns // 60_000_000_000, (until_ns - 1) // 60_000_000_000
+    first, end = since_ns // 60_000_000_000, (until_ns - 1) // 60_000_000_000 + 1
     width = BUCKETS[bucket]
-    # aggregate to the requested bucket in the database: far fewer rows cross into Python
-    slot = ((r.minute // width) * width).label("slot") if width > 1 else r.minute.label("slot")
-    query = (
-        select(
-            slot,
-            r.server,
-            r.method,
-            r.tool,
-            r.bin,
-            func.sum(r.events),
-            func.sum(r.requests),
-            func.sum(r.errors),
-            func.sum(r.bytes),
-            func.sum(r.latency_sum),
+    # a table coarser than the bucket cannot place its rows in the series
+    parts: list[Select[Any]] = []
+    for table, lo, hi in plan(first, end, [(t, w) for t, w in LEVELS if w <= width]):
+        r = table.c
+        # aggregate to the requested bucket in the database: few rows cross into Python
+        slot = ((r.minute // width) * width).label("slot") if width > 1 else r.minute.label("slot")
+        query = (
+            select(slot, r.server, r.method, r.tool, r.bin, *(func.sum(r[c]) for c in COUNTS))
+            .where(r.org_id == org_id, r.minute >= lo, r.minute < hi)
+            .group_by(slot, r.server, r.method, r.tool, r.bin)
         )
-        .where(r.org_id == org_id, r.minute >= first, r.minute <= last)
-        .group_by(slot, r.server, r.method, r.tool, r.bin)
-    )
-    if tool is not None:
-        query = query.where(r.tool == tool)
-    if server is not None:
-        query = query.where(r.server == server)
+        if tool is not None:
+            query = query.where(r.tool == tool)
+        if server is not None:
+            query = query.where(r.server == server)
+        parts.append(query)
     total = Group()
     series: dict[int, Group] = defaultdict(Group)
     by_method: dict[str, Group] = defaultdict(Group)
     by_tool: dict[tuple[str, str], Group] = defaultdict(Group)
     by_server: dict[str, Group] = defaultdict(Group)
     with engine.connect() as conn:
-        for minute, row_server, method, row_tool, b, ev, req, err, size, lat in conn.execute(query):
+        rows: Iterable[Any] = (
+            conn.execute(parts[0] if len(parts) == 1 else union_all(*parts)) if parts else ()
+        )
+        for minute, row_server, method, row_tool, b, ev, req, err, size, lat in rows:
             values = (b, int(ev), int(req), int(err), int(size), float(lat))
             total.add(*values)
             series[int(minute)].add(*values)

@@ -25,6 +25,8 @@ from ..store.schema import (
     organizations,
     projects,
     rollups,
+    rollups_day,
+    rollups_hour,
     sessions,
 )
 
@@ -69,6 +71,7 @@ class ApiKey:
     name: str | None
     created_ns: int
     revoked_ns: int | None
+    created_by: str | None = None
 
     def allows(self, scope: str) -> bool:
         return self.scope == scope or self.scope == "admin"
@@ -82,6 +85,7 @@ class ApiKey:
             "name": self.name,
             "created_ns": self.created_ns,
             "revoked": self.revoked_ns is not None,
+            "created_by": self.created_by,
         }
 
 
@@ -158,9 +162,15 @@ def set_limits(
 
 
 def create_key(
-    engine: Engine, org: Org, scope: str = "ingest", name: str | None = None, actor: str = "cli"
+    engine: Engine,
+    org: Org,
+    scope: str = "ingest",
+    name: str | None = None,
+    actor: str = "cli",
+    created_by: str | None = None,
 ) -> str:
-    """Create a key and return it; this is the only time the full key exists anywhere."""
+    """Create a key and return it; this is the only time the full key exists anywhere.
+    ``created_by`` is the id of the signed-in user who asked for it, if any."""
     if scope not in SCOPES:
         raise TenancyError(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -175,6 +185,7 @@ def create_key(
                 key_hash=hash_key(key),
                 scope=scope,
                 created_ns=time.time_ns(),
+                created_by=created_by,
             )
         )
         audit(conn, org.id, actor, "key.created", {"key_id": key_id, "scope": scope, "name": name})
@@ -183,7 +194,16 @@ def create_key(
 
 def _key_from_row(row: Any) -> ApiKey:
     m = row._mapping
-    return ApiKey(m["id"], m["org_id"], m["scope"], m["prefix"], m["name"], m["created_ns"], m["revoked_ns"])
+    return ApiKey(
+        m["id"],
+        m["org_id"],
+        m["scope"],
+        m["prefix"],
+        m["name"],
+        m["created_ns"],
+        m["revoked_ns"],
+        m["created_by"],
+    )
 
 
 def list_keys(engine: Engine, org: Org | None = None) -> list[ApiKey]:
@@ -221,7 +241,18 @@ def authenticate(engine: Engine, key: str) -> ApiKey | None:
     return _key_from_row(row) if row else None
 
 
-ORG_TABLES = (sessions, events, rollups, org_usage, api_keys, memberships, projects, audit_log)
+ORG_TABLES = (
+    sessions,
+    events,
+    rollups,
+    rollups_hour,
+    rollups_day,
+    org_usage,
+    api_keys,
+    memberships,
+    projects,
+    audit_log,
+)
 
 
 def export_org(engine: Engine, org: Org) -> Any:

@@ -124,7 +124,7 @@ def _me(caller: Caller, engine: Engine, local: bool) -> dict[str, Any]:
     }
 
 
-def _set_session_cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
+def set_session_cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
     response.set_cookie(
         name,
         value,
@@ -136,9 +136,12 @@ def _set_session_cookie(response: Response, request: Request, name: str, value: 
     )
 
 
-def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub) -> None:
+def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool = False) -> None:
+    """The browser routes. ``sso``: OpenID Connect sign-in is on, so Settings may add members
+    without a password (they sign in through the provider)."""
     local = auth.local
     read = Annotated[Caller, Depends(auth.require("read"))]
+    keys = Annotated[Caller, Depends(auth.require("keys"))]
     admin = Annotated[Caller, Depends(auth.require("admin"))]
 
     def team_only() -> None:
@@ -167,7 +170,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub) -> None:
         assert session is not None
         caller = Caller(session.org, set(), "", "", "session", session.user, session.role, session.csrf_token)
         response = JSONResponse(_me(caller, engine, False))
-        _set_session_cookie(response, request, SESSION_COOKIE, token, accounts.SESSION_TTL_NS // 10**9)
+        set_session_cookie(response, request, SESSION_COOKIE, token, accounts.SESSION_TTL_NS // 10**9)
         return response
 
     @app.post("/auth/logout", tags=["browser"], status_code=204)
@@ -207,7 +210,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub) -> None:
         assert session is not None
         new = Caller(session.org, set(), "", "", "session", session.user, session.role, session.csrf_token)
         response = JSONResponse(_me(new, engine, False))
-        _set_session_cookie(response, request, SESSION_COOKIE, token, accounts.SESSION_TTL_NS // 10**9)
+        set_session_cookie(response, request, SESSION_COOKIE, token, accounts.SESSION_TTL_NS // 10**9)
         return response
 
     # -- live ------------------------------------------------------------------------------------
@@ -234,24 +237,47 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub) -> None:
     # -- settings --------------------------------------------------------------------------------
 
     @app.get("/api/v1/keys", tags=["settings"])
-    def list_keys(caller: admin) -> dict[str, Any]:
+    def list_keys(caller: keys) -> dict[str, Any]:
+        """The organization's keys (for a member: the keys they created)."""
         team_only()
-        return {"items": [k.to_dict() for k in tenancy.list_keys(engine, caller.org)]}
+        items = tenancy.list_keys(engine, caller.org)
+        if "admin" not in caller.permissions:
+            items = [k for k in items if caller.user and k.created_by == caller.user.id]
+        return {"items": [k.to_dict() for k in items]}
 
     @app.post("/api/v1/keys", tags=["settings"], status_code=201)
-    def create_key(body: KeyIn, caller: admin) -> dict[str, Any]:
-        """Create an API key; the response is the only place the key ever appears."""
+    def create_key(body: KeyIn, caller: keys) -> dict[str, Any]:
+        """Create an API key; the response is the only place the key ever appears. Members may
+        create ``ingest`` keys only."""
         team_only()
-        key = tenancy.create_key(engine, caller.org, body.scope, body.name, actor=caller.actor)
+        if body.scope != "ingest" and "admin" not in caller.permissions:
+            raise ApiError(
+                403, "insufficient_role", f"role {caller.role!r} may create ingest keys only; ask an admin"
+            )
+        key = tenancy.create_key(
+            engine,
+            caller.org,
+            body.scope,
+            body.name,
+            actor=caller.actor,
+            created_by=caller.user.id if caller.user else None,
+        )
         record = tenancy.authenticate(engine, key)
         assert record is not None
         return {"key": key, "item": record.to_dict()}
 
     @app.delete("/api/v1/keys/{key_id}", tags=["settings"], status_code=204)
-    def revoke_key(key_id: str, caller: admin) -> Response:
+    def revoke_key(key_id: str, caller: keys) -> Response:
+        """Revoke a key (a member: only a key they created)."""
         team_only()
         if len(key_id) != 36:
             raise ApiError(404, "not_found", "no such key")
+        if "admin" not in caller.permissions:
+            own = [k for k in tenancy.list_keys(engine, caller.org) if k.id == key_id]
+            if not own or caller.user is None or own[0].created_by != caller.user.id:
+                raise ApiError(
+                    403, "insufficient_role", "members can revoke only the keys they created; ask an admin"
+                )
         try:
             tenancy.revoke_key(engine, key_id, caller.org, actor=caller.actor)
         except tenancy.TenancyError:
@@ -272,9 +298,9 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub) -> None:
         try:
             user = accounts.get_user(engine, body.email)
             if user is None:
-                if not body.password:
+                if not body.password and not sso:
                     raise ApiError(400, "password_required", "a new user needs an initial password")
-                user = accounts.create_user(engine, body.email, body.password)
+                user = accounts.create_user(engine, body.email, body.password or None)
             accounts.set_member(engine, caller.org, user, body.role, actor=caller.actor)
         except tenancy.TenancyError as exc:
             raise ApiError(400, "invalid_member", str(exc)) from None
@@ -328,7 +354,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub) -> None:
                 if token != auth.settings.local_token:
                     return error_response(401, "bad_token", "this km ui link is not valid; run km ui again")
                 response: Response = RedirectResponse("/", status_code=303)
-                _set_session_cookie(response, request, LOCAL_COOKIE, token, 7 * 86400)
+                set_session_cookie(response, request, LOCAL_COOKIE, token, 7 * 86400)
                 return response
         page = STATIC / "index.html"
         if not page.exists():

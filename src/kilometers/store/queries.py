@@ -290,7 +290,8 @@ def session_risk(
 
 
 def risky_events(engine: Engine, org_id: str, since_ns: int, until_ns: int) -> int:
-    """Events with findings in a time window (only risky rows are touched, through the risk index)."""
+    """Events with findings in a time window (only risky rows are touched, through the partial index
+    ``ix_events_org_risky_ts``)."""
     c = events.c
     query = select(func.count()).where(
         c.org_id == org_id, c.risk_score >= 1, c.ts_ns >= since_ns, c.ts_ns < until_ns

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    text,
 )
 
 LOCAL_ORG = "local"
@@ -64,8 +65,11 @@ api_keys = Table(
     Column("created_ns", BigInteger, nullable=False),
     Column("revoked_ns", BigInteger),
     Column("last_used_ns", BigInteger),
+    Column("created_by", String(36)),
     Index("ix_api_keys_org", "org_id"),
 )
+"""``created_by`` is the id of the user who created the key in the browser (members may revoke
+their own keys); NULL for keys made with `km admin` or another key."""
 
 users = Table(
     "users",
@@ -106,24 +110,33 @@ org_usage = Table(
     PrimaryKeyConstraint("org_id", "month", name="pk_org_usage"),
 )
 
-rollups = Table(
-    "rollups",
-    metadata,
-    Column("org_id", String(36), nullable=False),
-    Column("minute", BigInteger, nullable=False),
-    Column("server", String(200), nullable=False),
-    Column("method", String(200), nullable=False),
-    Column("tool", String(200), nullable=False),
-    Column("bin", Integer, nullable=False),
-    Column("events", BigInteger, nullable=False),
-    Column("requests", BigInteger, nullable=False),
-    Column("errors", BigInteger, nullable=False),
-    Column("bytes", BigInteger, nullable=False),
-    Column("latency_sum", Float, nullable=False),
-    PrimaryKeyConstraint("org_id", "minute", "server", "method", "tool", "bin", name="pk_rollups"),
-)
+
+def _rollup_table(name: str) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("org_id", String(36), nullable=False),
+        Column("minute", BigInteger, nullable=False),
+        Column("server", String(200), nullable=False),
+        Column("method", String(200), nullable=False),
+        Column("tool", String(200), nullable=False),
+        Column("bin", Integer, nullable=False),
+        Column("events", BigInteger, nullable=False),
+        Column("requests", BigInteger, nullable=False),
+        Column("errors", BigInteger, nullable=False),
+        Column("bytes", BigInteger, nullable=False),
+        Column("latency_sum", Float, nullable=False),
+        PrimaryKeyConstraint("org_id", "minute", "server", "method", "tool", "bin", name=f"pk_{name}"),
+    )
+
+
+rollups = _rollup_table("rollups")
 """Per-minute counts per org/server/method/tool, kept up to date on ingest so statistics never scan
 events. ``bin`` is a log-scale latency bin (see server/rollups.py); -1 holds events without latency."""
+rollups_hour = _rollup_table("rollups_hour")
+"""The same counts per hour; ``minute`` is the hour's first minute (since the epoch, UTC)."""
+rollups_day = _rollup_table("rollups_day")
+"""The same counts per UTC day; ``minute`` is the day's first minute. Long windows read these."""
 
 sessions = Table(
     "sessions",
@@ -182,6 +195,14 @@ events = Table(
     Index("ix_events_method", "method"),
     Index("ix_events_tool", "tool"),
     Index("ix_events_org_risk", "org_id", "risk_score"),
+    # only events with findings: the Overview's findings count touches those rows alone
+    Index(
+        "ix_events_org_risky_ts",
+        "org_id",
+        "ts_ns",
+        sqlite_where=text("risk_score >= 1"),
+        postgresql_where=text("risk_score >= 1"),
+    ),
 )
 
 sync_state = Table(

@@ -1,15 +1,51 @@
-import { useState } from "preact/hooks";
-import { api, ApiError } from "../api";
+import { useEffect, useState } from "preact/hooks";
+import { api, ApiError, isAbort } from "../api";
 import { ErrorBanner } from "../components/ui";
 import { useTitle } from "../hooks";
-import type { Me } from "../types";
+import type { AuthConfig, Me } from "../types";
+
+/** Why single sign-on sent the browser back here (/login?sso_error=<code>, set by the server). */
+const SSO_ERRORS: Record<string, string> = {
+  sso_unknown_user:
+    "Your sign-in provider vouched for an email address that has no Kilometers account. Ask an administrator to add you (Settings → Members).",
+  sso_email_unverified:
+    "Your sign-in provider has not verified your email address, so it cannot be used to sign in here. Verify it with your provider, then try again.",
+  sso_no_email:
+    "Your sign-in provider did not share your email address, which Kilometers needs to find your account. Ask an administrator to check the provider's settings.",
+  sso_no_organization: "Your account is not a member of any organization yet. Ask an administrator to add you.",
+  sso_state: "That sign-in attempt expired or was not started in this browser. Please try again.",
+  sso_denied: "Sign-in was cancelled at your provider.",
+  sso_unavailable:
+    "The sign-in provider cannot be reached or is misconfigured. Try again later, or ask an administrator to check the server's OpenID Connect settings.",
+  sso_failed:
+    "The sign-in provider's answer could not be verified. Please try again; if it keeps failing, tell an administrator.",
+  sso_rate_limited: "Too many sign-in attempts; wait a little and try again.",
+};
+
+function ssoErrorFromUrl(): Error | null {
+  const code = new URLSearchParams(window.location.search).get("sso_error");
+  if (!code) return null;
+  return new ApiError(0, code, SSO_ERRORS[code] ?? "Single sign-on failed. Please try again.");
+}
 
 export function LoginPage({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
   useTitle("Sign in");
   const [email, setEmail] = useState("");
   const [password, setPassword] = useState("");
   const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<Error | null>(null);
+  const [error, setError] = useState<Error | null>(ssoErrorFromUrl);
+  const [sso, setSso] = useState<AuthConfig["sso"] | null>(null);
+
+  useEffect(() => {
+    const ctrl = new AbortController();
+    api.authConfig(ctrl.signal).then(
+      (config) => setSso(config.sso),
+      (err: unknown) => {
+        if (!isAbort(err)) setSso(null); // password sign-in still works without it
+      },
+    );
+    return () => ctrl.abort();
+  }, []);
 
   const submit = async (ev: Event) => {
     ev.preventDefault();
@@ -62,6 +98,14 @@ export function LoginPage({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
         <button type="submit" class="btn btn-primary" disabled={busy} data-testid="login-submit">
           {busy ? "Signing in…" : "Sign in"}
         </button>
+        {sso?.enabled && sso.login_url && (
+          <>
+            <p class="muted small">or</p>
+            <a class="btn" href={sso.login_url} data-testid="login-sso">
+              Sign in with {sso.name ?? "single sign-on"}
+            </a>
+          </>
+        )}
         <p class="muted small">
           Using <code>km ui</code> on your own machine? Open the link it printed instead; it signs you in.
         </p>

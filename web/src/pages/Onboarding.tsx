@@ -2,7 +2,7 @@ import { useEffect, useState } from "preact/hooks";
 import { api } from "../api";
 import { Link } from "../components/Link";
 import { CopyButton, ErrorBanner, PageHeader } from "../components/ui";
-import { canManage, useMe, useTitle } from "../hooks";
+import { canCreateKeys, useMe, useTitle } from "../hooks";
 import { eventLabel, formatClock } from "../lib/format";
 import { LIVE_EVENT, LIVE_PATH, parseLiveEvent } from "../lib/live";
 import { paths } from "../router";
@@ -23,7 +23,7 @@ export function OnboardingPage() {
   const [error, setError] = useState<Error | null>(null);
   const origin = window.location.origin;
   const commands = setupCommands(origin, key);
-  const allowed = me.mode === "team" && canManage(me);
+  const allowed = me.mode === "team" && canCreateKeys(me);
 
   const createKey = async () => {
     setBusy(true);
@@ -46,7 +46,7 @@ export function OnboardingPage() {
           {!allowed && (
             <p class="muted">
               {me.mode === "team"
-                ? "Only owners and admins can create keys; ask one of them for an ingest key."
+                ? "Viewers cannot create keys; ask a member, an admin or an owner for an ingest key."
                 : "Local mode records straight into the local store; no key is needed."}
             </p>
           )}

@@ -1,7 +1,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { api } from "../api";
 import { Empty, ErrorBanner, Loading, PageHeader } from "../components/ui";
-import { canManage, useApi, useMe, useTitle } from "../hooks";
+import { canCreateKeys, canManage, useApi, useMe, useTitle } from "../hooks";
 import { formatInt, formatNs } from "../lib/format";
 import { KEY_SCOPES, ROLES, type ApiKeyItem, type KeyScope, type Member, type Org, type Role } from "../types";
 import { NewKey } from "./Onboarding";
@@ -27,11 +27,14 @@ export function SettingsPage() {
       <PageHeader title="Settings" />
       {!admin && (
         <p class="banner" data-testid="read-only-note">
-          Your role is <strong>{me.role}</strong>: only owners and admins can change keys, members and settings.
+          Your role is <strong>{me.role}</strong>: only owners and admins can change members and settings
+          {canCreateKeys(me)
+            ? "; you can create ingest keys and revoke your own."
+            : ", and viewers cannot create keys."}
         </p>
       )}
       <OrgSettings editable={admin} />
-      {admin && <KeySettings />}
+      {canCreateKeys(me) && <KeySettings admin={admin} />}
       <MemberSettings selfId={me.user.id} editable={admin} />
     </section>
   );
@@ -119,7 +122,7 @@ function OrgSettings({ editable }: { editable: boolean }) {
   );
 }
 
-function KeySettings() {
+function KeySettings({ admin }: { admin: boolean }) {
   const keys = useApi((signal) => api.keys(signal), []);
   const [name, setName] = useState("");
   const [scope, setScope] = useState<KeyScope>("ingest");
@@ -160,6 +163,7 @@ function KeySettings() {
   return (
     <div class="card" data-testid="key-settings">
       <h2>API keys</h2>
+      {!admin && <p class="muted small">The ingest keys you created.</p>}
       <form class="inline-form" onSubmit={create}>
         <label class="field">
           Name
@@ -179,7 +183,7 @@ function KeySettings() {
             data-testid="key-scope"
             onChange={(e) => setScope((e.target as HTMLSelectElement).value as KeyScope)}
           >
-            {KEY_SCOPES.map((s) => (
+            {(admin ? KEY_SCOPES : KEY_SCOPES.filter((s) => s === "ingest")).map((s) => (
               <option key={s} value={s}>
                 {s}
               </option>
@@ -327,7 +331,7 @@ function MemberSettings({ selfId, editable }: { selfId: string; editable: boolea
             </select>
           </label>
           <label class="field">
-            Password <span class="muted small">(new users only)</span>
+            Password <span class="muted small">(new users only; optional with single sign-on)</span>
             <input
               type="password"
               autocomplete="new-password"
