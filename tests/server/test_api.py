@@ -348,3 +348,34 @@ def test_server_redacts_secrets_clients_left_in(engine, store_url: str) -> None:
             assert token in stored["payload"]["result"]["content"][0]["text"]
             assert stored["risk"]["findings"] == []
         api.client.close()
+
+
+def test_free_text_pages_read_a_bounded_number_of_events(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rare word must not make one request read every payload: a page stops after
+    TEXT_SCAN_ROWS events and its cursor continues the search further back."""
+    from kilometers.store import queries
+
+    monkeypatch.setattr(queries, "TEXT_SCAN_ROWS", 10)
+    _, ingest_key, read_key = api.org_with_keys("acme")
+    old_session, old_events = session_batch(3, start_ns=BASE_NS)
+    old_events[-1]["payload"]["result"]["content"][0]["text"] = "the Needle is here"
+    _ingest(api, ingest_key, old_session, old_events)
+    new_session, new_events = session_batch(15, start_ns=BASE_NS + 3600 * 10**9)
+    _ingest(api, ingest_key, new_session, new_events)
+    h = bearer(read_key)
+    pages, found, cursor = 0, [], None
+    while True:
+        params = {"q": "needle", "limit": 5, **({"cursor": cursor} if cursor else {})}
+        page = api.client.get("/api/v1/events", params=params, headers=h).json()
+        pages += 1
+        found += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            assert "searched_to" not in page
+            break
+        assert page["searched_to"] and len(page["items"]) <= 5
+    assert [e["id"] for e in found] == [old_events[-1]["id"]]
+    assert pages == 5  # 40 events, 10 read per page, then one empty page ends the search
+    # without free text nothing changes: full pages, no searched_to
+    plain = api.client.get("/api/v1/events", params={"limit": 5}, headers=h).json()
+    assert len(plain["items"]) == 5 and "searched_to" not in plain

@@ -5,6 +5,7 @@ import type {
   ApiKeyItem,
   AuthConfig,
   Bucket,
+  EventPage,
   KeyScope,
   KmEvent,
   KmSession,
@@ -134,7 +135,7 @@ export const api = {
     request<Page<KmSession>>("GET", "/api/v1/sessions", { query: { ...q }, signal }),
   session: (id: string, signal?: AbortSignal) => request<KmSession>("GET", `/api/v1/sessions/${enc(id)}`, { signal }),
   events: (q: EventQuery, signal?: AbortSignal) =>
-    request<Page<KmEvent>>("GET", "/api/v1/events", { query: { ...q }, signal }),
+    request<EventPage>("GET", "/api/v1/events", { query: { ...q }, signal }),
   event: (id: string, signal?: AbortSignal) => request<KmEvent>("GET", `/api/v1/events/${enc(id)}`, { signal }),
   stats: (q: StatsQuery, signal?: AbortSignal) => request<Stats>("GET", "/api/v1/stats", { query: { ...q }, signal }),
 

@@ -70,6 +70,12 @@ export interface Page<T> {
   next_cursor: string | null;
 }
 
+/** A page of events; with free text the server reads a bounded number of events per page and
+ * says how far back it searched (`searched_to`) when older events remain unsearched. */
+export interface EventPage extends Page<KmEvent> {
+  searched_to?: string;
+}
+
 export type Bucket = "minute" | "hour" | "day";
 
 export interface StatGroup {

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import __version__
 from ..export.prometheus import CONTENT_TYPE, ServerMetrics
-from ..model import parse_ts
+from ..model import format_ts, parse_ts
 from ..store import db, queries
 from . import ingest as ingest_mod
 from . import oidc, rollups, web
@@ -336,10 +336,13 @@ def create_app(
             text=q,
         )
         try:
-            items, next_cursor = queries.page_events(engine, flt, limit, cursor)
+            page = queries.page_events(engine, flt, limit, cursor)
         except queries.BadCursor as exc:
             raise ApiError(400, "invalid_cursor", str(exc)) from None
-        return {"items": [e.to_dict() for e in items], "next_cursor": next_cursor}
+        body: dict[str, Any] = {"items": [e.to_dict() for e in page.items], "next_cursor": page.next_cursor}
+        if page.searched_to_ns is not None:
+            body["searched_to"] = format_ts(page.searched_to_ns)
+        return body
 
     @app.get("/api/v1/events/{event_id}", tags=["read"])
     def get_event(caller: read, event_id: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, Row, Select, and_, func, or_, select, tuple_
@@ -106,6 +106,9 @@ class EventFilter:
         if self.min_risk is not None:
             out.append(c.risk_score >= self.min_risk)
         return out
+
+    def without_text(self) -> EventFilter:
+        return replace(self, text=None)
 
 
 def list_events(engine: Engine, flt: EventFilter, limit: int = 100) -> list[Event]:
@@ -225,21 +228,52 @@ def _decode_cursor(cursor: str) -> tuple[int, str]:
         raise BadCursor("invalid cursor: pass back the next_cursor of a previous page unchanged") from None
 
 
-def page_events(
-    engine: Engine, flt: EventFilter, limit: int, cursor: str | None = None
-) -> tuple[list[Event], str | None]:
-    """Newest first, keyset-paginated on (ts_ns, id)."""
+TEXT_SCAN_ROWS = 20_000
+"""Events one free-text page reads at most (newest first). A substring of the payload cannot use
+an index, so without a bound a rare word means reading every payload (seconds at 1M events on
+PostgreSQL); with it, a page answers in ~0.1-0.3 s and its cursor continues further back."""
+
+
+@dataclass
+class EventPage:
+    items: list[Event]
+    next_cursor: str | None
+    searched_to_ns: int | None = None
+    """Set when a free-text page stopped at its scan bound: older events were not searched yet
+    (``next_cursor`` continues from there)."""
+
+
+def page_events(engine: Engine, flt: EventFilter, limit: int, cursor: str | None = None) -> EventPage:
+    """Newest first, keyset-paginated on (ts_ns, id). With free text, one page reads at most
+    ``TEXT_SCAN_ROWS`` events and may hold fewer than ``limit`` matches."""
     c = events.c
-    clauses = flt.clauses()
+    after: list[ColumnElement[bool]] = []
     if cursor:
         ts, ident = _decode_cursor(cursor)
-        clauses.append(or_(c.ts_ns < ts, and_(c.ts_ns == ts, c.id < ident)))
-    query = select(events).where(and_(*clauses)).order_by(c.ts_ns.desc(), c.id.desc()).limit(limit + 1)
+        after.append(or_(c.ts_ns < ts, and_(c.ts_ns == ts, c.id < ident)))
+    clauses = [*flt.clauses(), *after]
+    newest_first = (c.ts_ns.desc(), c.id.desc())
     with engine.connect() as conn:
+        bound = None
+        if flt.text:
+            # the oldest of the next TEXT_SCAN_ROWS events, text aside: read in index order
+            bound = conn.execute(
+                select(c.ts_ns, c.id)
+                .where(and_(*flt.without_text().clauses(), *after))
+                .order_by(*newest_first)
+                .offset(TEXT_SCAN_ROWS - 1)
+                .limit(1)
+            ).first()
+            if bound is not None:
+                clauses.append(or_(c.ts_ns > bound[0], and_(c.ts_ns == bound[0], c.id >= bound[1])))
+        query = select(events).where(and_(*clauses)).order_by(*newest_first).limit(limit + 1)
         rows = [event_from_row(r._mapping) for r in conn.execute(query)]
-    more = len(rows) > limit
-    rows = rows[:limit]
-    return rows, (_encode_cursor(rows[-1].ts_ns, rows[-1].id) if more and rows else None)
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return EventPage(rows, _encode_cursor(rows[-1].ts_ns, rows[-1].id))
+    if bound is not None:  # the scan bound, not the data, ended this page: go on from there
+        return EventPage(rows, _encode_cursor(bound[0], bound[1]), searched_to_ns=int(bound[0]))
+    return EventPage(rows, None)
 
 
 def page_sessions(

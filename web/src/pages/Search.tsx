@@ -32,6 +32,7 @@ export function SearchPage() {
   const filters = useMemo(() => filtersFromSearch(loc.search), [loc.search]);
   const [items, setItems] = useState<KmEvent[]>([]);
   const [cursor, setCursor] = useState<string | null>(null);
+  const [searchedTo, setSearchedTo] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState<Error | null>(null);
   const [run, setRun] = useState(0);
@@ -43,6 +44,7 @@ export function SearchPage() {
       const page = await api.events(apiQuery(filters, after), signal);
       setItems((prev) => (after ? [...prev, ...page.items] : page.items));
       setCursor(page.next_cursor);
+      setSearchedTo(page.searched_to ?? null);
     } catch (err) {
       if (isAbort(err)) return;
       setError(err instanceof Error ? err : new Error(String(err)));
@@ -56,6 +58,7 @@ export function SearchPage() {
     const ctl = new AbortController();
     setItems([]);
     setCursor(null);
+    setSearchedTo(null);
     void load(null, ctl.signal);
     return () => ctl.abort();
   }, [filters, run]);
@@ -72,7 +75,13 @@ export function SearchPage() {
       <FilterForm value={filters} onSubmit={submit} withTime={true} submitLabel="Search" testid="search-form" />
       <ErrorBanner error={error} onRetry={() => setRun((n) => n + 1)} />
       {items.length === 0 && loading && <Loading what="Searching" />}
-      {items.length === 0 && !loading && !error && <Empty>No events match these filters.</Empty>}
+      {items.length === 0 && !loading && !error && !searchedTo && <Empty>No events match these filters.</Empty>}
+      {searchedTo && !loading && (
+        <p class="muted small" data-testid="searched-to">
+          Text search reads a bounded number of events per page: searched back to {formatDateTime(searchedTo)}.
+          {items.length === 0 ? " No match yet." : ""} Load more to search further back.
+        </p>
+      )}
       {items.length > 0 && (
         <div class="card table-wrap">
           <table class="table table-click" data-testid="search-results">
