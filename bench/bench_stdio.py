@@ -32,7 +32,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -111,17 +111,49 @@ def median(values: list[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
+KM_ENV: dict[str, str] = {}
+"""Extra settings for every km measured (``--km-thread`` puts KM_RECORDER_PROCESS=0 here)."""
+RECORDER_CHILD = "kilometers.recorder_process"
+RECORDER_TID = 1 << 62
+"""thread_cpu's key for the recorder process's CPU (sorts after every real thread id)."""
+
+
+def recorder_child(proc: psutil.Process) -> psutil.Process | None:
+    """km monitor's recorder process, when it records in one (the default)."""
+    with contextlib.suppress(psutil.Error):
+        for child in proc.children():
+            with contextlib.suppress(psutil.Error):
+                if RECORDER_CHILD in child.cmdline():
+                    return child
+    return None
+
+
+def family(proc: psutil.Process) -> list[psutil.Process]:
+    """The process and, for km, its recorder process: km's cost is both."""
+    child = recorder_child(proc)
+    return [proc] if child is None else [proc, child]
+
+
 def cpu_seconds(proc: psutil.Process) -> float:
-    times = proc.cpu_times()
-    return float(times.user + times.system)
+    total = 0.0
+    for p in family(proc):
+        with contextlib.suppress(psutil.Error):
+            times = p.cpu_times()
+            total += float(times.user + times.system)
+    return total
 
 
 def thread_cpu(proc: psutil.Process) -> dict[int, float]:
-    return {t.id: t.user_time + t.system_time for t in proc.threads()}
+    threads = {t.id: t.user_time + t.system_time for t in proc.threads()}
+    child = recorder_child(proc)
+    if child is not None:
+        with contextlib.suppress(psutil.Error):
+            times = child.cpu_times()
+            threads[RECORDER_TID] = times.user + times.system
+    return threads
 
 
-def peak_rss_mb(proc: psutil.Process) -> float:
-    """The process's peak resident set (VmHWM on Linux; current RSS elsewhere)."""
+def _peak_rss_one(proc: psutil.Process) -> float:
     with contextlib.suppress(OSError, ValueError):
         for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -129,8 +161,17 @@ def peak_rss_mb(proc: psutil.Process) -> float:
     return float(proc.memory_info().rss) / 2**20
 
 
+def peak_rss_mb(proc: psutil.Process) -> float:
+    """Peak resident set (VmHWM on Linux; current RSS elsewhere), summed over km's processes."""
+    return sum(_peak_rss_one(p) for p in family(proc))
+
+
 def rss_mb(proc: psutil.Process) -> float:
-    return float(proc.memory_info().rss) / 2**20
+    total = 0.0
+    for p in family(proc):
+        with contextlib.suppress(psutil.Error):
+            total += float(p.memory_info().rss) / 2**20
+    return total
 
 
 def wait_idle(proc: psutil.Process, timeout: float = 180.0) -> float:
@@ -199,6 +240,8 @@ class Endpoint:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KM_")}
         if km_home is not None:
             env["KM_HOME"] = str(km_home)
+        if mode == "km":
+            env.update(KM_ENV)
         env.update(extra_env or {})
         self.spawned = time.perf_counter()
         self.popen = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, env=env)
@@ -334,13 +377,18 @@ def accounted(ep: Endpoint, cost: PhaseCost, calls: int) -> Iterator[None]:
 
 
 KM_THREADS = ("main", "recorder", "c2s", "s2c")
-"""km monitor's threads in creation order (cli/monitor.py starts the recorder, then the proxy's two)."""
+"""km monitor's threads in creation order with the in-process recorder (KM_RECORDER_PROCESS=0)."""
+KM_PROCESS_THREADS = ("main", "feeder", "c2s", "s2c", "recorder process")
+"""With the recorder process (the default): km's threads, then the whole recorder process."""
 
 
 def thread_split(cost: PhaseCost) -> dict[str, float]:
     """Per-thread CPU µs per call, named by creation order (thread ids are allocated in order)."""
     ordered = [t for _tid, t in sorted((cost.threads or {}).items())]
-    names = KM_THREADS if len(ordered) == len(KM_THREADS) else [f"thread{i}" for i in range(len(ordered))]
+    names: Sequence[str] = [f"thread{i}" for i in range(len(ordered))]
+    for known in (KM_THREADS, KM_PROCESS_THREADS):
+        if len(ordered) == len(known) and (known is KM_THREADS) != (RECORDER_TID in (cost.threads or {})):
+            names = known
     return {name: round(t / max(cost.calls, 1) * 1e6, 1) for name, t in zip(names, ordered, strict=True)}
 
 
@@ -766,7 +814,7 @@ def report(results: dict[str, Any]) -> list[tuple[str, str, str, str]]:
         f"  {'spawn -> initialize answer (ms)':34}{st['direct'] * 1e3:10.0f}{st['relay'] * 1e3:10.0f}", end=""
     )
     print(f"{st['km'] * 1e3:10.0f}")
-    print("  (CPU: the spawned process only: the server for direct, the relay, km's own threads for km)")
+    print("  (CPU: the spawned process only: the server for direct, the relay; km with its recorder process)")
     for section, title in (("latency_us", "back to back"), ("spaced_latency_us", "spaced")):
         relay = m[section]["added"]["relay"]
         print(f"  relay added p50/p99, {title}: {relay['p50']:.1f} / {relay['p99']:.1f} µs")
@@ -889,7 +937,14 @@ def main() -> int:
     parser.add_argument("--paced-seconds", type=float, help="length of the paced run (default 8, quick 3)")
     parser.add_argument("--no-sdk", action="store_true", help="skip the MCP SDK client/server section")
     parser.add_argument("--json", type=Path, help="also write all results to this JSON file")
+    parser.add_argument(
+        "--km-thread",
+        action="store_true",
+        help="measure km with its recorder thread in-process (KM_RECORDER_PROCESS=0), the earlier design",
+    )
     args = parser.parse_args()
+    if args.km_thread:
+        KM_ENV["KM_RECORDER_PROCESS"] = "0"
     s = replace(QUICK if args.quick else Settings())
     if args.rounds:
         s.rounds = args.rounds

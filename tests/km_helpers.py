@@ -164,6 +164,26 @@ class OutputReader:
         return self.data
 
 
+def is_recorder(proc: psutil.Process) -> bool:
+    """Whether ``proc`` is km monitor's recorder process (not the server)."""
+    try:
+        return "kilometers.recorder_process" in proc.cmdline()
+    except psutil.Error:
+        return False
+
+
+def recorder_of(km_pid: int, timeout: float = 30.0) -> psutil.Process | None:
+    """km's recorder process, once it runs (None if km records in-process)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            found = [c for c in psutil.Process(km_pid).children() if is_recorder(c)]
+            if found:
+                return found[0]
+        time.sleep(0.02)
+    return None
+
+
 class KmProcess:
     """A running ``km monitor -- CMD``, its stdin a pipe we hold, its stdout and stderr drained."""
 
@@ -226,7 +246,7 @@ class KmProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with contextlib.suppress(psutil.NoSuchProcess):
-                children = psutil.Process(self.pid).children()
+                children = [c for c in psutil.Process(self.pid).children() if not is_recorder(c)]
                 if children:
                     return children[0]
             time.sleep(0.02)

@@ -46,6 +46,9 @@ class Settings:
     """Export spans and metrics over OTLP (configured by the standard OTEL_EXPORTER_OTLP_* variables)."""
     otel_payloads: bool = False
     """Also put (redacted) arguments and results on spans."""
+    recorder_process: bool = True
+    """`km monitor` records in a child process, so recording never competes with forwarding for
+    the GIL (off: a recorder thread in km's process; a blocking policy always uses the thread)."""
 
     @property
     def uploads_enabled(self) -> bool:
@@ -68,6 +71,7 @@ ENV = {
     "analysis": "KM_ANALYSIS",
     "otel": "KM_OTEL",
     "otel_payloads": "KM_OTEL_PAYLOADS",
+    "recorder_process": "KM_RECORDER_PROCESS",
 }
 SECTIONS = {
     "db_url": ("store", "url"),
@@ -85,6 +89,7 @@ SECTIONS = {
     "analysis": ("monitor", "analysis"),
     "otel": ("export", "otel"),
     "otel_payloads": ("export", "otel_payloads"),
+    "recorder_process": ("monitor", "recorder_process"),
 }
 SECRET = "api_key"
 """Settings never echoed back in error messages."""

@@ -16,6 +16,8 @@ from .config import Settings
 from .sinks import Sink
 
 if TYPE_CHECKING:
+    from .model import Session
+    from .recorder import Recorder
     from .security import Gate, SecurityStage
 
 
@@ -57,6 +59,37 @@ def build_sinks(
 
     sinks.extend(plugin_sinks(settings))
     return sinks
+
+
+def build_recorder(
+    settings: Settings, session: Session, metrics_port: int | None = None
+) -> tuple[Recorder, Gate | None]:
+    """The whole recording pipeline of a session: capture, security stage, sinks (and the gate
+    of a blocking policy, wired to the recorder)."""
+    from .jsonrpc import Capture, Filters
+    from .recorder import Recorder
+
+    filters = Filters(settings.exclude_ping, settings.include_methods, settings.exclude_methods)
+    capture = Capture(session, filters)  # the payload limit applies after redaction (recorder)
+    stage, gate = security_stage(settings, session.name or "server")
+    recorder = Recorder(capture, [], stage=stage, payload_limit=settings.payload_limit)
+    if gate is not None:
+        gate.barrier = recorder.barrier
+    recorder.sinks.extend(build_sinks(settings, metrics_port, recorder.backlog))
+    return recorder, gate
+
+
+def blocks(settings: Settings) -> bool:
+    """Whether the policy is in ``block`` mode: its gate decides on the forwarding path, with the
+    analyzer's state, so that session keeps the in-process recorder."""
+    if not settings.analysis or not settings.policy:
+        return False
+    from .security import Policy, PolicyError
+
+    try:
+        return Policy.load(Path(settings.policy).expanduser()).mode == "block"
+    except PolicyError:
+        return False  # security_stage reports it and falls back to the default (log) policy
 
 
 def security_stage(settings: Settings, server: str) -> tuple[SecurityStage | None, Gate | None]:

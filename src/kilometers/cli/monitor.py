@@ -12,10 +12,10 @@ from pathlib import PurePath
 
 import click
 
-from ..jsonrpc import Capture, Filters
 from ..model import Session
 from ..proxy.stdio import ServerStartError, StdioProxy
 from ..recorder import Recorder
+from ..recorder_process import RecorderProcess
 from .common import recording_options, recording_settings
 
 RUNNERS = {
@@ -125,33 +125,39 @@ def monitor(
         session = Session(command=[safe_url], cwd=os.getcwd(), name=name or parts.hostname, transport=kind)
     else:
         session = Session(command=cmd, cwd=os.getcwd(), name=name or guess_name(cmd))
-    filters = Filters(settings.exclude_ping, settings.include_methods, settings.exclude_methods)
-    capture = Capture(session, filters)  # the payload limit applies after redaction (recorder)
+    from ..pipeline import blocks, build_recorder
 
-    from ..pipeline import build_sinks, security_stage
-
-    stage, gate = security_stage(settings, session.name or "server")
-    recorder = Recorder(capture, [], stage=stage, payload_limit=settings.payload_limit)
-    if gate is not None:
-        gate.barrier = recorder.barrier
-    recorder.sinks.extend(build_sinks(settings, metrics_port, recorder.backlog))
     if url:
         from ..proxy.bridge import run_bridge
 
-        recorder.start()
-        code = run_bridge(url, parsed_headers, recorder, transport=transport, gate=gate)
+        bridged, bridge_gate = build_recorder(settings, session, metrics_port)
+        bridged.start()
+        code = run_bridge(url, parsed_headers, bridged, transport=transport, gate=bridge_gate)
         # clients SIGTERM their server ~2 s after closing stdin: finish writing the records first
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        recorder.stop(code, timeout=60)
+        bridged.stop(code, timeout=60)
         sys.stderr.flush()
         sys.exit(code)
+    # the recorder runs in a child process, so its work never holds this process's GIL while
+    # chunks are forwarded; a blocking policy decides on the forwarding path and stays in-process
+    recorder: Recorder | RecorderProcess
+    if blocks(settings) or not settings.recorder_process:
+        recorder, gate = build_recorder(settings, session, metrics_port)
+    else:
+        recorder, gate = RecorderProcess(settings, session, metrics_port), None
     proxy = StdioProxy(cmd, recorder.submit, grace_period=settings.grace_period, gate=gate)
     try:
         session.pid = proxy.start()
     except ServerStartError as exc:
         click.echo(str(exc), err=True)
         sys.exit(exc.exit_code)
-    recorder.start()
+    try:
+        recorder.start()
+    except OSError as exc:
+        click.echo(f"km: cannot start the recorder process ({exc}); recording in-process", err=True)
+        recorder, _ = build_recorder(settings, session, metrics_port)
+        proxy.on_chunk = recorder.submit
+        recorder.start()
     code = proxy.run()
     recorder.stop(code, timeout=60)
     sys.stderr.flush()

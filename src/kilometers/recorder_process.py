@@ -1,0 +1,201 @@
+"""The recorder in a child process, for stdio sessions: km's own process only forwards bytes.
+
+A recorder thread in km's process competes with the forwarding threads for the GIL: parsing,
+analysis and SQLite writes cost ~100 µs of Python per call, and every forwarded chunk then waits
+for the interpreter. Here :meth:`RecorderProcess.submit` appends the chunk to a deque (as
+cheap as the in-process queue), one feeder thread writes the chunks as frames to a child
+``python -m kilometers.recorder_process``, and the child runs the ordinary :class:`Recorder`
+(capture, security stage, sinks) on its own interpreter and core.
+
+- Order is kept: both forwarding threads append to one deque, so a request is always recorded
+  before its answer.
+- Nothing is lost: the deque is unbounded and the feeder blocks on the pipe (never the
+  forwarding threads). When km ends, the child drains everything before km exits.
+- The child never writes to km's stdout (its stdout is km's stderr) and ignores SIGINT,
+  SIGTERM and SIGHUP (km forwards those to the server); when km dies, the child sees the end
+  of its pipe, records what it has and exits.
+- A policy in ``block`` mode must decide on the forwarding path with the analyzer's state, so
+  it keeps the in-process recorder (see cli/monitor.py).
+
+Frame: ``<kind:u8><ts_ns:i64><length:u32><data>``; kind 0/1 are client→server/server→client
+chunks, 2 ends the session (``ts_ns`` carries the exit code, or -1 for none). The first frame's
+data is the pickled (settings, session, metrics_port) the child needs.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, BinaryIO
+
+from .config import Settings
+from .model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Session
+
+FRAME = struct.Struct("<BqI")
+KIND_C2S, KIND_S2C, KIND_END, KIND_INIT = 0, 1, 2, 3
+KINDS: dict[str, int] = {CLIENT_TO_SERVER: KIND_C2S, SERVER_TO_CLIENT: KIND_S2C}
+DIRECTIONS: dict[int, Direction] = {KIND_C2S: CLIENT_TO_SERVER, KIND_S2C: SERVER_TO_CLIENT}
+BATCH_WINDOW = 0.05
+"""Seconds the feeder gathers chunks after the first one, like the in-process recorder."""
+NICENESS = 10
+"""The recorder process's lower CPU priority (it catches up whenever a core is idle)."""
+WRITE_BYTES = 1 << 20
+"""Bytes the feeder gathers into one write at most."""
+_END = object()
+
+
+class RecorderProcess:
+    """The parent side: ``submit`` from the forwarding threads, ``start``/``stop`` from km."""
+
+    def __init__(self, settings: Settings, session: Session, metrics_port: int | None = None) -> None:
+        self.settings = settings
+        self.session = session
+        self.metrics_port = metrics_port
+        self._items: collections.deque[Any] = collections.deque()
+        self._wake = threading.Event()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._feeder = threading.Thread(target=self._feed, name="km-feeder", daemon=True)
+        self._broken = False
+
+    # -- called from the forwarding threads -------------------------------------------------------
+
+    def submit(self, direction: Direction, data: bytes, ts_ns: int) -> None:
+        self._items.append((KINDS[direction], data, ts_ns))
+        if not self._wake.is_set():  # only the first chunk of a batch window wakes the feeder
+            self._wake.set()
+
+    def backlog(self) -> int:
+        return len(self._items)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Spawn the child; raises OSError when it cannot (km then records in-process)."""
+        kwargs: dict[str, Any] = {"process_group": 0} if os.name == "posix" else {}
+        self._proc = subprocess.Popen(  # its own process group: a Ctrl-C meant for km skips it
+            [sys.executable, "-m", "kilometers.recorder_process"],
+            stdin=subprocess.PIPE,
+            stdout=sys.stderr.fileno(),  # never the MCP client's stdout
+            close_fds=True,
+            **kwargs,
+        )
+        init = pickle.dumps((self.settings, self.session, self.metrics_port))
+        self._items.appendleft((KIND_INIT, init, 0))
+        self._feeder.start()
+
+    def stop(self, exit_code: int | None, timeout: float | None = None) -> None:
+        """Send the end of the session, then wait until the child has stored everything."""
+        self._items.append((KIND_END, b"", -1 if exit_code is None else exit_code))
+        self._items.append(_END)
+        self._wake.set()
+        self._feeder.join(timeout)
+        if self._proc is not None:
+            try:
+                self._proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                print("km: the recorder is still writing; leaving it to finish", file=sys.stderr)
+
+    # -- the feeder thread ---------------------------------------------------------------------------
+
+    def _feed(self) -> None:
+        assert self._proc is not None and self._proc.stdin is not None
+        pipe = self._proc.stdin.fileno()
+        items, pack = self._items, FRAME.pack
+        while True:
+            self._wake.wait()
+            # gather a batch window's chunks first: the feeder and the child wake ~20 times a
+            # second instead of once per chunk, and meanwhile hold neither a GIL nor a core
+            time.sleep(BATCH_WINDOW)
+            self._wake.clear()
+            while items:
+                parts: list[bytes] = []
+                size = 0
+                done = False
+                while items and size < WRITE_BYTES:
+                    item = items.popleft()
+                    if item is _END:
+                        done = True
+                        break
+                    kind, data, ts = item
+                    parts.append(pack(kind, ts, len(data)))
+                    parts.append(data)
+                    size += len(data)
+                self._write(pipe, b"".join(parts))
+                if done:
+                    self._proc.stdin.close()
+                    return
+
+    def _write(self, fd: int, data: bytes) -> None:
+        if self._broken:
+            return
+        view = memoryview(data)
+        try:
+            while view:
+                view = view[os.write(fd, view) :]
+        except OSError as exc:
+            self._broken = True
+            code = self._proc.poll() if self._proc is not None else None
+            print(
+                f"km: the recorder process stopped ({exc.strerror or exc}; exit code {code}); "
+                "traffic is unaffected but no longer recorded",
+                file=sys.stderr,
+            )
+
+
+# -- the child ------------------------------------------------------------------------------------
+
+
+def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:
+    data = stream.read(n)
+    return data if data is not None and len(data) == n else None
+
+
+def child_main(stream: BinaryIO) -> int:
+    for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, signal.SIG_IGN)
+    if hasattr(os, "nice"):
+        # recording can wait, traffic cannot: when cores are scarce the forwarding path goes first
+        with contextlib.suppress(OSError):
+            os.nice(NICENESS)
+    header = _read_exactly(stream, FRAME.size)
+    if header is None:
+        return 0
+    kind, _, length = FRAME.unpack(header)
+    init = _read_exactly(stream, length)
+    if kind != KIND_INIT or init is None:
+        print("km: the recorder process got no session to record", file=sys.stderr)
+        return 2
+    settings, session, metrics_port = pickle.loads(init)
+    from .pipeline import build_recorder
+
+    recorder, _gate = build_recorder(settings, session, metrics_port)
+    recorder.start()
+    submit = recorder.submit
+    exit_code: int | None = None
+    while True:
+        header = _read_exactly(stream, FRAME.size)
+        if header is None:
+            break  # km went away without saying goodbye: keep what arrived
+        kind, ts, length = FRAME.unpack(header)
+        data = _read_exactly(stream, length) if length else b""
+        if data is None:
+            break
+        if kind == KIND_END:
+            exit_code = None if ts < 0 else ts
+            break
+        submit(DIRECTIONS[kind], data, ts)
+    recorder.stop(exit_code)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(child_main(sys.stdin.buffer))
