@@ -250,7 +250,8 @@ def page_events(engine: Engine, flt: EventFilter, limit: int, cursor: str | None
     after: list[ColumnElement[bool]] = []
     if cursor:
         ts, ident = _decode_cursor(cursor)
-        after.append(or_(c.ts_ns < ts, and_(c.ts_ns == ts, c.id < ident)))
+        # the plain range lets the (org_id, ts_ns) index bound the scan; the OR makes it exact
+        after += [c.ts_ns <= ts, or_(c.ts_ns < ts, and_(c.ts_ns == ts, c.id < ident))]
     clauses = [*flt.clauses(), *after]
     newest_first = (c.ts_ns.desc(), c.id.desc())
     with engine.connect() as conn:
@@ -265,7 +266,10 @@ def page_events(engine: Engine, flt: EventFilter, limit: int, cursor: str | None
                 .limit(1)
             ).first()
             if bound is not None:
-                clauses.append(or_(c.ts_ns > bound[0], and_(c.ts_ns == bound[0], c.id >= bound[1])))
+                clauses += [
+                    c.ts_ns >= bound[0],
+                    or_(c.ts_ns > bound[0], and_(c.ts_ns == bound[0], c.id >= bound[1])),
+                ]
         query = select(events).where(and_(*clauses)).order_by(*newest_first).limit(limit + 1)
         rows = [event_from_row(r._mapping) for r in conn.execute(query)]
     if len(rows) > limit:
