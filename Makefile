@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install setup demo test lint typecheck unit bench clean system-deps web
+.PHONY: install setup demo test lint typecheck webtest unit bench clean system-deps web
 
 $(BIN)/km: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -52,8 +52,12 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+## webtest: the dashboard's unit tests (vitest) and its formatting (prettier)
+webtest: setup
+	cd web && npx vitest run && npx prettier --check src test
+
 ## test: everything CI runs
-test: setup lint typecheck
+test: setup lint typecheck webtest
 	$(BIN)/pytest
 
 ## bench: side-by-side benchmarks (direct vs through km); see docs/benchmarks.md

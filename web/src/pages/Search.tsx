@@ -6,10 +6,13 @@ import { Direction, Empty, ErrorBanner, KindBadge, Loading, PageHeader } from ".
 import { useTitle } from "../hooks";
 import { eventLabel, formatBytes, formatDateTime, formatInt, formatMs } from "../lib/format";
 import { filtersFromSearch, filtersToSearch, type EventFilters } from "../lib/query";
+import { gatherPages } from "../lib/textsearch";
 import { handleLinkClick, navigate, paths, useLocation } from "../router";
 import type { KmEvent } from "../types";
 
 const PAGE_SIZE = 100;
+/** How long a text search keeps reading further back on its own when a page found few matches. */
+const AUTO_CONTINUE_MS = 700;
 
 function apiQuery(f: EventFilters, cursor: string | null) {
   return {
@@ -41,8 +44,15 @@ export function SearchPage() {
     setLoading(true);
     setError(null);
     try {
-      const page = await api.events(apiQuery(filters, after), signal);
-      setItems((prev) => (after ? [...prev, ...page.items] : page.items));
+      // a text search reads a bounded number of events per request: when a page stopped at that
+      // bound with few matches, it goes on by itself for a moment before showing what it found
+      const { items: found, last: page } = await gatherPages(
+        (c) => api.events(apiQuery(filters, c), signal),
+        after,
+        PAGE_SIZE,
+        AUTO_CONTINUE_MS,
+      );
+      setItems((prev) => (after ? [...prev, ...found] : found));
       setCursor(page.next_cursor);
       setSearchedTo(page.searched_to ?? null);
     } catch (err) {
