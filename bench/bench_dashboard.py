@@ -42,7 +42,6 @@ import platform
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -57,7 +56,6 @@ from sqlalchemy import text
 
 from bench_server import (
     BATCH,
-    KM,
     Target,
     Workload,
     _free_port,
@@ -68,7 +66,6 @@ from bench_server import (
     ingest_round,
 )
 from kilometers.analysis import Analyzer
-from kilometers.store import db as store_db
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -220,27 +217,7 @@ def fill(targets: list[Target], total: int, now_ns: int, clients: int) -> dict[s
 def launch(target: Target) -> None:
     """km serve on an existing, filled database (``--keep``): what Target.start does after the setup."""
     _km("db", "upgrade", "--db", target.url)
-    target.port = _free_port()
-    assert target.log is not None
-    with target.log.open("ab") as log:
-        target.proc = subprocess.Popen(
-            [KM, "serve", "--db", target.url, "--port", str(target.port), "--rate", "0"],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if target.proc.poll() is not None:
-            raise RuntimeError(f"km serve ({target.name}) exited: {target.log_tail()}")
-        try:
-            if httpx.get(f"{target.base}/ready", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    else:
-        raise RuntimeError(f"km serve ({target.name}) did not become ready")
-    target.engine = store_db.make_engine(target.url)
+    target.serve(append_log=True)
 
 
 def start_pg(keep: Path | None) -> Any:

@@ -35,11 +35,9 @@ import httpx
 from playwright.sync_api import Page, sync_playwright
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_dashboard import CHROMIUM, FLAGS
 from bench_server import Target, Workload, _km
 
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
 EMAIL, PASSWORD = "bench@example.com", "bench password"
 
 PROBE = """() => {

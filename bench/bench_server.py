@@ -275,9 +275,13 @@ class Target:
         self.org_id = created.split("(", 1)[1].split(")", 1)[0]
         printed = _km("admin", "create-key", "--org", "bench", "--scope", "admin", "--db", self.url)
         self.key = printed.split()[-1]
+        self.serve()
+
+    def serve(self, append_log: bool = False) -> None:
+        """Start km serve on the (migrated) database and wait until it is ready."""
         self.port = _free_port()
         assert self.log is not None
-        with self.log.open("wb") as log:
+        with self.log.open("ab" if append_log else "wb") as log:
             self.proc = subprocess.Popen(
                 [KM, "serve", "--db", self.url, "--port", str(self.port), "--rate", "0"],
                 stdout=subprocess.DEVNULL,

@@ -360,3 +360,70 @@ def oidc_provider(
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# -- the browser tests: km serve and Debian's Chromium ---------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+"""Chromium as root on a closed network: no sandbox, and no background connections to refuse."""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def km_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> str:
+    """Run ``km ARGS`` to completion; asserts it succeeded and returns its stdout."""
+    result = subprocess.run([KM, *args], capture_output=True, input=stdin, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode().strip()
+
+
+@contextlib.contextmanager
+def km_serve(db: str, env: dict[str, str] | None = None, port: int | None = None) -> Iterator[str]:
+    """A real ``km serve`` on ``db`` (its stderr inherited); yields its base URL once /health answers."""
+    import httpx
+
+    port = port or free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen([KM, "serve", "--db", db, "--port", str(port)], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            assert proc.poll() is None, f"km serve exited with {proc.returncode}"
+            assert time.monotonic() < deadline, "km serve did not answer /health within 30 s"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            time.sleep(0.1)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@contextlib.contextmanager
+def chromium() -> Iterator[Any]:
+    """Debian's Chromium, headless, driven by Playwright (its own browser downloads cannot work here)."""
+    from playwright.sync_api import sync_playwright
+
+    assert Path(CHROMIUM).exists(), "Debian's chromium is needed: make setup installs it"
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_FLAGS)
+        try:
+            yield browser
+        finally:
+            browser.close()

@@ -7,7 +7,6 @@ Set KM_SCREENSHOTS=<dir> to keep a screenshot of every page (docs/screenshots is
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,19 +16,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-KM = str(Path(sys.executable).parent / "km")
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from km_helpers import KM, chromium, km_serve
+from km_helpers import km_cli as km
+
 EMAIL, PASSWORD = "owner@example.com", "correct horse battery"
 SERVER = Path(__file__).parent / "tool_server.py"
 XSS = [
@@ -42,18 +33,6 @@ XSS = [
     '<a href="javascript:window.__xss=1">click</a>',
     "<style>@import 'http://evil.example/x.css';</style>",
 ]
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def km(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> str:
-    result = subprocess.run([KM, *args], capture_output=True, input=stdin, timeout=120, env=env)
-    assert result.returncode == 0, result.stderr.decode()
-    return result.stdout.decode().strip()
 
 
 @dataclass
@@ -92,30 +71,17 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     km("admin", "create-org", "acme", "--plan", "unlimited", "--db", db)
     km("admin", "create-user", EMAIL, "--org", "acme", "--role", "owner", "--password", PASSWORD, "--db", db)
     key = km("admin", "create-key", "--org", "acme", "--scope", "ingest", "--db", db)
-    port = _port()
-    proc = subprocess.Popen([KM, "serve", "--db", db, "--port", str(port)], stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(150):
-        try:
-            if httpx.get(base + "/health", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    team = Team(base, db, key, tmp / "home")
-    team.home.mkdir()
-    team.record([_call(1, "read_file", "hello"), _call(2, "search", "world")], name="filesystem")
-    yield team
-    proc.terminate()
-    proc.wait(10)
+    with km_serve(db) as base:
+        team = Team(base, db, key, tmp / "home")
+        team.home.mkdir()
+        team.record([_call(1, "read_file", "hello"), _call(2, "search", "world")], name="filesystem")
+        yield team
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Debian's chromium is needed: make setup installs it"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture

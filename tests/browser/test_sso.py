@@ -5,47 +5,20 @@ its environment variables) and a real OpenID Provider (node-oidc-provider), thro
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
-from km_helpers import oidc_provider
+from km_helpers import chromium, free_port, km_cli, km_serve, oidc_provider
 
-KM = str(Path(sys.executable).parent / "km")
-CHROMIUM = "/usr/bin/chromium"
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 CLIENT_ID, CLIENT_SECRET = "kilometers-browser", "another-long-client-secret"
 ACCOUNTS = {
     "ann": {"email": "ann@example.com", "email_verified": True},
     "stranger": {"email": "stranger@example.com", "email_verified": True},
 }
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def km(*args: str) -> None:
-    result = subprocess.run([KM, *args], capture_output=True, timeout=120)
-    assert result.returncode == 0, result.stderr.decode()
 
 
 @dataclass
@@ -56,9 +29,9 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     db = f"sqlite:///{tmp_path_factory.mktemp('sso') / 'team.db'}"
-    km("db", "upgrade", "--db", db)
-    km("admin", "create-org", "acme", "--db", db)
-    km(
+    km_cli("db", "upgrade", "--db", db)
+    km_cli("admin", "create-org", "acme", "--db", db)
+    km_cli(
         "admin",
         "create-user",
         "ann@example.com",
@@ -70,9 +43,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "--db",
         db,
     )
-    port = _port()
-    base = f"http://127.0.0.1:{port}"
-    with oidc_provider(CLIENT_ID, CLIENT_SECRET, f"{base}/auth/oidc/callback", ACCOUNTS) as issuer:
+    # the callback URL is registered at the provider before km serve exists: pick its port first
+    port = free_port()
+    callback = f"http://127.0.0.1:{port}/auth/oidc/callback"
+    with oidc_provider(CLIENT_ID, CLIENT_SECRET, callback, ACCOUNTS) as issuer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KM_")}
         env.update(
             KM_OIDC_ISSUER=issuer,
@@ -80,27 +54,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             KM_OIDC_CLIENT_SECRET=CLIENT_SECRET,
             KM_OIDC_NAME="Test IdP",
         )
-        proc = subprocess.Popen([KM, "serve", "--db", db, "--port", str(port)], env=env)
-        try:
-            for _ in range(150):
-                try:
-                    if httpx.get(base + "/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.1)
+        with km_serve(db, env=env, port=port) as base:
             yield Server(base)
-        finally:
-            proc.terminate()
-            proc.wait(10)
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), "Debian's chromium is needed: make setup installs it"
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+    with chromium() as b:
         yield b
-        b.close()
 
 
 def _through_provider(page: Page, server: Server, login: str) -> list[str]:
