@@ -38,6 +38,7 @@ from typing import Any, BinaryIO
 
 from .config import Settings
 from .model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Session
+from .proxy.stdio import write_all
 
 FRAME = struct.Struct("<BqI")
 KIND_C2S, KIND_S2C, KIND_END, KIND_INIT = 0, 1, 2, 3
@@ -136,10 +137,8 @@ class RecorderProcess:
     def _write(self, fd: int, data: bytes) -> None:
         if self._broken:
             return
-        view = memoryview(data)
         try:
-            while view:
-                view = view[os.write(fd, view) :]
+            write_all(fd, data)
         except OSError as exc:
             self._broken = True
             code = self._proc.poll() if self._proc is not None else None

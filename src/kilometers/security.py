@@ -168,17 +168,14 @@ class SecurityStage:
         current = self.analyzer.pins.state()
         if current == self._pins_saved or not current["pins"]:
             return
+        from .store.db import upsert
         from .store.schema import LOCAL_ORG, pins
 
         try:
             engine = self._engine()
             with engine.begin() as conn:
-                if engine.dialect.name == "postgresql":
-                    from sqlalchemy.dialects.postgresql import insert
-                else:
-                    from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
                 data = orjson.dumps(current).decode()
-                stmt = insert(pins).values(
+                stmt = upsert(conn, pins).values(
                     org_id=LOCAL_ORG, server=self._server, data=data, updated_ns=time.time_ns()
                 )
                 update = {"data": stmt.excluded.data, "updated_ns": stmt.excluded.updated_ns}

@@ -48,7 +48,7 @@ class ServerStartError(RuntimeError):
         self.exit_code = exit_code
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         written = os.write(fd, view)
@@ -182,12 +182,12 @@ class StdioProxy:
                 for answer in answers:  # refused by the policy: answered here, never forwarded
                     on_chunk(SERVER_TO_CLIENT, answer, now())
                     with self._out_lock, contextlib.suppress(OSError):
-                        _write_all(self.stdout_fd, answer)
+                        write_all(self.stdout_fd, answer)
                 if not data:
                     continue
             if server_open:
                 try:
-                    _write_all(server_in, data)
+                    write_all(server_in, data)
                 except OSError:
                     server_open = False  # the server closed its stdin; keep recording what the client sent
         with contextlib.suppress(OSError):
@@ -214,7 +214,7 @@ class StdioProxy:
                     self._writing = True
                     try:
                         with self._out_lock:
-                            _write_all(self.stdout_fd, data)
+                            write_all(self.stdout_fd, data)
                     except OSError:
                         client_open = False  # the client went away; keep draining and recording
                     finally:

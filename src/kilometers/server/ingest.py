@@ -22,6 +22,7 @@ from ..analysis.config import DEFAULT_CONFIG
 from ..analysis.findings import Finding
 from ..analysis.redact import redact as redact_secrets
 from ..model import parse_ts
+from ..store.db import upsert
 from ..store.schema import events as events_table
 from ..store.schema import org_usage, sessions
 from . import rollups
@@ -338,11 +339,7 @@ def ingest(engine: Engine, org: Org, body: Any, redact: bool = True) -> IngestRe
     month = _month(now)
     with engine.begin() as conn:
         dialect = conn.dialect.name
-        if dialect == "postgresql":
-            from sqlalchemy.dialects.postgresql import insert
-        else:
-            from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-        stmt = insert(sessions).values(session_row)
+        stmt = upsert(conn, sessions).values(session_row)
         ex = stmt.excluded
         conn.execute(
             stmt.on_conflict_do_update(
@@ -366,7 +363,7 @@ def ingest(engine: Engine, org: Org, body: Any, redact: bool = True) -> IngestRe
             inserted = _insert_events_pg(conn, rows)
         elif rows:
             result = conn.execute(
-                insert(events_table)
+                upsert(conn, events_table)
                 .on_conflict_do_nothing(index_elements=["org_id", "id"])
                 .returning(events_table.c.id),
                 rows,
@@ -400,7 +397,7 @@ def ingest(engine: Engine, org: Org, body: Any, redact: bool = True) -> IngestRe
             rollups.upsert_rollups(conn, rollups.rollup_rows(org.id, server_name, new_rows))
             if dialect == "postgresql":  # wake the live tail of every server process, on commit
                 conn.execute(text("SELECT pg_notify('km_events', :org)"), {"org": org.id})
-            usage = insert(org_usage).values(org_id=org.id, month=month, events=len(new_rows))
+            usage = upsert(conn, org_usage).values(org_id=org.id, month=month, events=len(new_rows))
             conn.execute(
                 usage.on_conflict_do_update(
                     index_elements=["org_id", "month"],

@@ -31,6 +31,7 @@ from sqlalchemy import (
     union_all,
 )
 
+from ..store.db import upsert
 from ..store.schema import rollups, rollups_day, rollups_hour, sessions
 
 BASE_MS = 0.01
@@ -114,14 +115,6 @@ def coarsen(rows: Sequence[dict[str, Any]], width: int) -> list[dict[str, Any]]:
     return [merged[k] for k in sorted(merged)]
 
 
-def _insert(conn: Connection, table: Table) -> Any:
-    if conn.dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
-    return insert(table)
-
-
 def _adding(stmt: Any, table: Table) -> Any:
     """``stmt`` as an upsert that adds its counts to an existing row."""
     return stmt.on_conflict_do_update(
@@ -134,7 +127,7 @@ def upsert_rollups(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
     if not rows:
         return
     for table, width in reversed(LEVELS):
-        conn.execute(_adding(_insert(conn, table), table), coarsen(rows, width))
+        conn.execute(_adding(upsert(conn, table), table), coarsen(rows, width))
 
 
 def trim_rollups(conn: Connection, org_id: str, cutoff_minute: int) -> None:
@@ -162,7 +155,7 @@ def trim_rollups(conn: Connection, org_id: str, cutoff_minute: int) -> None:
             .where(r.org_id == org_id, r.minute >= start, r.minute < start + width)
             .group_by(r.org_id, r.server, r.method, r.tool, r.bin)
         )
-        conn.execute(_adding(_insert(conn, table).from_select([*KEY, *COUNTS], refill), table))
+        conn.execute(_adding(upsert(conn, table).from_select([*KEY, *COUNTS], refill), table))
 
 
 def plan(first: int, end: int, levels: Sequence[tuple[Table, int]]) -> list[tuple[Table, int, int]]:

@@ -110,6 +110,16 @@ def open_store(url: str | None = None, migrate: bool = True, wait: float = 15.0)
             time.sleep(0.1)
 
 
+def upsert(conn: Connection, table: Any) -> Any:
+    """``INSERT`` into ``table`` in the connection's dialect, which offers ``on_conflict_do_*``
+    and ``excluded`` on both SQLite and PostgreSQL."""
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
+    return insert(table)
+
+
 def current_revision_or_none(engine: Engine) -> str | None:
     try:
         return current_revision(engine)
