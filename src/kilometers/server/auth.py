@@ -1,5 +1,6 @@
 """Who is calling: an API key (CLI, uploader, scripts), a signed-in browser (team server), or the
-local user of `km ui` (random token). All three become one :class:`Caller` with permissions.
+local user of `km ui` (random token, in the ``X-KM-Token`` header). All three become one
+:class:`Caller` with permissions.
 
 Permissions: ``ingest`` (upload), ``read`` (query), ``keys`` (create ingest keys and revoke one's
 own) and ``admin`` (every key, members, settings). Keys grant them by scope; members by role:
@@ -26,7 +27,9 @@ from .errors import ApiError
 from .ratelimit import RateLimiter
 
 SESSION_COOKIE = "km_session"
-LOCAL_COOKIE = "km_ui"
+LOCAL_HEADER = "x-km-token"
+"""`km ui`'s token travels in this header only, never in a cookie: browsers send a host's cookies
+to every port of it, while the dashboard keeps the token in its own origin's storage."""
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 KEY_SCOPES = {"ingest": {"ingest"}, "read": {"read"}, "admin": {"ingest", "read", "keys", "admin"}}
 ROLE_PERMISSIONS = {
@@ -127,10 +130,11 @@ class Auth:
 
     # -- browsers --------------------------------------------------------------------------------
 
-    def _from_cookie(self, request: Request) -> Caller | None:
+    def _from_browser(self, request: Request) -> Caller | None:
         if self.local:
-            token = request.cookies.get(LOCAL_COOKIE, "")
-            if token and hmac.compare_digest(token, self.settings.local_token or ""):
+            token = request.headers.get(LOCAL_HEADER, "")
+            expected = (self.settings.local_token or "").encode()
+            if token and hmac.compare_digest(token.encode(), expected):
                 return Caller(
                     LOCAL_ORG_RECORD,
                     {"read", "keys", "admin"},
@@ -166,7 +170,7 @@ class Auth:
         )
         if key and not self.local:
             return self._from_key(key)
-        caller = self._from_cookie(request)
+        caller = self._from_browser(request)
         if caller is None:
             if self.local:
                 raise ApiError(

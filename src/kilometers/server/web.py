@@ -10,7 +10,6 @@ from fastapi.responses import (
     FileResponse,
     HTMLResponse,
     JSONResponse,
-    RedirectResponse,
     Response,
     StreamingResponse,
 )
@@ -20,7 +19,7 @@ from sqlalchemy import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import accounts, tenancy
-from .auth import LOCAL_COOKIE, SESSION_COOKIE, Auth, Caller
+from .auth import SESSION_COOKIE, Auth, Caller
 from .errors import ApiError, error_response
 from .live import LiveFilter, LiveHub, stream
 
@@ -347,15 +346,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
     if (STATIC / "assets").is_dir():
         app.mount("/assets", StaticFiles(directory=STATIC / "assets"), name="assets")
 
-    def index(request: Request) -> Response:
-        if local:
-            token = request.query_params.get("token")
-            if token is not None:
-                if token != auth.settings.local_token:
-                    return error_response(401, "bad_token", "this km ui link is not valid; run km ui again")
-                response: Response = RedirectResponse("/", status_code=303)
-                set_session_cookie(response, request, LOCAL_COOKIE, token, 7 * 86400)
-                return response
+    def index() -> Response:
         page = STATIC / "index.html"
         if not page.exists():
             return HTMLResponse(
