@@ -26,7 +26,7 @@ from http_helpers import PYTHON, Proc, StartProxy, db_bytes, free_port, wait_por
 
 from kilometers.jsonlimits import MAX_BODY_BYTES, TOO_LARGE_RULE
 
-from km_helpers import km_events
+from km_helpers import KmProcess, km_events, read_json_line
 
 HERE = Path(__file__).resolve().parent
 
@@ -175,3 +175,19 @@ def test_slow_headers_are_cut_off(km_proxy: StartProxy, everything_http: str) ->
     # a client that sends its request at once is served
     with httpx.Client(timeout=60) as client:
         assert _initialize(client, km.url(everything_http))
+
+
+def test_bridge_refuses_gzip_bomb_answer_without_inflating_it(bomb_upstream: str, km_home: Path) -> None:
+    """``km monitor --url``: km is the HTTP client and must inflate the answer to relay it; past
+    MAX_BODY_BYTES it stops and answers the stdio client with a JSON-RPC error instead."""
+    km = KmProcess(km_home, [], ["--url", bomb_upstream + "/json"])
+    try:
+        before = peak_rss(km.pid)
+        km.write(CALL + b"\n")
+        answer = read_json_line(km.stdout, None, timeout=120)
+        assert answer["id"] == 1 and f"over {MAX_BODY_BYTES} bytes" in answer["error"]["message"]
+        assert peak_rss(km.pid) - before < 100 * MB, (before, peak_rss(km.pid))
+        km.close_stdin()
+        assert km.wait() == 0
+    finally:
+        km.cleanup()

@@ -555,13 +555,13 @@ class _Identity:
         return (data,)
 
 
-_IDENTITY = _Identity()
+IDENTITY = _Identity()
 
 
-def _decoder(encoding: bytes | None) -> _Decoder | _Identity | None:
+def content_decoder(encoding: bytes | None) -> _Decoder | _Identity | None:
     """None when the coding cannot be decoded (capture is skipped)."""
     if not encoding or encoding == b"identity":
-        return _IDENTITY
+        return IDENTITY
     if encoding in (b"gzip", b"x-gzip", b"deflate"):
         return _Decoder(encoding)
     return None
@@ -890,7 +890,7 @@ class HttpProxy:
         encoding: bytes,
     ) -> None:
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        decode = _decoder(encoding) if live is not None else None
+        decode = content_decoder(encoding) if live is not None else None
         if decode is None:
             async for chunk in response.chunks():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -932,11 +932,11 @@ class HttpProxy:
         user_agent: bytes,
         encoding: bytes,
     ) -> None:
-        decode = _decoder(encoding)
+        decode = content_decoder(encoding)
         parser = SSEParser(MAX_BODY_BYTES)
         # A GET stream with no session: the first event says whether it is a legacy SSE session
         # (an ``endpoint`` event, rewritten if it names the upstream's origin) or a stateless one.
-        wait_first = live is None and sessionless and decode is _IDENTITY
+        wait_first = live is None and sessionless and decode is IDENTITY
         if wait_first:
             headers = [(k, v) for k, v in headers if k != b"content-length"]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
