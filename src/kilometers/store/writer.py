@@ -126,6 +126,10 @@ class StoreSink(Sink):
             self._sql = f"INSERT INTO events ({', '.join(names)}) VALUES ({', '.join(mark for _ in names)})"
         return self._sql
 
+    def release(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()  # closes the pooled connections; the next batch opens one again
+
     def close(self) -> None:
         if self._engine is not None:
             self._engine.dispose()
