@@ -272,4 +272,6 @@ export const api = {
   setRole: (userId: string, role: Role) =>
     request<unknown>("PATCH", `/api/v1/members/${enc(userId)}`, { body: { role } }),
   removeMember: (userId: string) => request<void>("DELETE", `/api/v1/members/${enc(userId)}`),
+  acceptInvitation: (orgId: string) => request<Me>("POST", `/auth/invitations/${enc(orgId)}`),
+  declineInvitation: (orgId: string) => request<void>("DELETE", `/auth/invitations/${enc(orgId)}`),
 };

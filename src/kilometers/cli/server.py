@@ -354,7 +354,8 @@ def prune(org_name: str | None, db_url: str | None) -> None:
 def create_user(
     email: str, org_name: str, role: str, password: str | None, sso_only: bool, db_url: str | None
 ) -> None:
-    """Create a dashboard user (or add an existing one) with a role in an organization."""
+    """Create a dashboard user (or add an existing one, who keeps their own credentials) with a
+    role in an organization, at once (Settings invites instead)."""
     from ..server import accounts, tenancy
 
     if sso_only and password is not None:
@@ -363,6 +364,10 @@ def create_user(
     try:
         org = tenancy.get_org(engine, org_name)
         user = accounts.get_user(engine, email)
+        if user is not None and (password is not None or sso_only):
+            click.echo(
+                f"km admin: {user.email} already exists; adding them with their own credentials", err=True
+            )
         if user is None:
             if sso_only:
                 user = accounts.create_user(engine, email, None)

@@ -12,7 +12,7 @@ from sqlalchemy.engine import Connection
 from .. import paths
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD = "0004"
+HEAD = "0005"
 """The newest migration (tests check it equals Alembic's head): lets km check a store without
 importing Alembic, which costs ~100 ms and ~12 MB at every km monitor start."""
 
