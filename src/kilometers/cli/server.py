@@ -8,7 +8,7 @@ import sys
 import click
 import orjson
 
-from .common import echo_json, fail
+from .common import db_failure, echo_json, fail
 
 
 def _engine(db_url: str | None, check: bool = True):  # type: ignore[no-untyped-def]
@@ -22,7 +22,7 @@ def _engine(db_url: str | None, check: bool = True):  # type: ignore[no-untyped-
         except db.SchemaOutOfDate as exc:
             fail(str(exc))
         except Exception as exc:
-            fail(f"cannot reach the database at {db.resolve_url(url)}: {exc}")
+            fail(db_failure("cannot reach the database", exc, url))
     return engine
 
 
@@ -150,7 +150,7 @@ def serve_cmd(
     except db.SchemaOutOfDate as exc:
         fail(str(exc))
     except Exception as exc:
-        fail(f"cannot start: the database at {db.resolve_url(db_url)} is unreachable: {exc}")
+        fail(db_failure("cannot start: cannot reach the database", exc, db_url))
     click.echo(f"km serve: http://{host}:{port} ({db.resolve_url(db_url).split('@')[-1]})", err=True)
     # live streams never end on their own: give them a few seconds on shutdown, then close them
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
