@@ -28,7 +28,7 @@ MAX_PENDING_REQUESTS = 100_000
 
 UNPARSEABLE_RULE = "jsonrpc.unparseable_request"
 """The finding on an ``invalid`` event that still reads as a request (see :func:`recover`)."""
-WEIGHT = {"medium": 40, "high": 70}
+_SCORE = {"medium": 40, "high": 70}
 
 
 class LineFramer:
@@ -276,13 +276,14 @@ class Capture:
         if method is None:
             return
         event.method, event.tool, event.jsonrpc_id = method, tool, jsonrpc_id
-        if method == "tools/call":
-            severity, what = "high", f"tools/call of {tool!r}" if tool is not None else "tools/call"
-            what += " is not valid JSON: a lenient server may run it (policy block mode refuses it)"
-        else:
-            severity, what = "medium", f"{method} request that is not valid JSON"
-        finding = {"rule": UNPARSEABLE_RULE, "severity": severity, "path": "", "message": what}
-        event.risk = {"score": WEIGHT[severity], "level": severity, "findings": [finding]}
+        severity = "high" if method == "tools/call" else "medium"
+        what = f"tools/call of {tool!r}" if tool is not None else method
+        message = (
+            f"{what} is not a valid JSON-RPC line (not strict JSON, or no final newline); "
+            "a lenient server may still run it"
+        )
+        finding = {"rule": UNPARSEABLE_RULE, "severity": severity, "path": "", "message": message}
+        event.risk = {"score": _SCORE[severity], "level": severity, "findings": [finding]}
         if jsonrpc_id is not None:  # its answer (the gate's error or the server's) is correlated
             self._remember(
                 event.direction, jsonrpc_id, _Pending(event.id, event.ts_ns, method, tool, None, None, True)
