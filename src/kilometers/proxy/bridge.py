@@ -296,14 +296,14 @@ class Bridge:
         is_request = single is not None and isinstance(single.get("method"), str) and "id" in single
         self.recorder.submit_message(CLIENT_TO_SERVER, line, ts)
         gate = self.gate
-        if gate is not None and is_request and b"tools/call" in line:
+        if gate is not None:
             # policy block mode, as for a stdio server: a refused call is answered here
             if gate.policy.block_changed_tools:  # it waits for the recorder: not on the event loop
-                _, answers = await asyncio.to_thread(gate.feed, line + b"\n")
+                answer = await asyncio.to_thread(gate.check, line)
             else:
-                _, answers = gate.feed(line + b"\n")
-            if answers:
-                for answer in answers:
+                answer = gate.check(line)
+            if answer is not None:
+                if answer:
                     self._to_client(answer)
                 return
         if single is not None:

@@ -52,7 +52,7 @@ import h11
 import orjson
 
 from ..jsonlimits import MAX_BODY_BYTES
-from ..jsonrpc import Capture, Filters
+from ..jsonrpc import Capture, Filters, may_call
 from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Session
 from ..recorder import Recorder
 from ..sinks import Sink
@@ -69,8 +69,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 STREAMABLE_HTTP = "streamable_http"
 SSE = "sse"
-BLOCKED_CODE = -32001
-"""JSON-RPC error code of a request the policy refused (as in kilometers.security)."""
 UPSTREAM_ERROR_CODE = -32000
 
 HOP_BY_HOP = frozenset(
@@ -133,44 +131,6 @@ def guess_name(url: str) -> str:
     host = parts.netloc.rpartition("@")[2] or "server"
     segments = [s for s in parts.path.split("/") if s and s.lower() not in ("mcp", "sse", "v1", "api")]
     return f"{host}/{segments[-1]}" if segments else host
-
-
-def gate_answers(gate: Gate, body: bytes) -> list[bytes] | None:
-    """Run the policy gate (block mode) over a POST body: None to forward it, else the JSON-RPC
-    errors to answer with. In a batch with a refused request, nothing is sent: the refused
-    requests get the gate's error and the others one saying they were not sent."""
-    if b"tools/call" not in body:
-        return None  # the gate only ever refuses tools/call
-    flat = _flat(body)
-    if flat[:1] != b"[":
-        _, answers = gate.feed(flat + b"\n")
-        return [a.rstrip(b"\n") for a in answers] or None
-    try:
-        batch = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    refused: list[Any] = []
-    answers = []
-    for element in batch if isinstance(batch, list) else []:
-        _, own = gate.feed(orjson.dumps(element) + b"\n")
-        answers.extend(a.rstrip(b"\n") for a in own)
-        if own:
-            refused.append(element.get("id") if isinstance(element, dict) else None)
-    if not answers:
-        return None
-    note = {"code": BLOCKED_CODE, "message": "Not sent: another request in this batch was blocked"}
-    for element in batch:
-        is_request = isinstance(element, dict) and isinstance(element.get("method"), str) and "id" in element
-        if is_request and element["id"] not in refused:
-            answers.append(orjson.dumps({"jsonrpc": "2.0", "id": element["id"], "error": note}))
-    return [b"[" + b",".join(answers) + b"]"]
-
-
-def _flat(body: bytes) -> bytes:
-    """JSON text on one line (raw CR/LF can only be whitespace between tokens): for the gate's copy."""
-    if b"\n" in body or b"\r" in body:
-        body = body.replace(b"\r", b" ").replace(b"\n", b" ")
-    return body.strip()
 
 
 # -- sessions ---------------------------------------------------------------------------------------
@@ -825,18 +785,20 @@ class HttpProxy:
         elif is_rpc:
             live = self._legacy_session(target)
 
-        if is_rpc and b"tools/call" in body:
+        # block mode: any POST body a server could read as a tools/call (whatever its content
+        # type or how it is written) is decided by the gate before it is sent
+        if method == "POST" and may_call(body) and not raw_path.startswith(b"/.well-known/"):
             if live is None:
                 live = self._stateless(client_host, user_agent, ts)  # a call with no session id
             gate = live.gate
             if gate is not None:
                 if gate.policy.block_changed_tools:
                     # the gate waits for the recorder (a tools/list just received): not on the loop
-                    answers = await asyncio.to_thread(gate_answers, gate, body)
+                    answer = await asyncio.to_thread(gate.check, body)
                 else:
-                    answers = gate_answers(gate, body)
-                if answers:
-                    await self._answer_blocked(send, live, body, ts, answers[0])
+                    answer = gate.check(body)
+                if answer is not None:
+                    await self._answer_blocked(send, live, body, ts, answer)
                     return
 
         if is_rpc and live is not None:
@@ -1050,6 +1012,9 @@ class HttpProxy:
         self, send: Send, live: LiveSession, body: bytes, ts: int, answer: bytes
     ) -> None:
         live.submit(CLIENT_TO_SERVER, body, ts)
+        if not answer:  # a refused notification: nothing to answer
+            await _simple_response(send, 202, b"text/plain; charset=utf-8", b"Accepted")
+            return
         live.submit(SERVER_TO_CLIENT, answer, time.time_ns())
         if live.legacy is not None:
             # legacy SSE: answers travel on the session's stream; the POST itself is just accepted
