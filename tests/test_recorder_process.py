@@ -3,15 +3,17 @@ km or the recorder process dies. Real processes only."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 
-from km_helpers import PYTHON, RAW_CAT, KmProcess, km_env, km_events, recorder_of, wait_gone
+from km_helpers import PYTHON, RAW_CAT, KmProcess, km_env, km_events, km_sessions, recorder_of, wait_gone
 
 RunKm = Callable[..., KmProcess]
 
@@ -24,12 +26,13 @@ def _lines(n: int, start: int = 0) -> bytes:
     )
 
 
-def _events_eventually(home: Path, n: int, timeout: float = 30.0) -> list[dict[str, object]]:
+def _session_ended(home: Path, timeout: float = 60.0) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
-        events = km_events(home)
-        if len(events) >= n or time.monotonic() > deadline:
-            return events
+        ended = [s for s in km_sessions(home) if s["ended_at"]]
+        if ended or time.monotonic() > deadline:
+            assert ended, "the recorder never ended the session"
+            return ended[0]
         time.sleep(0.2)
 
 
@@ -63,7 +66,7 @@ def test_setting_it_off_records_in_process(run_km: RunKm, km_home: Path) -> None
 
 def test_km_killed_loses_nothing_it_handed_over(run_km: RunKm, km_home: Path) -> None:
     """SIGKILL leaves km no time to flush: the recorder process still stores everything km handed
-    it (the feeder hands chunks over every batch window, 50 ms), then exits on its own."""
+    it, counts what km never handed over as ``dropped_events``, ends the session and exits."""
     km = run_km([PYTHON, RAW_CAT])
     recorder = recorder_of(km.pid)
     assert recorder is not None
@@ -71,12 +74,13 @@ def test_km_killed_loses_nothing_it_handed_over(run_km: RunKm, km_home: Path) ->
     km.write(data)
     km.stdout.wait_for(lambda out: len(out) >= len(data))
     server = km.server_process()
-    time.sleep(0.5)  # several batch windows: the chunks are in the pipe or the recorder by now
-    km.signal(signal.SIGKILL)
+    km.signal(signal.SIGKILL)  # no wait: what is still in km's queue must be counted, not lost
     km.wait(30)
     assert wait_gone([recorder.pid], timeout=60) == []
-    assert len(_events_eventually(km_home, 600)) == 600
-    server.kill()
+    session = _session_ended(km_home)
+    assert len(km_events(km_home)) + session["dropped_events"] == 600
+    with contextlib.suppress(psutil.NoSuchProcess):  # raw_cat may already have seen EOF and exited
+        server.kill()
 
 
 def test_a_dead_recorder_never_touches_traffic(run_km: RunKm, km_home: Path) -> None:

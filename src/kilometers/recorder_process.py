@@ -113,7 +113,10 @@ class RecorderProcess:
             **kwargs,
         )
         init = pickle.dumps((self.settings, self.session, self.metrics_port))
-        self._items.appendleft((KIND_INIT, init, 0))
+        # handed over now, not after the first batch window: if km is killed at any later
+        # moment, the child still knows the session and ends it with what it got
+        assert self._proc.stdin is not None
+        self._write(self._proc.stdin.fileno(), FRAME.pack(KIND_INIT, 0, len(init)) + init)
         self._feeder.start()
 
     def stop(self, exit_code: int | None, timeout: float | None = None) -> None:
