@@ -129,6 +129,7 @@ class SecurityStage:
         self.lock = threading.Lock()
         self._pins_saved: dict[str, Any] | None = None
         self._server = ""
+        self._fields: dict[str, str] = {}
 
     # -- pins in the store ----------------------------------------------------------------------
 
@@ -226,7 +227,7 @@ class SecurityStage:
                 e.payload = redacted
                 # text past the scan bound was dropped from the payload: it is no longer whole
                 e.truncated = e.truncated or (partial and any(f.rule == PARTIAL_RULE for f in risk.findings))
-            _redact_fields(e, config)
+            self._redact_fields(e, config)
             findings: list[dict[str, Any]] = [f.to_dict() for f in risk.findings] if risk else []
             if self.detectors and e.payload is not None:
                 findings.extend(self._plugin_findings(e))
@@ -250,6 +251,20 @@ class SecurityStage:
                 self.changed_tools = set(analyzer.pins.pending)
             self.save_pins()
 
+    def _redact_fields(self, e: Event, config: AnalysisConfig) -> None:
+        """Secrets in an event's text fields (``?access_token=ghp_...`` in a resource URI, a tool
+        name, an error message, a string JSON-RPC id); values not seen before in one pass."""
+        cache = self._fields
+        values = [getattr(e, a) for a in EVENT_FIELDS]
+        misses = [v for v in values if isinstance(v, str) and v not in cache]
+        if misses:
+            if len(cache) > FIELD_CACHE:
+                cache.clear()
+            cache.update(zip(misses, redact(misses, config).message, strict=True))
+        for attr, value in zip(EVENT_FIELDS, values, strict=True):
+            if isinstance(value, str) and cache[value] != value:
+                setattr(e, attr, cache[value])
+
     @staticmethod
     def _redact_session(session: Session, config: AnalysisConfig) -> None:
         """Secrets in what is stored of the session (the command line, ``--token ghp_...``, and the
@@ -265,17 +280,8 @@ SESSION_FIELDS = ("command", "cwd", "name", "client", "server", "capabilities", 
 """Every text field of a session that is stored (and uploaded)."""
 EVENT_FIELDS = ("method", "tool", "resource_uri", "prompt_name", "error_message", "jsonrpc_id")
 """Every text field of an event that is stored besides its payload."""
-
-
-def _redact_fields(e: Event, config: AnalysisConfig) -> None:
-    """Secrets in an event's text fields (``?access_token=ghp_...`` in a resource URI, a tool
-    name, an error message, a string JSON-RPC id), redacted in one pass."""
-    values = [getattr(e, a) for a in EVENT_FIELDS]
-    cleaned = redact(values, config)
-    if cleaned.changed:
-        for attr, old, new in zip(EVENT_FIELDS, values, cleaned.message, strict=True):
-            if new is not old:
-                setattr(e, attr, new)
+FIELD_CACHE = 4096
+"""Field values remembered with their redacted form (methods, tools and URIs repeat)."""
 
 
 class Gate:
