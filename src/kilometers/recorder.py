@@ -113,13 +113,9 @@ class Recorder:
                 print(f"km: the {sink.name} sink failed ({exc!r}); traffic is unaffected", file=sys.stderr)
 
     def _emit(self, events: list[Event]) -> None:
-        if self.capture.session_changed:
-            self.capture.session_changed = False
-            for sink in self.sinks:
-                self._call(sink, "on_session_update", self.session)
-        if not events:
-            return
-        if self.stage is not None:
+        changed = self.capture.session_changed
+        # the stage sees (and redacts) the session too before any sink does
+        if self.stage is not None and (events or changed):
             try:
                 self.stage.process(self.session, events)
             except Exception as exc:
@@ -130,6 +126,12 @@ class Recorder:
                           file=sys.stderr)  # fmt: skip
                 for e in events:
                     e.payload, e.error_message, e.truncated = None, None, True
+        if changed:
+            self.capture.session_changed = False
+            for sink in self.sinks:
+                self._call(sink, "on_session_update", self.session)
+        if not events:
+            return
         if self.payload_limit:
             for e in events:
                 truncate_payload(e, self.payload_limit)

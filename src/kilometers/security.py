@@ -1,9 +1,10 @@
 """The security stage of the pipeline and the policy that can block requests.
 
 :class:`SecurityStage` runs on the recorder thread between capture and the sinks: it scores
-every event and redacts secrets (and PII when configured) in the payload, the error
-message and the resource URI *before any sink sees it*, so nothing unredacted is stored,
-uploaded or exported. It keeps each server's pinned tool definitions in the store.
+every event and redacts secrets (and PII when configured) in every stored text: the payload,
+the event's other text fields (:data:`EVENT_FIELDS`) and the session's (:data:`SESSION_FIELDS`),
+*before any sink sees them*, so nothing unredacted is stored, uploaded or exported. It keeps
+each server's pinned tool definitions in the store.
 
 :class:`Policy` (a TOML file, ``km monitor --policy FILE``) says what to do: ``log`` (the
 default: findings only) or ``block``. In block mode, :class:`Gate` runs on the forwarding
@@ -27,6 +28,7 @@ from typing import Any
 import orjson
 
 from .analysis import AnalysisConfig, Analyzer, Pins, redact
+from .analysis.redact import PARTIAL_RULE, omits_unscanned
 from .jsonrpc import LineFramer, may_call, recover, recovered_fields, unescaped
 from .model import Event, Session
 
@@ -127,6 +129,7 @@ class SecurityStage:
         self.lock = threading.Lock()
         self._pins_saved: dict[str, Any] | None = None
         self._server = ""
+        self._fields: dict[str, str] = {}
 
     # -- pins in the store ----------------------------------------------------------------------
 
@@ -206,6 +209,8 @@ class SecurityStage:
     # -- the stage ------------------------------------------------------------------------------
 
     def process(self, session: Session, events: Sequence[Event]) -> None:
+        config = self.policy.analysis
+        self._redact_session(session, config)
         if self.analyzer is None:
             self._server = session.name or (session.server or {}).get("name") or "server"
             own, others = self._load_pins(self._server)
@@ -213,21 +218,16 @@ class SecurityStage:
             from .plugins import plugin_detectors
 
             self.detectors = plugin_detectors()
-            # a secret on the server's command line (--token ghp_...) is not stored either
-            session.command = [str(redact(arg, self.policy.analysis).message) for arg in session.command]
         analyzer = self.analyzer
-        config = self.policy.analysis
+        partial = omits_unscanned(config)
         listed = False
         for e in events:
             risk, redacted = analyzer.analyze_event(e, redact=True)
             if redacted is not None:
                 e.payload = redacted
-            for attr in ("error_message", "resource_uri"):
-                value = getattr(e, attr)
-                if value:
-                    cleaned = redact(value, config)
-                    if cleaned.changed:
-                        setattr(e, attr, cleaned.message)
+                # text past the scan bound was dropped from the payload: it is no longer whole
+                e.truncated = e.truncated or (partial and any(f.rule == PARTIAL_RULE for f in risk.findings))
+            self._redact_fields(e, config)
             findings: list[dict[str, Any]] = list(e.risk["findings"]) if e.risk else []  # capture's own
             if risk:
                 findings.extend(f.to_dict() for f in risk.findings)
@@ -252,6 +252,38 @@ class SecurityStage:
             with self.lock:
                 self.changed_tools = set(analyzer.pins.pending)
             self.save_pins()
+
+    def _redact_fields(self, e: Event, config: AnalysisConfig) -> None:
+        """Secrets in an event's text fields (``?access_token=ghp_...`` in a resource URI, a tool
+        name, an error message, a string JSON-RPC id); values not seen before in one pass."""
+        cache = self._fields
+        values = [getattr(e, a) for a in EVENT_FIELDS]
+        misses = [v for v in values if isinstance(v, str) and v not in cache]
+        if misses:
+            if len(cache) > FIELD_CACHE:
+                cache.clear()
+            cache.update(zip(misses, redact(misses, config).message, strict=True))
+        for attr, value in zip(EVENT_FIELDS, values, strict=True):
+            if isinstance(value, str) and cache[value] != value:
+                setattr(e, attr, cache[value])
+
+    @staticmethod
+    def _redact_session(session: Session, config: AnalysisConfig) -> None:
+        """Secrets in what is stored of the session (the command line, ``--token ghp_...``, and the
+        client's and server's info and capabilities) are redacted like payloads."""
+        fields = {a: getattr(session, a) for a in SESSION_FIELDS}
+        cleaned = redact(fields, config)
+        if cleaned.changed:
+            for attr, value in cleaned.message.items():
+                setattr(session, attr, value)
+
+
+SESSION_FIELDS = ("command", "cwd", "name", "client", "server", "capabilities", "protocol_version")
+"""Every text field of a session that is stored (and uploaded)."""
+EVENT_FIELDS = ("method", "tool", "resource_uri", "prompt_name", "error_message", "jsonrpc_id")
+"""Every text field of an event that is stored besides its payload."""
+FIELD_CACHE = 4096
+"""Field values remembered with their redacted form (methods, tools and URIs repeat)."""
 
 
 def _fields(message: dict[str, Any], key: str) -> list[Any]:

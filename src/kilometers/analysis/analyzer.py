@@ -33,7 +33,7 @@ from .config import DEFAULT_CONFIG, AnalysisConfig
 from .findings import Finding, Risk
 from .leaves import Hit, Leaves
 from .pinning import Pins
-from .redact import apply, redactable
+from .redact import apply, redactable, unscanned
 from .resolve import findings_from_hits
 
 if TYPE_CHECKING:
@@ -135,12 +135,15 @@ class Analyzer:
             main.extend(poisoning.scan_content(leaves))
         groups.append((leaves, main))
         findings = findings_from_hits(groups, cfg)
-        risk = cfg.scoring.risk(findings)
         redacted = None
         if redact:
+            # what was not scanned is not kept either (and the finding says so)
+            partial, notes = unscanned(leaves, cfg)
+            findings.extend(notes)
             chosen = [h for h in main if redactable(h, cfg) and cfg.rule_enabled(h.rule)]
-            if chosen:
-                redacted = apply(leaves, chosen)
+            if chosen or partial:
+                redacted = apply(leaves, chosen + partial)
+        risk = cfg.scoring.risk(findings)
         return Analysis(risk, redacted)
 
     def analyze_payload(

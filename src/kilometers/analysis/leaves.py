@@ -8,11 +8,16 @@ regex scan. JSON pointers are only computed for the few leaves that produced a h
 
 Skipped while collecting (so also never redacted): strings shorter than ``min_len``
 and the base64 ``data``/``blob`` of MCP media content (an object with a ``mimeType``):
-an image is not text and would only cost time and false positives.
+an image is not text and would only cost time and false positives. Only strict base64 is
+skipped (:func:`is_base64`); any other ``data``/``blob`` is scanned like text.
+
+At most ``max_chars`` characters are scanned; what lies past them is listed in
+:attr:`Leaves.omitted`, so that the caller can say so and not keep it unscanned.
 """
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_right
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -25,6 +30,19 @@ SEP = "\x00"
 """Joins the leaves in the blob. No detector pattern matches it, so no match spans two leaves."""
 
 PathPart = str | int
+
+_TOKEN_TAIL = re.compile(r"[\w+/=.~-]+\Z")
+_BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+def is_base64(value: str) -> bool:
+    """True for strict base64 (RFC 4648 alphabet, padded to a multiple of 4, no whitespace)."""
+    return len(value) % 4 == 0 and _BASE64.fullmatch(value) is not None
+
+
+def _binary(obj: dict[str, Any], key: str, value: str) -> bool:
+    """The base64 ``data``/``blob`` of media content (never scanned)."""
+    return (key == "data" or key == "blob") and "mimeType" in obj and is_base64(value)
 
 
 @dataclass(slots=True)
@@ -46,10 +64,9 @@ class Hit:
 
 def _collect(obj: Any, out: list[str], cred: list[tuple[int, str]], min_len: int) -> None:
     if isinstance(obj, dict):
-        media = "mimeType" in obj
         for k, v in obj.items():
             if isinstance(v, str):
-                if len(v) < min_len or (media and (k == "data" or k == "blob")):
+                if len(v) < min_len or _binary(obj, k, v):
                     continue
                 kind = credential_key_kind(k)
                 if kind:
@@ -74,10 +91,9 @@ def _collect_paths(
     Returns True once the leaf numbered ``stop`` has been passed (nothing more is needed).
     """
     if isinstance(obj, dict):
-        media = "mimeType" in obj
         for k, v in obj.items():
             if isinstance(v, str):
-                if len(v) < min_len or (media and (k == "data" or k == "blob")):
+                if len(v) < min_len or _binary(obj, k, v):
                     continue
                 n = len(out)
                 out.append((*path, k) if n in wanted else ())
@@ -119,7 +135,7 @@ def pointer(parts: tuple[PathPart, ...] | list[PathPart]) -> str:
 class Leaves:
     """The string leaves of one decoded message."""
 
-    __slots__ = ("_lower", "_starts", "blob", "cred", "min_len", "root", "values")
+    __slots__ = ("_all", "_lower", "_starts", "blob", "cred", "min_len", "omitted", "root", "values")
 
     def __init__(self, root: Any, *, min_len: int = 6, max_chars: int = 0) -> None:
         self.root = root
@@ -131,11 +147,15 @@ class Leaves:
                 values.append(root)
         else:
             _collect(root, values, cred, min_len)
+        self._all = values
+        self.omitted: list[tuple[int, int]] = []
+        """``(leaf index, offset)`` of the text past ``max_chars``: not scanned, from the offset on."""
         blob = SEP.join(values)
         if max_chars and len(blob) > max_chars:
-            values, blob = self._clip(values, max_chars)
+            values, blob, self.omitted = self._clip(values, max_chars)
             cred = [(i, k) for i, k in cred if i < len(values)]
         self.values = values
+        """The scanned leaves (the last one may be cut at ``max_chars``)."""
         self.cred = cred
         """``(leaf index, kind)`` of leaves whose key names a credential (see ``credential_key_kind``)."""
         self.blob = blob
@@ -143,16 +163,30 @@ class Leaves:
         self._lower: str | None = None
 
     @staticmethod
-    def _clip(values: list[str], max_chars: int) -> tuple[list[str], str]:
+    def _clip(values: list[str], max_chars: int) -> tuple[list[str], str, list[tuple[int, int]]]:
         kept: list[str] = []
+        omitted: list[tuple[int, int]] = []
         total = 0
-        for v in values:
+        for i, v in enumerate(values):
             room = max_chars - total
             if room <= 0:
-                break
+                omitted.append((i, 0))
+                continue
             kept.append(v[:room])
+            if room < len(v):
+                # a token cut by the bound (half a key) is not kept either
+                tail = _TOKEN_TAIL.search(v, max(0, room - 1024), room)
+                omitted.append((i, tail.start() if tail else room))
             total += len(kept[-1]) + 1
-        return kept, SEP.join(kept)
+        return kept, SEP.join(kept), omitted
+
+    def text(self, index: int) -> str:
+        """The whole string of a leaf (also past ``max_chars``)."""
+        return self._all[index]
+
+    def omitted_chars(self) -> int:
+        """How many characters were not scanned."""
+        return sum(len(self._all[i]) - start for i, start in self.omitted)
 
     @property
     def lower(self) -> str:

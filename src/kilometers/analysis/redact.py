@@ -5,6 +5,9 @@ Only the detected span is replaced (``"token=ghp_…"`` becomes
 as they were. Containers on the way to a changed string are copied; the input is never
 modified. Secrets are always redacted (unless ``redact_secrets`` is off), personal data
 only with ``AnalysisConfig(redact_pii=True)``.
+
+Text past the scan bound (``max_scan_chars``) was not checked, so it is not kept either: it
+becomes ``[REDACTED:redaction.partial]`` and the finding :data:`PARTIAL_RULE` says how much.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ from .leaves import Hit, Leaves, PathPart
 from .resolve import findings_from_hits
 
 PLACEHOLDER = "[REDACTED:{rule}]"
+PARTIAL_RULE = "redaction.partial"
+"""The finding (and placeholder) of text past the scan bound, neither scanned nor kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +46,33 @@ def redactable(hit: Hit, config: AnalysisConfig) -> bool:
     if hit.rule.startswith("pii."):
         return config.redact_pii
     return False
+
+
+def omits_unscanned(config: AnalysisConfig) -> bool:
+    """Whether redaction drops the text past the scan bound (when it redacts anything at all)."""
+    return (config.redact_secrets or config.redact_pii) and config.rule_enabled(PARTIAL_RULE)
+
+
+def unscanned(leaves: Leaves, config: AnalysisConfig) -> tuple[list[Hit], list[Finding]]:
+    """The text past the scan bound as redaction hits (none when redaction is off) and the
+    finding that says it was not scanned (none when nothing was cut or the rule is disabled)."""
+    if not leaves.omitted or not config.rule_enabled(PARTIAL_RULE):
+        return [], []
+    cut = omits_unscanned(config)
+    first = leaves.omitted[0][0]
+    message = (
+        f"only the first {config.max_scan_chars:,} characters were scanned; "
+        f"{leaves.omitted_chars():,} more were " + ("not kept" if cut else "kept unscanned")
+    )
+    severity = config.severity_for(PARTIAL_RULE, "medium")
+    finding = Finding(PARTIAL_RULE, severity, leaves.pointers([first]).get(first, ""), message)
+    if not cut:
+        return [], [finding]
+    hits = [
+        Hit(PARTIAL_RULE, "medium", message, i, start, len(leaves.text(i)), redact=True)
+        for i, start in leaves.omitted
+    ]
+    return hits, [finding]
 
 
 def _redact_string(value: str, spans: list[tuple[int, int, str]]) -> str:
@@ -96,7 +128,7 @@ def apply(leaves: Leaves, hits: Iterable[Hit]) -> Any | None:
         node = tree
         for part in path[:-1]:
             node = node.setdefault(part, {})
-        node[path[-1]] = _redact_string(leaves.values[index], spans)
+        node[path[-1]] = _redact_string(leaves.text(index), spans)
     return _apply(leaves.root, tree)
 
 
@@ -110,8 +142,9 @@ def redact(message: Any, config: AnalysisConfig | None = None) -> Redaction:
     if config.redact_pii:
         hits.extend(h for h in pii.scan(leaves) if config.rule_enabled(h.rule))
     chosen = [h for h in hits if redactable(h, config)]
-    new = apply(leaves, chosen)
-    findings = tuple(findings_from_hits([(leaves, chosen)], config))
+    partial, notes = unscanned(leaves, config)
+    new = apply(leaves, chosen + partial)
+    findings = (*findings_from_hits([(leaves, chosen)], config), *notes)
     if new is None:
         return Redaction(message, False, findings)
     return Redaction(new, True, findings)

@@ -4,8 +4,9 @@ counters, the rollups and the usage counter all commit together or not at all.
 
 Secrets backstop: `km monitor` redacts before it uploads, but a client with analysis turned off,
 an older client or a hand-made batch may still carry a secret. Unless the server is told to trust
-its clients (``redact=False``), every payload, error message and session command line is scanned
-for secrets here and redacted before it is stored, with the findings added to the event's risk."""
+its clients (``redact=False``), every stored text (payload, error message, method, tool, resource
+URI, prompt name, the session's command line, client, server and capabilities...) is scanned for
+secrets here and redacted before it is stored, with the event's findings added to its risk."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from sqlalchemy import Connection, Engine, func, select, text, update
 
 from ..analysis.config import DEFAULT_CONFIG
 from ..analysis.findings import Finding
+from ..analysis.redact import PARTIAL_RULE
 from ..analysis.redact import redact as redact_secrets
 from ..model import parse_ts
 from ..store.db import upsert
@@ -161,14 +163,24 @@ def _with_findings(columns: dict[str, Any], found: list[Finding]) -> dict[str, A
     }
 
 
+EVENT_TEXT = ("method", "tool", "resource_uri", "prompt_name", "jsonrpc_id")
+"""The event's text columns besides the payload and error message (scanned by the backstop too)."""
+SESSION_TEXT = ("name", "cwd", "host", "client", "server", "capabilities", "protocol_version")
+
+
 def _event_row(org_id: str, e: EventIn, redact: bool = True) -> dict[str, Any]:
     payload, error_message = e.payload, e.error.message if e.error else None
+    text = {c: getattr(e, c) for c in EVENT_TEXT}
+    truncated = e.truncated
     risk = _risk_columns(e.risk)  # checks the client's risk first
     if redact:
         found: list[Finding] = []
         payload = _backstop(payload, found)
+        # text past the scan bound is not kept (the finding says so): the payload is no longer whole
+        truncated = truncated or any(f.rule == PARTIAL_RULE for f in found)
         if error_message:
             error_message = _backstop(error_message, found)
+        text = _backstop(text, found)
         if found:
             risk = _with_findings(risk, found)
     return {
@@ -178,17 +190,17 @@ def _event_row(org_id: str, e: EventIn, redact: bool = True) -> dict[str, Any]:
         "ts_ns": parse_ts(e.ts),
         "direction": e.direction,
         "kind": e.kind,
-        "jsonrpc_id": _dump(e.jsonrpc_id),
-        "method": e.method,
-        "tool": e.tool,
-        "resource_uri": e.resource_uri,
-        "prompt_name": e.prompt_name,
+        "jsonrpc_id": _dump(text["jsonrpc_id"]),
+        "method": text["method"],
+        "tool": text["tool"],
+        "resource_uri": text["resource_uri"],
+        "prompt_name": text["prompt_name"],
         "latency_ms": e.latency_ms,
         "size_bytes": e.size_bytes,
         "is_error": e.is_error,
         "error_code": e.error.code if e.error else None,
         "error_message": error_message,
-        "truncated": e.truncated,
+        "truncated": truncated,
         "request_event_id": e.request_event_id,
         "payload": payload if e.truncated and isinstance(payload, str) else _dump(payload),
         **risk,
@@ -214,23 +226,27 @@ def _risk_columns(risk: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def _session_row(org_id: str, s: SessionIn, redact: bool = True) -> dict[str, Any]:
-    command = [str(_backstop(arg, [])) for arg in s.command] if redact else s.command
+    text = {c: getattr(s, c) for c in SESSION_TEXT}
+    command = s.command
+    if redact:
+        text = _backstop(text, [])
+        command = [str(_backstop(arg, [])) for arg in s.command]
     return {
         "org_id": org_id,
         "id": s.id.lower(),
-        "name": s.name,
+        "name": text["name"],
         "transport": s.transport,
         "command": orjson.dumps(command).decode(),
-        "cwd": s.cwd,
+        "cwd": text["cwd"],
         "pid": s.pid,
-        "host": s.host,
+        "host": text["host"],
         "started_ns": parse_ts(s.started_at),
         "ended_ns": parse_ts(s.ended_at) if s.ended_at else None,
         "exit_code": s.exit_code,
-        "client": _dump(s.client),
-        "server": _dump(s.server),
-        "protocol_version": s.protocol_version,
-        "capabilities": _dump(s.capabilities),
+        "client": _dump(text["client"]),
+        "server": _dump(text["server"]),
+        "protocol_version": text["protocol_version"],
+        "capabilities": _dump(text["capabilities"]),
         "event_count": 0,
         "error_count": 0,
         "dropped_events": s.dropped_events,
