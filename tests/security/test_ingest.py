@@ -68,6 +68,23 @@ def test_over_deep_payload_is_stored_as_the_marker_and_the_batch_is_kept(api: Ap
     assert other["payload"] == events[3]["payload"]
 
 
+def test_brackets_in_strings_do_not_count_and_a_broken_deep_body_is_a_400(api: Api) -> None:
+    _, key, read_key = api.org_with_keys("acme")
+    session, events = session_batch(1)
+    text = '"[{' * 3000 + "\\"  # brackets, quotes and a backslash inside one string
+    batch = [{**events[0], "payload": {"text": text}}, {**events[1], "payload": _nested(2000)}]
+    r = _post(api, key, session, [*batch, *events[2:]])
+    assert r.status_code == 200 and r.json()["accepted"] == len(events), r.text
+    stored = api.client.get(f"/api/v1/events/{events[0]['id']}", headers=bearer(read_key)).json()
+    assert stored["payload"] == {"text": text}
+    assert api.client.get(f"/api/v1/events/{events[1]['id']}", headers=bearer(read_key)).json()["payload"][
+        "km_omitted"
+    ]
+    broken = b'{"session": {}, "events": [' + b"[" * 2000 + b"]" * 1999 + b"}"
+    r = api.client.post("/api/v1/events/batch", content=broken, headers=bearer(key))
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+
+
 def test_payload_at_the_limit_is_kept_as_is(api: Api) -> None:
     _, key, read_key = api.org_with_keys("acme")
     session, events = session_batch(1)

@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, func, text, update
 from ..analysis.config import DEFAULT_CONFIG
 from ..analysis.findings import Finding
 from ..analysis.redact import redact as redact_secrets
-from ..jsonlimits import MAX_DEPTH, too_deep, too_deep_finding, too_deep_marker, value_too_deep
+from ..jsonlimits import MAX_DEPTH, too_deep_finding, too_deep_marker, value_too_deep
 from ..model import parse_ts
 from ..store.db import upsert
 from ..store.schema import events as events_table
@@ -260,9 +260,12 @@ def _month(ts_ns: int) -> int:
     return dt.year * 100 + dt.month
 
 
+ORJSON_DEPTH = 1024
+"""The deepest nesting ``orjson.loads`` reads."""
 BODY_DEPTH = 2 * MAX_DEPTH
-"""Nesting a batch body is decoded to when it is deeper than orjson reads (1,024 levels)."""
-_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
+"""Nesting a batch body is cut to when it is deeper than that."""
+_PIECE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[^"]{1,4096}|"')
+_OPEN, _CLOSE = frozenset(b"[{"), frozenset(b"]}")
 SESSION_JSON = ("client", "server", "capabilities")
 
 
@@ -274,21 +277,35 @@ def decode_body(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        if not too_deep(body, BODY_DEPTH):
+        if body.count(b"[") + body.count(b"{") <= ORJSON_DEPTH:  # cannot be too deep for orjson
             raise
     kept: list[bytes] = []
-    level = start = 0
-    for token in _TOKEN.finditer(body):  # strings are matched whole, so their brackets are skipped
-        if token[0] in (b"[", b"{"):
-            level += 1
-            if level == BODY_DEPTH + 1:
-                kept.append(body[start : token.start()])
-        elif token[0] in (b"]", b"}"):
-            if level == BODY_DEPTH + 1:
-                kept.append(b"[]")
-                start = token.end()
-            level -= 1
-    kept.append(body[start:])
+    level = 0
+    for piece in _PIECE.findall(body):  # strings whole (their brackets do not count), the rest in chunks
+        if piece[0] == 0x22:
+            if level <= BODY_DEPTH:
+                kept.append(piece)
+            continue
+        opens = piece.count(b"[") + piece.count(b"{")
+        closes = piece.count(b"]") + piece.count(b"}")
+        if level + opens <= BODY_DEPTH or level - closes > BODY_DEPTH:  # all kept, or all cut
+            if level <= BODY_DEPTH:
+                kept.append(piece)
+            level += opens - closes
+            continue
+        start = 0
+        for i, byte in enumerate(piece):  # the chunk where the nesting crosses BODY_DEPTH
+            if byte in _OPEN:
+                level += 1
+                if level == BODY_DEPTH + 1:
+                    kept.append(piece[start:i])
+            elif byte in _CLOSE:
+                if level == BODY_DEPTH + 1:
+                    kept.append(b"[]")
+                    start = i + 1
+                level -= 1
+        if level <= BODY_DEPTH:
+            kept.append(piece[start:])
     return orjson.loads(b"".join(kept))
 
 
