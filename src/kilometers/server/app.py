@@ -193,6 +193,7 @@ def create_app(
         )
 
     @app.exception_handler(DataError)
+    @app.exception_handler(OverflowError)  # SQLite's driver, for an integer PostgreSQL calls a DataError
     async def _db_data(_r: Request, exc: Exception) -> JSONResponse:
         return error_response(422, "invalid_value", "a value is out of range for the database")
 
@@ -243,7 +244,7 @@ def create_app(
         try:
             body = await _read_body(request, settings.max_body_bytes)
             try:
-                data = orjson.loads(body)
+                data = await run_in_threadpool(ingest_mod.decode_body, body)
             except orjson.JSONDecodeError as exc:
                 raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
             try:

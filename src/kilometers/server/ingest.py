@@ -10,19 +10,21 @@ secrets here and redacted before it is stored, with the event's findings added t
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import Connection, Engine, func, select, text, update
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import Connection, Engine, func, text, update
 
 from ..analysis.config import DEFAULT_CONFIG
 from ..analysis.findings import Finding
 from ..analysis.redact import PARTIAL_RULE
 from ..analysis.redact import redact as redact_secrets
+from ..jsonlimits import MAX_DEPTH, too_deep_finding, too_deep_marker, value_too_deep
 from ..model import parse_ts
 from ..store.db import upsert
 from ..store.schema import events as events_table
@@ -36,8 +38,17 @@ MAX_EVENTS_PER_BATCH = 5000
 
 MAX_NS = 2**63 - 1
 INT32 = 2**31 - 1
-NoNul = Annotated[str, Field(pattern=r"^[^\x00]*$")]
-"""Text stored as-is: PostgreSQL cannot store NUL characters in text columns."""
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("NUL characters (\\u0000) are not allowed here")
+    return value
+
+
+NoNul = Annotated[str, AfterValidator(_no_nul), Field(json_schema_extra={"pattern": "^[^\\x00]*$"})]
+"""Text stored as-is: PostgreSQL cannot store NUL characters in text columns, so an event with one
+is rejected (on every database alike). Text stored as JSON escapes NUL as ``\\u0000``."""
 
 
 def _check_ts(value: str) -> None:
@@ -168,21 +179,24 @@ EVENT_TEXT = ("method", "tool", "resource_uri", "prompt_name", "jsonrpc_id")
 SESSION_TEXT = ("name", "cwd", "host", "client", "server", "capabilities", "protocol_version")
 
 
-def _event_row(org_id: str, e: EventIn, redact: bool = True) -> dict[str, Any]:
+def _event_row(
+    org_id: str, e: EventIn, redact: bool = True, found: tuple[Finding, ...] = ()
+) -> dict[str, Any]:
+    """The event's row; ``found`` are findings of the server's own, added to the client's risk."""
     payload, error_message = e.payload, e.error.message if e.error else None
     text = {c: getattr(e, c) for c in EVENT_TEXT}
     truncated = e.truncated
     risk = _risk_columns(e.risk)  # checks the client's risk first
+    findings = list(found)
     if redact:
-        found: list[Finding] = []
-        payload = _backstop(payload, found)
+        payload = _backstop(payload, findings)
         # text past the scan bound is not kept (the finding says so): the payload is no longer whole
-        truncated = truncated or any(f.rule == PARTIAL_RULE for f in found)
+        truncated = truncated or any(f.rule == PARTIAL_RULE for f in findings)
         if error_message:
-            error_message = _backstop(error_message, found)
-        text = _backstop(text, found)
-        if found:
-            risk = _with_findings(risk, found)
+            error_message = _backstop(error_message, findings)
+        text = _backstop(text, findings)
+    if findings:
+        risk = _with_findings(risk, findings)
     return {
         "org_id": org_id,
         "id": e.id.lower(),
@@ -202,7 +216,11 @@ def _event_row(org_id: str, e: EventIn, redact: bool = True) -> dict[str, Any]:
         "error_message": error_message,
         "truncated": truncated,
         "request_event_id": e.request_event_id,
-        "payload": payload if e.truncated and isinstance(payload, str) else _dump(payload),
+        "payload": (
+            payload.replace("\x00", "\\u0000")  # a truncated text keeps a NUL the way JSON writes it
+            if e.truncated and isinstance(payload, str)
+            else _dump(payload)
+        ),
         **risk,
     }
 
@@ -258,11 +276,69 @@ def _month(ts_ns: int) -> int:
     return dt.year * 100 + dt.month
 
 
+ORJSON_DEPTH = 1024
+"""The deepest nesting ``orjson.loads`` reads."""
+BODY_DEPTH = 2 * MAX_DEPTH
+"""Nesting a batch body is cut to when it is deeper than that."""
+_PIECE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[^"]{1,4096}|"')
+_OPEN, _CLOSE = frozenset(b"[{"), frozenset(b"]}")
+SESSION_JSON = ("client", "server", "capabilities")
+
+
+def decode_body(body: bytes) -> Any:
+    """The JSON body of a batch. orjson refuses text nested deeper than 1,024 levels, so in a body
+    that deep every array or object below :data:`BODY_DEPTH` is first cut to ``[]``: the field
+    holding it is still over :data:`MAX_DEPTH`, and handled as such by :func:`parse_batch`
+    (instead of the whole batch being refused). Raises ``orjson.JSONDecodeError``."""
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        if body.count(b"[") + body.count(b"{") <= ORJSON_DEPTH:  # cannot be too deep for orjson
+            raise
+    kept: list[bytes] = []
+    level = 0
+    for piece in _PIECE.findall(body):  # strings whole (their brackets do not count), the rest in chunks
+        if piece[0] == 0x22:
+            if level <= BODY_DEPTH:
+                kept.append(piece)
+            continue
+        opens = piece.count(b"[") + piece.count(b"{")
+        closes = piece.count(b"]") + piece.count(b"}")
+        if level + opens <= BODY_DEPTH or level - closes > BODY_DEPTH:  # all kept, or all cut
+            if level <= BODY_DEPTH:
+                kept.append(piece)
+            level += opens - closes
+            continue
+        start = 0
+        for i, byte in enumerate(piece):  # the chunk where the nesting crosses BODY_DEPTH
+            if byte in _OPEN:
+                level += 1
+                if level == BODY_DEPTH + 1:
+                    kept.append(piece[start:i])
+            elif byte in _CLOSE:
+                if level == BODY_DEPTH + 1:
+                    kept.append(b"[]")
+                    start = i + 1
+                level -= 1
+        if level <= BODY_DEPTH:
+            kept.append(piece[start:])
+    return orjson.loads(b"".join(kept))
+
+
+def _shallow_session(raw: Any) -> Any:
+    """The session with any client/server/capabilities over :data:`MAX_DEPTH` dropped (None)."""
+    if not isinstance(raw, dict) or not value_too_deep(raw, MAX_DEPTH + 1):
+        return raw
+    return {k: None if k in SESSION_JSON and value_too_deep(v) else v for k, v in raw.items()}
+
+
 def parse_batch(
     body: Any, redact: bool = True
 ) -> tuple[SessionIn, list[dict[str, Any]], list[dict[str, Any]]]:
     """Validate the envelope strictly and each event on its own: (session, valid rows, errors).
-    With ``redact``, secrets left in the events are redacted (the module's secrets backstop)."""
+    With ``redact``, secrets left in the events are redacted (the module's secrets backstop).
+    A payload nested deeper than :data:`MAX_DEPTH` is stored as the too-deep marker with its
+    finding; a risk that deep rejects its event; in the session, such a field is dropped."""
     if not isinstance(body, dict):
         raise BatchError('the body must be a JSON object {"session": {...}, "events": [...]}')
     unknown = set(body) - {"session", "events"}
@@ -271,7 +347,7 @@ def parse_batch(
     if "session" not in body or "events" not in body:
         raise BatchError('the batch needs both "session" and "events"')
     try:
-        session = SessionIn.model_validate(body["session"])
+        session = SessionIn.model_validate(_shallow_session(body["session"]))
     except ValidationError as exc:
         raise BatchError(f"invalid session: {_describe(exc)}") from None
     raw_events = body["events"]
@@ -284,8 +360,17 @@ def parse_batch(
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     seen: set[str] = set()
+    too_deep_payload = (Finding.from_dict(too_deep_finding()),)
     for index, raw in enumerate(raw_events):
         event_id = raw.get("id") if isinstance(raw, dict) else None
+        found: tuple[Finding, ...] = ()
+        if isinstance(raw, dict):  # (the other fields' strict types take no nesting at all)
+            if value_too_deep(raw.get("risk")):
+                message = f"risk: nested deeper than {MAX_DEPTH} levels"
+                errors.append({"index": index, "id": event_id, "message": message})
+                continue
+            if value_too_deep(raw.get("payload")):
+                raw, found = {**raw, "payload": None}, too_deep_payload
         try:
             event = EventIn.model_validate(raw)
         except (ValidationError, ValueError) as exc:
@@ -297,8 +382,10 @@ def parse_batch(
                 {"index": index, "id": event_id, "message": "session_id differs from the batch's session"}
             )
             continue
+        if found:
+            event.payload = too_deep_marker(event.size_bytes)
         try:
-            row = _event_row("", event, redact)
+            row = _event_row("", event, redact, found)
         except ValueError as exc:
             errors.append({"index": index, "id": event_id, "message": str(exc)})
             continue
@@ -345,8 +432,18 @@ def _insert_events_pg(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
     return {r[0] for r in result}
 
 
+def _label(name: str | None, server_json: str | None) -> str:
+    """The server name rollups and metrics use for a stored session (its name, else its server's)."""
+    server = orjson.loads(server_json) if server_json else {}
+    return str(name or server.get("name") or "").replace("\x00", "\\u0000")[:200]
+
+
 def ingest(engine: Engine, org: Org, body: Any, redact: bool = True) -> IngestResult:
-    """Store a batch. ``redact=False`` trusts the client's redaction (see the module docstring)."""
+    """Store a batch. ``redact=False`` trusts the client's redaction (see the module docstring).
+
+    Session metadata is first-write-wins, like events: a later upload of the same session (from
+    any key of the organization) only fills fields that are still empty, such as the end time
+    and exit code of a session that was running."""
     session, rows, errors = parse_batch(body, redact)
     for row in rows:
         row["org_id"] = org.id
@@ -357,23 +454,19 @@ def ingest(engine: Engine, org: Org, body: Any, redact: bool = True) -> IngestRe
         dialect = conn.dialect.name
         stmt = upsert(conn, sessions).values(session_row)
         ex = stmt.excluded
-        conn.execute(
+        first_wins = ("name", "ended_ns", "exit_code", "client", "server", "protocol_version", "capabilities")
+        stored = conn.execute(
             stmt.on_conflict_do_update(
                 index_elements=["org_id", "id"],
                 set_={
-                    "name": func.coalesce(ex.name, sessions.c.name),
-                    "ended_ns": func.coalesce(ex.ended_ns, sessions.c.ended_ns),
-                    "exit_code": func.coalesce(ex.exit_code, sessions.c.exit_code),
-                    "client": func.coalesce(ex.client, sessions.c.client),
-                    "server": func.coalesce(ex.server, sessions.c.server),
-                    "protocol_version": func.coalesce(ex.protocol_version, sessions.c.protocol_version),
-                    "capabilities": func.coalesce(ex.capabilities, sessions.c.capabilities),
+                    **{c: func.coalesce(sessions.c[c], ex[c]) for c in first_wins},
                     "dropped_events": func.greatest(ex.dropped_events, sessions.c.dropped_events)
                     if dialect == "postgresql"
                     else func.max(ex.dropped_events, sessions.c.dropped_events),
                 },
-            )
-        )
+            ).returning(sessions.c.name, sessions.c.server)
+        ).one()
+        server = _label(stored.name, stored.server)
         inserted: set[str] = set()
         if rows and dialect == "postgresql":
             inserted = _insert_events_pg(conn, rows)
@@ -386,21 +479,23 @@ def ingest(engine: Engine, org: Org, body: Any, redact: bool = True) -> IngestRe
             )
             inserted = {r[0] for r in result}
         new_rows = [r for r in rows if r["id"] in inserted]
-        if org.events_per_month is not None and new_rows:
-            # checked after the insert so that re-sent (duplicate) events never count against the quota;
-            # raising rolls the whole transaction back
-            used = (
-                conn.execute(
-                    select(org_usage.c.events).where(org_usage.c.org_id == org.id, org_usage.c.month == month)
-                ).scalar()
-                or 0
-            )
-            if used + len(new_rows) > org.events_per_month:
+        if new_rows:
+            # an atomic counter: the upsert holds the month's row lock until commit, so concurrent
+            # batches of the organization count one after the other (exact on PostgreSQL too);
+            # only new events count (re-sent duplicates never do), and raising rolls it all back
+            usage = upsert(conn, org_usage).values(org_id=org.id, month=month, events=len(new_rows))
+            used = conn.execute(
+                usage.on_conflict_do_update(
+                    index_elements=["org_id", "month"],
+                    set_={"events": org_usage.c.events + usage.excluded.events},
+                ).returning(org_usage.c.events)
+            ).scalar_one()
+            if org.events_per_month is not None and used > org.events_per_month:
                 raise QuotaExceeded(
                     f"organization {org.name!r} reached its limit of {org.events_per_month} events per month "
-                    f"(plan {org.plan}; {used} stored this month). Nothing from this batch was stored."
+                    f"(plan {org.plan}; {used - len(new_rows)} stored this month). "
+                    "Nothing from this batch was stored."
                 )
-        if new_rows:
             conn.execute(
                 update(sessions)
                 .where(sessions.c.org_id == org.id, sessions.c.id == session_row["id"])
@@ -409,16 +504,7 @@ def ingest(engine: Engine, org: Org, body: Any, redact: bool = True) -> IngestRe
                     error_count=sessions.c.error_count + sum(1 for r in new_rows if r["is_error"]),
                 )
             )
-            server_name = str(session.name or (session.server or {}).get("name") or "")[:200]
-            rollups.upsert_rollups(conn, rollups.rollup_rows(org.id, server_name, new_rows))
+            rollups.upsert_rollups(conn, rollups.rollup_rows(org.id, server, new_rows))
             if dialect == "postgresql":  # wake the live tail of every server process, on commit
                 conn.execute(text("SELECT pg_notify('km_events', :org)"), {"org": org.id})
-            usage = upsert(conn, org_usage).values(org_id=org.id, month=month, events=len(new_rows))
-            conn.execute(
-                usage.on_conflict_do_update(
-                    index_elements=["org_id", "month"],
-                    set_={"events": org_usage.c.events + usage.excluded.events},
-                )
-            )
-    server = str(session.name or (session.server or {}).get("name") or "")[:200]
     return IngestResult(len(new_rows), len(rows) - len(new_rows), errors, server, new_rows)

@@ -162,6 +162,25 @@ def set_limits(
     return get_org(engine, org.id)
 
 
+def set_retention(engine: Engine, org: Org, retention_days: int | None, actor: str = "cli") -> Org:
+    """The one setting an organization's admins change themselves: its retention, within its
+    plan's (``None`` keeps data forever, on a plan without a retention limit only). Only the
+    retention is written: the operator's limits (`km admin set-limits`) are left as they are."""
+    cap = PLANS.get(org.plan, PLANS["free"])["retention_days"]  # an unknown plan gets the smallest
+    if isinstance(retention_days, bool) or (retention_days is not None and retention_days < 1):
+        raise TenancyError("retention_days must be a whole number of days, at least 1")
+    if cap is not None and (retention_days is None or retention_days > cap):
+        raise TenancyError(
+            f"retention_days can be at most {cap} days on the {org.plan} plan; send 1 to {cap}"
+        )
+    with engine.begin() as conn:
+        conn.execute(
+            update(organizations).where(organizations.c.id == org.id).values(retention_days=retention_days)
+        )
+        audit(conn, org.id, actor, "org.retention_changed", {"retention_days": retention_days})
+    return get_org(engine, org.id)
+
+
 def create_key(
     engine: Engine,
     org: Org,

@@ -99,7 +99,10 @@ class RoleIn(_Body):
 
 
 class OrgPatch(_Body):
-    retention_days: int | None = Field(default=None, ge=1, le=3650)
+    model_config = ConfigDict(extra="forbid", strict=True)
+    retention_days: int | None = Field(
+        default=None, ge=1, le=3650, description="days (null: keep forever, on plans without a limit)"
+    )
 
 
 def _me(caller: Caller, engine: Engine, local: bool) -> dict[str, Any]:
@@ -377,9 +380,12 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
     @app.patch("/api/v1/org", tags=["settings"])
     def patch_org(body: OrgPatch, caller: admin) -> dict[str, Any]:
         team_only()
-        org = tenancy.set_limits(
-            engine, caller.org, caller.org.events_per_month, body.retention_days, actor=caller.actor
-        )
+        if "retention_days" not in body.model_fields_set:
+            raise ApiError(422, "invalid_request", 'nothing to change: send {"retention_days": <days>}')
+        try:
+            org = tenancy.set_retention(engine, caller.org, body.retention_days, actor=caller.actor)
+        except tenancy.TenancyError as exc:
+            raise ApiError(422, "plan_limit", str(exc)) from None
         return org.to_dict()
 
     # -- the front end ---------------------------------------------------------------------------

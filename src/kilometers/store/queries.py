@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -219,13 +220,19 @@ def _encode_cursor(ts_ns: int, ident: str) -> str:
     return base64.urlsafe_b64encode(f"{ts_ns}:{ident}".encode()).decode().rstrip("=")
 
 
+_CURSOR = re.compile(r"([0-9]{1,19}):([0-9A-Za-z-]{1,64})")
+
+
 def _decode_cursor(cursor: str) -> tuple[int, str]:
+    """(time in ns, id) of a cursor made by :func:`_encode_cursor`; anything else, including a
+    time out of the 64-bit range the databases store, is a :class:`BadCursor`."""
     try:
-        text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        ts, ident = text.split(":", 1)
-        return int(ts), ident
+        found = _CURSOR.fullmatch(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode())
     except (ValueError, UnicodeDecodeError):
-        raise BadCursor("invalid cursor: pass back the next_cursor of a previous page unchanged") from None
+        found = None
+    if found is None or int(found[1]) >= 2**63:
+        raise BadCursor("invalid cursor: pass back the next_cursor of a previous page unchanged")
+    return int(found[1]), found[2]
 
 
 TEXT_SCAN_ROWS = 20_000
