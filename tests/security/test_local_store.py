@@ -280,5 +280,5 @@ def test_a_live_session_is_not_ended_by_another_km(run_km: RunKm, km_home: Path)
     assert only_session(km_home)["ended_at"] is None  # km sessions opened the store: still running
     code, _, _ = km.finish(60)
     assert code == 0 and only_session(km_home)["exit_code"] == 0
-    assert not any((km_home / "km.db-live").iterdir())
+    assert not any((km_home / "km-live").iterdir())
     assert os.path.exists(km_home / "km.db")

@@ -1,5 +1,5 @@
 """Sessions whose km died: a recording into a local SQLite store holds a lock file next to it
-(``km.db-live/<session id>.lock``) for as long as it runs. The kernel releases the lock when
+(``km-live/<session id>.lock`` beside ``km.db``) for as long as it runs. The kernel releases the lock when
 the process dies, even on SIGKILL, so the next km that opens the store ends such a session:
 at its last event (or its start when it has none), with no exit code."""
 
@@ -21,7 +21,9 @@ except ImportError:  # pragma: no cover - Windows: the session of a killed km st
 
 
 def live_dir(db_file: str) -> Path:
-    return Path(f"{db_file}-live")
+    """``km-live`` for ``km.db``: named so that no ``km.db*`` pattern (backups, copies) takes it."""
+    path = Path(db_file)
+    return path.with_name(f"{path.stem}-live")
 
 
 class LiveLock:
