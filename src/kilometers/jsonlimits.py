@@ -26,6 +26,7 @@ enough that an event (+2 levels) inside a batch (+2 levels) stays far below orjs
 TOO_DEEP_RULE = "payload.too_deep"
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 _KEEP_BRACKETS = bytes.maketrans(b"{}", b"[]")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
@@ -74,6 +75,30 @@ def value_too_deep(value: Any, limit: int = MAX_DEPTH) -> bool:
             return True
         stack.extend((child, level + 1) for child in children if isinstance(child, (dict, list)))
     return False
+
+
+def prune(data: bytes, keep: int = 2 * MAX_DEPTH) -> bytes:
+    """The JSON text ``data`` with every array and object nested deeper than ``keep`` replaced by
+    ``null``, so that its shallow fields (a message's method, id, tool...) can be read even past
+    orjson's own limit. A value that lost a part keeps more than ``keep - level`` levels, so with
+    the default ``keep`` it still counts as too deep where it sits up to :data:`MAX_DEPTH` down."""
+    parts: list[bytes] = []
+    level = start = 0
+    for token in _TOKEN.finditer(data):
+        char = data[token.start()]
+        if char == 0x22:  # a string: its brackets do not count
+            continue
+        if char in b"[{":
+            level += 1
+            if level == keep + 1:
+                parts.append(data[start : token.start()])
+        else:
+            if level == keep + 1:
+                parts.append(b"null")
+                start = token.end()
+            level -= 1
+    parts.append(data[start:])
+    return b"".join(parts)
 
 
 def loads(data: bytes | str) -> Any:

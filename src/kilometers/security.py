@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from .analysis import AnalysisConfig, Analyzer, Pins, redact
+from .jsonlimits import value_too_deep
 from .jsonrpc import LineFramer
 from .model import Event, Session
 
@@ -200,7 +201,11 @@ class SecurityStage:
             except Exception as exc:  # a plugin's bug must not stop the analysis
                 print(f"km: plugin detector {detector!r} failed: {exc!r}", file=sys.stderr)
                 continue
-            out.extend(f for f in found if isinstance(f, dict) and isinstance(f.get("rule"), str))
+            out.extend(
+                f
+                for f in found
+                if isinstance(f, dict) and isinstance(f.get("rule"), str) and not value_too_deep(f)
+            )
         return out
 
     # -- the stage ------------------------------------------------------------------------------
@@ -228,7 +233,10 @@ class SecurityStage:
                     cleaned = redact(value, config)
                     if cleaned.changed:
                         setattr(e, attr, cleaned.message)
-            findings: list[dict[str, Any]] = [f.to_dict() for f in risk.findings] if risk else []
+            # findings already on the event (a payload over the depth limit, from capture) stay
+            findings: list[dict[str, Any]] = list(e.risk["findings"]) if e.risk else []
+            if risk:
+                findings.extend(f.to_dict() for f in risk.findings)
             if self.detectors and e.payload is not None:
                 findings.extend(self._plugin_findings(e))
             if (

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from ..jsonlimits import too_deep
 from ..model import Event, Session
 from .schema import LOCAL_ORG
 
@@ -16,7 +17,8 @@ def _dump(value: Any) -> str | None:
 
 
 def _load(text: str | None) -> Any:
-    return None if text is None else orjson.loads(text)
+    """The value, or None when it nests deeper than the limit (a store written by an older km)."""
+    return None if text is None or too_deep(text) else orjson.loads(text)
 
 
 def event_row(e: Event, org_id: str = LOCAL_ORG) -> dict[str, Any]:
@@ -47,7 +49,7 @@ def event_row(e: Event, org_id: str = LOCAL_ORG) -> dict[str, Any]:
 
 
 def event_from_row(r: Mapping[Any, Any]) -> Event:
-    return Event(
+    e = Event(
         id=r["id"],
         session_id=r["session_id"],
         ts_ns=r["ts_ns"],
@@ -72,6 +74,9 @@ def event_from_row(r: Mapping[Any, Any]) -> Event:
             else None
         ),
     )
+    if e.payload_too_deep:  # stored by an older km: the marker and its finding, as capture does now
+        e.omit_payload()
+    return e
 
 
 def session_row(s: Session, org_id: str = LOCAL_ORG) -> dict[str, Any]:
