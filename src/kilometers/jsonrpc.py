@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from .jsonlimits import prune, too_deep, value_too_deep
+from .jsonlimits import loads_message, value_too_deep
 from .model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Event, Kind, Session
 
 PROTOCOL_VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"
@@ -167,11 +167,9 @@ class Capture:
     # -- decoding ------------------------------------------------------------------------------
 
     def _decode(self, direction: Direction, line: bytes, ts_ns: int, out: list[Event]) -> None:
-        deep = too_deep(line)
         try:
-            # over the limit: the shallow fields are read from a pruned copy; the bytes were
-            # forwarded untouched, what is kept is the marker (see _over_deep)
-            message = orjson.loads(prune(line) if deep else line)
+            # over the limit: its bytes were forwarded untouched, what is kept is the marker
+            message, deep = loads_message(line)
         except orjson.JSONDecodeError:
             out.append(self._invalid(direction, line, ts_ns))
             return

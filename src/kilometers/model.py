@@ -79,12 +79,6 @@ class Event:
     """``{"score", "level", "findings"}`` from the security analysis (None: nothing found)."""
 
     @property
-    def payload_too_deep(self) -> bool:
-        """The payload is JSON nested deeper than :data:`~kilometers.jsonlimits.MAX_DEPTH` (a cut,
-        truncated payload is text, whatever its brackets)."""
-        return self.payload is not None and not self.truncated and jsonlimits.too_deep(self.payload)
-
-    @property
     def payload_omitted(self) -> bool:
         """The payload is the marker kept for one nested too deep (:meth:`omit_payload`)."""
         findings = (self.risk or {}).get("findings") or []

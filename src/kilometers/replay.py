@@ -22,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from .jsonlimits import MAX_DEPTH, prune, too_deep, too_deep_marker, value_too_deep
+from .jsonlimits import MAX_DEPTH, JsonLimitError, loads_message, too_deep_marker, value_too_deep
+from .jsonlimits import loads as limited_loads
 from .model import CLIENT_TO_SERVER, Event
 
 
@@ -100,7 +101,9 @@ def _load(text: str | None) -> Any:
     if text is None:
         return None
     try:
-        return orjson.loads(text)
+        return limited_loads(text)
+    except JsonLimitError:  # stored by an older km: compared as km keeps it now
+        return too_deep_marker(len(text.encode()))
     except orjson.JSONDecodeError:
         return text
 
@@ -131,9 +134,8 @@ class _Server:
     def _read(self) -> None:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
-            deep = too_deep(line)
             try:
-                message = orjson.loads(prune(line) if deep else line)
+                message, deep = loads_message(line)
             except orjson.JSONDecodeError:
                 continue
             for item in message if isinstance(message, list) else [message]:

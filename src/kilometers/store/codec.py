@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from ..jsonlimits import too_deep
+from .. import jsonlimits
 from ..model import Event, Session
 from .schema import LOCAL_ORG
 
@@ -18,7 +18,10 @@ def _dump(value: Any) -> str | None:
 
 def _load(text: str | None) -> Any:
     """The value, or None when it nests deeper than the limit (a store written by an older km)."""
-    return None if text is None or too_deep(text) else orjson.loads(text)
+    try:
+        return None if text is None else jsonlimits.loads(text)
+    except jsonlimits.JsonLimitError:
+        return None
 
 
 def event_row(e: Event, org_id: str = LOCAL_ORG) -> dict[str, Any]:
@@ -49,7 +52,7 @@ def event_row(e: Event, org_id: str = LOCAL_ORG) -> dict[str, Any]:
 
 
 def event_from_row(r: Mapping[Any, Any]) -> Event:
-    e = Event(
+    return Event(
         id=r["id"],
         session_id=r["session_id"],
         ts_ns=r["ts_ns"],
@@ -74,9 +77,6 @@ def event_from_row(r: Mapping[Any, Any]) -> Event:
             else None
         ),
     )
-    if e.payload_too_deep:  # stored by an older km: the marker and its finding, as capture does now
-        e.omit_payload()
-    return e
 
 
 def session_row(s: Session, org_id: str = LOCAL_ORG) -> dict[str, Any]:
