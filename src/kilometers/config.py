@@ -208,9 +208,10 @@ def load_lenient(overrides: dict[str, Any]) -> tuple[Settings, str | None]:
 
 
 def write_file(settings: Settings, path: Path | None = None) -> Path:
-    """Write ``settings`` as TOML. A file holding an API key is readable by its owner only (0600)."""
+    """Write ``settings`` as TOML, readable by its owner only (0600: it may hold an API key or a
+    database URL with a password)."""
     path = path or paths.config_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    paths.private_dir(path.parent)
     data: dict[str, dict[str, Any]] = {}
     for name, value in asdict(settings).items():
         if value is None:
@@ -218,14 +219,11 @@ def write_file(settings: Settings, path: Path | None = None) -> Path:
         section, key = SECTIONS[name]
         data.setdefault(section, {})[key] = value
     text = tomli_w.dumps(data).encode()
-    if settings.api_key:
-        # created 0600 (no window where the key is world-readable); an existing file is tightened too
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as file:
-            os.fchmod(fd, 0o600)
-            file.write(text)
-    else:
-        path.write_bytes(text)
+    # created 0600 (no window where a secret is world-readable); an existing file is tightened too
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as file:
+        os.fchmod(fd, 0o600)
+        file.write(text)
     return path
 
 

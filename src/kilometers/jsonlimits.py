@@ -210,3 +210,27 @@ def too_deep_finding() -> dict[str, Any]:
         "path": "",
         "message": f"payload nested deeper than {MAX_DEPTH} levels was not stored or analysed",
     }
+
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+"""Largest message km decodes and keeps: the team server's default request-body limit
+(``km serve --max-body-mb``), and the most ``km proxy`` inflates of a compressed answer (or
+holds of one SSE event) for its records. The traffic itself is forwarded whatever its size."""
+
+TOO_LARGE_RULE = "payload.too_large"
+
+
+def too_large_marker(size_bytes: int) -> dict[str, Any]:
+    """What km keeps in place of a message over :data:`MAX_BODY_BYTES` (forwarded as is);
+    ``size_bytes`` is how much km read of it (at least the limit)."""
+    return {"km_omitted": f"payload over {MAX_BODY_BYTES} bytes", "size_bytes": size_bytes}
+
+
+def too_large_finding() -> dict[str, Any]:
+    """The finding recorded with :func:`too_large_marker`."""
+    return {
+        "rule": TOO_LARGE_RULE,
+        "severity": "medium",
+        "path": "",
+        "message": f"payload over {MAX_BODY_BYTES} bytes (decoded) was not stored or analysed",
+    }

@@ -8,13 +8,15 @@ session's negotiated details up to date. Every transport (stdio, HTTP, replay) r
 from __future__ import annotations
 
 import fnmatch
+import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from .jsonlimits import loads_message, value_too_deep
+from .jsonlimits import loads_message, too_deep, value_too_deep
 from .model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Event, Kind, Session
 
 PROTOCOL_VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"
@@ -23,6 +25,10 @@ SERVER_INFO_META_KEY = "io.modelcontextprotocol/serverInfo"
 
 MAX_PENDING_REQUESTS = 100_000
 """Unanswered requests remembered for correlation; the oldest are forgotten beyond this."""
+
+UNPARSEABLE_RULE = "jsonrpc.unparseable_request"
+"""The finding on an ``invalid`` event that still reads as a request (see :func:`recover`)."""
+_SCORE = {"medium": 40, "high": 70}
 
 
 class LineFramer:
@@ -124,6 +130,73 @@ def _kept(value: Any) -> bool:
     return isinstance(value, dict) and not value_too_deep(value)
 
 
+# -- lines that are not strict JSON ----------------------------------------------------------------
+
+_ESCAPE = re.compile(r"\\(?:u([0-9a-fA-F]{4})|(.))", re.DOTALL)
+_FIELD = {
+    key: re.compile(rf'"{key}"\s*:\s*(?:"([^"]*)"|(-?\d+))', re.IGNORECASE)
+    for key in ("method", "name", "id")
+}
+
+
+def may_call(data: bytes) -> bool:
+    """False only when ``data`` cannot carry a ``tools/call`` however a server reads it: it does
+    not spell the method and has no escape that could (the gate's fast path)."""
+    return b"tools/call" in data or b"\\" in data
+
+
+def recover(line: bytes) -> Any:
+    """The message a lenient server reads from a line that is not strict JSON (``orjson``
+    refuses it): invalid UTF-8 replaced, lone surrogates, ``NaN``/``Infinity`` and raw control
+    characters accepted. None when even that fails (or when it nests too deeply)."""
+    if too_deep(line):
+        return None
+    try:
+        return json.loads(line.decode("utf-8", "replace"), strict=False)
+    except (ValueError, RecursionError):
+        return None
+
+
+def unescaped(line: bytes) -> str:
+    """The text of a line with its JSON escapes resolved (``tools\\/call`` reads ``tools/call``):
+    what a line that no parser accepts may still spell."""
+    text = line.decode("utf-8", "replace")
+    if "\\" not in text:
+        return text
+    return _ESCAPE.sub(lambda m: chr(int(m[1], 16)) if m[1] else m[2], text)
+
+
+def _clean(value: Any) -> str | None:
+    """A recovered string km can store (lone surrogates replaced), or None."""
+    return value.encode("utf-8", "replace").decode() if isinstance(value, str) else None
+
+
+def recovered_fields(line: bytes) -> tuple[str | None, str | None, Any]:
+    """(method, tool, JSON-RPC id) of a line that is not strict JSON, as far as they can be read:
+    from :func:`recover`, else off its unescaped text."""
+    message = recover(line)
+    if isinstance(message, list):
+        message = next((m for m in message if isinstance(m, dict) and "method" in m), None)
+    if isinstance(message, dict):
+        params = message.get("params")
+        method = _clean(message.get("method"))
+        tool = _clean(params.get("name")) if method == "tools/call" and isinstance(params, dict) else None
+        jsonrpc_id = message.get("id")
+    else:
+        text = unescaped(line)
+        found = {key: pattern.search(text) for key, pattern in _FIELD.items()}
+        method = found["method"][1] if found["method"] else None
+        tool = found["name"][1] if method == "tools/call" and found["name"] else None
+        jsonrpc_id = None
+        if found["id"]:
+            jsonrpc_id = found["id"][1] if found["id"][1] is not None else int(found["id"][2])
+    if isinstance(jsonrpc_id, str):
+        jsonrpc_id = _clean(jsonrpc_id)
+    elif isinstance(jsonrpc_id, bool) or not isinstance(jsonrpc_id, int):
+        jsonrpc_id = None
+    return method, tool, jsonrpc_id
+
+
 class Capture:
     """Turns the bytes of one session into events. Not thread-safe: feed it from one thread."""
 
@@ -200,13 +273,13 @@ class Capture:
         for event in out[first:]:
             event.omit_payload()
 
-    def _invalid(self, direction: Direction, raw: bytes, ts_ns: int) -> Event:
-        size = len(raw)
-        truncated = False
+    def _invalid(self, direction: Direction, line: bytes, ts_ns: int) -> Event:
+        size = len(line)
+        raw, truncated = line, False
         if self.payload_limit and size > self.payload_limit:
-            raw, truncated = raw[: self.payload_limit], True
+            raw, truncated = line[: self.payload_limit], True
         text = raw.decode("utf-8", "backslashreplace")
-        return Event(
+        event = Event(
             session_id=self.session.id,
             ts_ns=ts_ns,
             direction=direction,
@@ -215,6 +288,33 @@ class Capture:
             payload=orjson.dumps(text).decode(),
             truncated=truncated,
         )
+        if b'"' in line:  # it may still read as a request to a lenient server
+            self._recovered(event, line)
+        return event
+
+    def _recovered(self, event: Event, line: bytes) -> None:
+        """Fill in the method, tool and id an ``invalid`` line still shows, with a finding."""
+        method, tool, jsonrpc_id = recovered_fields(line)
+        if method is None:
+            return
+        event.method, event.tool, event.jsonrpc_id = method, tool, jsonrpc_id
+        severity = "high" if method == "tools/call" else "medium"
+        what = f"tools/call of {tool!r}" if tool is not None else method
+        message = (
+            f"{what} is not a valid JSON-RPC line (not strict JSON, or no final newline); "
+            "a lenient server may still run it"
+        )
+        finding = {"rule": UNPARSEABLE_RULE, "severity": severity, "path": "", "message": message}
+        event.risk = {"score": _SCORE[severity], "level": severity, "findings": [finding]}
+        if jsonrpc_id is not None:  # its answer (the gate's error or the server's) is correlated
+            self._remember(
+                event.direction, jsonrpc_id, _Pending(event.id, event.ts_ns, method, tool, None, None, True)
+            )
+
+    def _remember(self, direction: Direction, jsonrpc_id: Any, pending: _Pending) -> None:
+        if len(self._pending) >= MAX_PENDING_REQUESTS:
+            self._pending.pop(next(iter(self._pending)))
+        self._pending[_id_key(direction, jsonrpc_id)] = pending
 
     def _message(
         self, direction: Direction, message: Any, text: str, size: int, ts_ns: int, out: list[Event]
@@ -267,10 +367,10 @@ class Capture:
         )
         recorded = self.filters.records(method)
         if kind == "request":
-            if len(self._pending) >= MAX_PENDING_REQUESTS:
-                self._pending.pop(next(iter(self._pending)))
-            self._pending[_id_key(direction, jsonrpc_id)] = _Pending(
-                event.id, ts_ns, method, tool, resource_uri, prompt_name, recorded
+            self._remember(
+                direction,
+                jsonrpc_id,
+                _Pending(event.id, ts_ns, method, tool, resource_uri, prompt_name, recorded),
             )
         if recorded:
             self._append(out, event)

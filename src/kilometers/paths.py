@@ -5,6 +5,7 @@ Never relative to the current directory: clients launch servers from anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -38,3 +39,14 @@ def default_db_path() -> Path:
 
 def default_db_url() -> str:
     return f"sqlite:///{default_db_path()}"
+
+
+def private_dir(path: Path) -> Path:
+    """Make sure ``path`` exists for km's files: a directory km creates is its owner's only
+    (0700), and so is km's own data or config directory when it already exists."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.resolve() in (data_dir().resolve(), config_dir().resolve()):
+        with contextlib.suppress(OSError):  # not ours to change
+            if path.stat().st_mode & 0o077:
+                path.chmod(0o700)
+    return path

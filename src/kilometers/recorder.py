@@ -14,12 +14,17 @@ import time
 from collections.abc import Sequence
 from typing import Protocol
 
+import orjson
+
+from .jsonlimits import too_large_finding, too_large_marker
 from .jsonrpc import Capture, truncate_payload
 from .model import Direction, Event, Session
 from .sinks import Sink
 
 _STOP = object()
 _BARRIER = object()
+_OMITTED = object()
+_RELEASE = object()
 
 
 class Stage(Protocol):
@@ -71,6 +76,14 @@ class Recorder:
     def submit_message(self, direction: Direction, message: bytes, ts_ns: int) -> None:
         """An already-framed message (HTTP transports)."""
         self._queue.put((direction, message, ts_ns, True))
+
+    def submit_omitted(self, direction: Direction, size_bytes: int, ts_ns: int) -> None:
+        """A message too large to decode and keep (it was forwarded): recorded as a marker."""
+        self._queue.put((_OMITTED, direction, size_bytes, ts_ns))
+
+    def release(self) -> None:
+        """The session is idle: sinks let go of what they can reopen (database connections)."""
+        self._queue.put((_RELEASE,))
 
     def barrier(self, timeout: float = 1.0) -> bool:
         """Wait until everything submitted so far has been through the stage (block mode uses it
@@ -133,7 +146,7 @@ class Recorder:
         while True:
             items = [get()]
             first = items[0]
-            if not (isinstance(first, tuple) and first[0] in (_STOP, _BARRIER)):
+            if not (isinstance(first, tuple) and first[0] in (_STOP, _BARRIER, _RELEASE)):
                 time.sleep(self.batch_window)
             try:
                 while len(items) < DRAIN_MAX:
@@ -154,7 +167,14 @@ class Recorder:
                     events = []
                     item[1].set()
                     continue
-                if len(item) == 4:
+                if item[0] is _OMITTED:
+                    events.append(_omitted_event(self.session.id, *item[1:]))
+                elif item[0] is _RELEASE:
+                    self._emit(events)
+                    events = []
+                    for sink in self.sinks:
+                        self._call(sink, "release")
+                elif len(item) == 4:
                     events.extend(capture.feed_message(item[0], item[1], item[2]))
                 else:
                     events.extend(capture.feed(item[0], item[1], item[2]))
@@ -174,3 +194,16 @@ class Recorder:
             self._call(sink, "on_session_end", self.session)
         for sink in self.sinks:
             self._call(sink, "close")
+
+
+def _omitted_event(session_id: str, direction: Direction, size_bytes: int, ts_ns: int) -> Event:
+    return Event(
+        session_id,
+        ts_ns,
+        direction,
+        "invalid",
+        size_bytes,
+        orjson.dumps(too_large_marker(size_bytes)).decode(),
+        truncated=True,
+        risk={"score": 40, "level": "medium", "findings": [too_large_finding()]},
+    )

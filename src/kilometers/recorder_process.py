@@ -13,7 +13,11 @@ cheap as the in-process queue), one feeder thread writes the chunks as frames to
   forwarding threads). When km ends, the child drains everything before km exits.
 - The child never writes to km's stdout (its stdout is km's stderr) and ignores SIGINT,
   SIGTERM and SIGHUP (km forwards those to the server); when km dies, the child sees the end
-  of its pipe, records what it has and exits.
+  of its pipe, records what it has, counts what km had not handed over yet as dropped, and
+  ends the session.
+- That count (POSIX): ``submit`` keeps, per direction, the number of newlines (messages) it
+  was given in a small file both processes map (``LINES``); the child compares it with what
+  it received when km went away without ending the session.
 - A policy in ``block`` mode must decide on the forwarding path with the analyzer's state, so
   it keeps the in-process recorder (see cli/monitor.py).
 
@@ -26,12 +30,14 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import mmap
 import os
 import pickle
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from typing import Any, BinaryIO
@@ -41,6 +47,8 @@ from .model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Session
 from .proxy.stdio import write_all
 
 FRAME = struct.Struct("<BqI")
+LINES = struct.Struct("<Q")
+"""Per direction (at offset kind * 8): newlines km submitted so far, in the shared file."""
 KIND_C2S, KIND_S2C, KIND_END, KIND_INIT = 0, 1, 2, 3
 KINDS: dict[str, int] = {CLIENT_TO_SERVER: KIND_C2S, SERVER_TO_CLIENT: KIND_S2C}
 DIRECTIONS: dict[int, Direction] = {KIND_C2S: CLIENT_TO_SERVER, KIND_S2C: SERVER_TO_CLIENT}
@@ -65,11 +73,23 @@ class RecorderProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._feeder = threading.Thread(target=self._feed, name="km-feeder", daemon=True)
         self._broken = False
+        self._lines = [0, 0]
+        self._shared_file: BinaryIO | None = None
+        self._shared: mmap.mmap | None = None
+        if os.name == "posix":  # handed to the child by file descriptor
+            with contextlib.suppress(OSError):
+                self._shared_file = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as km
+                self._shared_file.truncate(2 * LINES.size)
+                self._shared = mmap.mmap(self._shared_file.fileno(), 2 * LINES.size)
 
     # -- called from the forwarding threads -------------------------------------------------------
 
     def submit(self, direction: Direction, data: bytes, ts_ns: int) -> None:
-        self._items.append((KINDS[direction], data, ts_ns))
+        kind = KINDS[direction]
+        self._items.append((kind, data, ts_ns))
+        if self._shared is not None:  # one forwarding thread per direction: no lock needed
+            lines = self._lines[kind] = self._lines[kind] + data.count(b"\n")
+            LINES.pack_into(self._shared, kind * LINES.size, lines)
         if not self._wake.is_set():  # only the first chunk of a batch window wakes the feeder
             self._wake.set()
 
@@ -81,8 +101,12 @@ class RecorderProcess:
     def start(self) -> None:
         """Spawn the child; raises OSError when it cannot (km then records in-process)."""
         kwargs: dict[str, Any] = {"process_group": 0} if os.name == "posix" else {}
+        argv = [sys.executable, "-m", "kilometers.recorder_process"]
+        if self._shared_file is not None:
+            argv.append(str(self._shared_file.fileno()))
+            kwargs["pass_fds"] = (self._shared_file.fileno(),)
         self._proc = subprocess.Popen(  # its own process group: a Ctrl-C meant for km skips it
-            [sys.executable, "-m", "kilometers.recorder_process"],
+            argv,
             stdin=subprocess.PIPE,
             stdout=sys.stderr.fileno(),  # never the MCP client's stdout
             close_fds=True,
@@ -157,7 +181,7 @@ def _read_exactly(stream: BinaryIO, n: int) -> bytes | None:
     return data if data is not None and len(data) == n else None
 
 
-def child_main(stream: BinaryIO) -> int:
+def child_main(stream: BinaryIO, lines_fd: int | None = None) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)):
         if sig is not None:
             signal.signal(sig, signal.SIG_IGN)
@@ -180,6 +204,8 @@ def child_main(stream: BinaryIO) -> int:
     recorder.start()
     submit = recorder.submit
     exit_code: int | None = None
+    ended = False
+    received = [0, 0]
     while True:
         header = _read_exactly(stream, FRAME.size)
         if header is None:
@@ -189,12 +215,32 @@ def child_main(stream: BinaryIO) -> int:
         if data is None:
             break
         if kind == KIND_END:
-            exit_code = None if ts < 0 else ts
+            exit_code, ended = (None if ts < 0 else ts), True
             break
+        received[kind] += data.count(b"\n")
         submit(DIRECTIONS[kind], data, ts)
+    if not ended:
+        lost = _never_received(lines_fd, received)
+        if lost:
+            recorder.session.dropped_events += lost  # read by the sinks only after stop()
+            with contextlib.suppress(OSError):
+                print(f"km: km ended before handing {lost} messages to the recorder; "
+                      "they are counted as dropped", file=sys.stderr, flush=True)  # fmt: skip
     recorder.stop(exit_code)
     return 0
 
 
+def _never_received(lines_fd: int | None, received: list[int]) -> int:
+    """Messages km submitted but that never reached this process (km died first)."""
+    if lines_fd is None:
+        return 0
+    try:
+        with mmap.mmap(lines_fd, 2 * LINES.size, access=mmap.ACCESS_READ) as shared:
+            submitted = [LINES.unpack_from(shared, kind * LINES.size)[0] for kind in (KIND_C2S, KIND_S2C)]
+    except (OSError, ValueError):
+        return 0
+    return sum(max(0, sent - got) for sent, got in zip(submitted, received, strict=True))
+
+
 if __name__ == "__main__":
-    sys.exit(child_main(sys.stdin.buffer))
+    sys.exit(child_main(sys.stdin.buffer, int(sys.argv[1]) if len(sys.argv) > 1 else None))

@@ -28,7 +28,7 @@ import orjson
 
 from .analysis import AnalysisConfig, Analyzer, Pins, redact
 from .jsonlimits import value_too_deep
-from .jsonrpc import LineFramer
+from .jsonrpc import LineFramer, may_call, recover, recovered_fields, unescaped
 from .model import Event, Session
 
 BLOCKED_CODE = -32001
@@ -233,8 +233,7 @@ class SecurityStage:
                     cleaned = redact(value, config)
                     if cleaned.changed:
                         setattr(e, attr, cleaned.message)
-            # findings already on the event (a payload over the depth limit, from capture) stay
-            findings: list[dict[str, Any]] = list(e.risk["findings"]) if e.risk else []
+            findings: list[dict[str, Any]] = list(e.risk["findings"]) if e.risk else []  # capture's own
             if risk:
                 findings.extend(f.to_dict() for f in risk.findings)
             if self.detectors and e.payload is not None:
@@ -260,9 +259,33 @@ class SecurityStage:
             self.save_pins()
 
 
+def _fields(message: dict[str, Any], key: str) -> list[Any]:
+    """The values of ``key`` in a decoded object, also under other letter cases (some JSON
+    decoders match field names case-insensitively)."""
+    return [v for k, v in message.items() if k == key or k.lower() == key]
+
+
+def _is_call(message: Any) -> bool:
+    return isinstance(message, dict) and "tools/call" in _fields(message, "method")
+
+
+def _error_line(message: dict[str, Any], text: str) -> bytes:
+    """The JSON-RPC error answering ``message``; empty for a notification (nothing to answer)."""
+    ids = _fields(message, "id")
+    if not ids:
+        return b""
+    error = {"code": BLOCKED_CODE, "message": text}
+    try:
+        return orjson.dumps({"jsonrpc": "2.0", "id": ids[-1], "error": error})
+    except orjson.JSONEncodeError:  # an id that cannot be written back as JSON (a lone surrogate)
+        return orjson.dumps({"jsonrpc": "2.0", "id": None, "error": error})
+
+
 class Gate:
     """Block mode, on the client→server forwarding path: holds bytes until a line is complete,
-    then forwards it or answers it. Only ``tools/call`` requests are ever refused."""
+    then forwards it or answers it. It decides on the message as a server would read it; only
+    ``tools/call`` requests (alone or in a batch) are ever refused, and any that km cannot parse
+    strictly is refused whatever its tool."""
 
     def __init__(self, policy: Policy, stage: SecurityStage, server: str) -> None:
         self.policy = policy
@@ -275,34 +298,87 @@ class Gate:
 
     def feed(self, data: bytes) -> tuple[bytes, list[bytes]]:
         """(bytes to forward to the server, JSON-RPC error lines to send back to the client)."""
-        lines = self.framer.feed(data)
         forward: list[bytes] = []
         answers: list[bytes] = []
-        for line in lines:
-            reason = self._verdict(line)
-            if reason is None:
+        for line in self.framer.feed(data):
+            answer = self.check(line)
+            if answer is None:
                 forward.append(line + b"\n")
-            else:
-                answers.append(reason)
+            elif answer:
+                answers.append(answer + b"\n")
         return b"".join(forward), answers
 
-    def flush(self) -> bytes:
+    def flush(self) -> tuple[bytes, list[bytes]]:
+        """End of stream: the last line, without its missing newline, decided like the others."""
         rest = self.framer.flush()
-        return rest or b""
+        if rest is None:
+            return b"", []
+        answer = self.check(rest)
+        if answer is None:
+            return rest, []
+        return b"", [answer + b"\n"] if answer else []
 
-    def _verdict(self, line: bytes) -> bytes | None:
-        if b"tools/call" not in line:
+    def check(self, message: bytes) -> bytes | None:
+        """None to forward one message (a line or an HTTP body) as is; else it is refused, and
+        this is its answer (a JSON-RPC error, a batch of them, or empty: nothing to answer)."""
+        if not may_call(message):
             return None
         try:
-            message = orjson.loads(line)
+            decoded = orjson.loads(message)
         except orjson.JSONDecodeError:
+            return self._unparseable(message)
+        if isinstance(decoded, list):
+            return self._batch(decoded, strict=True)
+        return self._single(decoded, strict=True)
+
+    def _unparseable(self, line: bytes) -> bytes | None:
+        """A line orjson refuses: decided as a lenient server reads it; refused when it is (or,
+        read by no parser at all, may be) a tools/call."""
+        decoded = recover(line)
+        if isinstance(decoded, list):
+            return self._batch(decoded, strict=False)
+        if decoded is not None:
+            return self._single(decoded, strict=False)
+        if "tools/call" not in unescaped(line):
             return None
-        if not isinstance(message, dict) or message.get("method") != "tools/call" or "id" not in message:
+        _, _, jsonrpc_id = recovered_fields(line)
+        request = {"id": jsonrpc_id} if jsonrpc_id is not None else {}
+        return _error_line(request, f"{BLOCKED_PREFIX}: a tools/call that is not valid JSON")
+
+    def _single(self, message: Any, strict: bool) -> bytes | None:
+        if not _is_call(message):
             return None
-        params = message.get("params")
-        tool = params.get("name") if isinstance(params, dict) else None
-        if not isinstance(tool, str):
+        reason = self._reason(message) if strict else "a tools/call that is not strict JSON cannot be checked"
+        return None if reason is None else _error_line(message, f"{BLOCKED_PREFIX}: {reason}")
+
+    def _batch(self, batch: list[Any], strict: bool) -> bytes | None:
+        """A batch with a refused call is not sent at all: the refused calls get the gate's
+        error and the other requests one saying they were not sent."""
+        refused = [(m, a) for m in batch if (a := self._single(m, strict)) is not None]
+        if not refused:
             return None
+        answers = [a for _, a in refused]
+        skipped = [
+            m
+            for m in batch
+            if isinstance(m, dict) and _fields(m, "method") and not any(m is r for r, _ in refused)
+        ]
+        answers.extend(_error_line(m, "Not sent: another request in this batch was blocked") for m in skipped)
+        answers = [a for a in answers if a]
+        return b"[" + b",".join(answers) + b"]" if answers else b""
+
+    def _reason(self, message: dict[str, Any]) -> str | None:
+        """Why the policy refuses this tools/call (every tool name it carries), or None."""
+        names = [n for p in _fields(message, "params") if isinstance(p, dict) for n in _fields(p, "name")]
+        if not names or not all(isinstance(n, str) for n in names):
+            return "a tools/call without a tool name cannot be checked"
+        for tool in names:
+            reason = self._tool_reason(tool, message)
+            if reason is not None:
+                return reason
+        return None
+
+    def _tool_reason(self, tool: str, message: dict[str, Any]) -> str | None:
         reason = self.policy.tool_denied(self.server, tool)
         if reason is None and self.policy.block_changed_tools:
             if self.barrier is not None:
@@ -316,7 +392,4 @@ class Gate:
             if LEVEL_RANK[risk.level] >= LEVEL_RANK[self.policy.block_at]:
                 rules = ", ".join(sorted({f.rule for f in risk.findings}))
                 reason = f"risk {risk.level} ({rules}) is at or above block_at={self.policy.block_at}"
-        if reason is None:
-            return None
-        error = {"code": BLOCKED_CODE, "message": f"{BLOCKED_PREFIX}: {reason}"}
-        return orjson.dumps({"jsonrpc": "2.0", "id": message["id"], "error": error}) + b"\n"
+        return reason

@@ -26,6 +26,10 @@ class Sink:
     def on_session_end(self, session: Session) -> None:
         """The session ended; ``session.ended_ns`` and ``exit_code`` are set."""
 
+    def release(self) -> None:
+        """The session went idle: let go of what can be reopened on the next event (file handles,
+        database connections)."""
+
     def close(self) -> None:
         """Release resources; called once, after on_session_end."""
 

@@ -232,9 +232,57 @@ def test_members_create_ingest_keys_viewers_only_read(browser: Browser, team: Te
             assert page.get_by_test_id("new-key").inner_text().strip().startswith("km_live_")
             expect(page.get_by_test_id("key-row")).to_have_count(1)  # only the member's own key
         else:
-            expect(page.get_by_test_id("member-settings")).to_be_visible()
             expect(page.get_by_test_id("key-settings")).to_have_count(0)
+        expect(page.get_by_test_id("page-settings")).to_be_visible()
+        expect(page.get_by_test_id("member-settings")).to_have_count(0)  # e-mails and roles: admins only
         context.close()
+
+
+def test_an_existing_user_accepts_an_invitation_with_their_own_password(
+    page: Page, browser: Browser, team: Team
+) -> None:
+    email, own = "ivy@example.com", "ivys own password"
+    km("admin", "create-org", "elsewhere", "--db", team.db)
+    km(
+        "admin",
+        "create-user",
+        email,
+        "--org",
+        "elsewhere",
+        "--role",
+        "member",
+        "--password",
+        own,
+        "--db",
+        team.db,
+    )
+    page.get_by_test_id("nav-settings").click()
+    page.get_by_test_id("member-email").fill(email)
+    page.get_by_test_id("member-role").select_option("viewer")
+    page.get_by_test_id("member-password").fill("chosen by acme")
+    page.get_by_test_id("add-member").click()
+    row = page.get_by_test_id("member-row").filter(has_text=email)
+    expect(row.get_by_test_id("member-invited")).to_be_visible()
+
+    context = browser.new_context()
+    ivy = context.new_page()
+    ivy.goto(team.base + "/login")
+    ivy.get_by_test_id("login-email").fill(email)
+    ivy.get_by_test_id("login-password").fill("chosen by acme")  # never applied to Ivy's account
+    ivy.get_by_test_id("login-submit").click()
+    expect(ivy.get_by_test_id("error-banner")).to_be_visible()
+    ivy.get_by_test_id("login-password").fill(own)
+    ivy.get_by_test_id("login-submit").click()
+    expect(ivy.get_by_test_id("org-name").first).to_have_text("elsewhere")
+    ivy.get_by_test_id("nav-settings").click()
+    invitation = ivy.get_by_test_id("invitation")
+    expect(invitation).to_contain_text("acme")
+    invitation.get_by_test_id("accept-invitation").click()
+    expect(ivy.get_by_test_id("invitations")).to_have_count(0)
+    expect(ivy.get_by_test_id("org-switch").locator("option")).to_have_text(["acme", "elsewhere"])
+    context.close()
+    page.reload()
+    expect(row.get_by_test_id("member-invited")).to_have_count(0)
 
 
 def test_onboarding_turns_green_on_the_first_event(page: Page, team: Team) -> None:

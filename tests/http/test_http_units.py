@@ -18,11 +18,9 @@ from kilometers.proxy.bridge import (
     parse_header,
 )
 from kilometers.proxy.http import (
-    BLOCKED_CODE,
     LegacyStream,
     _narrow_accept_encoding,
     display_url,
-    gate_answers,
     guess_name,
 )
 from kilometers.proxy.sse import SSEParser, encode_event
@@ -55,23 +53,25 @@ def test_parse_listen() -> None:
 
 
 def test_gate_answers_with_the_policy_gate() -> None:
-    from kilometers.security import Gate, Policy, SecurityStage
+    from kilometers.security import BLOCKED_CODE, Gate, Policy, SecurityStage
 
     policy = Policy.from_dict({"mode": "block", "deny_tools": ["delete_*"]})
     gate = Gate(policy, SecurityStage(policy), "server")
     call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "delete_repo"}}
     other = {"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "read"}}
-    assert gate_answers(gate, orjson.dumps(other)) is None
-    assert gate_answers(gate, b"not json") is None
+    assert gate.check(orjson.dumps(other)) is None
+    assert gate.check(b"not json") is None
 
-    (answer,) = gate_answers(gate, orjson.dumps(call, option=orjson.OPT_INDENT_2)) or []  # pretty JSON too
+    answer = (
+        gate.check(orjson.dumps(call, option=orjson.OPT_INDENT_2)) or b""
+    )  # pretty JSON too (an HTTP body)
     error = orjson.loads(answer)
     assert error["id"] == 7 and error["error"]["code"] == BLOCKED_CODE
     assert "delete_repo" in error["error"]["message"]
 
     # a batch with one refused request: nothing is sent, every request is answered
     note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-    (batch,) = gate_answers(gate, orjson.dumps([other, call, note])) or []
+    batch = gate.check(orjson.dumps([other, call, note])) or b""
     answers = orjson.loads(batch)
     assert sorted(a["id"] for a in answers) == [7, 8]
     assert all(a["error"]["code"] == BLOCKED_CODE for a in answers)

@@ -60,10 +60,10 @@ def serving(url: str) -> Iterator[str]:
 class Stream:
     """Reads an SSE stream on a thread; ``next_event()`` returns the next `event: event` payload."""
 
-    def __init__(self, url: str, headers: dict[str, str], cookies: dict[str, str] | None = None) -> None:
+    def __init__(self, url: str, headers: dict[str, str]) -> None:
         self.events: queue.Queue[dict] = queue.Queue()  # type: ignore[type-arg]
         self.connected = threading.Event()
-        self.client = httpx.Client(timeout=httpx.Timeout(5, read=None), cookies=cookies)
+        self.client = httpx.Client(timeout=httpx.Timeout(5, read=None))
         self.thread = threading.Thread(target=self._read, args=(url, headers), daemon=True)
         self.thread.start()
         assert self.connected.wait(10), "the stream did not open"
@@ -155,7 +155,7 @@ def test_km_ui_streams_what_km_monitor_records(tmp_path: Path) -> None:
         line = ui.stderr.readline()
         assert line.startswith("km ui: http://127.0.0.1:"), line
         link = line.split(" ", 2)[2].strip()
-        base, token = link.split("/?token=")
+        base, token = link.split("/#token=")
         for _ in range(100):
             try:
                 httpx.get(base + "/health", timeout=1)
@@ -163,7 +163,7 @@ def test_km_ui_streams_what_km_monitor_records(tmp_path: Path) -> None:
             except httpx.HTTPError:
                 time.sleep(0.1)
         assert httpx.get(base + "/api/v1/events").status_code == 401  # no token, no data
-        watcher = Stream(base + "/api/v1/live", {}, cookies={"km_ui": token})
+        watcher = Stream(base + "/api/v1/live", {"X-KM-Token": token})
         server = [
             sys.executable,
             "-c",

@@ -1,6 +1,8 @@
-// The HTTP API client (docs/api.md). Same-origin cookies; X-CSRF-Token on unsafe methods.
+// The HTTP API client (docs/api.md). Same-origin cookies (team server) or km ui's token in the
+// X-KM-Token header; X-CSRF-Token on unsafe methods.
 
 import { toQueryString, type QueryValue } from "./lib/query";
+import { SseParser } from "./lib/sse";
 import type {
   ApiKeyItem,
   AuthConfig,
@@ -30,6 +32,72 @@ export class ApiError extends Error {
 
 let csrfToken = "";
 let unauthorized: (() => void) | null = null;
+
+// km ui's token. `km ui` opens /#token=…: a URL fragment is never sent to any server, and
+// localStorage belongs to this origin (scheme, host and port) alone, so unlike a cookie (sent to
+// every port of 127.0.0.1) no other local web server ever sees it. Reloads and other tabs of
+// this origin read it back from storage.
+const TOKEN_KEY = "km_ui_token";
+let localToken = ""; // when storage is unavailable
+
+function storage(): Storage | null {
+  try {
+    return window.localStorage;
+  } catch {
+    return null;
+  }
+}
+
+/** The token in a launch URL's fragment (`#token=…`), or null. */
+export function tokenFromHash(hash: string): string | null {
+  const token = new URLSearchParams(hash.replace(/^#/, "")).get("token");
+  return token && /^[A-Za-z0-9_-]{16,256}$/.test(token) ? token : null;
+}
+
+/** Moves a token from the address bar into this origin's storage (and out of the history). */
+export function adoptLaunchToken(): void {
+  if (!/^#token=/.test(location.hash)) return;
+  const token = tokenFromHash(location.hash);
+  history.replaceState(history.state, "", location.pathname + location.search);
+  if (!token) return;
+  localToken = token;
+  try {
+    storage()?.setItem(TOKEN_KEY, token);
+  } catch {
+    // storage full or disabled: this tab still works
+  }
+}
+
+function currentToken(): string {
+  try {
+    return storage()?.getItem(TOKEN_KEY) ?? localToken;
+  } catch {
+    return localToken;
+  }
+}
+
+/** A token the server refused (km ui restarted, or this is another server) is dropped. */
+function forgetToken(token: string): void {
+  if (localToken === token) localToken = "";
+  try {
+    const s = storage();
+    if (s?.getItem(TOKEN_KEY) === token) s.removeItem(TOKEN_KEY);
+  } catch {
+    // nothing stored
+  }
+}
+
+function authHeaders(headers: Record<string, string>): string {
+  const token = currentToken();
+  if (token) headers["X-KM-Token"] = token;
+  return token;
+}
+
+function refused(status: number, path: string, token: string): void {
+  if (status !== 401) return;
+  if (token) forgetToken(token);
+  if (!path.startsWith("/auth/") && unauthorized) unauthorized();
+}
 
 export function setCsrfToken(token: string): void {
   csrfToken = token;
@@ -67,6 +135,7 @@ export async function request<T>(method: Method, path: string, opts: RequestOpti
   const headers: Record<string, string> = { Accept: "application/json" };
   if (opts.body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
+  const token = authHeaders(headers);
   let res: Response;
   try {
     res = await fetch(path + toQueryString(opts.query ?? {}), {
@@ -91,7 +160,7 @@ export async function request<T>(method: Method, path: string, opts: RequestOpti
     }
   }
   if (!res.ok) {
-    if (res.status === 401 && !path.startsWith("/auth/") && unauthorized) unauthorized();
+    refused(res.status, path, token);
     throw errorFromBody(res.status, body);
   }
   return body as T;
@@ -99,6 +168,56 @@ export async function request<T>(method: Method, path: string, opts: RequestOpti
 
 export function isAbort(err: unknown): boolean {
   return err instanceof DOMException && err.name === "AbortError";
+}
+
+export interface StreamHandlers {
+  onOpen?: () => void;
+  /** The stream failed or ended; it reconnects by itself unless the server answered 401. */
+  onError?: () => void;
+  onMessage: (event: string, data: string) => void;
+}
+
+/** The wait before a stream reconnects (EventSource's default). */
+const RETRY_MS = 1000;
+
+/**
+ * A Server-Sent Events stream (GET /api/v1/live) read with fetch, so it carries the same
+ * credentials as every other call. Reconnects after a drop; returns the function that closes it.
+ */
+export function openStream(path: string, handlers: StreamHandlers): () => void {
+  const ctl = new AbortController();
+  let timer = 0;
+  const connect = async (): Promise<void> => {
+    const headers: Record<string, string> = { Accept: "text/event-stream" };
+    const token = authHeaders(headers);
+    try {
+      const res = await fetch(path, { headers, credentials: "same-origin", cache: "no-store", signal: ctl.signal });
+      if (!res.ok || !res.body) {
+        refused(res.status, path, token);
+        handlers.onError?.();
+        if (res.status !== 401) timer = window.setTimeout(connect, RETRY_MS);
+        return;
+      }
+      handlers.onOpen?.();
+      const parser = new SseParser();
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        for (const msg of parser.feed(value)) handlers.onMessage(msg.event, msg.data);
+      }
+    } catch (err) {
+      if (ctl.signal.aborted || isAbort(err)) return;
+    }
+    if (ctl.signal.aborted) return;
+    handlers.onError?.();
+    timer = window.setTimeout(connect, RETRY_MS);
+  };
+  void connect();
+  return () => {
+    ctl.abort();
+    window.clearTimeout(timer);
+  };
 }
 
 export interface EventQuery {
@@ -153,4 +272,6 @@ export const api = {
   setRole: (userId: string, role: Role) =>
     request<unknown>("PATCH", `/api/v1/members/${enc(userId)}`, { body: { role } }),
   removeMember: (userId: string) => request<void>("DELETE", `/api/v1/members/${enc(userId)}`),
+  acceptInvitation: (orgId: string) => request<Me>("POST", `/auth/invitations/${enc(orgId)}`),
+  declineInvitation: (orgId: string) => request<void>("DELETE", `/auth/invitations/${enc(orgId)}`),
 };

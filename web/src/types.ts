@@ -126,6 +126,8 @@ export interface Me {
   org: Org;
   role: Role;
   orgs: { id: string; name: string; role: Role }[];
+  /** Organizations that invited this user and the role offered (accept or decline in Settings). */
+  invitations: { id: string; name: string; role: Role }[];
   csrf_token: string;
 }
 
@@ -153,4 +155,6 @@ export interface Member {
   user_id: string;
   email: string;
   role: Role;
+  /** "invited": not yet accepted (or, for a new user, not yet signed in). */
+  status: "active" | "invited";
 }

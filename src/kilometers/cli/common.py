@@ -49,7 +49,15 @@ def open_engine(db_url: str | None) -> Engine:
     try:
         return db.open_store(settings.db_url)
     except Exception as exc:
-        fail(f"cannot open the store at {db.resolve_url(settings.db_url)}: {exc}")
+        fail(db_failure("cannot open the store", exc, settings.db_url))
+
+
+def db_failure(what: str, exc: BaseException, url: str | None) -> str:
+    """One line for an error from the database layer: what failed, where, the driver's reason;
+    never a password or the statement's parameters (see store.db.error_text)."""
+    from ..store import db
+
+    return f"{what} {db.display_url(url)}: {db.error_text(exc, url)}"
 
 
 def echo_json(obj: Any) -> None:

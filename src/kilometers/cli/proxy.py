@@ -6,6 +6,7 @@ path on the upstream, unchanged, and every JSON-RPC message is recorded. See doc
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import socket
 import sys
@@ -58,6 +59,42 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP/1.1 protocol (h11), with a deadline on each request's head: a client that
+    connects and sends nothing, or its headers a byte at a time (slowloris), is disconnected after
+    ``seconds``. uvicorn itself only times out idle keep-alive connections."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Protocol(H11Protocol):
+        _deadline: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._deadline = self.loop.call_later(seconds, self._too_slow)
+
+        def data_received(self, data: bytes) -> None:
+            if self._deadline is None and self.conn.their_state is h11.IDLE:
+                self._deadline = self.loop.call_later(seconds, self._too_slow)  # a new request begins
+            super().data_received(data)
+            if self._deadline is not None and self.conn.their_state is not h11.IDLE:
+                self._deadline.cancel()  # the head is complete
+                self._deadline = None
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            if self._deadline is not None:
+                self._deadline.cancel()
+                self._deadline = None
+            super().connection_lost(exc)
+
+        def _too_slow(self) -> None:
+            self._deadline = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+    return Protocol
+
+
 def session_pipeline(settings: config.Settings) -> Callable[[Session], SessionPipeline]:
     """Each new session gets what ``km monitor`` gives one: the sinks, the security stage
     (analysis, redaction) and, in policy block mode, the gate."""
@@ -90,6 +127,20 @@ def session_pipeline(settings: config.Settings) -> Callable[[Session], SessionPi
     help="Seconds without traffic after which a session is closed in the records.",
 )
 @click.option(
+    "--max-sessions",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Sessions recorded at once at most; past it, the one idle longest is closed in the records.",
+)
+@click.option(
+    "--header-timeout",
+    type=click.FloatRange(min=0.1),
+    default=10.0,
+    show_default=True,
+    help="Seconds a client has to send a request's headers; slower connections are closed.",
+)
+@click.option(
     "--upstream-ca",
     type=click.Path(exists=True, dir_okay=True),
     help="CA bundle (PEM file or directory) to verify the upstream's TLS certificate with.",
@@ -110,6 +161,8 @@ def proxy_cmd(
     otel: bool | None,
     otel_payloads: bool | None,
     idle_timeout: float,
+    max_sessions: int,
+    header_timeout: float,
     upstream_ca: str | None,
     tls_cert: str | None,
     tls_key: str | None,
@@ -142,6 +195,7 @@ def proxy_cmd(
         payload_limit=settings.payload_limit,
         pipeline=session_pipeline(settings),
         idle_timeout=idle_timeout,
+        max_sessions=max_sessions,
         verify=upstream_ca if upstream_ca else True,
     )
     app = HttpProxy(options)
@@ -186,6 +240,7 @@ def proxy_cmd(
         server_header=False,
         date_header=False,
         timeout_graceful_shutdown=3,
+        http=header_timeout_protocol(header_timeout),
         ssl_certfile=tls_cert,
         ssl_keyfile=tls_key,
     )

@@ -8,7 +8,7 @@ import sys
 import click
 import orjson
 
-from .common import echo_json, fail
+from .common import db_failure, echo_json, fail
 
 
 def _engine(db_url: str | None, check: bool = True):  # type: ignore[no-untyped-def]
@@ -22,7 +22,7 @@ def _engine(db_url: str | None, check: bool = True):  # type: ignore[no-untyped-
         except db.SchemaOutOfDate as exc:
             fail(str(exc))
         except Exception as exc:
-            fail(f"cannot reach the database at {db.resolve_url(url)}: {exc}")
+            fail(db_failure("cannot reach the database", exc, url))
     return engine
 
 
@@ -150,7 +150,7 @@ def serve_cmd(
     except db.SchemaOutOfDate as exc:
         fail(str(exc))
     except Exception as exc:
-        fail(f"cannot start: the database at {db.resolve_url(db_url)} is unreachable: {exc}")
+        fail(db_failure("cannot start: cannot reach the database", exc, db_url))
     click.echo(f"km serve: http://{host}:{port} ({db.resolve_url(db_url).split('@')[-1]})", err=True)
     # live streams never end on their own: give them a few seconds on shutdown, then close them
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
@@ -354,7 +354,8 @@ def prune(org_name: str | None, db_url: str | None) -> None:
 def create_user(
     email: str, org_name: str, role: str, password: str | None, sso_only: bool, db_url: str | None
 ) -> None:
-    """Create a dashboard user (or add an existing one) with a role in an organization."""
+    """Create a dashboard user (or add an existing one, who keeps their own credentials) with a
+    role in an organization, at once (Settings invites instead)."""
     from ..server import accounts, tenancy
 
     if sso_only and password is not None:
@@ -363,6 +364,10 @@ def create_user(
     try:
         org = tenancy.get_org(engine, org_name)
         user = accounts.get_user(engine, email)
+        if user is not None and (password is not None or sso_only):
+            click.echo(
+                f"km admin: {user.email} already exists; adding them with their own credentials", err=True
+            )
         if user is None:
             if sso_only:
                 user = accounts.create_user(engine, email, None)

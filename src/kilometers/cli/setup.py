@@ -7,7 +7,7 @@ import sys
 import click
 
 from .. import config, paths
-from .common import db_option, fail
+from .common import db_failure, db_option, fail
 
 
 @click.command("init")
@@ -93,5 +93,5 @@ def db_upgrade(db_url: str | None) -> None:
     try:
         db.upgrade(engine)
     except Exception as exc:
-        fail(f"migration failed: {exc}")
-    click.echo(f"schema at revision {db.current_revision(engine)} ({db.resolve_url(settings.db_url)})")
+        fail(db_failure("cannot migrate the store", exc, settings.db_url))
+    click.echo(f"schema at revision {db.current_revision(engine)} ({db.display_url(settings.db_url)})")

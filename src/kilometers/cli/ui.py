@@ -1,8 +1,10 @@
 """``km ui``: the dashboard over the local store, for one user, on loopback only.
 
-A random token in the URL it opens is exchanged for an HTTP-only cookie; without it nothing
-is served, and any Host or Origin other than this loopback address is refused (the class of
-hole behind CVE-2025-49596 in the MCP Inspector's local proxy).
+A random token rides in the fragment of the URL it opens (``/#token=…``, which browsers never
+send to a server); the dashboard keeps it in its origin's storage and sends it as the
+``X-KM-Token`` header. No cookie: a browser would send that to every port of 127.0.0.1. Without
+the token no data is served, and any Host or Origin other than this loopback address is refused
+(the class of hole behind CVE-2025-49596 in the MCP Inspector's local proxy).
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ def ui_cmd(port: int, open_browser: bool, db_url: str | None) -> None:
             retention_interval_seconds=0,
         )
     )
-    url = f"http://127.0.0.1:{port}/?token={token}"
+    url = f"http://127.0.0.1:{port}/#token={token}"
     click.echo(f"km ui: {url}", err=True)
     click.echo("(this link is your key to the dashboard; press Ctrl-C to stop)", err=True)
     if open_browser:

@@ -41,10 +41,18 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 import orjson
 
+from ..jsonlimits import MAX_BODY_BYTES
 from ..jsonrpc import PROTOCOL_VERSION_META_KEY, LineFramer
 from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 from ..recorder import Recorder
-from .http import SSE, STREAMABLE_HTTP, remember_missing_sniffio, upstream_ssl_context
+from .http import (
+    IDENTITY,
+    SSE,
+    STREAMABLE_HTTP,
+    content_decoder,
+    remember_missing_sniffio,
+    upstream_ssl_context,
+)
 from .sse import SSEEvent, SSEParser
 
 if TYPE_CHECKING:
@@ -221,7 +229,8 @@ class Bridge:
                     loop.add_signal_handler(sig, stop.set)
         remember_missing_sniffio()
         self._client = httpx.AsyncClient(
-            headers=self.headers,
+            # only codings km inflates itself, in bounded steps (see _read_body)
+            headers={"Accept-Encoding": "gzip, deflate", **self.headers},
             verify=self.verify if isinstance(self.verify, bool) else upstream_ssl_context(self.verify),
             timeout=httpx.Timeout(None, connect=10.0),
             follow_redirects=True,
@@ -287,14 +296,14 @@ class Bridge:
         is_request = single is not None and isinstance(single.get("method"), str) and "id" in single
         self.recorder.submit_message(CLIENT_TO_SERVER, line, ts)
         gate = self.gate
-        if gate is not None and is_request and b"tools/call" in line:
+        if gate is not None:
             # policy block mode, as for a stdio server: a refused call is answered here
             if gate.policy.block_changed_tools:  # it waits for the recorder: not on the event loop
-                _, answers = await asyncio.to_thread(gate.feed, line + b"\n")
+                answer = await asyncio.to_thread(gate.check, line)
             else:
-                _, answers = gate.feed(line + b"\n")
-            if answers:
-                for answer in answers:
+                answer = gate.check(line)
+            if answer is not None:
+                if answer:
                     self._to_client(answer)
                 return
         if single is not None:
@@ -420,7 +429,7 @@ class Bridge:
             if ctype == "text/event-stream":
                 await self._read_post_stream(response, message_id)
                 return
-            body = await response.aread()
+            body = await _read_body(response)
             if status == 202 or (not body and 200 <= status < 300):
                 return
             if status == 404 and self.session_id is not None and "mcp-session-id" not in response.headers:
@@ -574,7 +583,7 @@ class Bridge:
             async with self._client.stream("GET", url, headers=headers) as response:
                 ctype = response.headers.get("content-type", "").split(";")[0].strip().lower()
                 if response.status_code != 200 or ctype != "text/event-stream":
-                    body = await response.aread()
+                    body = await _read_body(response)
                     failure.append(self._http_error_text(response, body))
                     return
                 parser = SSEParser()
@@ -602,11 +611,35 @@ class Bridge:
         assert self.endpoint is not None
         if self._get_stream is not None and self._get_stream.done():
             raise UpstreamError("the server's SSE stream is closed; restart the client to reconnect")
-        response = await self._client.post(
-            self.endpoint, content=line, headers={"Content-Type": "application/json"}
-        )
+        async with self._client.stream(
+            "POST", self.endpoint, content=line, headers={"Content-Type": "application/json"}
+        ) as response:
+            body = await _read_body(response)
         if response.status_code >= 400:
-            raise UpstreamError(self._http_error_text(response, response.content))
+            raise UpstreamError(self._http_error_text(response, body))
+
+
+async def _read_body(response: httpx.Response) -> bytes:
+    """The body, decoded; a compressed one is inflated to MAX_BODY_BYTES at most (a gzip bomb
+    is refused with UpstreamError, never inflated whole)."""
+    encoding = response.headers.get("content-encoding", "").strip().lower().encode()
+    decoder = content_decoder(encoding)
+    if decoder is None:
+        raise UpstreamError(
+            f"the server answered with Content-Encoding {encoding.decode()!r}, which km cannot decode"
+        )
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_raw():
+        part = decoder.decode(chunk, MAX_BODY_BYTES + 1 - size)
+        size += len(part)
+        if size > MAX_BODY_BYTES and decoder is not IDENTITY:
+            raise UpstreamError(
+                f"the server's answer is over {MAX_BODY_BYTES} bytes once decompressed; km does not "
+                "inflate more (a gzip bomb?), so this request got no answer"
+            )
+        parts.append(part)
+    return b"".join(parts)
 
 
 def run_bridge(

@@ -43,7 +43,7 @@ import threading
 import time
 import zlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
@@ -51,7 +51,8 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 import h11
 import orjson
 
-from ..jsonrpc import Capture, Filters
+from ..jsonlimits import MAX_BODY_BYTES
+from ..jsonrpc import Capture, Filters, may_call
 from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Session
 from ..recorder import Recorder
 from ..sinks import Sink
@@ -68,8 +69,6 @@ Send = Callable[[Message], Awaitable[None]]
 
 STREAMABLE_HTTP = "streamable_http"
 SSE = "sse"
-BLOCKED_CODE = -32001
-"""JSON-RPC error code of a request the policy refused (as in kilometers.security)."""
 UPSTREAM_ERROR_CODE = -32000
 
 HOP_BY_HOP = frozenset(
@@ -94,7 +93,9 @@ FIRST_EVENT_LIMIT = 1 << 16
 """Bytes of a session-less SSE stream held back while km looks for the legacy ``endpoint`` event."""
 READ_SIZE = 1 << 16
 WARNING_INTERVAL = 10.0
-"""Seconds between two warnings about an unreachable upstream on stderr."""
+"""Seconds between two warnings of one kind on stderr (unreachable upstream, sessions evicted)."""
+RELEASE_AFTER = 10.0
+"""Seconds without traffic after which a session's sinks close their files (reopened on demand)."""
 CREDENTIAL_PARAMS = ("key", "token", "secret", "password", "passwd", "auth", "sig", "signature", "credential")
 """Query parameters whose values are removed from the upstream URL km records (substring match)."""
 
@@ -132,44 +133,6 @@ def guess_name(url: str) -> str:
     return f"{host}/{segments[-1]}" if segments else host
 
 
-def gate_answers(gate: Gate, body: bytes) -> list[bytes] | None:
-    """Run the policy gate (block mode) over a POST body: None to forward it, else the JSON-RPC
-    errors to answer with. In a batch with a refused request, nothing is sent: the refused
-    requests get the gate's error and the others one saying they were not sent."""
-    if b"tools/call" not in body:
-        return None  # the gate only ever refuses tools/call
-    flat = _flat(body)
-    if flat[:1] != b"[":
-        _, answers = gate.feed(flat + b"\n")
-        return [a.rstrip(b"\n") for a in answers] or None
-    try:
-        batch = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    refused: list[Any] = []
-    answers = []
-    for element in batch if isinstance(batch, list) else []:
-        _, own = gate.feed(orjson.dumps(element) + b"\n")
-        answers.extend(a.rstrip(b"\n") for a in own)
-        if own:
-            refused.append(element.get("id") if isinstance(element, dict) else None)
-    if not answers:
-        return None
-    note = {"code": BLOCKED_CODE, "message": "Not sent: another request in this batch was blocked"}
-    for element in batch:
-        is_request = isinstance(element, dict) and isinstance(element.get("method"), str) and "id" in element
-        if is_request and element["id"] not in refused:
-            answers.append(orjson.dumps({"jsonrpc": "2.0", "id": element["id"], "error": note}))
-    return [b"[" + b",".join(answers) + b"]"]
-
-
-def _flat(body: bytes) -> bytes:
-    """JSON text on one line (raw CR/LF can only be whitespace between tokens): for the gate's copy."""
-    if b"\n" in body or b"\r" in body:
-        body = body.replace(b"\r", b" ").replace(b"\n", b" ")
-    return body.strip()
-
-
 # -- sessions ---------------------------------------------------------------------------------------
 
 
@@ -184,13 +147,24 @@ class LiveSession:
     streams: int = 0
     """Open responses (SSE streams, bodies) that belong to this session."""
     ended: bool = False
+    idle: bool = False
+    """The recorder was told to release its sinks' file handles (no traffic for a while)."""
     seen_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
     legacy: LegacyStream | None = None
     gate: Gate | None = None
 
     def submit(self, direction: Direction, message: bytes, ts_ns: int) -> None:
         self.last_active = time.monotonic()
-        self.recorder.submit_message(direction, message, ts_ns)
+        self.idle = False
+        if not self.ended:  # (a stream may outlive its session: the recorder has stopped)
+            self.recorder.submit_message(direction, message, ts_ns)
+
+    def submit_omitted(self, direction: Direction, size_bytes: int, ts_ns: int) -> None:
+        """A message over MAX_BODY_BYTES once decoded: forwarded, recorded as a marker."""
+        self.last_active = time.monotonic()
+        self.idle = False
+        if not self.ended:
+            self.recorder.submit_omitted(direction, size_bytes, ts_ns)
 
     def first_sighting(self, event_id: str | None) -> bool:
         """False when an SSE event with this id was already recorded (a replay after resumption)."""
@@ -492,6 +466,9 @@ class ProxyOptions:
     """Called once per new km session: its sinks, security stage and (block mode) gate."""
     idle_timeout: float = 600.0
     """Seconds without traffic after which a session with no open stream is ended."""
+    max_sessions: int = 100
+    """Live sessions at most (each has a recorder thread and its sinks): past it, the one idle
+    longest is ended to make room."""
     verify: ssl.SSLContext | str | bool = True
     """TLS verification of the upstream: True (system CAs), a CA bundle path, a context or False."""
     connect_timeout: float = 10.0
@@ -499,30 +476,55 @@ class ProxyOptions:
 
 
 class _Decoder:
-    """Decodes a copy of a ``Content-Encoding: gzip|deflate`` body for capture."""
+    """Decodes a copy of a ``Content-Encoding: gzip|deflate`` body for capture, in bounded steps:
+    a small compressed chunk can inflate a thousandfold (a "gzip bomb")."""
 
     def __init__(self, encoding: bytes) -> None:
         wbits = zlib.MAX_WBITS | 16 if encoding in (b"gzip", b"x-gzip") else zlib.MAX_WBITS | 32
         self._z = zlib.decompressobj(wbits)
 
-    def __call__(self, data: bytes) -> bytes:
+    def decode(self, data: bytes, max_length: int) -> bytes:
+        """At most ``max_length`` decoded bytes of ``data``; input past them is dropped (the
+        caller stops decoding there)."""
         try:
-            return self._z.decompress(data)
+            return self._z.decompress(data, max_length)
         except zlib.error:
             return b""
 
+    def pieces(self, data: bytes) -> Iterator[bytes]:
+        """All of ``data`` decoded, ``READ_SIZE`` bytes at a time (for streams)."""
+        try:
+            out = self._z.decompress(data, READ_SIZE)
+            while True:
+                yield out
+                tail = self._z.unconsumed_tail
+                if not tail:
+                    return
+                out = self._z.decompress(tail, READ_SIZE)
+        except zlib.error:
+            return
 
-def _decoder(encoding: bytes | None) -> Callable[[bytes], bytes] | None:
-    """None when the coding cannot be decoded (capture is skipped); identity otherwise."""
+
+class _Identity:
+    """The decoder of an uncompressed body: the bytes as they are."""
+
+    def decode(self, data: bytes, max_length: int) -> bytes:
+        return data
+
+    def pieces(self, data: bytes) -> tuple[bytes]:
+        return (data,)
+
+
+IDENTITY = _Identity()
+
+
+def content_decoder(encoding: bytes | None) -> _Decoder | _Identity | None:
+    """None when the coding cannot be decoded (capture is skipped)."""
     if not encoding or encoding == b"identity":
-        return _identity
+        return IDENTITY
     if encoding in (b"gzip", b"x-gzip", b"deflate"):
         return _Decoder(encoding)
     return None
-
-
-def _identity(data: bytes) -> bytes:
-    return data
 
 
 def _narrow_accept_encoding(value: bytes) -> bytes:
@@ -565,6 +567,7 @@ class HttpProxy:
         self._reaper: asyncio.Task[None] | None = None
         self._stopping: list[threading.Thread] = []
         self._next_warning = 0.0
+        self._next_eviction_warning = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -601,16 +604,21 @@ class HttpProxy:
         self._stopping = [t for t in self._stopping if t.is_alive()]
 
     async def _reap(self) -> None:
-        period = max(0.05, min(30.0, self.options.idle_timeout / 2))
+        period = max(0.05, min(RELEASE_AFTER, self.options.idle_timeout) / 2)
         while True:
             await asyncio.sleep(period)
             self.reap_idle()
 
     def reap_idle(self) -> None:
-        deadline = time.monotonic() - self.options.idle_timeout
+        now = time.monotonic()
+        deadline = now - self.options.idle_timeout
+        quiet = now - RELEASE_AFTER
         for live in list(self.sessions.values()):
             if live.streams == 0 and live.last_active < deadline:
                 self._end(live)
+            elif not live.idle and live.last_active < quiet:
+                live.idle = True
+                live.recorder.release()  # its sinks close their files until the next message
 
     # -- sessions --------------------------------------------------------------------------------
 
@@ -621,6 +629,8 @@ class HttpProxy:
         if live is not None:
             return live
         opts = self.options
+        if len(self.sessions) >= opts.max_sessions:
+            self._evict()
         session = Session(
             command=[self.display_upstream], cwd=client_host, name=self.name, transport=transport
         )
@@ -660,6 +670,22 @@ class HttpProxy:
         thread.start()
         self._stopping = [t for t in self._stopping if t.is_alive()]
         self._stopping.append(thread)
+
+    def _evict(self) -> None:
+        """Make room for a new session: end the one idle longest (one without an open stream
+        if there is any) and say so on stderr, once in a while."""
+        victim = min(self.sessions.values(), key=lambda s: (s.streams > 0, s.last_active))
+        self._end(victim)
+        now = time.monotonic()
+        if now >= self._next_eviction_warning:
+            self._next_eviction_warning = now + WARNING_INTERVAL
+            print(
+                f"km proxy: {self.options.max_sessions} sessions are open (--max-sessions); ended the "
+                f"one idle longest ({victim.session.transport} from {victim.session.cwd}) in the "
+                "records. Raise --max-sessions if your clients need more at once.",
+                file=sys.stderr,
+                flush=True,
+            )
 
     def _stateless(self, client_host: str, user_agent: bytes, started_ns: int | None = None) -> LiveSession:
         ua = user_agent.decode("latin-1")
@@ -759,18 +785,20 @@ class HttpProxy:
         elif is_rpc:
             live = self._legacy_session(target)
 
-        if is_rpc and b"tools/call" in body:
+        # block mode: any POST body a server could read as a tools/call (whatever its content
+        # type or how it is written) is decided by the gate before it is sent
+        if method == "POST" and may_call(body) and not raw_path.startswith(b"/.well-known/"):
             if live is None:
                 live = self._stateless(client_host, user_agent, ts)  # a call with no session id
             gate = live.gate
             if gate is not None:
                 if gate.policy.block_changed_tools:
                     # the gate waits for the recorder (a tools/list just received): not on the loop
-                    answers = await asyncio.to_thread(gate_answers, gate, body)
+                    answer = await asyncio.to_thread(gate.check, body)
                 else:
-                    answers = gate_answers(gate, body)
-                if answers:
-                    await self._answer_blocked(send, live, body, ts, answers[0])
+                    answer = gate.check(body)
+                if answer is not None:
+                    await self._answer_blocked(send, live, body, ts, answer)
                     return
 
         if is_rpc and live is not None:
@@ -824,20 +852,28 @@ class HttpProxy:
         encoding: bytes,
     ) -> None:
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        decode = _decoder(encoding) if live is not None else None
+        decode = content_decoder(encoding) if live is not None else None
         if decode is None:
             async for chunk in response.chunks():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         parts: list[bytes] = []
+        size = 0  # decoded bytes so far; past MAX_BODY_BYTES, nothing more is decoded or kept
         held: bytes | None = None
         async for chunk in response.chunks():
             if held is not None:
                 await send({"type": "http.response.body", "body": held, "more_body": True})
             held = chunk
-            parts.append(decode(chunk))
-        if live is not None and parts:
+            if size <= MAX_BODY_BYTES:
+                part = decode.decode(chunk, MAX_BODY_BYTES + 1 - size)
+                size += len(part)
+                parts.append(part)
+                if size > MAX_BODY_BYTES:
+                    parts = []
+        if live is not None and size > MAX_BODY_BYTES:
+            live.submit_omitted(SERVER_TO_CLIENT, size, time.time_ns())
+        elif live is not None and parts:
             # recorded before the last bytes reach the client, so the answer is queued before what follows
             data = parts[0] if len(parts) == 1 else b"".join(parts)
             if _looks_like_jsonrpc(data):
@@ -858,11 +894,11 @@ class HttpProxy:
         user_agent: bytes,
         encoding: bytes,
     ) -> None:
-        decode = _decoder(encoding)
-        parser = SSEParser()
+        decode = content_decoder(encoding)
+        parser = SSEParser(MAX_BODY_BYTES)
         # A GET stream with no session: the first event says whether it is a legacy SSE session
         # (an ``endpoint`` event, rewritten if it names the upstream's origin) or a stateless one.
-        wait_first = live is None and sessionless and decode is _identity
+        wait_first = live is None and sessionless and decode is IDENTITY
         if wait_first:
             headers = [(k, v) for k, v in headers if k != b"content-length"]
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
@@ -880,8 +916,7 @@ class HttpProxy:
                 if decode is None:
                     await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     continue
-                copy = decode(chunk)
-                events = parser.feed(copy)
+                events = [event for piece in decode.pieces(chunk) for event in parser.feed(piece)]
                 if waiting:
                     held.append(chunk)
                     held_size += len(chunk)
@@ -947,6 +982,10 @@ class HttpProxy:
 
     def _capture_events(self, live: LiveSession, events: list[SSEEvent], ts_ns: int) -> None:
         for event in events:
+            if event.truncated:
+                if event.event == "message" and live.first_sighting(event.id):
+                    live.submit_omitted(SERVER_TO_CLIENT, event.size, ts_ns)
+                continue
             if event.event != "message" or not event.data.strip():
                 continue  # priming events (empty data, an id to resume from), other event types
             if live.first_sighting(event.id):
@@ -973,6 +1012,9 @@ class HttpProxy:
         self, send: Send, live: LiveSession, body: bytes, ts: int, answer: bytes
     ) -> None:
         live.submit(CLIENT_TO_SERVER, body, ts)
+        if not answer:  # a refused notification: nothing to answer
+            await _simple_response(send, 202, b"text/plain; charset=utf-8", b"Accepted")
+            return
         live.submit(SERVER_TO_CLIENT, answer, time.time_ns())
         if live.legacy is not None:
             # legacy SSE: answers travel on the session's stream; the POST itself is just accepted

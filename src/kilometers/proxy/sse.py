@@ -16,6 +16,10 @@ UTF-8 BOM is skipped; lines starting with ``:`` are comments; ``field: value`` l
 after the colon; several ``data`` lines are joined with LF; an event is dispatched at a blank
 line if it had at least one ``data`` line; an ``id`` containing NUL is ignored; ``retry`` is
 used only when it is all ASCII digits.
+
+Memory is bounded: with ``max_size``, an event's ``data`` (and a line in progress) is kept up
+to that many bytes; past it the event is dispatched with no data, :attr:`SSEEvent.truncated`
+set and :attr:`SSEEvent.size` saying how many bytes it had.
 """
 
 from __future__ import annotations
@@ -39,6 +43,10 @@ class SSEEvent:
     """The ``retry`` field given in this event (milliseconds), if any."""
     end: int = 0
     """Offset just past this event's closing blank line in the chunk that completed it."""
+    truncated: bool = False
+    """The data was over the parser's ``max_size``: ``data`` is empty, ``size`` says how large it was."""
+    size: int = 0
+    """Bytes of the ``data`` lines (joined with LF), also when they were not kept."""
 
     @property
     def text(self) -> str:
@@ -48,11 +56,20 @@ class SSEEvent:
 class SSEParser:
     """Incremental ``text/event-stream`` parser. Not thread-safe: feed it from one task."""
 
-    __slots__ = ("_data", "_event", "_id", "_line", "_pending_cr", "_retry", "_started", "last_event_id")
+    __slots__ = (
+        "_data", "_data_size", "_event", "_id", "_line", "_line_size", "_pending_cr", "_retry",
+        "_started", "last_event_id", "max_size",
+    )  # fmt: skip
 
-    def __init__(self) -> None:
+    def __init__(self, max_size: int = 0) -> None:
+        self.max_size = max_size
+        """Most bytes of data kept per event (0: no limit)."""
         self._line: list[bytes] = []
         """The current line's bytes so far, when it spans chunks."""
+        self._line_size = 0
+        """Length of the current line so far (only its first ``max_size`` bytes are kept)."""
+        self._data_size = 0
+        """Bytes of the current event's data lines."""
         self._data: list[bytes] | None = None
         """``data`` values of the current event (None until the first ``data`` field)."""
         self._event = ""
@@ -84,11 +101,11 @@ class SSEParser:
             if len(held) + len(chunk) < len(_BOM) and _BOM.startswith(held + chunk):
                 # too short to tell yet: keep it as the start of the first line
                 if chunk:
-                    self._line.append(chunk)
+                    self._hold(chunk)
                 return events
             if held:
                 chunk, shift = held + chunk, len(held)
-                self._line = []
+                self._line, self._line_size = [], 0
             self._started = True
             if chunk.startswith(_BOM):
                 pos = len(_BOM)
@@ -101,22 +118,33 @@ class SSEParser:
         for match in _EOL.finditer(chunk, pos):
             start, end = match.span()
             if self._line:
-                self._line.append(chunk[line_start:start])
-                line = b"".join(self._line)
-                self._line = []
+                self._hold(chunk[line_start:start])
+                line, length = b"".join(self._line), self._line_size
+                self._line, self._line_size = [], 0
             else:
                 line = chunk[line_start:start]
+                length = len(line)
             line_start = end
             if end == size and start + 1 == end and chunk[start] == 13:  # a lone CR at the very end
                 self._pending_cr = True
-            event = self._process(line, end - shift)
+            event = self._process(line, end - shift, length)
             if event is not None:
                 events.append(event)
         if line_start < size:
-            self._line.append(chunk[line_start:])
+            self._hold(chunk[line_start:])
         return events
 
-    def _process(self, line: bytes, end: int) -> SSEEvent | None:
+    def _hold(self, part: bytes) -> None:
+        """Keep part of a line that spans chunks (its first ``max_size`` bytes at most)."""
+        limit = self.max_size
+        if limit and self._line_size + len(part) > limit:
+            part, self._line_size = part[: max(0, limit - self._line_size)], self._line_size + len(part)
+        else:
+            self._line_size += len(part)
+        if part:
+            self._line.append(part)
+
+    def _process(self, line: bytes, end: int, length: int = -1) -> SSEEvent | None:
         if not line:
             return self._dispatch(end)
         if line[0] == 58:  # ":" a comment (also used as a keep-alive)
@@ -125,7 +153,11 @@ class SSEParser:
         if colon and value[:1] == b" ":
             value = value[1:]
         if name == b"data":
-            if self._data is None:
+            cut = length - len(line) if length > len(line) else 0  # bytes not kept of a long line
+            self._data_size += len(value) + cut + (0 if self._data is None else 1)
+            if self.max_size and self._data_size > self.max_size:
+                self._data = []  # past the limit: nothing more is kept of this event
+            elif self._data is None:
                 self._data = [value]
             else:
                 self._data.append(value)
@@ -142,10 +174,13 @@ class SSEParser:
     def _dispatch(self, end: int) -> SSEEvent | None:
         data, event_type, event_id, retry = self._data, self._event, self._id, self._retry
         self._data, self._event, self._id, self._retry = None, "", None, None
+        size, self._data_size = self._data_size, 0
         if data is None:
             return None
+        if self.max_size and size > self.max_size:
+            return SSEEvent(b"", event_type or "message", event_id, retry, end, truncated=True, size=size)
         joined = data[0] if len(data) == 1 else b"\n".join(data)
-        return SSEEvent(joined, event_type or "message", event_id, retry, end)
+        return SSEEvent(joined, event_type or "message", event_id, retry, end, size=size)
 
 
 def encode_event(data: bytes, event: str | None = None, event_id: str | None = None) -> bytes:

@@ -172,24 +172,25 @@ class StdioProxy:
             try:
                 data = read(self.stdin_fd, READ_SIZE)
             except OSError:
-                break
-            if not data:
-                break
-            # queued before it is forwarded, so a request is always recorded before its answer
-            on_chunk(CLIENT_TO_SERVER, data, now())
+                data = b""
+            end = not data
+            if not end:
+                # queued before it is forwarded, so a request is always recorded before its answer
+                on_chunk(CLIENT_TO_SERVER, data, now())
             if self.gate is not None:
-                data, answers = self.gate.feed(data)
+                # the gate holds a line until it is complete; at the end, the last one without "\n"
+                data, answers = self.gate.flush() if end else self.gate.feed(data)
                 for answer in answers:  # refused by the policy: answered here, never forwarded
                     on_chunk(SERVER_TO_CLIENT, answer, now())
                     with self._out_lock, contextlib.suppress(OSError):
                         write_all(self.stdout_fd, answer)
-                if not data:
-                    continue
-            if server_open:
+            if data and server_open:
                 try:
                     write_all(server_in, data)
                 except OSError:
                     server_open = False  # the server closed its stdin; keep recording what the client sent
+            if end:
+                break
         with contextlib.suppress(OSError):
             self.proc.stdin.close()
         if not self._exiting:

@@ -13,10 +13,10 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from ..model import new_id
-from ..store.schema import memberships, organizations, users, web_sessions
+from ..store.schema import invitations, memberships, organizations, users, web_sessions
 from .tenancy import ROLES, Org, TenancyError, audit, get_org, hash_key
 
 SESSION_TTL_NS = 7 * 86_400 * 10**9
@@ -54,39 +54,161 @@ def get_user(engine: Engine, email: str) -> User | None:
     return User(row[0], row[1]) if row else None
 
 
-def create_user(engine: Engine, email: str, password: str | None) -> User:
+def create_user(engine: Engine, email: str, password: str | None, managed_by: str | None = None) -> User:
     """A new user; ``password=None`` makes one who can only sign in with OpenID Connect (no
-    password hash is stored, and :func:`verify_login` refuses every password for them)."""
+    password hash is stored, and :func:`verify_login` refuses every password for them).
+    ``managed_by``: the organization that created them (see :func:`invite`)."""
     email = _normal_email(email)
-    if password is not None and len(password) < MIN_PASSWORD:
-        raise TenancyError(f"a password needs at least {MIN_PASSWORD} characters")
+    _check_password(password)
     if get_user(engine, email) is not None:
         raise TenancyError(f"a user {email!r} already exists")
     user = User(new_id(), email)
     with engine.begin() as conn:
-        conn.execute(
-            insert(users).values(
-                id=user.id,
-                email=email,
-                password_hash=_hasher.hash(password) if password is not None else None,
-                created_ns=time.time_ns(),
-            )
-        )
+        _insert_user(conn, user, _hash(password), managed_by)
     return user
 
 
-def set_member(engine: Engine, org: Org, user: User, role: str, actor: str = "cli") -> None:
-    """Add the user to the organization with this role, or change their role."""
+class AlreadyMember(TenancyError):
+    """The address is already a member of this organization."""
+
+
+class LastOwner(TenancyError):
+    """The change would leave the organization without an owner."""
+
+
+def _check_role(role: str) -> None:
     if role not in ROLES:
         raise TenancyError(f"unknown role {role!r}; choose one of {', '.join(ROLES)}")
+
+
+def _check_password(password: str | None) -> None:
+    if password is not None and len(password) < MIN_PASSWORD:
+        raise TenancyError(f"a password needs at least {MIN_PASSWORD} characters")
+
+
+def _hash(password: str | None) -> str | None:
+    return _hasher.hash(password) if password is not None else None
+
+
+def _insert_user(conn: Connection, user: User, password_hash: str | None, managed_by: str | None) -> None:
+    conn.execute(
+        insert(users).values(
+            id=user.id,
+            email=user.email,
+            password_hash=password_hash,
+            created_ns=time.time_ns(),
+            managed_by=managed_by,
+        )
+    )
+
+
+def _guard_last_owner(conn: Connection, org_id: str, user_id: str, new_role: str | None) -> None:
+    """Refuse removing or demoting the organization's last owner (owner rows locked on PostgreSQL,
+    so two concurrent demotions cannot both pass)."""
+    owners = conn.execute(
+        select(memberships.c.user_id)
+        .where(memberships.c.org_id == org_id, memberships.c.role == "owner")
+        .with_for_update()
+    ).all()
+    if new_role != "owner" and [r[0] for r in owners] == [user_id]:
+        raise LastOwner("an organization needs at least one owner; make someone else owner first")
+
+
+def invite(engine: Engine, org: Org, email: str, role: str, password: str | None, actor: str = "cli") -> User:
+    """Offer ``email`` a membership with ``role``. An address nobody uses becomes a new user that
+    this organization manages, with ``password`` (None: OpenID Connect only); the membership
+    starts at their first sign-in. An existing user keeps their own credentials (``password`` is
+    never applied to them) and joins when they accept after signing in. The caller cannot tell
+    the two cases apart: same result, and the password is hashed in both."""
+    email = _normal_email(email)
+    _check_role(role)
+    _check_password(password)
+    password_hash = _hash(password)
+    with engine.begin() as conn:
+        row = conn.execute(select(users.c.id).where(users.c.email == email)).first()
+        user = User(row[0] if row else new_id(), email)
+        if row is None:
+            _insert_user(conn, user, password_hash, org.id)
+        elif conn.execute(
+            select(memberships.c.role).where(memberships.c.org_id == org.id, memberships.c.user_id == user.id)
+        ).first():
+            raise AlreadyMember(f"{email} is already a member; change their role instead")
+        conn.execute(
+            delete(invitations).where(invitations.c.org_id == org.id, invitations.c.user_id == user.id)
+        )
+        conn.execute(
+            insert(invitations).values(
+                org_id=org.id, user_id=user.id, role=role, invited_by=actor, created_ns=time.time_ns()
+            )
+        )
+        audit(conn, org.id, actor, "member.invited", {"user": email, "role": role})
+    return user
+
+
+def _may_accept(conn: Connection, user_id: str, org_id: str) -> bool:
+    """A user another organization created with a password it chose (so that organization's
+    admins know it) joins only that organization; everyone else may accept any invitation."""
+    row = conn.execute(select(users.c.managed_by, users.c.password_hash).where(users.c.id == user_id)).first()
+    return row is not None and (row[0] in (None, org_id) or not row[1])
+
+
+def _join(conn: Connection, org_id: str, user_id: str, role: str, actor: str) -> None:
+    conn.execute(delete(invitations).where(invitations.c.org_id == org_id, invitations.c.user_id == user_id))
+    conn.execute(insert(memberships).values(org_id=org_id, user_id=user_id, role=role))
+    audit(conn, org_id, actor, "member.joined", {"user_id": user_id, "role": role})
+
+
+def accept_invitation(engine: Engine, user: User, org_id: str) -> None:
+    with engine.begin() as conn:
+        found = conn.execute(
+            select(invitations.c.role).where(invitations.c.org_id == org_id, invitations.c.user_id == user.id)
+        ).first()
+        if found is None or not _may_accept(conn, user.id, org_id):
+            raise TenancyError("no invitation to accept from that organization")
+        _join(conn, org_id, user.id, found[0], f"user:{user.email}")
+
+
+def decline_invitation(engine: Engine, user: User, org_id: str) -> None:
+    with engine.begin() as conn:
+        n = conn.execute(
+            delete(invitations).where(invitations.c.org_id == org_id, invitations.c.user_id == user.id)
+        ).rowcount
+        if not n:
+            raise TenancyError("no invitation from that organization")
+        audit(conn, org_id, f"user:{user.email}", "member.declined", {"user_id": user.id})
+
+
+def pending_invitations(engine: Engine, user_id: str) -> list[dict[str, str]]:
+    """The invitations this user may accept (an organization's name and the role offered)."""
+    query = (
+        select(organizations.c.id, organizations.c.name, invitations.c.role)
+        .join(invitations, invitations.c.org_id == organizations.c.id)
+        .join(users, users.c.id == invitations.c.user_id)
+        .where(
+            invitations.c.user_id == user_id,
+            (users.c.managed_by.is_(None))
+            | (users.c.managed_by == invitations.c.org_id)
+            | (users.c.password_hash.is_(None)),
+        )
+        .order_by(organizations.c.name)
+    )
+    with engine.connect() as conn:
+        return [{"id": r[0], "name": r[1], "role": r[2]} for r in conn.execute(query)]
+
+
+def set_member(engine: Engine, org: Org, user: User, role: str, actor: str = "cli") -> None:
+    """Add the user to the organization with this role at once, or change their role (the
+    operator's `km admin create-user`; Settings invites with :func:`invite` instead)."""
+    _check_role(role)
     with engine.begin() as conn:
         found = conn.execute(
             select(memberships.c.role).where(memberships.c.org_id == org.id, memberships.c.user_id == user.id)
         ).first()
         if found is None:
-            conn.execute(insert(memberships).values(org_id=org.id, user_id=user.id, role=role))
-            audit(conn, org.id, actor, "member.added", {"user": user.email, "role": role})
+            _join(conn, org.id, user.id, role, actor)
         elif found[0] != role:
+            if found[0] == "owner":
+                _guard_last_owner(conn, org.id, user.id, role)
             conn.execute(
                 update(memberships)
                 .where(memberships.c.org_id == org.id, memberships.c.user_id == user.id)
@@ -95,10 +217,33 @@ def set_member(engine: Engine, org: Org, user: User, role: str, actor: str = "cl
             audit(conn, org.id, actor, "member.role_changed", {"user": user.email, "role": role})
 
 
-def remove_member(engine: Engine, org: Org, user_id: str, actor: str = "cli") -> None:
+def change_role(engine: Engine, org: Org, user_id: str, role: str, actor: str = "cli") -> None:
+    """A member's (or a pending invitation's) new role; never the last owner's."""
+    _check_role(role)
     with engine.begin() as conn:
+        found = conn.execute(
+            select(memberships.c.role).where(memberships.c.org_id == org.id, memberships.c.user_id == user_id)
+        ).first()
+        table = memberships if found else invitations
+        if found and found[0] == "owner":
+            _guard_last_owner(conn, org.id, user_id, role)
+        n = conn.execute(
+            update(table).where(table.c.org_id == org.id, table.c.user_id == user_id).values(role=role)
+        ).rowcount
+        if not n:
+            raise TenancyError("no such member in this organization")
+        audit(conn, org.id, actor, "member.role_changed", {"user_id": user_id, "role": role})
+
+
+def remove_member(engine: Engine, org: Org, user_id: str, actor: str = "cli") -> None:
+    """Remove a member (never the last owner) or withdraw an invitation."""
+    with engine.begin() as conn:
+        _guard_last_owner(conn, org.id, user_id, None)
         n = conn.execute(
             delete(memberships).where(memberships.c.org_id == org.id, memberships.c.user_id == user_id)
+        ).rowcount
+        n += conn.execute(
+            delete(invitations).where(invitations.c.org_id == org.id, invitations.c.user_id == user_id)
         ).rowcount
         if not n:
             raise TenancyError("no such member in this organization")
@@ -108,15 +253,29 @@ def remove_member(engine: Engine, org: Org, user_id: str, actor: str = "cli") ->
         audit(conn, org.id, actor, "member.removed", {"user_id": user_id})
 
 
-def list_members(engine: Engine, org: Org) -> list[dict[str, Any]]:
-    query = (
-        select(users.c.id, users.c.email, memberships.c.role)
-        .join(memberships, memberships.c.user_id == users.c.id)
-        .where(memberships.c.org_id == org.id)
-        .order_by(users.c.email)
-    )
+def member_role(engine: Engine, org_id: str, user_id: str) -> str | None:
+    """The user's current role in the organization (None: not a member)."""
     with engine.connect() as conn:
-        return [{"user_id": r[0], "email": r[1], "role": r[2]} for r in conn.execute(query)]
+        row = conn.execute(
+            select(memberships.c.role).where(memberships.c.org_id == org_id, memberships.c.user_id == user_id)
+        ).first()
+    return row[0] if row else None
+
+
+def list_members(engine: Engine, org: Org) -> list[dict[str, Any]]:
+    """Members (``status`` "active") and invitations not yet accepted ("invited"), by e-mail."""
+    found = []
+    for table, status in ((memberships, "active"), (invitations, "invited")):
+        query = (
+            select(users.c.id, users.c.email, table.c.role)
+            .join(table, table.c.user_id == users.c.id)
+            .where(table.c.org_id == org.id)
+        )
+        with engine.connect() as conn:
+            found += [
+                {"user_id": r[0], "email": r[1], "role": r[2], "status": status} for r in conn.execute(query)
+            ]
+    return sorted(found, key=lambda m: (m["email"], m["status"]))
 
 
 def user_orgs(engine: Engine, user_id: str) -> list[dict[str, str]]:
@@ -146,7 +305,16 @@ def verify_login(engine: Engine, email: str, password: str) -> User | None:
 
 
 def start_session(engine: Engine, user: User, org_id: str | None = None) -> tuple[str, str]:
-    """A new browser session in ``org_id`` (default: the user's first organization): (token, csrf)."""
+    """A new browser session in ``org_id`` (default: the user's first organization): (token, csrf).
+    A user an organization created joins it here, at their first sign-in."""
+    with engine.begin() as conn:
+        own = conn.execute(
+            select(invitations.c.org_id, invitations.c.role)
+            .join(users, users.c.id == invitations.c.user_id)
+            .where(invitations.c.user_id == user.id, invitations.c.org_id == users.c.managed_by)
+        ).first()
+        if own is not None:
+            _join(conn, own[0], user.id, own[1], f"user:{user.email}")
     orgs = user_orgs(engine, user.id)
     if not orgs:
         raise TenancyError("this user is not a member of any organization")

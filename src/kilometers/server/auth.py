@@ -1,10 +1,13 @@
 """Who is calling: an API key (CLI, uploader, scripts), a signed-in browser (team server), or the
-local user of `km ui` (random token). All three become one :class:`Caller` with permissions.
+local user of `km ui` (random token, in the ``X-KM-Token`` header). All three become one
+:class:`Caller` with permissions.
 
 Permissions: ``ingest`` (upload), ``read`` (query), ``keys`` (create ingest keys and revoke one's
-own) and ``admin`` (every key, members, settings). Keys grant them by scope; members by role:
-owner and admin have all but ingest, a member reads and makes ingest keys (onboarding), a viewer
-only reads.
+own) and ``admin`` (every key, members, settings). Members have them by role: owner and admin
+have all but ingest, a member reads and makes ingest keys (onboarding), a viewer only reads. A
+key grants its scope's permissions, never more than its creator's current role allows
+(:data:`KEY_ROLE_LIMITS`), and carries that role; the operator's keys (`km admin create-key`)
+carry the role owner. Owner-only actions check ``Caller.role``, whatever the credential.
 Browser requests with unsafe methods must carry the CSRF token and a same-origin ``Origin``.
 """
 
@@ -26,7 +29,9 @@ from .errors import ApiError
 from .ratelimit import RateLimiter
 
 SESSION_COOKIE = "km_session"
-LOCAL_COOKIE = "km_ui"
+LOCAL_HEADER = "x-km-token"
+"""`km ui`'s token travels in this header only, never in a cookie: browsers send a host's cookies
+to every port of it, while the dashboard keeps the token in its own origin's storage."""
 UNSAFE = {"POST", "PUT", "PATCH", "DELETE"}
 KEY_SCOPES = {"ingest": {"ingest"}, "read": {"read"}, "admin": {"ingest", "read", "keys", "admin"}}
 ROLE_PERMISSIONS = {
@@ -35,6 +40,13 @@ ROLE_PERMISSIONS = {
     "member": {"read", "keys"},
     "viewer": {"read"},
 }
+KEY_ROLE_LIMITS = {
+    "owner": {"ingest", "read", "keys", "admin"},
+    "admin": {"ingest", "read", "keys", "admin"},
+    "member": {"ingest", "read", "keys"},
+    "viewer": {"read"},
+}
+"""What a key may do, by its creator's current role (a removed creator's keys do nothing)."""
 LOCAL_ORG_RECORD = tenancy.Org(LOCAL_ORG, "local", "local", None, None)
 
 
@@ -49,6 +61,9 @@ class Caller:
     role: str | None = None
     csrf_token: str | None = None
     scope: str | None = None
+    user_id: str | None = None
+    """The user whose rights this caller carries: the signed-in user or the key's creator (None:
+    the operator's keys, km ui)."""
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -95,13 +110,20 @@ class Auth:
             revoked = record.revoked_ns is not None
             try:
                 org = tenancy.get_org(self.engine, record.org_id)
+                role = (
+                    accounts.member_role(self.engine, org.id, record.created_by)
+                    if record.created_by
+                    else "owner"
+                )
                 caller = Caller(
                     org,
-                    KEY_SCOPES[record.scope],
+                    KEY_SCOPES[record.scope] & KEY_ROLE_LIMITS.get(role or "", set()),
                     f"key:{record.prefix}",
                     record.id,
                     "key",
+                    role=role,
                     scope=record.scope,
+                    user_id=record.created_by,
                 )
             except tenancy.TenancyError:
                 caller = None
@@ -127,16 +149,18 @@ class Auth:
 
     # -- browsers --------------------------------------------------------------------------------
 
-    def _from_cookie(self, request: Request) -> Caller | None:
+    def _from_browser(self, request: Request) -> Caller | None:
         if self.local:
-            token = request.cookies.get(LOCAL_COOKIE, "")
-            if token and hmac.compare_digest(token, self.settings.local_token or ""):
+            token = request.headers.get(LOCAL_HEADER, "")
+            expected = (self.settings.local_token or "").encode()
+            if token and hmac.compare_digest(token.encode(), expected):
                 return Caller(
                     LOCAL_ORG_RECORD,
                     {"read", "keys", "admin"},
                     "local",
                     "local",
                     "local",
+                    role="owner",
                     csrf_token=self.local_csrf,
                 )
             return None
@@ -155,6 +179,7 @@ class Auth:
             user=session.user,
             role=session.role,
             csrf_token=session.csrf_token,
+            user_id=session.user.id,
         )
 
     def identify(self, request: Request, csrf: bool = True) -> Caller:
@@ -166,7 +191,7 @@ class Auth:
         )
         if key and not self.local:
             return self._from_key(key)
-        caller = self._from_cookie(request)
+        caller = self._from_browser(request)
         if caller is None:
             if self.local:
                 raise ApiError(
@@ -188,7 +213,15 @@ class Auth:
         def dependency(request: Request) -> Caller:
             caller = self.identify(request)
             if permission not in caller.permissions:
+                if caller.mode == "key" and caller.role is None:
+                    raise ApiError(
+                        403,
+                        "creator_not_member",
+                        "the user who created this key is no longer a member; create a new key",
+                    )
                 what = f"scope {caller.scope!r}" if caller.mode == "key" else f"role {caller.role!r}"
+                if caller.mode == "key" and permission in KEY_SCOPES[caller.scope or "ingest"]:
+                    what += f" but its creator's role is {caller.role!r}"
                 raise ApiError(
                     403,
                     "insufficient_scope",

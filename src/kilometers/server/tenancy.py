@@ -20,6 +20,7 @@ from ..store.schema import (
     api_keys,
     audit_log,
     events,
+    invitations,
     memberships,
     org_usage,
     organizations,
@@ -170,7 +171,8 @@ def create_key(
     created_by: str | None = None,
 ) -> str:
     """Create a key and return it; this is the only time the full key exists anywhere.
-    ``created_by`` is the id of the signed-in user who asked for it, if any."""
+    ``created_by`` is the id of the user whose rights the key carries (capped by their role in
+    the organization whenever it is used); None for the operator's keys (`km admin create-key`)."""
     if scope not in SCOPES:
         raise TenancyError(f"unknown scope {scope!r}; choose one of {', '.join(SCOPES)}")
     key = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -250,6 +252,7 @@ ORG_TABLES = (
     org_usage,
     api_keys,
     memberships,
+    invitations,
     projects,
     audit_log,
 )

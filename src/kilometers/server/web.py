@@ -10,7 +10,6 @@ from fastapi.responses import (
     FileResponse,
     HTMLResponse,
     JSONResponse,
-    RedirectResponse,
     Response,
     StreamingResponse,
 )
@@ -20,7 +19,7 @@ from sqlalchemy import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import accounts, tenancy
-from .auth import LOCAL_COOKIE, SESSION_COOKIE, Auth, Caller
+from .auth import SESSION_COOKIE, Auth, Caller
 from .errors import ApiError, error_response
 from .live import LiveFilter, LiveHub, stream
 
@@ -111,6 +110,7 @@ def _me(caller: Caller, engine: Engine, local: bool) -> dict[str, Any]:
             "org": caller.org.to_dict(),
             "role": "owner",
             "orgs": [{"id": caller.org.id, "name": caller.org.name, "role": "owner"}],
+            "invitations": [],
             "csrf_token": caller.csrf_token,
         }
     assert caller.user is not None
@@ -120,6 +120,7 @@ def _me(caller: Caller, engine: Engine, local: bool) -> dict[str, Any]:
         "org": caller.org.to_dict(),
         "role": caller.role,
         "orgs": accounts.user_orgs(engine, caller.user.id),
+        "invitations": accounts.pending_invitations(engine, caller.user.id),
         "csrf_token": caller.csrf_token,
     }
 
@@ -213,6 +214,30 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         set_session_cookie(response, request, SESSION_COOKIE, token, accounts.SESSION_TTL_NS // 10**9)
         return response
 
+    def signed_in_user(caller: Caller) -> accounts.User:
+        if caller.mode != "session" or caller.user is None:
+            raise ApiError(403, "not_a_browser", "only a signed-in user can answer their invitations")
+        return caller.user
+
+    @app.post("/auth/invitations/{org_id}", tags=["browser"])
+    def accept_invitation(org_id: str, caller: read) -> dict[str, Any]:
+        """Accept an organization's invitation (listed in `/auth/me`); answers the new *Me*."""
+        team_only()
+        try:
+            accounts.accept_invitation(engine, signed_in_user(caller), org_id)
+        except tenancy.TenancyError as exc:
+            raise ApiError(404, "no_invitation", str(exc)) from None
+        return _me(caller, engine, False)
+
+    @app.delete("/auth/invitations/{org_id}", tags=["browser"], status_code=204)
+    def decline_invitation(org_id: str, caller: read) -> Response:
+        team_only()
+        try:
+            accounts.decline_invitation(engine, signed_in_user(caller), org_id)
+        except tenancy.TenancyError as exc:
+            raise ApiError(404, "no_invitation", str(exc)) from None
+        return Response(status_code=204)
+
     # -- live ------------------------------------------------------------------------------------
 
     @app.get("/api/v1/live", tags=["read"], response_class=StreamingResponse)
@@ -242,13 +267,14 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         team_only()
         items = tenancy.list_keys(engine, caller.org)
         if "admin" not in caller.permissions:
-            items = [k for k in items if caller.user and k.created_by == caller.user.id]
+            items = [k for k in items if caller.user_id and k.created_by == caller.user_id]
         return {"items": [k.to_dict() for k in items]}
 
     @app.post("/api/v1/keys", tags=["settings"], status_code=201)
     def create_key(body: KeyIn, caller: keys) -> dict[str, Any]:
         """Create an API key; the response is the only place the key ever appears. Members may
-        create ``ingest`` keys only."""
+        create ``ingest`` keys only. The key carries the caller's user (a key's: its creator), so
+        it never does more than that user's current role allows."""
         team_only()
         if body.scope != "ingest" and "admin" not in caller.permissions:
             raise ApiError(
@@ -260,7 +286,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
             body.scope,
             body.name,
             actor=caller.actor,
-            created_by=caller.user.id if caller.user else None,
+            created_by=caller.user_id,
         )
         record = tenancy.authenticate(engine, key)
         assert record is not None
@@ -274,7 +300,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
             raise ApiError(404, "not_found", "no such key")
         if "admin" not in caller.permissions:
             own = [k for k in tenancy.list_keys(engine, caller.org) if k.id == key_id]
-            if not own or caller.user is None or own[0].created_by != caller.user.id:
+            if not own or caller.user_id is None or own[0].created_by != caller.user_id:
                 raise ApiError(
                     403, "insufficient_role", "members can revoke only the keys they created; ask an admin"
                 )
@@ -286,52 +312,66 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         return Response(status_code=204)
 
     @app.get("/api/v1/members", tags=["settings"])
-    def list_members(caller: read) -> dict[str, Any]:
+    def list_members(caller: admin) -> dict[str, Any]:
+        """Members and pending invitations (``status`` "active" or "invited")."""
         team_only()
         return {"items": accounts.list_members(engine, caller.org)}
 
+    def member(caller: Caller, user_id: str) -> dict[str, Any]:
+        found = next((m for m in accounts.list_members(engine, caller.org) if m["user_id"] == user_id), None)
+        if found is None:
+            raise ApiError(404, "not_found", "no such member in this organization")
+        return found
+
+    def owners_only(caller: Caller, *roles: str) -> None:
+        if "owner" in roles and caller.role != "owner":
+            raise ApiError(403, "insufficient_role", "only an owner can make, change or remove owners")
+
     @app.post("/api/v1/members", tags=["settings"], status_code=201)
     def add_member(body: MemberIn, caller: admin) -> dict[str, Any]:
+        """Invite an address. A new address becomes a user of this organization with the given
+        password; an existing user keeps their own and accepts after signing in. The answer is
+        the same in both cases (status "invited" until they first sign in or accept)."""
         team_only()
-        if body.role == "owner" and caller.role not in ("owner", None):
-            raise ApiError(403, "insufficient_role", "only an owner can make someone an owner")
+        owners_only(caller, body.role)
+        if not body.password and not sso:
+            raise ApiError(400, "password_required", "give an initial password (used if the address is new)")
         try:
-            user = accounts.get_user(engine, body.email)
-            if user is None:
-                if not body.password and not sso:
-                    raise ApiError(400, "password_required", "a new user needs an initial password")
-                user = accounts.create_user(engine, body.email, body.password or None)
-            accounts.set_member(engine, caller.org, user, body.role, actor=caller.actor)
+            user = accounts.invite(
+                engine, caller.org, body.email, body.role, body.password or None, actor=caller.actor
+            )
+        except accounts.AlreadyMember as exc:
+            raise ApiError(409, "already_member", str(exc)) from None
         except tenancy.TenancyError as exc:
             raise ApiError(400, "invalid_member", str(exc)) from None
-        return {"user_id": user.id, "email": user.email, "role": body.role}
+        return {"user_id": user.id, "email": user.email, "role": body.role, "status": "invited"}
 
     @app.patch("/api/v1/members/{user_id}", tags=["settings"])
     def change_role(user_id: str, body: RoleIn, caller: admin) -> dict[str, Any]:
         team_only()
-        member = next((m for m in accounts.list_members(engine, caller.org) if m["user_id"] == user_id), None)
-        if member is None:
-            raise ApiError(404, "not_found", "no such member in this organization")
-        if "owner" in (body.role, member["role"]) and caller.role not in ("owner", None):
-            raise ApiError(
-                403, "insufficient_role", "only an owner can change an owner's role or make owners"
-            )
-        accounts.set_member(
-            engine, caller.org, accounts.User(user_id, member["email"]), body.role, actor=caller.actor
-        )
-        return {**member, "role": body.role}
+        target = member(caller, user_id)
+        owners_only(caller, body.role, target["role"])
+        try:
+            accounts.change_role(engine, caller.org, user_id, body.role, actor=caller.actor)
+        except accounts.LastOwner as exc:
+            raise ApiError(409, "last_owner", str(exc)) from None
+        except tenancy.TenancyError as exc:
+            raise ApiError(404, "not_found", str(exc)) from None
+        auth.forget_keys()  # the member's keys follow their new role at once
+        return {**target, "role": body.role}
 
     @app.delete("/api/v1/members/{user_id}", tags=["settings"], status_code=204)
     def remove_member(user_id: str, caller: admin) -> Response:
+        """Remove a member (their keys stop working) or withdraw an invitation."""
         team_only()
-        members = accounts.list_members(engine, caller.org)
-        target = next((m for m in members if m["user_id"] == user_id), None)
-        if target is None:
-            raise ApiError(404, "not_found", "no such member in this organization")
-        owners = [m for m in members if m["role"] == "owner"]
-        if target["role"] == "owner" and len(owners) == 1:
-            raise ApiError(409, "last_owner", "an organization needs at least one owner")
-        accounts.remove_member(engine, caller.org, user_id, actor=caller.actor)
+        owners_only(caller, member(caller, user_id)["role"])
+        try:
+            accounts.remove_member(engine, caller.org, user_id, actor=caller.actor)
+        except accounts.LastOwner as exc:
+            raise ApiError(409, "last_owner", str(exc)) from None
+        except tenancy.TenancyError as exc:
+            raise ApiError(404, "not_found", str(exc)) from None
+        auth.forget_keys()
         return Response(status_code=204)
 
     @app.patch("/api/v1/org", tags=["settings"])
@@ -347,15 +387,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
     if (STATIC / "assets").is_dir():
         app.mount("/assets", StaticFiles(directory=STATIC / "assets"), name="assets")
 
-    def index(request: Request) -> Response:
-        if local:
-            token = request.query_params.get("token")
-            if token is not None:
-                if token != auth.settings.local_token:
-                    return error_response(401, "bad_token", "this km ui link is not valid; run km ui again")
-                response: Response = RedirectResponse("/", status_code=303)
-                set_session_cookie(response, request, LOCAL_COOKIE, token, 7 * 86400)
-                return response
+    def index() -> Response:
         page = STATIC / "index.html"
         if not page.exists():
             return HTMLResponse(

@@ -68,8 +68,9 @@ api_keys = Table(
     Column("created_by", String(36)),
     Index("ix_api_keys_org", "org_id"),
 )
-"""``created_by`` is the id of the user who created the key in the browser (members may revoke
-their own keys); NULL for keys made with `km admin` or another key."""
+"""``created_by`` is the id of the user whose rights the key carries: who created it in the browser,
+or the creator of the key that created it (members may revoke their own keys; a key never has
+more than that user's current role allows). NULL for the operator's keys (`km admin`)."""
 
 users = Table(
     "users",
@@ -78,7 +79,11 @@ users = Table(
     Column("email", String(320), nullable=False, unique=True),
     Column("password_hash", Text),
     Column("created_ns", BigInteger, nullable=False),
+    Column("managed_by", String(36)),
 )
+"""``managed_by``: the organization whose admin created the user in Settings (and so chose their
+password); such a user joins other organizations only through the operator (`km admin
+create-user`). NULL for users made with `km admin` (the operator's)."""
 
 memberships = Table(
     "memberships",
@@ -88,6 +93,21 @@ memberships = Table(
     Column("role", String(16), nullable=False),
     PrimaryKeyConstraint("org_id", "user_id", name="pk_memberships"),
 )
+
+invitations = Table(
+    "invitations",
+    metadata,
+    Column("org_id", String(36), nullable=False),
+    Column("user_id", String(36), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("invited_by", String(200), nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+    PrimaryKeyConstraint("org_id", "user_id", name="pk_invitations"),
+    Index("ix_invitations_user", "user_id"),
+)
+"""Memberships offered in Settings and not yet accepted: the user becomes a member when they
+accept after signing in with their own credentials (a user the organization created: at their
+first sign-in)."""
 
 audit_log = Table(
     "audit_log",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from collections.abc import Sequence
@@ -13,6 +14,7 @@ from ..server.rollups import rollup_rows, upsert_rollups
 from ..sinks import Sink
 from . import db
 from .codec import event_row, session_row
+from .live import LiveLock
 from .schema import LOCAL_ORG, sessions
 
 RETRY_OPEN_SECONDS = 5.0
@@ -35,6 +37,7 @@ class StoreSink(Sink):
         self._next_open = 0.0
         self._session_written = False
         self._sql: str | None = None
+        self._live: LiveLock | None = None
 
     @property
     def lost_events(self) -> int:
@@ -43,14 +46,22 @@ class StoreSink(Sink):
     def _warn(self, exc: BaseException) -> None:
         if not self._warned:
             self._warned = True
-            where = db.resolve_url(self.url)
             print(
-                f"km: cannot write the event store ({where}): {exc}. "
-                "Traffic is still forwarded unchanged; events that cannot be stored are counted "
-                "as dropped. Set KM_HOME or --db to a writable location.",
+                f"km: cannot write the event store {db.display_url(self.url)} "
+                f"({db.error_text(exc, self.url)}); traffic is forwarded unchanged and what is not "
+                "stored is counted as dropped; free some space or set KM_HOME or --db to a writable place",
                 file=sys.stderr,
                 flush=True,
             )
+
+    def _written(self, session: Session) -> None:
+        """The session's row exists: hold its lock file, so that the session is ended by the
+        next km to open the store if this process dies before ending it (store/live.py)."""
+        self._session_written = True
+        db_file = db.sqlite_file(self.url)
+        if self._live is None and db_file:
+            with contextlib.suppress(OSError):  # without it, only the sweep after a crash is lost
+                self._live = LiveLock(db_file, session.id)
 
     def _ready(self) -> Engine | None:
         if self._engine is not None:
@@ -76,7 +87,7 @@ class StoreSink(Sink):
                 )
             else:
                 conn.execute(insert(sessions).values(row))
-        self._session_written = True
+        self._written(session)
 
     def on_session_start(self, session: Session) -> None:
         engine = self._ready()
@@ -92,7 +103,16 @@ class StoreSink(Sink):
 
     def on_session_end(self, session: Session) -> None:
         session.dropped_events += self._lost
-        self.on_session_start(session)
+        engine = self._ready()
+        if engine is None:
+            return
+        try:
+            self._write_session(engine, session)
+        except Exception as exc:
+            self._warn(exc)
+            return
+        if self._live is not None:
+            self._live.release(ended=True)
 
     def on_events(self, session: Session, batch: Sequence[Event]) -> None:
         engine = self._ready()
@@ -114,7 +134,7 @@ class StoreSink(Sink):
                     .where(sessions.c.org_id == LOCAL_ORG, sessions.c.id == session.id)
                     .values(event_count=session.event_count, error_count=session.error_count)
                 )
-            self._session_written = True
+            self._written(session)
         except Exception as exc:
             self._lost += len(batch)
             self._warn(exc)
@@ -126,6 +146,12 @@ class StoreSink(Sink):
             self._sql = f"INSERT INTO events ({', '.join(names)}) VALUES ({', '.join(mark for _ in names)})"
         return self._sql
 
+    def release(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()  # closes the pooled connections; the next batch opens one again
+
     def close(self) -> None:
+        if self._live is not None:
+            self._live.release(ended=False)  # an end not stored is left to the next sweep
         if self._engine is not None:
             self._engine.dispose()

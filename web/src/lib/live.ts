@@ -1,5 +1,5 @@
 // The live stream: message parsing (GET /api/v1/live, `event: event` / `data: <Event JSON>`)
-// and the bounded buffer between the EventSource and the DOM.
+// and the bounded buffer between the stream and the DOM.
 
 import { KINDS, type KmEvent } from "../types";
 import { filtersToSearch, liveFilters, type EventFilters } from "./query";
@@ -8,7 +8,7 @@ export const LIVE_PATH = "/api/v1/live";
 /** The SSE event name the server uses for new events. */
 export const LIVE_EVENT = "event";
 
-/** The EventSource URL for the filters (time bounds do not apply to a live stream). */
+/** The stream URL for the filters (time bounds do not apply to a live stream). */
 export function liveUrl(filters: EventFilters): string {
   return LIVE_PATH + filtersToSearch(liveFilters(filters));
 }

@@ -1,4 +1,5 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
+import { openStream } from "../api";
 import { FilterForm } from "../components/FilterForm";
 import { PageHeader } from "../components/ui";
 import { VirtualList } from "../components/virtualList";
@@ -88,17 +89,18 @@ export function LivePage() {
     };
     scheduleRef.current = schedule;
 
-    const source = new EventSource(streamUrl);
-    source.onopen = () => setStatus("open");
-    source.onerror = () => setStatus("reconnecting"); // EventSource retries by itself
-    source.addEventListener(LIVE_EVENT, (msg: MessageEvent<string>) => {
-      const e = parseLiveEvent(msg.data);
-      if (!e) return;
-      f.push(e);
-      schedule();
+    const close = openStream(streamUrl, {
+      onOpen: () => setStatus("open"),
+      onError: () => setStatus("reconnecting"), // it retries by itself
+      onMessage: (name, data) => {
+        const e = name === LIVE_EVENT ? parseLiveEvent(data) : null;
+        if (!e) return;
+        f.push(e);
+        schedule();
+      },
     });
     return () => {
-      source.close();
+      close();
       if (frame) cancelAnimationFrame(frame);
       window.clearTimeout(timer);
       scheduleRef.current = () => undefined;

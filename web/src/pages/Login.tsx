@@ -35,11 +35,15 @@ export function LoginPage({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<Error | null>(ssoErrorFromUrl);
   const [sso, setSso] = useState<AuthConfig["sso"] | null>(null);
+  const [local, setLocal] = useState(false);
 
   useEffect(() => {
     const ctrl = new AbortController();
     api.authConfig(ctrl.signal).then(
-      (config) => setSso(config.sso),
+      (config) => {
+        setSso(config.sso);
+        setLocal(config.mode === "local");
+      },
       (err: unknown) => {
         if (!isAbort(err)) setSso(null); // password sign-in still works without it
       },
@@ -63,6 +67,19 @@ export function LoginPage({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
     }
   };
 
+  if (local)
+    return (
+      <main class="splash">
+        <div class="card login" data-testid="local-link-needed">
+          <div class="brand brand-large">Kilometers</div>
+          <h1>Open the km ui link</h1>
+          <p>
+            This dashboard needs the link <code>km ui</code> printed when it started (it ends in <code>#token=…</code>).
+            If <code>km ui</code> was restarted, use the new link.
+          </p>
+        </div>
+      </main>
+    );
   return (
     <main class="splash">
       <form class="card login" onSubmit={submit} data-testid="login-form" method="post" action="/login">

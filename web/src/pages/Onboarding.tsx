@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { api } from "../api";
+import { api, openStream } from "../api";
 import { Link } from "../components/Link";
 import { CopyButton, ErrorBanner, PageHeader } from "../components/ui";
 import { canCreateKeys, useMe, useTitle } from "../hooks";
@@ -111,16 +111,17 @@ function FirstEvent() {
   const [connected, setConnected] = useState(false);
   useEffect(() => {
     if (first) return;
-    const source = new EventSource(LIVE_PATH);
-    source.onopen = () => setConnected(true);
-    source.onerror = () => setConnected(false);
-    source.addEventListener(LIVE_EVENT, (msg: MessageEvent<string>) => {
-      const e = parseLiveEvent(msg.data);
-      if (!e) return;
-      setFirst(e);
-      source.close();
+    const close = openStream(LIVE_PATH, {
+      onOpen: () => setConnected(true),
+      onError: () => setConnected(false),
+      onMessage: (name, data) => {
+        const e = name === LIVE_EVENT ? parseLiveEvent(data) : null;
+        if (!e) return;
+        setFirst(e);
+        close();
+      },
     });
-    return () => source.close();
+    return close;
   }, [first]);
 
   if (first) {

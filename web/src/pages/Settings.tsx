@@ -25,6 +25,7 @@ export function SettingsPage() {
   return (
     <section data-testid="page-settings">
       <PageHeader title="Settings" />
+      {me.invitations.length > 0 && <Invitations />}
       {!admin && (
         <p class="banner" data-testid="read-only-note">
           Your role is <strong>{me.role}</strong>: only owners and admins can change members and settings
@@ -35,8 +36,62 @@ export function SettingsPage() {
       )}
       <OrgSettings editable={admin} />
       {canCreateKeys(me) && <KeySettings admin={admin} />}
-      <MemberSettings selfId={me.user.id} editable={admin} />
+      {admin && <MemberSettings selfId={me.user.id} />}
     </section>
+  );
+}
+
+function Invitations() {
+  const { me, setMe } = useMe();
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<Error | null>(null);
+
+  const answer = async (orgId: string, accept: boolean) => {
+    setBusy(true);
+    setError(null);
+    try {
+      if (accept) {
+        setMe(await api.acceptInvitation(orgId));
+      } else {
+        await api.declineInvitation(orgId);
+        setMe({ ...me, invitations: me.invitations.filter((i) => i.id !== orgId) });
+      }
+    } catch (err) {
+      setError(asError(err));
+    }
+    setBusy(false);
+  };
+
+  return (
+    <div class="card" data-testid="invitations">
+      <h2>Invitations</h2>
+      <ul>
+        {me.invitations.map((inv) => (
+          <li key={inv.id} data-testid="invitation" data-org-id={inv.id}>
+            <strong>{inv.name}</strong> invites you as <strong>{inv.role}</strong>{" "}
+            <button
+              type="button"
+              class="btn btn-small btn-primary"
+              disabled={busy}
+              data-testid="accept-invitation"
+              onClick={() => void answer(inv.id, true)}
+            >
+              Accept
+            </button>{" "}
+            <button
+              type="button"
+              class="btn btn-small"
+              disabled={busy}
+              data-testid="decline-invitation"
+              onClick={() => void answer(inv.id, false)}
+            >
+              Decline
+            </button>
+          </li>
+        ))}
+      </ul>
+      <ErrorBanner error={error} />
+    </div>
   );
 }
 
@@ -267,7 +322,7 @@ function KeySettings({ admin }: { admin: boolean }) {
   );
 }
 
-function MemberSettings({ selfId, editable }: { selfId: string; editable: boolean }) {
+function MemberSettings({ selfId }: { selfId: string }) {
   const members = useApi((signal) => api.members(signal), []);
   const [email, setEmail] = useState("");
   const [role, setRole] = useState<Role>("member");
@@ -304,47 +359,49 @@ function MemberSettings({ selfId, editable }: { selfId: string; editable: boolea
   return (
     <div class="card" data-testid="member-settings">
       <h2>Members</h2>
-      {editable && (
-        <form class="inline-form" onSubmit={add}>
-          <label class="field">
-            Email
-            <input
-              type="email"
-              required
-              value={email}
-              data-testid="member-email"
-              onInput={(e) => setEmail((e.target as HTMLInputElement).value)}
-            />
-          </label>
-          <label class="field">
-            Role
-            <select
-              value={role}
-              data-testid="member-role"
-              onChange={(e) => setRole((e.target as HTMLSelectElement).value as Role)}
-            >
-              {ROLES.map((r) => (
-                <option key={r} value={r}>
-                  {r}
-                </option>
-              ))}
-            </select>
-          </label>
-          <label class="field">
-            Password <span class="muted small">(new users only; optional with single sign-on)</span>
-            <input
-              type="password"
-              autocomplete="new-password"
-              value={password}
-              data-testid="member-password"
-              onInput={(e) => setPassword((e.target as HTMLInputElement).value)}
-            />
-          </label>
-          <button type="submit" class="btn btn-primary" disabled={busy} data-testid="add-member">
-            Add member
-          </button>
-        </form>
-      )}
+      <form class="inline-form" onSubmit={add}>
+        <label class="field">
+          Email
+          <input
+            type="email"
+            required
+            value={email}
+            data-testid="member-email"
+            onInput={(e) => setEmail((e.target as HTMLInputElement).value)}
+          />
+        </label>
+        <label class="field">
+          Role
+          <select
+            value={role}
+            data-testid="member-role"
+            onChange={(e) => setRole((e.target as HTMLSelectElement).value as Role)}
+          >
+            {ROLES.map((r) => (
+              <option key={r} value={r}>
+                {r}
+              </option>
+            ))}
+          </select>
+        </label>
+        <label class="field">
+          Password{" "}
+          <span class="muted small">
+            (used only if the address is new; optional with single sign-on. Existing users accept an invitation with
+            their own credentials)
+          </span>
+          <input
+            type="password"
+            autocomplete="new-password"
+            value={password}
+            data-testid="member-password"
+            onInput={(e) => setPassword((e.target as HTMLInputElement).value)}
+          />
+        </label>
+        <button type="submit" class="btn btn-primary" disabled={busy} data-testid="add-member">
+          Add member
+        </button>
+      </form>
       <ErrorBanner error={error ?? members.error} onRetry={error ? undefined : members.reload} />
       {members.loading && !members.data && <Loading />}
       {items.length > 0 && (
@@ -362,31 +419,33 @@ function MemberSettings({ selfId, editable }: { selfId: string; editable: boolea
                 <td>
                   {m.email}
                   {m.user_id === selfId && <span class="muted small"> (you)</span>}
-                </td>
-                <td>
-                  {!editable ? (
-                    <span data-testid="member-role-text">{m.role}</span>
-                  ) : (
-                    <select
-                      value={m.role}
-                      disabled={busy}
-                      aria-label={`Role of ${m.email}`}
-                      data-testid="member-role-select"
-                      onChange={(e) => {
-                        const next = (e.target as HTMLSelectElement).value as Role;
-                        void act(() => api.setRole(m.user_id, next));
-                      }}
-                    >
-                      {ROLES.map((r) => (
-                        <option key={r} value={r}>
-                          {r}
-                        </option>
-                      ))}
-                    </select>
+                  {m.status === "invited" && (
+                    <span class="muted small" data-testid="member-invited">
+                      {" "}
+                      (invited)
+                    </span>
                   )}
                 </td>
+                <td>
+                  <select
+                    value={m.role}
+                    disabled={busy}
+                    aria-label={`Role of ${m.email}`}
+                    data-testid="member-role-select"
+                    onChange={(e) => {
+                      const next = (e.target as HTMLSelectElement).value as Role;
+                      void act(() => api.setRole(m.user_id, next));
+                    }}
+                  >
+                    {ROLES.map((r) => (
+                      <option key={r} value={r}>
+                        {r}
+                      </option>
+                    ))}
+                  </select>
+                </td>
                 <td class="actions">
-                  {!editable ? null : confirming !== m.user_id ? (
+                  {confirming !== m.user_id ? (
                     <button
                       type="button"
                       class="btn btn-small btn-danger-outline"
