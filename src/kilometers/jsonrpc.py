@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from .jsonlimits import too_deep
+from .jsonlimits import loads_message, too_deep, value_too_deep
 from .model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Event, Kind, Session
 
 PROTOCOL_VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"
@@ -123,6 +123,11 @@ def classify(message: Any) -> Kind:
 
 def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _kept(value: Any) -> bool:
+    """A session detail (client, server, capabilities) is kept when it is an object within the limit."""
+    return isinstance(value, dict) and not value_too_deep(value)
 
 
 # -- lines that are not strict JSON ----------------------------------------------------------------
@@ -236,7 +241,8 @@ class Capture:
 
     def _decode(self, direction: Direction, line: bytes, ts_ns: int, out: list[Event]) -> None:
         try:
-            message = orjson.loads(line)
+            # over the limit: its bytes were forwarded untouched, what is kept is the marker
+            message, deep = loads_message(line)
         except orjson.JSONDecodeError:
             out.append(self._invalid(direction, line, ts_ns))
             return
@@ -245,11 +251,27 @@ class Capture:
                 out.append(self._invalid(direction, line, ts_ns))
                 return
             for element in message:
+                if deep and value_too_deep(element):
+                    self._over_deep(direction, element, len(line), ts_ns, out)
+                    continue
                 text = orjson.dumps(element).decode()
                 self._message(direction, element, text, len(text), ts_ns, out)
             return
+        if deep:
+            self._over_deep(direction, message, len(line), ts_ns, out)
+            return
         text = line.decode()
         self._message(direction, message, text.rstrip(), len(line), ts_ns, out)
+
+    def _over_deep(self, direction: Direction, message: Any, size: int, ts_ns: int, out: list[Event]) -> None:
+        """A message nested deeper than MAX_DEPTH: classified, correlated and filtered like any
+        other (its id only when it is a plain value), kept as the marker with its finding."""
+        if isinstance(message, dict) and isinstance(message.get("id"), (dict, list)):
+            message["id"] = None
+        first = len(out)
+        self._message(direction, message, "null", size, ts_ns, out)
+        for event in out[first:]:
+            event.omit_payload()
 
     def _invalid(self, direction: Direction, line: bytes, ts_ns: int) -> Event:
         size = len(line)
@@ -399,7 +421,7 @@ class Capture:
     def _learn_from_request(self, method: str, params: dict[str, Any]) -> None:
         s = self.session
         if method == "initialize":
-            if isinstance(params.get("clientInfo"), dict):
+            if _kept(params.get("clientInfo")):
                 s.client = params["clientInfo"]
                 self.session_changed = True
             if s.protocol_version is None and isinstance(params.get("protocolVersion"), str):
@@ -414,25 +436,25 @@ class Capture:
             s.protocol_version = version
             self.session_changed = True
         client = meta.get(CLIENT_INFO_META_KEY)
-        if isinstance(client, dict) and s.client is None:
+        if s.client is None and _kept(client):
             s.client = client
             self.session_changed = True
 
     def _learn_from_result(self, method: str, result: dict[str, Any]) -> None:
         s = self.session
         if method == "initialize":
-            if isinstance(result.get("serverInfo"), dict):
+            if _kept(result.get("serverInfo")):
                 s.server = result["serverInfo"]
             if isinstance(result.get("protocolVersion"), str):
                 s.protocol_version = result["protocolVersion"]
-            if isinstance(result.get("capabilities"), dict):
+            if _kept(result.get("capabilities")):
                 s.capabilities = result["capabilities"]
             self.session_changed = True
         elif method == "server/discover":
             meta = result.get("_meta")
-            if isinstance(meta, dict) and isinstance(meta.get(SERVER_INFO_META_KEY), dict):
+            if isinstance(meta, dict) and _kept(meta.get(SERVER_INFO_META_KEY)):
                 s.server = meta[SERVER_INFO_META_KEY]
-            if isinstance(result.get("capabilities"), dict):
+            if _kept(result.get("capabilities")):
                 s.capabilities = result["capabilities"]
             self.session_changed = True
 

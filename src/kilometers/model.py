@@ -16,11 +16,15 @@ from typing import Any, Literal
 import orjson
 import uuid_utils
 
+from . import jsonlimits
+
 Direction = Literal["client_to_server", "server_to_client"]
 Kind = Literal["request", "notification", "response", "error", "invalid"]
 
 CLIENT_TO_SERVER: Direction = "client_to_server"
 SERVER_TO_CLIENT: Direction = "server_to_client"
+TOO_DEEP_SCORE = 40
+"""The risk score of the ``payload.too_deep`` finding (medium, on km's one scale)."""
 DIRECTIONS: tuple[Direction, ...] = (CLIENT_TO_SERVER, SERVER_TO_CLIENT)
 KINDS: tuple[Kind, ...] = ("request", "notification", "response", "error", "invalid")
 
@@ -74,13 +78,39 @@ class Event:
     risk: dict[str, Any] | None = None
     """``{"score", "level", "findings"}`` from the security analysis (None: nothing found)."""
 
+    @property
+    def payload_omitted(self) -> bool:
+        """The payload is the marker kept for one nested too deep (:meth:`omit_payload`)."""
+        findings = (self.risk or {}).get("findings") or []
+        return any(isinstance(f, dict) and f.get("rule") == jsonlimits.TOO_DEEP_RULE for f in findings)
+
+    def omit_payload(self) -> None:
+        """Keep the marker in place of a payload nested too deep, and add its finding to ``risk``."""
+        self.payload = orjson.dumps(jsonlimits.too_deep_marker(self.size_bytes)).decode()
+        self.truncated = False
+        risk = self.risk or {}
+        findings = list(risk.get("findings") or [])
+        if not self.payload_omitted:
+            findings.append(jsonlimits.too_deep_finding())
+        score = risk.get("score") or 0
+        if score >= TOO_DEEP_SCORE:
+            self.risk = {"score": score, "level": risk.get("level"), "findings": findings}
+        else:
+            self.risk = {"score": TOO_DEEP_SCORE, "level": "medium", "findings": findings}
+
     def to_dict(self) -> dict[str, Any]:
         payload: Any = None
         if self.payload is not None:
             try:
-                payload = orjson.loads(self.payload)
-            except orjson.JSONDecodeError:
+                payload = jsonlimits.loads(self.payload)
+            except jsonlimits.JsonLimitError:
+                if not self.truncated:  # never handed on: nothing downstream could encode it
+                    omitted = dataclasses.replace(self)
+                    omitted.omit_payload()
+                    return omitted.to_dict()
                 payload = self.payload  # a truncated payload is kept as text
+            except orjson.JSONDecodeError:
+                payload = self.payload
         error = None
         if self.error_code is not None or self.error_message is not None:
             error = {"code": self.error_code, "message": self.error_message}

@@ -22,6 +22,8 @@ from typing import Any
 
 import orjson
 
+from .jsonlimits import MAX_DEPTH, JsonLimitError, loads_message, too_deep_marker, value_too_deep
+from .jsonlimits import loads as limited_loads
 from .model import CLIENT_TO_SERVER, Event
 
 
@@ -99,9 +101,23 @@ def _load(text: str | None) -> Any:
     if text is None:
         return None
     try:
-        return orjson.loads(text)
+        return limited_loads(text)
+    except JsonLimitError:  # stored by an older km: compared as km keeps it now
+        return too_deep_marker(len(text.encode()))
     except orjson.JSONDecodeError:
         return text
+
+
+def _omitted(message: Any, size: int) -> dict[str, Any]:
+    """A message nested too deep, as km records it: the marker, with its plain envelope fields
+    (so that it still pairs, and compares equal to a recorded one of the same size)."""
+    envelope = message if isinstance(message, dict) else {}
+    kept = {
+        k: v
+        for k, v in envelope.items()
+        if k in ("jsonrpc", "id", "method") and not isinstance(v, (dict, list))
+    }
+    return {**kept, **too_deep_marker(size)}
 
 
 class _Server:
@@ -119,10 +135,12 @@ class _Server:
         assert self.proc.stdout is not None
         for line in self.proc.stdout:
             try:
-                message = orjson.loads(line)
+                message, deep = loads_message(line)
             except orjson.JSONDecodeError:
                 continue
             for item in message if isinstance(message, list) else [message]:
+                if deep and value_too_deep(item):
+                    item = _omitted(item, len(line.rstrip(b"\n")))
                 self.messages.put(item)
         self.messages.put(None)
 
@@ -168,6 +186,12 @@ def replay(
         e.request_event_id: e for e in events if e.request_event_id and e.direction != CLIENT_TO_SERVER
     }
     asked_count: dict[str, int] = defaultdict(int)
+    for e in events:
+        if e.direction == CLIENT_TO_SERVER and e.payload_omitted:
+            raise ReplayError(
+                f"the client's {e.kind} {e.method or ''} #{e.jsonrpc_id} was nested deeper than "
+                f"{MAX_DEPTH} levels and not stored: this session cannot be replayed exactly"
+            )
     server = _Server(command)
     previous_ts: int | None = None
     try:

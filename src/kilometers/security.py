@@ -29,6 +29,7 @@ import orjson
 
 from .analysis import AnalysisConfig, Analyzer, Pins, redact
 from .analysis.redact import PARTIAL_RULE, omits_unscanned
+from .jsonlimits import value_too_deep
 from .jsonrpc import LineFramer, may_call, recover, recovered_fields, unescaped
 from .model import Event, Session
 
@@ -203,7 +204,11 @@ class SecurityStage:
             except Exception as exc:  # a plugin's bug must not stop the analysis
                 print(f"km: plugin detector {detector!r} failed: {exc!r}", file=sys.stderr)
                 continue
-            out.extend(f for f in found if isinstance(f, dict) and isinstance(f.get("rule"), str))
+            out.extend(
+                f
+                for f in found
+                if isinstance(f, dict) and isinstance(f.get("rule"), str) and not value_too_deep(f)
+            )
         return out
 
     # -- the stage ------------------------------------------------------------------------------

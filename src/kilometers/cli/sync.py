@@ -99,6 +99,8 @@ def sync_cmd(db_url: str | None, api_url: str | None, retries: int) -> None:
             fail(f"{exc}.\n{kept}run `km sync` again when the server is reachable")
         except UploadError as exc:
             fail(f"{exc}.\n{kept}check the API URL (`km status`) and the server's version")
+        except Exception as exc:  # the local store, or a bug: one line, never a traceback
+            fail(f"the upload stopped ({exc!r}).\n{kept}run `km sync` again; if this repeats, report it")
     line = f"uploaded {_plural(result.events, 'event')} to {settings.api_url}"
     details = []
     if result.duplicates:

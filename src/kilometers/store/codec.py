@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from .. import jsonlimits
 from ..model import Event, Session
 from .schema import LOCAL_ORG
 
@@ -16,7 +17,11 @@ def _dump(value: Any) -> str | None:
 
 
 def _load(text: str | None) -> Any:
-    return None if text is None else orjson.loads(text)
+    """The value, or None when it nests deeper than the limit (a store written by an older km)."""
+    try:
+        return None if text is None else jsonlimits.loads(text)
+    except jsonlimits.JsonLimitError:
+        return None
 
 
 def event_row(e: Event, org_id: str = LOCAL_ORG) -> dict[str, Any]:
