@@ -187,6 +187,8 @@ def proxy_cmd(
     host, port = parse_listen(listen)
     settings = recording_settings(locals())
 
+    from ..pipeline import blocks
+
     sys.setswitchinterval(SWITCH_INTERVAL)
     options = ProxyOptions(
         upstream=upstream,
@@ -194,6 +196,7 @@ def proxy_cmd(
         filters=Filters(settings.exclude_ping, settings.include_methods, settings.exclude_methods),
         payload_limit=settings.payload_limit,
         pipeline=session_pipeline(settings),
+        blocks=blocks(settings),
         idle_timeout=idle_timeout,
         max_sessions=max_sessions,
         verify=upstream_ca if upstream_ca else True,
