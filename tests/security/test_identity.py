@@ -193,14 +193,23 @@ def test_an_admin_reaches_no_owner_power_with_a_key_or_in_the_browser(api: Any) 
     assert r.status_code == 409 and r.json()["error"]["code"] == "last_owner"
     assert accounts.member_role(api.engine, org.id, owner_id) == "owner"
 
-    # the operator's key (km admin create-key) is the operator's: it may make owners
+    # a key with no creator (km admin create-key, or any key made before keys recorded their
+    # creator, which an admin may have made with another key) is an admin's, never an owner's
     operator = bearer(tenancy.create_key(api.engine, org, "admin"))
     r = api.client.post(
         "/api/v1/members",
         json={"email": "boss@example.com", "role": "owner", "password": "longenough"},
         headers=operator,
     )
-    assert r.status_code == 201
+    assert r.status_code == 403
+    r = api.client.patch(f"/api/v1/members/{owner_id}", json={"role": "viewer"}, headers=operator)
+    assert r.status_code == 403 and accounts.member_role(api.engine, org.id, owner_id) == "owner"
+    r = api.client.post(
+        "/api/v1/members",
+        json={"email": "helper@example.com", "role": "admin", "password": "longenough"},
+        headers=operator,
+    )
+    assert r.status_code == 201  # everything short of owners
 
 
 def test_the_member_list_needs_the_settings_permission(api: Any) -> None:

@@ -6,8 +6,10 @@ Permissions: ``ingest`` (upload), ``read`` (query), ``keys`` (create ingest keys
 own) and ``admin`` (every key, members, settings). Members have them by role: owner and admin
 have all but ingest, a member reads and makes ingest keys (onboarding), a viewer only reads. A
 key grants its scope's permissions, never more than its creator's current role allows
-(:data:`KEY_ROLE_LIMITS`), and carries that role; the operator's keys (`km admin create-key`)
-carry the role owner. Owner-only actions check ``Caller.role``, whatever the credential.
+(:data:`KEY_ROLE_LIMITS`), and carries that role. A key with no creator (`km admin create-key`,
+and every key made before keys recorded their creator) carries the role admin, never owner:
+owner-only actions check ``Caller.role``, whatever the credential, and need a signed-in owner
+or a key an owner made.
 Browser requests with unsafe methods must carry the CSRF token and a same-origin ``Origin``.
 """
 
@@ -40,6 +42,10 @@ ROLE_PERMISSIONS = {
     "member": {"read", "keys"},
     "viewer": {"read"},
 }
+OPERATOR_KEY_ROLE = "admin"
+"""The role of a key with no creator: the operator's, or one made before keys recorded their
+creator (which an admin may have made with another key). Never owner."""
+
 KEY_ROLE_LIMITS = {
     "owner": {"ingest", "read", "keys", "admin"},
     "admin": {"ingest", "read", "keys", "admin"},
@@ -113,7 +119,7 @@ class Auth:
                 role = (
                     accounts.member_role(self.engine, org.id, record.created_by)
                     if record.created_by
-                    else "owner"
+                    else OPERATOR_KEY_ROLE
                 )
                 caller = Caller(
                     org,
