@@ -126,8 +126,10 @@ class Policy:
         if mode not in ("log", "block"):
             raise SettingError(("mode",), f"must be 'log' or 'block', not {mode!r}")
         block_at = data.get("block_at")
-        if block_at is not None and block_at not in ("low", "medium", "high", "critical"):
-            raise SettingError(("block_at",), f"must be low, medium, high or critical, not {block_at!r}")
+        if block_at is not None and block_at not in ("info", "low", "medium", "high", "critical"):
+            raise SettingError(
+                ("block_at",), f"must be info, low, medium, high or critical, not {block_at!r}"
+            )
         deny_tools = strings(data.get("deny_tools", []), ("deny_tools",))
         allow_tools = strings(data.get("allow_tools", []), ("allow_tools",))
         block_changed_tools = boolean(data.get("block_changed_tools", False), ("block_changed_tools",))

@@ -189,6 +189,9 @@ def test_km_policy_check(km_home: Path, tmp_path: Path) -> None:
     ok = check(good)
     assert (ok.returncode, ok.stderr) == (0, "")
     assert ok.stdout == "ok: mode = 'block', deny_tools = ['delete_*']\n"
+    good.write_text('mode = "block"\nblock_at = "info"\non_error = "log"\n')  # info: every call (documented)
+    ok = check(good)
+    assert (ok.returncode, ok.stdout) == (0, "ok: mode = 'block', block_at = 'info', on_error = 'log'\n")
     for case, (text, _, says) in CASES.items():
         if case == "block mode without analysis":  # a valid file: the conflict is km monitor's
             continue
