@@ -202,14 +202,13 @@ def too_deep_marker(size_bytes: int) -> dict[str, Any]:
     }
 
 
+def _omitted_finding(rule: str, what: str) -> dict[str, Any]:
+    return {"rule": rule, "severity": "medium", "path": "", "message": f"{what} was not stored or analysed"}
+
+
 def too_deep_finding() -> dict[str, Any]:
     """The finding recorded with :func:`too_deep_marker`."""
-    return {
-        "rule": TOO_DEEP_RULE,
-        "severity": "medium",
-        "path": "",
-        "message": f"payload nested deeper than {MAX_DEPTH} levels was not stored or analysed",
-    }
+    return _omitted_finding(TOO_DEEP_RULE, f"payload nested deeper than {MAX_DEPTH} levels")
 
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -228,9 +227,4 @@ def too_large_marker(size_bytes: int) -> dict[str, Any]:
 
 def too_large_finding() -> dict[str, Any]:
     """The finding recorded with :func:`too_large_marker`."""
-    return {
-        "rule": TOO_LARGE_RULE,
-        "severity": "medium",
-        "path": "",
-        "message": f"payload over {MAX_BODY_BYTES} bytes (decoded) was not stored or analysed",
-    }
+    return _omitted_finding(TOO_LARGE_RULE, f"payload over {MAX_BODY_BYTES} bytes (decoded)")

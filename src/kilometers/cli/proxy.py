@@ -196,6 +196,7 @@ def proxy_cmd(
         filters=Filters(settings.exclude_ping, settings.include_methods, settings.exclude_methods),
         payload_limit=settings.payload_limit,
         pipeline=session_pipeline(settings, rules),
+        blocks=rules.mode == "block",
         idle_timeout=idle_timeout,
         max_sessions=max_sessions,
         verify=upstream_ca if upstream_ca else True,

@@ -464,6 +464,9 @@ class ProxyOptions:
     payload_limit: int = 0
     pipeline: Callable[[Session], SessionPipeline] = field(default_factory=lambda: _no_pipeline)
     """Called once per new km session: its sinks, security stage and (block mode) gate."""
+    blocks: bool = False
+    """A policy in ``block`` mode applies: every POST body that may hold a call goes through the
+    session's gate (a call with no session id opens a session for it)."""
     idle_timeout: float = 600.0
     """Seconds without traffic after which a session with no open stream is ended."""
     max_sessions: int = 100
@@ -787,7 +790,12 @@ class HttpProxy:
 
         # block mode: any POST body a server could read as a tools/call (whatever its content
         # type or how it is written) is decided by the gate before it is sent
-        if method == "POST" and may_call(body) and not raw_path.startswith(b"/.well-known/"):
+        if (
+            self.options.blocks
+            and method == "POST"
+            and may_call(body)
+            and not raw_path.startswith(b"/.well-known/")
+        ):
             if live is None:
                 live = self._stateless(client_host, user_agent, ts)  # a call with no session id
             gate = live.gate
