@@ -38,6 +38,10 @@ class Settings:
     """Seconds between upload passes while km monitor runs."""
     policy: str | None = None
     """A policy file (TOML): `log` or `block` mode, tool allow/deny lists, analysis settings."""
+    policy_on_error: str | None = None
+    """What km does when the policy file cannot be used and does not say (its `on_error`):
+    `refuse` (unset: the default) stops km before the server starts; `log` warns and goes on
+    with the default policy."""
     analysis: bool = True
     """Security analysis and redaction of what is stored. Turning it off also turns redaction off."""
     redact_pii: bool = False
@@ -67,6 +71,7 @@ ENV = {
     "upload_batch_size": "KM_UPLOAD_BATCH_SIZE",
     "upload_interval": "KM_UPLOAD_INTERVAL",
     "policy": "KM_POLICY",
+    "policy_on_error": "KM_POLICY_ON_ERROR",
     "redact_pii": "KM_REDACT_PII",
     "analysis": "KM_ANALYSIS",
     "otel": "KM_OTEL",
@@ -85,6 +90,7 @@ SECTIONS = {
     "upload_batch_size": ("sync", "batch_size"),
     "upload_interval": ("sync", "interval"),
     "policy": ("monitor", "policy"),
+    "policy_on_error": ("monitor", "policy_on_error"),
     "redact_pii": ("monitor", "redact_pii"),
     "analysis": ("monitor", "analysis"),
     "otel": ("export", "otel"),
@@ -149,6 +155,12 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
                 if not value.startswith(("http://", "https://")):
                     raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
                 value = value.rstrip("/")
+            return value
+        if name == "policy_on_error":
+            if value is None or (isinstance(value, str) and not value.strip()):
+                return None
+            if value not in ("refuse", "log"):
+                raise ValueError(f"expected 'refuse' or 'log', got {value!r}")
             return value
         if value is not None and not isinstance(value, str):
             raise ValueError(f"expected a string, got {value!r}")

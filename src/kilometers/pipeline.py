@@ -18,7 +18,7 @@ from .sinks import Sink
 if TYPE_CHECKING:
     from .model import Session
     from .recorder import Recorder
-    from .security import Gate, SecurityStage
+    from .security import Gate, Policy, SecurityStage
 
 
 def build_sinks(
@@ -62,7 +62,7 @@ def build_sinks(
 
 
 def build_recorder(
-    settings: Settings, session: Session, metrics_port: int | None = None
+    settings: Settings, session: Session, metrics_port: int | None = None, policy: Policy | None = None
 ) -> tuple[Recorder, Gate | None]:
     """The whole recording pipeline of a session: capture, security stage, sinks (and the gate
     of a blocking policy, wired to the recorder)."""
@@ -71,7 +71,7 @@ def build_recorder(
 
     filters = Filters(settings.exclude_ping, settings.include_methods, settings.exclude_methods)
     capture = Capture(session, filters)  # the payload limit applies after redaction (recorder)
-    stage, gate = security_stage(settings, session.name or "server")
+    stage, gate = security_stage(settings, session.name or "server", policy)
     recorder = Recorder(capture, [], stage=stage, payload_limit=settings.payload_limit)
     if gate is not None:
         gate.barrier = recorder.barrier
@@ -79,36 +79,49 @@ def build_recorder(
     return recorder, gate
 
 
-def blocks(settings: Settings) -> bool:
-    """Whether the policy is in ``block`` mode: its gate decides on the forwarding path, with the
-    analyzer's state, so that session keeps the in-process recorder."""
-    if not settings.analysis or not settings.policy:
-        return False
+def load_policy(settings: Settings) -> Policy:
+    """The policy of the sessions to record, loaded once before the server starts.
+
+    A policy file that cannot be used raises :class:`~kilometers.security.PolicyError`: km must
+    not run a server the user believes is protected. Unless the file itself (``on_error``) or,
+    when it cannot say, ``[monitor] policy_on_error`` / ``KM_POLICY_ON_ERROR`` says ``log``: then
+    the error is reported and the default (log-only) policy is used; redaction stays on."""
     from .security import Policy, PolicyError
 
-    try:
-        return Policy.load(Path(settings.policy).expanduser()).mode == "block"
-    except PolicyError:
-        return False  # security_stage reports it and falls back to the default (log) policy
+    policy = Policy()
+    if settings.policy:
+        path = Path(settings.policy).expanduser()
+        try:
+            policy = Policy.load(path)
+            if policy.mode == "block" and not settings.analysis:
+                raise PolicyError(
+                    f'policy file {path} says mode = "block", but the analysis is off '
+                    "([monitor] analysis = false or KM_ANALYSIS=0): nothing would be blocked",
+                    policy.on_error,
+                )
+        except PolicyError as exc:
+            if (exc.on_error or settings.policy_on_error) != "log":
+                raise
+            print(f'km: {exc}; on_error = "log": using the default policy (log only)', file=sys.stderr)
+            policy = Policy()
+            settings.policy = None  # the settings say what is used (the recorder process reads them)
+    if settings.redact_pii:
+        policy.analysis = dataclasses.replace(policy.analysis, redact_pii=True)
+    return policy
 
 
-def security_stage(settings: Settings, server: str) -> tuple[SecurityStage | None, Gate | None]:
+def security_stage(
+    settings: Settings, server: str, policy: Policy | None = None
+) -> tuple[SecurityStage | None, Gate | None]:
     """The analysis/redaction stage every session gets, and the blocking gate when the policy
-    says ``mode = "block"``. A policy file that cannot be used is reported and replaced by the
-    default (log-only) policy: redaction never turns off because of a typo."""
-    from .security import Gate, Policy, PolicyError, SecurityStage
+    (:func:`load_policy`'s, when not given) says ``mode = "block"``."""
+    from .security import Gate, SecurityStage
 
     if not settings.analysis:
         print("km: security analysis and redaction are off (analysis = false)", file=sys.stderr)
         return None, None
-    policy = Policy()
-    if settings.policy:
-        try:
-            policy = Policy.load(Path(settings.policy).expanduser())
-        except PolicyError as exc:
-            print(f"km: {exc}; using the default policy (log only)", file=sys.stderr)
-    if settings.redact_pii:
-        policy.analysis = dataclasses.replace(policy.analysis, redact_pii=True)
+    if policy is None:
+        policy = load_policy(settings)
     stage = SecurityStage(policy, settings.db_url)
     gate = Gate(policy, stage, server) if policy.mode == "block" else None
     return stage, gate

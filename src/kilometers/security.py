@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import re
 import sys
 import threading
 import time
@@ -27,10 +28,12 @@ from typing import Any
 
 import orjson
 
-from .analysis import AnalysisConfig, Analyzer, Pins, redact
+from .analysis import RULES, AnalysisConfig, Analyzer, Pins, redact
+from .analysis.config import SettingError, boolean, did_you_mean, strings, table
+from .analysis.names import first_match
 from .analysis.redact import PARTIAL_RULE, omits_unscanned
-from .jsonlimits import value_too_deep
-from .jsonrpc import LineFramer, may_call, recover, recovered_fields, unescaped
+from .jsonlimits import TOO_DEEP_RULE, value_too_deep
+from .jsonrpc import UNPARSEABLE_RULE, LineFramer, may_call, recover, recovered_fields, unescaped
 from .model import Event, Session
 
 BLOCKED_CODE = -32001
@@ -49,7 +52,20 @@ LEVEL_RANK = {"none": 0, "info": 0, "low": 1, "medium": 2, "high": 3, "critical"
 
 
 class PolicyError(ValueError):
-    """The policy file cannot be used (the message says what to fix)."""
+    """The policy file cannot be used: the message names the file, the line when known, and
+    what to fix. ``on_error`` is what the file itself says about that, when it can be read."""
+
+    def __init__(self, message: str, on_error: str | None = None) -> None:
+        super().__init__(message)
+        self.on_error = on_error
+
+
+ON_ERROR = ("refuse", "log")
+"""What a policy that cannot be used does: ``refuse`` (the default) stops km before the server
+starts; ``log`` says so on stderr and goes on with the default (log-only) policy."""
+POLICY_KEYS = ("mode", "block_at", "deny_tools", "allow_tools", "block_changed_tools", "on_error", "analysis")
+EXTRA_RULES = frozenset({PARTIAL_RULE, UNPARSEABLE_RULE, TOO_DEEP_RULE})
+"""Rule ids km reports besides the analyzer's :data:`RULES`."""
 
 
 @dataclass
@@ -59,64 +75,142 @@ class Policy:
     block_at: str | None = None
     """Block tool calls whose own risk level is at least this (``medium``, ``high``, ``critical``)."""
     deny_tools: list[str] = field(default_factory=list)
-    """``tool`` or ``server:tool`` globs that are never allowed."""
+    """``tool`` or ``server:tool`` globs that are never allowed (compared by :func:`name_key`)."""
     allow_tools: list[str] = field(default_factory=list)
-    """When set, only these ``tool`` / ``server:tool`` globs are allowed."""
+    """When set, only these ``tool`` / ``server:tool`` globs are allowed (compared exactly)."""
     block_changed_tools: bool = False
     """Block a tool whose definition changed since it was pinned, until `km pins approve`."""
     analysis: AnalysisConfig = field(default_factory=AnalysisConfig)
+    on_error: str | None = None
+    """What km does when this file cannot be used (see :data:`ON_ERROR`); None: not said here
+    (``[monitor] policy_on_error`` decides, by default ``refuse``)."""
 
     @classmethod
     def load(cls, path: Path) -> Policy:
+        """The policy in ``path``; :class:`PolicyError` names the file, line and problem."""
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise PolicyError(f"policy file {path} does not exist") from None
+        except (OSError, UnicodeDecodeError) as exc:
             raise PolicyError(f"cannot read policy file {path}: {exc}") from None
         try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            # tomllib says where: "Invalid value (at line 3, column 8)" or "(at end of document)"
+            problem, _, where = str(exc).rpartition(" (at ")
+            where = where.rstrip(")")
+            if not problem or where.startswith("end of"):
+                where = f"line {len(text.splitlines()) or 1} (end of file)"
+            raise PolicyError(f"policy file {path}, {where}: not valid TOML: {problem or exc}") from None
+        try:
             return cls.from_dict(data)
-        except (TypeError, ValueError) as exc:
-            raise PolicyError(f"policy file {path}: {exc}") from None
+        except SettingError as exc:
+            line = _line_of(text, exc.key)
+            at = f", line {line}" if line else ""
+            on_error = data.get("on_error")
+            raise PolicyError(
+                f"policy file {path}{at}: {exc}", on_error if on_error in ON_ERROR else None
+            ) from None
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Policy:
-        unknown = set(data) - {
-            "mode",
-            "block_at",
-            "deny_tools",
-            "allow_tools",
-            "block_changed_tools",
-            "analysis",
-        }
-        if unknown:
-            raise ValueError(f"unknown keys: {', '.join(sorted(unknown))}")
+        """A policy from its decoded TOML; :class:`SettingError` names the key that is wrong."""
+        for key in data:
+            if key not in POLICY_KEYS:
+                raise SettingError((key,), "is not a policy setting" + did_you_mean(key, POLICY_KEYS))
+        on_error = data.get("on_error")
+        if on_error is not None and on_error not in ON_ERROR:
+            raise SettingError(("on_error",), f"must be 'refuse' or 'log', not {on_error!r}")
         mode = data.get("mode", "log")
         if mode not in ("log", "block"):
-            raise ValueError(f"mode must be 'log' or 'block', not {mode!r}")
+            raise SettingError(("mode",), f"must be 'log' or 'block', not {mode!r}")
         block_at = data.get("block_at")
-        if block_at is not None and block_at not in ("low", "medium", "high", "critical"):
-            raise ValueError("block_at must be one of low, medium, high, critical")
-        lists = {}
-        for key in ("deny_tools", "allow_tools"):
-            value = data.get(key, [])
-            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-                raise ValueError(f"{key} must be a list of strings")
-            lists[key] = value
-        analysis = AnalysisConfig.from_dict(data.get("analysis", {}))
+        if block_at is not None and block_at not in ("info", "low", "medium", "high", "critical"):
+            raise SettingError(
+                ("block_at",), f"must be info, low, medium, high or critical, not {block_at!r}"
+            )
+        deny_tools = strings(data.get("deny_tools", []), ("deny_tools",))
+        allow_tools = strings(data.get("allow_tools", []), ("allow_tools",))
+        block_changed_tools = boolean(data.get("block_changed_tools", False), ("block_changed_tools",))
+        try:
+            analysis = AnalysisConfig.from_dict(table(data.get("analysis", {}), ()))
+        except SettingError as exc:
+            raise exc.within("analysis") from None
+        for key, rules in (("disabled_rules", analysis.disabled_rules),
+                           ("severity_overrides", analysis.severity_overrides)):  # fmt: skip
+            for rule in rules:
+                if not _known_rule(rule):
+                    raise SettingError(
+                        ("analysis", key), f"names an unknown rule {rule!r}" + did_you_mean(rule, RULES)
+                    )
         # denied tools are findings in log mode too (rule policy.denied_tool)
-        bare = tuple(p.split(":", 1)[-1] for p in lists["deny_tools"])
+        bare = tuple(p.split(":", 1)[-1] for p in deny_tools)
         analysis = dataclasses.replace(analysis, deny_tools=analysis.deny_tools + bare)
-        return cls(mode, block_at, lists["deny_tools"], lists["allow_tools"],
-                   bool(data.get("block_changed_tools", False)), analysis)  # fmt: skip
+        return cls(mode, block_at, deny_tools, allow_tools, block_changed_tools, analysis, on_error)
+
+    def summary(self) -> str:
+        """One line saying what the policy does."""
+        parts = [f"mode = {self.mode!r}"]
+        if self.block_at:
+            parts.append(f"block_at = {self.block_at!r}")
+        for key in ("deny_tools", "allow_tools"):
+            if getattr(self, key):
+                parts.append(f"{key} = {getattr(self, key)!r}")
+        if self.block_changed_tools:
+            parts.append("block_changed_tools")
+        if self.on_error:
+            parts.append(f"on_error = {self.on_error!r}")
+        return ", ".join(parts)
 
     def tool_denied(self, server: str, tool: str) -> str | None:
-        """The reason a call of ``tool`` on ``server`` is refused by the lists, or None."""
+        """The reason a call of ``tool`` on ``server`` is refused by the lists, or None. Deny
+        patterns catch case, width and look-alike variants of a name (:func:`name_key`); an
+        allow pattern must match the name as written."""
         names = (tool, f"{server}:{tool}")
-        for pattern in self.deny_tools:
-            if any(fnmatch.fnmatchcase(n, pattern) for n in names):
-                return f"tool {tool!r} matches deny pattern {pattern!r}"
+        pattern = first_match(names, self.deny_tools)
+        if pattern is not None:
+            return f"tool {tool!r} matches deny pattern {pattern!r}"
         if self.allow_tools and not any(fnmatch.fnmatchcase(n, p) for p in self.allow_tools for n in names):
             return f"tool {tool!r} is not in the allow list"
         return None
+
+
+def _known_rule(rule: str) -> bool:
+    """A rule id, or a prefix of some (``"pii"``, ``"secret."``)."""
+    if rule in RULES or rule in EXTRA_RULES:
+        return True
+    prefix = rule.rstrip(".") + "."
+    return rule != "" and any(r.startswith(prefix) for r in (*RULES, *EXTRA_RULES))
+
+
+_TOML_KEY = re.compile(r"""[A-Za-z0-9_-]+|"[^"]*"|'[^']*'""")
+_TOML_TABLE = re.compile(r"^\[\[?([^\]]*)\]")
+_TOML_ASSIGN = re.compile(rf"^((?:{_TOML_KEY.pattern})(?:\s*\.\s*(?:{_TOML_KEY.pattern}))*)\s*=")
+
+
+def _key_path(text: str) -> tuple[str, ...]:
+    return tuple(part.strip("\"'") for part in _TOML_KEY.findall(text))
+
+
+def _line_of(text: str, key: tuple[str, ...]) -> int | None:
+    """The line of ``text`` (TOML) where ``key`` is set, or its table opens: the first line
+    whose table and key path begin with it (or with its outer keys, for a key inside an
+    inline table). None when not found."""
+    for size in range(len(key), 0, -1):
+        wanted: tuple[str, ...] = key[:size]
+        current: tuple[str, ...] = ()
+        for number, line in enumerate(text.splitlines(), 1):
+            stripped = line.strip()
+            if table_match := _TOML_TABLE.match(stripped):
+                current = _key_path(table_match.group(1))
+                if current[:size] == wanted:
+                    return number
+            elif (assign := _TOML_ASSIGN.match(stripped)) and (current + _key_path(assign.group(1)))[
+                :size
+            ] == wanted:
+                return number
+    return None
 
 
 class SecurityStage:

@@ -149,9 +149,9 @@ def test_a_changed_tool_can_be_blocked_until_approved(tmp_path: Path) -> None:
     assert "note x" in str(ok) and log.read_text().split() == ["read_note"]
 
 
-def test_a_broken_policy_file_is_reported_and_redaction_stays_on(tmp_path: Path) -> None:
+def test_a_broken_policy_file_with_on_error_log_keeps_redaction_on(tmp_path: Path) -> None:
     policy = tmp_path / "policy.toml"
-    policy.write_text('mode = "maybe"\n')
+    policy.write_text('on_error = "log"\nmode = "maybe"\n')  # without on_error, km refuses to start
     secret = _secret()
     asyncio.run(_session(_env(tmp_path, KM_TEST_SECRET=secret), ["--policy", str(policy)], ["get_config"]))
     for db_file in tmp_path.glob("km.db*"):

@@ -21,7 +21,6 @@ The analyzer keeps state between messages (tool definitions, pins, pagination of
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,6 +31,7 @@ from . import danger, pii, poisoning, secrets
 from .config import DEFAULT_CONFIG, AnalysisConfig
 from .findings import Finding, Risk
 from .leaves import Hit, Leaves
+from .names import first_match
 from .pinning import Pins
 from .redact import apply, redactable, unscanned
 from .resolve import findings_from_hits
@@ -218,17 +218,16 @@ class Analyzer:
         hits: list[Hit] = []
         if name is None:
             return hits
-        for pattern in self.config.deny_tools:
-            if fnmatch.fnmatchcase(name, pattern):
-                hits.append(
-                    Hit(
-                        "policy.denied_tool",
-                        "high",
-                        f"tool {name!r} matches deny pattern {pattern!r}",
-                        path="/params/name",
-                    )
+        pattern = first_match([name], self.config.deny_tools)  # case and look-alikes too
+        if pattern is not None:
+            hits.append(
+                Hit(
+                    "policy.denied_tool",
+                    "high",
+                    f"tool {name!r} matches deny pattern {pattern!r}",
+                    path="/params/name",
                 )
-                break
+            )
         if self.tools_complete and name not in self.tools:
             hits.append(
                 Hit(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from types import MappingProxyType
@@ -66,11 +67,14 @@ class AnalysisConfig:
         deny_tools = ["*delete*"]
         weights = {low = 10, medium = 40, high = 70, critical = 90}
         thresholds = {low = 1, medium = 40, high = 70, critical = 90}
+
+        A value of the wrong type is an error (:class:`SettingError`, naming its key), never
+        converted: ``secrets = "false"`` must not mean true.
         """
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known - {"weights", "thresholds", "bump_per_extra", "max_bump"}
-        if unknown:
-            raise ValueError(f"unknown analysis settings: {', '.join(sorted(unknown))}")
+        known = {f.name for f in fields(cls)} | {"weights", "thresholds", "bump_per_extra", "max_bump"}
+        for key in data:
+            if key not in known:
+                raise SettingError((key,), "is not a setting" + did_you_mean(key, known))
         kwargs: dict[str, Any] = {}
         for name in (
             "secrets",
@@ -84,52 +88,88 @@ class AnalysisConfig:
             "redact_pii",
         ):
             if name in data:
-                kwargs[name] = bool(data[name])
+                kwargs[name] = boolean(data[name], (name,))
         for name in ("max_scan_chars", "max_findings"):
             if name in data:
-                kwargs[name] = int(data[name])
-        if "disabled_rules" in data:
-            kwargs["disabled_rules"] = frozenset(_strings(data["disabled_rules"], "disabled_rules"))
-        if "allow_values" in data:
-            kwargs["allow_values"] = frozenset(_strings(data["allow_values"], "allow_values"))
+                kwargs[name] = count(data[name], (name,))
+        for name in ("disabled_rules", "allow_values"):
+            if name in data:
+                kwargs[name] = frozenset(strings(data[name], (name,)))
         if "deny_tools" in data:
-            kwargs["deny_tools"] = tuple(_strings(data["deny_tools"], "deny_tools"))
+            kwargs["deny_tools"] = tuple(strings(data["deny_tools"], ("deny_tools",)))
         if "severity_overrides" in data:
-            overrides = dict(data["severity_overrides"])
+            overrides = table(data["severity_overrides"], ("severity_overrides",))
             for rule, sev in overrides.items():
                 if sev not in SEVERITY_RANK:
-                    raise ValueError(
-                        f"severity_overrides[{rule!r}]: {sev!r} is not one of {', '.join(SEVERITY_RANK)}"
+                    raise SettingError(
+                        ("severity_overrides", rule), f"{sev!r} is not one of {', '.join(SEVERITY_RANK)}"
                     )
             kwargs["severity_overrides"] = MappingProxyType(cast(dict[str, Severity], overrides))
         kwargs["scoring"] = _scoring(data)
         return cls(**kwargs)
 
 
-def _strings(value: Any, name: str) -> Iterable[str]:
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise ValueError(f"{name} must be a list of strings")
-    return [str(v) for v in value]
+class SettingError(ValueError):
+    """A setting that cannot be used; ``key`` is its path (``("severity_overrides", "pii")``)."""
+
+    def __init__(self, key: tuple[str, ...], problem: str) -> None:
+        super().__init__(f"{'.'.join(key)} {problem}")
+        self.key = key
+        self.problem = problem
+
+    def within(self, *outer: str) -> SettingError:
+        """The same error for a setting inside the table ``outer``."""
+        return SettingError(outer + self.key, self.problem)
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, sorted(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def boolean(value: Any, key: tuple[str, ...]) -> bool:
+    if not isinstance(value, bool):
+        raise SettingError(key, f"must be true or false, not {value!r}")
+    return value
+
+
+def count(value: Any, key: tuple[str, ...]) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise SettingError(key, f"must be a whole number, 0 or more, not {value!r}")
+    return value
+
+
+def strings(value: Any, key: tuple[str, ...]) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise SettingError(key, f"must be a list of strings, not {value!r}")
+    return value
+
+
+def table(value: Any, key: tuple[str, ...]) -> dict[str, Any]:
+    if not isinstance(value, Mapping):
+        raise SettingError(key, f"must be a table, not {value!r}")
+    return dict(value)
 
 
 def _scoring(data: Mapping[str, Any]) -> Scoring:
     weights = dict(DEFAULT_WEIGHTS)
-    for sev, w in dict(data.get("weights", {})).items():
+    for sev, w in table(data.get("weights", {}), ("weights",)).items():
         if sev not in SEVERITY_RANK:
-            raise ValueError(f"weights: {sev!r} is not a severity")
-        weights[sev] = int(w)
+            raise SettingError(("weights", sev), "is not a severity")
+        weights[sev] = count(w, ("weights", sev))
     thresholds: tuple[tuple[Level, int], ...] = DEFAULT_THRESHOLDS
     if "thresholds" in data:
-        given = dict(data["thresholds"])
-        for level in given:
+        given = table(data["thresholds"], ("thresholds",))
+        for level, value in given.items():
             if level not in LEVELS or level == "none":
-                raise ValueError(f"thresholds: {level!r} is not a level")
+                raise SettingError(("thresholds", level), "is not a level")
+            count(value, ("thresholds", level))
         merged = {lvl: given.get(lvl, dict(DEFAULT_THRESHOLDS)[lvl]) for lvl, _ in DEFAULT_THRESHOLDS}
         thresholds = tuple(sorted(((k, int(v)) for k, v in merged.items()), key=lambda t: -t[1]))
     return Scoring(
         weights=MappingProxyType(weights),
-        bump_per_extra=int(data.get("bump_per_extra", 5)),
-        max_bump=int(data.get("max_bump", 10)),
+        bump_per_extra=count(data.get("bump_per_extra", 5), ("bump_per_extra",)),
+        max_bump=count(data.get("max_bump", 10), ("max_bump",)),
         thresholds=thresholds,
     )
 

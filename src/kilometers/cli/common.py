@@ -16,8 +16,14 @@ from ..model import parse_ts
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from ..security import Policy
+
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+POLICY_EXIT = 78
+"""Exit status (EX_CONFIG) when the policy file cannot be used: the server was not started."""
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -104,6 +110,19 @@ def recording_options(fn: F) -> F:
     for option in reversed(_RECORDING_OPTIONS):
         fn = option(fn)
     return fn
+
+
+def recording_policy(settings: config.Settings) -> Policy:
+    """The policy of a recording command, loaded before anything starts: one that cannot be used
+    stops km (exit status :data:`POLICY_EXIT`) unless its ``on_error`` says ``log``."""
+    from ..pipeline import load_policy
+    from ..security import PolicyError
+
+    try:
+        return load_policy(settings)
+    except PolicyError as exc:
+        fail(f'{exc} (the server was not started; `km policy check FILE` checks a policy, on_error = "log" '
+             "runs without it)", POLICY_EXIT)  # fmt: skip
 
 
 def recording_settings(params: dict[str, Any], **extra: Any) -> config.Settings:

@@ -9,6 +9,7 @@ from .doctor import doctor_cmd
 from .export import export_cmd, import_cmd
 from .monitor import monitor
 from .pins import pins_group
+from .policy import policy_group
 from .proxy import proxy_cmd
 from .read import events_cmd, findings_cmd, sessions_cmd, show_cmd, stats_cmd, tail_cmd
 from .replay import replay_cmd
@@ -39,6 +40,7 @@ cli.add_command(tail_cmd)
 cli.add_command(stats_cmd)
 cli.add_command(findings_cmd)
 cli.add_command(pins_group)
+cli.add_command(policy_group)
 cli.add_command(init_cmd)
 cli.add_command(db_group)
 cli.add_command(serve_cmd)

@@ -16,7 +16,7 @@ from ..model import Session
 from ..proxy.stdio import ServerStartError, StdioProxy
 from ..recorder import Recorder
 from ..recorder_process import RecorderProcess
-from .common import recording_options, recording_settings
+from .common import recording_options, recording_policy, recording_settings
 
 RUNNERS = {
     "npx",
@@ -104,6 +104,8 @@ def monitor(
         raise click.UsageError("give either the server's command after `--`, or --url for a remote server")
     if headers and not url:
         raise click.UsageError("--header only applies with --url")
+    # but a policy that cannot be used stops km here: the user believes the server is protected
+    rules = recording_policy(settings)
     sys.setswitchinterval(SWITCH_INTERVAL)
     cmd = list(command)
     if url:
@@ -125,12 +127,12 @@ def monitor(
         session = Session(command=[safe_url], cwd=os.getcwd(), name=name or parts.hostname, transport=kind)
     else:
         session = Session(command=cmd, cwd=os.getcwd(), name=name or guess_name(cmd))
-    from ..pipeline import blocks, build_recorder
+    from ..pipeline import build_recorder
 
     if url:
         from ..proxy.bridge import run_bridge
 
-        bridged, bridge_gate = build_recorder(settings, session, metrics_port)
+        bridged, bridge_gate = build_recorder(settings, session, metrics_port, rules)
         bridged.start()
         code = run_bridge(url, parsed_headers, bridged, transport=transport, gate=bridge_gate)
         # clients SIGTERM their server ~2 s after closing stdin: finish writing the records first
@@ -141,8 +143,8 @@ def monitor(
     # the recorder runs in a child process, so its work never holds this process's GIL while
     # chunks are forwarded; a blocking policy decides on the forwarding path and stays in-process
     recorder: Recorder | RecorderProcess
-    if blocks(settings) or not settings.recorder_process:
-        recorder, gate = build_recorder(settings, session, metrics_port)
+    if rules.mode == "block" or not settings.recorder_process:
+        recorder, gate = build_recorder(settings, session, metrics_port, rules)
     else:
         recorder, gate = RecorderProcess(settings, session, metrics_port), None
     proxy = StdioProxy(cmd, recorder.submit, grace_period=settings.grace_period, gate=gate)
@@ -155,7 +157,7 @@ def monitor(
         recorder.start()
     except OSError as exc:
         click.echo(f"km: cannot start the recorder process ({exc}); recording in-process", err=True)
-        recorder, _ = build_recorder(settings, session, metrics_port)
+        recorder, _ = build_recorder(settings, session, metrics_port, rules)
         proxy.on_chunk = recorder.submit
         recorder.start()
     code = proxy.run()

@@ -18,11 +18,12 @@ import click
 
 from .. import config
 from ..jsonrpc import Filters
-from .common import recording_options, recording_settings
+from .common import recording_options, recording_policy, recording_settings
 
 if TYPE_CHECKING:
     from ..model import Session
     from ..proxy.http import SessionPipeline
+    from ..security import Policy
 
 DEFAULT_LISTEN = "127.0.0.1:8800"
 SWITCH_INTERVAL = 0.0005
@@ -95,7 +96,7 @@ def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
     return Protocol
 
 
-def session_pipeline(settings: config.Settings) -> Callable[[Session], SessionPipeline]:
+def session_pipeline(settings: config.Settings, policy: Policy) -> Callable[[Session], SessionPipeline]:
     """Each new session gets what ``km monitor`` gives one: the sinks, the security stage
     (analysis, redaction) and, in policy block mode, the gate."""
 
@@ -103,7 +104,7 @@ def session_pipeline(settings: config.Settings) -> Callable[[Session], SessionPi
         from ..pipeline import build_sinks, security_stage
         from ..proxy.http import SessionPipeline
 
-        stage, gate = security_stage(settings, session.name or "server")
+        stage, gate = security_stage(settings, session.name or "server", policy)
         return SessionPipeline(build_sinks(settings), stage=stage, gate=gate)
 
     return make
@@ -186,8 +187,7 @@ def proxy_cmd(
         raise click.UsageError("--tls-cert and --tls-key go together")
     host, port = parse_listen(listen)
     settings = recording_settings(locals())
-
-    from ..pipeline import blocks
+    rules = recording_policy(settings)  # one that cannot be used stops km before it listens
 
     sys.setswitchinterval(SWITCH_INTERVAL)
     options = ProxyOptions(
@@ -195,8 +195,8 @@ def proxy_cmd(
         name=name,
         filters=Filters(settings.exclude_ping, settings.include_methods, settings.exclude_methods),
         payload_limit=settings.payload_limit,
-        pipeline=session_pipeline(settings),
-        blocks=blocks(settings),
+        pipeline=session_pipeline(settings, rules),
+        blocks=rules.mode == "block",
         idle_timeout=idle_timeout,
         max_sessions=max_sessions,
         verify=upstream_ca if upstream_ca else True,
