@@ -176,7 +176,7 @@ def test_filters_and_cursor_pagination(api: Api) -> None:
     recent = api.client.get("/api/v1/events", params={"since": since}, headers=h).json()["items"]
     assert {e["jsonrpc_id"] for e in recent} == set(range(25, 31))
     bad = api.client.get("/api/v1/events", params={"cursor": "AAAA"}, headers=h)
-    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_cursor"
+    assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
     assert api.client.get("/api/v1/events", params={"cursor": "!!!"}, headers=h).status_code == 422
     assert api.client.get("/api/v1/events", params={"since": "soon"}, headers=h).status_code == 422
     assert api.client.get("/api/v1/events", params={"limit": 0}, headers=h).status_code == 422

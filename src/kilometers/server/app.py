@@ -6,6 +6,7 @@ never include other organizations.
 """
 
 import hmac
+import re
 import sys
 import threading
 import time
@@ -24,6 +25,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from .. import __version__
 from ..export.prometheus import CONTENT_TYPE, ServerMetrics
@@ -32,7 +34,7 @@ from ..store import db, queries
 from . import ingest as ingest_mod
 from . import oidc, rollups, web
 from .auth import Auth, AuthSettings, Caller
-from .errors import ApiError, error_response
+from .errors import AUTHENTICATED, ApiError, error_response, error_responses
 from .live import LiveHub
 from .oidc import OidcSettings
 from .retention import apply_retention
@@ -93,19 +95,39 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return body
 
 
-Time = Annotated[str | None, Query(json_schema_extra={"format": "date-time"}, description="RFC 3339 time")]
+Time = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        json_schema_extra={"format": "date-time"},
+        description="RFC 3339 date-time; a time before 1970 or after 2262 means that end of the range",
+    ),
+]
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:([0-9]{2})(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+MAX_NS = 2**63 - 1
 
 
 def _ns(value: str | None) -> int | None:
+    """An RFC 3339 date-time (what the schema declares, nothing else) in ns, clamped to the range
+    the databases store: a bound before 1970 or after 2262 selects the same rows as that end."""
     if value is None:
         return None
+    found = _RFC3339.fullmatch(value)
     try:
-        ns = parse_ts(value)
-    except (ValueError, OverflowError):
-        ns = -1
-    if not 0 <= ns < 2**63:
-        raise ApiError(422, "invalid_parameter", f"expected an RFC 3339 time (1970-2262), got {value!r}")
-    return ns
+        if found is None:
+            raise ValueError(value)
+        leap = found[1] == "60"  # a leap second: the next second, as POSIX time has none
+        text = value.upper().replace(":60", ":59", 1) if leap else value.upper()
+        ns = parse_ts(text[:19] + (found[2] or "")[:7] + found[3].upper()) + leap * 10**9
+    except ValueError:
+        raise ApiError(
+            422,
+            "invalid_parameter",
+            f"expected an RFC 3339 date-time such as 2026-01-31T12:00:00Z, got {value!r}",
+        ) from None
+    return min(max(ns, 0), MAX_NS)
 
 
 def _retention_loop(engine: Engine, settings: ServerSettings, stop: threading.Event) -> None:
@@ -118,17 +140,18 @@ def _retention_loop(engine: Engine, settings: ServerSettings, stop: threading.Ev
 
 Cursor = Annotated[
     str | None,
-    Query(max_length=500, pattern=r"^[A-Za-z0-9_-]+$", description="next_cursor of the previous page"),
+    Query(pattern=queries.CURSOR_PATTERN, description="next_cursor of the previous page"),
 ]
-COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "malformed request (the body says why)"},
-    401: {"description": "missing, invalid or revoked API key"},
-    403: {"description": "the key lacks the scope this call needs"},
-    404: {"description": "not found in the key's organization"},
-    422: {"description": "invalid parameters"},
-    429: {"description": "rate limited; see Retry-After"},
-    503: {"description": "database unavailable; see Retry-After"},
-}
+
+
+def allowed_methods(app: FastAPI, request: Request) -> str | None:
+    """The methods of the resource at this path: of every route with the path template of the
+    first route it matches (Starlette's 405 names only that one route's methods)."""
+    scope = {**request.scope, "type": "http"}
+    routes = [r for r in app.router.routes if isinstance(r, Route) and r.methods]
+    path = next((r.path for r in routes if r.matches(scope)[0] != Match.NONE), None)
+    methods = {m for r in routes if r.path == path for m in r.methods or ()}
+    return ", ".join(sorted(methods)) or None
 
 
 def create_app(
@@ -160,7 +183,6 @@ def create_app(
         engine.dispose()
 
     app = FastAPI(
-        responses=COMMON_ERRORS,
         title="Kilometers team server",
         version=__version__,
         description="Ingestion and query API for MCP traffic recorded by km.",
@@ -181,9 +203,13 @@ def create_app(
         return error_response(422, "invalid_request", "; ".join(parts) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_r: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        allow = allowed_methods(app, request) if exc.status_code == 405 else None
+        if allow:
+            headers["Allow"] = allow
+        return error_response(exc.status_code, code, str(exc.detail), headers)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
@@ -205,7 +231,7 @@ def create_app(
         """The process is up."""
         return {"status": "ok", "version": __version__}
 
-    @app.get("/ready", tags=["ops"], responses={503: {"description": "database unreachable or schema old"}})
+    @app.get("/ready", tags=["ops"], responses=error_responses(503))
     def ready() -> Response:
         """The database is reachable and its schema is current."""
         try:
@@ -227,14 +253,7 @@ def create_app(
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/BatchIn"}}},
             }
         },
-        responses={
-            400: {"description": "malformed batch"},
-            401: {"description": "missing, invalid or revoked key"},
-            402: {"description": "plan limit reached"},
-            403: {"description": "key lacks the ingest scope"},
-            413: {"description": "body too large"},
-            429: {"description": "rate limited (Retry-After)"},
-        },
+        responses=error_responses(400, 402, 413, 415, *AUTHENTICATED),
     )
     async def ingest_batch(request: Request, caller: ingest_caller) -> dict[str, Any]:
         """Store a batch of events of one session. Idempotent on event id; per-event errors are reported."""
@@ -269,7 +288,7 @@ def create_app(
             metrics.batches.labels(status).inc()
             metrics.latency.observe(time.perf_counter() - started)
 
-    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse, responses=error_responses(401, 404))
     def prometheus(request: Request) -> Response:
         """Prometheus metrics. Tool names of every organization appear here, so this needs the
         operator token (`km serve --metrics-token`, Bearer) unless --metrics-public is given."""
@@ -285,7 +304,7 @@ def create_app(
         metrics.live.set(hub.subscriber_count())
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.get("/api/v1/sessions", tags=["read"])
+    @app.get("/api/v1/sessions", tags=["read"], responses=error_responses(400, *AUTHENTICATED))
     def list_sessions(
         caller: read,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -299,7 +318,7 @@ def create_app(
         risk = queries.session_risk(engine, [s.id for s in items], caller.org.id)
         return {"items": [{**s.to_dict(), "risk": risk[s.id]} for s in items], "next_cursor": next_cursor}
 
-    @app.get("/api/v1/sessions/{session_id}", tags=["read"])
+    @app.get("/api/v1/sessions/{session_id}", tags=["read"], responses=error_responses(404, *AUTHENTICATED))
     def get_session(caller: read, session_id: str) -> dict[str, Any]:
         try:
             found = queries.get_session(engine, session_id.lower(), caller.org.id)
@@ -310,7 +329,7 @@ def create_app(
         except queries.NotFound:
             raise ApiError(404, "not_found", f"no session {session_id!r}") from None
 
-    @app.get("/api/v1/events", tags=["read"])
+    @app.get("/api/v1/events", tags=["read"], responses=error_responses(400, *AUTHENTICATED))
     def list_events(
         caller: read,
         session_id: str | None = None,
@@ -345,7 +364,7 @@ def create_app(
             body["searched_to"] = format_ts(page.searched_to_ns)
         return body
 
-    @app.get("/api/v1/events/{event_id}", tags=["read"])
+    @app.get("/api/v1/events/{event_id}", tags=["read"], responses=error_responses(404, *AUTHENTICATED))
     def get_event(caller: read, event_id: str) -> dict[str, Any]:
         try:
             if len(event_id) != 36:
@@ -358,12 +377,15 @@ def create_app(
         data["paired_event_id"] = pair.id if pair else None
         return data
 
-    @app.get("/api/v1/stats", tags=["read"])
+    @app.get("/api/v1/stats", tags=["read"], responses=error_responses(*AUTHENTICATED))
     def get_stats(
         caller: read,
         since: Time = None,
         until: Time = None,
-        bucket: Literal["minute", "hour", "day"] = "hour",
+        bucket: Annotated[
+            Literal["minute", "hour", "day"],
+            Query(description="width of a series point; minute buckets cover at most 7 days (422 otherwise)"),
+        ] = "hour",
         tool: Annotated[str | None, Query(max_length=200)] = None,
         server: Annotated[str | None, Query(max_length=200)] = None,
     ) -> dict[str, Any]:
@@ -371,12 +393,12 @@ def create_app(
         until_ns = _ns(until) or time.time_ns()
         since_ns = _ns(since) or until_ns - 24 * 3600 * 10**9
         if since_ns >= until_ns:
-            raise ApiError(422, "invalid_parameter", "since must be before until")
+            raise ApiError(422, "invalid_range", "since must be before until")
         if bucket == "minute" and until_ns - since_ns > 7 * 24 * 3600 * 10**9:
-            raise ApiError(422, "invalid_parameter", "minute buckets cover at most 7 days; use hour or day")
+            raise ApiError(422, "invalid_range", "minute buckets cover at most 7 days; use hour or day")
         return rollups.stats(engine, caller.org.id, since_ns, until_ns, bucket, tool, server)
 
-    @app.get("/api/v1/org", tags=["read"])
+    @app.get("/api/v1/org", tags=["read"], responses=error_responses(*AUTHENTICATED))
     def get_org(caller: read) -> dict[str, Any]:
         """The organization of the calling key, with its plan limits."""
         return caller.org.to_dict()

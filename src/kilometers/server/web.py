@@ -14,13 +14,13 @@ from fastapi.responses import (
     StreamingResponse,
 )
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import accounts, tenancy
 from .auth import SESSION_COOKIE, Auth, Caller
-from .errors import ApiError, error_response
+from .errors import AUTHENTICATED, ApiError, error_response, error_responses
 from .live import LiveFilter, LiveHub, stream
 
 STATIC = Path(__file__).parent / "static"
@@ -88,8 +88,12 @@ class KeyIn(_Body):
     name: str | None = Field(default=None, max_length=200, pattern=r"^[^\x00]*$")
 
 
+EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"
+"""An e-mail address as the member endpoints take it: one @, no spaces or control characters."""
+
+
 class MemberIn(_Body):
-    email: str = Field(max_length=320)
+    email: str = Field(max_length=320, pattern=EMAIL_PATTERN, json_schema_extra={"format": "email"})
     role: Literal["owner", "admin", "member", "viewer"] = "member"
     password: str | None = Field(default=None, max_length=1000)
 
@@ -98,10 +102,15 @@ class RoleIn(_Body):
     role: Literal["owner", "admin", "member", "viewer"]
 
 
+def _whole_number(value: Any) -> Any:
+    """JSON Schema's integer includes 130.0; strict mode would refuse it (and still refuses "130")."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
 class OrgPatch(_Body):
     model_config = ConfigDict(extra="forbid", strict=True)
-    retention_days: int | None = Field(
-        default=None, ge=1, le=3650, description="days (null: keep forever, on plans without a limit)"
+    retention_days: Annotated[int | None, BeforeValidator(_whole_number)] = Field(
+        ge=1, le=3650, description="days (null: keep forever, on plans without a limit)"
     )
 
 
@@ -154,7 +163,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
 
     # -- sign-in ---------------------------------------------------------------------------------
 
-    @app.post("/auth/login", tags=["browser"], responses={401: {"description": "wrong e-mail or password"}})
+    @app.post("/auth/login", tags=["browser"], responses=error_responses(400, 404, *AUTHENTICATED))
     async def login(body: LoginIn, request: Request) -> JSONResponse:
         """Sign in with e-mail and password; sets an HTTP-only session cookie."""
         team_only()
@@ -177,7 +186,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         set_session_cookie(response, request, SESSION_COOKIE, token, accounts.SESSION_TTL_NS // 10**9)
         return response
 
-    @app.post("/auth/logout", tags=["browser"], status_code=204)
+    @app.post("/auth/logout", tags=["browser"], status_code=204, responses=error_responses(*AUTHENTICATED))
     def logout(request: Request) -> Response:
         auth.identify(request)  # CSRF-checked
         token = request.cookies.get(SESSION_COOKIE)
@@ -187,7 +196,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
 
-    @app.get("/auth/me", tags=["browser"], responses={401: {"description": "not signed in"}})
+    @app.get("/auth/me", tags=["browser"], responses=error_responses(*AUTHENTICATED))
     def me(request: Request) -> dict[str, Any]:
         """Who is signed in, their organization and role, and the CSRF token for unsafe requests."""
         try:
@@ -198,7 +207,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
             raise ApiError(401, "not_signed_in", "this endpoint is for browsers; API keys have no session")
         return _me(caller, engine, local)
 
-    @app.post("/auth/switch-org", tags=["browser"])
+    @app.post("/auth/switch-org", tags=["browser"], responses=error_responses(400, 404, *AUTHENTICATED))
     def switch_org(body: SwitchOrgIn, request: Request, caller: read) -> JSONResponse:
         team_only()
         if caller.user is None:
@@ -222,7 +231,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
             raise ApiError(403, "not_a_browser", "only a signed-in user can answer their invitations")
         return caller.user
 
-    @app.post("/auth/invitations/{org_id}", tags=["browser"])
+    @app.post("/auth/invitations/{org_id}", tags=["browser"], responses=error_responses(404, *AUTHENTICATED))
     def accept_invitation(org_id: str, caller: read) -> dict[str, Any]:
         """Accept an organization's invitation (listed in `/auth/me`); answers the new *Me*."""
         team_only()
@@ -232,7 +241,12 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
             raise ApiError(404, "no_invitation", str(exc)) from None
         return _me(caller, engine, False)
 
-    @app.delete("/auth/invitations/{org_id}", tags=["browser"], status_code=204)
+    @app.delete(
+        "/auth/invitations/{org_id}",
+        tags=["browser"],
+        status_code=204,
+        responses=error_responses(404, *AUTHENTICATED),
+    )
     def decline_invitation(org_id: str, caller: read) -> Response:
         team_only()
         try:
@@ -243,7 +257,12 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
 
     # -- live ------------------------------------------------------------------------------------
 
-    @app.get("/api/v1/live", tags=["read"], response_class=StreamingResponse)
+    @app.get(
+        "/api/v1/live",
+        tags=["read"],
+        response_class=StreamingResponse,
+        responses=error_responses(*AUTHENTICATED),
+    )
     async def live(
         request: Request,
         caller: read,
@@ -264,7 +283,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
 
     # -- settings --------------------------------------------------------------------------------
 
-    @app.get("/api/v1/keys", tags=["settings"])
+    @app.get("/api/v1/keys", tags=["settings"], responses=error_responses(404, *AUTHENTICATED))
     def list_keys(caller: keys) -> dict[str, Any]:
         """The organization's keys (for a member: the keys they created)."""
         team_only()
@@ -273,7 +292,12 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
             items = [k for k in items if caller.user_id and k.created_by == caller.user_id]
         return {"items": [k.to_dict() for k in items]}
 
-    @app.post("/api/v1/keys", tags=["settings"], status_code=201)
+    @app.post(
+        "/api/v1/keys",
+        tags=["settings"],
+        status_code=201,
+        responses=error_responses(400, 404, *AUTHENTICATED),
+    )
     def create_key(body: KeyIn, caller: keys) -> dict[str, Any]:
         """Create an API key; the response is the only place the key ever appears. Members may
         create ``ingest`` keys only. The key carries the caller's user (a key's: its creator), so
@@ -295,7 +319,12 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         assert record is not None
         return {"key": key, "item": record.to_dict()}
 
-    @app.delete("/api/v1/keys/{key_id}", tags=["settings"], status_code=204)
+    @app.delete(
+        "/api/v1/keys/{key_id}",
+        tags=["settings"],
+        status_code=204,
+        responses=error_responses(404, *AUTHENTICATED),
+    )
     def revoke_key(key_id: str, caller: keys) -> Response:
         """Revoke a key (a member: only a key they created)."""
         team_only()
@@ -314,7 +343,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         auth.forget_keys()
         return Response(status_code=204)
 
-    @app.get("/api/v1/members", tags=["settings"])
+    @app.get("/api/v1/members", tags=["settings"], responses=error_responses(404, *AUTHENTICATED))
     def list_members(caller: admin) -> dict[str, Any]:
         """Members and pending invitations (``status`` "active" or "invited")."""
         team_only()
@@ -330,7 +359,12 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         if "owner" in roles and caller.role != "owner":
             raise ApiError(403, "insufficient_role", "only an owner can make, change or remove owners")
 
-    @app.post("/api/v1/members", tags=["settings"], status_code=201)
+    @app.post(
+        "/api/v1/members",
+        tags=["settings"],
+        status_code=201,
+        responses=error_responses(400, 404, 409, *AUTHENTICATED),
+    )
     def add_member(body: MemberIn, caller: admin) -> dict[str, Any]:
         """Invite an address. A new address becomes a user of this organization with the given
         password; an existing user keeps their own and accepts after signing in. The answer is
@@ -349,7 +383,11 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
             raise ApiError(400, "invalid_member", str(exc)) from None
         return {"user_id": user.id, "email": user.email, "role": body.role, "status": "invited"}
 
-    @app.patch("/api/v1/members/{user_id}", tags=["settings"])
+    @app.patch(
+        "/api/v1/members/{user_id}",
+        tags=["settings"],
+        responses=error_responses(400, 404, 409, *AUTHENTICATED),
+    )
     def change_role(user_id: str, body: RoleIn, caller: admin) -> dict[str, Any]:
         team_only()
         target = member(caller, user_id)
@@ -363,7 +401,12 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         auth.forget_keys()  # the member's keys follow their new role at once
         return {**target, "role": body.role}
 
-    @app.delete("/api/v1/members/{user_id}", tags=["settings"], status_code=204)
+    @app.delete(
+        "/api/v1/members/{user_id}",
+        tags=["settings"],
+        status_code=204,
+        responses=error_responses(404, 409, *AUTHENTICATED),
+    )
     def remove_member(user_id: str, caller: admin) -> Response:
         """Remove a member (their keys stop working) or withdraw an invitation."""
         team_only()
@@ -377,7 +420,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         auth.forget_keys()
         return Response(status_code=204)
 
-    @app.patch("/api/v1/org", tags=["settings"])
+    @app.patch("/api/v1/org", tags=["settings"], responses=error_responses(400, 404, *AUTHENTICATED))
     def patch_org(body: OrgPatch, caller: admin) -> dict[str, Any]:
         team_only()
         if "retention_days" not in body.model_fields_set:
