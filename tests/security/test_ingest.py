@@ -214,7 +214,7 @@ def test_org_settings_within_the_plan(api: Api) -> None:
     [f"{2**70}_0190", f"-{2**70}_0190", "-1_0190", "5_\x00", "5_", "1e9_a", "OTIyMzM3MjAzNjg1NDc3NTgwODp4"],
 )
 @pytest.mark.parametrize("path", ["/api/v1/events", "/api/v1/sessions"])
-def test_out_of_range_cursor_is_a_json_400(api: Api, raw: str, path: str) -> None:
+def test_out_of_range_cursors_and_numbers_never_fail(api: Api, raw: str, path: str) -> None:
     _, key, read_key = api.org_with_keys("acme")
     session, events = session_batch(1)
     assert _post(api, key, session, events).status_code == 200
