@@ -65,6 +65,22 @@ def test_malformed_member_email_is_a_declared_422(api: Api, email: str) -> None:
     assert ok.status_code == 201 and ok.json()["email"] == "new@example.com", ok.text
 
 
+@pytest.mark.parametrize("password", ["", "1234567", "\u00e9" * 7])
+def test_short_member_password_is_a_declared_422(api: Api, password: str) -> None:
+    """The schema declares the 8-character minimum the server enforces (a schema-valid short
+    password once came back as an undeclared 400)."""
+    org, _, _ = api.org_with_keys("acme")
+    admin = tenancy.create_key(api.engine, org, "admin")
+    body = {"email": "new@example.com", "role": "member", "password": password}
+    r = api.client.post("/api/v1/members", json=body, headers=bearer(admin))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request", r.text
+    schema = api.client.get("/openapi.json").json()["components"]["schemas"]["MemberIn"]
+    password_schema = next(s for s in schema["properties"]["password"]["anyOf"] if s.get("type") == "string")
+    assert password_schema["minLength"] == 8
+    ok = api.client.post("/api/v1/members", json={**body, "password": "\u00e9" * 8}, headers=bearer(admin))
+    assert ok.status_code == 201, ok.text
+
+
 @pytest.mark.parametrize("path", ["/api/v1/events", "/api/v1/sessions"])
 def test_cursor_format_is_declared_and_enforced(api: Api, path: str) -> None:
     _, key, read_key = api.org_with_keys("acme")

@@ -10,9 +10,14 @@ or configuration rule answers its own code (``invalid_range``: since before unti
 over at most 7 days; ``password_required``: a password unless the server uses SSO); and, open,
 ``invalid_batch`` for session times outside 1970-2262 and strict integers in BatchIn (ingest.py).
 The live stream is not fuzzed: it never ends by design (test_live.py).
+
+The run is derandomized, so a failure in CI fails the same way on every rerun; set
+``KM_FUZZ_EXPLORE=N`` to fuzz with fresh random data and N examples per operation instead.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import schemathesis
@@ -53,6 +58,9 @@ def api_schema(engine: Engine, store_url: str, fuzz_org: tenancy.Org, fuzz_key: 
     assert seeded.status_code == 200
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
+
+EXPLORE = int(os.environ.get("KM_FUZZ_EXPLORE") or 0)
+"""Examples per operation with fresh random data (0: the derandomized CI run)."""
 
 CROSS_FIELD = {
     "invalid_range",  # stats: since before until; minute buckets over at most 7 days
@@ -96,7 +104,11 @@ def test_api_conforms_and_never_fails(api_schema: BaseSchema, fuzz_key: str) -> 
             project=api_schema.config,
             modes=list(HypothesisTestMode),
             settings=settings(
-                max_examples=5, deadline=None, suppress_health_check=list(HealthCheck), database=None
+                max_examples=EXPLORE or 5,
+                derandomize=not EXPLORE,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+                database=None,
             ),
         )
         create_test(operation=operation, test_func=check, config=config)()

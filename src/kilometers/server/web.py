@@ -95,7 +95,7 @@ EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"
 class MemberIn(_Body):
     email: str = Field(max_length=320, pattern=EMAIL_PATTERN, json_schema_extra={"format": "email"})
     role: Literal["owner", "admin", "member", "viewer"] = "member"
-    password: str | None = Field(default=None, max_length=1000)
+    password: str | None = Field(default=None, min_length=accounts.MIN_PASSWORD, max_length=1000)
 
 
 class RoleIn(_Body):
