@@ -4,7 +4,7 @@ Alembic's ``context`` is module-global, and the sqlite3 module commits each CREA
 once: threads migrating one store together used to leave it half-migrated (tables made, no
 revision), and every later km command failed on it. Migration is now serialised across threads
 (a lock) and processes (an ``flock`` beside a SQLite store, an advisory lock on PostgreSQL), and
-runs in one transaction. ``km proxy``'s side is in tests/http/test_store_concurrency.py.
+runs in one transaction. ``km proxy``'s side is in tests/http/test_proxy_store_concurrency.py.
 """
 
 from __future__ import annotations
@@ -152,4 +152,18 @@ def test_a_failed_migration_leaves_the_store_as_it_was(km_home: Path) -> None:
         conn.execute("DROP TABLE pins")
     done = _km(km_home, "db", "upgrade")
     assert done.returncode == 0, done.stderr
+    assert _revisions(store) == [db.HEAD]
+
+
+def test_a_process_migrates_a_store_once(tmp_path: Path) -> None:
+    """What ``km proxy``'s sessions get once it migrated the store at start-up: an open store,
+    with no migration (not even the revision read) of their own."""
+    store = tmp_path / "km.db"
+    db.open_store(f"sqlite:///{store}").dispose()
+    with sqlite3.connect(store) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0004'")  # a marker, not a real state
+    db.open_store(f"sqlite:///{store}").dispose()
+    assert _revisions(store) == ["0004"]  # not looked at again
+    store.rename(tmp_path / "old.db")  # a new file at the same path is another store: migrated
+    db.open_store(f"sqlite:///{store}").dispose()
     assert _revisions(store) == [db.HEAD]

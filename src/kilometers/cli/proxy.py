@@ -18,7 +18,7 @@ import click
 
 from .. import config
 from ..jsonrpc import Filters
-from .common import recording_options, recording_settings
+from .common import db_failure, recording_options, recording_settings
 
 if TYPE_CHECKING:
     from ..model import Session
@@ -93,6 +93,22 @@ def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
                 self.transport.close()
 
     return Protocol
+
+
+def open_store(db_url: str | None) -> None:
+    """Open and migrate the store once, before any session: the sessions' sinks then only open
+    it (store.db.open_store migrates a store once per process). A store that cannot be opened
+    is reported; traffic is still forwarded, and the sessions retry opening it."""
+    from ..store import db
+
+    try:
+        db.open_store(db_url).dispose()
+    except Exception as exc:
+        click.echo(
+            f"km proxy: {db_failure('cannot open the store', exc, db_url)}; "
+            "traffic is forwarded but not recorded until it can be opened",
+            err=True,
+        )
 
 
 def session_pipeline(settings: config.Settings) -> Callable[[Session], SessionPipeline]:
@@ -186,6 +202,8 @@ def proxy_cmd(
         raise click.UsageError("--tls-cert and --tls-key go together")
     host, port = parse_listen(listen)
     settings = recording_settings(locals())
+
+    open_store(settings.db_url)
 
     from ..pipeline import blocks
 

@@ -106,3 +106,35 @@ def test_old_store_upgraded_by_many_clients_at_once(everything_http: str, km_hom
     finally:
         km.stop()
     assert_all_recorded(km, km_home)
+
+
+def test_km_proxy_migrates_the_store_at_start_up(everything_http: str, km_home: Path) -> None:
+    km = KmProxy(km_home, everything_http)  # returns once km says it is listening
+    try:
+        assert stored_revision(km_home) == [(db.HEAD,)]  # before any client came
+    finally:
+        km.stop()
+
+
+def test_km_proxy_reports_a_store_it_cannot_open_and_still_forwards(
+    everything_http: str, km_home: Path
+) -> None:
+    from alembic import command
+
+    engine = db.make_engine(f"sqlite:///{km_home / 'km.db'}")
+    with engine.begin() as conn:
+        command.upgrade(db._alembic_config(conn), "0001")
+        conn.exec_driver_sql("DELETE FROM alembic_version")
+        conn.exec_driver_sql("DROP TABLE users")  # half-migrated, in no revision's shape
+    engine.dispose()
+    km = KmProxy(km_home, everything_http)
+    try:
+        [line] = [x for x in km.stderr.data.decode().splitlines() if "cannot open the store" in x]
+        assert (
+            line.startswith("km proxy: cannot open the store sqlite:///") and "move the store aside" in line
+        )
+        r = httpx.post(km.url(everything_http), json=_init(0), headers=MCP_HEADERS, timeout=60)
+        assert r.status_code == 200 and "mcp-session-id" in r.headers
+    finally:
+        km.stop()
+    assert stored_revision(km_home) == []  # left as it was, for the user to move aside
