@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine
@@ -18,3 +23,45 @@ def test_migrations_match_the_schema(engine: Engine) -> None:
 
 def test_head_constant_matches_alembic() -> None:
     assert db.head_revision() == db.HEAD
+
+
+def _open_at_once(url: str, workers: int, code: str | None = None) -> list[str]:
+    """``workers`` threads (or, with ``code``, processes) opening the store at the same moment."""
+    barrier = threading.Barrier(workers, timeout=60)
+
+    def one(_: int) -> str:
+        barrier.wait()
+        if code is None:
+            engine = db.open_store(url)
+            engine.dispose()
+            return "ok"
+        proc = subprocess.run([sys.executable, "-c", code, url], capture_output=True, text=True, timeout=120)
+        return proc.stdout.strip() or proc.stderr
+
+    pool = ThreadPoolExecutor(workers)
+    try:  # a deadlock fails the test instead of hanging the run
+        return [f.result(timeout=120) for f in [pool.submit(one, n) for n in range(workers)]]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _at_head(url: str) -> None:
+    engine = db.make_engine(url)
+    assert db.current_revision(engine) == db.HEAD
+    with engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    engine.dispose()
+
+
+def test_threads_migrating_one_fresh_store_at_once(store_url: str) -> None:
+    """Alembic's context is module-global: one thread migrates, under a lock; the others wait."""
+    assert _open_at_once(store_url, 8) == ["ok"] * 8
+    _at_head(store_url)
+
+
+def test_processes_migrating_one_fresh_store_at_once(store_url: str) -> None:
+    """A client starting all its servers: each km process migrates by itself; one does, under a
+    lock (flock beside a SQLite file, an advisory lock on PostgreSQL), the others wait for it."""
+    code = "import sys; from kilometers.store import db; db.open_store(sys.argv[1]); print('ok')"
+    assert _open_at_once(store_url, 6, code) == ["ok"] * 6
+    _at_head(store_url)

@@ -18,7 +18,7 @@ import click
 
 from .. import config
 from ..jsonrpc import Filters
-from .common import recording_options, recording_policy, recording_settings
+from .common import db_failure, recording_options, recording_policy, recording_settings
 
 if TYPE_CHECKING:
     from ..model import Session
@@ -94,6 +94,22 @@ def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
                 self.transport.close()
 
     return Protocol
+
+
+def open_store(db_url: str | None) -> None:
+    """Open and migrate the store once, before any session: the sessions' sinks then only open
+    it (store.db.open_store migrates a store once per process). A store that cannot be opened
+    is reported; traffic is still forwarded, and the sessions retry opening it."""
+    from ..store import db
+
+    try:
+        db.open_store(db_url).dispose()
+    except Exception as exc:
+        click.echo(
+            f"km proxy: {db_failure('cannot open the store', exc, db_url)}; "
+            "traffic is forwarded but not recorded until it can be opened",
+            err=True,
+        )
 
 
 def session_pipeline(settings: config.Settings, policy: Policy) -> Callable[[Session], SessionPipeline]:
@@ -188,6 +204,7 @@ def proxy_cmd(
     host, port = parse_listen(listen)
     settings = recording_settings(locals())
     rules = recording_policy(settings)  # one that cannot be used stops km before it listens
+    open_store(settings.db_url)
 
     sys.setswitchinterval(SWITCH_INTERVAL)
     options = ProxyOptions(

@@ -5,15 +5,21 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import time
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, make_url, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError, ProgrammingError, StatementError
+from sqlalchemy.exc import StatementError
 
 from .. import paths
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: processes are not serialised, threads are
+    fcntl = None  # type: ignore[assignment]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD = "0005"
@@ -130,22 +136,116 @@ def head_revision() -> str | None:
     return ScriptDirectory(str(MIGRATIONS)).get_current_head()
 
 
-def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as conn:
-        if not inspect(conn).has_table("alembic_version"):
-            return None
-        row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
+def _revision(conn: Connection) -> str | None:
+    if not inspect(conn).has_table("alembic_version"):
+        return None
+    row = conn.execute(text("SELECT version_num FROM alembic_version")).first()
     return str(row[0]) if row else None
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the schema to the newest revision (safe to call when already current)."""
-    if current_revision(engine) == HEAD:
+def current_revision(engine: Engine) -> str | None:
+    with engine.connect() as conn:
+        return _revision(conn)
+
+
+class HalfMigrated(RuntimeError):
+    """The store has km's tables but no schema revision, in a shape no revision has."""
+
+
+_MIGRATING = threading.Lock()
+"""Alembic's ``context`` is module-global: one migration at a time in a process."""
+PG_MIGRATION_LOCK = 0x6B6D_6462
+"""The PostgreSQL advisory lock (a bigint key) a migration holds for its transaction."""
+_migrated: set[tuple[str, int, int]] = set()
+"""The stores this process migrated: URL and, for a file, its device and inode."""
+
+
+def migrate_lock_file(db_file: str) -> Path:
+    """``km-migrate.lock`` for ``km.db``: named so that no ``km.db*`` pattern takes it."""
+    path = Path(db_file)
+    return path.with_name(f"{path.stem}-migrate.lock")
+
+
+@contextlib.contextmanager
+def _process_lock(db_file: str | None) -> Iterator[None]:
+    """Held by the one km process migrating a SQLite file (released by the kernel if it dies)."""
+    if db_file is None or fcntl is None:
+        yield
+        return
+    fd = os.open(migrate_lock_file(db_file), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _tables(conn: Connection) -> dict[str, frozenset[str]]:
+    """km's tables in the store and their columns."""
+    from .schema import metadata
+
+    found = inspect(conn)
+    return {
+        t: frozenset(c["name"] for c in found.get_columns(t))
+        for t in found.get_table_names()
+        if t in metadata.tables
+    }
+
+
+def _revision_of(tables: dict[str, frozenset[str]]) -> str | None:
+    """The revision whose schema has exactly these tables and columns (migrating an empty
+    in-memory database one revision at a time to compare), or None."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory(str(MIGRATIONS))
+    scratch = create_engine("sqlite://")
+    try:
+        with scratch.begin() as conn:
+            for revision in reversed(list(script.walk_revisions())):
+                command.upgrade(_alembic_config(conn), revision.revision)
+                if _tables(conn) == tables:
+                    return str(revision.revision)
+    finally:
+        scratch.dispose()
+    return None
+
+
+def _migrate(conn: Connection) -> None:
+    current = _revision(conn)
+    if current == HEAD:
         return
     from alembic import command
 
-    with engine.begin() as conn:
-        command.upgrade(_alembic_config(conn), "head")
+    if current is None and (tables := _tables(conn)):
+        # an older km, migrating from several threads at once, left the tables of a revision
+        # without recording it: record the revision they match, then migrate on from there
+        found = _revision_of(tables)
+        if found is None:
+            raise HalfMigrated(
+                "it has km tables but no schema revision (a migration by an older km was cut "
+                "short); move the store aside, and km creates a new one"
+            )
+        command.stamp(_alembic_config(conn), found)
+    command.upgrade(_alembic_config(conn), "head")
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest revision (safe to call when already current).
+
+    One migration at a time per store, whatever runs it: threads of this process take a lock
+    around Alembic, processes an ``flock`` on a file beside a SQLite store or an advisory lock
+    on PostgreSQL; under it, the revision is read again and only a store behind is migrated.
+    On SQLite the migration runs in one ``BEGIN IMMEDIATE`` transaction, so that its DDL too is
+    undone if it fails (the sqlite3 module otherwise commits each CREATE TABLE at once)."""
+    if current_revision(engine) == HEAD:
+        return
+    with _MIGRATING, _process_lock(sqlite_file(str(engine.url))), engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": PG_MIGRATION_LOCK})
+        elif conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        _migrate(conn)
 
 
 def ensure_current(engine: Engine) -> None:
@@ -157,35 +257,34 @@ def ensure_current(engine: Engine) -> None:
         )
 
 
-def _migration_race(exc: Exception) -> bool:
-    """Whether ``exc`` is what another process migrating the same store at the same moment
-    causes (the tables or revision row it just made, its lock), rather than a store that cannot
-    be opened or written at all (missing directory, read-only, disk full), which fails at once."""
-    if isinstance(exc, IntegrityError | ProgrammingError):
-        return True
-    message = str(exc.orig if isinstance(exc, StatementError) else exc).lower()
-    return "already exists" in message or "locked" in message
+def _store_key(url: str) -> tuple[str, int, int] | None:
+    """What identifies a store for :data:`_migrated` (None: an in-memory store, new each time)."""
+    if not url.startswith("sqlite"):
+        return url, 0, 0
+    db_file = sqlite_file(url)
+    if db_file is None:
+        return None
+    try:
+        st = os.stat(db_file)
+    except OSError:
+        return None
+    return url, st.st_dev, st.st_ino
 
 
-def open_store(url: str | None = None, migrate: bool = True, wait: float = 15.0) -> Engine:
+def open_store(url: str | None = None, migrate: bool = True) -> Engine:
     """An engine on a migrated store. The local store migrates itself; servers call ensure_current.
 
-    Several km processes may open a new store at the same moment (a client starting all its
-    servers): one migrates, the others wait until the schema is current instead of failing."""
+    A process migrates a store once: later opens (``km proxy``'s sessions, once it migrated at
+    start-up) only open it. Several km processes may open a new store at the same moment (a
+    client starting all its servers): one migrates, the others wait for it (see upgrade)."""
+    url = resolve_url(url)
     engine = make_engine(url)
-    if not migrate:
-        return engine
-    deadline = time.monotonic() + wait
-    while True:
-        try:
+    if migrate:
+        key = _store_key(url)
+        if key is None or key not in _migrated:
             upgrade(engine)
-            break
-        except Exception as exc:
-            if current_revision_or_none(engine) == HEAD:
-                break
-            if not _migration_race(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+            if key is not None:
+                _migrated.add(key)
     db_file = sqlite_file(url)
     if db_file:
         from .live import close_dead_sessions
@@ -203,10 +302,3 @@ def upsert(conn: Connection, table: Any) -> Any:
     else:
         from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     return insert(table)
-
-
-def current_revision_or_none(engine: Engine) -> str | None:
-    try:
-        return current_revision(engine)
-    except Exception:
-        return None
