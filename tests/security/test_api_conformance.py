@@ -51,7 +51,8 @@ def test_405_allow_lists_every_method_of_the_path(api: Api, method: str, path: s
 
 
 @pytest.mark.parametrize(
-    "email", ["not-an-address", "two words@example.com", "a@b@example.com", "\x01@x.test", ""]
+    "email",
+    ["not-an-address", "two words@example.com", "a@b@example.com", "\x01@x.test", "a\x85b@x.test", ""],
 )
 def test_malformed_member_email_is_a_declared_422(api: Api, email: str) -> None:
     org, _, _ = api.org_with_keys("acme")
@@ -60,7 +61,8 @@ def test_malformed_member_email_is_a_declared_422(api: Api, email: str) -> None:
     r = api.client.post("/api/v1/members", json=body, headers=bearer(admin))
     assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_request", r.text
     schema = api.client.get("/openapi.json").json()["components"]["schemas"]["MemberIn"]
-    assert schema["properties"]["email"]["format"] == "email" and schema["properties"]["email"]["pattern"]
+    # the pattern is the whole contract: no "format: email", whose RFC 5321 reading the server does not apply
+    assert schema["properties"]["email"]["pattern"] and "format" not in schema["properties"]["email"]
     ok = api.client.post("/api/v1/members", json={**body, "email": "New@Example.com"}, headers=bearer(admin))
     assert ok.status_code == 201 and ok.json()["email"] == "new@example.com", ok.text
 

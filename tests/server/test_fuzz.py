@@ -82,6 +82,7 @@ def contract_exceptions(case: schemathesis.Case, response: Response) -> list[Che
     return []
 
 
+@pytest.mark.timeout(900)  # about 40 s each alone; a loaded 2-core machine takes several times that
 def test_api_conforms_and_never_fails(api_schema: BaseSchema, fuzz_key: str) -> None:
     # the live stream never ends by design; it has its own tests (test_live.py)
     operations = [r.ok() for r in api_schema.get_all_operations() if r.ok().path != "/api/v1/live"]

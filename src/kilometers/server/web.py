@@ -88,12 +88,12 @@ class KeyIn(_Body):
     name: str | None = Field(default=None, max_length=200, pattern=r"^[^\x00]*$")
 
 
-EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+$"
+EMAIL_PATTERN = r"^[^@ \x00-\x1f\x7f-\x9f]+@[^@ \x00-\x1f\x7f-\x9f]+$"
 """An e-mail address as the member endpoints take it: one @, no spaces or control characters."""
 
 
 class MemberIn(_Body):
-    email: str = Field(max_length=320, pattern=EMAIL_PATTERN, json_schema_extra={"format": "email"})
+    email: str = Field(max_length=320, pattern=EMAIL_PATTERN)
     role: Literal["owner", "admin", "member", "viewer"] = "member"
     password: str | None = Field(default=None, min_length=accounts.MIN_PASSWORD, max_length=1000)
 
