@@ -48,6 +48,7 @@ demo: install
 lint: setup
 	$(BIN)/ruff check --no-cache src tests bench scripts
 	$(BIN)/ruff format --no-cache --check src tests bench scripts
+	$(BIN)/lint-imports --no-cache
 
 typecheck: setup
 	$(BIN)/mypy

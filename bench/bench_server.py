@@ -60,8 +60,8 @@ import uuid_utils
 from sqlalchemy import Engine, func, select, text
 
 from kilometers.model import format_ts
-from kilometers.server import rollups
 from kilometers.store import db as store_db
+from kilometers.store import rollups
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

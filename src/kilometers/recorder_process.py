@@ -43,8 +43,8 @@ import time
 from typing import Any, BinaryIO
 
 from .config import Settings
+from .fdio import write_all
 from .model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Session
-from .proxy.stdio import write_all
 
 FRAME = struct.Struct("<BqI")
 LINES = struct.Struct("<Q")

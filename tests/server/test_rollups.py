@@ -10,9 +10,8 @@ from typing import Any
 from alembic import command
 from sqlalchemy import Engine, func, insert, select
 
-from kilometers.server import rollups
-from kilometers.server.rollups import Group, latency_bin
-from kilometers.store import db
+from kilometers.store import db, rollups
+from kilometers.store.rollups import Group, latency_bin
 from kilometers.store.schema import rollups as minute_table
 from kilometers.store.schema import rollups_day, rollups_hour
 

@@ -48,7 +48,7 @@ def test_every_message_is_stored_and_read_back(tmp_path: Path) -> None:
     assert len(events) == 4000
     responses = [e for e in events if e.kind == "response"]
     assert all(e.request_event_id and e.latency_ms == 1.0 for e in responses)
-    from kilometers.server import rollups
+    from kilometers.store import rollups
 
     local = rollups.stats(engine, "local", 0, 2 * 10**18, "day")  # km ui's charts read these rollups
     assert local["totals"]["events"] == 4000 and local["by_tool"][0]["calls"] == 2000

@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from ..fdio import write_all
 from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction
 
 if TYPE_CHECKING:
@@ -46,13 +47,6 @@ class ServerStartError(RuntimeError):
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
-
-
-def write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def _binary_mode(fd: int) -> None:

@@ -30,9 +30,9 @@ from starlette.routing import Match, Route
 from .. import __version__
 from ..export.prometheus import CONTENT_TYPE, ServerMetrics
 from ..model import format_ts, parse_ts
-from ..store import db, queries
+from ..store import db, queries, rollups
 from . import ingest as ingest_mod
-from . import oidc, rollups, web
+from . import oidc, web
 from .auth import Auth, AuthSettings, Caller
 from .errors import AUTHENTICATED, ApiError, error_response, error_responses
 from .live import LiveHub

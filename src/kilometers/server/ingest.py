@@ -26,10 +26,10 @@ from ..analysis.redact import PARTIAL_RULE
 from ..analysis.redact import redact as redact_secrets
 from ..jsonlimits import MAX_DEPTH, too_deep_finding, too_deep_marker, value_too_deep
 from ..model import parse_ts
+from ..store import rollups
 from ..store.db import upsert
 from ..store.schema import events as events_table
 from ..store.schema import org_usage, sessions
-from . import rollups
 from .tenancy import Org
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"

@@ -11,8 +11,8 @@ import time
 
 from sqlalchemy import Engine, and_, delete, or_, select
 
+from ..store.rollups import trim_rollups
 from ..store.schema import events, organizations, sessions
-from .rollups import trim_rollups
 
 DAY_NS = 86_400 * 10**9
 

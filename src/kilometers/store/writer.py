@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from sqlalchemy import Engine, insert, update
 
 from ..model import Event, Session
-from ..server.rollups import rollup_rows, upsert_rollups
 from ..sinks import Sink
 from . import db
 from .codec import event_row, session_row
 from .live import LiveLock
+from .rollups import rollup_rows, upsert_rollups
 from .schema import LOCAL_ORG, sessions
 
 RETRY_OPEN_SECONDS = 5.0

@@ -31,8 +31,8 @@ from sqlalchemy import (
     union_all,
 )
 
-from ..store.db import upsert
-from ..store.schema import rollups, rollups_day, rollups_hour, sessions
+from .db import upsert
+from .schema import rollups, rollups_day, rollups_hour, sessions
 
 BASE_MS = 0.01
 GROWTH = 1.2
@@ -280,7 +280,7 @@ def stats(
                 or_(s.ended_ns.is_(None), s.ended_ns >= since_ns),
             )
         ).scalar()
-    from ..store.queries import risky_events
+    from .queries import risky_events
 
     totals = total.to_dict()
     totals["active_sessions"] = int(active or 0)
