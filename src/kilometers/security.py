@@ -28,7 +28,7 @@ from typing import Any
 
 import orjson
 
-from .analysis import RULES, AnalysisConfig, Analyzer, Pins, redact
+from .analysis import RULES, AnalysisConfig, Analyzer, Finding, Pins, redact
 from .analysis.config import SettingError, boolean, did_you_mean, strings, table
 from .analysis.names import first_match
 from .analysis.redact import PARTIAL_RULE, omits_unscanned
@@ -38,16 +38,6 @@ from .model import Event, Session
 
 BLOCKED_CODE = -32001
 BLOCKED_PREFIX = "Blocked by km policy"
-WEIGHTS = {"info": 0, "low": 10, "medium": 40, "high": 70, "critical": 90}
-
-
-def _level(score: int) -> str:
-    for floor, name in ((90, "critical"), (70, "high"), (40, "medium"), (1, "low")):
-        if score >= floor:
-            return name
-    return "none"
-
-
 LEVEL_RANK = {"none": 0, "info": 0, "low": 1, "medium": 2, "high": 3, "critical": 4}
 
 
@@ -327,25 +317,19 @@ class SecurityStage:
                 # text past the scan bound was dropped from the payload: it is no longer whole
                 e.truncated = e.truncated or (partial and any(f.rule == PARTIAL_RULE for f in risk.findings))
             self._redact_fields(e, config)
-            findings: list[dict[str, Any]] = list(e.risk["findings"]) if e.risk else []  # capture's own
-            if risk:
-                findings.extend(f.to_dict() for f in risk.findings)
+            # capture's own findings, the analysis's, plugins' and a block: one scale decides the level
+            findings = [Finding.from_dict(f) for f in e.risk["findings"]] if e.risk else []
+            findings.extend(risk.findings)
             if self.detectors and e.payload is not None:
-                findings.extend(self._plugin_findings(e))
+                findings.extend(Finding.from_dict(f) for f in self._plugin_findings(e))
             if (
                 e.kind == "error"
                 and e.error_code == BLOCKED_CODE
                 and (e.error_message or "").startswith(BLOCKED_PREFIX)
             ):
-                findings.append({"rule": "policy.blocked", "severity": "high", "path": "",
-                                 "message": e.error_message})  # fmt: skip
+                findings.append(Finding("policy.blocked", "high", "", e.error_message or ""))
             if findings:
-                # km's own findings are already scored; extra ones (blocks, plugins) by their severity
-                score = max(
-                    [risk.score if risk else 0] + [WEIGHTS.get(f.get("severity", ""), 0) for f in findings]
-                )
-                level = risk.level if risk and risk.score >= score else _level(score)
-                e.risk = {"score": score, "level": level, "findings": findings}
+                e.risk = config.scoring.risk(findings).to_dict()
             listed = listed or e.method == "tools/list"
         if listed:
             with self.lock:

@@ -19,10 +19,10 @@ if TYPE_CHECKING:
     from ..store.queries import EventFilter
 
 F = TypeVar("F", bound=Callable[..., Any])
-RISK_FLOOR = {"low": 1, "medium": 40, "high": 70, "critical": 90}
-"""The lowest score of each level on km's one scale (see kilometers.analysis.findings)."""
 risk_option = click.option(
-    "--risk", type=click.Choice(list(RISK_FLOOR)), help="Only events at or above this risk level."
+    "--risk",
+    type=click.Choice(["low", "medium", "high", "critical"]),
+    help="Only events at or above this risk level (as stored: decided by the policy's scale).",
 )
 ARROWS = {"client_to_server": "→", "server_to_client": "←"}
 KIND_COLOURS = {
@@ -153,7 +153,7 @@ def _filter(
         kinds=list(kind),
         errors_only=errors,
         since_ns=since_to_ns(since, "--since") if since else None,
-        min_risk=RISK_FLOOR[risk] if risk else None,
+        min_level=risk,
     )
 
 

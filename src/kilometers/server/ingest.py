@@ -21,7 +21,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 from sqlalchemy import Connection, Engine, func, text, update
 
 from ..analysis.config import DEFAULT_CONFIG
-from ..analysis.findings import Finding
+from ..analysis.findings import LEVELS, Finding
 from ..analysis.redact import PARTIAL_RULE
 from ..analysis.redact import redact as redact_secrets
 from ..jsonlimits import MAX_DEPTH, too_deep_finding, too_deep_marker, value_too_deep
@@ -162,14 +162,21 @@ def _backstop(value: Any, found: list[Finding]) -> Any:
 
 
 def _with_findings(columns: dict[str, Any], found: list[Finding]) -> dict[str, Any]:
-    """The client's (validated) risk columns plus the server's own findings, scored on the one
-    scale; a finding the client already reported (same rule and path) is not added twice."""
+    """The client's (validated) risk columns plus the server's own findings; a finding the client
+    already reported (same rule and path) is not added twice. The client scored its findings on
+    its configured scale: the server keeps that score and level, raised only as far as its own
+    findings reach on the default scale, so a level is never lowered or decided twice."""
     known = [Finding.from_dict(f) for f in orjson.loads(columns["findings"] or "[]")]
     seen = {(f.rule, f.path) for f in known}
-    merged = DEFAULT_CONFIG.scoring.risk([*known, *(f for f in found if (f.rule, f.path) not in seen)])
+    new = [f for f in found if (f.rule, f.path) not in seen]
+    if not new:
+        return columns
+    own = DEFAULT_CONFIG.scoring.risk(new)
+    merged = DEFAULT_CONFIG.scoring.risk([*known, *new])  # orders the findings
+    level = max(columns["risk_level"] or "none", own.level, key=LEVELS.index)
     return {
-        "risk_score": merged.score,
-        "risk_level": merged.level,
+        "risk_score": max(columns["risk_score"] or 0, own.score),
+        "risk_level": level,
         "findings": _dump([f.to_dict() for f in merged.findings]),
     }
 

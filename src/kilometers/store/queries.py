@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Row, Select, and_, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Connection, Engine, Row, Select, and_, case, func, or_, select, tuple_
 
 from ..model import Event, Session
 from .codec import event_from_row, session_from_row
@@ -81,7 +81,8 @@ class EventFilter:
     until_ns: int | None = None
     text: str | None = None
     """Case-insensitive substring of the stored payload."""
-    min_risk: int | None = None
+    min_level: str | None = None
+    """Only events whose stored risk level is at least this one (``low`` … ``critical``)."""
     """Only events whose risk score is at least this."""
 
     def clauses(self) -> list[ColumnElement[bool]]:
@@ -103,8 +104,8 @@ class EventFilter:
             out.append(c.ts_ns < self.until_ns)
         if self.text:
             out.append(func.lower(c.payload).contains(self.text.lower(), autoescape=True))
-        if self.min_risk is not None:
-            out.append(c.risk_score >= self.min_risk)
+        if self.min_level is not None:  # risky rows only (the partial index), then the stored level
+            out.append(and_(c.risk_score >= 1, level_rank() >= LEVELS.index(self.min_level)))
         return out
 
     def without_text(self) -> EventFilter:
@@ -304,14 +305,15 @@ def page_sessions(
     return rows, (_encode_cursor(rows[-1].started_ns, rows[-1].id) if more and rows else None)
 
 
-LEVEL_OF_SCORE = ((90, "critical"), (70, "high"), (40, "medium"), (1, "low"))
+LEVELS = ("none", "low", "medium", "high", "critical")
+"""Risk levels in order. A stored level was decided once, by the scale the recording was analysed
+with (a policy may set its own thresholds): queries compare levels, never re-derive them from
+scores."""
 
 
-def level_of(score: int | None) -> str:
-    for floor, level in LEVEL_OF_SCORE:
-        if score is not None and score >= floor:
-            return level
-    return "none"
+def level_rank() -> ColumnElement[int]:
+    """The stored risk level's rank (0 for none or no findings), for comparisons in SQL."""
+    return case({level: rank for rank, level in enumerate(LEVELS)}, value=events.c.risk_level, else_=0)
 
 
 def session_risk(
@@ -322,15 +324,15 @@ def session_risk(
         return {}
     c = events.c
     query = (
-        select(c.session_id, func.count(), func.max(c.risk_score))
+        select(c.session_id, func.count(), func.max(c.risk_score), func.max(level_rank()))
         .where(c.org_id == org_id, c.risk_score >= 1, c.session_id.in_(session_ids))
         .group_by(c.session_id)
     )
     with engine.connect() as conn:
         rows = conn.execute(query).all()
     out = {sid: {"events_with_findings": 0, "max_score": 0, "level": "none"} for sid in session_ids}
-    for sid, count, top in rows:
-        out[sid] = {"events_with_findings": int(count), "max_score": int(top), "level": level_of(int(top))}
+    for sid, count, top, rank in rows:
+        out[sid] = {"events_with_findings": int(count), "max_score": int(top), "level": LEVELS[int(rank)]}
     return out
 
 
