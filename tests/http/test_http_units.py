@@ -17,12 +17,8 @@ from kilometers.proxy.bridge import (
     guess_transport,
     parse_header,
 )
-from kilometers.proxy.http import (
-    LegacyStream,
-    _narrow_accept_encoding,
-    display_url,
-    guess_name,
-)
+from kilometers.proxy.encoding import narrow_accept_encoding
+from kilometers.proxy.http import LegacyStream, display_url, guess_name
 from kilometers.proxy.sse import SSEParser, encode_event
 
 
@@ -78,9 +74,9 @@ def test_gate_answers_with_the_policy_gate() -> None:
 
 
 def test_accept_encoding_is_narrowed_to_what_capture_can_decode() -> None:
-    assert _narrow_accept_encoding(b"gzip, deflate, br, zstd") == b"gzip, deflate"
-    assert _narrow_accept_encoding(b"br") == b"identity"
-    assert _narrow_accept_encoding(b"GZIP;q=0.5, br;q=1") == b"GZIP;q=0.5"
+    assert narrow_accept_encoding(b"gzip, deflate, br, zstd") == b"gzip, deflate"
+    assert narrow_accept_encoding(b"br") == b"identity"
+    assert narrow_accept_encoding(b"GZIP;q=0.5, br;q=1") == b"GZIP;q=0.5"
 
 
 def test_bridge_helpers() -> None:

@@ -45,15 +45,10 @@ from ..jsonlimits import MAX_BODY_BYTES
 from ..jsonrpc import PROTOCOL_VERSION_META_KEY, LineFramer
 from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT
 from ..recorder import Recorder
-from .http import (
-    IDENTITY,
-    SSE,
-    STREAMABLE_HTTP,
-    content_decoder,
-    remember_missing_sniffio,
-    upstream_ssl_context,
-)
+from .encoding import IDENTITY, content_decoder
+from .http import SSE, STREAMABLE_HTTP, remember_missing_sniffio
 from .sse import SSEEvent, SSEParser
+from .upstream import upstream_ssl_context
 
 if TYPE_CHECKING:
     from ..security import Gate

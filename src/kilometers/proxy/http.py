@@ -36,19 +36,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
-import os
 import ssl
 import sys
 import threading
 import time
-import zlib
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-import h11
 import orjson
 
 from ..jsonlimits import MAX_BODY_BYTES
@@ -56,7 +53,9 @@ from ..jsonrpc import Capture, Filters, may_call
 from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Session
 from ..recorder import Recorder
 from ..sinks import Sink
+from .encoding import IDENTITY, content_decoder, narrow_accept_encoding
 from .sse import SSEEvent, SSEParser, encode_event
+from .upstream import UpstreamError, UpstreamPool, UpstreamResponse
 
 if TYPE_CHECKING:
     from ..recorder import Stage
@@ -85,13 +84,10 @@ HOP_BY_HOP = frozenset(
     }
 )
 """Headers that describe one connection, not the message: never forwarded (RFC 9110 §7.6.1)."""
-DECODABLE_ENCODINGS = (b"gzip", b"deflate", b"identity")
-"""Content codings km can decode for its capture copy; the client's Accept-Encoding is narrowed to them."""
 SEEN_EVENT_IDS = 10_000
 """SSE event ids remembered per session, so events replayed on resumption are recorded once."""
 FIRST_EVENT_LIMIT = 1 << 16
 """Bytes of a session-less SSE stream held back while km looks for the legacy ``endpoint`` event."""
-READ_SIZE = 1 << 16
 WARNING_INTERVAL = 10.0
 """Seconds between two warnings of one kind on stderr (unreachable upstream, sessions evicted)."""
 RELEASE_AFTER = 10.0
@@ -219,226 +215,6 @@ class LegacyStream:
 # -- the upstream connection pool --------------------------------------------------------------------
 
 
-class UpstreamError(Exception):
-    """The upstream could not be reached or broke the HTTP exchange; the text is for the user."""
-
-    def __init__(self, message: str, timeout: bool = False) -> None:
-        super().__init__(message)
-        self.timeout = timeout
-
-
-class UpstreamResponse:
-    """The status and headers of an upstream answer; its body is read with :meth:`chunks`."""
-
-    def __init__(
-        self, pool: UpstreamPool, conn: _Connection, status: int, headers: list[tuple[bytes, bytes]]
-    ) -> None:
-        self._pool = pool
-        self._conn: _Connection | None = conn
-        self.status = status
-        self.headers = headers
-        """(lower-case name, value) pairs, in the order received."""
-
-    def header(self, name: bytes) -> bytes | None:
-        for key, value in self.headers:
-            if key == name:
-                return value
-        return None
-
-    async def chunks(self) -> AsyncIterator[bytes]:
-        """The body as it arrives (de-chunked; content codings untouched). Raises UpstreamError."""
-        conn = self._conn
-        if conn is None:
-            return
-        while True:
-            event = await conn.next_event()
-            if isinstance(event, h11.Data):
-                yield bytes(event.data)
-            elif isinstance(event, h11.EndOfMessage):
-                self._conn = None
-                self._pool.release(conn)
-                return
-            else:
-                raise UpstreamError(f"unexpected HTTP event from the upstream: {type(event).__name__}")
-
-    async def aclose(self) -> None:
-        """Give the connection back when the body was read to its end; otherwise close it."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
-class _Connection:
-    """One HTTP/1.1 connection to the upstream, with h11 doing the protocol."""
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.h11 = h11.Connection(our_role=h11.CLIENT, max_incomplete_event_size=1 << 20)
-        self.idle_since = 0.0
-
-    def usable(self, expiry: float) -> bool:
-        return (
-            not self.writer.is_closing()
-            and not self.reader.at_eof()
-            and time.monotonic() - self.idle_since < expiry
-            and self.h11.our_state is h11.IDLE
-        )
-
-    async def next_event(self) -> Any:
-        while True:
-            try:
-                event = self.h11.next_event()
-            except h11.RemoteProtocolError as exc:
-                self.close()
-                raise UpstreamError(f"the upstream broke the HTTP protocol: {exc}") from None
-            if event is h11.NEED_DATA:
-                try:
-                    data = await self.reader.read(READ_SIZE)
-                except OSError as exc:
-                    self.close()
-                    raise UpstreamError(f"the upstream connection failed: {exc!r}") from None
-                self.h11.receive_data(data)
-                continue
-            if event is h11.PAUSED:
-                self.close()
-                raise UpstreamError("the upstream sent more than one answer")
-            return event
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self.writer.close()
-
-
-class UpstreamPool:
-    """Keep-alive connections to one upstream origin (plain or TLS).
-
-    Lean on purpose: every request of every client goes through here, and a general-purpose
-    client (httpx) costs several times more CPU per request. HTTP(S)_PROXY variables are not used.
-    """
-
-    def __init__(
-        self,
-        scheme: str,
-        host: str,
-        port: int,
-        verify: ssl.SSLContext | str | bool = True,
-        connect_timeout: float = 10.0,
-        max_idle: int = 64,
-        idle_expiry: float = 3.0,
-    ) -> None:
-        self.host = host
-        self.port = port
-        self.connect_timeout = connect_timeout
-        self.max_idle = max_idle
-        self.idle_expiry = idle_expiry
-        """Seconds an idle connection is reused: less than servers' usual keep-alive (5 s)."""
-        self.ssl: ssl.SSLContext | None = upstream_ssl_context(verify) if scheme == "https" else None
-        self.authority = host if port == (443 if scheme == "https" else 80) else f"{host}:{port}"
-        if ":" in host and not host.startswith("["):
-            self.authority = f"[{host}]" if port == (443 if scheme == "https" else 80) else f"[{host}]:{port}"
-        self._idle: list[_Connection] = []
-
-    async def _connect(self) -> _Connection:
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
-                    self.host,
-                    self.port,
-                    ssl=self.ssl,
-                    server_hostname=self.host if self.ssl else None,
-                    limit=READ_SIZE,
-                ),
-                self.connect_timeout,
-            )
-        except TimeoutError:
-            raise UpstreamError(
-                f"connecting timed out after {self.connect_timeout:g}s", timeout=True
-            ) from None
-        except (OSError, ssl.SSLError) as exc:
-            raise UpstreamError(f"cannot connect: {exc!r}") from None
-        return _Connection(reader, writer)
-
-    def release(self, conn: _Connection) -> None:
-        if conn.h11.our_state is h11.DONE and conn.h11.their_state is h11.DONE:
-            conn.h11.start_next_cycle()
-            conn.idle_since = time.monotonic()
-            if len(self._idle) < self.max_idle:
-                self._idle.append(conn)
-                return
-        conn.close()
-
-    async def request(
-        self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]], body: bytes
-    ) -> UpstreamResponse:
-        conn: _Connection | None = None
-        while self._idle:
-            candidate = self._idle.pop()
-            if candidate.usable(self.idle_expiry):
-                conn = candidate
-                break
-            candidate.close()
-        if conn is None:
-            conn = await self._connect()
-        all_headers = [(b"host", self.authority.encode()), *headers]
-        if body or method not in (b"GET", b"HEAD", b"DELETE", b"OPTIONS"):
-            all_headers.append((b"content-length", str(len(body)).encode()))
-        try:
-            data = conn.h11.send(h11.Request(method=method, target=target, headers=all_headers))
-            if body:
-                data += conn.h11.send(h11.Data(data=body))
-            data += conn.h11.send(h11.EndOfMessage())
-        except h11.LocalProtocolError as exc:
-            conn.close()
-            raise UpstreamError(f"km cannot forward this request: {exc}") from None
-        try:
-            conn.writer.write(data)
-            while True:
-                event = await conn.next_event()
-                if isinstance(event, h11.InformationalResponse):
-                    continue  # 100 Continue, 103 Early Hints: the body was sent already
-                break
-        except UpstreamError:
-            raise
-        except OSError as exc:
-            conn.close()
-            raise UpstreamError(f"the upstream connection failed: {exc!r}") from None
-        except asyncio.CancelledError:
-            conn.close()
-            raise
-        if not isinstance(event, h11.Response):
-            conn.close()
-            raise UpstreamError("the upstream closed the connection without an answer")
-        headers_out = [(bytes(k).lower(), bytes(v)) for k, v in event.headers.raw_items()]
-        return UpstreamResponse(self, conn, event.status_code, headers_out)
-
-    def close(self) -> None:
-        for conn in self._idle:
-            conn.close()
-        self._idle = []
-
-
-def upstream_ssl_context(verify: ssl.SSLContext | str | bool) -> ssl.SSLContext:
-    """The TLS context for an upstream: system-independent certifi CAs, a CA path, or no checks."""
-    if isinstance(verify, ssl.SSLContext):
-        return verify
-    if verify is False:
-        context = ssl.create_default_context()
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-        return context
-    if isinstance(verify, str):
-        if os.path.isdir(verify):
-            return ssl.create_default_context(capath=verify)
-        return ssl.create_default_context(cafile=verify)
-    try:
-        import certifi
-
-        return ssl.create_default_context(cafile=certifi.where())
-    except ImportError:  # pragma: no cover - certifi comes with httpx
-        return ssl.create_default_context()
-
-
 # -- the proxy --------------------------------------------------------------------------------------
 
 
@@ -476,64 +252,6 @@ class ProxyOptions:
     """TLS verification of the upstream: True (system CAs), a CA bundle path, a context or False."""
     connect_timeout: float = 10.0
     stop_timeout: float = 60.0
-
-
-class _Decoder:
-    """Decodes a copy of a ``Content-Encoding: gzip|deflate`` body for capture, in bounded steps:
-    a small compressed chunk can inflate a thousandfold (a "gzip bomb")."""
-
-    def __init__(self, encoding: bytes) -> None:
-        wbits = zlib.MAX_WBITS | 16 if encoding in (b"gzip", b"x-gzip") else zlib.MAX_WBITS | 32
-        self._z = zlib.decompressobj(wbits)
-
-    def decode(self, data: bytes, max_length: int) -> bytes:
-        """At most ``max_length`` decoded bytes of ``data``; input past them is dropped (the
-        caller stops decoding there)."""
-        try:
-            return self._z.decompress(data, max_length)
-        except zlib.error:
-            return b""
-
-    def pieces(self, data: bytes) -> Iterator[bytes]:
-        """All of ``data`` decoded, ``READ_SIZE`` bytes at a time (for streams)."""
-        try:
-            out = self._z.decompress(data, READ_SIZE)
-            while True:
-                yield out
-                tail = self._z.unconsumed_tail
-                if not tail:
-                    return
-                out = self._z.decompress(tail, READ_SIZE)
-        except zlib.error:
-            return
-
-
-class _Identity:
-    """The decoder of an uncompressed body: the bytes as they are."""
-
-    def decode(self, data: bytes, max_length: int) -> bytes:
-        return data
-
-    def pieces(self, data: bytes) -> tuple[bytes]:
-        return (data,)
-
-
-IDENTITY = _Identity()
-
-
-def content_decoder(encoding: bytes | None) -> _Decoder | _Identity | None:
-    """None when the coding cannot be decoded (capture is skipped)."""
-    if not encoding or encoding == b"identity":
-        return IDENTITY
-    if encoding in (b"gzip", b"x-gzip", b"deflate"):
-        return _Decoder(encoding)
-    return None
-
-
-def _narrow_accept_encoding(value: bytes) -> bytes:
-    parts = [part.strip() for part in value.split(b",")]
-    kept = [part for part in parts if part.split(b";")[0].strip().lower() in DECODABLE_ENCODINGS]
-    return b", ".join(kept) if kept else b"identity"
 
 
 def _looks_like_jsonrpc(body: bytes) -> bool:
@@ -766,7 +484,7 @@ class HttpProxy:
             if name in dropped or name in (b"host", b"content-length", b"expect"):
                 continue
             if name == b"accept-encoding":
-                value = _narrow_accept_encoding(value)
+                value = narrow_accept_encoding(value)
             headers.append((name, value))
 
         body = await _read_body(receive)
