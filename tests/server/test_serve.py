@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
+
+from kilometers.store.db import HEAD
 
 from factory import bearer, session_batch
 from pg import Cluster
@@ -44,13 +51,129 @@ def _wait_ready(url: str, proc: subprocess.Popen[str]) -> None:
     raise AssertionError("km serve did not start")
 
 
-def test_serve_refuses_an_out_of_date_schema(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+@contextlib.contextmanager
+def _serving(url: str | None, *extra: str, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``km serve`` (on ``--db url`` when given) answering /health: yields its base URL."""
+    port = _port()
+    db_args = ["--db", url] if url else []
+    env = env or {k: v for k, v in os.environ.items() if not k.startswith("KM_")}
+    proc = subprocess.Popen(
+        [KM, "serve", *db_args, "--port", str(port), *extra], stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        _wait_ready(base, proc)
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def _serves_at_head(url: str, *extra: str) -> None:
+    """km serve starts on ``url``, is ready (schema current) and stores a batch."""
+    with _serving(url, *extra) as base:
+        assert httpx.get(base + "/ready").json() == {"status": "ready"}
+    km("admin", "create-org", "acme", "--plan", "unlimited", "--db", url)
+    key = km("admin", "create-key", "--org", "acme", "--db", url).stdout.strip()
+    with _serving(url) as base:
+        session, events = session_batch(2)
+        body = {"session": session, "events": events}
+        r = httpx.post(base + "/api/v1/events/batch", json=body, headers=bearer(key))
+        assert r.status_code == 200 and r.json()["accepted"] == len(events), r.text
+
+
+def _at_revision(url: str, revision: str) -> None:
+    """A database at an older schema revision, holding an organization."""
+    from alembic import command
+
+    from kilometers.store import db
+
+    engine = db.make_engine(url)
+    with engine.begin() as conn:
+        command.upgrade(db._alembic_config(conn), revision)
+    with engine.begin() as conn:
+        conn.execute(
+            text("INSERT INTO organizations (id, name, plan, created_ns) VALUES ('o1', 'old', 'free', 1)")
+        )
+    assert db.current_revision(engine) == revision
+    engine.dispose()
+
+
+def _revision(url: str) -> str | None:
+    from kilometers.store import db
+
+    engine = db.make_engine(url)
+    try:
+        return db.current_revision(engine)
+    finally:
+        engine.dispose()
+
+
+def test_serve_creates_a_new_sqlite_database(tmp_path: Path) -> None:
+    """A new file (and a new directory) is created and migrated, like every other store."""
+    url = f"sqlite:///{tmp_path / 'new' / 'team.db'}"
+    _serves_at_head(url)
+    assert _revision(url) == HEAD
+
+
+def test_serve_on_the_default_store(tmp_path: Path) -> None:
+    """No --db: the default store under KM_HOME, created on first use."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KM_")}
+    env["KM_HOME"] = str(tmp_path / "home")
+    with _serving(None, env=env) as base:
+        assert httpx.get(base + "/ready").json() == {"status": "ready"}
+    assert _revision(f"sqlite:///{tmp_path / 'home' / 'km.db'}") == HEAD
+
+
+def test_serve_creates_an_empty_postgresql_database(pg_cluster: Cluster) -> None:
+    url = pg_cluster.create_database("km_serve_fresh")
+    _serves_at_head(url)
+    assert _revision(url) == HEAD
+
+
+def test_admin_creates_a_new_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'admin-first.db'}"
+    km("admin", "create-org", "acme", "--db", url)
+    assert _revision(url) == HEAD
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "postgresql"])
+def test_serve_refuses_an_older_revision_unless_migrate(
+    tmp_path: Path, scheme: str, request: pytest.FixtureRequest
+) -> None:
+    if scheme == "sqlite":
+        path = tmp_path / "old.db"
+        url = f"sqlite:///{path}"
+    else:
+        url = request.getfixturevalue("pg_cluster").create_database("km_serve_old")
+    _at_revision(url, "0004")
+    before = hashlib.sha256(path.read_bytes()).hexdigest() if scheme == "sqlite" else None
     result = km("serve", "--db", url, "--port", str(_port()), check=False)
-    assert result.returncode == 1 and "km db upgrade" in result.stderr
-    km("db", "upgrade", "--db", url)
-    result = km("admin", "create-org", "acme", "--db", url, check=False)
-    assert result.returncode == 0
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert "revision 0004" in result.stderr and f"needs {HEAD}" in result.stderr
+    assert "km db upgrade" in result.stderr and "km serve --migrate" in result.stderr
+    assert _revision(url) == "0004"
+    if scheme == "sqlite":
+        assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    refused = km("admin", "list-orgs", "--db", url, check=False)
+    assert refused.returncode == 1 and "km db upgrade" in refused.stderr
+    assert _revision(url) == "0004"
+
+    _serves_at_head(url, "--migrate")
+    assert _revision(url) == HEAD
+    assert "old" in km("admin", "list-orgs", "--db", url).stdout  # the data was migrated, not replaced
+
+
+def test_serve_refuses_a_database_that_holds_other_tables(tmp_path: Path) -> None:
+    """Not empty, not km's: never touched unless asked to."""
+    path = tmp_path / "other.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+    result = km("serve", "--db", f"sqlite:///{path}", "--port", str(_port()), check=False)
+    assert result.returncode == 1 and "revision none" in result.stderr and "km db upgrade" in result.stderr
+    with contextlib.closing(sqlite3.connect(path)) as conn:
+        assert conn.execute("SELECT name FROM sqlite_master").fetchall() == [("notes",)]
 
 
 def test_admin_commands(tmp_path: Path) -> None:

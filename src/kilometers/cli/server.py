@@ -11,18 +11,20 @@ import orjson
 from .common import db_failure, echo_json, fail
 
 
-def _engine(db_url: str | None, check: bool = True):  # type: ignore[no-untyped-def]
+def _engine(db_url: str | None, check: bool = True, migrate: bool = False):  # type: ignore[no-untyped-def]
+    """An engine on the team server's database: a new, empty one is created at the current
+    schema; one at an older revision is refused (migrated with ``migrate``)."""
     from ..store import db
 
     url = db_url or os.environ.get("KM_DATABASE_URL") or os.environ.get("KM_DB")
     engine = db.make_engine(url)
     if check:
         try:
-            db.ensure_current(engine)
+            db.ensure_current(engine, create=True, migrate=migrate)
         except db.SchemaOutOfDate as exc:
             fail(str(exc))
         except Exception as exc:
-            fail(db_failure("cannot reach the database", exc, url))
+            fail(db_failure("cannot open the database", exc, url))
     return engine
 
 
@@ -85,6 +87,12 @@ db_url_option = click.option(
     envvar="KM_OIDC_REDIRECT_URI",
     help="Callback URL registered at the provider; default: <URL the browser used>/auth/oidc/callback.",
 )
+@click.option(
+    "--migrate",
+    is_flag=True,
+    help="Migrate a database at an older schema revision first (as `km db upgrade` does); "
+    "a new, empty database is always created.",
+)
 def serve_cmd(
     host: str,
     port: int,
@@ -100,6 +108,7 @@ def serve_cmd(
     oidc_name: str,
     oidc_scopes: str,
     oidc_redirect_uri: str | None,
+    migrate: bool,
 ) -> None:
     """Run the team server (ingestion and query API)."""
     import uvicorn
@@ -135,6 +144,15 @@ def serve_cmd(
                 f"km serve: warning: OpenID Connect sign-in fails until this is fixed: {problem}", err=True
             )
 
+    engine = db.make_engine(db_url)
+    try:  # a new database is created here; one at an older revision only with --migrate
+        db.ensure_current(engine, create=True, migrate=migrate)
+    except db.SchemaOutOfDate as exc:
+        fail(f"{exc} (or start with `km serve --migrate`)")
+    except Exception as exc:
+        fail(db_failure("cannot start: cannot open the database", exc, db_url))
+    finally:
+        engine.dispose()
     settings = ServerSettings(
         db_url=db_url,
         max_body_bytes=int(max_body_mb * 1024 * 1024),

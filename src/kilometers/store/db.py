@@ -248,13 +248,23 @@ def upgrade(engine: Engine) -> None:
         _migrate(conn)
 
 
-def ensure_current(engine: Engine) -> None:
-    current, head = current_revision(engine), HEAD
-    if current != head:
-        raise SchemaOutOfDate(
-            f"the database schema is at revision {current or 'none'} but km needs {head}; "
-            "run `km db upgrade` to migrate it"
-        )
+def ensure_current(engine: Engine, create: bool = False, migrate: bool = False) -> None:
+    """Raise :class:`SchemaOutOfDate` unless the schema is at :data:`HEAD`. With ``create``, a new
+    database (no tables at all) is created at the newest revision, as every other store is; with
+    ``migrate`` (`km serve --migrate`), one at an older revision is migrated too. A database that
+    holds anything else is only ever migrated when asked to."""
+    with engine.connect() as conn:
+        current = _revision(conn)
+        empty = current is None and not inspect(conn).get_table_names()
+    if current == HEAD:
+        return
+    if migrate or (create and empty):
+        upgrade(engine)
+        return
+    raise SchemaOutOfDate(
+        f"the database schema is at revision {current or 'none'} but km needs {HEAD}; "
+        "run `km db upgrade` to migrate it"
+    )
 
 
 def _store_key(url: str) -> tuple[str, int, int] | None:
