@@ -115,6 +115,13 @@ class SessionIn(_Strict):
     error_count: int = Field(default=0, ge=0, le=INT32)
     dropped_events: int = Field(default=0, ge=0, le=INT32)
     host: NoNul | None = Field(default=None, max_length=255)
+    risk: Any = Field(
+        default=None,
+        json_schema_extra={"readOnly": True},
+        description="Ignored: derived from the stored events (`km sessions --json` prints it).",
+    )
+    """Read-only, like ``duration_ms``, ``event_count`` and ``error_count``: what `km sessions
+    --json` prints is accepted as it is, and the server derives these itself."""
 
     @field_validator("started_at", "ended_at")
     @classmethod
