@@ -18,14 +18,27 @@ IMPORT_BATCH = 1000
 @click.option(
     "--format", "fmt", type=click.Choice(["jsonl", "csv", "har"]), default="jsonl", show_default=True
 )
-@click.option("--session", help="Only this session (id, its first or last characters, or `latest`).")
+@click.option(
+    "--session",
+    help="Only this session (id, its first or last characters, `latest`, or a server's name: its latest).",
+)
+@click.option(
+    "--server",
+    metavar="NAME",
+    help="Only sessions of the servers with this name (a glob: `*`, `?`), km's or their own.",
+)
 @click.option("--since", help="Only newer than a duration ago (10m, 2h, 1d) or an ISO 8601 time.")
 @click.option(
     "--output", "-o", type=click.Path(dir_okay=False, writable=True), help="File to write (default: stdout)."
 )
 @db_option
 def export_cmd(
-    fmt: str, session: str | None, since: str | None, output: str | None, db_url: str | None
+    fmt: str,
+    session: str | None,
+    server: str | None,
+    since: str | None,
+    output: str | None,
+    db_url: str | None,
 ) -> None:
     """Write recorded sessions and events to a file: jsonl (lossless, for km import), csv or har."""
     from ..export import files
@@ -33,11 +46,15 @@ def export_cmd(
 
     engine = open_engine(db_url)
     flt = queries.EventFilter()
-    if session:
-        try:
+    try:
+        if session:
             flt.session_id = queries.resolve_session(engine, session)
-        except queries.NotFound as exc:
-            fail(str(exc))
+        if server:
+            flt.session_ids = queries.server_sessions(engine, server)
+            if not flt.session_ids:
+                raise queries.no_server(server)
+    except queries.NotFound as exc:
+        fail(str(exc))
     if since:
         flt.since_ns = since_to_ns(since, "--since")
     total = files.count_events(engine, flt)

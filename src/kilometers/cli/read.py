@@ -101,16 +101,23 @@ def _empty_hint(what: str) -> None:
     click.echo(f"no {what} (record some with `km monitor -- CMD`, or widen the filters)", err=True)
 
 
+SERVER_HELP = "Only sessions of the servers with this name (a glob: `*`, `?`), km's or their own."
+server_option = click.option("--server", metavar="NAME", help=SERVER_HELP)
+
+
 @click.command("sessions")
+@server_option
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True, help="At most this many.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @db_option
-def sessions_cmd(limit: int, as_json: bool, db_url: str | None) -> None:
+def sessions_cmd(server: str | None, limit: int, as_json: bool, db_url: str | None) -> None:
     """List recorded sessions, newest first."""
     from ..store import queries
 
     engine = open_engine(db_url)
-    found = queries.list_sessions(engine, limit)
+    found = queries.list_sessions(engine, limit, server=server)
+    if not found and server:
+        fail(str(queries.no_server(server)))
     if not found and not as_json:
         _empty_hint("sessions recorded yet")
     risk = queries.session_risk(engine, [s.id for s in found])
@@ -137,17 +144,25 @@ def _filter(
     since: str | None,
     kind: tuple[str, ...] = (),
     risk: str | None = None,
+    server: str | None = None,
+    wait: bool = False,
 ) -> EventFilter:
+    """The filter of the options; ``wait``: a ``--server`` without sessions yet is no error."""
     from ..store import queries
 
-    session_id = None
-    if session:
-        try:
+    session_id = session_ids = None
+    try:
+        if session:
             session_id = queries.resolve_session(engine, session)
-        except queries.NotFound as exc:
-            fail(str(exc))
+        if server:
+            session_ids = queries.server_sessions(engine, server)
+            if not session_ids and not wait:
+                raise queries.no_server(server)
+    except queries.NotFound as exc:
+        fail(str(exc))
     return queries.EventFilter(
         session_id=session_id,
+        session_ids=session_ids,
         method=method,
         tool=tool,
         kinds=list(kind),
@@ -157,9 +172,13 @@ def _filter(
     )
 
 
-session_option = click.option("--session", help="Session id, its first or last characters, or `latest`.")
+session_option = click.option(
+    "--session",
+    help="Session id, its first or last characters, `latest`, or a server's name (its latest session).",
+)
 filter_options = [
     session_option,
+    server_option,
     click.option("--method", help="Only this JSON-RPC method."),
     click.option("--tool", help="Only calls of this tool."),
     click.option(
@@ -186,6 +205,7 @@ def _with_filters(fn: F) -> F:
 @db_option
 def events_cmd(
     session: str | None,
+    server: str | None,
     method: str | None,
     tool: str | None,
     errors: bool,
@@ -200,7 +220,7 @@ def events_cmd(
     from ..store import queries
 
     engine = open_engine(db_url)
-    flt = _filter(engine, session, method, tool, errors, since, kind, risk)
+    flt = _filter(engine, session, method, tool, errors, since, kind, risk, server)
     found = queries.list_events(engine, flt, limit)
     if not found and not as_json:
         _empty_hint("matching events")
@@ -255,6 +275,7 @@ def show_cmd(event_id: str, as_json: bool, db_url: str | None) -> None:
 @db_option
 def tail_cmd(
     session: str | None,
+    server: str | None,
     method: str | None,
     tool: str | None,
     errors: bool,
@@ -269,10 +290,26 @@ def tail_cmd(
     from ..store import queries
 
     engine = open_engine(db_url)
-    flt = _filter(engine, session, method, tool, errors, since)
+    flt = _filter(engine, session, method, tool, errors, since, server=server, wait=follow)
+    known = dict.fromkeys(flt.session_ids or (), True)  # --server: does the session's server match
 
     def emit(e: Event) -> None:
         click.echo(orjson.dumps(e.to_dict()).decode() if as_json else event_line(e))
+
+    def wanted(e: Event) -> bool:
+        """With --server, sessions started after km tail are followed too."""
+        if server is None:
+            return True
+        if e.session_id in known:
+            return known[e.session_id]
+        try:
+            s = queries.get_session(engine, e.session_id)
+        except queries.NotFound:
+            return False
+        match = queries.server_matches(s.name, s.server, server)
+        if match or s.server is not None:  # else the server may still report a matching name
+            known[e.session_id] = match
+        return match
 
     seq = queries.last_seq(engine)
     if lines:
@@ -280,11 +317,13 @@ def tail_cmd(
             emit(e)
     if not follow:
         return
+    flt.session_ids = None  # decided per session as they come (wanted)
     try:
         while True:
             batch = queries.events_after(engine, seq, flt)
             for position, e in batch:
-                emit(e)
+                if wanted(e):
+                    emit(e)
                 seq = position
             if not batch:
                 time.sleep(interval)
@@ -298,15 +337,18 @@ def _ms(value: object) -> str:
 
 @click.command("stats")
 @session_option
+@server_option
 @click.option("--since", help="Only newer than a duration ago (10m, 2h, 1d) or an ISO 8601 time.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @db_option
-def stats_cmd(session: str | None, since: str | None, as_json: bool, db_url: str | None) -> None:
+def stats_cmd(
+    session: str | None, server: str | None, since: str | None, as_json: bool, db_url: str | None
+) -> None:
     """Per method and tool: calls, errors, latency p50/p95/p99 and bytes."""
     from ..store import queries
 
     engine = open_engine(db_url)
-    flt = _filter(engine, session, None, None, False, since)
+    flt = _filter(engine, session, None, None, False, since, server=server)
     rows = [r.to_dict() for r in queries.stats(engine, flt)]
     if as_json:
         for row in rows:
@@ -339,6 +381,7 @@ def stats_cmd(session: str | None, since: str | None, as_json: bool, db_url: str
 @db_option
 def findings_cmd(
     session: str | None,
+    server: str | None,
     method: str | None,
     tool: str | None,
     errors: bool,
@@ -352,7 +395,7 @@ def findings_cmd(
     from ..store import queries
 
     engine = open_engine(db_url)
-    flt = _filter(engine, session, method, tool, errors, since, (), risk or "low")
+    flt = _filter(engine, session, method, tool, errors, since, (), risk or "low", server)
     found = queries.list_events(engine, flt, limit)
     if not found and not as_json:
         _empty_hint("findings")

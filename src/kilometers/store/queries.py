@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, Row, Select, and_, case, func, or_, select, tuple_
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Engine,
+    Row,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    tuple_,
+)
 
 from ..model import Event, Session
 from .codec import event_from_row, session_from_row
@@ -27,19 +42,47 @@ def _match(conn: Connection, query: Select[Any], column: ColumnElement[str], ref
     return rows
 
 
-def list_sessions(engine: Engine, limit: int = 50, org_id: str = LOCAL_ORG) -> list[Session]:
-    query = (
-        select(sessions)
-        .where(sessions.c.org_id == org_id)
-        .order_by(sessions.c.started_ns.desc())
-        .limit(limit)
-    )
+def server_matches(name: str | None, server: dict[str, Any] | None, pattern: str) -> bool:
+    """Whether a session's server matches a glob (fnmatch, case-sensitive): by the name km gave
+    it (``--name``, the client's entry) or by the name the server reports."""
+    reported = (server or {}).get("name")
+    return any(isinstance(n, str) and fnmatch.fnmatchcase(n, pattern) for n in (name, reported))
+
+
+def no_server(pattern: str) -> NotFound:
+    return NotFound(f"no session of a server matching {pattern!r} (`km sessions` shows each one's server)")
+
+
+def server_sessions(
+    engine: Engine, pattern: str, org_id: str = LOCAL_ORG, limit: int | None = None
+) -> list[str]:
+    """The ids of the sessions whose server matches ``pattern`` (:func:`server_matches`),
+    newest first."""
+    return [s.id for s in list_sessions(engine, limit, org_id, server=pattern)]
+
+
+def list_sessions(
+    engine: Engine, limit: int | None = 50, org_id: str = LOCAL_ORG, server: str | None = None
+) -> list[Session]:
+    """The newest ``limit`` sessions (all: None), or those of the servers matching the glob
+    ``server``."""
+    query = select(sessions).where(sessions.c.org_id == org_id).order_by(sessions.c.started_ns.desc())
+    if server is None and limit is not None:
+        query = query.limit(limit)
+    found: list[Session] = []
     with engine.connect() as conn:
-        return [session_from_row(r._mapping) for r in conn.execute(query)]
+        for row in conn.execute(query):
+            session = session_from_row(row._mapping)
+            if server is None or server_matches(session.name, session.server, server):
+                found.append(session)
+                if len(found) == limit:
+                    break
+    return found
 
 
 def resolve_session(engine: Engine, ref: str, org_id: str = LOCAL_ORG) -> str:
-    """``latest``, a full id or a unique id prefix -> the session id."""
+    """``latest``, a full id or a unique id prefix (or suffix) -> the session id; else a server
+    name (or glob, see :func:`server_matches`) -> the id of that server's latest session."""
     with engine.connect() as conn:
         if ref == "latest":
             row = conn.execute(
@@ -53,7 +96,10 @@ def resolve_session(engine: Engine, ref: str, org_id: str = LOCAL_ORG) -> str:
             return str(row[0])
         rows = _match(conn, select(sessions.c.id).where(sessions.c.org_id == org_id), sessions.c.id, ref)
     if not rows:
-        raise NotFound(f"no session matches {ref!r} (see `km sessions`)")
+        latest = server_sessions(engine, ref, org_id, limit=1)
+        if latest:
+            return latest[0]
+        raise NotFound(f"no session matches {ref!r}: no session id, nor a server's name (see `km sessions`)")
     if len(rows) > 1:
         raise NotFound(f"{ref!r} matches several sessions; give more characters of the id (or its end)")
     return str(rows[0][0])
@@ -73,6 +119,8 @@ def get_session(engine: Engine, session_id: str, org_id: str = LOCAL_ORG) -> Ses
 class EventFilter:
     org_id: str = LOCAL_ORG
     session_id: str | None = None
+    session_ids: list[str] | None = None
+    """Only events of these sessions (``--server``: see :func:`server_sessions`)."""
     method: str | None = None
     tool: str | None = None
     kinds: list[str] = field(default_factory=list)
@@ -90,6 +138,11 @@ class EventFilter:
         out: list[ColumnElement[bool]] = [c.org_id == self.org_id]
         if self.session_id:
             out.append(c.session_id == self.session_id)
+        if self.session_ids is not None:  # as literals: a long list must not exceed the bind limits
+            ids: BindParameter[list[str]] = bindparam(
+                "ids", self.session_ids, expanding=True, literal_execute=True, unique=True
+            )
+            out.append(c.session_id.in_(ids))
         if self.method:
             out.append(c.method == self.method)
         if self.tool:
