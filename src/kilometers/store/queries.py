@@ -50,6 +50,7 @@ def server_matches(name: str | None, server: dict[str, Any] | None, pattern: str
 
 
 def no_server(pattern: str) -> NotFound:
+    """The error for a ``--server`` that matches no recorded session."""
     return NotFound(f"no session of a server matching {pattern!r} (`km sessions` shows each one's server)")
 
 
