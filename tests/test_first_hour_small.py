@@ -11,6 +11,7 @@ import io
 import json
 import os
 import random
+import re
 import signal
 import string
 import subprocess
@@ -298,3 +299,38 @@ def test_monitor_usage_line_shows_the_double_dash(km_home: Path) -> None:
     bad = km(km_home, "monitor")  # a usage error shows the same line, on stderr
     assert bad.returncode == 2 and bad.stdout == ""
     assert "Usage: km monitor [OPTIONS] -- COMMAND [ARGS]..." in bad.stderr
+
+
+# -- i. the docs say what is true -------------------------------------------------------------------
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def test_docs_name_the_head_schema_revision() -> None:
+    from kilometers.store.db import head_revision
+
+    head = head_revision()
+    found = [
+        (doc.name, number)
+        for doc in DOCS
+        for number in re.findall(r"\brevisions? (?:\d{4}-)?(\d{4})\b", doc.read_text())
+    ]
+    assert ("usage.md", head) in found and ("architecture.md", head) in found, found
+    assert {number for _, number in found} == {head}, f"the head revision is {head}: {found}"
+
+
+def test_overview_and_analytics_count_km_monitor_events(run_km: RunKm, km_home: Path) -> None:
+    """The dashboard's figures come from rollups, which km monitor writes with its events."""
+    from kilometers.store import db, rollups
+    from kilometers.store.schema import LOCAL_ORG
+
+    echo_session(run_km)
+    recorded = km_events(km_home)
+    engine = db.open_store(f"sqlite:///{km_home / 'km.db'}")
+    stats = rollups.stats(engine, LOCAL_ORG, 0, 2**62, "day")
+    engine.dispose()
+    assert stats["totals"]["events"] == len(recorded) > 0
+    assert [s["server"] for s in stats["by_server"]] == ["echo_server.py"]
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "count every recorded event, those `km monitor` writes" in readme
+    assert "not those `km monitor` writes" not in readme
