@@ -54,8 +54,8 @@ def patient_sdk_client(monkeypatch: pytest.MonkeyPatch) -> None:
     """Let the `mcp` SDK's stdio client wait longer for a server to exit after closing its stdin.
 
     The SDK sends SIGTERM after 2 s; on a loaded machine a server (and km behind it) can take
-    longer to wind down, and the session would then record 143 instead of the server's own exit
-    code. This changes only the client's patience, not what km or the server do."""
+    longer to wind down, and the session would then record -15 (ended by SIGTERM) instead of
+    the server's own exit code. This changes only the client's patience, not what km or the server do."""
     import mcp.client.stdio
 
     monkeypatch.setattr(mcp.client.stdio, "PROCESS_TERMINATION_TIMEOUT", 30.0)

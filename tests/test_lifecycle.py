@@ -161,7 +161,7 @@ def test_server_ignoring_stdin_eof_is_terminated_after_grace_period(run_km: RunK
     assert code == 128 + signal.SIGTERM
     assert elapsed < 0.5 + PROMPT
     assert_no_leftovers(km, [ready["pid"]])
-    assert only_session(km_home)["exit_code"] == 128 + signal.SIGTERM
+    assert only_session(km_home)["exit_code"] == -signal.SIGTERM  # km stopped it: a normal close
 
 
 def test_server_ignoring_eof_and_sigterm_is_killed(run_km: RunKm, km_home: Path) -> None:
@@ -172,7 +172,7 @@ def test_server_ignoring_eof_and_sigterm_is_killed(run_km: RunKm, km_home: Path)
     code = km.wait(30)
     assert code == 128 + signal.SIGKILL
     assert_no_leftovers(km, [ready["pid"]])
-    assert only_session(km_home)["exit_code"] == 128 + signal.SIGKILL
+    assert only_session(km_home)["exit_code"] == -signal.SIGKILL
 
 
 def test_server_trapping_sigterm_after_eof_exits_cleanly(run_km: RunKm, km_home: Path) -> None:
@@ -199,7 +199,7 @@ def test_server_killed_by_signal(run_km: RunKm, km_home: Path, sig: signal.Signa
     assert time.monotonic() - started < PROMPT
     assert code == 128 + sig
     assert_no_leftovers(km, [ready["pid"]])
-    assert only_session(km_home)["exit_code"] == 128 + sig
+    assert only_session(km_home)["exit_code"] == -sig  # ended by signal N: recorded as -N
     km.close_stdin()
 
 
@@ -216,7 +216,7 @@ def test_signal_to_km_is_forwarded(run_km: RunKm, km_home: Path, sig: signal.Sig
     assert code == 128 + sig  # the server died of the forwarded signal
     assert_no_leftovers(km, [ready["pid"], ready["grandchild"]])
     session = only_session(km_home)
-    assert session["exit_code"] == 128 + sig
+    assert session["exit_code"] == -sig
     assert session["ended_at"] is not None
     km.close_stdin()
 
@@ -243,7 +243,7 @@ def test_sigterm_to_km_server_ignoring_it_is_killed(run_km: RunKm, km_home: Path
     code = km.wait(30)
     assert code == 128 + signal.SIGKILL
     assert_no_leftovers(km, [ready["pid"]])
-    assert only_session(km_home)["exit_code"] == 128 + signal.SIGKILL
+    assert only_session(km_home)["exit_code"] == -signal.SIGKILL
     km.close_stdin()
 
 

@@ -164,8 +164,11 @@ class Session:
             "transport": self.transport,
             "started_at": format_ts(self.started_ns),
             "ended_at": format_ts(self.ended_ns) if self.ended_ns is not None else None,
+            # from the microseconds started_at and ended_at show, so an export/import keeps it exact
             "duration_ms": (
-                round((self.ended_ns - self.started_ns) / 1e6, 3) if self.ended_ns is not None else None
+                (self.ended_ns // 1000 - self.started_ns // 1000) / 1000
+                if self.ended_ns is not None
+                else None
             ),
             "command": self.command,
             "cwd": self.cwd,

@@ -22,7 +22,8 @@ cheap as the in-process queue), one feeder thread writes the chunks as frames to
   it keeps the in-process recorder (see cli/monitor.py).
 
 Frame: ``<kind:u8><ts_ns:i64><length:u32><data>``; kind 0/1 are client→server/server→client
-chunks, 2 ends the session (``ts_ns`` carries the exit code, or -1 for none). The first frame's
+chunks, 2 ends the session (its data is the exit status in decimal, negative for a signal, or
+empty for none). The first frame's
 data is the pickled (settings, session, metrics_port) the child needs.
 """
 
@@ -121,7 +122,7 @@ class RecorderProcess:
 
     def stop(self, exit_code: int | None, timeout: float | None = None) -> None:
         """Send the end of the session, then wait until the child has stored everything."""
-        self._items.append((KIND_END, b"", -1 if exit_code is None else exit_code))
+        self._items.append((KIND_END, b"" if exit_code is None else str(exit_code).encode(), 0))
         self._items.append(_END)
         self._wake.set()
         self._feeder.join(timeout)
@@ -218,7 +219,7 @@ def child_main(stream: BinaryIO, lines_fd: int | None = None) -> int:
         if data is None:
             break
         if kind == KIND_END:
-            exit_code, ended = (None if ts < 0 else ts), True
+            exit_code, ended = (int(data) if data else None), True
             break
         received[kind] += data.count(b"\n")
         submit(DIRECTIONS[kind], data, ts)

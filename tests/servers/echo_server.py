@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 
 from mcp.server.mcpserver import MCPServer
 
@@ -51,3 +52,5 @@ def static_resource() -> str:
 if __name__ == "__main__":
     print("echo server starting", file=sys.stderr)
     server.run()
+    if os.environ.get("KM_TEST_LINGER"):  # busy after its stdin closed, as many servers are
+        time.sleep(600)

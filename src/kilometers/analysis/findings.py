@@ -94,6 +94,17 @@ class Risk:
 NO_RISK = Risk()
 
 
+def path_key(path: str) -> tuple[tuple[int, str], ...]:
+    """Sort key of a JSON pointer that compares array indexes as numbers (``/tools/2`` before
+    ``/tools/10``): numeric segments as zero-padded numbers before names."""
+    return tuple((0, p.zfill(20)) if p.isascii() and p.isdigit() else (1, p) for p in path.split("/"))
+
+
+def order(f: Finding) -> tuple[int, tuple[tuple[int, str], ...], str]:
+    """How findings are listed: worst first, then by path (array indexes in numeric order), rule."""
+    return -SEVERITY_RANK[f.severity], path_key(f.path), f.rule
+
+
 @dataclass(frozen=True, slots=True)
 class Scoring:
     """The documented scale (see the module docstring); every number is configurable."""
@@ -127,7 +138,7 @@ class Scoring:
         return "none"
 
     def risk(self, findings: Iterable[Finding]) -> Risk:
-        ordered = tuple(sorted(findings, key=lambda f: (-SEVERITY_RANK[f.severity], f.path, f.rule)))
+        ordered = tuple(sorted(findings, key=order))
         if not ordered:
             return NO_RISK
         score = self.score(ordered)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from .config import AnalysisConfig
-from .findings import SEVERITY_RANK, Finding, Severity
+from .findings import SEVERITY_RANK, Finding, Severity, order
 from .leaves import Hit, Leaves
 
 
@@ -41,5 +41,5 @@ def findings_from_hits(
         Finding(rule, severity, path, message if count == 1 else f"{message} (+{count - 1} more)")
         for (rule, path), (severity, message, count) in merged.items()
     ]
-    out.sort(key=lambda f: (-SEVERITY_RANK[f.severity], f.path, f.rule))
+    out.sort(key=order)
     return out[: config.max_findings]

@@ -16,7 +16,12 @@ IMPORT_BATCH = 1000
 
 @click.command("export")
 @click.option(
-    "--format", "fmt", type=click.Choice(["jsonl", "csv", "har"]), default="jsonl", show_default=True
+    "--format",
+    "fmt",
+    type=click.Choice(["jsonl", "csv", "har"]),
+    default="jsonl",
+    show_default=True,
+    help="jsonl is lossless (for km import); csv has one row per event; har one entry per call.",
 )
 @click.option(
     "--session",

@@ -51,7 +51,7 @@ def guess_name(command: list[str]) -> str:
     return PurePath(command[0]).name if command else "server"
 
 
-@click.command(context_settings={"allow_interspersed_args": False})
+@click.command(context_settings={"allow_interspersed_args": False}, options_metavar="[OPTIONS] --")
 @click.option(
     "--server", "server_flag", is_flag=True, help="Accepted for compatibility; the command follows `--`."
 )
@@ -76,7 +76,7 @@ def guess_name(command: list[str]) -> str:
     show_default=True,
     help="With --url: the upstream transport.",
 )
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.argument("command", nargs=-1, type=click.UNPROCESSED, metavar="COMMAND [ARGS]...")
 def monitor(
     server_flag: bool,
     name: str | None,
@@ -96,7 +96,8 @@ def monitor(
     transport: str,
     command: tuple[str, ...],
 ) -> None:
-    """Run CMD as an MCP server, relay stdio unchanged and record every message."""
+    """Run COMMAND as an MCP server, relay stdio unchanged and record every message (with --url
+    instead of COMMAND: bridge to a remote server)."""
     # never keep a server from starting over a broken config file or variable: say so, go on
     settings = recording_settings(locals(), grace_period=grace_period)
 
@@ -161,6 +162,6 @@ def monitor(
         proxy.on_chunk = recorder.submit
         recorder.start()
     code = proxy.run()
-    recorder.stop(code, timeout=60)
+    recorder.stop(proxy.status, timeout=60)
     sys.stderr.flush()
     sys.exit(code)

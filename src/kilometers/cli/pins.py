@@ -27,7 +27,7 @@ def pins_group() -> None:
 
 
 @pins_group.command("list")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per server.")
 @db_option
 def pins_list(as_json: bool, db_url: str | None) -> None:
     """Servers, their pinned tools, and tools whose definition changed since."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -79,6 +80,25 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
+STOP_SIGNALS = {"SIGTERM", "SIGINT", "SIGHUP"}
+"""Signals that ask a server to stop (a client's normal close): its session ended, it did not fail."""
+
+
+def _ending(exit_code: int | None) -> str:
+    """`` exit N``, `` ended by SIGTERM`` for a stop request, `` killed by SIGKILL`` in red."""
+    if exit_code is None:
+        return ""
+    if exit_code >= 0:
+        return f" exit {exit_code}"
+    try:
+        name = signal.Signals(-exit_code).name
+    except ValueError:
+        name = f"signal {-exit_code}"
+    if name in STOP_SIGNALS:
+        return f" ended by {name}"
+    return click.style(f" killed by {name}", fg="red")
+
+
 def _session_line(s: Session) -> str:
     duration = f"{(s.ended_ns - s.started_ns) / 1e9:.1f}s" if s.ended_ns else "running"
     reported = (s.server or {}).get("name")
@@ -88,7 +108,7 @@ def _session_line(s: Session) -> str:
     client = (s.client or {}).get("name") or "-"
     errors = click.style(_plural(s.error_count, "error"), fg="red") if s.error_count else "0 errors"
     dropped = click.style(f" {s.dropped_events} dropped", fg="yellow") if s.dropped_events else ""
-    exit_code = "" if s.exit_code is None else f" exit {s.exit_code}"
+    exit_code = _ending(s.exit_code)
     started = datetime.fromtimestamp(s.started_ns / 1e9, tz=UTC).astimezone().strftime("%Y-%m-%d %H:%M:%S")
     return (
         f"{click.style(s.id, dim=True)}  {started}  {duration:>8}  "
@@ -198,9 +218,18 @@ def _with_filters(fn: F) -> F:
 @_with_filters
 @risk_option
 @click.option(
-    "--kind", multiple=True, type=click.Choice(["request", "notification", "response", "error", "invalid"])
+    "--kind",
+    multiple=True,
+    type=click.Choice(["request", "notification", "response", "error", "invalid"]),
+    help="Only messages of this kind (repeatable).",
 )
-@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="At most this many (the newest).",
+)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @db_option
 def events_cmd(
@@ -252,7 +281,7 @@ def show_cmd(event_id: str, as_json: bool, db_url: str | None) -> None:
         return
     click.echo(event_line(event))
     for key in ("session_id", "ts", "jsonrpc_id", "resource_uri", "prompt_name", "error", "truncated"):
-        if data.get(key) not in (None, False):
+        if data.get(key) is not None and data[key] is not False:  # a jsonrpc_id 0 is shown
             click.echo(f"  {key}: {orjson.dumps(data[key]).decode()}")
     if pair is not None:
         click.echo(f"  paired with: {pair.kind} {pair.id}")

@@ -37,10 +37,18 @@ db_url_option = click.option(
 
 
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on."
+)
 @db_url_option
-@click.option("--max-body-mb", default=10.0, show_default=True, type=click.FloatRange(min=0.001))
+@click.option(
+    "--max-body-mb",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=0.001),
+    help="Largest request body in MB, also after gunzip.",
+)
 @click.option(
     "--rate", default=50.0, show_default=True, type=click.FloatRange(min=0), help="Requests/s per key."
 )
@@ -181,7 +189,13 @@ def admin_group() -> None:
 
 @admin_group.command("create-org")
 @click.argument("name")
-@click.option("--plan", default="free", show_default=True, type=click.Choice(["free", "team", "unlimited"]))
+@click.option(
+    "--plan",
+    default="free",
+    show_default=True,
+    type=click.Choice(["free", "team", "unlimited"]),
+    help="Sets the monthly event limit and the retention (see `km admin set-limits`).",
+)
 @db_url_option
 def create_org(name: str, plan: str, db_url: str | None) -> None:
     """Create an organization."""
@@ -196,7 +210,7 @@ def create_org(name: str, plan: str, db_url: str | None) -> None:
 
 @admin_group.command("list-orgs")
 @db_url_option
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 def list_orgs(db_url: str | None, as_json: bool) -> None:
     """List organizations."""
     from ..server import tenancy
@@ -213,7 +227,7 @@ def list_orgs(db_url: str | None, as_json: bool) -> None:
 
 
 @admin_group.command("set-limits")
-@click.option("--org", "org_name", required=True)
+@click.option("--org", "org_name", required=True, help="Organization name or id.")
 @click.option(
     "--events-per-month", type=click.IntRange(min=0), help="New monthly limit (default: unchanged)."
 )
@@ -251,7 +265,13 @@ def set_limits(
 
 @admin_group.command("create-key")
 @click.option("--org", "org_name", required=True, help="Organization name or id.")
-@click.option("--scope", default="ingest", show_default=True, type=click.Choice(["ingest", "read", "admin"]))
+@click.option(
+    "--scope",
+    default="ingest",
+    show_default=True,
+    type=click.Choice(["ingest", "read", "admin"]),
+    help="ingest uploads events, read queries them, admin does both and manages the organization.",
+)
 @click.option("--name", help="A label for the key.")
 @db_url_option
 def create_key(org_name: str, scope: str, name: str | None, db_url: str | None) -> None:
@@ -269,7 +289,7 @@ def create_key(org_name: str, scope: str, name: str | None, db_url: str | None) 
 
 @admin_group.command("list-keys")
 @click.option("--org", "org_name", help="Only this organization's keys.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @db_url_option
 def list_keys(org_name: str | None, as_json: bool, db_url: str | None) -> None:
     """List API keys (never the keys themselves)."""
@@ -360,7 +380,11 @@ def prune(org_name: str | None, db_url: str | None) -> None:
 @click.argument("email")
 @click.option("--org", "org_name", required=True, help="Organization to add the user to.")
 @click.option(
-    "--role", default="member", show_default=True, type=click.Choice(["owner", "admin", "member", "viewer"])
+    "--role",
+    default="member",
+    show_default=True,
+    type=click.Choice(["owner", "admin", "member", "viewer"]),
+    help="The user's role in that organization.",
 )
 @click.option("--password", help="Initial password (prompted for when omitted).")
 @click.option(

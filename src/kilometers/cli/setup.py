@@ -12,8 +12,14 @@ from .common import db_failure, db_option, fail
 
 @click.command("init")
 @click.option("--db", "db_url", help="Store URL to use by default.")
-@click.option("--exclude-ping/--include-ping", default=None)
-@click.option("--payload-limit", type=click.IntRange(min=0))
+@click.option(
+    "--exclude-ping/--include-ping", default=None, help="Do not record ping requests and replies (or do)."
+)
+@click.option(
+    "--payload-limit",
+    type=click.IntRange(min=0),
+    help="Keep at most this many bytes of each stored payload (0 = all).",
+)
 @click.option("--api-url", help="Team server (`km serve`) to forward events to, e.g. https://km.example.com.")
 @click.option(
     "--api-key",
@@ -51,6 +57,9 @@ def init_cmd(
             current.api_url = config.coerce("api_url", api_url, "--api-url")
         if api_key == "-":
             api_key = sys.stdin.readline().strip()
+            if not api_key:  # an empty pipe must not erase the saved key (--api-key "" does that)
+                fail('--api-key -: stdin was empty, nothing was changed (pipe the key in; --api-key "" '
+                     "removes the saved key)", 2)  # fmt: skip
         if api_key is not None:
             current.api_key = config.coerce("api_key", api_key, "--api-key")
     except config.ConfigError as exc:

@@ -109,7 +109,7 @@ def write_csv(records: Iterable[Session | Event], out: IO[bytes]) -> int:
         row["error_code"], row["error_message"] = error.get("code"), error.get("message")
         row["payload"] = orjson.dumps(row["payload"]).decode()
         row["jsonrpc_id"] = "" if row["jsonrpc_id"] is None else orjson.dumps(row["jsonrpc_id"]).decode()
-        writer.writerow(row)
+        writer.writerow({k: ("true" if v else "false") if isinstance(v, bool) else v for k, v in row.items()})
         n += 1
     text.detach()
     return n

@@ -9,7 +9,8 @@ km's own stdout except for the server's bytes.
 Lifecycle:
 - client closes stdin -> server's stdin is closed -> grace period -> terminate -> kill;
 - server exits -> remaining stdout is drained briefly -> km exits with the server's code
-  (128+N when it died of signal N), without waiting for the client to close stdin;
+  (128+N when it died of signal N), without waiting for the client to close stdin; the session
+  records :attr:`StdioProxy.status` (``-N`` for signal N, so a client's SIGTERM is no exit 143);
 - SIGINT/SIGTERM/SIGHUP sent to km are forwarded to the server's process group;
 - on exit, leftover processes in the server's process group are terminated (no orphans).
 """
@@ -82,6 +83,9 @@ class StdioProxy:
         self._pending: list[int] = []
         self._timers: list[threading.Timer] = []
         self._exiting = False
+        self._delivered: set[int] = set()
+        self.status: int | None = None
+        """How the server ended, as recorded: its exit code, or ``-N`` when it ended by signal N."""
 
     # -- process control -------------------------------------------------------------------------
 
@@ -121,6 +125,7 @@ class StdioProxy:
         proc = self.proc
         if proc is None:
             return
+        self._delivered.add(sig)
         try:
             if POSIX:
                 os.killpg(proc.pid, sig)
@@ -242,6 +247,10 @@ class StdioProxy:
         try:
             returncode = self.proc.wait()
             self._exiting = True
+            self.status = returncode
+            if returncode - 128 in self._delivered:
+                # a wrapper (docker run, a shell's trap) reports the signal km delivered as 128+N
+                self.status = 128 - returncode
             # bytes the server wrote just before exiting must still reach the client
             self._drain_stdout()
             for timer in self._timers:
