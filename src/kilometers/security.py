@@ -4,7 +4,8 @@
 every event and redacts secrets (and PII when configured) in every stored text: the payload,
 the event's other text fields (:data:`EVENT_FIELDS`) and the session's (:data:`SESSION_FIELDS`),
 *before any sink sees them*, so nothing unredacted is stored, uploaded or exported. It keeps
-each server's pinned tool definitions in the store.
+each server's pinned tool definitions in the store, keyed by what the server is
+(:func:`server_identity`), not by the name it runs under.
 
 :class:`Policy` (a TOML file, ``km monitor --policy FILE``) says what to do: ``log`` (the
 default: findings only) or ``block``. In block mode, :class:`Gate` runs on the forwarding
@@ -16,7 +17,10 @@ from __future__ import annotations
 
 import dataclasses
 import fnmatch
+import hashlib
+import os
 import re
+import shutil
 import sys
 import threading
 import time
@@ -25,10 +29,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import orjson
 
-from .analysis import RULES, AnalysisConfig, Analyzer, Finding, Pins, redact
+from .analysis import RULES, AnalysisConfig, Analyzer, Finding, Pins, canonical_json, redact
 from .analysis.config import SettingError, boolean, did_you_mean, strings, table
 from .analysis.names import first_match
 from .analysis.redact import PARTIAL_RULE, omits_unscanned
@@ -212,8 +217,12 @@ class SecurityStage:
         self.changed_tools: set[str] = set()
         """Tools whose definition changed since pinned (read by the Gate on the forwarding path)."""
         self.lock = threading.Lock()
-        self._pins_saved: dict[str, Any] | None = None
+        self._pins_saved: tuple[dict[str, Any], dict[str, Any]] | None = None
         self._server = ""
+        self._key = ""
+        self._info: dict[str, Any] = {}
+        self._replaces: list[str] = []
+        """Keys of the rows from before pins were keyed by identity that this server takes over."""
         self._fields: dict[str, str] = {}
 
     # -- pins in the store ----------------------------------------------------------------------
@@ -223,53 +232,86 @@ class SecurityStage:
 
         return db.open_store(self.db_url)
 
-    def _load_pins(self, server: str) -> tuple[Pins, dict[str, list[str]]]:
+    def _load_pins(self, session: Session) -> None:
+        """This server's pins and the tool names of the other servers of its client, read when
+        the first ``tools/list`` goes by (the server has said who it is at initialize by then)."""
         from sqlalchemy import select
 
         from .store.schema import LOCAL_ORG, pins
 
+        assert self.analyzer is not None
+        identity = server_identity(session)
+        self._key = identity_key(identity)
+        client = (session.client or {}).get("name")
+        self._info = {"identity": identity, "names": [self._server], "clients": []}
+        if isinstance(client, str):
+            self._info["clients"] = [client]
         try:
             engine = self._engine()
             with engine.connect() as conn:
                 rows = conn.execute(
-                    select(pins.c.server, pins.c.data).where(pins.c.org_id == LOCAL_ORG)
+                    select(pins.c.server_key, pins.c.server, pins.c.info, pins.c.data).where(
+                        pins.c.org_id == LOCAL_ORG
+                    )
                 ).all()
             engine.dispose()
         except Exception as exc:
             print(f"km: cannot read pinned tools ({exc}); pinning starts afresh", file=sys.stderr)
-            return Pins(), {}
+            return
         mine: dict[str, Any] | None = None
+        named: dict[str, Any] | None = None
         others: dict[str, list[str]] = {}
-        for name, data in rows:
+        labels: dict[str, str] = {}
+        for key, name, info_text, data in rows:
             state = orjson.loads(data)
-            if name == server:
+            info = orjson.loads(info_text) if info_text else None
+            if key == self._key:
                 mine = state
-                self._pins_saved = state
-            else:
+                self._pins_saved = (state, info or {})
+                self._info = _merged_info(info or {}, self._info)
+            elif info is None:  # pinned by name, before identities: this server if the name is its
+                if name == self._server:
+                    named = state
+                    self._replaces.append(key)
+            elif client is None or not info.get("clients") or client in info["clients"]:
                 tools = Pins.from_state(state).to_dict()
-                others[name] = [t for t, v in tools.items() if not (isinstance(v, dict) and v.get("removed"))]
-        return Pins.from_state(mine), others
+                others[key] = [t for t, v in tools.items() if not (isinstance(v, dict) and v.get("removed"))]
+                labels[key] = name
+        self.analyzer.pins = Pins.from_state(mine if mine is not None else named)
+        self.analyzer.other_servers = others
+        self.analyzer.server_labels = labels
 
     def save_pins(self) -> None:
-        if self.analyzer is None or not self._server:
+        if self.analyzer is None or not self._key:
             return
         current = self.analyzer.pins.state()
-        if current == self._pins_saved or not current["pins"]:
+        if (current, self._info) == self._pins_saved or not current["pins"]:
             return
+        from sqlalchemy import delete
+
         from .store.db import upsert
         from .store.schema import LOCAL_ORG, pins
 
         try:
             engine = self._engine()
             with engine.begin() as conn:
-                data = orjson.dumps(current).decode()
                 stmt = upsert(conn, pins).values(
-                    org_id=LOCAL_ORG, server=self._server, data=data, updated_ns=time.time_ns()
+                    org_id=LOCAL_ORG,
+                    server_key=self._key,
+                    server=self._server,
+                    info=orjson.dumps(self._info).decode(),
+                    data=orjson.dumps(current).decode(),
+                    updated_ns=time.time_ns(),
                 )
-                update = {"data": stmt.excluded.data, "updated_ns": stmt.excluded.updated_ns}
-                conn.execute(stmt.on_conflict_do_update(index_elements=["org_id", "server"], set_=update))
+                update = {c: stmt.excluded[c] for c in ("server", "info", "data", "updated_ns")}
+                conn.execute(stmt.on_conflict_do_update(index_elements=["org_id", "server_key"], set_=update))
+                if self._replaces:
+                    conn.execute(
+                        delete(pins).where(pins.c.org_id == LOCAL_ORG, pins.c.server_key.in_(self._replaces))
+                    )
             engine.dispose()
-            self._pins_saved = current
+            self._pins_saved = (current, self._info)
+            self._replaces = []
         except Exception as exc:
             print(f"km: cannot save pinned tools: {exc}", file=sys.stderr)
 
@@ -301,13 +343,14 @@ class SecurityStage:
         config = self.policy.analysis
         self._redact_session(session, config)
         if self.analyzer is None:
-            self._server = session.name or (session.server or {}).get("name") or "server"
-            own, others = self._load_pins(self._server)
-            self.analyzer = Analyzer(self.policy.analysis, pins=own, other_servers=others)
+            self.analyzer = Analyzer(self.policy.analysis)
             from .plugins import plugin_detectors
 
             self.detectors = plugin_detectors()
         analyzer = self.analyzer
+        if not self._key and any(e.method == "tools/list" for e in events):
+            self._server = session.name or (session.server or {}).get("name") or "server"
+            self._load_pins(session)
         partial = omits_unscanned(config)
         listed = False
         for e in events:
@@ -359,6 +402,58 @@ class SecurityStage:
         if cleaned.changed:
             for attr, value in cleaned.message.items():
                 setattr(session, attr, value)
+
+
+def server_identity(session: Session) -> dict[str, Any]:
+    """What a server is, whatever it is called: for stdio, its command line (the executable
+    found on ``PATH`` and every argument naming an existing file or directory made absolute,
+    symbolic links resolved, from the session's working directory); for HTTP, its URL (scheme
+    and host in lower case, no default port, no trailing ``/``, no fragment). With the name in
+    the ``serverInfo`` it gave at initialize, not its version: an upgrade that changes a tool
+    is a change of the same server."""
+    info = session.server or {}
+    name = info.get("name") if isinstance(info.get("name"), str) else None
+    if session.transport == "stdio":
+        return {"command": _normal_command(session.command, session.cwd), "server_name": name}
+    return {"url": _normal_url(session.command[0] if session.command else ""), "server_name": name}
+
+
+def identity_key(identity: dict[str, Any]) -> str:
+    """The key of a server's pins: the SHA-256 of its identity's canonical JSON."""
+    return hashlib.sha256(canonical_json(identity)).hexdigest()
+
+
+def _normal_command(command: Sequence[str], cwd: str) -> list[str]:
+    if not command:
+        return []
+    exe = command[0] if os.sep in command[0] else shutil.which(command[0]) or command[0]
+    return [_real_path(exe, cwd) if os.sep in exe else exe, *(_real_path(a, cwd) for a in command[1:])]
+
+
+def _real_path(arg: str, cwd: str) -> str:
+    """``arg`` as an absolute path without symbolic links when it names an existing file."""
+    path = os.path.join(cwd, arg)
+    return os.path.realpath(path) if arg and not arg.startswith("-") and os.path.exists(path) else arg
+
+
+def _normal_url(url: str) -> str:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    host = f"[{host}]" if ":" in host else host
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port is not None and (parts.scheme.lower(), port) not in (("http", 80), ("https", 443)):
+        host = f"{host}:{port}"
+    return urlunsplit((parts.scheme.lower(), host, parts.path.rstrip("/") or "/", parts.query, ""))
+
+
+def _merged_info(stored: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    """The stored info with this session's name and client added (names: most recent last)."""
+    names = [n for n in stored.get("names") or [] if n not in now["names"]] + now["names"]
+    clients = list(dict.fromkeys([*(stored.get("clients") or []), *now["clients"]]))
+    return {**now, "names": names, "clients": clients}
 
 
 SESSION_FIELDS = ("command", "cwd", "name", "client", "server", "capabilities", "protocol_version")

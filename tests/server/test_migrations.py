@@ -65,3 +65,45 @@ def test_processes_migrating_one_fresh_store_at_once(store_url: str) -> None:
     code = "import sys; from kilometers.store import db; db.open_store(sys.argv[1]); print('ok')"
     assert _open_at_once(store_url, 6, code) == ["ok"] * 6
     _at_head(store_url)
+
+
+def test_0006_keeps_pins_pinned_by_name(store_url: str) -> None:
+    """Rows from before pins were keyed by identity keep their pins under a key made from their
+    name and no ``info`` (the next session under that name takes them over); a downgrade keeps
+    one row per name, the newest."""
+    import hashlib
+
+    from alembic import command
+    from sqlalchemy import text
+
+    engine = db.make_engine(store_url)
+    with engine.begin() as conn:
+        command.upgrade(db._alembic_config(conn), "0005")
+        for server, data in (("filesystem", '{"pins": {"read_file": "ab"}}'), ("fs", "{}")):
+            conn.execute(
+                text("INSERT INTO pins (org_id, server, data, updated_ns) VALUES ('local', :s, :d, 1)"),
+                {"s": server, "d": data},
+            )
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT server_key, server, info, data FROM pins ORDER BY server")).all()
+    assert [tuple(r) for r in rows] == [
+        (
+            hashlib.sha256(b"name\0filesystem").hexdigest(),
+            "filesystem",
+            None,
+            '{"pins": {"read_file": "ab"}}',
+        ),
+        (hashlib.sha256(b"name\0fs").hexdigest(), "fs", None, "{}"),
+    ]
+    with engine.begin() as conn:  # one server recorded under a name another server had too
+        conn.execute(
+            text("INSERT INTO pins (org_id, server_key, server, info, data, updated_ns) "
+                 "VALUES ('local', :k, 'fs', '{}', '{\"new\": 1}', 2)"),
+            {"k": "f" * 64},
+        )  # fmt: skip
+        command.downgrade(db._alembic_config(conn), "0005")
+    with engine.connect() as conn:
+        rows = conn.execute(text("SELECT server, data FROM pins ORDER BY server")).all()
+    assert [tuple(r) for r in rows] == [("filesystem", '{"pins": {"read_file": "ab"}}'), ("fs", '{"new": 1}')]
+    engine.dispose()

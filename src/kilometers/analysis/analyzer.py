@@ -58,7 +58,8 @@ class Analyzer:
 
     ``pins``: the stored :class:`~kilometers.analysis.pinning.Pins` of this server (a fresh
     ``Pins()`` pins on first use); read them back from :attr:`pins` to store them.
-    ``other_servers``: tool names of the client's other servers, for name collisions.
+    ``other_servers``: tool names of the client's other servers, for name collisions;
+    ``server_labels``: what to call those servers in findings (see :meth:`Pins.check`).
     ``tools``: tool definitions already known (e.g. from an earlier session).
     """
 
@@ -68,11 +69,13 @@ class Analyzer:
         *,
         pins: Pins | None = None,
         other_servers: Mapping[str, Iterable[str]] | None = None,
+        server_labels: Mapping[str, str] | None = None,
         tools: Iterable[Mapping[str, Any]] = (),
     ) -> None:
         self.config = config or DEFAULT_CONFIG
         self.pins = pins if pins is not None else Pins()
         self.other_servers = other_servers
+        self.server_labels = server_labels
         self.tools: dict[str, Mapping[str, Any]] = {}
         """Tool definitions by name, from the ``tools/list`` results seen."""
         self._info: dict[str, danger.ToolInfo] = {}
@@ -205,7 +208,11 @@ class Analyzer:
         findings: list[Finding] = []
         if self.config.pinning:
             findings = self.pins.check(
-                tools, complete=complete, earlier_pages=self._page_names, other_servers=self.other_servers
+                tools,
+                complete=complete,
+                earlier_pages=self._page_names,
+                other_servers=self.other_servers,
+                labels=self.server_labels,
             )
         if complete:
             self._page_names = []

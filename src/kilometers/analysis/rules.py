@@ -81,7 +81,7 @@ _RULES: dict[str, Rule] = {
     ),
     "pinning.new_tool": Rule("medium", "tool appeared after the server's tools were pinned"),
     "pinning.removed_tool": Rule("low", "pinned tool no longer listed"),
-    "pinning.name_collision": Rule("high", "duplicate tool name, or a name another server already offers"),
+    "pinning.name_collision": Rule("medium", "duplicate tool name, or a name another server already offers"),
     # policy
     "policy.denied_tool": Rule("high", "call of a tool matching a deny_tools pattern"),
     "policy.undeclared_tool": Rule("medium", "call of a tool the server did not list in tools/list"),

@@ -252,9 +252,15 @@ pins = Table(
     "pins",
     metadata,
     Column("org_id", String(36), nullable=False, server_default=LOCAL_ORG),
+    Column("server_key", String(64), nullable=False),
     Column("server", String(200), nullable=False),
+    Column("info", Text),
     Column("data", Text, nullable=False),
     Column("updated_ns", BigInteger, nullable=False),
-    PrimaryKeyConstraint("org_id", "server", name="pk_pins"),
+    PrimaryKeyConstraint("org_id", "server_key", name="pk_pins"),
 )
-"""Pinned tool definitions per server (trust on first use; see analysis/pinning.py)."""
+"""Pinned tool definitions per server (trust on first use; see analysis/pinning.py), keyed by
+what the server is (``server_key``: the SHA-256 of its identity, see ``security.server_identity``),
+not by what it is called. ``server`` is the name it was last run under; ``info`` (JSON) holds
+its identity, every name and client seen with it. A row from before revision 0006 has no
+``info`` (its identity is unknown): the next session under its name takes it over."""
