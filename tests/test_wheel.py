@@ -130,7 +130,6 @@ def _start_ui(installed: Installed) -> tuple[subprocess.Popen[str], str, list[st
 
 
 def test_wheel_from_a_clean_clone_serves_the_dashboard(installed: Installed) -> None:
-    assert "building the km dashboard" in installed.build_log  # the hook built it (it was missing)
     proc, launch, before = _start_ui(installed)
     try:
         assert "token=" in launch
@@ -162,21 +161,14 @@ def test_wheel_from_a_clean_clone_serves_the_dashboard(installed: Installed) -> 
     assert "✓ dashboard assets present" in doctor.stdout
 
 
-def test_authlib_is_imported_without_a_deprecation_warning(installed: Installed) -> None:
-    """Authlib's httpx integration warns unless httpx2 is installed: km depends on it."""
+def test_no_authlib_deprecation_warning(installed: Installed) -> None:
+    """Authlib's httpx integration warns (always: Authlib sets that filter itself, so `-W error`
+    would not catch it) unless httpx2 is installed; km depends on httpx2."""
     python = str(installed.venv / "bin" / "python")
-    proc = _run(
-        [python, "-W", "error::DeprecationWarning", "-c", "import kilometers.server.oidc"],
-        installed.env(),
-        installed.home,
-    )
-    assert proc.returncode == 0, proc.stderr
-    serve = _run(
-        [python, "-W", "error::DeprecationWarning", "-m", "kilometers.cli.main", "serve", "--help"],
-        installed.env(),
-        installed.home,
-    )
-    assert serve.returncode == 0 and "Usage: " in serve.stdout, serve.stderr
+    for args in ([python, "-c", "import kilometers.server.oidc"], [installed.km, "serve", "--help"]):
+        proc = _run(args, installed.env(), installed.home)
+        assert proc.returncode == 0, proc.stderr
+        assert "DeprecationWarning" not in proc.stderr, proc.stderr
 
 
 def test_doctor_fails_when_the_dashboard_assets_are_missing(installed: Installed) -> None:
