@@ -2,11 +2,13 @@
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+STATIC := src/kilometers/server/static
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: install setup demo test lint typecheck webtest unit bench clean system-deps web
 
-$(BIN)/km: pyproject.toml
+# the dashboard first: the build hook in setup.py then finds it built and leaves it alone
+$(BIN)/km: pyproject.toml setup.py | $(STATIC)/index.html
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
@@ -16,7 +18,6 @@ node_modules/.package-lock.json: package.json
 	npm install --no-audit --no-fund --loglevel=error
 	@touch $@
 
-STATIC := src/kilometers/server/static
 WEB_SOURCES := $(shell find web/src web/index.html web/package.json web/package-lock.json web/vite.config.ts web/tsconfig.json -type f 2>/dev/null)
 
 ## web: build the dashboard (TypeScript) into the Python package

@@ -7,10 +7,13 @@ provider over real HTTP (discovery, token endpoint, JWKS)."""
 
 from __future__ import annotations
 
+import json
 import re
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit, urlunsplit
 
@@ -259,6 +262,51 @@ def test_unreachable_issuer_is_a_clear_error(engine: Engine, store_url: str) -> 
     assert r.status_code == 303 and r.headers["location"] == "/login?sso_error=sso_unavailable"
     problem = check_discovery(_settings(issuer).oidc)  # type: ignore[arg-type]
     assert problem and "cannot reach the OpenID Connect discovery document" in problem
+
+
+@pytest.fixture
+def discovery_only() -> Iterator[str]:
+    """An issuer whose discovery document answers but whose token endpoint is a closed port."""
+    closed = _closed_port()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            base = f"http://127.0.0.1:{self.server.server_address[1]}"
+            body = json.dumps(
+                {
+                    "issuer": base,
+                    "authorization_endpoint": f"{base}/auth",
+                    "token_endpoint": f"http://127.0.0.1:{closed}/token",
+                    "jwks_uri": f"{base}/jwks",
+                }
+            ).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_unreachable_token_endpoint_is_a_clear_error(
+    engine: Engine, store_url: str, discovery_only: str
+) -> None:
+    """authlib's client is an httpx2 client: its connection errors end on the login page too."""
+    server = Km(engine, store_url, _settings(discovery_only))
+    state = parse_qs(urlsplit(_start(server.client)).query)["state"][0]
+    callback = f"{KM_BASE}/auth/oidc/callback?" + urlencode({"code": "a-code", "state": state})
+    assert _error_of(server.client, callback) == "sso_unavailable"
 
 
 def test_wrong_issuer_in_discovery_is_refused(

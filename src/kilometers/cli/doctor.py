@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass
@@ -80,6 +81,33 @@ def check_install() -> list[Check]:
     else:
         checks.append(Check("info", f"installed in {install.prefix} (not by install.sh, uv or pipx)"))
     return checks
+
+
+def check_dashboard() -> Check:
+    """The dashboard `km ui` and `km serve` serve: index.html and every /assets/ file it loads."""
+    from .selfupdate import detect_install
+
+    static = Path(__file__).resolve().parent.parent / "server" / "static"
+    index = static / "index.html"
+    if index.is_file():
+        refs = re.findall(r'(?:src|href)="/(assets/[^"]+)"', index.read_text(encoding="utf-8"))
+        missing = [ref for ref in refs if not (static / ref).is_file()]
+        if not any(ref.endswith(".js") for ref in refs):
+            missing.append("the script index.html loads")
+    else:
+        missing = ["index.html"]
+    if not missing:
+        return Check("ok", f"dashboard assets present ({static})")
+    fix = (
+        "build it: `make web` (needs Node.js and npm)"
+        if detect_install().method == "dev"
+        else "reinstall km (`km self-update`, or pip install from a wheel or sdist): every build includes it"
+    )
+    return Check(
+        "fail",
+        f"the dashboard is not installed ({static} lacks {', '.join(missing)}): `km ui` cannot show it",
+        fix,
+    )
 
 
 def _same(a: str, b: str) -> bool:
@@ -411,7 +439,7 @@ def doctor_cmd(offline: bool) -> None:
 
     Exits with status 1 when a check fails (✗); each failure says how to fix it.
     """
-    sections: list[tuple[str, list[Check]]] = [("Installation", check_install())]
+    sections: list[tuple[str, list[Check]]] = [("Installation", [*check_install(), check_dashboard()])]
     config_checks, settings = check_config()
     sections.append(("Configuration", config_checks))
     sections.append(("Store", check_store(settings)))

@@ -2,7 +2,7 @@
 
 ``GET /auth/oidc/login`` sends the browser to the provider with a fresh ``state``, ``nonce`` and
 PKCE verifier, kept in a short-lived signed, HTTP-only, SameSite=Lax cookie (no server-side
-record). ``GET /auth/oidc/callback`` checks ``state``, exchanges the code (authlib's httpx
+record). ``GET /auth/oidc/callback`` checks ``state``, exchanges the code (authlib's httpx2
 client), validates the ID token (signature against the provider's JWKS; ``iss``, ``aud``,
 ``exp``, ``nonce``) and signs in the existing user whose e-mail is the token's verified
 ``email`` claim, with the same session cookie as password sign-in. Nobody is created here:
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
+import httpx2
 import orjson
 from authlib.common.errors import AuthlibBaseError
 from authlib.integrations.httpx_client import AsyncOAuth2Client
@@ -156,9 +156,9 @@ class OidcProvider:
 
     async def _get_json(self, url: str, what: str) -> dict[str, Any]:
         try:
-            async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS) as client:
+            async with httpx2.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS) as client:
                 response = await client.get(url, headers={"Accept": "application/json"})
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise SignInRefused("sso_unavailable", f"cannot reach {what} at {url}: {exc!r}") from None
         if response.status_code != 200:
             raise SignInRefused("sso_unavailable", f"{what} at {url} answered HTTP {response.status_code}")
@@ -215,7 +215,7 @@ class OidcProvider:
                     code=code,
                     code_verifier=verifier,
                 )
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise SignInRefused("sso_unavailable", f"cannot reach the token endpoint: {exc!r}") from None
         except AuthlibBaseError as exc:
             raise SignInRefused("sso_failed", f"the token endpoint refused the code: {exc}") from None
@@ -266,12 +266,12 @@ class OidcProvider:
         if not endpoint or not isinstance(access_token, str):
             return {}
         try:
-            async with httpx.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS) as client:
+            async with httpx2.AsyncClient(timeout=HTTP_TIMEOUT_SECONDS) as client:
                 response = await client.get(
                     str(endpoint),
                     headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
                 )
-        except httpx.HTTPError as exc:
+        except httpx2.HTTPError as exc:
             raise SignInRefused("sso_unavailable", f"cannot reach the userinfo endpoint: {exc!r}") from None
         if response.status_code != 200 or "json" not in response.headers.get("content-type", ""):
             raise SignInRefused(

@@ -440,8 +440,8 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         page = STATIC / "index.html"
         if not page.exists():
             return HTMLResponse(
-                "<!doctype html><title>Kilometers</title><p>The dashboard has not been built: run "
-                "<code>make setup</code> (it builds web/ into the package).</p>",
+                "<!doctype html><title>Kilometers</title><p>The dashboard is not installed: "
+                "<code>km doctor</code> says how to fix it.</p>",
                 status_code=503,
             )
         return FileResponse(page, headers={"Cache-Control": "no-cache"})
