@@ -163,6 +163,7 @@ def test_wrap_refuses_what_it_cannot_write(shell: Path, tmp_path: Path) -> None:
                 "bad-env": {"command": "srv", "env": "KM_HOME=/x"},
                 "other-store": {"command": "srv", "env": {"KM_DB": "sqlite:////srv/other.db"}},
                 "fine": {"command": "srv"},
+                "flag": {"command": "km", "args": ["monitor", "--db", "sqlite:////srv/flag.db", "--", "srv"]},
             }
         },
         indent=2,
@@ -175,7 +176,12 @@ def test_wrap_refuses_what_it_cannot_write(shell: Path, tmp_path: Path) -> None:
         "other-store: left as it was: it would record into sqlite:////srv/other.db, not into "
         f"sqlite:///{shell}/km.db, which this shell reads (its env sets KM_DB)"
     ) in out
+    assert (
+        "flag: left as it was: its km monitor command records into sqlite:////srv/flag.db (--db), "
+        f"not into sqlite:///{shell}/km.db, which this shell reads"
+    ) in out
     servers = json.loads(path.read_text())["mcpServers"]
+    assert "env" not in servers["flag"]
     assert servers["bad-env"] == {"command": "srv", "env": "KM_HOME=/x"}
     assert servers["other-store"] == {"command": "srv", "env": {"KM_DB": "sqlite:////srv/other.db"}}
     assert servers["fine"]["env"] == {"KM_HOME": str(shell)}

@@ -388,9 +388,12 @@ def check_recording(locations: list[ConfigLocation]) -> list[Check]:
                     )
                 )
         if good:
-            servers = "server records" if good == 1 else f"{good} wrapped servers record"
+            servers = "1 wrapped server records" if good == 1 else f"{good} wrapped servers record"
             checks.append(
-                Check("ok", f"{location.title}: {servers} into {storeenv.display(shell)}, as this shell")
+                Check(
+                    "ok",
+                    f"{location.title}: {servers} into {storeenv.display(shell)}, the store this shell reads",
+                )
             )
     return checks or [Check("info", "no wrapped servers to check")]
 

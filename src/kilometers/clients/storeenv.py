@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .entries import EntryError
+from .entries import EntryError, is_wrapped, parse_monitor_args
 
 STORE_VARS = ("KM_HOME", "KM_DB", "KM_DATABASE_URL")
 """The environment variables that choose km's store (and, ``KM_HOME``, its config file)."""
@@ -138,6 +138,15 @@ class Target:
     def env_changes(self, entry: dict[str, Any], shared: bool = False) -> dict[str, str]:
         """The ``env`` values ``entry`` needs (added or changed) to record into this shell's store;
         raises EntryError when none will do."""
+        db = None
+        if is_wrapped(entry):
+            with contextlib.suppress(EntryError):  # km monitor options km wrap does not know
+                db = parse_monitor_args(list(entry["args"])[1:]).db
+        if db is not None and display(absolute_url(db)) != display(self.store):
+            raise EntryError(
+                f"its km monitor command records into {display(db)} (--db), not into "
+                f"{display(self.store)}, which this shell reads: take --db out of it and run km wrap again"
+            )
         env = entry.get("env", {})
         if not isinstance(env, dict):
             raise EntryError(
