@@ -108,6 +108,8 @@ def test_a_healthy_setup_passes(home: Path, http_server: str) -> None:
     assert f"✓ python (Cursor): {sys.executable} found" in out
     assert "✓ shell (Cursor): sh found" in out
     assert f"✓ remote (Cursor): {http_server}/mcp answers (HTTP 405)" in out
+    store = f"sqlite:///{os.environ['KM_HOME']}/km.db"
+    assert f"✓ Cursor (user): 3 wrapped servers record into {store}, the store this shell reads" in out
     assert f"✓ team server {http_server} is up, km 9.9.9" in out
     assert "✗" not in out and out.rstrip().endswith("all checks passed")
 
@@ -150,6 +152,41 @@ def test_problems_are_failures_with_fixes(home: Path, tmp_path: Path) -> None:
 
     code, out = km("doctor", "--offline")
     assert "not checked (--offline)" in out and "unreachable" not in out
+
+
+def test_a_wrapped_server_recording_into_another_store_fails(home: Path, tmp_path: Path) -> None:
+    """Run as a client runs them (PATH=/usr/bin:/bin and their env), these kms record elsewhere."""
+    other = f"sqlite:///{tmp_path}/other.db"
+    path = _cursor(
+        home,
+        {  # "old": wrapped before km wrap carried the store settings; "other": its env picks a store
+            "old": {"command": str(KM), "args": ["monitor", "--name", "old", "--", "sh"]},
+            "other": {"command": str(KM), "args": ["monitor", "--", "sh"], "env": {"KM_DB": other}},
+            "flag": {"command": str(KM), "args": ["monitor", "--db", other, "--", "sh"]},
+        },
+    )
+    store = f"sqlite:///{os.environ['KM_HOME']}/km.db"
+    code, out = km("doctor", "--offline")
+    assert code == 1, out
+    lines = out.splitlines()
+    fix = f"fix: run `km wrap --config '{path}'` again in this shell: it writes the store settings"
+    for name in ("old", "other", "flag"):
+        index = next(i for i, line in enumerate(lines) if f"{name} (Cursor) records into" in line)
+        assert lines[index].lstrip().startswith("✗")
+        assert lines[index].endswith(f", but this shell reads {store}")
+        assert lines[index + 1].strip().startswith(fix)
+        if name != "old":
+            assert f"records into {other}," in lines[index]
+    assert "wrapped server" not in out  # none records where the shell reads
+
+    doc = json.loads(path.read_text())
+    del doc["mcpServers"]["other"], doc["mcpServers"]["flag"]  # km wrap refuses to override them
+    path.write_text(json.dumps(doc))
+    code, out = km("wrap")
+    assert code == 0 and "old: already runs through km; now records into the store this shell reads" in out
+    code, out = km("doctor", "--offline")
+    assert code == 0, out
+    assert f"✓ Cursor (user): 1 wrapped server records into {store}, the store this shell reads" in out
 
 
 def test_servers_not_through_km_are_a_warning(home: Path) -> None:

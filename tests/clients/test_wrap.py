@@ -21,6 +21,7 @@ from kilometers.clients import find_locations, location_for
 from kilometers.clients.entries import wrap_entry
 from kilometers.clients.jsonedit import parse
 from kilometers.clients.rewrite import server_entries
+from kilometers.clients.storeenv import with_env
 
 DATA = Path(__file__).parent / "data"
 KM = str(Path(sys.executable).with_name("km"))
@@ -66,6 +67,11 @@ class Env:
     @property
     def state(self) -> Path:
         return self.km_home / "wrap-state.json"
+
+    @property
+    def store_env(self) -> dict[str, str]:
+        """What km wrap adds to each entry's env: the KM_HOME set in the shell."""
+        return {"KM_HOME": str(self.km_home)}
 
 
 @pytest.fixture
@@ -115,7 +121,7 @@ def test_wrap_twice_then_unwrap_gives_back_the_identical_file(env: Env, case: Ca
     after = servers(path, case.jsonc)
     assert after.keys() == before.keys()  # same servers, same order
     for key, entry in after.items():
-        assert entry == wrap_entry(key[-1], before[key], KM)
+        assert entry == with_env(wrap_entry(key[-1], before[key], KM), env.store_env)
         assert entry["command"] == KM and entry["args"][:3] == ["monitor", "--name", key[-1]]
 
     # everything but the server entries is as it was: other keys, their order, their values
@@ -169,16 +175,17 @@ def test_wrapped_entries_look_as_documented(env: Env) -> None:
             "--header",
             "X-Org: acme",
         ],
+        "env": env.store_env,
     }
     assert entries["mcpServers"]["memory"] == {
         "type": "stdio",
         "command": KM,
         "args": ["monitor", "--name", "memory", "--", "npx", "-y", "@modelcontextprotocol/server-memory"],
-        "env": {},
+        "env": env.store_env,
     }
     project = entries["projects"]["/home/ana/src/shop"]
     assert project["mcpServers"]["postgres"]["args"][:5] == ["monitor", "--name", "postgres", "--", "npx"]
-    assert project["mcpServers"]["postgres"]["env"] == {"PGPASSWORD": "secret"}
+    assert project["mcpServers"]["postgres"]["env"] == {"PGPASSWORD": "secret", **env.store_env}
     assert project["history"][0]["display"] == "fix the checkout test"
 
     github = json.loads(desktop.read_text())["mcpServers"]["github"]
@@ -204,6 +211,7 @@ def test_wrapped_entries_look_as_documented(env: Env) -> None:
             "--header",
             "Authorization: Bearer ${env:USERJOT_API_TOKEN}",
         ],
+        "env": env.store_env,
     }
     assert windsurf_servers["git"]["disabled"] is True
     assert windsurf_servers["git"]["disabledTools"] == ["git_push"]
@@ -213,8 +221,9 @@ def test_only_changed_values_get_new_text(env: Env) -> None:
     path = env.place(CASES[3])  # cursor, 4-space indentation
     km("wrap", "--config", str(path))
     text = path.read_text()
-    # the stdio entry keeps its layout: only command and args changed, args still on one line
-    assert '"env": {"API_KEY": "value", "NAME": "Zoë ✓"},' in text
+    # the stdio entry keeps its layout: only command and args changed, args still on one line, and
+    # the store setting is added at the end of its env
+    assert f'"env": {{"API_KEY": "value", "NAME": "Zoë ✓", "KM_HOME": "{env.km_home}"}},' in text
     assert '"args": ["monitor", "--name", "python-server", "--", "python", "-m", "my_mcp_server"],' in text
     # an entry without args gets them after its command, in the file's indentation
     assert (
@@ -349,15 +358,31 @@ def test_unwrap_without_saved_originals_rebuilds_from_the_command_line(env: Env)
             # the one thing the command line does not say: an SSE server comes back as "http"
             assert original["mcpServers"]["asana"]["type"] == "sse"
             original["mcpServers"]["asana"]["type"] = "http"
+        # nor whether an env km added the store setting to was there before, empty: it is dropped
+        _drop_empty_env(original)
         assert json.loads(path.read_text()) == original
+
+
+def _drop_empty_env(doc: Any) -> None:
+    """Remove every ``"env": {}`` from ``doc``."""
+    if isinstance(doc, list):
+        for item in doc:
+            _drop_empty_env(item)
+    elif isinstance(doc, dict):
+        if doc.get("env") == {}:
+            del doc["env"]
+        for value in doc.values():
+            _drop_empty_env(value)
 
 
 def test_entries_wrapped_by_hand_count_as_wrapped(env: Env) -> None:
     text = '{"mcpServers": {"a": {"command": "km", "args": ["monitor", "--", "srv", "--x"]}}}\n'
     path = env.place(CASES[3], text.encode())
     code, out = km("wrap")
-    assert code == 0 and "a: already runs through km" in out
-    assert path.read_bytes() == text.encode()
+    assert code == 0 and "a: already runs through km; now records into the store this shell reads" in out
+    assert json.loads(path.read_text())["mcpServers"]["a"]["env"] == env.store_env
+    code, out = km("wrap")
+    assert code == 0 and "a: already runs through km\n" in out
     km("unwrap")
     assert path.read_text() == '{"mcpServers": {"a": {"command": "srv", "args": ["--x"]}}}\n'
 
@@ -386,7 +411,8 @@ def test_crlf_and_one_line_files(env: Env) -> None:
     assert (
         path.read_bytes()
         == (
-            f'{{"mcpServers":{{"a":{{"command":"{KM}","args":["monitor","--name","a","--","x","1"]}}}},"z":1}}'
+            f'{{"mcpServers":{{"a":{{"command":"{KM}","args":["monitor","--name","a","--","x","1"],'
+            f'"env":{{"KM_HOME":"{env.km_home}"}}}}}},"z":1}}'
         ).encode()
     )
     km("unwrap")

@@ -7,9 +7,11 @@ the ✗ and ! lines say how to fix what they found.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +20,14 @@ from typing import Any
 import click
 
 from .. import __version__, config, paths
-from ..clients import ConfigLocation, find_locations, wrapped_files
-from ..clients.entries import EntryError, inner_server, is_wrapped, km_command
+from ..clients import ConfigLocation, find_locations, storeenv, wrapped_files
+from ..clients.entries import EntryError, inner_server, is_wrapped, km_command, parse_monitor_args
 from ..clients.rewrite import ConfigFileError, parse_config, read_text, server_entries
 from ..clients.state import StateError
 
 TIMEOUT = 3.0
+PROBE_TIMEOUT = 30.0
+"""Seconds a wrapped entry's km gets to say which store it records into (`km status --json`)."""
 MARKS = {"ok": ("✓", "green"), "fail": ("✗", "red"), "warn": ("!", "yellow"), "info": ("-", None)}
 
 
@@ -376,6 +380,103 @@ def _check_url(who: str, url: str, offline: bool) -> Check:
     return Check("ok", f"{who}: {url} answers (HTTP {response.status_code})")
 
 
+# -- where wrapped servers record -----------------------------------------------------------------
+
+
+def check_recording(locations: list[ConfigLocation]) -> list[Check]:
+    """Each wrapped entry's km, started the way a client starts it (only ``PATH=/usr/bin:/bin`` and
+    the entry's own env), records into the store this shell reads."""
+    shell = storeenv.store_url()
+    checks: list[Check] = []
+    probes: dict[tuple[Any, ...], str | Check] = {}
+    for location in locations:
+        found = _entries(location) if location.path.is_file() else []
+        if isinstance(found, Check):
+            continue  # reported under Clients
+        good = 0
+        for name, entry in found:
+            if not is_wrapped(entry) or entry.get("disabled") is True:
+                continue
+            who = f"{name} ({location.label})"
+            store = _recording_store(entry, probes)
+            if store is None:
+                continue
+            if isinstance(store, Check):
+                checks.append(Check(store.status, f"{who}: {store.text}", store.fix))
+            elif storeenv.display(store) == storeenv.display(shell):
+                good += 1
+            else:
+                checks.append(
+                    Check(
+                        "fail",
+                        f"{who} records into {storeenv.display(store)}, but this shell reads "
+                        f"{storeenv.display(shell)}",
+                        f"run `km wrap --config '{location.path}'` again in this shell: it writes the "
+                        "store settings (KM_HOME, KM_DB) into the entry's env",
+                    )
+                )
+        if good:
+            servers = "1 wrapped server records" if good == 1 else f"{good} wrapped servers record"
+            checks.append(
+                Check(
+                    "ok",
+                    f"{location.title}: {servers} into {storeenv.display(shell)}, the store this shell reads",
+                )
+            )
+    return checks or [Check("info", "no wrapped servers to check")]
+
+
+def _recording_store(entry: dict[str, Any], probes: dict[tuple[Any, ...], str | Check]) -> str | Check | None:
+    """The store ``entry``'s km records into, by running ``km status --json`` as the client would
+    run the entry; a Check when that cannot be told, None when its km is missing (see Clients)."""
+    env = entry.get("env", {})
+    if not isinstance(env, dict):
+        return Check("fail", "its env is not an object", "make it an object, then run `km wrap` again")
+    environ = {**storeenv.CLIENT_ENV, **{k: v for k, v in env.items() if isinstance(v, str)}}
+    if any("${" in environ.get(var, "") for var in storeenv.STORE_VARS):
+        return Check("info", "its store setting uses a variable the client expands; not checked")
+    command = entry.get("command")
+    found = shutil.which(command, path=environ["PATH"]) if isinstance(command, str) else None
+    if found is None:
+        return None
+    cwd = entry.get("cwd")
+    cwd = cwd if isinstance(cwd, str) and os.path.isdir(cwd) else "/"
+    try:
+        db = parse_monitor_args(list(entry["args"])[1:]).db
+    except EntryError:
+        return None  # reported under Servers
+    if db is not None:
+        return storeenv.absolute_url(db, Path(cwd))
+    key = (found, tuple(sorted(environ.items())), cwd)
+    if key not in probes:
+        probes[key] = _probe(found, environ, cwd)
+    return probes[key]
+
+
+def _probe(km: str, environ: dict[str, str], cwd: str) -> str | Check:
+    fix = "run that command with the entry's env to see why"
+    try:
+        proc = subprocess.run(
+            [km, "status", "--json"],
+            env=environ,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=PROBE_TIMEOUT,
+            check=False,
+        )
+        store = json.loads(proc.stdout)["store"] if proc.returncode == 0 else None
+    except subprocess.TimeoutExpired:
+        return Check("warn", f"`{km} status --json` did not answer in {PROBE_TIMEOUT:g} s", fix)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return Check("warn", f"cannot run `{km} status --json` ({exc})", fix)
+    if not isinstance(store, str):
+        lines = proc.stderr.decode(errors="replace").strip().splitlines()
+        why = lines[-1] if lines else f"exit status {proc.returncode}"
+        return Check("warn", f"cannot tell where it records: `{km} status --json` failed: {why}", fix)
+    return storeenv.absolute_url(store, Path(cwd))
+
+
 # -- team server ----------------------------------------------------------------------------------
 
 
@@ -452,6 +553,7 @@ def doctor_cmd(offline: bool) -> None:
         )
     client_checks, servers = check_clients(locations)
     sections.append(("Clients", client_checks))
+    sections.append(("Recording", check_recording(locations)))
     sections.append(("Servers", check_servers(servers, offline)))
     sections.append(("Team server", check_team(settings, offline)))
     for title, checks in sections:

@@ -11,6 +11,7 @@ import click
 from ..clients import CHOICES, ConfigLocation, find_locations, location_for, state, wrapped_files
 from ..clients.entries import EntryError, km_command
 from ..clients.rewrite import ConfigFileError, Plan, apply, plan_unwrap, plan_wrap
+from ..clients.storeenv import StoreEnvError, Target
 from .common import fail
 
 OK, BAD, SAME = "✓", "✗", "·"
@@ -119,19 +120,34 @@ def wrap_cmd(client: str, config_path: Path | None, dry_run: bool, km_path: str 
     (remote servers: `km monitor --name NAME --url URL`). Other settings, key order and layout are
     kept; a backup is written next to each file. Running it again changes nothing; `km unwrap`
     restores the original entries exactly.
+
+    Clients start servers with their own, small environment: KM_HOME, KM_DB and KM_DATABASE_URL,
+    when set in this shell, go into each entry's env, so that km records into the store this shell
+    reads. Run it again after changing them.
     """
     try:
         km = str(Path(km_path).absolute()) if km_path else km_command()
     except EntryError as exc:
         fail(str(exc), 2)
+    try:
+        target = Target.of_shell()
+        data = state.load()
+    except (StoreEnvError, state.StateError) as exc:
+        fail(str(exc))
     locations = targets(client, config_path)
     verbs = {
         "wrapped": (OK, "now runs through km"),
         "already": (SAME, "already runs through km"),
+        "updated": (OK, "already runs through km; now records into the store this shell reads"),
         "skipped": (BAD, "left as it was"),
         "none": (SAME, "no MCP servers in this file"),
     }
-    failures = _run(locations, dry_run, lambda location: plan_wrap(location, km), verbs)
+    failures = _run(
+        locations,
+        dry_run,
+        lambda location: plan_wrap(location, km, target=target, saved=state.records(data, location.path)),
+        verbs,
+    )
     if client != "all" and not locations:
         raise SystemExit(1)
     if failures:

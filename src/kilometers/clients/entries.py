@@ -131,6 +131,8 @@ class MonitorArgs:
     command: list[Any] = field(default_factory=list)
     url: str | None = None
     headers: list[str] = field(default_factory=list)
+    db: str | None = None
+    """The store given with ``--db``, if any."""
 
 
 def parse_monitor_args(args: list[Any]) -> MonitorArgs:
@@ -155,6 +157,8 @@ def parse_monitor_args(args: list[Any]) -> MonitorArgs:
                 result.url = value
             elif option == "--header":
                 result.headers.append(value)
+            elif option == "--db":
+                result.db = value
         elif arg in _FLAGS:
             pass
         elif not arg.startswith("-"):

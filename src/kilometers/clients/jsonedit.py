@@ -278,10 +278,11 @@ def dumps_at(value: Any, style: Style, base_indent: str) -> str:
 
 
 def splice(text: str, edits: list[tuple[int, int, str]]) -> str:
-    """Replace each ``text[start:end]`` by its new text (spans must not overlap)."""
+    """Replace each ``text[start:end]`` by its new text (spans must not overlap; insertions at the
+    same place go in the order given)."""
     out: list[str] = []
     pos = 0
-    for start, end, new in sorted(edits):
+    for start, end, new in sorted(edits, key=lambda edit: (edit[0], edit[1])):
         if start < pos:
             raise ValueError("overlapping edits")
         out.append(text[pos:start])

@@ -24,6 +24,7 @@ from . import state
 from .base import ConfigLocation, JSONPath
 from .entries import EntryError, is_remote, is_wrapped, unwrap_entry, wrap_entry
 from .jsonedit import JSONEditError, Member, Node, Style, detect_style, dumps_at, line_indent, parse, splice
+from .storeenv import Target, restore_env, with_env
 
 
 class ConfigFileError(RuntimeError):
@@ -35,8 +36,8 @@ class EntryResult:
     name: str
     path: JSONPath
     action: str
-    """wrap: ``wrapped``, ``already``, ``skipped``; unwrap: ``restored``, ``merged``, ``rebuilt``,
-    ``skipped``."""
+    """wrap: ``wrapped``, ``already``, ``updated`` (its env now chooses the shell's store),
+    ``skipped``; unwrap: ``restored``, ``merged``, ``rebuilt``, ``skipped``."""
     detail: str = ""
 
 
@@ -158,10 +159,62 @@ def _wrap_edits(
         edits.append(
             (command.node.end, command.node.end, f'{style.item_separator}"args"{style.key_separator}{new}')
         )
+    return edits + _env_edits(text, node, wrapped.get("env", {}), style)
+
+
+def _append(text: str, obj: Node, values: dict[str, Any], style: Style) -> tuple[int, int, str]:
+    """The edit that adds ``values`` as members after the last member of the object ``obj``."""
+    last = obj.members[-1]
+    fmt = style if "\n" in text[obj.start : obj.end] else replace(style, indent=None)
+    indent = line_indent(text, last.key_start) if fmt.indent is not None else ""
+    lead = f",{style.newline}{indent}" if fmt.indent is not None else fmt.item_separator
+    add = "".join(
+        f"{lead}{json.dumps(k, ensure_ascii=False)}{fmt.key_separator}{dumps_at(v, fmt, indent)}"
+        for k, v in values.items()
+    )
+    return (last.node.end, last.node.end, add)
+
+
+def _env_edits(text: str, node: Node, env: Any, style: Style) -> list[tuple[int, int, str]]:
+    """The edits that give the entry ``node`` the ``env`` values it lacks or has otherwise; the
+    rest of its env (other variables, their layout and comments) keeps its text."""
+    current = node.member("env")
+    have = current.node.value if current is not None else None
+    changes = {k: v for k, v in env.items() if not isinstance(have, dict) or have.get(k) != v}
+    if not changes:
+        return []
+    if current is None:
+        return [_append(text, node, {"env": changes}, style)]
+    target = current.node
+    if not target.members:
+        one_line = "\n" not in text[node.start : node.end]
+        new = dumps_at(
+            changes, replace(style, indent=None) if one_line else style, line_indent(text, current.key_start)
+        )
+        return [(target.start, target.end, new)]
+    edits = []
+    added = {}
+    for key, value in changes.items():
+        member = target.member(key)
+        if member is None:
+            added[key] = value
+        else:
+            edits.append((member.node.start, member.node.end, json.dumps(value, ensure_ascii=False)))
+    if added:
+        edits.append(_append(text, target, added, style))
     return edits
 
 
-def plan_wrap(location: ConfigLocation, km: str, text: str | None = None) -> Plan:
+def plan_wrap(
+    location: ConfigLocation,
+    km: str,
+    text: str | None = None,
+    target: Target | None = None,
+    saved: dict[str, dict[str, Any]] | None = None,
+) -> Plan:
+    """Wrap every entry of the file. With ``target``, each wrapped entry's env also gets the
+    settings that make it record into the target's store (entries already wrapped too); ``saved``
+    (the file's state records) lets an entry km wrapped before keep its record up to date."""
     text = read_text(location.path) if text is None else text
     doc = parse_config(location, text)
     style = detect_style(text)
@@ -169,13 +222,31 @@ def plan_wrap(location: ConfigLocation, km: str, text: str | None = None) -> Pla
     expected = copy.deepcopy(doc.value)
     edits: list[tuple[int, int, str]] = []
     stamp = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    shared = location.scope == "project"
     for path, member in server_entries(location, doc):
         entry = member.node.value
         if is_wrapped(entry):
-            plan.results.append(EntryResult(member.key, path, "already"))
+            try:
+                changes = target.env_changes(entry, shared) if target is not None else {}
+            except EntryError as exc:
+                plan.results.append(EntryResult(member.key, path, "skipped", str(exc)))
+                continue
+            if not changes:
+                plan.results.append(EntryResult(member.key, path, "already"))
+                continue
+            updated = with_env(entry, changes)
+            edits.extend(_env_edits(text, member.node, updated["env"], style))
+            _set(expected, path, updated)
+            record = (saved or {}).get(state.pointer(path))
+            if record is not None and record.get("wrapped") == entry:
+                plan.add[state.pointer(path)] = {**record, "wrapped": updated}
+            plan.results.append(
+                EntryResult(member.key, path, "updated", f"its env now sets {', '.join(changes)}")
+            )
             continue
         try:
-            wrapped = wrap_entry(member.key, entry, km)
+            changes = target.env_changes(entry, shared) if target is not None else {}
+            wrapped = with_env(wrap_entry(member.key, entry, km), changes)
         except EntryError as exc:
             plan.results.append(EntryResult(member.key, path, "skipped", str(exc)))
             continue
@@ -224,10 +295,9 @@ def plan_unwrap(location: ConfigLocation, saved: dict[str, dict[str, Any]], text
             action, detail = "restored", ""
         else:
             original = record.get("original") if record is not None else None
+            original = original if isinstance(original, dict) else None
             try:
-                restored = unwrap_entry(
-                    entry, location.format, original if isinstance(original, dict) else None
-                )
+                restored = restore_env(unwrap_entry(entry, location.format, original), original)
             except EntryError as exc:
                 plan.results.append(EntryResult(member.key, path, "skipped", str(exc)))
                 continue
