@@ -27,6 +27,9 @@ TOO_DEEP_SCORE = 40
 """The risk score of the ``payload.too_deep`` finding (medium, on km's one scale)."""
 DIRECTIONS: tuple[Direction, ...] = (CLIENT_TO_SERVER, SERVER_TO_CLIENT)
 KINDS: tuple[Kind, ...] = ("request", "notification", "response", "error", "invalid")
+Level = Literal["none", "low", "medium", "high", "critical"]
+LEVELS: tuple[Level, ...] = ("none", "low", "medium", "high", "critical")
+"""Risk levels in order (the one scale: kilometers.analysis.findings)."""
 
 
 def new_id() -> str:

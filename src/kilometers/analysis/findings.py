@@ -27,11 +27,12 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, cast
 
+from ..model import LEVELS as LEVELS
+from ..model import Level as Level
+
 Severity = Literal["info", "low", "medium", "high", "critical"]
-Level = Literal["none", "low", "medium", "high", "critical"]
 
 SEVERITIES: tuple[Severity, ...] = ("info", "low", "medium", "high", "critical")
-LEVELS: tuple[Level, ...] = ("none", "low", "medium", "high", "critical")
 SEVERITY_RANK: Mapping[str, int] = MappingProxyType({s: i for i, s in enumerate(SEVERITIES)})
 
 DEFAULT_WEIGHTS: Mapping[str, int] = MappingProxyType(

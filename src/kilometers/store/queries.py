@@ -24,7 +24,7 @@ from sqlalchemy import (
     tuple_,
 )
 
-from ..model import Event, Session
+from ..model import LEVELS, Event, Session
 from .codec import event_from_row, session_from_row
 from .schema import LOCAL_ORG, events, sessions
 
@@ -359,10 +359,8 @@ def page_sessions(
     return rows, (_encode_cursor(rows[-1].started_ns, rows[-1].id) if more and rows else None)
 
 
-LEVELS = ("none", "low", "medium", "high", "critical")
-"""Risk levels in order. A stored level was decided once, by the scale the recording was analysed
-with (a policy may set its own thresholds): queries compare levels, never re-derive them from
-scores."""
+# A stored risk level was decided once, by the scale the recording was analysed with (a policy
+# may set its own thresholds): queries compare levels (LEVELS), never re-derive them from scores.
 
 
 def level_rank() -> ColumnElement[int]:
