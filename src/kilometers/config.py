@@ -50,6 +50,8 @@ class Settings:
     """Export spans and metrics over OTLP (configured by the standard OTEL_EXPORTER_OTLP_* variables)."""
     otel_payloads: bool = False
     """Also put (redacted) arguments and results on spans."""
+    otel_legacy_names: bool = False
+    """Also put the older JSON-RPC attribute names (``rpc.*``, ``mcp.request.id``) on spans."""
     recorder_process: bool = True
     """`km monitor` records in a child process, so recording never competes with forwarding for
     the GIL (off: a recorder thread in km's process; a blocking policy always uses the thread)."""
@@ -76,6 +78,7 @@ ENV = {
     "analysis": "KM_ANALYSIS",
     "otel": "KM_OTEL",
     "otel_payloads": "KM_OTEL_PAYLOADS",
+    "otel_legacy_names": "KM_OTEL_LEGACY_NAMES",
     "recorder_process": "KM_RECORDER_PROCESS",
 }
 SECTIONS = {
@@ -95,6 +98,7 @@ SECTIONS = {
     "analysis": ("monitor", "analysis"),
     "otel": ("export", "otel"),
     "otel_payloads": ("export", "otel_payloads"),
+    "otel_legacy_names": ("export", "otel_legacy_names"),
     "recorder_process": ("monitor", "recorder_process"),
 }
 SECRET = "api_key"

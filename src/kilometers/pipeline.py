@@ -25,7 +25,9 @@ def build_sinks(
     settings: Settings,
     metrics_port: int | None = None,
     backlog: Callable[[], int] | None = None,
+    server_side: bool = False,
 ) -> list[Sink]:
+    """``server_side``: km answers the client in the server's place (km proxy)."""
     from .store.writer import StoreSink
 
     sinks: list[Sink] = [StoreSink(settings.db_url)]
@@ -45,7 +47,13 @@ def build_sinks(
         try:
             from .export.otel import OtelSink
 
-            sinks.append(OtelSink(payloads=settings.otel_payloads))
+            sinks.append(
+                OtelSink(
+                    payloads=settings.otel_payloads,
+                    legacy_names=settings.otel_legacy_names,
+                    server_side=server_side,
+                )
+            )
         except Exception as exc:  # a bad OTEL_* setting must not keep the server from starting
             print(f"km: OpenTelemetry export is off: {exc}", file=sys.stderr)
     if metrics_port is not None:

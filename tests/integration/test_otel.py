@@ -3,10 +3,14 @@ collector that is down does not slow the recorder."""
 
 from __future__ import annotations
 
+import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -20,7 +24,14 @@ from kilometers.model import SERVER_TO_CLIENT as S2C
 from kilometers.model import Session
 from kilometers.recorder import Recorder
 
+from km_helpers import ECHO_SERVER, NODE_BIN, PYTHON, KmProcess, km_env, only_session
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "http"))
+from http_helpers import KmProxy, prepare_store, sdk_target, start_everything
+
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+DURATION_BUCKETS = [0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300]
+"""The explicit bucket boundaries the MCP semantic conventions give every duration histogram."""
 
 
 class Receiver:
@@ -140,3 +151,287 @@ def test_a_collector_that_is_down_costs_nothing(monkeypatch: pytest.MonkeyPatch)
     rec.stop(0, timeout=30)
     assert time.monotonic() - started < 10  # the close() flush is bounded (1 s), recording is unaffected
     assert rec.session.event_count == 1200
+
+
+# -- real servers and clients through km: the conventions, attribute by attribute ----------------
+
+EVERYTHING = str(NODE_BIN / "mcp-server-everything")
+PARENT_SPAN = "00f067aa0ba902b7"
+
+
+def _value(v: Any) -> Any:
+    kind = v.WhichOneof("value")
+    return getattr(v, kind) if kind else None
+
+
+def attrs_of(item: Any) -> dict[str, Any]:
+    return {a.key: _value(a.value) for a in item.attributes}
+
+
+def histograms(receiver: Receiver) -> dict[str, list[Any]]:
+    """Metric name -> its histogram data points in the last export that has it (cumulative)."""
+    found: dict[str, list[Any]] = {}
+    for req in receiver.metrics:
+        for rm in req.resource_metrics:
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    found[m.name] = list(m.histogram.data_points)
+    return found
+
+
+def wait_for(predicate: Any, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "the receiver did not get the telemetry in time"
+        time.sleep(0.05)
+
+
+class Client:
+    """The test as a raw MCP client of ``km monitor``: writes requests, reads the answers."""
+
+    def __init__(self, km: KmProcess) -> None:
+        self.km = km
+        self.seen = 0
+
+    def send(self, message: dict[str, Any], wait: bool = True) -> dict[str, Any] | None:
+        self.km.write(_line(message))
+        if "id" not in message or not wait:
+            return None
+        want = message["id"]
+
+        def answered(data: bytes) -> bool:
+            return any(orjson.loads(line).get("id") == want for line in data.splitlines() if line.strip())
+
+        data = self.km.stdout.wait_for(answered, timeout=60)
+        return next(m for m in map(orjson.loads, data.splitlines()) if m.get("id") == want)
+
+
+CLIENT_INFO = {"name": "t", "version": "1"}
+INIT = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": CLIENT_INFO},
+}
+INITIALIZED = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+
+
+def test_stdio_spans_and_metrics_attribute_by_attribute(
+    receiver: Receiver, run_km: Any, km_home: Path
+) -> None:
+    env = km_env(km_home, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url)
+    km = run_km([PYTHON, ECHO_SERVER], km_args=["--otel", "--otel-payloads"], env=env)
+    c = Client(km)
+    c.send(INIT)
+    c.send(INITIALIZED)
+    meta = {"traceparent": f"00-{TRACE_ID}-{PARENT_SPAN}-01", "tracestate": "rojo=00f067aa0ba902b7",
+            "baggage": "userId=alice"}  # fmt: skip
+    echo = c.send({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                   "params": {"name": "echo", "arguments": {"text": "hi"}, "_meta": meta}})  # fmt: skip
+    c.send(
+        {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "fail", "arguments": {"reason": "boom"}},
+        }
+    )
+    c.send(
+        {
+            "jsonrpc": "2.0",
+            "id": 4,
+            "method": "prompts/get",
+            "params": {"name": "greeting", "arguments": {"name": "Ada"}},
+        }
+    )
+    c.send({"jsonrpc": "2.0", "id": 5, "method": "resources/read", "params": {"uri": "test://static"}})
+    nope = c.send({"jsonrpc": "2.0", "id": "six", "method": "nope/nothing", "params": {}})
+    assert echo is not None and nope is not None
+    code, _, stderr = km.finish()
+    assert code == 0, stderr
+    wait_for(lambda: len(receiver.spans) >= 6 and "mcp.client.session.duration" in histograms(receiver))
+    sid = only_session(km_home)["id"]
+    spans = {s.name: s for s in receiver.spans}
+    names = ["initialize", "tools/call echo", "tools/call fail", "prompts/get greeting", "resources/read",
+             "nope/nothing"]  # fmt: skip
+    assert sorted(spans) == sorted(names)
+    base = {"mcp.session.id": sid, "mcp.protocol.version": "2025-11-25", "network.transport": "pipe"}
+    assert attrs_of(spans["initialize"]) == {
+        **base,
+        "mcp.method.name": "initialize",
+        "jsonrpc.request.id": "1",
+    }
+    call = spans["tools/call echo"]
+    assert attrs_of(call) == {
+        **base, "mcp.method.name": "tools/call", "jsonrpc.request.id": "2", "gen_ai.tool.name": "echo",
+        "gen_ai.operation.name": "execute_tool", "gen_ai.tool.call.arguments": '{"text":"hi"}',
+        "gen_ai.tool.call.result": orjson.dumps(echo["result"]).decode(),
+    }  # fmt: skip
+    assert call.kind == 3 and call.status.code == 0  # CLIENT, UNSET
+    assert call.trace_id.hex() == TRACE_ID and call.parent_span_id.hex() == PARENT_SPAN
+    assert call.trace_state == "rojo=00f067aa0ba902b7"
+    fail = spans["tools/call fail"]
+    assert attrs_of(fail) == {
+        **base, "mcp.method.name": "tools/call", "jsonrpc.request.id": "3", "gen_ai.tool.name": "fail",
+        "gen_ai.operation.name": "execute_tool", "gen_ai.tool.call.arguments": '{"reason":"boom"}',
+        "error.type": "tool_error",
+    }  # fmt: skip
+    assert fail.status.code == 2 and not fail.parent_span_id  # ERROR; no traceparent: a root span
+    assert attrs_of(spans["prompts/get greeting"]) == {
+        **base,
+        "mcp.method.name": "prompts/get",
+        "jsonrpc.request.id": "4",
+        "gen_ai.prompt.name": "greeting",
+    }
+    assert attrs_of(spans["resources/read"]) == {
+        **base,
+        "mcp.method.name": "resources/read",
+        "jsonrpc.request.id": "5",
+        "mcp.resource.uri": "test://static",
+    }
+    error = spans["nope/nothing"]
+    assert attrs_of(error) == {**base, "mcp.method.name": "nope/nothing", "jsonrpc.request.id": "six",
+                               "error.type": "-32601", "rpc.response.status_code": "-32601"}  # fmt: skip
+    assert error.status.code == 2 and error.status.message == nope["error"]["message"]
+
+    found = histograms(receiver)
+    assert "mcp.server.operation.duration" not in found  # km monitor is not the server's side
+    points = found["mcp.client.operation.duration"]
+    assert all(list(p.explicit_bounds) == list(DURATION_BUCKETS) for p in points)
+    assert sum(p.count for p in points) == 6
+    by_target = {
+        (a := attrs_of(p))["mcp.method.name"] + " " + a.get("gen_ai.tool.name", ""): a for p in points
+    }
+    assert by_target["tools/call echo"] == {
+        "mcp.method.name": "tools/call", "gen_ai.tool.name": "echo", "gen_ai.operation.name": "execute_tool",
+        "mcp.protocol.version": "2025-11-25", "network.transport": "pipe"}  # fmt: skip
+    assert by_target["nope/nothing "]["rpc.response.status_code"] == "-32601"
+    (session_point,) = found["mcp.client.session.duration"]
+    assert list(session_point.explicit_bounds) == list(DURATION_BUCKETS) and session_point.count == 1
+    assert attrs_of(session_point) == {"mcp.protocol.version": "2025-11-25", "network.transport": "pipe"}
+
+
+def test_cancelled_and_unanswered_requests_get_spans(receiver: Receiver, run_km: Any, km_home: Path) -> None:
+    env = km_env(km_home, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url)
+    km = run_km([EVERYTHING, "stdio"], km_args=["--otel", "--otel-legacy-names"], env=env)
+    c = Client(km)
+    c.send(INIT)
+    c.send(INITIALIZED)
+    long = {"name": "trigger-long-running-operation", "arguments": {"duration": 60, "steps": 60}}
+    c.send({"jsonrpc": "2.0", "id": 2, "method": "tools/call", "params": long}, wait=False)
+    c.send(
+        {
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": {"requestId": 2, "reason": "user stopped"},
+        }
+    )
+    c.send({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": long}, wait=False)
+    c.send({"jsonrpc": "2.0", "id": 4, "method": "nope/nothing", "params": {}})
+    km.finish(timeout=90)  # the session ends with request 3 unanswered
+    wait_for(lambda: len(receiver.spans) >= 4)
+    by_id = {attrs_of(s)["jsonrpc.request.id"]: s for s in receiver.spans}
+    cancelled, unanswered = by_id["2"], by_id["3"]
+    assert cancelled.name == unanswered.name == "tools/call trigger-long-running-operation"
+    assert attrs_of(cancelled)["error.type"] == "cancelled"
+    assert cancelled.status.code == 2 and cancelled.status.message == "user stopped"
+    assert attrs_of(unanswered)["error.type"] == "unanswered" and unanswered.status.code == 2
+    assert cancelled.end_time_unix_nano < unanswered.end_time_unix_nano
+    legacy = attrs_of(by_id["4"])
+    assert legacy["rpc.system"] == "jsonrpc" and legacy["rpc.method"] == "nope/nothing"
+    assert legacy["rpc.jsonrpc.version"] == "2.0" and legacy["rpc.jsonrpc.request_id"] == "4"
+    assert legacy["mcp.request.id"] == "4" and legacy["rpc.jsonrpc.error_code"] == -32601
+    assert legacy["rpc.jsonrpc.error_message"] and legacy["rpc.response.status_code"] == "-32601"
+
+
+@pytest.fixture(scope="module")
+def everything_http() -> Iterator[str]:
+    """``mcp-server-everything streamableHttp``; yields its MCP URL."""
+    proc, url = start_everything("streamableHttp")
+    yield url
+    proc.stop()
+
+
+def test_http_sessions_name_the_real_server(receiver: Receiver, km_home: Path, everything_http: str) -> None:
+    """km proxy and km monitor --url: server.address/port of the upstream behind km, http over tcp;
+    km proxy answers the client in the server's place, so it also has the server-side histograms."""
+    import anyio
+    from mcp import Client as SdkClient
+
+    prepare_store(km_home)
+    upstream_port = int(everything_http.split(":")[2].split("/")[0])
+    env = km_env(km_home, OTEL_EXPORTER_OTLP_ENDPOINT=receiver.url, KM_OTEL="1")
+    proxy = KmProxy(km_home, everything_http, env=env)
+
+    async def scenario() -> None:
+        async with SdkClient(sdk_target(proxy.url(everything_http)), mode="legacy") as client:
+            await client.call_tool("echo", {"message": "hi"})
+
+    try:
+        anyio.run(scenario)
+    finally:
+        proxy.stop()
+    wait_for(lambda: "mcp.server.session.duration" in histograms(receiver))
+    call = next(s for s in receiver.spans if s.name == "tools/call echo")
+    attrs = attrs_of(call)
+    assert attrs["server.address"] == "127.0.0.1" and attrs["server.port"] == upstream_port
+    assert attrs["network.protocol.name"] == "http" and attrs["network.transport"] == "tcp"
+    found = histograms(receiver)
+    for name in ("mcp.client.operation.duration", "mcp.server.operation.duration"):
+        point = next(p for p in found[name] if attrs_of(p).get("gen_ai.tool.name") == "echo")
+        assert list(point.explicit_bounds) == list(DURATION_BUCKETS)
+        assert attrs_of(point)["server.port"] == upstream_port
+    receiver.spans.clear()
+
+    bridge = KmProcess(km_home, [], km_args=["--otel", "--url", everything_http], env=env)
+    c = Client(bridge)
+    c.send(INIT)
+    c.send(INITIALIZED)
+    c.send(
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"message": "x"}},
+        }
+    )
+    bridge.finish()
+    wait_for(lambda: any(s.name == "tools/call echo" for s in receiver.spans))
+    attrs = attrs_of(next(s for s in receiver.spans if s.name == "tools/call echo"))
+    assert attrs["server.address"] == "127.0.0.1" and attrs["server.port"] == upstream_port
+    assert attrs["network.protocol.name"] == "http" and attrs["network.transport"] == "tcp"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("endpoint", ["down", "not a url"])
+def test_a_bad_collector_costs_one_line_and_no_wait(endpoint: str, run_km: Any, km_home: Path) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}" if endpoint == "down" else endpoint
+    km = run_km(
+        [PYTHON, ECHO_SERVER], km_args=["--otel"], env=km_env(km_home, OTEL_EXPORTER_OTLP_ENDPOINT=url)
+    )
+    c = Client(km)
+    c.send(INIT)
+    c.send(INITIALIZED)
+    c.send(
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": "x"}},
+        }
+    )
+    started = time.monotonic()
+    code, _, stderr = km.finish()
+    elapsed = time.monotonic() - started
+    assert code == 0
+    lines = [
+        line for line in stderr.decode().splitlines() if line.strip() and "echo server starting" not in line
+    ]
+    assert len(lines) == 1 and lines[0].startswith("km: OpenTelemetry export"), lines
+    assert ("Connection refused" if endpoint == "down" else "'not a url' is not an http") in lines[0]
+    assert elapsed < 5, elapsed  # measured ~0.9 s here (no --otel: ~0.8 s; before: 1.9-3.6 s)

@@ -101,6 +101,12 @@ _RECORDING_OPTIONS = [
     click.option(
         "--otel-payloads", is_flag=True, default=None, help="Put (redacted) arguments/results on spans."
     ),
+    click.option(
+        "--otel-legacy-names",
+        is_flag=True,
+        default=None,
+        help="Also put the older JSON-RPC attribute names (rpc.*) on spans.",
+    ),
 ]
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -138,6 +144,7 @@ def recording_settings(params: dict[str, Any], **extra: Any) -> config.Settings:
         "redact_pii": params["redact_pii"],
         "otel": params["otel"],
         "otel_payloads": params["otel_payloads"],
+        "otel_legacy_names": params["otel_legacy_names"],
         **extra,
     }
     settings, problem = config.load_lenient(overrides)

@@ -90,6 +90,7 @@ def monitor(
     redact_pii: bool | None,
     otel: bool | None,
     otel_payloads: bool | None,
+    otel_legacy_names: bool | None,
     metrics_port: int | None,
     url: str | None,
     headers: tuple[str, ...],

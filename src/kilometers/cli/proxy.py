@@ -121,7 +121,7 @@ def session_pipeline(settings: config.Settings, policy: Policy) -> Callable[[Ses
         from ..proxy.http import SessionPipeline
 
         stage, gate = security_stage(settings, session.name or "server", policy)
-        return SessionPipeline(build_sinks(settings), stage=stage, gate=gate)
+        return SessionPipeline(build_sinks(settings, server_side=True), stage=stage, gate=gate)
 
     return make
 
@@ -177,6 +177,7 @@ def proxy_cmd(
     redact_pii: bool | None,
     otel: bool | None,
     otel_payloads: bool | None,
+    otel_legacy_names: bool | None,
     idle_timeout: float,
     max_sessions: int,
     header_timeout: float,

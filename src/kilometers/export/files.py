@@ -11,11 +11,13 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
+from urllib.parse import quote
 
 import orjson
 from sqlalchemy import Engine, and_, select
 
-from ..model import Event, Session, format_ts
+from .. import jsonlimits
+from ..model import SERVER_TO_CLIENT, Event, Session, format_ts
 from ..store.codec import event_from_row, session_from_row
 from ..store.queries import EventFilter
 from ..store.schema import events, sessions
@@ -116,65 +118,112 @@ def write_csv(records: Iterable[Session | Event], out: IO[bytes]) -> int:
 
 
 def write_har(records: Iterable[Session | Event], out: IO[bytes]) -> int:
-    """HTTP Archive 1.2: each request/response pair as an entry (``POST mcp://<server>/<method>``),
-    so HAR viewers show MCP calls with their payloads and timings."""
+    """HTTP Archive 1.2: each request as an entry (``POST mcp://<server>/<method>[/<target>]``),
+    sorted by start time, so HAR viewers show MCP calls with their payloads and timings. Requests
+    the server sends the client are under ``mcp://<server>/to-client/``; cancelled requests and
+    those unanswered when the export ends have status 0 and no content."""
     pending: dict[str, Event] = {}
+    ids: dict[tuple[str, str, bytes], str] = {}
     names: dict[str, str] = {}
-    entries: list[dict[str, Any]] = []
+    entries: list[tuple[int, dict[str, Any]]] = []
+
+    def add(request: Event, answer: Event | None, end_ns: int, outcome: str | None = None) -> None:
+        pending.pop(request.id, None)
+        ids.pop((request.session_id, request.direction, orjson.dumps(request.jsonrpc_id)), None)
+        entries.append((request.ts_ns, _har_entry(names.get(request.session_id, "server"), request, answer,
+                                                  end_ns, outcome)))  # fmt: skip
+
     for rec in records:
         if isinstance(rec, Session):
             names[rec.id] = rec.name or (rec.server or {}).get("name") or "server"
-            continue
-        if rec.kind == "request":
+        elif rec.kind == "request":
             pending[rec.id] = rec
-            continue
-        request = pending.pop(rec.request_event_id or "", None)
-        if request is None:
-            continue
-        wait = rec.latency_ms or 0.0
-        target = f"mcp://{names.get(rec.session_id, 'server')}/{request.method}"
-        if request.tool or request.prompt_name:
-            target += f"/{request.tool or request.prompt_name}"
-        entries.append(
-            {
-                "startedDateTime": format_ts(request.ts_ns),
-                "time": wait,
-                "request": {
-                    "method": "POST",
-                    "url": target,
-                    "httpVersion": "JSON-RPC/2.0",
-                    "cookies": [],
-                    "headers": [],
-                    "queryString": [],
-                    "headersSize": -1,
-                    "bodySize": request.size_bytes,
-                    "postData": {"mimeType": "application/json", "text": request.payload or ""},
-                },
-                "response": {
-                    "status": 500 if rec.kind == "error" else 200,
-                    "statusText": rec.error_message or ("isError" if rec.is_error else "OK"),
-                    "httpVersion": "JSON-RPC/2.0",
-                    "cookies": [],
-                    "headers": [],
-                    "redirectURL": "",
-                    "headersSize": -1,
-                    "bodySize": rec.size_bytes,
-                    "content": {
-                        "size": rec.size_bytes,
-                        "mimeType": "application/json",
-                        "text": rec.payload or "",
-                    },
-                },
-                "cache": {},
-                "timings": {"send": 0, "wait": wait, "receive": 0},
-                "_mcpSession": rec.session_id,
-            }
-        )
+            ids[(rec.session_id, rec.direction, orjson.dumps(rec.jsonrpc_id))] = rec.id
+        elif rec.kind in ("response", "error") and rec.request_event_id in pending:
+            add(pending[rec.request_event_id], rec, rec.ts_ns)
+        elif rec.method == "notifications/cancelled":
+            params = _payload_member(rec, "params")
+            if isinstance(params, dict) and "requestId" in params:
+                key = (rec.session_id, rec.direction, orjson.dumps(params["requestId"]))
+                if ids.get(key) in pending:
+                    add(pending[ids[key]], None, rec.ts_ns, "cancelled")
+    for request in list(pending.values()):
+        add(request, None, request.ts_ns, "unanswered")
+    entries.sort(key=lambda item: item[0])
     har = {
-        "log": {"version": "1.2", "creator": {"name": "kilometers", "version": "0.1.0"}, "entries": entries}
+        "log": {
+            "version": "1.2",
+            "creator": {"name": "kilometers", "version": "0.1.0"},
+            "entries": [entry for _, entry in entries],
+        }
     }
     out.write(orjson.dumps(har, option=orjson.OPT_INDENT_2))
     return len(entries)
+
+
+def _payload_member(event: Event, key: str) -> Any:
+    if event.payload is None or event.truncated:
+        return None
+    try:
+        message = jsonlimits.loads(event.payload)
+    except ValueError:
+        return None
+    return message.get(key) if isinstance(message, dict) else None
+
+
+def _har_entry(
+    server: str, request: Event, answer: Event | None, end_ns: int, outcome: str | None
+) -> dict[str, Any]:
+    target = f"mcp://{server}/" + ("to-client/" if request.direction == SERVER_TO_CLIENT else "")
+    target += str(request.method)
+    if request.tool or request.prompt_name:
+        target += f"/{quote(request.tool or request.prompt_name or '', safe='')}"
+    if request.resource_uri:  # one URL per resource
+        target += f"?uri={quote(request.resource_uri, safe='')}"
+    wait = round((end_ns - request.ts_ns) / 1e6, 3)
+    if answer is None:
+        status, text = 0, outcome or ""
+    else:
+        status = 500 if answer.kind == "error" else 200
+        text = answer.error_message or ("isError" if answer.is_error else "OK")
+    size = answer.size_bytes if answer is not None else 0
+    entry: dict[str, Any] = {
+        "startedDateTime": format_ts(request.ts_ns),
+        "time": wait,
+        "request": {
+            "method": "POST",
+            "url": target,
+            "httpVersion": "JSON-RPC/2.0",
+            "cookies": [],
+            "headers": [],
+            "queryString": [{"name": "uri", "value": request.resource_uri}] if request.resource_uri else [],
+            "headersSize": -1,
+            "bodySize": request.size_bytes,
+            "postData": {"mimeType": "application/json", "text": request.payload or ""},
+        },
+        "response": {
+            "status": status,
+            "statusText": text,
+            "httpVersion": "JSON-RPC/2.0",
+            "cookies": [],
+            "headers": [],
+            "redirectURL": "",
+            "headersSize": -1,
+            "bodySize": size,
+            "content": {
+                "size": size,
+                "mimeType": "application/json",
+                "text": (answer.payload or "") if answer is not None else "",
+            },
+        },
+        "cache": {},
+        "timings": {"send": 0, "wait": wait, "receive": 0},
+        "_mcpSession": request.session_id,
+        "_direction": request.direction,
+    }
+    if outcome is not None:
+        entry["_error"] = outcome
+    return entry
 
 
 WRITERS = {"jsonl": write_jsonl, "csv": write_csv, "har": write_har}

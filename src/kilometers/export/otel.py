@@ -1,37 +1,110 @@
-"""OpenTelemetry export following the semantic conventions for MCP: one CLIENT span per
-request/response pair named ``{mcp.method.name} {target}``, and the
-``mcp.client.operation.duration`` histogram.
+"""OpenTelemetry export following the semantic conventions for MCP (``docs/gen-ai/mcp.md`` of
+the GenAI semantic conventions): one CLIENT span per request named ``{mcp.method.name} {target}``,
+the ``mcp.client.operation.duration`` histogram (and ``mcp.server.operation.duration`` for
+``km proxy``, which answers the client in the server's place) and the session duration.
 
 Configured by the standard ``OTEL_EXPORTER_OTLP_*`` variables (endpoint, headers, protocol
 ``http/protobuf`` or ``grpc``) and ``OTEL_SERVICE_NAME``. Spans are batched and exported on
-the SDK's own thread with a bounded queue and short timeouts: a slow or absent collector can
-drop telemetry, never slow or break the proxy. A ``traceparent`` in the request's
-``params._meta`` makes the span a child of the caller's trace.
+the SDK's own thread with a bounded queue and short timeouts: a slow, absent or wrong collector
+drops telemetry and costs one km line on stderr, never the proxy's speed, and at most
+:data:`SHUTDOWN_SECONDS` at the end of a session. A ``traceparent`` (``tracestate``,
+``baggage``) in the request's ``params._meta`` makes the span a child of the caller's trace.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
+import re
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
+from .. import jsonlimits
 from ..model import Event, Session
 from ..sinks import Sink
 
 SHUTDOWN_SECONDS = 1.0
+"""The most a session's end waits for the last spans and metrics to be flushed."""
 MAX_PENDING = 10_000
+EXPORT_TIMEOUT = 3.0
+"""Seconds per export request when ``OTEL_EXPORTER_OTLP_TIMEOUT`` is not set."""
+DURATION_BUCKETS = (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
+"""The conventions' explicit bucket boundaries (seconds) for every MCP duration histogram."""
+PROTOCOLS = ("http/protobuf", "grpc")
+METRIC_KEYS = (
+    "mcp.method.name",
+    "error.type",
+    "gen_ai.prompt.name",
+    "gen_ai.tool.name",
+    "rpc.response.status_code",
+    "gen_ai.operation.name",
+    "mcp.protocol.version",
+    "network.protocol.name",
+    "network.transport",
+    "server.address",
+    "server.port",
+)
+"""The attributes of ``mcp.client.operation.duration`` (high-cardinality ones stay on spans)."""
+SESSION_KEYS = ("mcp.protocol.version", "network.protocol.name", "network.transport", "server.address",
+                "server.port")  # fmt: skip
+CANCELLED = "cancelled"
+UNANSWERED = "unanswered"
+
+
+# -- configuration ----------------------------------------------------------------------------------
+
+
+def _protocol() -> str:
+    protocol = os.environ.get(
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
+    ).strip()
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    return protocol
+
+
+def _checked_url(variable: str, value: str, grpc: bool) -> str:
+    """``value`` if it is a usable collector address, else a ValueError naming ``variable``."""
+    text = value.strip()
+    parts = urlsplit(text if "://" in text or not grpc else f"//{text}")
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+        ok = bool(parts.hostname) and not any(c.isspace() for c in text)
+    except ValueError:
+        ok = False
+    if not ok or (parts.scheme and parts.scheme not in ("http", "https")):
+        what = "an http:// or https:// URL" if not grpc else "a host:port or http(s):// URL"
+        raise ValueError(f"{variable}={value!r} is not {what}")
+    return text
+
+
+def endpoint(signal: str = "traces") -> str:
+    """The collector address ``signal`` (traces, metrics) is sent to, checked: a bad
+    ``OTEL_EXPORTER_OTLP_*ENDPOINT`` raises ValueError (km says so in one line and goes on)."""
+    grpc = _protocol() == "grpc"
+    specific = f"OTEL_EXPORTER_OTLP_{signal.upper()}_ENDPOINT"
+    if os.environ.get(specific):
+        return _checked_url(specific, os.environ[specific], grpc)
+    base = os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    if base:
+        url = _checked_url("OTEL_EXPORTER_OTLP_ENDPOINT", base, grpc)
+    else:
+        url = "http://localhost:4317" if grpc else "http://localhost:4318"
+    return url if grpc else f"{url.rstrip('/')}/v1/{signal}"
 
 
 def _exporters() -> tuple[Any, Any]:
-    protocol = os.environ.get(
-        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", os.environ.get("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-    )
-    os.environ.setdefault("OTEL_EXPORTER_OTLP_TIMEOUT", "3")
-    if protocol == "grpc":
+    grpc = _protocol() == "grpc"
+    spans_at, metrics_at = endpoint("traces"), endpoint("metrics")
+    timeout = None if os.environ.get("OTEL_EXPORTER_OTLP_TIMEOUT") else EXPORT_TIMEOUT
+    if grpc:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
         from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
     else:
@@ -41,12 +114,55 @@ def _exporters() -> tuple[Any, Any]:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[assignment]
             OTLPSpanExporter,
         )
-    return OTLPSpanExporter(), OTLPMetricExporter()
+    return (
+        OTLPSpanExporter(endpoint=spans_at, timeout=timeout),
+        OTLPMetricExporter(endpoint=metrics_at, timeout=timeout),
+    )
+
+
+# -- failures: one km line, not the SDK's retry log ------------------------------------------------
+
+_reported = threading.Event()
+
+
+def _reason(text: str) -> str:
+    if found := re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text):
+        return found.group(1).strip()
+    if found := re.search(r"code: (\d{3})", text):
+        return f"HTTP status {found.group(1)}"
+    return text[:200]
+
+
+class _FailureLine(logging.Handler):
+    """Takes the SDK's log records off stderr (a collector that is down logs every retry of
+    every batch); the first export failure becomes one km line."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(logging.WARNING)
+        self.where = where
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.getMessage()
+        if ("export" in text or "dropping" in text) and not _reported.is_set():
+            _reported.set()
+            print(f"km: OpenTelemetry export to {self.where} failed ({_reason(text)}); spans and metrics "
+                  "are dropped, traffic is unaffected (check OTEL_EXPORTER_OTLP_ENDPOINT)",
+                  file=sys.stderr)  # fmt: skip
+
+
+def _quiet_sdk(where: str) -> None:
+    logger = logging.getLogger("opentelemetry")
+    if not any(isinstance(h, _FailureLine) for h in logger.handlers):
+        logger.addHandler(_FailureLine(where))
+        logger.propagate = False
+
+
+# -- attributes --------------------------------------------------------------------------------------
 
 
 def error_type(response: Event) -> str | None:
     if response.kind == "error":
-        return str(response.error_code) if response.error_code is not None else "error"
+        return str(response.error_code) if response.error_code is not None else "_OTHER"
     if response.is_error:
         return "tool_error"
     return None
@@ -57,16 +173,33 @@ def span_name(request: Event) -> str:
     return f"{request.method} {target}" if target else str(request.method)
 
 
-def attributes(request: Event, response: Event, session: Session, payloads: bool) -> dict[str, Any]:
-    attrs: dict[str, Any] = {
-        "mcp.method.name": request.method or "",
-        "mcp.session.id": session.id,
-        "network.transport": "pipe" if session.transport == "stdio" else "tcp",
-    }
-    if request.jsonrpc_id is not None:
-        attrs["jsonrpc.request.id"] = str(request.jsonrpc_id)
+def session_attributes(session: Session) -> dict[str, Any]:
+    """What the conventions record of the connection: transport, protocol, the real server."""
+    attrs: dict[str, Any] = {"network.transport": "pipe" if session.transport == "stdio" else "tcp"}
     if session.protocol_version:
         attrs["mcp.protocol.version"] = session.protocol_version
+    if session.transport != "stdio" and session.command:  # --url and km proxy: the upstream's URL
+        attrs["network.protocol.name"] = "http"
+        parts = urlsplit(session.command[0])
+        try:
+            port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+        except ValueError:
+            port = None
+        if parts.hostname:
+            attrs["server.address"] = parts.hostname
+            if port:
+                attrs["server.port"] = port
+    return attrs
+
+
+def attributes(
+    request: Event, response: Event | None, session: Session, payloads: bool, ended: str | None = None
+) -> dict[str, Any]:
+    """A span's attributes; ``response`` None: the request ``ended`` (cancelled, unanswered)."""
+    attrs: dict[str, Any] = {"mcp.method.name": request.method or "", "mcp.session.id": session.id}
+    attrs.update(session_attributes(session))
+    if request.jsonrpc_id is not None:
+        attrs["jsonrpc.request.id"] = str(request.jsonrpc_id)
     if request.tool:
         attrs["gen_ai.tool.name"] = request.tool
         attrs["gen_ai.operation.name"] = "execute_tool"
@@ -74,108 +207,207 @@ def attributes(request: Event, response: Event, session: Session, payloads: bool
         attrs["gen_ai.prompt.name"] = request.prompt_name
     if request.resource_uri:
         attrs["mcp.resource.uri"] = request.resource_uri
-    err = error_type(response)
+    err = error_type(response) if response is not None else ended
     if err is not None:
         attrs["error.type"] = err
-        if response.error_message:
-            attrs["rpc.response.status_code"] = err
-    if payloads:  # opt-in; payloads reaching sinks are already redacted
-        message = _params(request)
-        if isinstance(message, dict) and "arguments" in message:
-            attrs["gen_ai.tool.call.arguments"] = orjson.dumps(message["arguments"]).decode()
-        if response.payload is not None:
-            attrs["gen_ai.tool.call.result"] = response.payload
+    if response is not None and response.kind == "error" and response.error_code is not None:
+        attrs["rpc.response.status_code"] = str(response.error_code)
+    if payloads and request.method == "tools/call":  # opt-in; payloads reaching sinks are redacted
+        params = _member(request, "params")
+        if isinstance(params, dict) and "arguments" in params:
+            attrs["gen_ai.tool.call.arguments"] = orjson.dumps(params["arguments"]).decode()
+        if response is not None and err is None:  # the result of a call that succeeded
+            result = _member(response, "result")
+            if result is not None:
+                attrs["gen_ai.tool.call.result"] = orjson.dumps(result).decode()
     return attrs
 
 
-def _params(event: Event) -> Any:
-    if event.payload is None:
+def legacy_attributes(request: Event, response: Event | None) -> dict[str, Any]:
+    """The names of the JSON-RPC/RPC conventions km's spans used to be read by (``rpc.*``)."""
+    attrs: dict[str, Any] = {"rpc.system": "jsonrpc", "rpc.method": request.method or "",
+                             "rpc.jsonrpc.version": "2.0"}  # fmt: skip
+    if request.jsonrpc_id is not None:
+        attrs["rpc.jsonrpc.request_id"] = attrs["mcp.request.id"] = str(request.jsonrpc_id)
+    if response is not None and response.kind == "error":
+        if response.error_code is not None:
+            attrs["rpc.jsonrpc.error_code"] = response.error_code
+        if response.error_message:
+            attrs["rpc.jsonrpc.error_message"] = response.error_message
+    return attrs
+
+
+def _member(event: Event, key: str) -> Any:
+    """``message[key]`` of an event's payload (None when it is cut, omitted or not an object)."""
+    if event.payload is None or event.truncated:
         return None
     try:
-        message = orjson.loads(event.payload)
-    except orjson.JSONDecodeError:
+        message = jsonlimits.loads(event.payload)
+    except ValueError:  # not JSON, or nested too deep (JsonLimitError)
         return None
-    return message.get("params") if isinstance(message, dict) else None
+    return message.get(key) if isinstance(message, dict) else None
+
+
+def _id_key(value: Any) -> bytes:
+    return orjson.dumps(value)
 
 
 class OtelSink(Sink):
     name = "opentelemetry"
 
     def __init__(
-        self, payloads: bool = False, span_exporter: Any = None, metric_exporter: Any = None
+        self,
+        payloads: bool = False,
+        span_exporter: Any = None,
+        metric_exporter: Any = None,
+        legacy_names: bool = False,
+        server_side: bool = False,
     ) -> None:
+        """``server_side``: km answers the client in the server's place (``km proxy``), so it also
+        records ``mcp.server.operation.duration`` and ``mcp.server.session.duration``."""
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
         from opentelemetry.trace import SpanKind
-        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
         if span_exporter is None or metric_exporter is None:
             default_spans, default_metrics = _exporters()
             span_exporter = span_exporter or default_spans
             metric_exporter = metric_exporter or default_metrics
+        _quiet_sdk(str(getattr(span_exporter, "_endpoint", None) or "the collector"))
+        self._span_exporter, self._metric_exporter = span_exporter, metric_exporter
         resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME", "kilometers")})
-        self.tracer_provider = TracerProvider(resource=resource)
+        # no atexit flush: close() bounds the wait, an exit hook would wait again, unbounded
+        self.tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
         self.tracer_provider.add_span_processor(
             BatchSpanProcessor(span_exporter, max_queue_size=4096, schedule_delay_millis=1000)
         )
         self.meter_provider = MeterProvider(
             resource=resource,
             metric_readers=[PeriodicExportingMetricReader(metric_exporter, export_interval_millis=10_000)],
+            shutdown_on_exit=False,
         )
         self.tracer = self.tracer_provider.get_tracer("kilometers")
-        self.duration = self.meter_provider.get_meter("kilometers").create_histogram(
-            "mcp.client.operation.duration", unit="s", description="Duration of MCP requests, as seen by km"
-        )
+        meter = self.meter_provider.get_meter("kilometers")
+
+        def histogram(name: str, description: str) -> Any:
+            return meter.create_histogram(
+                name, unit="s", description=description, explicit_bucket_boundaries_advisory=DURATION_BUCKETS
+            )
+
+        self.durations = [
+            histogram("mcp.client.operation.duration", "Duration of MCP requests, as seen by km")
+        ]
+        self.session_durations = [histogram("mcp.client.session.duration", "Duration of MCP sessions")]
+        if server_side:
+            self.durations.append(histogram("mcp.server.operation.duration", "Duration of MCP requests"))
+            self.session_durations.append(
+                histogram("mcp.server.session.duration", "Duration of MCP sessions")
+            )
         self.kind = SpanKind.CLIENT
-        self.propagator = TraceContextTextMapPropagator()
         self.payloads = payloads
+        self.legacy_names = legacy_names
         self._pending: dict[str, Event] = {}
+        self._ids: dict[tuple[str, bytes], str] = {}
+        """(direction, JSON-RPC id) -> event id of a pending request (to find a cancelled one)."""
 
     def on_events(self, session: Session, events: Sequence[Event]) -> None:
         for e in events:
             if e.kind == "request":
                 if len(self._pending) >= MAX_PENDING:
-                    self._pending.pop(next(iter(self._pending)))
+                    self._forget(self._pending[next(iter(self._pending))])
                 self._pending[e.id] = e
+                self._ids[(e.direction, _id_key(e.jsonrpc_id))] = e.id
             elif e.kind in ("response", "error") and e.request_event_id:
-                request = self._pending.pop(e.request_event_id, None)
+                request = self._pending.get(e.request_event_id)
                 if request is not None:
-                    self._span(session, request, e)
+                    self._forget(request)
+                    self._span(session, request, e, e.ts_ns)
+            elif e.kind == "notification" and e.method == "notifications/cancelled":
+                params = _member(e, "params")
+                if isinstance(params, dict) and "requestId" in params:
+                    found = self._ids.get((e.direction, _id_key(params["requestId"])))
+                    request = self._pending.get(found or "")
+                    if request is not None:
+                        self._forget(request)
+                        reason = params.get("reason")
+                        self._span(session, request, None, e.ts_ns, CANCELLED,
+                                   reason if isinstance(reason, str) else None)  # fmt: skip
 
-    def _span(self, session: Session, request: Event, response: Event) -> None:
+    def _forget(self, request: Event) -> None:
+        self._pending.pop(request.id, None)
+        self._ids.pop((request.direction, _id_key(request.jsonrpc_id)), None)
+
+    def on_session_end(self, session: Session) -> None:
+        end = session.ended_ns or time.time_ns()
+        for request in list(self._pending.values()):
+            self._span(session, request, None, end, UNANSWERED, "no answer before the session ended")
+        self._pending.clear()
+        self._ids.clear()
+        attrs = {k: v for k, v in session_attributes(session).items() if k in SESSION_KEYS}
+        if session.exit_code not in (None, 0) and session.exit_code < 128:  # >= 128: ended by a signal
+            attrs["error.type"] = str(session.exit_code)
+        for h in self.session_durations:
+            h.record(max(0, end - session.started_ns) / 1e9, attrs)
+
+    def _parent(self, request: Event) -> Any:
+        from opentelemetry import propagate
+
+        params = _member(request, "params")
+        meta = params.get("_meta") if isinstance(params, dict) else None
+        if not isinstance(meta, dict):
+            return None
+        carrier = {
+            k: v for k in ("traceparent", "tracestate", "baggage") if isinstance(v := meta.get(k), str)
+        }
+        return propagate.extract(carrier) if carrier else None
+
+    def _span(self, session: Session, request: Event, response: Event | None, end_ns: int,
+              ended: str | None = None, description: str | None = None) -> None:  # fmt: skip
         from opentelemetry.trace import Status, StatusCode
 
-        params = _params(request)
-        meta = params.get("_meta") if isinstance(params, dict) else None
-        context = None
-        if isinstance(meta, dict) and isinstance(meta.get("traceparent"), str):
-            carrier = {
-                k: v for k, v in meta.items() if k in ("traceparent", "tracestate") and isinstance(v, str)
-            }
-            context = self.propagator.extract(carrier)
-        attrs = attributes(request, response, session, self.payloads)
+        attrs = attributes(request, response, session, self.payloads, ended)
+        if self.legacy_names:
+            attrs.update(legacy_attributes(request, response))
         span = self.tracer.start_span(
-            span_name(request), context=context, kind=self.kind, attributes=attrs, start_time=request.ts_ns
-        )
+            span_name(request), context=self._parent(request), kind=self.kind, attributes=attrs,
+            start_time=request.ts_ns,
+        )  # fmt: skip
         if "error.type" in attrs:
-            span.set_status(Status(StatusCode.ERROR, response.error_message or attrs["error.type"]))
-        span.end(end_time=response.ts_ns)
-        keys: tuple[str, ...] = ("mcp.method.name", "gen_ai.tool.name", "error.type")
-        metric_attrs: dict[str, Any] = {k: attrs[k] for k in keys if k in attrs}
-        self.duration.record((response.ts_ns - request.ts_ns) / 1e9, metric_attrs)
+            message = description or (response.error_message if response is not None else None)
+            span.set_status(Status(StatusCode.ERROR, message or attrs["error.type"]))
+        span.end(end_time=max(end_ns, request.ts_ns))
+        metric_attrs = {k: attrs[k] for k in METRIC_KEYS if k in attrs}
+        seconds = max(0, end_ns - request.ts_ns) / 1e9
+        for h in self.durations:
+            h.record(seconds, metric_attrs)
 
     def close(self) -> None:
-        # flush what we can, but never hold km's exit hostage to an absent collector
+        # flush what we can, but never hold km's exit hostage to a collector: at most
+        # SHUTDOWN_SECONDS in all, and no wait at all once an export failed (the SDK would retry)
+        deadline = time.monotonic() + SHUTDOWN_SECONDS
+        done = threading.Event()
+
         def shutdown() -> None:
             try:
+                if not _reported.is_set():
+                    self.tracer_provider.force_flush()
+                    self.meter_provider.force_flush(timeout_millis=int(SHUTDOWN_SECONDS * 1000))
                 self.tracer_provider.shutdown()
                 self.meter_provider.shutdown(timeout_millis=int(SHUTDOWN_SECONDS * 1000))
             except Exception as exc:  # pragma: no cover - depends on the collector
-                print(f"km: OpenTelemetry export failed: {exc}", file=sys.stderr)
+                if not _reported.is_set():
+                    _reported.set()
+                    print(f"km: OpenTelemetry export failed: {exc}", file=sys.stderr)
+            finally:
+                done.set()
 
-        worker = threading.Thread(target=shutdown, daemon=True)
-        worker.start()
-        worker.join(SHUTDOWN_SECONDS)
+        threading.Thread(target=shutdown, name="km-otel-close", daemon=True).start()
+        while not done.wait(0.01) and not _reported.is_set() and time.monotonic() < deadline:
+            pass
+        if not done.is_set():  # abort the exporters' retries (what is left is dropped)
+            for exporter in (self._span_exporter, self._metric_exporter):
+                with contextlib.suppress(Exception):
+                    exporter.shutdown()

@@ -65,6 +65,7 @@ class ToolMetrics:
         labels = self._labels(server, tool)
         if kind == "request":
             self.calls.labels(*labels).inc()
+            self.errors.labels(*labels)  # a 0 series from the first call: rate(errors) / rate(calls) works
         elif kind in ("response", "error"):
             if is_error:
                 self.errors.labels(*labels).inc()
