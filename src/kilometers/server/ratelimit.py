@@ -33,11 +33,12 @@ class LoginThrottle:
     process, like :class:`RateLimiter`).
 
     The first ``free`` failures cost nothing; each later one doubles the wait before the next
-    attempt, up to ``max_delay`` seconds, so an attacker cannot lock a real user out for long. A
-    successful sign-in clears the account's and the address's failures, and the address becomes
-    known-good for that account: the account's delay no longer applies to it (someone guessing a
-    user's password elsewhere does not keep that user out), only that address's own failures do.
-    Failures are forgotten after ``forget`` seconds without one."""
+    attempt, up to ``max_delay`` seconds, so an attacker cannot lock a real user out for long.
+    An address a user has signed in from is known-good for that account: there, only that pair's
+    own failures count, so someone guessing the user's password elsewhere, or others failing
+    behind the same address, do not keep the user out. A successful sign-in clears the
+    account's, the address's and the pair's failures. Failures are forgotten after ``forget``
+    seconds without one."""
 
     def __init__(self, free: int = 5, max_delay: float = 60.0, forget: float = 900.0) -> None:
         self.free = free
@@ -59,28 +60,32 @@ class LoginThrottle:
             return 0.0
         return max(0.0, last + self._delay(failures) - now)
 
+    @staticmethod
+    def _keys(account: str, address: str) -> tuple[str, str, str]:
+        return f"addr:{address}", f"acct:{account}", f"pair:{account}\x00{address}"
+
     def wait(self, account: str, address: str) -> float:
         """0 when a sign-in may be tried now, else the seconds to wait."""
+        addr, acct, pair = self._keys(account, address)
         now = time.monotonic()
         with self._lock:
-            waits = [self._wait(f"addr:{address}", now)]
-            if address not in self._known.get(account, ()):
-                waits.append(self._wait(f"acct:{account}", now))
-            return max(waits)
+            if address in self._known.get(account, ()):
+                return self._wait(pair, now)
+            return max(self._wait(addr, now), self._wait(acct, now))
 
     def failed(self, account: str, address: str) -> None:
         now = time.monotonic()
         with self._lock:
             if len(self._failures) > 100_000:  # bounded memory under a spray of names
                 self._failures = {k: v for k, v in self._failures.items() if now - v[1] <= self.forget}
-            for key in (f"addr:{address}", f"acct:{account}"):
+            for key in self._keys(account, address):
                 failures, last = self._failures.get(key, (0, now))
                 self._failures[key] = (0 if now - last > self.forget else failures) + 1, now
 
     def succeeded(self, account: str, address: str) -> None:
         with self._lock:
-            self._failures.pop(f"addr:{address}", None)
-            self._failures.pop(f"acct:{account}", None)
+            for key in self._keys(account, address):
+                self._failures.pop(key, None)
             known = self._known.setdefault(account, set())
             if len(known) < 100:
                 known.add(address)
