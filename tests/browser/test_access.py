@@ -139,6 +139,27 @@ def test_a_signed_out_users_live_page_ends(browser: Browser, servers: Servers) -
     page.context.close()
 
 
+def test_a_role_change_reopens_the_live_stream_with_the_new_role(browser: Browser, servers: Servers) -> None:
+    _user(servers, "promoted@example.com", "viewer")
+    page = _signed_in_page(browser, servers.first, "promoted@example.com")
+    _live(page, servers, "before_role_change")
+    owner, h = _api_client(servers.second, OWNER)
+    uid = next(m["user_id"] for m in owner.get("/api/v1/members").json()["items"]
+               if m["email"] == "promoted@example.com")  # fmt: skip
+    # the stream opened as a viewer ends, and a new one opens as a member
+    reopened = lambda r: "/api/v1/live" in r.url and r.status == 200  # noqa: E731
+    with page.expect_response(reopened, timeout=ENDS_WITHIN_MS + 2_000):
+        assert owner.patch(f"/api/v1/members/{uid}", json={"role": "member"}, headers=h).status_code == 200
+    expect(page.get_by_test_id("live-status")).to_contain_text("connected")
+    assert "/login" not in page.url
+    km("monitor", "--name", "live", "--", sys.executable, str(SERVER), env=servers.monitor_env(),
+       stdin=_call(2, "after_role_change"))  # fmt: skip
+    km("sync", env=servers.monitor_env())
+    expect(page.get_by_test_id("live-row").filter(has_text="after_role_change").first).to_be_visible()
+    owner.close()
+    page.context.close()
+
+
 def test_the_last_owner_is_asked_and_refused(browser: Browser, servers: Servers) -> None:
     page = _signed_in_page(browser, servers.first, OWNER)
     page.get_by_test_id("nav-settings").click()

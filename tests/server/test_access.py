@@ -15,9 +15,10 @@ from contextlib import ExitStack
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import Engine, update
 
 from kilometers.server import accounts, tenancy
+from kilometers.server.app import ServerSettings
 from kilometers.store.schema import web_sessions
 
 from conftest import Api
@@ -287,3 +288,11 @@ def test_usage_and_the_session_cut_by_the_monthly_limit(api: Api) -> None:
     org = tenancy.set_limits(api.engine, org, events_per_month=8, retention_days=7)
     usage = api.client.get("/api/v1/org", headers=bearer(read)).json()["usage"]
     assert usage["events"] == 8 and usage["state"] == "over"
+
+
+def test_km_ui_has_no_plan_limit(engine: Engine, store_url: str) -> None:
+    local = Api(engine, store_url, ServerSettings(local_token="t" * 32))
+    r = local.client.get("/api/v1/org", headers={"X-KM-Token": "t" * 32})
+    assert r.status_code == 200, r.text
+    assert r.json()["usage"]["limit"] is None and r.json()["usage"]["state"] == "ok"
+    assert local.client.get("/api/v1/org").status_code == 401
