@@ -118,6 +118,17 @@ export interface Org {
   plan: string;
   events_per_month: number | null;
   retention_days: number | null;
+  /** This month's usage (GET /api/v1/org only). */
+  usage?: Usage;
+}
+
+/** Events stored this month (UTC) against the plan's limit. */
+export interface Usage {
+  month: string;
+  events: number;
+  limit: number | null;
+  state: "ok" | "near" | "over";
+  resets_at: string;
 }
 
 export interface Me {

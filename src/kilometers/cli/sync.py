@@ -150,6 +150,11 @@ def status_cmd(db_url: str | None, as_json: bool) -> None:
             "sessions": backlog.sessions,
             "rejected_events": backlog.rejected,
             "last_upload_ns": backlog.last_upload_ns,
+            "quota_exceeded": (
+                {"since_ns": backlog.quota_ns, "message": backlog.quota_message}
+                if backlog.quota_ns is not None
+                else None
+            ),
         }
     if as_json:
         echo_json(info)
@@ -179,3 +184,8 @@ def status_cmd(db_url: str | None, as_json: bool) -> None:
             click.echo(f"  {name:<{width}}  {count}")
     if backlog.rejected:
         click.echo(f"refused:      {_plural(backlog.rejected, 'event')} refused by the server (kept locally)")
+    if backlog.quota_ns is not None:
+        click.echo(
+            f"over limit:   since {_when(backlog.quota_ns)}: {backlog.quota_message} Events are kept "
+            "locally; `km sync` uploads them once the month ends or the plan's limit is raised"
+        )

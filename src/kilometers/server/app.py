@@ -32,7 +32,7 @@ from ..export.prometheus import CONTENT_TYPE, ServerMetrics
 from ..model import format_ts, parse_ts
 from ..store import db, queries, rollups
 from . import ingest as ingest_mod
-from . import oidc, web
+from . import oidc, tenancy, web
 from .auth import Auth, AuthSettings, Caller
 from .errors import AUTHENTICATED, ApiError, error_response, error_responses
 from .live import LiveHub
@@ -400,8 +400,10 @@ def create_app(
 
     @app.get("/api/v1/org", tags=["read"], responses=error_responses(*AUTHENTICATED))
     def get_org(caller: read) -> dict[str, Any]:
-        """The organization of the calling key, with its plan limits."""
-        return caller.org.to_dict()
+        """The organization of the calling key, with its plan limits and this month's usage."""
+        # the limit as it is now, not as a cached key lookup saw it (km ui's org has no row)
+        org = caller.org if caller.mode == "local" else tenancy.get_org(engine, caller.org.id)
+        return {**org.to_dict(), "usage": tenancy.usage(engine, org)}
 
     web.register(app, engine, auth, hub, sso=settings.oidc is not None)
     oidc.register(app, engine, auth, settings.oidc)

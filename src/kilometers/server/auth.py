@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 from ..store.schema import LOCAL_ORG
 from . import accounts, tenancy
 from .errors import ApiError
-from .ratelimit import RateLimiter
+from .ratelimit import LoginThrottle, RateLimiter
 
 SESSION_COOKIE = "km_session"
 LOCAL_HEADER = "x-km-token"
@@ -95,6 +95,7 @@ class Auth:
         self.engine = engine
         self.settings = settings
         self.limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
+        self.login_throttle = LoginThrottle()
         self.local_csrf = secrets.token_urlsafe(32)
         self._cache: dict[str, tuple[float, Caller | None, bool]] = {}
 
@@ -104,11 +105,12 @@ class Auth:
 
     # -- API keys ------------------------------------------------------------------------------
 
-    def _key_caller(self, key: str) -> tuple[Caller | None, bool]:
-        """(caller, revoked), cached briefly so ingestion does not hit the database per request."""
+    def _key_caller(self, key: str, fresh: bool = False) -> tuple[Caller | None, bool]:
+        """(caller, revoked), cached briefly so ingestion does not hit the database per request
+        (``fresh``: read the database, as a live stream's re-check does)."""
         now = time.monotonic()
         hit = self._cache.get(key)
-        if hit and now - hit[0] < self.settings.cache_seconds:
+        if hit and not fresh and now - hit[0] < self.settings.cache_seconds:
             return hit[1], hit[2]
         record = tenancy.authenticate(self.engine, key)
         caller, revoked = None, False
@@ -138,9 +140,9 @@ class Auth:
         self._cache[key] = (now, caller, revoked)
         return caller, revoked
 
-    def _from_key(self, key: str) -> Caller:
+    def _from_key(self, key: str, fresh: bool = False) -> Caller:
         challenge = {"WWW-Authenticate": 'Bearer realm="kilometers"'}
-        caller, revoked = self._key_caller(key)
+        caller, revoked = self._key_caller(key, fresh)
         if caller is None:
             raise ApiError(401, "invalid_api_key", "this API key is not valid", challenge)
         if revoked:
@@ -188,7 +190,7 @@ class Auth:
             user_id=session.user.id,
         )
 
-    def identify(self, request: Request, csrf: bool = True) -> Caller:
+    def identify(self, request: Request, csrf: bool = True, fresh: bool = False) -> Caller:
         header = request.headers.get("authorization", "")
         key = (
             header[7:].strip()
@@ -196,7 +198,7 @@ class Auth:
             else request.headers.get("x-api-key", "")
         )
         if key and not self.local:
-            return self._from_key(key)
+            return self._from_key(key, fresh)
         caller = self._from_browser(request)
         if caller is None:
             if self.local:
@@ -214,6 +216,23 @@ class Auth:
             if not same_origin(request) or not hmac.compare_digest(sent, caller.csrf_token or ""):
                 raise ApiError(403, "csrf_failed", "missing or wrong X-CSRF-Token, or a cross-site request")
         return caller
+
+    def still_allowed(self, request: Request, caller: Caller, permission: str) -> bool:
+        """Whether the credential ``caller`` was identified from still grants the same access: not
+        signed out, expired or revoked, still a member of the same organization, same role. Read
+        from the database (another process may have made the change), for long-lived requests
+        such as the live stream."""
+        try:
+            now = self.identify(request, csrf=False, fresh=True)
+        except Exception:  # refused, or the database is down: end it (the client reconnects)
+            return False
+        return (
+            now.mode == caller.mode
+            and now.org.id == caller.org.id
+            and now.role == caller.role
+            and now.user_id == caller.user_id
+            and permission in now.permissions
+        )
 
     def require(self, permission: str) -> Callable[[Request], Caller]:
         def dependency(request: Request) -> Caller:

@@ -144,9 +144,11 @@ class BatchError(ValueError):
 
 
 class QuotaExceeded(Exception):
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, refused: int = 0) -> None:
         super().__init__(message)
         self.message = message
+        self.refused = refused
+        """New events of the batch that were not stored."""
 
 
 def _describe(exc: ValidationError) -> str:
@@ -464,22 +466,46 @@ def ingest(engine: Engine, org: Org, body: Any, redact: bool = True) -> IngestRe
     session_row = _session_row(org.id, session, redact)
     now = time.time_ns()
     month = _month(now)
+    try:
+        return _store(engine, org, session_row, rows, errors, month)
+    except QuotaExceeded as exc:
+        # nothing of the batch was stored, but the session is: with its final state when the
+        # batch carries it (so it does not read "running" forever) and the refused events
+        # counted as not stored (``dropped_events``, at least this many): a partial session
+        with engine.begin() as conn:
+            refused = session_row["dropped_events"] + exc.refused
+            _upsert_session(conn, {**session_row, "dropped_events": refused})
+        raise
+
+
+def _upsert_session(conn: Connection, session_row: dict[str, Any]) -> Any:
+    stmt = upsert(conn, sessions).values(session_row)
+    ex = stmt.excluded
+    first_wins = ("name", "ended_ns", "exit_code", "client", "server", "protocol_version", "capabilities")
+    return conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["org_id", "id"],
+            set_={
+                **{c: func.coalesce(sessions.c[c], ex[c]) for c in first_wins},
+                "dropped_events": func.greatest(ex.dropped_events, sessions.c.dropped_events)
+                if conn.dialect.name == "postgresql"
+                else func.max(ex.dropped_events, sessions.c.dropped_events),
+            },
+        ).returning(sessions.c.name, sessions.c.server)
+    ).one()
+
+
+def _store(
+    engine: Engine,
+    org: Org,
+    session_row: dict[str, Any],
+    rows: list[dict[str, Any]],
+    errors: list[dict[str, Any]],
+    month: int,
+) -> IngestResult:
     with engine.begin() as conn:
         dialect = conn.dialect.name
-        stmt = upsert(conn, sessions).values(session_row)
-        ex = stmt.excluded
-        first_wins = ("name", "ended_ns", "exit_code", "client", "server", "protocol_version", "capabilities")
-        stored = conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["org_id", "id"],
-                set_={
-                    **{c: func.coalesce(sessions.c[c], ex[c]) for c in first_wins},
-                    "dropped_events": func.greatest(ex.dropped_events, sessions.c.dropped_events)
-                    if dialect == "postgresql"
-                    else func.max(ex.dropped_events, sessions.c.dropped_events),
-                },
-            ).returning(sessions.c.name, sessions.c.server)
-        ).one()
+        stored = _upsert_session(conn, session_row)
         server = _label(stored.name, stored.server)
         inserted: set[str] = set()
         if rows and dialect == "postgresql":
@@ -508,7 +534,8 @@ def ingest(engine: Engine, org: Org, body: Any, redact: bool = True) -> IngestRe
                 raise QuotaExceeded(
                     f"organization {org.name!r} reached its limit of {org.events_per_month} events per month "
                     f"(plan {org.plan}; {used - len(new_rows)} stored this month). "
-                    "Nothing from this batch was stored."
+                    "Nothing from this batch was stored.",
+                    len(new_rows),
                 )
             conn.execute(
                 update(sessions)

@@ -1,6 +1,13 @@
 """Live events: every server process tails the events table for the organizations someone is
 watching and pushes new events to their browsers over Server-Sent Events.
 
+Each stream stays bound to the credential that opened it: every ``RECHECK_SECONDS`` it asks the
+database again whether that browser session or API key still grants the same access (signed out,
+expired, removed, role changed, key revoked: the stream ends with an ``event: revoked`` message).
+A re-check, rather than a notification on each change, also sees expiry (which no one makes) and
+changes made by any process or by `km admin`, on SQLite as on PostgreSQL, at the cost of one
+indexed lookup per stream every two seconds.
+
 On PostgreSQL, ingestion runs ``pg_notify('km_events', org_id)`` in its transaction, so every
 process (not only the one that ingested) wakes up the moment a batch commits. On SQLite (the
 local store, written by `km monitor` processes) the tailer polls every ``poll_interval``.
@@ -11,8 +18,9 @@ from __future__ import annotations
 import asyncio
 import sys
 import threading
+import time
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +36,12 @@ LOOKBACK = 500
 """PostgreSQL sequences are assigned before commit: look back a little and de-duplicate."""
 QUEUE_MAX = 10_000
 HEARTBEAT_SECONDS = 15.0
+RECHECK_SECONDS = 2.0
+"""How often a stream re-checks its credential (access ends at most this long after it should)."""
+REVOKED = (
+    b'event: revoked\ndata: {"code":"access_ended",'
+    b'"message":"this sign-in or API key no longer grants access"}\n\n'
+)
 
 
 @dataclass
@@ -189,13 +203,27 @@ class LiveHub:
                 self._stop.wait(1.0)  # PostgreSQL restarting: reconnect
 
 
-async def stream(hub: LiveHub, org_id: str, flt: LiveFilter, is_disconnected: Any) -> AsyncIterator[bytes]:
-    """The SSE body: ``event: event`` messages, and a comment line as heartbeat."""
+async def stream(
+    hub: LiveHub,
+    org_id: str,
+    flt: LiveFilter,
+    is_disconnected: Any,
+    allowed: Callable[[], Awaitable[bool]] | None = None,
+) -> AsyncIterator[bytes]:
+    """The SSE body: ``event: event`` messages, and a comment line as heartbeat. ``allowed`` is
+    asked every ``RECHECK_SECONDS`` whether the caller's credential still grants access; when it
+    does not, an ``event: revoked`` message ends the stream."""
     sub = hub.subscribe(org_id, flt)
     idle = 0.0
+    checked = time.monotonic()
     try:
         yield b": connected\n\n"
         while True:
+            if allowed is not None and time.monotonic() - checked >= RECHECK_SECONDS:
+                if not await allowed():
+                    yield REVOKED
+                    return
+                checked = time.monotonic()
             try:
                 data = await asyncio.wait_for(sub.queue.get(), 1.0)
             except TimeoutError:

@@ -10,6 +10,7 @@ import hashlib
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -146,6 +147,35 @@ def get_org(engine: Engine, ref: str) -> Org:
 def list_orgs(engine: Engine) -> list[Org]:
     with engine.connect() as conn:
         return [_org_from_row(r) for r in conn.execute(select(organizations).order_by(organizations.c.name))]
+
+
+NEAR_LIMIT = 0.8
+"""The share of the monthly limit from which the dashboard warns."""
+
+
+def usage(engine: Engine, org: Org, now_ns: int | None = None) -> dict[str, Any]:
+    """Events stored this month (UTC; what the plan's limit counts) against the limit, and where
+    that stands: ``ok``, ``near`` (at least :data:`NEAR_LIMIT` of it) or ``over`` (uploads are
+    refused with 402 until the month ends or the limit is raised)."""
+    now = datetime.fromtimestamp((now_ns or time.time_ns()) / 1e9, UTC)
+    month = now.year * 100 + now.month
+    with engine.connect() as conn:
+        used = conn.execute(
+            select(org_usage.c.events).where(org_usage.c.org_id == org.id, org_usage.c.month == month)
+        ).scalar()
+    used = int(used or 0)
+    limit = org.events_per_month
+    state = "ok"
+    if limit is not None:
+        state = "over" if used >= limit else "near" if used >= NEAR_LIMIT * limit else "ok"
+    resets = datetime(now.year + now.month // 12, now.month % 12 + 1, 1, tzinfo=UTC)
+    return {
+        "month": f"{now.year:04d}-{now.month:02d}",
+        "events": used,
+        "limit": limit,
+        "state": state,
+        "resets_at": resets.isoformat().replace("+00:00", "Z"),
+    }
 
 
 def set_limits(

@@ -1,6 +1,7 @@
 """The dashboard's side of the server: sign-in, settings endpoints, the live stream, the built
 front end (served from ``static/``) and the security headers every response carries."""
 
+import math
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -168,13 +169,20 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         """Sign in with e-mail and password; sets an HTTP-only session cookie."""
         team_only()
         host = request.client.host if request.client else "?"
-        if auth.limiter.take(f"login:{host}") > 0:
+        account = body.email.strip().lower()
+        wait = math.ceil(auth.login_throttle.wait(account, host))
+        if wait > 0:
             raise ApiError(
-                429, "rate_limited", "too many sign-in attempts; wait a little", {"Retry-After": "5"}
+                429,
+                "login_throttled",
+                f"too many failed sign-ins for this account or from this address; try again in {wait} s",
+                {"Retry-After": str(wait)},
             )
         user = await run_in_threadpool(accounts.verify_login, engine, body.email, body.password)
         if user is None:
+            auth.login_throttle.failed(account, host)
             raise ApiError(401, "invalid_credentials", "wrong e-mail or password")
+        auth.login_throttle.succeeded(account, host)
         try:
             token, _csrf = accounts.start_session(engine, user)
         except tenancy.TenancyError as exc:
@@ -273,10 +281,16 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         errors: bool = False,
         q: Annotated[str | None, Query(max_length=500)] = None,
     ) -> StreamingResponse:
-        """New events as they are stored, as Server-Sent Events (`event: event`, data = Event JSON)."""
+        """New events as they are stored, as Server-Sent Events (`event: event`, data = Event JSON).
+        The stream ends with `event: revoked` within seconds of the credential that opened it
+        ending (sign-out, expiry, removal, role change, key revocation)."""
         flt = LiveFilter(session_id, method, tool, kind, errors, q)
+
+        async def allowed() -> bool:
+            return await run_in_threadpool(auth.still_allowed, request, caller, "read")
+
         return StreamingResponse(
-            stream(hub, caller.org.id, flt, request.is_disconnected),
+            stream(hub, caller.org.id, flt, request.is_disconnected, allowed),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
         )

@@ -31,7 +31,20 @@ from typing import Any
 
 import httpx
 import orjson
-from sqlalchemy import BigInteger, Engine, Text, and_, cast, exists, func, insert, literal, select, update
+from sqlalchemy import (
+    BigInteger,
+    Engine,
+    Text,
+    and_,
+    cast,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 
 from .. import __version__
@@ -50,6 +63,8 @@ SESSIONS_PER_PASS = 100
 CURSOR = "cursor"
 LAST_UPLOAD = "last_upload_ns"
 REJECTED = "rejected_events"
+QUOTA = "quota_exceeded"
+"""``<time ns> <the server's message>`` of the last 402, until an upload is accepted again."""
 LEASE = "lease"
 Progress = Callable[[int], None]
 """Called with the number of events the server just acknowledged."""
@@ -216,6 +231,10 @@ class Backlog:
     cursor: int
     last_upload_ns: int | None
     rejected: int
+    quota_ns: int | None = None
+    """When the server last refused an upload for the plan's monthly limit (None: not refused
+    since the last accepted upload)."""
+    quota_message: str | None = None
 
     @property
     def events(self) -> int:
@@ -412,7 +431,14 @@ class Uploader:
             cursor=cursor,
             last_upload_ns=self._get_int(LAST_UPLOAD),
             rejected=self._get_int(REJECTED) or 0,
+            **self._quota(),
         )
+
+    def _quota(self) -> dict[str, Any]:
+        when, _, message = (self._get(QUOTA) or "").partition(" ")
+        if not when.isdigit():
+            return {}
+        return {"quota_ns": int(when), "quota_message": message}
 
     def _load_session(self, conn: Any, session_id: str, first_ts_ns: int) -> Session:
         row = conn.execute(
@@ -461,6 +487,7 @@ class Uploader:
                 f"the team server at {self.target} refused the API key (HTTP {status}: {message})"
             )
         if status == 402:
+            self._write(QUOTA, f"{time.time_ns()} {message}")
             raise QuotaExceeded(
                 f"the organization's plan limit is reached (HTTP 402: {message})", retry_after
             )
@@ -583,6 +610,9 @@ class Uploader:
                 self._write(f"session:{session.id}", str(session.ended_ns))
             self._note_rejected(part.rejected)
             self._write(LAST_UPLOAD, str(time.time_ns()))
+            if part.accepted:
+                with self.engine.begin() as conn:  # the server takes events again
+                    conn.execute(delete(sync_state).where(self._state_where(QUOTA)))
             result.add(part)
             self.totals.add(part)
             if progress is not None:

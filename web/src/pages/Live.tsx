@@ -18,7 +18,15 @@ const ROW_HEIGHT = 29;
 /** Minimum time between two DOM updates of the list. */
 const FLUSH_MS = 100;
 
-type Status = "connecting" | "open" | "reconnecting";
+/** "revoked": the server ended the stream because the sign-in or key no longer grants access
+ *  (the reconnect then signs out, or reopens with a changed role). */
+type Status = "connecting" | "open" | "reconnecting" | "revoked";
+const STATUS_TEXT: Record<Status, string> = {
+  connecting: "connecting…",
+  open: "connected",
+  reconnecting: "reconnecting…",
+  revoked: "access changed: checking sign-in…",
+};
 
 /** One list row, built with text nodes only (payload-derived strings are untrusted). */
 function liveRow(e: KmEvent): HTMLAnchorElement {
@@ -91,8 +99,12 @@ export function LivePage() {
 
     const close = openStream(streamUrl, {
       onOpen: () => setStatus("open"),
-      onError: () => setStatus("reconnecting"), // it retries by itself
+      onError: () => setStatus((s) => (s === "revoked" ? s : "reconnecting")), // it retries by itself
       onMessage: (name, data) => {
+        if (name === "revoked") {
+          setStatus("revoked");
+          return;
+        }
         const e = name === LIVE_EVENT ? parseLiveEvent(data) : null;
         if (!e) return;
         f.push(e);
@@ -137,7 +149,7 @@ export function LivePage() {
     <section data-testid="page-live">
       <PageHeader title="Live">
         <span class={`status status-${status}`} data-testid="live-status">
-          {status === "open" ? "connected" : status === "connecting" ? "connecting…" : "reconnecting…"}
+          {STATUS_TEXT[status]}
         </span>
         <button
           type="button"

@@ -3,7 +3,8 @@ import { api } from "../api";
 import { Chart, COLORS, type ChartSeries } from "../components/Chart";
 import { Link } from "../components/Link";
 import { Empty, ErrorBanner, Loading, PageHeader, RangePicker, StatCard } from "../components/ui";
-import { useApi, useTitle } from "../hooks";
+import { QuotaBanner, UsageMeter } from "../components/Usage";
+import { useApi, useMe, useTitle } from "../hooks";
 import { formatCompact, formatInt, formatMs, formatPercent } from "../lib/format";
 import { toQueryString } from "../lib/query";
 import {
@@ -35,6 +36,11 @@ export function OverviewPage() {
   useTitle("Overview");
   const [range, setRange] = useRange();
   const stats = useApi((signal) => api.stats(rangeQuery(range, Date.now()), signal), [range]);
+  const { me } = useMe();
+  const team = me.mode === "team";
+  // the organization's plan usage (team server only: km ui's local store has no plan)
+  const org = useApi((signal) => (team ? api.org(signal) : Promise.resolve(null)), [team, me.org.id]);
+  const usage = org.data?.usage;
 
   return (
     <section data-testid="page-overview">
@@ -44,6 +50,12 @@ export function OverviewPage() {
           Refresh
         </button>
       </PageHeader>
+      <QuotaBanner usage={usage} />
+      {usage && (
+        <p class="usage-line muted" data-testid="overview-usage">
+          Plan <strong>{org.data?.plan}</strong>: <UsageMeter usage={usage} />
+        </p>
+      )}
       <ErrorBanner error={stats.error} onRetry={stats.reload} />
       {stats.loading && !stats.data && <Loading />}
       {stats.data && <OverviewBody stats={stats.data} range={range} />}

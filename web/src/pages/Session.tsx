@@ -9,6 +9,7 @@ import { toQueryString } from "../lib/query";
 import { buildWaterfall, layoutBar, timelineSpan, type WaterfallRow } from "../lib/waterfall";
 import { handleLinkClick, paths } from "../router";
 import type { KmEvent, KmSession } from "../types";
+import { PartialBadge } from "../components/Usage";
 import { clientName, serverName } from "./Sessions";
 
 const EVENT_LIMIT = 1000;
@@ -48,7 +49,13 @@ function SessionHeader({ s }: { s: KmSession }) {
     ["Protocol version", s.protocol_version ?? "—"],
     ["Transport", s.transport],
     ["Started", formatDateTime(s.started_at)],
-    ["Ended", s.ended_at ? formatDateTime(s.ended_at) : "running"],
+    [
+      "Ended",
+      <>
+        {s.ended_at ? formatDateTime(s.ended_at) : s.dropped_events > 0 ? "—" : "running"}{" "}
+        <PartialBadge dropped={s.dropped_events} />
+      </>,
+    ],
     ["Duration", formatMs(s.duration_ms)],
     [
       "Events",

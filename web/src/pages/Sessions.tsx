@@ -5,6 +5,7 @@ import { Empty, ErrorBanner, Loading, PageHeader } from "../components/ui";
 import { useMe, useTitle } from "../hooks";
 import { formatDateTime, formatInt, formatMs } from "../lib/format";
 import { handleLinkClick, paths } from "../router";
+import { PartialBadge } from "../components/Usage";
 import type { KmSession } from "../types";
 
 const PAGE_SIZE = 50;
@@ -108,7 +109,16 @@ export function SessionsPage() {
                   </td>
                   <td>{formatDateTime(s.started_at)}</td>
                   <td class="num">
-                    {s.ended_at ? formatMs(s.duration_ms) : <span class="badge badge-live">running</span>}
+                    {s.dropped_events > 0 ? (
+                      <>
+                        {s.ended_at ? `${formatMs(s.duration_ms)} ` : ""}
+                        <PartialBadge dropped={s.dropped_events} />
+                      </>
+                    ) : s.ended_at ? (
+                      formatMs(s.duration_ms)
+                    ) : (
+                      <span class="badge badge-live">running</span>
+                    )}
                   </td>
                   <td class="num">{formatInt(s.event_count)}</td>
                   <td class={`num ${s.error_count ? "text-bad" : ""}`}>{formatInt(s.error_count)}</td>

@@ -5,9 +5,23 @@ import { canCreateKeys, canManage, useApi, useMe, useTitle } from "../hooks";
 import { formatInt, formatNs } from "../lib/format";
 import { KEY_SCOPES, ROLES, type ApiKeyItem, type KeyScope, type Member, type Org, type Role } from "../types";
 import { NewKey } from "./Onboarding";
+import { QuotaBanner, UsageMeter } from "../components/Usage";
+import { ApiError } from "../api";
 
 function asError(err: unknown): Error {
   return err instanceof Error ? err : new Error(String(err));
+}
+
+/** The server's refusal, with what to do about it where the message alone is not enough. */
+function explain(err: Error): Error {
+  if (err instanceof ApiError && err.code === "last_owner") {
+    return new ApiError(
+      err.status,
+      err.code,
+      "You are the organization's last owner: it would have no one left to manage it. Make another member owner first, then change your own role.",
+    );
+  }
+  return err;
 }
 
 export function SettingsPage() {
@@ -129,6 +143,7 @@ function OrgSettings({ editable }: { editable: boolean }) {
   return (
     <div class="card" data-testid="org-settings">
       <h2>Organization</h2>
+      <QuotaBanner usage={data.usage} />
       <ErrorBanner error={org.error} onRetry={org.reload} />
       <form class="form-grid" onSubmit={save}>
         <div class="field">
@@ -143,6 +158,12 @@ function OrgSettings({ editable }: { editable: boolean }) {
           <span>Events per month</span>
           <strong>{data.events_per_month === null ? "unlimited" : formatInt(data.events_per_month)}</strong>
         </div>
+        {data.usage && (
+          <div class="field">
+            <span>Used this month</span>
+            <UsageMeter usage={data.usage} />
+          </div>
+        )}
         <label class="field">
           Retention (days)
           <input
@@ -328,8 +349,10 @@ function MemberSettings({ selfId }: { selfId: string }) {
   const [role, setRole] = useState<Role>("member");
   const [password, setPassword] = useState("");
   const [confirming, setConfirming] = useState<string | null>(null);
+  const [ownRole, setOwnRole] = useState<Role | null>(null);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<Error | null>(null);
+  const { me, setMe } = useMe();
 
   const act = async (fn: () => Promise<unknown>) => {
     setBusy(true);
@@ -340,10 +363,17 @@ function MemberSettings({ selfId }: { selfId: string }) {
       setBusy(false);
       return true;
     } catch (err) {
-      setError(asError(err));
+      setError(explain(asError(err)));
+      members.reload(); // the selects show the roles as they are
       setBusy(false);
       return false;
     }
+  };
+
+  // One's own role changes only after a confirmation: it may take away the rights to undo it.
+  const changeOwnRole = async (next: Role) => {
+    setOwnRole(null);
+    if (await act(() => api.setRole(selfId, next))) setMe({ ...me, role: next });
   };
 
   const add = async (ev: Event) => {
@@ -428,13 +458,15 @@ function MemberSettings({ selfId }: { selfId: string }) {
                 </td>
                 <td>
                   <select
-                    value={m.role}
+                    key={`${m.role}:${ownRole ?? ""}`}
+                    value={m.user_id === selfId && ownRole ? ownRole : m.role}
                     disabled={busy}
                     aria-label={`Role of ${m.email}`}
                     data-testid="member-role-select"
                     onChange={(e) => {
                       const next = (e.target as HTMLSelectElement).value as Role;
-                      void act(() => api.setRole(m.user_id, next));
+                      if (m.user_id === selfId) setOwnRole(next);
+                      else void act(() => api.setRole(m.user_id, next));
                     }}
                   >
                     {ROLES.map((r) => (
@@ -443,6 +475,28 @@ function MemberSettings({ selfId }: { selfId: string }) {
                       </option>
                     ))}
                   </select>
+                  {m.user_id === selfId && ownRole && ownRole !== m.role && (
+                    <span class="confirm" data-testid="confirm-own-role">
+                      Change your own role to <strong>{ownRole}</strong>? You may lose the right to change it back.{" "}
+                      <button
+                        type="button"
+                        class="btn btn-small btn-danger"
+                        disabled={busy}
+                        data-testid="confirm-own-role-change"
+                        onClick={() => void changeOwnRole(ownRole)}
+                      >
+                        Change my role
+                      </button>{" "}
+                      <button
+                        type="button"
+                        class="btn btn-small"
+                        data-testid="cancel-own-role-change"
+                        onClick={() => setOwnRole(null)}
+                      >
+                        Cancel
+                      </button>
+                    </span>
+                  )}
                 </td>
                 <td class="actions">
                   {confirming !== m.user_id ? (
