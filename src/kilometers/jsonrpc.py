@@ -17,11 +17,13 @@ from typing import Any
 import orjson
 
 from .jsonlimits import loads_message, too_deep, value_too_deep
-from .model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Event, Kind, Session
+from .model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Event, Kind, Message, Session
 
 PROTOCOL_VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"
 CLIENT_INFO_META_KEY = "io.modelcontextprotocol/clientInfo"
 SERVER_INFO_META_KEY = "io.modelcontextprotocol/serverInfo"
+
+CANCELLED = "notifications/cancelled"
 
 MAX_PENDING_REQUESTS = 100_000
 """Unanswered requests remembered for correlation; the oldest are forgotten beyond this."""
@@ -279,15 +281,8 @@ class Capture:
         if self.payload_limit and size > self.payload_limit:
             raw, truncated = line[: self.payload_limit], True
         text = raw.decode("utf-8", "backslashreplace")
-        event = Event(
-            session_id=self.session.id,
-            ts_ns=ts_ns,
-            direction=direction,
-            kind="invalid",
-            size_bytes=size,
-            payload=orjson.dumps(text).decode(),
-            truncated=truncated,
-        )
+        event = self._event(direction, ts_ns, Message(orjson.dumps(text).decode(), text, "invalid", size))
+        event.truncated = truncated
         if b'"' in line:  # it may still read as a request to a lenient server
             self._recovered(event, line)
         return event
@@ -298,6 +293,8 @@ class Capture:
         if method is None:
             return
         event.method, event.tool, event.jsonrpc_id = method, tool, jsonrpc_id
+        if event.message is not None:
+            event.message.method, event.message.tool, event.message.jsonrpc_id = method, tool, jsonrpc_id
         severity = "high" if method == "tools/call" else "medium"
         what = f"tools/call of {tool!r}" if tool is not None else method
         message = (
@@ -317,93 +314,82 @@ class Capture:
         self._pending[_id_key(direction, jsonrpc_id)] = pending
 
     def _message(
-        self, direction: Direction, message: Any, text: str, size: int, ts_ns: int, out: list[Event]
+        self, direction: Direction, value: Any, text: str, size: int, ts_ns: int, out: list[Event]
     ) -> None:
-        kind = classify(message)
+        """One decoded message: classified, its fields read once into a :class:`Message`, then
+        correlated and filtered into an event."""
+        kind = classify(value)
         if kind == "invalid":
-            self._append(out, Event(self.session.id, ts_ns, direction, "invalid", size, text))
+            self._append(out, self._event(direction, ts_ns, Message(text, value, "invalid", size)))
             return
-        jsonrpc_id = message.get("id")
+        message = Message(text, value, kind, size, value.get("id"))
         if kind in ("request", "notification"):
-            self._request(direction, kind, message, jsonrpc_id, text, size, ts_ns, out)
+            self._request(direction, message, ts_ns, out)
         else:
-            self._response(direction, kind, message, jsonrpc_id, text, size, ts_ns, out)
+            self._response(direction, message, ts_ns, out)
 
-    def _request(
-        self,
-        direction: Direction,
-        kind: Kind,
-        message: dict[str, Any],
-        jsonrpc_id: Any,
-        text: str,
-        size: int,
-        ts_ns: int,
-        out: list[Event],
-    ) -> None:
-        method: str = message["method"]
-        params = message.get("params")
-        tool = resource_uri = prompt_name = None
-        if isinstance(params, dict):
-            if method == "tools/call":
-                tool = _str_or_none(params.get("name"))
-            elif method == "prompts/get":
-                prompt_name = _str_or_none(params.get("name"))
-            elif method.startswith("resources/"):
-                resource_uri = _str_or_none(params.get("uri"))
-            if direction == CLIENT_TO_SERVER:
-                self._learn_from_request(method, params)
-        event = Event(
+    def _event(self, direction: Direction, ts_ns: int, m: Message) -> Event:
+        return Event(
             self.session.id,
             ts_ns,
             direction,
-            kind,
-            size,
-            text,
-            jsonrpc_id=jsonrpc_id,
-            method=method,
-            tool=tool,
-            resource_uri=resource_uri,
-            prompt_name=prompt_name,
+            m.kind,
+            m.size,
+            m.text,
+            jsonrpc_id=m.jsonrpc_id,
+            method=m.method,
+            tool=m.tool,
+            resource_uri=m.resource_uri,
+            prompt_name=m.prompt_name,
+            message=m,
         )
+
+    def _request(self, direction: Direction, m: Message, ts_ns: int, out: list[Event]) -> None:
+        method: str = m.value["method"]
+        m.method = method
+        params = m.value.get("params")
+        if isinstance(params, dict):
+            if method == "tools/call":
+                m.tool = _str_or_none(params.get("name"))
+            elif method == "prompts/get":
+                m.prompt_name = _str_or_none(params.get("name"))
+            elif method.startswith("resources/"):
+                m.resource_uri = _str_or_none(params.get("uri"))
+            elif method == CANCELLED and "requestId" in params:
+                # the canceller sent the request: the same direction
+                cancelled = self._pending.get(_id_key(direction, params["requestId"]))
+                m.cancels = cancelled.event_id if cancelled is not None else None
+            if direction == CLIENT_TO_SERVER:
+                self._learn_from_request(method, params)
+        event = self._event(direction, ts_ns, m)
         recorded = self.filters.records(method)
-        if kind == "request":
+        if m.kind == "request":
             self._remember(
                 direction,
-                jsonrpc_id,
-                _Pending(event.id, ts_ns, method, tool, resource_uri, prompt_name, recorded),
+                m.jsonrpc_id,
+                _Pending(event.id, ts_ns, method, m.tool, m.resource_uri, m.prompt_name, recorded),
             )
         if recorded:
             self._append(out, event)
 
-    def _response(
-        self,
-        direction: Direction,
-        kind: Kind,
-        message: dict[str, Any],
-        jsonrpc_id: Any,
-        text: str,
-        size: int,
-        ts_ns: int,
-        out: list[Event],
-    ) -> None:
-        event = Event(self.session.id, ts_ns, direction, kind, size, text, jsonrpc_id=jsonrpc_id)
-        pending = self._pending.pop(_id_key(_opposite(direction), jsonrpc_id), None)
+    def _response(self, direction: Direction, m: Message, ts_ns: int, out: list[Event]) -> None:
+        pending = self._pending.pop(_id_key(_opposite(direction), m.jsonrpc_id), None)
         if pending is not None:
-            event.method = pending.method
-            event.tool = pending.tool
-            event.resource_uri = pending.resource_uri
-            event.prompt_name = pending.prompt_name
+            m.method, m.tool = pending.method, pending.tool
+            m.resource_uri, m.prompt_name = pending.resource_uri, pending.prompt_name
+        event = self._event(direction, ts_ns, m)
+        if pending is not None:
             event.request_event_id = pending.event_id
             event.latency_ms = round((ts_ns - pending.ts_ns) / 1e6, 3)
-        if kind == "error":
-            error = message.get("error")
+        if m.kind == "error":
+            error = m.value.get("error")
             if isinstance(error, dict):
                 code = error.get("code")
                 event.error_code = code if isinstance(code, int) else None
                 event.error_message = _str_or_none(error.get("message"))
             event.is_error = True
         else:
-            result = message.get("result")
+            result = m.value.get("result")
             if isinstance(result, dict):
                 if result.get("isError") is True:
                     event.is_error = True
@@ -466,6 +452,7 @@ def truncate_payload(event: Event, limit: int) -> None:
         if len(encoded) > limit:
             event.payload = encoded[:limit].decode("utf-8", "ignore")
             event.truncated = True
+            event.message = None  # no longer what the payload holds
 
 
 def feed_all(capture: Capture, chunks: Iterable[tuple[Direction, bytes, int]]) -> list[Event]:

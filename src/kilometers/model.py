@@ -55,6 +55,34 @@ def now_ns() -> int:
     return time.time_ns()
 
 
+@dataclass(slots=True, eq=False)
+class Message:
+    """One JSON-RPC message (or one element of a batch) decoded once, at capture.
+
+    It travels with its :class:`Event` (``Event.message``) through the engine's steps (the
+    security stage, plugin detectors) to the sinks, so nothing downstream parses the payload
+    again. It is never stored: the recorder drops it once the batch has been through the sinks.
+    While ``text`` is the event's payload (the same object: :meth:`Event.decoded`), ``value``
+    is that payload decoded; whatever replaces the payload (redaction, truncation, a marker)
+    either updates both or leaves the message stale, and a stale one is never used."""
+
+    text: str
+    """The payload as stored: the message's own text for a single message (never re-encoded),
+    compact JSON for a batch element, a JSON string holding the raw line for an invalid one."""
+    value: Any
+    """``text`` decoded: the JSON-RPC object (a str for an invalid line)."""
+    kind: Kind
+    size: int
+    """Bytes on the wire (for a batch element: of its compact JSON)."""
+    jsonrpc_id: Any = None
+    method: str | None = None
+    tool: str | None = None
+    resource_uri: str | None = None
+    prompt_name: str | None = None
+    cancels: str | None = None
+    """On a ``notifications/cancelled``: the event id of the request it cancels (engine pairing)."""
+
+
 @dataclass(slots=True)
 class Event:
     session_id: str
@@ -80,6 +108,15 @@ class Event:
     """On a response: the id of the request event it answers."""
     risk: dict[str, Any] | None = None
     """``{"score", "level", "findings"}`` from the security analysis (None: nothing found)."""
+    message: Message | None = field(default=None, repr=False, compare=False)
+    """The decoded message, transient (never stored; see :class:`Message` and :meth:`decoded`)."""
+
+    def decoded(self) -> Message | None:
+        """The message decoded at capture while it still holds this event's payload; None once the
+        payload was cut, replaced or dropped (or for an event that was not captured, e.g. read
+        back from a store)."""
+        message = self.message
+        return message if message is not None and message.text is self.payload else None
 
     @property
     def payload_omitted(self) -> bool:
@@ -89,7 +126,10 @@ class Event:
 
     def omit_payload(self) -> None:
         """Keep the marker in place of a payload nested too deep, and add its finding to ``risk``."""
-        self.payload = orjson.dumps(jsonlimits.too_deep_marker(self.size_bytes)).decode()
+        marker = jsonlimits.too_deep_marker(self.size_bytes)
+        self.payload = orjson.dumps(marker).decode()
+        if self.message is not None:  # what travels on is the marker, not the message
+            self.message = dataclasses.replace(self.message, text=self.payload, value=marker)
         self.truncated = False
         risk = self.risk or {}
         findings = list(risk.get("findings") or [])

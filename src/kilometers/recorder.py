@@ -1,8 +1,9 @@
-"""The recorder: a background thread that turns captured bytes into events and hands them to sinks.
+"""The recorder: the threaded host of one session's :class:`~kilometers.engine.Engine`.
 
 Transports call :meth:`Recorder.submit` right after forwarding a chunk. ``submit`` only
 appends to an unbounded queue, so the forwarding path never waits on parsing, analysis,
-disk or network. Everything else happens here, on one thread, in wire order.
+disk or network. Everything else happens here, on one thread, in wire order: the engine turns
+the chunks of a batch window into one batch of events, and the recorder hands it to the sinks.
 """
 
 from __future__ import annotations
@@ -12,28 +13,18 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Protocol
 
-import orjson
-
-from .jsonlimits import too_large_finding, too_large_marker
-from .jsonrpc import Capture, truncate_payload
+from .engine import Batch, Engine, Stage
+from .jsonrpc import Capture
 from .model import Direction, Event, Session
 from .sinks import Sink
+
+__all__ = ["BATCH_WINDOW", "DRAIN_MAX", "Recorder", "Stage"]
 
 _STOP = object()
 _BARRIER = object()
 _OMITTED = object()
 _RELEASE = object()
-
-
-class Stage(Protocol):
-    """A processing step between capture and the sinks (it may change events in place)."""
-
-    def process(self, session: Session, events: Sequence[Event]) -> None: ...
-
-    def finish(self) -> None: ...
-
 
 DRAIN_MAX = 4096
 """Chunks taken from the queue per pass at most; their events reach sinks as one batch."""
@@ -52,17 +43,31 @@ class Recorder:
         stage: Stage | None = None,
         payload_limit: int = 0,
     ) -> None:
+        self.engine = Engine(capture.session, stage=stage, payload_limit=payload_limit, capture=capture)
         self.capture = capture
-        self.stage = stage
-        """Runs on every batch before any sink sees it (security analysis and redaction)."""
-        self.payload_limit = payload_limit
-        """Applied after the stage, so that a secret cut in half is still found and redacted."""
         self.batch_window = batch_window
         self.session: Session = capture.session
         self.sinks = list(sinks)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="km-recorder", daemon=True)
         self._failed: set[str] = set()
+
+    @classmethod
+    def for_engine(
+        cls, engine: Engine, sinks: Sequence[Sink], batch_window: float = BATCH_WINDOW
+    ) -> Recorder:
+        """A recorder hosting an engine built elsewhere."""
+        recorder = cls(engine.capture, sinks, batch_window)
+        recorder.engine = engine
+        return recorder
+
+    @property
+    def stage(self) -> Stage | None:
+        return self.engine.stage
+
+    @property
+    def payload_limit(self) -> int:
+        return self.engine.payload_limit
 
     # -- called from transports ------------------------------------------------------------------
 
@@ -108,43 +113,30 @@ class Recorder:
         try:
             getattr(sink, hook)(*args)
         except Exception as exc:
-            if sink.name not in self._failed:
-                self._failed.add(sink.name)
-                print(f"km: the {sink.name} sink failed ({exc!r}); traffic is unaffected", file=sys.stderr)
+            self._say_once(sink.name, f"the {sink.name} sink failed ({exc!r}); traffic is unaffected")
 
-    def _emit(self, events: list[Event]) -> None:
-        changed = self.capture.session_changed
-        # the stage sees (and redacts) the session too before any sink does
-        if self.stage is not None and (events or changed):
-            try:
-                self.stage.process(self.session, events)
-            except Exception as exc:
-                # never store what could not be checked for secrets: keep the metadata, drop payloads
-                if "stage" not in self._failed:
-                    self._failed.add("stage")
-                    print(f"km: security analysis failed ({exc!r}); payloads of those events are not kept",
-                          file=sys.stderr)  # fmt: skip
-                for e in events:
-                    e.payload, e.error_message, e.truncated = None, None, True
-        if changed:
-            self.capture.session_changed = False
+    def _say_once(self, key: str, line: str) -> None:
+        if key not in self._failed:
+            self._failed.add(key)
+            print(f"km: {line}", file=sys.stderr)
+
+    def _emit(self, batch: Batch) -> None:
+        """Hand one batch of the engine to the sinks, then let go of its decoded messages."""
+        for key, line in batch.problems:
+            self._say_once(key, line)
+        if batch.session_changed:
             for sink in self.sinks:
                 self._call(sink, "on_session_update", self.session)
-        if not events:
-            return
-        if self.payload_limit:
-            for e in events:
-                truncate_payload(e, self.payload_limit)
-        self.session.event_count += len(events)
-        self.session.error_count += sum(1 for e in events if e.is_error)
-        for sink in self.sinks:
-            self._call(sink, "on_events", self.session, events)
+        if batch.events:
+            for sink in self.sinks:
+                self._call(sink, "on_events", self.session, batch.events)
+        batch.release()
 
     def _run(self) -> None:
         for sink in self.sinks:
             self._call(sink, "on_session_start", self.session)
         get, get_nowait = self._queue.get, self._queue.get_nowait
-        capture = self.capture
+        engine = self.engine
         while True:
             items = [get()]
             first = items[0]
@@ -161,51 +153,30 @@ class Recorder:
                 item = items.pop()  # drop each chunk as soon as it is fed: large messages are not kept twice
                 assert isinstance(item, tuple)
                 if item[0] is _STOP:
-                    self._emit(events)
+                    self._emit(engine.process(events))
                     self._finish(item[1])
                     return
                 if item[0] is _BARRIER:
-                    self._emit(events)
+                    self._emit(engine.process(events))
                     events = []
                     item[1].set()
                     continue
                 if item[0] is _OMITTED:
-                    events.append(_omitted_event(self.session.id, *item[1:]))
+                    events.extend(engine.capture_omitted(*item[1:]))
                 elif item[0] is _RELEASE:
-                    self._emit(events)
+                    self._emit(engine.process(events))
                     events = []
                     for sink in self.sinks:
                         self._call(sink, "release")
                 elif len(item) == 4:
-                    events.extend(capture.feed_message(item[0], item[1], item[2]))
+                    events.extend(engine.capture_message(item[0], item[1], item[2]))
                 else:
-                    events.extend(capture.feed(item[0], item[1], item[2]))
-            self._emit(events)
+                    events.extend(engine.capture_chunk(item[0], item[1], item[2]))
+            self._emit(engine.process(events))
 
     def _finish(self, exit_code: object) -> None:
-        now = time.time_ns()
-        self._emit(self.capture.finish(now))
-        if self.stage is not None:
-            try:
-                self.stage.finish()
-            except Exception as exc:
-                print(f"km: security analysis failed at the end of the session ({exc!r})", file=sys.stderr)
-        self.session.ended_ns = now
-        self.session.exit_code = exit_code if isinstance(exit_code, int) else None
+        self._emit(self.engine.finish(time.time_ns(), exit_code if isinstance(exit_code, int) else None))
         for sink in self.sinks:
             self._call(sink, "on_session_end", self.session)
         for sink in self.sinks:
             self._call(sink, "close")
-
-
-def _omitted_event(session_id: str, direction: Direction, size_bytes: int, ts_ns: int) -> Event:
-    return Event(
-        session_id,
-        ts_ns,
-        direction,
-        "invalid",
-        size_bytes,
-        orjson.dumps(too_large_marker(size_bytes)).decode(),
-        truncated=True,
-        risk={"score": 40, "level": "medium", "findings": [too_large_finding()]},
-    )

@@ -319,10 +319,14 @@ class SecurityStage:
         self.save_pins()
 
     def _plugin_findings(self, e: Event) -> list[dict[str, Any]]:
-        try:
-            message = orjson.loads(e.payload or "null")
-        except orjson.JSONDecodeError:
-            message = e.payload
+        decoded = e.decoded()  # the (redacted) message decoded at capture
+        if decoded is not None:
+            message = decoded.value
+        else:  # an event that was not captured by this km (or whose payload was cut)
+            try:
+                message = orjson.loads(e.payload or "null")
+            except orjson.JSONDecodeError:
+                message = e.payload
         out: list[dict[str, Any]] = []
         for detector in self.detectors:
             try:
@@ -389,9 +393,12 @@ class SecurityStage:
             if len(cache) > FIELD_CACHE:
                 cache.clear()
             cache.update(zip(misses, redact(misses, config).message, strict=True))
+        message = e.message
         for attr, value in zip(EVENT_FIELDS, values, strict=True):
             if isinstance(value, str) and cache[value] != value:
                 setattr(e, attr, cache[value])
+                if message is not None and attr in MESSAGE_FIELDS:  # the decoded message says the same
+                    setattr(message, attr, cache[value])
 
     @staticmethod
     def _redact_session(session: Session, config: AnalysisConfig) -> None:
@@ -460,6 +467,8 @@ SESSION_FIELDS = ("command", "cwd", "name", "client", "server", "capabilities", 
 """Every text field of a session that is stored (and uploaded)."""
 EVENT_FIELDS = ("method", "tool", "resource_uri", "prompt_name", "error_message", "jsonrpc_id")
 """Every text field of an event that is stored besides its payload."""
+MESSAGE_FIELDS = frozenset(EVENT_FIELDS) - {"error_message"}
+"""The fields an event shares with its decoded :class:`~kilometers.model.Message`."""
 FIELD_CACHE = 4096
 """Field values remembered with their redacted form (methods, tools and URIs repeat)."""
 

@@ -22,7 +22,7 @@ The analyzer keeps state between messages (tool definitions, pins, pagination of
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -180,10 +180,25 @@ class Analyzer:
         return analysis.risk, text
 
     def analyze_event(self, event: Event, *, redact: bool = False) -> tuple[Risk, str | None]:
-        """(risk, redacted payload or None) of a captured :class:`~kilometers.model.Event`."""
-        return self.process_payload(
-            event.direction, event.kind, event.method, event.tool, event.payload, redact=redact
+        """(risk, redacted payload or None) of a captured :class:`~kilometers.model.Event`.
+
+        The message decoded at capture (:meth:`Event.decoded`) is analysed as it is, not parsed
+        again; with ``redact``, a redacted payload replaces it in the event's message too (the
+        caller stores the returned text as the payload), so what travels on to the sinks is the
+        redacted message. An event without one (read back from a store) has its payload parsed."""
+        message = event.decoded()
+        if message is None:
+            return self.process_payload(
+                event.direction, event.kind, event.method, event.tool, event.payload, redact=redact
+            )
+        analysis = self.process(
+            event.direction, event.kind, event.method, event.tool, message.value, redact=redact
         )
+        if analysis.redacted is None:
+            return analysis.risk, None
+        text = orjson.dumps(analysis.redacted).decode()
+        event.message = replace(message, text=text, value=analysis.redacted)
+        return analysis.risk, text
 
     def learn_tools(self, tools: Iterable[Any]) -> None:
         """Remember tool definitions (annotations, names) for the analysis of later calls."""

@@ -21,12 +21,12 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 
-from .. import jsonlimits
 from ..model import Event, Session
 from ..sinks import Sink
 
@@ -193,9 +193,15 @@ def session_attributes(session: Session) -> dict[str, Any]:
 
 
 def attributes(
-    request: Event, response: Event | None, session: Session, payloads: bool, ended: str | None = None
+    request: Event,
+    response: Event | None,
+    session: Session,
+    payloads: bool,
+    ended: str | None = None,
+    arguments: str | None = None,
 ) -> dict[str, Any]:
-    """A span's attributes; ``response`` None: the request ``ended`` (cancelled, unanswered)."""
+    """A span's attributes; ``response`` None: the request ``ended`` (cancelled, unanswered).
+    ``arguments``: the call's arguments as JSON, read when the request went by (:func:`arguments_of`)."""
     attrs: dict[str, Any] = {"mcp.method.name": request.method or "", "mcp.session.id": session.id}
     attrs.update(session_attributes(session))
     if request.jsonrpc_id is not None:
@@ -213,14 +219,23 @@ def attributes(
     if response is not None and response.kind == "error" and response.error_code is not None:
         attrs["rpc.response.status_code"] = str(response.error_code)
     if payloads and request.method == "tools/call":  # opt-in; payloads reaching sinks are redacted
-        params = _member(request, "params")
-        if isinstance(params, dict) and "arguments" in params:
-            attrs["gen_ai.tool.call.arguments"] = orjson.dumps(params["arguments"]).decode()
+        if arguments is not None:
+            attrs["gen_ai.tool.call.arguments"] = arguments
         if response is not None and err is None:  # the result of a call that succeeded
             result = _member(response, "result")
+            if response.payload_omitted:  # nested too deep: what is kept is the marker, say so
+                result = _member_value(response)
             if result is not None:
                 attrs["gen_ai.tool.call.result"] = orjson.dumps(result).decode()
     return attrs
+
+
+def arguments_of(request: Event) -> str | None:
+    """A ``tools/call`` request's arguments as JSON (None when its payload is not at hand)."""
+    params = _member(request, "params")
+    if isinstance(params, dict) and "arguments" in params:
+        return orjson.dumps(params["arguments"]).decode()
+    return None
 
 
 def legacy_attributes(request: Event, response: Event | None) -> dict[str, Any]:
@@ -238,18 +253,37 @@ def legacy_attributes(request: Event, response: Event | None) -> dict[str, Any]:
 
 
 def _member(event: Event, key: str) -> Any:
-    """``message[key]`` of an event's payload (None when it is cut, omitted or not an object)."""
-    if event.payload is None or event.truncated:
+    """``message[key]`` of an event's message as decoded at capture (and redacted by the stage);
+    None when its payload is cut, omitted, dropped or not an object. Never parses the payload."""
+    decoded = event.decoded()
+    if decoded is None or event.truncated:
         return None
-    try:
-        message = jsonlimits.loads(event.payload)
-    except ValueError:  # not JSON, or nested too deep (JsonLimitError)
-        return None
+    message = decoded.value
     return message.get(key) if isinstance(message, dict) else None
 
 
-def _id_key(value: Any) -> bytes:
-    return orjson.dumps(value)
+def _member_value(event: Event) -> Any:
+    decoded = event.decoded()
+    return decoded.value if decoded is not None else None
+
+
+def trace_carrier(request: Event) -> dict[str, str]:
+    """The W3C trace context a request carries in ``params._meta`` (``traceparent``...)."""
+    params = _member(request, "params")
+    meta = params.get("_meta") if isinstance(params, dict) else None
+    if not isinstance(meta, dict):
+        return {}
+    return {k: v for k in ("traceparent", "tracestate", "baggage") if isinstance(v := meta.get(k), str)}
+
+
+@dataclass(slots=True)
+class _Call:
+    """A request waiting for its answer: the event and what its span needs of its message, read
+    while the batch's decoded messages are at hand (they are dropped after each batch)."""
+
+    request: Event
+    carrier: dict[str, str]
+    arguments: str | None
 
 
 class OtelSink(Sink):
@@ -309,71 +343,53 @@ class OtelSink(Sink):
         self.kind = SpanKind.CLIENT
         self.payloads = payloads
         self.legacy_names = legacy_names
-        self._pending: dict[str, Event] = {}
-        self._ids: dict[tuple[str, bytes], str] = {}
-        """(direction, JSON-RPC id) -> event id of a pending request (to find a cancelled one)."""
+        self._pending: dict[str, _Call] = {}
+        """Requests without an answer yet, by event id (the engine pairs answers and cancellations
+        with their request's event id: ``request_event_id``, ``Message.cancels``)."""
 
     def on_events(self, session: Session, events: Sequence[Event]) -> None:
         for e in events:
             if e.kind == "request":
                 if len(self._pending) >= MAX_PENDING:
-                    self._forget(self._pending[next(iter(self._pending))])
-                self._pending[e.id] = e
-                self._ids[(e.direction, _id_key(e.jsonrpc_id))] = e.id
+                    self._pending.pop(next(iter(self._pending)))
+                arguments = arguments_of(e) if self.payloads and e.method == "tools/call" else None
+                self._pending[e.id] = _Call(e, trace_carrier(e), arguments)
             elif e.kind in ("response", "error") and e.request_event_id:
-                request = self._pending.get(e.request_event_id)
-                if request is not None:
-                    self._forget(request)
-                    self._span(session, request, e, e.ts_ns)
+                call = self._pending.pop(e.request_event_id, None)
+                if call is not None:
+                    self._span(session, call, e, e.ts_ns)
             elif e.kind == "notification" and e.method == "notifications/cancelled":
-                params = _member(e, "params")
-                if isinstance(params, dict) and "requestId" in params:
-                    found = self._ids.get((e.direction, _id_key(params["requestId"])))
-                    request = self._pending.get(found or "")
-                    if request is not None:
-                        self._forget(request)
-                        reason = params.get("reason")
-                        self._span(session, request, None, e.ts_ns, CANCELLED,
-                                   reason if isinstance(reason, str) else None)  # fmt: skip
-
-    def _forget(self, request: Event) -> None:
-        self._pending.pop(request.id, None)
-        self._ids.pop((request.direction, _id_key(request.jsonrpc_id)), None)
+                decoded = e.decoded()
+                call = self._pending.pop(decoded.cancels or "", None) if decoded is not None else None
+                if call is not None:
+                    params = _member(e, "params")
+                    reason = params.get("reason") if isinstance(params, dict) else None
+                    self._span(session, call, None, e.ts_ns, CANCELLED,
+                               reason if isinstance(reason, str) else None)  # fmt: skip
 
     def on_session_end(self, session: Session) -> None:
         end = session.ended_ns or time.time_ns()
-        for request in list(self._pending.values()):
-            self._span(session, request, None, end, UNANSWERED, "no answer before the session ended")
+        for call in list(self._pending.values()):
+            self._span(session, call, None, end, UNANSWERED, "no answer before the session ended")
         self._pending.clear()
-        self._ids.clear()
         attrs = {k: v for k, v in session_attributes(session).items() if k in SESSION_KEYS}
         if session.exit_code not in (None, 0) and session.exit_code < 128:  # >= 128: ended by a signal
             attrs["error.type"] = str(session.exit_code)
         for h in self.session_durations:
             h.record(max(0, end - session.started_ns) / 1e9, attrs)
 
-    def _parent(self, request: Event) -> Any:
-        from opentelemetry import propagate
-
-        params = _member(request, "params")
-        meta = params.get("_meta") if isinstance(params, dict) else None
-        if not isinstance(meta, dict):
-            return None
-        carrier = {
-            k: v for k in ("traceparent", "tracestate", "baggage") if isinstance(v := meta.get(k), str)
-        }
-        return propagate.extract(carrier) if carrier else None
-
-    def _span(self, session: Session, request: Event, response: Event | None, end_ns: int,
+    def _span(self, session: Session, call: _Call, response: Event | None, end_ns: int,
               ended: str | None = None, description: str | None = None) -> None:  # fmt: skip
+        from opentelemetry import propagate
         from opentelemetry.trace import Status, StatusCode
 
-        attrs = attributes(request, response, session, self.payloads, ended)
+        request = call.request
+        attrs = attributes(request, response, session, self.payloads, ended, call.arguments)
         if self.legacy_names:
             attrs.update(legacy_attributes(request, response))
+        parent = propagate.extract(call.carrier) if call.carrier else None
         span = self.tracer.start_span(
-            span_name(request), context=self._parent(request), kind=self.kind, attributes=attrs,
-            start_time=request.ts_ns,
+            span_name(request), context=parent, kind=self.kind, attributes=attrs, start_time=request.ts_ns,
         )  # fmt: skip
         if "error.type" in attrs:
             message = description or (response.error_message if response is not None else None)

@@ -24,7 +24,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -47,7 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import IntegrityError
 
-from .. import __version__
+from .. import __version__, jsonlimits
 from ..model import Session, new_id
 from ..store.codec import event_from_row, session_from_row
 from ..store.schema import LOCAL_ORG, events, sessions, sync_state
@@ -191,6 +191,25 @@ def _error_code(response: httpx.Response) -> str | None:
         if isinstance(error, dict) and isinstance(error.get("code"), str):
             return str(error["code"])
     return None
+
+
+_NULL_PAYLOAD = b',"payload":null}'
+
+
+def event_body(row: Mapping[str, Any]) -> bytes:
+    """One event of an upload request (``Event.to_dict`` as JSON) from its stored row, with the
+    stored payload text spliced in as it is: a payload km stored whole is JSON text it already
+    checked, so it is neither parsed nor encoded again. A cut payload (sent as text when it is
+    no longer JSON) or one that may nest too deep (a store written by an older km) is decided
+    by ``Event.to_dict`` as before."""
+    event = event_from_row(row)
+    payload = event.payload
+    if payload is None or event.truncated or jsonlimits.may_be_too_deep(payload):
+        return orjson.dumps(event.to_dict())
+    event.payload = None
+    head = orjson.dumps(event.to_dict())
+    assert head.endswith(_NULL_PAYLOAD)  # to_dict puts the payload last
+    return b"".join((head[: -len(_NULL_PAYLOAD)], b',"payload":', payload.encode(), b"}"))
 
 
 # -- results --------------------------------------------------------------------------------------
@@ -551,7 +570,7 @@ class Uploader:
         chunk: _Chunk | None = None
         for row in rows:
             mapping = row._mapping
-            body = orjson.dumps(event_from_row(mapping).to_dict())
+            body = event_body(mapping)
             if chunk is not None and (
                 chunk.session_id != mapping["session_id"]
                 or len(chunk.bodies) >= MAX_EVENTS_PER_REQUEST
