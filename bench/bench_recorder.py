@@ -1,0 +1,93 @@
+"""In-process micro-benchmark of the recorder: CPU per message for decode + analysis + store.
+
+    PYTHONPATH=src .venv/bin/python bench/bench_recorder.py [--pairs 20000] [--rounds 5]
+
+Feeds 1 KB ``tools/call`` requests and their answers (the same messages as
+``bench/bench_stdio.py``) to a :class:`~kilometers.recorder.Recorder` with the security stage and
+a store sink on a temporary SQLite file, in chunks of 64 KB as km's forwarding threads read them,
+and reports the recorder thread's CPU per message (median of the rounds). It uses only the
+Recorder's public constructor and ``submit``/``stop``, so the same script measures any version of
+km: run it with ``PYTHONPATH`` pointing at each and compare the medians side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from kilometers.jsonrpc import Capture
+from kilometers.model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Session
+from kilometers.recorder import Recorder
+from kilometers.security import Policy, SecurityStage
+from kilometers.store.writer import StoreSink
+
+REQUEST_HEAD = b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"echo","arguments":{"text":"'
+TEXT = (b"Lorem ipsum dolor sit amet, consectetur adipiscing elit. " * 17)[:923]
+ANSWER_HEAD = b'{"jsonrpc":"2.0","id":%d,"result":{"content":[{"type":"text","text":"'
+CHUNK = 1 << 16
+
+
+def _chunks(pairs: int) -> tuple[list[bytes], list[bytes]]:
+    requests = b"".join(REQUEST_HEAD % (100_000 + i) + TEXT + b'"}}}\n' for i in range(pairs))
+    answers = b"".join(ANSWER_HEAD % (100_000 + i) + TEXT + b'"}]}}\n' for i in range(pairs))
+    split = [requests[i : i + CHUNK] for i in range(0, len(requests), CHUNK)]
+    return split, [answers[i : i + CHUNK] for i in range(0, len(answers), CHUNK)]
+
+
+def one_round(pairs: int, tmp: Path, number: int) -> float:
+    """Recorder-thread CPU seconds per message for one session of ``pairs`` calls."""
+    url = f"sqlite:///{tmp / f'km{number}.db'}"
+    session = Session(command=["bench"], cwd="/", name="bench")
+    requests, answers = _chunks(pairs)
+    recorder = Recorder(
+        Capture(session), [StoreSink(url)], batch_window=0, stage=SecurityStage(Policy(), url)
+    )
+    cpu: list[float] = []
+    original = recorder._run
+
+    def timed() -> None:
+        start = time.thread_time()
+        try:
+            original()
+        finally:
+            cpu.append(time.thread_time() - start)
+
+    recorder._thread = threading.Thread(target=timed, name="km-recorder", daemon=True)
+    recorder.start()
+    ts = time.time_ns()
+    for request, answer in itertools.zip_longest(requests, answers, fillvalue=b""):
+        recorder.submit(CLIENT_TO_SERVER, request, ts)
+        recorder.submit(SERVER_TO_CLIENT, answer, ts + 1000)
+        ts += 2000
+    recorder.stop(0)
+    assert session.event_count == 2 * pairs, session.event_count
+    return cpu[0] / (2 * pairs)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--pairs", type=int, default=20_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    import kilometers
+
+    with tempfile.TemporaryDirectory(prefix="km-bench-rec-") as tmp:
+        one_round(1000, Path(tmp), -1)  # warm up (imports, store creation)
+        per_message = [one_round(args.pairs, Path(tmp), n) for n in range(args.rounds)]
+    us = sorted(p * 1e6 for p in per_message)
+    print(f"km from {Path(kilometers.__file__).parent}")
+    print(f"recorder CPU per message ({args.rounds} rounds of {2 * args.pairs} messages): "
+          f"median {statistics.median(us):.1f} µs, min {us[0]:.1f}, max {us[-1]:.1f}")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
