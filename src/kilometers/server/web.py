@@ -25,7 +25,18 @@ from .errors import AUTHENTICATED, ApiError, error_response, error_responses
 from .live import LiveFilter, LiveHub, stream
 
 STATIC = Path(__file__).parent / "static"
-PAGES = ("overview", "live", "sessions", "events", "search", "analytics", "onboarding", "settings", "login")
+PAGES = (
+    "overview",
+    "live",
+    "sessions",
+    "events",
+    "search",
+    "findings",
+    "analytics",
+    "onboarding",
+    "settings",
+    "login",
+)
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "font-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
