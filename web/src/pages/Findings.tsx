@@ -155,7 +155,7 @@ function FindingFilterForm({ value, onSubmit }: { value: FindingFilters; onSubmi
       </label>
       <div class="field">
         Group by
-        <div class="segmented" role="group" aria-label="Group by" data-testid="finding-group">
+        <div class="segmented" role="group" aria-label="Group by" data-testid="finding-group-by">
           {(["", "rule", "server"] as FindingGroupBy[]).map((g) => (
             <button
               type="button"
