@@ -1,39 +1,33 @@
-"""Reading findings back: one row per element of an event's ``findings`` (the security view).
+"""Reading findings back: one item per element of an event's ``findings`` (the security view).
 
-A finding lives inside its event's risk (``events.findings``, a JSON array written by
-:func:`kilometers.store.codec.event_row` or the team server's ingest). The array is expanded
-in SQL, ``json_each`` on SQLite and ``json_array_elements`` on PostgreSQL, so filters, order
-and keyset pages apply to findings, not events. Only events with findings are read: their
-``risk_score`` is set (the ``(org_id, risk_score)`` index), an event without any has NULL.
+A finding lives inside its event's risk (``events.findings``, a JSON array written by orjson
+through :func:`kilometers.store.codec.event_row` or the team server's ingest). Only events with
+findings are read (their ``risk_score`` is set: the ``(org_id, risk_score)`` index; an event
+without any has NULL), in the order of the ``(org_id, ts_ns)`` index, a chunk at a time, and
+their arrays are expanded here, so a page of findings stops reading as soon as it is full.
 
-On PostgreSQL the array is cast to ``json`` (not ``jsonb``, which refuses a ``\\u0000`` a
-finding's path may hold) and a field is compared as its JSON text (``value -> 'rule'``), never
-unescaped in SQL; every stored array was serialised by orjson, so that text is canonical.
+Filters on an event's columns (session, tool, time) are SQL. A rule or severity filter is first
+a substring of the stored array (``"rule":"secret.``, which orjson's compact text always
+holds for such a finding), then checked exactly on each decoded finding: the substring only
+spares decoding the arrays that cannot match. The same code serves SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import orjson
 from sqlalchemy import (
-    JSON,
     BindParameter,
     ColumnElement,
     Engine,
-    FromClause,
-    Text,
     and_,
     bindparam,
-    case,
-    cast,
-    func,
-    literal,
+    or_,
     select,
-    true,
-    tuple_,
 )
 
 from .codec import _load
@@ -53,6 +47,8 @@ CURSOR_PATTERN = r"^[0-4]_[0-9]{1,19}_[0-9A-Za-z-]{1,64}_[0-9]{1,6}$"
 of the last finding of the previous page."""
 _CURSOR = re.compile(CURSOR_PATTERN)
 _MAX_NS = 2**63 - 1
+CHUNK = 500
+"""Events read per query while filling a page."""
 
 
 @dataclass
@@ -68,6 +64,20 @@ class FindingFilter:
     min_severity: str | None = None
     since_ns: int | None = None
     until_ns: int | None = None
+
+    def ranks(self) -> set[int]:
+        """The severity ranks a finding may have."""
+        out = set(range(len(SEVERITIES)))
+        if self.severities:
+            out &= {SEVERITIES.index(s) for s in self.severities}
+        if self.min_severity is not None:
+            out &= set(range(SEVERITIES.index(self.min_severity), len(SEVERITIES)))
+        return out
+
+    def rule_matches(self, rule: str) -> bool:
+        if not self.rule:
+            return True
+        return rule.startswith(self.rule[:-1]) if self.rule.endswith("*") else rule == self.rule
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,10 @@ class FindingRow:
     direction: str
     event_level: str
 
+    @property
+    def rank(self) -> int:
+        return SEVERITIES.index(self.severity)
+
 
 @dataclass
 class FindingGroup:
@@ -105,60 +119,24 @@ class FindingGroup:
         return next(s for s in reversed(SEVERITIES) if self.by_severity[s]) if self.count else "info"
 
 
-class _Elements:
-    """The findings array of ``events`` as rows, and its fields, in the engine's dialect."""
-
-    def __init__(self, dialect: str) -> None:
-        self.pg = dialect == "postgresql"
-        if self.pg:
-            fn = (
-                # PostgreSQL's json operators refuse a \u0000 they unescape: such text reads as an
-                # escaped backslash here; a finding's own fields come from the stored text
-                func.json_array_elements(cast(func.replace(events.c.findings, "\\u0000", "\\\\u0000"), JSON))
-                .table_valued("value", with_ordinality="idx")
-                .render_derived("finding")
-            )
-            self.table: FromClause = fn
-            self.index: ColumnElement[int] = fn.c.idx - 1
-        else:
-            fn = func.json_each(events.c.findings).table_valued("key", "value")
-            self.table = fn
-            self.index = fn.c.key
-        self._fn = fn
-
-    def field(self, name: str) -> ColumnElement[Any]:
-        """A field of the finding, comparable with :meth:`lit` (PostgreSQL: its JSON text)."""
-        if self.pg:
-            return cast(self._fn.c.value.op("->")(literal(name, Text)), Text)
-        return func.json_extract(self._fn.c.value, f"$.{name}")
-
-    def lit(self, value: str) -> str:
-        return orjson.dumps(value).decode() if self.pg else value
-
-    def decode(self, value: Any) -> Any:
-        if not self.pg or value is None:
-            return value
-        return orjson.loads(value)
-
-    def severity_rank(self) -> ColumnElement[int]:
-        whens = {self.lit(s): rank for rank, s in enumerate(SEVERITIES)}
-        return case(whens, value=self.field("severity"), else_=0)
-
-    def rule_matches(self, rule: str) -> ColumnElement[bool]:
-        column = self.field("rule")
-        if rule.endswith("*"):
-            prefix = self.lit(rule[:-1])
-            return column.startswith(prefix[:-1] if self.pg else prefix, autoescape=True)
-        return column == self.lit(rule)
+@dataclass
+class FindingSummary:
+    total: int
+    by_severity: dict[str, int]
+    groups: list[FindingGroup]
 
 
-def _clauses(flt: FindingFilter, el: _Elements) -> list[ColumnElement[bool]]:
+def _json_text(value: str) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _clauses(flt: FindingFilter, ranks: set[int]) -> list[ColumnElement[bool]]:
+    """SQL for the events that may hold a matching finding (each is checked exactly later)."""
     c = events.c
     out: list[ColumnElement[bool]] = [c.org_id == flt.org_id, c.risk_score >= 0]
     if flt.session_id:
         out.append(c.session_id == flt.session_id)
-    if flt.session_ids is not None:
-        # as literals: a long list must not exceed the bind limits
+    if flt.session_ids is not None:  # as literals: a long list must not exceed the bind limits
         ids: BindParameter[list[str]] = bindparam(
             "ids", flt.session_ids, expanding=True, literal_execute=True, unique=True
         )
@@ -170,17 +148,96 @@ def _clauses(flt: FindingFilter, el: _Elements) -> list[ColumnElement[bool]]:
     if flt.until_ns is not None:
         out.append(c.ts_ns < flt.until_ns)
     if flt.rule:
-        out.append(el.rule_matches(flt.rule))
-    if flt.severities:
-        ranks = sorted({SEVERITIES.index(s) for s in flt.severities})
-        out.append(el.severity_rank().in_(ranks))
-    if flt.min_severity is not None:
-        out.append(el.severity_rank() >= SEVERITIES.index(flt.min_severity))
+        family = flt.rule.endswith("*")
+        text = _json_text(flt.rule[:-1] if family else flt.rule)
+        out.append(c.findings.contains('"rule":' + (text[:-1] if family else text), autoescape=True))
+    if 0 not in ranks:  # "info" also stands for unknown severities: no substring for those
+        out.append(or_(*(c.findings.contains(f'"severity":"{SEVERITIES[r]}"') for r in sorted(ranks))))
+    return out
+
+
+_COLUMNS = (
+    events.c.id,
+    events.c.session_id,
+    events.c.ts_ns,
+    events.c.findings,
+    events.c.tool,
+    events.c.method,
+    events.c.kind,
+    events.c.direction,
+    events.c.risk_level,
+)
+
+
+def _events(
+    engine: Engine,
+    clauses: list[ColumnElement[bool]],
+    oldest_first: bool,
+    after: tuple[int, str] | None,
+    chunk: int | None = CHUNK,
+) -> Iterator[Sequence[Any]]:
+    """Matching events in (ts_ns, id) order, from just after ``after``, a chunk per query
+    (``chunk`` None: all of them in one query)."""
+    c = events.c
+    order = (c.ts_ns.asc(), c.id.asc()) if oldest_first else (c.ts_ns.desc(), c.id.desc())
+    while True:
+        bound: list[ColumnElement[bool]] = []
+        if after is not None:
+            ts, ident = after
+            # the plain range lets the (org_id, ts_ns) index bound the scan; the OR makes it exact
+            if oldest_first:
+                bound = [c.ts_ns >= ts, or_(c.ts_ns > ts, and_(c.ts_ns == ts, c.id > ident))]
+            else:
+                bound = [c.ts_ns <= ts, or_(c.ts_ns < ts, and_(c.ts_ns == ts, c.id < ident))]
+        query = select(*_COLUMNS).where(and_(*clauses, *bound)).order_by(*order).limit(chunk)
+        with engine.connect() as conn:
+            rows = conn.execute(query).all()
+        yield from rows
+        if chunk is None or len(rows) < chunk:
+            return
+        after = (int(rows[-1][2]), str(rows[-1][0]))
+
+
+def _severity(value: Any) -> str:
+    return value if isinstance(value, str) and value in SEVERITIES else "info"
+
+
+def _expand(row: Sequence[Any], flt: FindingFilter, ranks: set[int]) -> list[FindingRow]:
+    """The event's matching findings, in their stored order (server names are filled in later)."""
+    ident, session_id, ts_ns, stored, tool, method, kind, direction, level = row
+    every = _load(stored)
+    out: list[FindingRow] = []
+    for index, f in enumerate(every if isinstance(every, list) else []):
+        if not isinstance(f, dict):
+            continue
+        rule, severity = f.get("rule"), _severity(f.get("severity"))
+        rule = rule if isinstance(rule, str) else ""
+        if SEVERITIES.index(severity) not in ranks or not flt.rule_matches(rule):
+            continue
+        path, message = f.get("path", ""), f.get("message", "")
+        out.append(
+            FindingRow(
+                event_id=ident,
+                session_id=session_id,
+                ts_ns=int(ts_ns),
+                index=index,
+                rule=rule,
+                severity=severity,
+                path=path if isinstance(path, str) else "",
+                message=message if isinstance(message, str) else "",
+                server=None,
+                tool=tool,
+                method=method,
+                kind=kind,
+                direction=direction,
+                event_level=level or "none",
+            )
+        )
     return out
 
 
 def encode_cursor(row: FindingRow) -> str:
-    return f"{SEVERITIES.index(row.severity)}_{row.ts_ns}_{row.event_id}_{row.index}"
+    return f"{row.rank}_{row.ts_ns}_{row.event_id}_{row.index}"
 
 
 def decode_cursor(cursor: str) -> tuple[int, int, str, int]:
@@ -190,141 +247,116 @@ def decode_cursor(cursor: str) -> tuple[int, int, str, int]:
     return int(rank), min(int(ts), _MAX_NS), ident, int(index)
 
 
-def _server_label(name: str | None, server_json: str | None) -> str | None:
-    if name:
-        return name
-    reported = _load(server_json)
-    found = reported.get("name") if isinstance(reported, dict) else None
-    return found if isinstance(found, str) else None
+def _in_time_order(
+    engine: Engine,
+    flt: FindingFilter,
+    ranks: set[int],
+    oldest_first: bool,
+    cursor: tuple[int, str, int] | None,
+) -> Iterator[FindingRow]:
+    """Findings in event time order; within an event in stored order (oldest first) or the
+    reverse (newest first), so both orders are exact reverses of each other."""
+    if not ranks:
+        return
+    after = None if cursor is None else (cursor[0], cursor[1])
+    if cursor is not None:  # the rest of the cursor's own event first
+        ts, ident, index = cursor
+        row = _one_event(engine, flt.org_id, ident, ts)
+        if row is not None:
+            found = _expand(row, flt, ranks)
+            rest = [f for f in found if (f.index > index if oldest_first else f.index < index)]
+            yield from rest if oldest_first else reversed(rest)
+    for row in _events(engine, _clauses(flt, ranks), oldest_first, after):
+        found = _expand(row, flt, ranks)
+        yield from found if oldest_first else reversed(found)
+
+
+def _one_event(engine: Engine, org_id: str, ident: str, ts_ns: int) -> Sequence[Any] | None:
+    c = events.c
+    with engine.connect() as conn:
+        return conn.execute(
+            select(*_COLUMNS).where(c.org_id == org_id, c.id == ident, c.ts_ns == ts_ns, c.risk_score >= 0)
+        ).first()
+
+
+def _by_severity(
+    engine: Engine, flt: FindingFilter, ranks: set[int], cursor: tuple[int, int, str, int] | None
+) -> Iterator[FindingRow]:
+    """The highest severity first, then newest first: one time-ordered pass per severity."""
+    for rank in sorted(ranks, reverse=True):
+        if cursor is not None and rank > cursor[0]:
+            continue
+        at = cursor[1:] if cursor is not None and rank == cursor[0] else None
+        yield from _in_time_order(engine, flt, {rank}, False, at)
+
+
+def _name_servers(engine: Engine, org_id: str, rows: list[FindingRow]) -> list[FindingRow]:
+    labels = _server_labels(engine, org_id, {r.session_id for r in rows})
+    return [replace(r, server=labels.get(r.session_id)) for r in rows]
+
+
+def _server_labels(engine: Engine, org_id: str, session_ids: set[str]) -> dict[str, str | None]:
+    """Each session's server: the name km gave it, else the name the server reported."""
+    if not session_ids:
+        return {}
+    s = sessions.c
+    ids: BindParameter[list[str]] = bindparam(
+        "sids", sorted(session_ids), expanding=True, literal_execute=True, unique=True
+    )
+    with engine.connect() as conn:
+        rows = conn.execute(select(s.id, s.name, s.server).where(s.org_id == org_id, s.id.in_(ids))).all()
+    out: dict[str, str | None] = {}
+    for ident, name, server in rows:
+        reported = _load(server)
+        found = reported.get("name") if isinstance(reported, dict) else None
+        out[ident] = name or (found if isinstance(found, str) else None)
+    return out
 
 
 def page_findings(
     engine: Engine, flt: FindingFilter, limit: int, cursor: str | None = None, sort: Sort = "newest"
 ) -> tuple[list[FindingRow], str | None]:
-    """Findings in ``sort`` order (``severity``: highest first, then newest), keyset-paginated."""
-    c, s = events.c, sessions.c
-    el = _Elements(engine.dialect.name)
-    rank = el.severity_rank()
-    key = tuple_(rank, c.ts_ns, c.id, el.index) if sort == "severity" else tuple_(c.ts_ns, c.id, el.index)
-    clauses = _clauses(flt, el)
-    if cursor:
-        r, ts, ident, index = decode_cursor(cursor)
-        after = (r, ts, ident, index) if sort == "severity" else (ts, ident, index)
-        clauses.append(key > tuple_(*after) if sort == "oldest" else key < tuple_(*after))
-    order = [rank.desc()] if sort == "severity" else []
-    if sort == "oldest":
-        order += [c.ts_ns.asc(), c.id.asc(), el.index.asc()]
+    """Findings in ``sort`` order (``severity``: the highest first, then the newest),
+    keyset-paginated; a page reads events only until it is full."""
+    ranks = flt.ranks()
+    after = decode_cursor(cursor) if cursor else None
+    if sort == "severity":
+        found: Iterator[FindingRow] = _by_severity(engine, flt, ranks, after)
     else:
-        order += [c.ts_ns.desc(), c.id.desc(), el.index.desc()]
-    query = (
-        select(
-            c.id,
-            c.session_id,
-            c.ts_ns,
-            el.index,
-            c.findings,
-            rank,
-            c.tool,
-            c.method,
-            c.kind,
-            c.direction,
-            c.risk_level,
-            s.name,
-            s.server,
-        )
-        .select_from(events)
-        .join(el.table, true())
-        .outerjoin(sessions, and_(s.org_id == c.org_id, s.id == c.session_id))
-        .where(and_(*clauses))
-        .order_by(*order)
-        .limit(limit + 1)
-    )
-    with engine.connect() as conn:
-        rows = [_finding_row(r) for r in conn.execute(query)]
-    if len(rows) > limit:
-        rows = rows[:limit]
-        return rows, encode_cursor(rows[-1])
-    return rows, None
-
-
-def _finding_row(r: Any) -> FindingRow:
-    (ident, session_id, ts_ns, index, stored, rank, tool, method, kind, direction, level, name, server) = r
-    every = _load(stored)
-    data = every[index] if isinstance(every, list) and 0 <= index < len(every) else None
-    data = data if isinstance(data, dict) else {}
-    path, message = data.get("path", ""), data.get("message", "")
-    return FindingRow(
-        event_id=ident,
-        session_id=session_id,
-        ts_ns=int(ts_ns),
-        index=int(index),
-        rule=str(data.get("rule", "")),
-        severity=SEVERITIES[int(rank)],
-        path=path if isinstance(path, str) else "",
-        message=message if isinstance(message, str) else "",
-        server=_server_label(name, server),
-        tool=tool,
-        method=method,
-        kind=kind,
-        direction=direction,
-        event_level=level or "none",
-    )
-
-
-@dataclass
-class FindingSummary:
-    total: int
-    by_severity: dict[str, int]
-    groups: list[FindingGroup]
+        found = _in_time_order(engine, flt, ranks, sort == "oldest", after[1:] if after else None)
+    rows: list[FindingRow] = []
+    for row in found:
+        rows.append(row)
+        if len(rows) > limit:
+            break
+    more = len(rows) > limit
+    rows = _name_servers(engine, flt.org_id, rows[:limit])
+    return rows, (encode_cursor(rows[-1]) if more else None)
 
 
 def summarize_findings(engine: Engine, flt: FindingFilter, group: Group = "rule") -> FindingSummary:
     """Findings grouped by rule or by server: counts per severity, sessions, first and last seen;
     the groups ordered by their highest severity, then by count."""
-    c, s = events.c, sessions.c
-    el = _Elements(engine.dialect.name)
-    rank = el.severity_rank()
-    rule = el.field("rule")
-    each = (
-        select(c.session_id, c.ts_ns, rule.label("rule"), rank.label("rank"))
-        .select_from(events)
-        .join(el.table, true())
-        .where(and_(*_clauses(flt, el)))
-        .subquery()
-    )
-    query = (
-        select(
-            each.c.session_id,
-            s.name,
-            s.server,
-            each.c.rule,
-            each.c.rank,
-            func.count(),
-            func.min(each.c.ts_ns),
-            func.max(each.c.ts_ns),
-        )
-        .select_from(each)
-        .outerjoin(sessions, and_(s.org_id == flt.org_id, s.id == each.c.session_id))
-        .group_by(each.c.session_id, s.name, s.server, each.c.rule, each.c.rank)
-    )
+    ranks = flt.ranks()
     groups: dict[str, FindingGroup] = {}
     total = 0
     by_severity = dict.fromkeys(SEVERITIES, 0)
-    with engine.connect() as conn:
-        for session_id, name, server, rule_value, r, count, first, last in conn.execute(query):
-            rule_id = el.decode(rule_value)
-            rule_id = rule_id if isinstance(rule_id, str) else ""
-            server_name = _server_label(name, server) or "(unknown server)"
-            key, other = (rule_id, server_name) if group == "rule" else (server_name, rule_id)
-            g = groups.get(key) or groups.setdefault(key, FindingGroup(key))
-            severity = SEVERITIES[int(r)]
-            g.count += int(count)
-            g.by_severity[severity] += int(count)
-            g.first_ns = min(g.first_ns, int(first))
-            g.last_ns = max(g.last_ns, int(last))
-            g.sessions.add(session_id)
-            g.others.add(other)
-            total += int(count)
-            by_severity[severity] += int(count)
+    found: list[FindingRow] = []
+    if ranks:
+        for row in _events(engine, _clauses(flt, ranks), False, None, chunk=None):
+            found.extend(_expand(row, flt, ranks))
+    labels = _server_labels(engine, flt.org_id, {f.session_id for f in found})
+    for f in found:
+        server = labels.get(f.session_id) or "(unknown server)"
+        key, other = (f.rule, server) if group == "rule" else (server, f.rule)
+        g = groups.get(key) or groups.setdefault(key, FindingGroup(key))
+        g.count += 1
+        g.by_severity[f.severity] += 1
+        g.first_ns = min(g.first_ns, f.ts_ns)
+        g.last_ns = max(g.last_ns, f.ts_ns)
+        g.sessions.add(f.session_id)
+        g.others.add(other)
+        total += 1
+        by_severity[f.severity] += 1
     ordered = sorted(groups.values(), key=lambda g: (-SEVERITIES.index(g.highest), -g.count, g.key))
     return FindingSummary(total, by_severity, ordered)
