@@ -338,25 +338,41 @@ def summarize_findings(engine: Engine, flt: FindingFilter, group: Group = "rule"
     """Findings grouped by rule or by server: counts per severity, sessions, first and last seen;
     the groups ordered by their highest severity, then by count."""
     ranks = flt.ranks()
-    groups: dict[str, FindingGroup] = {}
-    total = 0
-    by_severity = dict.fromkeys(SEVERITIES, 0)
-    found: list[FindingRow] = []
+    # (session, rule, severity) -> [count, first, last]: few keys, however many findings
+    cells: dict[tuple[str, str, str], list[int]] = {}
+    c = events.c
+    query = select(c.session_id, c.ts_ns, c.findings).where(and_(*_clauses(flt, ranks)))
     if ranks:
-        for row in _events(engine, _clauses(flt, ranks), False, None, chunk=None):
-            found.extend(_expand(row, flt, ranks))
-    labels = _server_labels(engine, flt.org_id, {f.session_id for f in found})
-    for f in found:
-        server = labels.get(f.session_id) or "(unknown server)"
-        key, other = (f.rule, server) if group == "rule" else (server, f.rule)
+        with engine.connect() as conn:
+            for session_id, ts_ns, stored in conn.execute(query):
+                every = _load(stored)
+                for f in every if isinstance(every, list) else []:
+                    if not isinstance(f, dict):
+                        continue
+                    rule, severity = f.get("rule"), _severity(f.get("severity"))
+                    rule = rule if isinstance(rule, str) else ""
+                    if SEVERITIES.index(severity) not in ranks or not flt.rule_matches(rule):
+                        continue
+                    cell = cells.get((session_id, rule, severity))
+                    if cell is None:
+                        cells[(session_id, rule, severity)] = [1, ts_ns, ts_ns]
+                    else:
+                        cell[0] += 1
+                        cell[1] = min(cell[1], ts_ns)
+                        cell[2] = max(cell[2], ts_ns)
+    labels = _server_labels(engine, flt.org_id, {sid for sid, _, _ in cells})
+    groups: dict[str, FindingGroup] = {}
+    by_severity = dict.fromkeys(SEVERITIES, 0)
+    for (session_id, rule, severity), (count, first, last) in cells.items():
+        server = labels.get(session_id) or "(unknown server)"
+        key, other = (rule, server) if group == "rule" else (server, rule)
         g = groups.get(key) or groups.setdefault(key, FindingGroup(key))
-        g.count += 1
-        g.by_severity[f.severity] += 1
-        g.first_ns = min(g.first_ns, f.ts_ns)
-        g.last_ns = max(g.last_ns, f.ts_ns)
-        g.sessions.add(f.session_id)
+        g.count += count
+        g.by_severity[severity] += count
+        g.first_ns = min(g.first_ns, int(first))
+        g.last_ns = max(g.last_ns, int(last))
+        g.sessions.add(session_id)
         g.others.add(other)
-        total += 1
-        by_severity[f.severity] += 1
+        by_severity[severity] += count
     ordered = sorted(groups.values(), key=lambda g: (-SEVERITIES.index(g.highest), -g.count, g.key))
-    return FindingSummary(total, by_severity, ordered)
+    return FindingSummary(sum(by_severity.values()), by_severity, ordered)
