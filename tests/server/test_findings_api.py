@@ -348,3 +348,33 @@ def test_live_filter_by_minimum_risk_level() -> None:
     ]  # fmt: skip
     assert high.matches(event("bogus")) is False
     assert LiveFilter().matches(event(None))
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+def test_small_read_chunks_give_the_same_answers(
+    api: Api, rec: Recorded, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Events are read a chunk at a time, filtered inside each chunk: the answers must not
+    depend on where the chunks fall (a matching event past a chunk of non-matching ones)."""
+    queries_ = [
+        {},
+        {"sort": "oldest"},
+        {"sort": "severity"},
+        {"rule": "secret.*"},
+        {"min_severity": "critical"},
+        {"severity": "info"},
+        {"sort": "severity", "min_severity": "low"},
+    ]
+    expected = [rec.get(api, **q)["items"] for q in queries_]
+    monkeypatch.setattr(findings, "CHUNK", chunk)
+    for q, want in zip(queries_, expected, strict=True):
+        assert rec.get(api, **q)["items"] == want, q
+        seen: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = rec.get(api, limit=1, **q, **({"cursor": cursor} if cursor else {}))
+            seen += page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert seen == want, q

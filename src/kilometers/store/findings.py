@@ -26,6 +26,9 @@ from sqlalchemy import (
     Engine,
     and_,
     bindparam,
+    case,
+    func,
+    null,
     or_,
     select,
 )
@@ -130,8 +133,8 @@ def _json_text(value: str) -> str:
     return orjson.dumps(value).decode()
 
 
-def _clauses(flt: FindingFilter, ranks: set[int]) -> list[ColumnElement[bool]]:
-    """SQL for the events that may hold a matching finding (each is checked exactly later)."""
+def _clauses(flt: FindingFilter) -> list[ColumnElement[bool]]:
+    """SQL on the event's own columns: the events with findings that the filter may want."""
     c = events.c
     out: list[ColumnElement[bool]] = [c.org_id == flt.org_id, c.risk_score >= 0]
     if flt.session_id:
@@ -147,13 +150,19 @@ def _clauses(flt: FindingFilter, ranks: set[int]) -> list[ColumnElement[bool]]:
         out.append(c.ts_ns >= flt.since_ns)
     if flt.until_ns is not None:
         out.append(c.ts_ns < flt.until_ns)
+    return out
+
+
+def _prefilter(flt: FindingFilter, ranks: set[int], stored: ColumnElement[str]) -> ColumnElement[bool] | None:
+    """Substrings the stored array has when it may hold a matching finding (None: any array)."""
+    out: list[ColumnElement[bool]] = []
     if flt.rule:
         family = flt.rule.endswith("*")
         text = _json_text(flt.rule[:-1] if family else flt.rule)
-        out.append(c.findings.contains('"rule":' + (text[:-1] if family else text), autoescape=True))
+        out.append(stored.contains('"rule":' + (text[:-1] if family else text), autoescape=True))
     if 0 not in ranks:  # "info" also stands for unknown severities: no substring for those
-        out.append(or_(*(c.findings.contains(f'"severity":"{SEVERITIES[r]}"') for r in sorted(ranks))))
-    return out
+        out.append(or_(*(stored.contains(f'"severity":"{SEVERITIES[r]}"') for r in sorted(ranks))))
+    return and_(*out) if out else None
 
 
 _COLUMNS = (
@@ -171,15 +180,18 @@ _COLUMNS = (
 
 def _events(
     engine: Engine,
-    clauses: list[ColumnElement[bool]],
+    flt: FindingFilter,
+    ranks: set[int],
     oldest_first: bool,
     after: tuple[int, str] | None,
-    chunk: int | None = CHUNK,
 ) -> Iterator[Sequence[Any]]:
-    """Matching events in (ts_ns, id) order, from just after ``after``, a chunk per query
-    (``chunk`` None: all of them in one query)."""
+    """The events that may hold a matching finding in (ts_ns, id) order, from just after
+    ``after``: a chunk of the events with findings per query, read in index order, of which the
+    substring filter (:func:`_prefilter`) keeps the arrays that can match. Filtering inside the
+    chunk, rather than in the scan, keeps the plan an ordered index walk whatever the database
+    estimates about the substring (PostgreSQL otherwise reads and sorts every risky event)."""
     c = events.c
-    order = (c.ts_ns.asc(), c.id.asc()) if oldest_first else (c.ts_ns.desc(), c.id.desc())
+    clauses = _clauses(flt)
     while True:
         bound: list[ColumnElement[bool]] = []
         if after is not None:
@@ -189,11 +201,19 @@ def _events(
                 bound = [c.ts_ns >= ts, or_(c.ts_ns > ts, and_(c.ts_ns == ts, c.id > ident))]
             else:
                 bound = [c.ts_ns <= ts, or_(c.ts_ns < ts, and_(c.ts_ns == ts, c.id < ident))]
-        query = select(*_COLUMNS).where(and_(*clauses, *bound)).order_by(*order).limit(chunk)
+        order = (c.ts_ns.asc(), c.id.asc()) if oldest_first else (c.ts_ns.desc(), c.id.desc())
+        chunk = select(*_COLUMNS).where(and_(*clauses, *bound)).order_by(*order).limit(CHUNK).subquery()
+        k = chunk.c
+        wanted = _prefilter(flt, ranks, k.findings)
+        stored = k.findings if wanted is None else case((wanted, k.findings), else_=null())
+        inner = (k.ts_ns.asc(), k.id.asc()) if oldest_first else (k.ts_ns.desc(), k.id.desc())
+        query = select(
+            k.id, k.session_id, k.ts_ns, stored, k.tool, k.method, k.kind, k.direction, k.risk_level
+        ).order_by(*inner)
         with engine.connect() as conn:
             rows = conn.execute(query).all()
-        yield from rows
-        if chunk is None or len(rows) < chunk:
+        yield from (r for r in rows if r[3] is not None)
+        if len(rows) < CHUNK:
             return
         after = (int(rows[-1][2]), str(rows[-1][0]))
 
@@ -266,7 +286,7 @@ def _in_time_order(
             found = _expand(row, flt, ranks)
             rest = [f for f in found if (f.index > index if oldest_first else f.index < index)]
             yield from rest if oldest_first else reversed(rest)
-    for row in _events(engine, _clauses(flt, ranks), oldest_first, after):
+    for row in _events(engine, flt, ranks, oldest_first, after):
         found = _expand(row, flt, ranks)
         yield from found if oldest_first else reversed(found)
 
@@ -341,10 +361,17 @@ def summarize_findings(engine: Engine, flt: FindingFilter, group: Group = "rule"
     # (session, rule, severity) -> [count, first, last]: few keys, however many findings
     cells: dict[tuple[str, str, str], list[int]] = {}
     c = events.c
-    query = select(c.session_id, c.ts_ns, c.findings).where(and_(*_clauses(flt, ranks)))
+    # a session's events repeat the same findings (the same tool, the same leak): each distinct
+    # array is decoded once, with how often and when it was seen
+    wanted = _prefilter(flt, ranks, c.findings)
+    query = (
+        select(c.session_id, c.findings, func.count(), func.min(c.ts_ns), func.max(c.ts_ns))
+        .where(and_(*_clauses(flt), *([] if wanted is None else [wanted])))
+        .group_by(c.session_id, c.findings)
+    )
     if ranks:
         with engine.connect() as conn:
-            for session_id, ts_ns, stored in conn.execute(query):
+            for session_id, stored, times, first, last in conn.execute(query):
                 every = _load(stored)
                 for f in every if isinstance(every, list) else []:
                     if not isinstance(f, dict):
@@ -355,11 +382,11 @@ def summarize_findings(engine: Engine, flt: FindingFilter, group: Group = "rule"
                         continue
                     cell = cells.get((session_id, rule, severity))
                     if cell is None:
-                        cells[(session_id, rule, severity)] = [1, ts_ns, ts_ns]
+                        cells[(session_id, rule, severity)] = [int(times), int(first), int(last)]
                     else:
-                        cell[0] += 1
-                        cell[1] = min(cell[1], ts_ns)
-                        cell[2] = max(cell[2], ts_ns)
+                        cell[0] += int(times)
+                        cell[1] = min(cell[1], int(first))
+                        cell[2] = max(cell[2], int(last))
     labels = _server_labels(engine, flt.org_id, {sid for sid, _, _ in cells})
     groups: dict[str, FindingGroup] = {}
     by_severity = dict.fromkeys(SEVERITIES, 0)
