@@ -27,7 +27,6 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
-    func,
     null,
     or_,
     select,
@@ -361,32 +360,27 @@ def summarize_findings(engine: Engine, flt: FindingFilter, group: Group = "rule"
     # (session, rule, severity) -> [count, first, last]: few keys, however many findings
     cells: dict[tuple[str, str, str], list[int]] = {}
     c = events.c
-    # a session's events repeat the same findings (the same tool, the same leak): each distinct
-    # array is decoded once, with how often and when it was seen
     wanted = _prefilter(flt, ranks, c.findings)
-    query = (
-        select(c.session_id, c.findings, func.count(), func.min(c.ts_ns), func.max(c.ts_ns))
-        .where(and_(*_clauses(flt), *([] if wanted is None else [wanted])))
-        .group_by(c.session_id, c.findings)
+    query = select(c.session_id, c.ts_ns, c.findings).where(
+        and_(*_clauses(flt), *([] if wanted is None else [wanted]))
     )
+    # events repeat the same findings (the same tool, the same leak): each distinct array is
+    # decoded once (grouping by the array in SQL instead made SQLite sort every one: 10x slower)
+    decoded: dict[str, list[tuple[str, str]]] = {}
     if ranks:
         with engine.connect() as conn:
-            for session_id, stored, times, first, last in conn.execute(query):
-                every = _load(stored)
-                for f in every if isinstance(every, list) else []:
-                    if not isinstance(f, dict):
-                        continue
-                    rule, severity = f.get("rule"), _severity(f.get("severity"))
-                    rule = rule if isinstance(rule, str) else ""
-                    if SEVERITIES.index(severity) not in ranks or not flt.rule_matches(rule):
-                        continue
+            for session_id, ts_ns, stored in conn.execute(query):
+                found = decoded.get(stored)
+                if found is None:
+                    found = decoded[stored] = _matching(stored, flt, ranks)
+                for rule, severity in found:
                     cell = cells.get((session_id, rule, severity))
                     if cell is None:
-                        cells[(session_id, rule, severity)] = [int(times), int(first), int(last)]
+                        cells[(session_id, rule, severity)] = [1, ts_ns, ts_ns]
                     else:
-                        cell[0] += int(times)
-                        cell[1] = min(cell[1], int(first))
-                        cell[2] = max(cell[2], int(last))
+                        cell[0] += 1
+                        cell[1] = min(cell[1], ts_ns)
+                        cell[2] = max(cell[2], ts_ns)
     labels = _server_labels(engine, flt.org_id, {sid for sid, _, _ in cells})
     groups: dict[str, FindingGroup] = {}
     by_severity = dict.fromkeys(SEVERITIES, 0)
@@ -403,3 +397,17 @@ def summarize_findings(engine: Engine, flt: FindingFilter, group: Group = "rule"
         by_severity[severity] += count
     ordered = sorted(groups.values(), key=lambda g: (-SEVERITIES.index(g.highest), -g.count, g.key))
     return FindingSummary(sum(by_severity.values()), by_severity, ordered)
+
+
+def _matching(stored: str | None, flt: FindingFilter, ranks: set[int]) -> list[tuple[str, str]]:
+    """(rule, severity) of each finding of a stored array that the filter wants."""
+    every = _load(stored)
+    out = []
+    for f in every if isinstance(every, list) else []:
+        if not isinstance(f, dict):
+            continue
+        rule, severity = f.get("rule"), _severity(f.get("severity"))
+        rule = rule if isinstance(rule, str) else ""
+        if SEVERITIES.index(severity) in ranks and flt.rule_matches(rule):
+            out.append((rule, severity))
+    return out
