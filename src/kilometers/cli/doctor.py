@@ -207,6 +207,52 @@ def check_store(settings: config.Settings) -> list[Check]:
     return checks
 
 
+RADAR_DAYS = 30
+
+
+def check_protocol(settings: config.Settings) -> list[Check]:
+    """The deprecation radar over the last RADAR_DAYS days of the store, read-only: who still
+    relies on what MCP 2026-07-28 deprecates or removes (warnings, never failures)."""
+    import time
+
+    from ..store import db
+    from ..store.radar import CURRENT_VERSION, radar
+
+    url = db.resolve_url(settings.db_url)
+    file = db.sqlite_file(url)
+    if url.startswith("sqlite") and (file is None or not os.path.exists(file)):
+        return [Check("info", "no sessions recorded yet")]
+    try:
+        engine = db.make_engine(url)
+        if db.current_revision(engine) != db.head_revision():
+            return [Check("info", "not checked: the store is not at the current schema revision")]
+        peers = radar(engine, since_ns=time.time_ns() - RADAR_DAYS * 86400 * 10**9)
+    except Exception as exc:
+        return [Check("info", f"not checked: {db.error_text(exc, url)}")]
+    if not peers:
+        return [Check("info", f"no sessions in the last {RADAR_DAYS} days")]
+    checks = []
+    for peer in peers:
+        versions = ", ".join(sorted(peer.versions)) or "version unknown"
+        features = peer.to_dict()["features"]
+        removed = [f["label"] for f in features if f["status"] == "removed"]
+        deprecated = [f["label"] for f in features if f["status"] == "deprecated"]
+        who = f"{peer.role} {peer.name} ({versions})"
+        if not removed and not deprecated:
+            checks.append(Check("ok", f"{who}: relies on nothing {CURRENT_VERSION} deprecates or removes"))
+            continue
+        said = "; ".join(
+            part
+            for part in (
+                f"removed in {CURRENT_VERSION}: {', '.join(removed)}" if removed else "",
+                f"deprecated: {', '.join(deprecated)}" if deprecated else "",
+            )
+            if part
+        )
+        checks.append(Check("warn", f"{who}: {said}", "`km stats --radar` shows sessions and messages"))
+    return checks
+
+
 def _safe(url: str) -> str:
     """The URL without its password."""
     scheme, sep, rest = url.partition("://")
@@ -556,6 +602,7 @@ def doctor_cmd(offline: bool) -> None:
     sections.append(("Recording", check_recording(locations)))
     sections.append(("Servers", check_servers(servers, offline)))
     sections.append(("Team server", check_team(settings, offline)))
+    sections.append((f"Protocol (last {RADAR_DAYS} days)", check_protocol(settings)))
     for title, checks in sections:
         _print(title, checks)
     failed = sum(1 for _title, checks in sections for check in checks if check.status == "fail")
