@@ -62,25 +62,61 @@ class Hit:
     """Whether redaction replaces the span (secrets and PII; not e.g. dangerous paths)."""
 
 
+_NAME_KEYS = frozenset({"name", "Name", "key", "Key", "header", "variable", "ParameterKey", "OptionName"})
+_VALUE_KEYS = frozenset({"value", "Value", "val", "ParameterValue"})
+"""``{"name": "DB_PASSWORD", "value": "..."}``: env lists (Kubernetes, ECS, CloudFormation), header
+lists (Postman, HAR), settings lists (``<add key=... value=...>`` as JSON)."""
+
+
+def _sibling_kind(obj: dict[str, Any]) -> str:
+    """The credential kind a dict's name field gives its value field (``""``: none)."""
+    for name_key, name in obj.items():
+        if name_key in _NAME_KEYS and isinstance(name, str) and 0 < len(name) <= 128:
+            kind = credential_key_kind(name)
+            if kind:
+                return kind
+    return ""
+
+
+def _flag_kind(arg: str) -> str:
+    """The credential kind of a command-line flag that takes the next argument (``--password``)."""
+    if len(arg) > 64 or "=" in arg or " " in arg or arg.startswith(("--no-", "--without-")):
+        return ""
+    return credential_key_kind(arg.lstrip("-"))
+
+
 def _collect(obj: Any, out: list[str], cred: list[tuple[int, str]], min_len: int) -> None:
     if isinstance(obj, dict):
+        valued = "value" in obj or "Value" in obj or "val" in obj or "ParameterValue" in obj
+        sibling = _sibling_kind(obj) if valued else ""
         for k, v in obj.items():
             if isinstance(v, str):
                 if len(v) < min_len or _binary(obj, k, v):
                     continue
-                kind = credential_key_kind(k)
+                kind = credential_key_kind(k) or (sibling if k in _VALUE_KEYS else "")
                 if kind:
                     cred.append((len(out), kind))
                 out.append(v)
             elif isinstance(v, dict | list):
                 _collect(v, out, cred, min_len)
     elif isinstance(obj, list):
+        # ["--password", "..."] (a command line), ["Authorization", "Bearer ..."] (a header pair)
+        pair = len(obj) == 2 and isinstance(obj[0], str) and isinstance(obj[1], str) and len(obj[0]) <= 64
+        kind = ""
         for v in obj:
             if isinstance(v, str):
                 if len(v) >= min_len:
+                    if kind and v[0] != "-":
+                        cred.append((len(out), kind))
                     out.append(v)
-            elif isinstance(v, dict | list):
-                _collect(v, out, cred, min_len)
+                if pair:
+                    kind, pair = credential_key_kind(v), False
+                else:
+                    kind = _flag_kind(v) if v[:1] == "-" else ""
+            else:
+                kind = ""
+                if isinstance(v, dict | list):
+                    _collect(v, out, cred, min_len)
 
 
 def _collect_paths(

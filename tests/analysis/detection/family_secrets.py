@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from urllib.parse import quote
 
 from .cases import (
     ALNUM,
@@ -300,7 +301,7 @@ def _keyed(split: Split, g: Gen, count: int) -> list[Case]:
 
 
 def _conn_tune(g: Gen) -> tuple[str, str]:
-    pw = g.password()
+    pw = quote(g.password(), safe="")  # as it is written in a URL
     user, host = g.pick(["app", "admin", "svc"]), f"{g.word()}-db.internal"
     template = g.pick(
         [
