@@ -84,3 +84,12 @@ def test_messages_are_masked_and_paths_exact() -> None:
     [f] = [f for f in risk.findings if f.rule == "pii.phone"]
     assert f.path == "/params/arguments/contact/phones/1"
     assert "7946" not in f.message and "0958" not in f.message
+
+
+def test_cards_grouped_by_dots_and_as_parameter_values() -> None:
+    assert rules("card 4539.5787.6362.1486 on file") == {"pii.payment_card"}
+    assert rules("4539.5787.6362.1487") == set()  # Luhn fails
+    assert rules("10.0.12.7 and v1.2.3.4") == set()
+    assert rules('level=info card="4539578763621486"') == {"pii.payment_card"}
+    assert rules("level=info card=4539578763621486 user=12") == {"pii.payment_card"}
+    assert rules("GET /orders?id=123456789&page=2") == set()  # a parameter value is a card only if it checks

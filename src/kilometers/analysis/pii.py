@@ -216,7 +216,7 @@ def _card(blob: str, text: str, start: int) -> tuple[int, str] | None:
     """Length of the card number at the start of a digit run, and its network."""
     groups = _GROUPS.findall(text)
     seps = _SEPARATORS.findall(text)
-    if seps and (len(set(seps)) != 1 or seps[0] not in (" ", "-")):
+    if seps and (len(set(seps)) != 1 or seps[0] not in (" ", "-", ".")):
         # mixed separators: only a plain leading number can be a card
         groups, seps = groups[:1], []
     for k in range(len(groups), 0, -1):
@@ -284,12 +284,14 @@ def _numbers(leaves: Leaves, hits: list[Hit]) -> None:
         start, end = m.span()
         text = m.group()
         before = blob[start - 1] if start else " "
-        if before in _ALNUM or before in "._/\\#=" or (end < n and blob[end] in _ALNUM):
+        if before in _ALNUM or before in "._/\\#" or (end < n and blob[end] in _ALNUM):
             # glued to letters: part of an identifier, or the rest of an IBAN ("DE89 3704 ...")
             if before in _ALNUM or before == " ":
                 _try_iban(leaves, start, seen_iban, hits)
             continue
         digits = len(text.translate(_SEPARATOR_DELETE))
+        if before == "=" and digits < 13:
+            continue  # "id=123456789": a value of a parameter is a card only when it checks as one
         if digits < 9 and before != "+":
             continue
         if digits >= 13:
