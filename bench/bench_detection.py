@@ -51,21 +51,20 @@ def ordinary_findings() -> dict[str, list[Finding]]:
     return out
 
 
-def stored_in_clear(cases: list[Case], outcomes: dict[int, Outcome]) -> tuple[int, int, list[Case]]:
-    """(values in clear, values checked, cases leaking): secrets as km stores them by default;
-    personal data as stored with ``redact_pii`` on."""
-    leaked: list[Case] = []
-    total = clear = 0
+def stored_in_clear(
+    cases: list[Case], outcomes: dict[int, Outcome]
+) -> dict[str, tuple[int, int, list[Case]]]:
+    """Per family: (values in clear, values checked, cases leaking). Secrets as km stores them by
+    default; personal data as stored with ``redact_pii`` on."""
+    out: dict[str, tuple[int, int, list[Case]]] = {}
     for case in cases:
         if not case.positive or not case.values:
             continue
         outcome = run(case, PII_REDACTED) if case.family == "pii" else outcomes[id(case)]
         left = leaks(case, outcome)
-        total += len(case.values)
-        clear += len(left)
-        if left:
-            leaked.append(case)
-    return clear, total, leaked
+        clear, total, leaked = out.get(case.family, (0, 0, []))
+        out[case.family] = (clear + len(left), total + len(case.values), leaked + ([case] if left else []))
+    return out
 
 
 def _show(score: Score, limit: int) -> None:
@@ -111,12 +110,12 @@ def main() -> None:
             overall.add(both)
         print("  " + overall.line())
 
-    clear, total, leaked = stored_in_clear(cases, outcomes)
-    print(f"\nsensitive values stored in clear: {clear} of {total}")
-    if args.misses != "none":
+    print("\nsensitive values stored in clear (personal data: with redact_pii on):")
+    for family, (clear, total, leaked) in stored_in_clear(cases, outcomes).items():
+        print(f"  {family:10s} {clear} of {total}")
         for case in leaked[: args.limit]:
             if args.misses == "all" or case.split == args.misses:
-                print(f"      clear: {case.family} {case.split} {case.note}")
+                print(f"      clear: {case.split} {case.note}")
 
     print("\nfindings above low on ordinary traffic of real servers:")
     for name, found in ordinary_findings().items():

@@ -217,3 +217,8 @@ def test_session_command_line_and_error_messages_are_redacted() -> None:
         "error": {"code": -1, "message": f"login failed: password={PASSWORD}"},
     }
     assert PASSWORD not in redacted_text(error)
+
+
+def test_printf_formats_are_placeholders_but_a_percent_inside_a_password_is_not() -> None:
+    assert call_findings({"password": "%s", "db_password": "%(password)s"}) == []
+    assert [f.rule for f in call_findings({"password": "Order350%server"})] == ["secret.generic_credential"]

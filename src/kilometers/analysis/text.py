@@ -203,12 +203,13 @@ _PLACEHOLDER_WORDS = (
     "${",
     "$(",
     "{{",
-    "%(",
-    "%s",
 )
 
 
-_PLACEHOLDER = re.compile("|".join(re.escape(w) for w in _PLACEHOLDER_WORDS))
+_PLACEHOLDER = re.compile(
+    "|".join(re.escape(w) for w in _PLACEHOLDER_WORDS)
+    + r"|%\(\w+\)[sd]|%[sd](?![a-z])"  # printf formats: "%(password)s", "%s"; not "350%server"
+)
 
 
 def is_placeholder(value: str) -> bool:
