@@ -511,8 +511,47 @@ def _ordinary_lists(g: Gen, split: Split) -> list[Step]:
     ]
 
 
+def _references(split: Split, g: Gen) -> list[Step]:
+    """Names of secrets (Kubernetes/Helm references, CI expressions), forms and schemas: no value."""
+    if split == "tune":
+        return [
+            result_text(
+                "postgresql:\n  auth:\n    existingSecret: postgresql-credentials-secret\n"
+                "    secretKeys:\n      adminPasswordKey: postgres-password\n"
+            ),
+            result_text("tls:\n  - hosts: [app.example.com]\n    secretName: tls-wildcard-example-com\n"),
+            result_text(
+                "jobs:\n  publish:\n    steps:\n      - run: npm publish\n        env:\n"
+                "          NODE_AUTH_TOKEN: ${{ secrets.NPM_TOKEN }}\n"
+            ),
+            result_text(
+                '<form><input type="password" name="password" autocomplete="current-password"></form>'
+            ),
+            structured_result(
+                {"properties": {"password": {"type": "string", "format": "password", "minLength": 12}}}
+            ),
+            structured_result(
+                {"apiKeySecretRef": "datadog-api-key-secret", "tokenSecretName": "cluster-issuer-key"}
+            ),
+        ]
+    return [
+        result_text(
+            "auth:\n  existingSecret: redis-auth-secret\n  existingSecretPasswordKey: redis-password\n"
+        ),
+        result_text("spec:\n  secretName: letsencrypt-prod-account-key\n"),
+        result_text("steps:\n  - script: deploy.sh\n    env:\n      API_TOKEN: $(API_TOKEN)\n"),
+        result_text('<label for="pwd">Password</label><input id="pwd" type="password" name="pwd" required>'),
+        structured_result({"secretKeyRef": {"name": "mysql-root-credentials", "key": "mysql-root-password"}}),
+        structured_result(
+            {"clientSecretName": "oauth-proxy-client", "passwordSecret": "grafana-admin-secret"}
+        ),
+    ]
+
+
 def _negatives(split: Split, g: Gen) -> list[Case]:
     out = []
+    for i, step in enumerate(_references(split, g)):
+        out.append(Case(F, (step,), (), split, f"secret reference #{i}"))
     for i, args in enumerate(_ordinary_args(g, split)):
         step = call("configure", args) if i % 2 == 0 else structured_result(args, "get_settings")
         out.append(Case(F, (step,), (), split, f"ordinary value #{i}: {sorted(args)}"))
