@@ -110,6 +110,8 @@ def test_command_line_flags_and_header_pairs() -> None:
     assert [f.rule for f in call_findings({"headers": [["Authorization", f"Bearer {TOKEN}"]]})] == [
         "secret.generic_credential"
     ]
+    # two unrelated strings (an event's tool name and its string JSON-RPC id) are no pair
+    assert not redact(["rotate_api_key", TOKEN]).changed
     assert len(text_findings(f"mytool --token {TOKEN} --dry-run")) == 1
     assert len(text_findings(f'psql --password "{PASSWORD}" -h db')) == 1
     assert text_findings("psql --no-password --host db --username app") == []

@@ -85,7 +85,9 @@ def _flag_kind(arg: str) -> str:
     return credential_key_kind(arg.lstrip("-"))
 
 
-def _collect(obj: Any, out: list[str], cred: list[tuple[int, str]], min_len: int) -> None:
+def _collect(
+    obj: Any, out: list[str], cred: list[tuple[int, str]], min_len: int, in_list: bool = False
+) -> None:
     if isinstance(obj, dict):
         valued = "value" in obj or "Value" in obj or "val" in obj or "ParameterValue" in obj
         sibling = _sibling_kind(obj) if valued else ""
@@ -100,8 +102,15 @@ def _collect(obj: Any, out: list[str], cred: list[tuple[int, str]], min_len: int
             elif isinstance(v, dict | list):
                 _collect(v, out, cred, min_len)
     elif isinstance(obj, list):
-        # ["--password", "..."] (a command line), ["Authorization", "Bearer ..."] (a header pair)
-        pair = len(obj) == 2 and isinstance(obj[0], str) and isinstance(obj[1], str) and len(obj[0]) <= 64
+        # ["--password", "..."] (a command line); [["Authorization", "Bearer ..."], ...] (pairs in a
+        # list: headers, env): not a lone pair, which may be two unrelated strings
+        pair = (
+            in_list
+            and len(obj) == 2
+            and isinstance(obj[0], str)
+            and isinstance(obj[1], str)
+            and len(obj[0]) <= 64
+        )
         kind = ""
         for v in obj:
             if isinstance(v, str):
@@ -116,7 +125,7 @@ def _collect(obj: Any, out: list[str], cred: list[tuple[int, str]], min_len: int
             else:
                 kind = ""
                 if isinstance(v, dict | list):
-                    _collect(v, out, cred, min_len)
+                    _collect(v, out, cred, min_len, True)
 
 
 def _collect_paths(
