@@ -5,6 +5,7 @@ redaction follows detection (payloads, command lines, environments, session fiel
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,8 @@ from kilometers.analysis import Analyzer, Finding, redact
 from kilometers.analysis.text import credential_key_kind
 from kilometers.model import Session
 from kilometers.security import Policy, SecurityStage
+
+from km_helpers import ECHO_SERVER, PYTHON, km_events, km_sessions
 
 PASSWORD = "Tq8#wV2m!Lp9zR"
 TOKEN = "f3Kq9ZtP0xW7bN2mC5vL8dR1yH4sJ6aE"
@@ -224,3 +227,41 @@ def test_session_command_line_and_error_messages_are_redacted() -> None:
 def test_printf_formats_are_placeholders_but_a_percent_inside_a_password_is_not() -> None:
     assert call_findings({"password": "%s", "db_password": "%(password)s"}) == []
     assert [f.rule for f in call_findings({"password": "Order350%server"})] == ["secret.generic_credential"]
+
+
+def test_km_monitor_stores_key_aware_secrets_only_redacted(run_km: Any, km_home: Path) -> None:
+    """End to end: the server's command line, a tool call's env list and YAML, a tool error:
+    the client and server see the real values, nothing km stores or exports does."""
+    km = run_km([PYTHON, ECHO_SERVER, "--password", PASSWORD, f"--api-key={TOKEN}"])
+    yaml = f"env:\n  - name: DB_PASSWORD\n    value: {PASSWORD}\n"
+    client = {"name": "t", "version": "1"}
+    init = {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": client}
+    reason = f"login refused: password={PASSWORD}"
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {
+            "jsonrpc": "2.0",
+            "id": 2,
+            "method": "tools/call",
+            "params": {"name": "echo", "arguments": {"text": yaml}},
+        },
+        {
+            "jsonrpc": "2.0",
+            "id": 3,
+            "method": "tools/call",
+            "params": {"name": "fail", "arguments": {"reason": reason}},
+        },
+    ]
+    km.write(b"".join(json.dumps(m).encode() + b"\n" for m in messages))
+    km.stdout.wait_for(lambda data: b'"id":3' in data.replace(b" ", b""), timeout=60)
+    code, out, _ = km.finish()
+    assert code == 0 and PASSWORD.encode() in out  # the client got the real bytes
+    for db_file in km_home.glob("km.db*"):
+        assert PASSWORD.encode() not in db_file.read_bytes() and TOKEN.encode() not in db_file.read_bytes()
+    events = km_events(km_home)
+    [session] = km_sessions(km_home)
+    stored = json.dumps([events, session])
+    assert PASSWORD not in stored and TOKEN not in stored
+    assert session["command"][-3:] == ["--password", "[REDACTED:secret.generic_credential]",
+                                       "--api-key=[REDACTED:secret.generic_credential]"]  # fmt: skip
