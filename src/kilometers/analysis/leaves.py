@@ -11,6 +11,11 @@ and the base64 ``data``/``blob`` of MCP media content (an object with a ``mimeTy
 an image is not text and would only cost time and false positives. Only strict base64 is
 skipped (:func:`is_base64`); any other ``data``/``blob`` is scanned like text.
 
+While collecting, leaves that a name labels as a credential are marked in :attr:`Leaves.cred`:
+by their key, by the sibling name of a ``value`` field (``{"name": "DB_PASSWORD", "value": ...}``),
+by the flag before them in a list (``["--password", ...]``) or as the second of a pair inside a
+list of pairs (``[["Authorization", "Bearer ..."]]``).
+
 At most ``max_chars`` characters are scanned; what lies past them is listed in
 :attr:`Leaves.omitted`, so that the caller can say so and not keep it unscanned.
 """

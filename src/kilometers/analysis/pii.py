@@ -9,8 +9,9 @@ Rules (usual severity in brackets):
   ``555-123-4567`` / ``555.123.4567`` forms. Bare digit runs are not phone numbers: ids and
   timestamps look the same.
 * ``pii.payment_card`` (high; low for published test numbers and long runs of one digit):
-  13-19 digits, plain or grouped by one kind of separator in a card layout, with a card
-  network's prefix and length, and a valid Luhn check digit.
+  13-19 digits, plain or grouped by one kind of separator (space, ``-``, ``.``) in a card
+  layout, with a card network's prefix and length, and a valid Luhn check digit; also as a
+  parameter value (``card=...``), where shorter numbers are taken for ids.
 * ``pii.iban`` (medium): country code, check digits 02-98, the country's exact length,
   valid mod-97 checksum; compact or in groups of four.
 * ``pii.us_ssn`` (high): ``AAA-GG-SSSS`` with a valid area (not ``000``, ``666``, ``9xx``),
