@@ -1,4 +1,4 @@
-"""Personal data: e-mail addresses, phone numbers, payment cards, IBANs and US SSNs.
+"""Personal data: e-mail addresses, phone numbers, payment cards, IBANs, US SSNs, national ids.
 
 Rules (usual severity in brackets):
 
@@ -17,6 +17,9 @@ Rules (usual severity in brackets):
 * ``pii.us_ssn`` (high): ``AAA-GG-SSSS`` with a valid area (not ``000``, ``666``, ``9xx``),
   group and serial; with spaces only when "SSN"/"social security" is in the same string.
 
+* ``pii.national_id`` (high): national identity numbers with a check digit or letter (Spain,
+  Brazil, France, India, UK; see :mod:`kilometers.analysis.national_ids`).
+
 All numeric detectors share one regex pass over digit runs; e-mail detection starts from
 each ``@``. Messages only ever show a masked hint of the value.
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 import itertools
 import re
 
+from . import national_ids
 from .findings import Severity, mask
 from .leaves import Hit, Leaves
 
@@ -275,8 +279,6 @@ def _try_iban(leaves: Leaves, start: int, seen: set[int], hits: list[Hit]) -> No
 
 def _numbers(leaves: Leaves, hits: list[Hit]) -> None:
     blob = leaves.blob
-    if len(blob.encode("utf-8", "replace").translate(None, _NON_DIGITS)) < 8:
-        return
     seen_iban: set[int] = set()
     n = len(blob)
     for count, m in enumerate(_DIGIT_RUN.finditer(blob)):
@@ -426,7 +428,10 @@ def scan(leaves: Leaves) -> list[Hit]:
     blob = leaves.blob
     if "@" in blob:
         _emails(leaves, hits)
-    _numbers(leaves, hits)
+    digits = len(blob.encode("utf-8", "replace").translate(None, _NON_DIGITS))
+    if digits >= 8:
+        _numbers(leaves, hits)
+    national_ids.scan(leaves, hits, digits)
     return hits
 
 

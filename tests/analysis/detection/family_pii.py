@@ -1,5 +1,6 @@
 """Personal data in tool traffic: e-mail addresses, phone numbers, payment cards, IBANs and
-national identity numbers (US SSN), in records, CSV, prose, forms and nested JSON, and the
+national identity numbers (US SSN, Spanish DNI/NIE, Brazilian CPF, French NIR, Aadhaar, UK
+NINO), in records, CSV, prose, forms and nested JSON, and the
 numbers and addresses of ordinary traffic that only look like them (ids, versions, dates,
 hashes, package and git addresses, numbers failing their checksum).
 
@@ -93,6 +94,87 @@ def ssn(g: Gen) -> str:
     return f"{area:03d}-{g.int(1, 99):02d}-{g.int(1, 9999):04d}"
 
 
+DNI_LETTERS = "TRWAGMYFPDXBNJZSQVHLCKE"
+UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def cpf(g: Gen) -> str:
+    d = [g.int(0, 9) for _ in range(9)]
+    for n in (9, 10):
+        d.append((sum(d[i] * (n + 1 - i) for i in range(n)) * 10 % 11) % 10)
+    s = "".join(map(str, d))
+    return f"{s[:3]}.{s[3:6]}.{s[6:9]}-{s[9:]}"
+
+
+def nir(g: Gen, spaced: bool) -> str:
+    body = f"{g.int(1, 2)}{g.int(40, 99):02d}{g.int(1, 12):02d}{g.int(1, 95):02d}"
+    body += f"{g.int(1, 999):03d}{g.int(1, 999):03d}"
+    key = 97 - int(body) % 97
+    if not spaced:
+        return f"{body}{key:02d}"
+    return f"{body[0]} {body[1:3]} {body[3:5]} {body[5:7]} {body[7:10]} {body[10:13]} {key:02d}"
+
+
+def aadhaar(g: Gen) -> str:
+    """A 12-digit number with a Verhoeff check digit (computed by brute force over 10 candidates)."""
+    d_table = [
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 2, 3, 4, 0, 6, 7, 8, 9, 5], [2, 3, 4, 0, 1, 7, 8, 9, 5, 6],
+        [3, 4, 0, 1, 2, 8, 9, 5, 6, 7], [4, 0, 1, 2, 3, 9, 5, 6, 7, 8], [5, 9, 8, 7, 6, 0, 4, 3, 2, 1],
+        [6, 5, 9, 8, 7, 1, 0, 4, 3, 2], [7, 6, 5, 9, 8, 2, 1, 0, 4, 3], [8, 7, 6, 5, 9, 3, 2, 1, 0, 4],
+        [9, 8, 7, 6, 5, 4, 3, 2, 1, 0],
+    ]  # fmt: skip
+    p_table = [
+        [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [1, 5, 7, 6, 2, 8, 3, 0, 9, 4], [5, 8, 0, 3, 7, 9, 6, 1, 4, 2],
+        [8, 9, 1, 6, 0, 4, 3, 5, 2, 7], [9, 4, 5, 3, 1, 2, 6, 8, 7, 0], [4, 2, 8, 6, 5, 7, 3, 9, 0, 1],
+        [2, 7, 9, 3, 8, 0, 6, 4, 1, 5], [7, 0, 4, 6, 9, 1, 3, 2, 5, 8],
+    ]  # fmt: skip
+
+    def valid(digits: str) -> bool:
+        c = 0
+        for i, ch in enumerate(reversed(digits)):
+            c = d_table[c][p_table[i % 8][int(ch)]]
+        return c == 0
+
+    body = str(g.int(2, 9)) + g.chars(10, DIGITS)
+    number = next(body + str(k) for k in range(10) if valid(body + str(k)))
+    return f"{number[:4]} {number[4:8]} {number[8:]}"
+
+
+def nino(g: Gen, spaced: bool) -> str:
+    first = g.pick("ABCEGHJKLMNPRSTWXYZ")
+    second = g.pick("ABCEGHJKLMNPRSTWXYZ")
+    while first + second in ("BG", "GB", "NK", "KN", "TN", "NT", "ZZ"):
+        second = g.pick("ABCEGHJKLMNPRSTWXYZ")
+    digits = g.chars(6, DIGITS)
+    suffix = g.pick("ABCD")
+    if spaced:
+        return f"{first}{second} {digits[:2]} {digits[2:4]} {digits[4:]} {suffix}"
+    return f"{first}{second}{digits}{suffix}"
+
+
+def national_id(g: Gen, split: Split) -> str:
+    if split == "tune":
+        kind = g.pick(["dni", "cpf", "nir", "nino"])
+        if kind == "dni":
+            n = g.int(10**7, 10**8 - 1)
+            return f"{n}{DNI_LETTERS[n % 23]}"
+        if kind == "cpf":
+            return cpf(g)
+        if kind == "nir":
+            return nir(g, spaced=True)
+        return nino(g, spaced=True)
+    kind = g.pick(["nie", "aadhaar", "nino", "nir"])
+    if kind == "nie":
+        prefix = g.pick("XYZ")
+        n = g.int(0, 10**7 - 1)
+        return f"{prefix}{n:07d}{DNI_LETTERS[('XYZ'.index(prefix) * 10**7 + n) % 23]}"
+    if kind == "aadhaar":
+        return aadhaar(g)
+    if kind == "nir":
+        return nir(g, spaced=False)
+    return nino(g, spaced=False)
+
+
 def phone(g: Gen, split: Split) -> str:
     if split == "tune":
         return g.pick(
@@ -130,7 +212,9 @@ Value = tuple[str, str, str]
 
 
 def value(g: Gen, split: Split) -> Value:
-    kind = g.pick(["email", "phone", "card", "iban", "ssn"])
+    kind = g.pick(["email", "phone", "card", "iban", "ssn", "national id"])
+    if kind == "national id":
+        return kind, national_id(g, split), "pii.national_id"
     if kind == "email":
         return kind, email(g, split), "pii.email"
     if kind == "phone":
@@ -148,7 +232,14 @@ def value(g: Gen, split: Split) -> Value:
     return kind, ssn(g), "pii.us_ssn"
 
 
-FIELD = {"email": "email", "phone": "phone", "card": "card_number", "iban": "iban", "ssn": "ssn"}
+FIELD = {
+    "email": "email",
+    "phone": "phone",
+    "card": "card_number",
+    "iban": "iban",
+    "ssn": "ssn",
+    "national id": "national_id",
+}
 
 
 def _record(v: Value, g: Gen, split: Split) -> list[Step]:
