@@ -265,3 +265,8 @@ def test_km_monitor_stores_key_aware_secrets_only_redacted(run_km: Any, km_home:
     assert PASSWORD not in stored and TOKEN not in stored
     assert session["command"][-3:] == ["--password", "[REDACTED:secret.generic_credential]",
                                        "--api-key=[REDACTED:secret.generic_credential]"]  # fmt: skip
+
+
+def test_working_directories_are_paths_not_passwords() -> None:
+    assert call_findings({"pwd": "C:\\Users\\dev\\project", "PWD": "/usr/src/app", "cwd": "~/code/km"}) == []
+    assert text_findings("PWD=C:\\Users\\dev\\My Project\n") == []

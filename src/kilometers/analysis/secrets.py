@@ -364,7 +364,7 @@ _SIBLING_OTHER = re.compile(r"(?<![\w-])(?:name|key|Name|Key|NAME|KEY)[\"']?[ \t
 _SIBLING_VALUE = re.compile(r"(?<![\w-])(?:value|Value|VALUE)(?![\w-])")
 _ENUM_WORD = r"(?:[a-z]+(?:[A-Z][a-z]+)*|[A-Z][a-z]+|[A-Z]+)"
 _ENUM_LIKE = re.compile(rf"{_ENUM_WORD}(?:[_.-]{_ENUM_WORD})?")
-_PATH = re.compile(r"(?:~|\.{1,2})?(?:/[\w.@%+-]+)+/?")
+_PATH = re.compile(r"(?:~|\.{1,2})?(?:/[\w.@%+-]+)+/?|[A-Za-z]:(?:\\{1,2}[\w.@%+ -]+)+\\?")
 _ASSIGN_OP = re.compile(
     r"(?P<q1>[\"']?)(?P<sp1>[ \t]*)(?P<op>=>|:=|=|:)(?P<sp2>[ \t]*)(?P<q2>[\"'`]?)"
     r"(?P<scheme>(?:Bearer|Basic|Token|token|bearer)[ \t]+)?"
@@ -391,11 +391,11 @@ def _is_example(value: str) -> bool:
 
 
 def _path_like(value: str) -> bool:
-    """``/home/me/src``, ``~/.config``, ``./data``: a path, not a base64 key that starts with ``/``
-    (whose segments mix upper case, lower case and digits)."""
+    """``/home/me/src``, ``~/.config``, ``./data``, ``C:\\Users\\me``: a path, not a base64 key
+    that starts with ``/`` (whose segments mix upper case, lower case and digits)."""
     if not _PATH.fullmatch(value):
         return False
-    return not any(len(seg) >= 8 and char_classes(seg) >= 3 for seg in value.split("/"))
+    return not any(len(seg) >= 8 and char_classes(seg) >= 3 for seg in re.split(r"[/\\]", value))
 
 
 def _enum_like(value: str) -> bool:
