@@ -81,8 +81,8 @@ _NOT_CREDENTIAL_PARTS = (
 _PASS_WORD = re.compile(r"(?:^|[_\-.\s])(?:pass|PASS|Pass)$|(?<=[a-z0-9])Pass$")
 _PW_WORD = re.compile(r"(?:^|[_\-.\s])(?:pw|PW|Pw)$|(?<=[a-z0-9])Pw$")
 _ENCODING_SUFFIXES = ("base64", "b64", "pem", "hex", "value", "string", "str", "plaintext", "raw")
-_NOT_PASSWORD_PARTS = ("hash", "digest", "salt", "policy", "length", "expir", "reset", "hint", "strength")
-"""A password's hash, salt, policy or reset link is not the password."""
+_NOT_PASSWORD_PARTS = ("hash", "digest", "salt", "policy", "length", "hint", "strength")
+"""A password's hash, salt or policy is not the password (``hashedPassword``, ``passwordSalt``)."""
 
 
 def normal_key(key: str) -> str:
