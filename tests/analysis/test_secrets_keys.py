@@ -270,3 +270,14 @@ def test_km_monitor_stores_key_aware_secrets_only_redacted(run_km: Any, km_home:
 def test_working_directories_are_paths_not_passwords() -> None:
     assert call_findings({"pwd": "C:\\Users\\dev\\project", "PWD": "/usr/src/app", "cwd": "~/code/km"}) == []
     assert text_findings("PWD=C:\\Users\\dev\\My Project\n") == []
+
+
+def test_code_assigning_credential_names_is_not_reported() -> None:
+    code = (
+        "        token = request.cookies.get(SESSION_COOKIE)\n"
+        "        api_key = sys.stdin.readline().strip()\n"
+        "password = m.group(2)\n"
+        '_HEADER_TOKEN = re.compile(r"^[!#$%&*+.^_|~0-9A-Za-z]+$")\n'
+    )
+    assert text_findings(code) == []
+    assert len(text_findings("DB_PASSWORD=p&ss;w0rd!x\n")) == 1  # a .env line runs to its end

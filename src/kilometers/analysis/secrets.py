@@ -376,7 +376,8 @@ _DOTTED_IDENT = re.compile(
 )
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
 _SPACE = re.compile(r"\s")
-_TO_SPACE = re.compile(r"[^\s\x00]{6,512}")
+_LINE_VALUE = re.compile(r"[^\s\x00()\[\]{}<>\"'`]{6,512}")
+"""A value running to the end of its line; not code (``request.cookies.get(NAME)``) or markup."""
 _DURATION = re.compile(r"\d+(?:\.\d+)?(?:ms|s|m|h|d|w|y|min|sec|days?|hours?)?|\d{1,2}:\d\d(?::\d\d)?")
 _AUTH_SCHEME = re.compile(r"(?:Bearer|Basic|Token|token|bearer|Bot)[ \t]+")
 
@@ -595,11 +596,9 @@ def _literal_value(blob: str, name_start: int, m: re.Match[str]) -> tuple[int, i
             return None
         return vstart, close
     v = _BARE_VALUE.match(blob, vstart)
-    if v is None:
-        return None
-    vend = v.end()
+    vend = v.end() if v is not None else vstart
     if m.group("scheme"):
-        return vstart, vend
+        return (vstart, vend) if v is not None else None
     op = m.group("op")
     spaced = m.group("sp1") or m.group("sp2")
     if op in ("=", ":") and not m.group("q1") and (op == "=" or m.group("sp2")):
@@ -608,12 +607,14 @@ def _literal_value(blob: str, name_start: int, m: re.Match[str]) -> tuple[int, i
         if before in ("", "export", "set", "ENV"):
             # a line of .env, INI, YAML, properties: the value is all of the rest of the line
             # ("p&ss;word" too), when that is one word
-            w = _TO_SPACE.match(blob, vstart)
+            w = _LINE_VALUE.match(blob, vstart)
             if w is not None and (w.end() >= len(blob) or blob[w.end()] in "\r\n\x00"):
                 return vstart, w.end()
-            if not spaced and op == "=":
+            if v is not None and not spaced and op == "=":
                 return vstart, vend
             return None
+    if v is None:
+        return None
     if op == "=" and not spaced and not m.group("q1"):
         return vstart, vend  # KEY=value inside a line (a command, a URL query)
     quote = blob[name_start - 1] if name_start > 0 else ""
@@ -631,7 +632,7 @@ def _quoted(blob: str, at: int) -> tuple[int, int] | None:
 
 
 def _flag_value(blob: str, start: int, end: int) -> tuple[int, int] | None:
-    """The argument after a command-line flag (``--password s3cr3t``, ``--token "..."``)."""
+    """The argument after a command-line flag (``--password VALUE``, ``--token "..."``)."""
     flag = blob[start:end].lstrip("-")
     if flag.startswith(("no-", "without-")) or end >= len(blob) or blob[end] not in " \t":
         return None
