@@ -182,6 +182,9 @@ class Recorder:
                     events.extend(capture.feed(item[0], item[1], item[2]))
             self._emit(events)
 
+    closes_sinks = True
+    """Close the sinks when the session ends (False when a Host shares them between sessions)."""
+
     def _finish(self, exit_code: object) -> None:
         now = time.time_ns()
         self._emit(self.capture.finish(now))
@@ -194,8 +197,9 @@ class Recorder:
         self.session.exit_code = exit_code if isinstance(exit_code, int) else None
         for sink in self.sinks:
             self._call(sink, "on_session_end", self.session)
-        for sink in self.sinks:
-            self._call(sink, "close")
+        if self.closes_sinks:
+            for sink in self.sinks:
+                self._call(sink, "close")
 
 
 def _omitted_event(session_id: str, direction: Direction, size_bytes: int, ts_ns: int) -> Event:

@@ -190,6 +190,30 @@ def test_overview_and_analytics_render_charts(page: Page) -> None:
     shot(page, "analytics")
 
 
+def test_overview_protocol_radar(page: Page, team: Team) -> None:
+    """The deprecation radar panel (issue 12, item 4): a client that still uses the initialize
+    handshake and ping is listed with those features; the radar of km stats, read over the API."""
+    import orjson
+
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"clientInfo": {"name": "old-client"}},
+    }
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    team.record([orjson.dumps(init) + b"\n", orjson.dumps(ping) + b"\n"], name="legacy")
+    page.get_by_test_id("nav-overview").click()
+    page.reload()  # signing in showed the Overview before this session existed
+    panel = page.get_by_test_id("radar")
+    expect(panel).to_be_visible()
+    row = panel.get_by_test_id("radar-row").filter(has_text="old-client")
+    expect(row.get_by_test_id("radar-feature-handshake")).to_have_text("initialize handshake and sessions")
+    expect(row.get_by_test_id("radar-feature-ping")).to_be_visible()
+    expect(panel.get_by_test_id("radar-summary")).to_contain_text("still rel")
+    shot(page, "radar")
+
+
 def test_create_and_revoke_an_api_key(page: Page, team: Team) -> None:
     page.get_by_test_id("nav-settings").click()
     expect(page.get_by_test_id("key-row").first).to_be_visible()

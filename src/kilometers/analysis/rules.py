@@ -52,6 +52,7 @@ _RULES: dict[str, Rule] = {
     "pii.payment_card": Rule("high", "payment card number (network prefix and Luhn checked)"),
     "pii.iban": Rule("medium", "IBAN (country length and mod-97 checked)"),
     "pii.us_ssn": Rule("high", "US social security number"),
+    "pii.national_id": Rule("high", "national identity number with a check digit (ES, BR, FR, IN, UK)"),
     # dangerous tool calls
     "danger.shell_exec": Rule("medium", "tool call runs a shell command or code (sudo: high)"),
     "danger.destructive_command": Rule(

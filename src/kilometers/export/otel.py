@@ -252,6 +252,19 @@ def _id_key(value: Any) -> bytes:
     return orjson.dumps(value)
 
 
+class _Requests:
+    """One session's requests awaiting an answer (touched by its recorder thread only)."""
+
+    def __init__(self) -> None:
+        self.pending: dict[str, Event] = {}
+        self.ids: dict[tuple[str, bytes], str] = {}
+        """(direction, JSON-RPC id) -> event id of a pending request (to find a cancelled one)."""
+
+    def forget(self, request: Event) -> None:
+        self.pending.pop(request.id, None)
+        self.ids.pop((request.direction, _id_key(request.jsonrpc_id)), None)
+
+
 class OtelSink(Sink):
     name = "opentelemetry"
 
@@ -309,43 +322,49 @@ class OtelSink(Sink):
         self.kind = SpanKind.CLIENT
         self.payloads = payloads
         self.legacy_names = legacy_names
-        self._pending: dict[str, Event] = {}
-        self._ids: dict[tuple[str, bytes], str] = {}
-        """(direction, JSON-RPC id) -> event id of a pending request (to find a cancelled one)."""
+        self._open: dict[str, _Requests] = {}
+        """Session id -> its requests awaiting an answer (one provider serves every session of
+        a process, each on its own recorder thread: JSON-RPC ids are only unique in a session)."""
+        self._lock = threading.Lock()
+
+    def _requests(self, session: Session) -> _Requests:
+        found = self._open.get(session.id)
+        if found is None:
+            with self._lock:
+                found = self._open.setdefault(session.id, _Requests())
+        return found
 
     def on_events(self, session: Session, events: Sequence[Event]) -> None:
+        requests = self._requests(session)
+        pending = requests.pending
         for e in events:
             if e.kind == "request":
-                if len(self._pending) >= MAX_PENDING:
-                    self._forget(self._pending[next(iter(self._pending))])
-                self._pending[e.id] = e
-                self._ids[(e.direction, _id_key(e.jsonrpc_id))] = e.id
+                if len(pending) >= MAX_PENDING:
+                    requests.forget(pending[next(iter(pending))])
+                pending[e.id] = e
+                requests.ids[(e.direction, _id_key(e.jsonrpc_id))] = e.id
             elif e.kind in ("response", "error") and e.request_event_id:
-                request = self._pending.get(e.request_event_id)
+                request = pending.get(e.request_event_id)
                 if request is not None:
-                    self._forget(request)
+                    requests.forget(request)
                     self._span(session, request, e, e.ts_ns)
             elif e.kind == "notification" and e.method == "notifications/cancelled":
                 params = _member(e, "params")
                 if isinstance(params, dict) and "requestId" in params:
-                    found = self._ids.get((e.direction, _id_key(params["requestId"])))
-                    request = self._pending.get(found or "")
+                    found = requests.ids.get((e.direction, _id_key(params["requestId"])))
+                    request = pending.get(found or "")
                     if request is not None:
-                        self._forget(request)
+                        requests.forget(request)
                         reason = params.get("reason")
                         self._span(session, request, None, e.ts_ns, CANCELLED,
                                    reason if isinstance(reason, str) else None)  # fmt: skip
 
-    def _forget(self, request: Event) -> None:
-        self._pending.pop(request.id, None)
-        self._ids.pop((request.direction, _id_key(request.jsonrpc_id)), None)
-
     def on_session_end(self, session: Session) -> None:
         end = session.ended_ns or time.time_ns()
-        for request in list(self._pending.values()):
+        with self._lock:
+            requests = self._open.pop(session.id, None)
+        for request in list(requests.pending.values()) if requests is not None else ():
             self._span(session, request, None, end, UNANSWERED, "no answer before the session ended")
-        self._pending.clear()
-        self._ids.clear()
         attrs = {k: v for k, v in session_attributes(session).items() if k in SESSION_KEYS}
         if session.exit_code not in (None, 0) and session.exit_code < 128:  # >= 128: ended by a signal
             attrs["error.type"] = str(session.exit_code)

@@ -33,7 +33,7 @@ from ..model import format_ts, parse_ts
 from ..store import db, queries, rollups
 from ..store import findings as store_findings
 from . import ingest as ingest_mod
-from . import oidc, tenancy, web
+from . import oidc, radar, tenancy, web
 from .auth import Auth, AuthSettings, Caller
 from .errors import AUTHENTICATED, ApiError, error_response, error_responses
 from .findings import FindingItem, FindingPage, FindingSummaryOut, Severity
@@ -498,6 +498,18 @@ def create_app(
         if bucket == "minute" and until_ns - since_ns > 7 * 24 * 3600 * 10**9:
             raise ApiError(422, "invalid_range", "minute buckets cover at most 7 days; use hour or day")
         return rollups.stats(engine, caller.org.id, since_ns, until_ns, bucket, tool, server)
+
+    @app.get("/api/v1/radar", tags=["read"], responses=error_responses(*AUTHENTICATED))
+    def get_radar(
+        caller: read, since: Time = None, server: Annotated[str | None, Query(max_length=200)] = None
+    ) -> radar.RadarOut:
+        """The deprecation radar: per server and client, the protocol versions spoken and the
+        features the current revision deprecates or removes that each still relies on (since
+        defaults to 30 days ago)."""
+        since_ns = _ns(since)
+        if since_ns is None:
+            since_ns = time.time_ns() - radar.DEFAULT_DAYS * 86400 * 10**9
+        return radar.radar_out(engine, caller.org.id, since_ns, server)
 
     @app.get("/api/v1/org", tags=["read"], responses=error_responses(*AUTHENTICATED))
     def get_org(caller: read) -> dict[str, Any]:
