@@ -53,14 +53,18 @@ _RULES: dict[str, Rule] = {
     "pii.iban": Rule("medium", "IBAN (country length and mod-97 checked)"),
     "pii.us_ssn": Rule("high", "US social security number"),
     # dangerous tool calls
-    "danger.shell_exec": Rule("medium", "tool call runs a shell command or code (sudo: high)"),
+    "danger.shell_exec": Rule("medium", "command runs with elevated privileges (sudo, privileged container)"),
     "danger.destructive_command": Rule(
-        "high", "command deletes or overwrites data (rm -rf /, disks: critical)"
+        "high", "command deletes or overwrites data outside a project (rm -rf /, disks: critical)"
     ),
     "danger.remote_code": Rule("critical", "download-and-execute or reverse shell"),
+    "danger.exfiltration": Rule("high", "command sends files, credentials or the environment to the network"),
+    "danger.system_write": Rule(
+        "high", "write to a system, startup or credential location (/etc, ~/.bashrc, authorized_keys, cron)"
+    ),
     "danger.destructive_tool": Rule("medium", "deleting tool (annotated destructive only: low; broad: high)"),
     "danger.sensitive_path": Rule(
-        "high", "argument names a credential store (~/.ssh, .env, cloud credentials...)"
+        "high", "reads a credential store (~/.ssh, .env, cloud credentials, key stores, cloud metadata)"
     ),
     "danger.destructive_sql": Rule("high", "DROP/TRUNCATE, DELETE/UPDATE without WHERE, drop-all in NoSQL"),
     "danger.exfiltration_url": Rule("high", "URL to a capture/paste/tunnel service or carrying secrets/data"),

@@ -1,0 +1,139 @@
+"""Statements that change or drop data without a row limit, found with a real SQL parser (sqlglot).
+
+``danger.destructive_sql``: ``DROP DATABASE``/``SCHEMA`` (critical); ``DROP TABLE``,
+``TRUNCATE``, ``DELETE``/``UPDATE`` without ``WHERE`` or with an always-true one, ``ALTER TABLE
+… DROP`` (high); ``DROP`` of a view, index, function, user or role, and ``DELETE``/``UPDATE``
+bounded only by ``LIMIT``/``TOP`` (medium). ``SELECT``, ``INSERT``, ``UPDATE … WHERE id = 1``,
+``DELETE … WHERE …`` are not findings. Text that does not parse as SQL ("how to delete from a
+list") is not judged. MongoDB shell calls (``db.x.drop()``, ``deleteMany({})``) and Redis
+``FLUSHALL``/``FLUSHDB`` are recognised by their call shape.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import NamedTuple
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import SqlglotError
+
+from .findings import SEVERITY_RANK, Severity
+
+logging.getLogger("sqlglot").setLevel(logging.ERROR)  # "falling back to parsing as a Command"
+
+
+class SqlVerdict(NamedTuple):
+    rule: str
+    severity: Severity
+    label: str
+
+
+RULE = "danger.destructive_sql"
+GATES = ("drop", "truncate", "delete", "update", "alter", "flush", "remove(")
+"""Lower-case words without which a text is not parsed (nothing in it can change or drop data)."""
+_MAX_SQL_CHARS = 20_000
+_DROP_SEVERITY: dict[str, Severity] = {
+    "DATABASE": "critical",
+    "SCHEMA": "critical",
+    "KEYSPACE": "critical",
+    "TABLE": "high",
+    "COLLECTION": "high",
+}
+_COMMAND_DROPS = frozenset({"USER", "ROLE", "DATABASE", "SCHEMA", "TABLESPACE", "OWNED"})
+_MONGO = re.compile(
+    r"\bdb\.(?:dropdatabase\(\)|[\w$.-]+\.(?:drop\(\s*\)|(?:deletemany|remove)\(\s*\{\s*\}\s*\)|"
+    r"updatemany\(\s*\{\s*\}))",
+    re.IGNORECASE,
+)
+_REDIS = re.compile(r"^\s*(?:flushall|flushdb)\b", re.IGNORECASE | re.MULTILINE)
+
+
+def judge_sql(text: str) -> list[SqlVerdict]:
+    """The worst destructive statement of a text (one verdict at most); never raises."""
+    low = text.lower()
+    if not any(g in low for g in GATES):
+        return []
+    if _REDIS.search(text):
+        return [SqlVerdict(RULE, "high", "Redis FLUSHALL/FLUSHDB")]
+    if "db." in low and _MONGO.search(text):
+        return [SqlVerdict(RULE, "high", "MongoDB drop/delete all")]
+    worst: SqlVerdict | None = None
+    for statement in _statements(text[:_MAX_SQL_CHARS]):
+        verdict = _statement(statement)
+        if verdict and (worst is None or SEVERITY_RANK[verdict.severity] > SEVERITY_RANK[worst.severity]):
+            worst = verdict
+    return [worst] if worst else []
+
+
+def _statements(text: str) -> list[exp.Expr]:
+    try:
+        return [s for s in sqlglot.parse(text) if s is not None]
+    except (SqlglotError, RecursionError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+        pass
+    # one statement sqlglot cannot read must not hide a DROP in the next: parse them one by one
+    out: list[exp.Expr] = []
+    for part in text.split(";")[:50]:
+        if not any(g in part.lower() for g in GATES):
+            continue
+        try:
+            out.extend(s for s in sqlglot.parse(part) if s is not None)
+        except (SqlglotError, RecursionError, ValueError, KeyError, TypeError, IndexError, AttributeError):
+            continue
+    return out
+
+
+def _statement(node: exp.Expr) -> SqlVerdict | None:
+    if isinstance(node, exp.Drop):
+        kind = str(node.args.get("kind") or "").upper()
+        severity = _DROP_SEVERITY.get(kind, "medium")
+        return SqlVerdict(RULE, severity, f"DROP {kind or 'object'}")
+    if isinstance(node, exp.TruncateTable):
+        return SqlVerdict(RULE, "high", "TRUNCATE")
+    if isinstance(node, (exp.Delete, exp.Update)):
+        verb = "DELETE" if isinstance(node, exp.Delete) else "UPDATE"
+        where = node.args.get("where")
+        if where is None:
+            if node.args.get("limit") is not None:
+                return SqlVerdict(RULE, "medium", f"{verb} bounded only by LIMIT")
+            return SqlVerdict(RULE, "high", f"{verb} without WHERE")
+        if _always_true(where.this):
+            return SqlVerdict(RULE, "high", f"{verb} with an always-true WHERE")
+        return None
+    if isinstance(node, exp.Alter):
+        actions = node.args.get("actions") or []
+        if any(isinstance(a, exp.Drop) for a in actions):
+            return SqlVerdict(RULE, "high", "ALTER TABLE … DROP")
+        return None
+    if isinstance(node, exp.Command):
+        verb = str(node.this or "").upper()
+        words = str(node.expression or "").split()
+        head = words[0].upper().strip(";") if words else ""
+        if verb == "DROP" and head in _COMMAND_DROPS:
+            return SqlVerdict(
+                RULE, "critical" if head in ("DATABASE", "SCHEMA") else "medium", f"DROP {head}"
+            )
+    return None
+
+
+def _always_true(cond: exp.Expr | None) -> bool:
+    """``1=1``, ``TRUE``, ``'a'='a'``, ``1``, ``x = x``, or any of these OR-ed in at the top."""
+    if cond is None:
+        return True
+    if isinstance(cond, exp.Paren):
+        return _always_true(cond.this)
+    if isinstance(cond, exp.Or):
+        return _always_true(cond.left) or _always_true(cond.right)
+    if isinstance(cond, exp.Boolean):
+        return bool(cond.this)
+    if isinstance(cond, exp.Literal):
+        return not cond.is_string and str(cond.this) not in ("0", "0.0")
+    if isinstance(cond, exp.EQ):
+        left, right = cond.left, cond.right
+        if isinstance(left, exp.Literal) and isinstance(right, exp.Literal):
+            return str(left.this) == str(right.this)
+        return bool(left == right) and not isinstance(left, exp.Placeholder)
+    if isinstance(cond, exp.Is) and isinstance(cond.expression, exp.Null):
+        return False
+    return False
