@@ -24,6 +24,9 @@ SHELL_TOOLS = [
     "cmd",
 ]
 BENIGN_COMMANDS = [
+    "rm -rf build/",  # build output, temporary files: not findings
+    "find . -name '*.log' -delete",
+    "find /tmp -type f -exec rm {} +",
     "ls -la",
     "npm test",
     "git status",
@@ -42,9 +45,10 @@ BENIGN_COMMANDS = [
     "df -h",
 ]
 DESTRUCTIVE = [
-    "rm -rf build/",
     "rm -rf /",
     "sudo rm -rf /var/lib/app",
+    "find /srv -name '*.db' -delete",
+    "find ~ -type f -exec rm {} +",
     "rm -r ~/Downloads/old",
     "git reset --hard HEAD~3",
     "git push --force origin main",
@@ -52,8 +56,6 @@ DESTRUCTIVE = [
     "git clean -fdx",
     "mkfs.ext4 /dev/sdb1",
     "dd if=/dev/zero of=/dev/sda bs=1M",
-    "find . -name '*.log' -delete",
-    "find /tmp -type f -exec rm {} +",
     "chmod -R 777 /var/www",
     "terraform destroy -auto-approve",
     "kubectl delete namespace production",

@@ -173,8 +173,46 @@ _CREDENTIAL_DUMPERS: dict[str, tuple[str, ...]] = {
     "vaultcmd": ("/listcreds",),
     "reg": ("hklm\\sam", "hklm/sam", "hklm\\security", "hklm/security"),
 }
+_METADATA_ONLY = frozenset(
+    {
+        "ls",
+        "dir",
+        "stat",
+        "du",
+        "tree",
+        "file",
+        "test",
+        "[",
+        "mkdir",
+        "chmod",
+        "chown",
+        "chgrp",
+        "ssh-add",
+        "ssh-keygen",
+        "wc",
+        "exa",
+        "eza",
+        "get-childitem",
+        "gci",
+        "realpath",
+        "dirname",
+        "basename",
+    }
+)
 _RECURSIVE_FLAGS = frozenset({"-r", "-R", "--recursive", "/s", "-recurse"})
 _FORK_BOMB = re.compile(r"(\w+|:)\(\)\{\1\|\1&\};\1")
+_SOCKETS = ("socket", "fsockopen", "tcpsocket", "net.connect", "net.socket", "io::socket")
+_SHELL_HOOKS = (
+    "connect",
+    "dup2",
+    "pty.spawn",
+    "fsockopen",
+    "exec",
+    "spawn",
+    "/bin/sh",
+    "/bin/bash",
+    "cmd.exe",
+)
 _METADATA_HOSTS = frozenset(
     {
         "169.254.169.254",
@@ -190,6 +228,7 @@ _METADATA_HOSTS = frozenset(
     }
 )
 _VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+_BUILD_SUFFIXES = (".o", ".obj", ".pyc", ".class", ".log", ".tmp", ".bak", ".orig", ".swp")
 _MAX_COMMAND_CHARS = 16_384
 """Characters of a command line parsed (a longer one is judged by its beginning)."""
 
@@ -284,6 +323,8 @@ def _source(command: Command) -> str | None:
                 return "the home or root directory"
             if operands:
                 return "local files"
+    if _dumps_credentials(command):
+        return "credentials"
     for target in command.redirects:
         if target[0] == "<" and locations.credential(target[1]):
             return "a credential file"
@@ -313,9 +354,10 @@ def _command(command: Command) -> Iterator[Verdict]:
         yield from _git(args)
     elif name == "find" and ("-delete" in args or _find_exec_rm(args)):
         start = next((a for a in args if not a.startswith("-")), ".")
-        # find deletes what matches beneath its start: in the working directory, files of the project
-        start = "./matches" if start in (".", "./") else start
-        yield from _delete_targets([start], recursive=True, label="find -delete")
+        # find deletes what matches beneath its start (named by -name when given)
+        pattern = next((args[i + 1] for i, a in enumerate(args[:-1]) if a in ("-name", "-iname")), None)
+        target = start.rstrip("/") + "/" + pattern if pattern else start
+        yield from _delete_targets([target], recursive=True, label="find -delete")
     elif name == "truncate" and _shrinks(args):
         size = {a for i, a in enumerate(args) if i > 0 and args[i - 1] in ("-s", "--size")}
         targets = [a for a in _operands(command) if a not in size]
@@ -398,7 +440,7 @@ def _redirects(command: Command) -> Iterator[Verdict]:
 
 def _write_target(path: str) -> Iterator[Verdict]:
     place = locations.credential(path)
-    if place is not None and place.severity == "high":
+    if place is not None and place.severity == "high" and not locations.is_project(path):
         yield Verdict("danger.system_write", "high", f"writes to {place.label}")
         return
     label = locations.startup(path) or locations.system(path)
@@ -434,14 +476,15 @@ def _delete_targets(targets: list[str], *, recursive: bool, label: str) -> Itera
         )
         if worst is None or SEVERITY_RANK[severity] > SEVERITY_RANK[worst]:
             worst, what = severity, reason
-    if worst is not None:
+    if worst is not None and worst != "info":
         kind = "recursive delete" if recursive else label
         yield Verdict("danger.destructive_command", worst, f"{kind} of {what}")
 
 
 def deletion_severity(target: str, recursive: bool) -> tuple[Severity, str]:
-    """(severity, what) of deleting ``target``: ``/`` and ``~`` critical, system files, credentials and
-    folders outside a project high, files in a project or temporary folder low."""
+    """(severity, what) of deleting ``target``: ``/`` and ``~`` critical; system files, credentials and
+    folders outside a project high; files in a project low; build output and temporary files
+    ``info`` (not a finding)."""
     p = locations.normalise(target).rstrip("/") or "/"
     if (
         p in locations.BROAD
@@ -458,8 +501,11 @@ def deletion_severity(target: str, recursive: bool) -> tuple[Severity, str]:
     if "$" in p and not p.startswith(("$tmpdir", "${tmpdir}")):
         return ("high" if recursive else "medium"), "a path built from a variable"
     if locations.is_temporary(target):
-        return "low", "temporary files"
+        return "info", "temporary files"
     if locations.is_project(target):
+        parts = p.split("/")
+        if any(part in locations.BUILD_DIRS for part in parts) or parts[-1].endswith(_BUILD_SUFFIXES):
+            return "info", "build output in the project"
         return "low", "files in the project"
     return ("high" if recursive else "medium"), "files outside the project"
 
@@ -619,7 +665,7 @@ def _network(command: Command) -> Iterator[Verdict]:
                 "danger.sensitive_path", "high", "reads the cloud instance metadata endpoint (credentials)"
             )
             break
-    uploads: list[str] = []
+    uploads: list[str] = [t for op, t in command.redirects if op == "<" and SUB not in t]
     for i, arg in enumerate(args):
         value = arg
         if i > 0 and args[i - 1] in (
@@ -690,9 +736,7 @@ def _remote_shell(command: Command) -> Iterator[Verdict]:
         "-c" in args or "-e" in args or "-r" in args
     ):
         code = " ".join(low)
-        if "socket" in code and any(
-            w in code for w in ("connect", "dup2", "pty.spawn", "fsockopen", "tcpsocket")
-        ):
+        if any(w in code for w in _SOCKETS) and any(w in code for w in _SHELL_HOOKS):
             yield Verdict("danger.remote_code", "critical", "reverse shell (socket one-liner)")
         elif any(w in code for w in ("urlopen", "urllib.request", "requests.get")) and (
             "exec(" in code or "eval(" in code
@@ -721,15 +765,22 @@ def _remote_shell(command: Command) -> Iterator[Verdict]:
                 break
 
 
+def _dumps_credentials(command: Command) -> bool:
+    patterns = _CREDENTIAL_DUMPERS.get(command.name)
+    if patterns is None:
+        return False
+    low = [a.lower() for a in command.args]
+    return any(p == "" or any(p in a for a in low) for p in patterns)
+
+
 def _sensitive_reads(command: Command) -> Iterator[Verdict]:
     name = command.name
     args = command.args
-    patterns = _CREDENTIAL_DUMPERS.get(name)
-    if patterns is not None:
-        low = [a.lower() for a in args]
-        if any(p == "" or p in low or any(p in a for a in low) for p in patterns):
-            yield Verdict("danger.sensitive_path", "high", f"reads a key store or credentials ({name})")
-            return
+    if _dumps_credentials(command):
+        yield Verdict("danger.sensitive_path", "high", f"reads a key store or credentials ({name})")
+        return
+    if name in _METADATA_ONLY:
+        return  # lists, stats or sets permissions: reads no contents
     if name in _COPIERS or name in _EDITORS or name == "sed":
         candidates = _operands(command)[:-1] if name in _COPIERS else []
     else:

@@ -43,7 +43,7 @@ from typing import Any
 from .commands import deletion_severity, judge, metadata_host
 from .findings import SEVERITY_RANK, Severity, mask
 from .leaves import Hit, Leaves, PathPart, pointer
-from .locations import credential, startup, system
+from .locations import credential, is_project, startup, system
 from .pii import scan as scan_pii
 from .secrets import scan as scan_secrets
 from .sql import GATES as SQL_GATES
@@ -506,11 +506,11 @@ def _location(s: _Scan, value: str, path: tuple[PathPart, ...] | str, write: boo
     place = credential(value)
     if write and "\n" not in value:
         label = startup(value) or system(value)
-        if place is not None and place.severity == "high":
+        if place is not None and place.severity == "high" and not is_project(value):
             label = place.label
         if label is not None:
             s.add("danger.system_write", "high", f"writes to a {label}: {_short(value, 60)!r}", path)
-            return
+        return  # a write reads nothing: a project's own .env is the project's business
     if place is not None:
         s.add("danger.sensitive_path", place.severity, f"accesses {place.label}: {_short(value, 60)!r}", path)
 
@@ -556,6 +556,8 @@ def _destructive_tool(
         severity, detail = worst[0], f" ({worst[1]})"
     elif recursive and not broad:
         severity, detail = "high", " (recursive/forced)"
+    if severity == "info":
+        return  # build output or temporary files
     s.add(
         "danger.destructive_tool",
         severity,

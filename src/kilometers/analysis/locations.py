@@ -324,11 +324,20 @@ def system(path: str) -> str | None:
     return None
 
 
+_TEMPORARY = (
+    "/tmp/",
+    "/var/tmp/",
+    "/private/tmp/",
+    "$tmpdir",
+    "${tmpdir}",
+    "%temp%",
+    "~/appdata/local/temp/",
+)
+
+
 def is_temporary(path: str) -> bool:
-    p = normalise(path)
-    return p.startswith(
-        ("/tmp/", "/var/tmp/", "/private/tmp/", "$tmpdir", "${tmpdir}", "%temp%", "~/appdata/local/temp/")
-    )
+    p = normalise(path).rstrip("/") + "/"
+    return p.startswith(_TEMPORARY)
 
 
 def is_project(path: str) -> bool:

@@ -67,20 +67,29 @@ def judge_sql(text: str) -> list[SqlVerdict]:
     return [worst] if worst else []
 
 
+_DIALECTS = (None, "postgres", "mysql", "tsql")
+"""Tried in turn until one reads the text: quoting differs (``"x"``, ```x```, ``[x]``)."""
+_ERRORS = (SqlglotError, RecursionError, ValueError, KeyError, TypeError, IndexError, AttributeError)
+
+
+def _parse(text: str) -> list[exp.Expr] | None:
+    for dialect in _DIALECTS:
+        try:
+            return [s for s in sqlglot.parse(text, read=dialect) if s is not None]
+        except _ERRORS:
+            continue
+    return None
+
+
 def _statements(text: str) -> list[exp.Expr]:
-    try:
-        return [s for s in sqlglot.parse(text) if s is not None]
-    except (SqlglotError, RecursionError, ValueError, KeyError, TypeError, IndexError, AttributeError):
-        pass
-    # one statement sqlglot cannot read must not hide a DROP in the next: parse them one by one
+    parsed = _parse(text)
+    if parsed is not None:
+        return parsed
+    # one statement no dialect reads must not hide a DROP in the next: parse them one by one
     out: list[exp.Expr] = []
     for part in text.split(";")[:50]:
-        if not any(g in part.lower() for g in GATES):
-            continue
-        try:
-            out.extend(s for s in sqlglot.parse(part) if s is not None)
-        except (SqlglotError, RecursionError, ValueError, KeyError, TypeError, IndexError, AttributeError):
-            continue
+        if any(g in part.lower() for g in GATES):
+            out.extend(_parse(part) or ())
     return out
 
 
