@@ -47,6 +47,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from . import instructions
 from .findings import SEVERITY_RANK, Severity
 from .leaves import SEP, Hit, Leaves, PathPart, pointer
 
@@ -755,6 +756,16 @@ def _shadowing(leaves: Leaves, own: set[str], out: list[_Found]) -> None:
         )
 
 
+def _intents(leaves: Leaves, own: set[str], out: list[_Found]) -> None:
+    """Instructions recognised by what a sentence combines (:mod:`kilometers.analysis.instructions`)."""
+    low = leaves.lower if leaves.blob.isascii() else _INVISIBLE.sub("", leaves.lower)
+    have = {(f.rule, f.leaf) for f in out}
+    for intent in instructions.scan(low, own):
+        if (intent.rule, intent.leaf) not in have:
+            have.add((intent.rule, intent.leaf))
+            out.append(_Found(intent.rule, intent.severity, intent.label, intent.leaf))
+
+
 def _key_hits(obj: Any, path: list[PathPart], out: list[Hit]) -> None:
     if isinstance(obj, dict):
         for k, v in obj.items():
@@ -801,6 +812,7 @@ def scan_listing(message: Any, known_tools: Iterable[str] = ()) -> tuple[Leaves,
     result = message.get("result") if isinstance(message, dict) else None
     own = {_norm_name(n) for n in (*tool_names(result), *known_tools)}
     _shadowing(leaves, own, found)
+    _intents(leaves, own, found)
     hits = [Hit(f.rule, f.severity, f.message, f.leaf, f.start, f.end) for f in found]
     _key_hits(message, [], hits)
     return leaves, hits

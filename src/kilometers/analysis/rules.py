@@ -73,6 +73,9 @@ _RULES: dict[str, Rule] = {
     "poisoning.model_instruction": Rule("high", "text overriding the model's instructions or pressuring it"),
     "poisoning.concealment": Rule("high", "instructions to keep something from the user"),
     "poisoning.secret_access": Rule("critical", "instructions to read or hand over secrets"),
+    "poisoning.exfiltration": Rule(
+        "high", "instructions to send the conversation, the system prompt or other tools' output somewhere"
+    ),
     "poisoning.tool_shadowing": Rule("high", "text steering other tools or servers"),
     "poisoning.invisible_unicode": Rule(
         "high", "invisible characters (Unicode tags with hidden text: critical)"
