@@ -27,12 +27,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from functools import lru_cache
 from typing import NamedTuple
 
 from .findings import Severity
 from .leaves import SEP
 from .locations import credential
 from .text import credential_key_kind
+
+_MAX_LEAF_CHARS = 20_000
+"""Characters of one string examined (descriptions are short; a longer text is judged by its start)."""
 
 
 class Intent(NamedTuple):
@@ -43,14 +47,87 @@ class Intent(NamedTuple):
 
 
 def _rx(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE)
+    """Patterns run on lowered text: no IGNORECASE (several times slower with non-ASCII literals)."""
+    return re.compile(pattern)
 
 
 _SENTENCES = re.compile(r"(?<=[.!?;])\s+|\n+|(?<=\))\s+(?=[A-Z])")
-_CUES = _rx(
-    r"conversa|chat|transcript|dialog|message|histor|verlauf|gespräch|prompt|instruction|anweisung|"
-    r"instrucci|output|result|response|secret|credential|password|passwor|token|key|\.ssh|\.env|\.aws|"
-    r"\.netrc|mcp\.json|tool|server|user|utilisateur|usuario|benutzer|nutzer|utente|usuário|answer|reply"
+_OBJECT_CUES = (
+    "conversa",
+    "chat",
+    "transcript",
+    "dialog",
+    "message",
+    "histor",
+    "verlauf",
+    "gespräch",
+    "unterhaltung",
+    "échange",
+    "cronolog",
+    "prompt",
+    "instruction",
+    "anweisung",
+    "instrucci",
+    "request",
+    "question",
+    "input",
+    "output",
+    "result",
+    "response",
+    "repl",
+    "return value",
+    "user",
+    "context",
+    "session",
+)
+"""Substrings without which a sentence cannot ask for the conversation, instructions or outputs."""
+_SECRET_CUES = (
+    "key",
+    "token",
+    "passw",
+    "passphrase",
+    "secret",
+    "credential",
+    "cookie",
+    "contrase",
+    "clave",
+    "clé",
+    "mot de passe",
+    "zugangsdaten",
+    "ssh",
+    ".env",
+    "aws",
+    "netrc",
+    "npmrc",
+    "pypirc",
+    "mcp.json",
+    "claude",
+    "kube",
+    "docker",
+    "gnupg",
+    "keychain",
+    "gcloud",
+    "azure",
+    "environ",
+    "_",
+)
+_TOOL_CUES = ("tool", "server", "function", "plugin", "integration")
+_AUDIENCE_CUES = (
+    "user",
+    "answer",
+    "response",
+    "reply",
+    "output",
+    "summary",
+    "as if",
+    "as though",
+    "utilisat",
+    "usuari",
+    "usuári",
+    "benutzer",
+    "nutzer",
+    "anwender",
+    "utent",
 )
 
 _NEGATED = _rx(
@@ -115,7 +192,6 @@ _SECRET_WORDS = _rx(
     r"auth(?:entication)?[\s_-]?tokens?|bearer tokens?|passwords?|passphrases?|credentials|session cookies?|"
     r"secrets|clés? api|mots? de passe|contraseñas?|claves? api|passwörter|zugangsdaten)\b"
 )
-_PATH_TOKEN = re.compile(r"[~./\\\w-]*[./\\][~./\\\w-]+|\.env\b")
 _ENV_NAME = re.compile(r"\$?\{?\b([A-Z][A-Z0-9]*_[A-Z0-9_]+)\b")
 _SECOND_PERSON_START = _rx(r"^(?:\W*(?:step \d+\s*[:.)-]?|note|important|first|then|also|please)\W*)*")
 
@@ -209,35 +285,42 @@ _CONCEAL = (
 
 def scan(low: str, own_tools: Iterable[str] = ()) -> list[Intent]:
     """Intents in a lowered listing blob (leaves separated by ``SEP``); one per rule and leaf."""
-    own = {_norm(n) for n in own_tools}
+    own = frozenset(_norm(n) for n in own_tools)
     out: list[Intent] = []
     for leaf, text in enumerate(low.split(SEP)):
-        if len(text) < 16 or _CUES.search(text) is None:
-            continue
-        seen: set[str] = set()
-        for sentence in _SENTENCES.split(text):
-            if len(sentence) < 12:
-                continue
-            for rule, severity, label in _judge(sentence, own):
-                if rule not in seen:
-                    seen.add(rule)
-                    out.append(Intent(rule, severity, label, leaf))
+        if len(text) >= 16:
+            out.extend(Intent(rule, severity, label, leaf) for rule, severity, label in _leaf(text, own))
     return out
+
+
+@lru_cache(maxsize=4096)
+def _leaf(text: str, own: frozenset[str]) -> tuple[tuple[str, Severity, str], ...]:
+    """One string's intents, one per rule (cached: servers list the same tools in every session)."""
+    found: dict[str, tuple[str, Severity, str]] = {}
+    for sentence in _SENTENCES.split(text[:_MAX_LEAF_CHARS]):
+        if len(sentence) >= 12:
+            for verdict in _judge(sentence, own):
+                found.setdefault(verdict[0], verdict)
+    return tuple(found.values())
 
 
 def _norm(name: str) -> str:
     return "".join(c for c in name.lower() if c.isalnum())
 
 
-def _judge(sentence: str, own: set[str]) -> Iterator[tuple[str, Severity, str]]:
-    exfil = _exfiltration(sentence)
+def _has(sentence: str, cues: tuple[str, ...]) -> bool:
+    return any(c in sentence for c in cues)
+
+
+def _judge(sentence: str, own: frozenset[str]) -> Iterator[tuple[str, Severity, str]]:
+    exfil = _exfiltration(sentence) if _has(sentence, _OBJECT_CUES) else None
     if exfil:
         yield "poisoning.exfiltration", "high", exfil
-    if _secret_access(sentence):
+    if _has(sentence, _SECRET_CUES) and _secret_access(sentence):
         yield "poisoning.secret_access", "critical", "tells the model to read or hand over a credential"
-    if _shadowing(sentence, own):
+    if _has(sentence, _TOOL_CUES) and _shadowing(sentence, own):
         yield "poisoning.tool_shadowing", "high", "takes over another server's tools"
-    if any(p.search(sentence) for p in _CONCEAL):
+    if _has(sentence, _AUDIENCE_CUES) and any(p.search(sentence) for p in _CONCEAL):
         yield "poisoning.concealment", "high", "tells the model to keep something from the user"
 
 
@@ -289,10 +372,11 @@ def _clause_start(sentence: str, verb: re.Match[str]) -> bool:
 def _has_secret(sentence: str) -> bool:
     if _SECRET_WORDS.search(sentence):
         return True
-    for m in _PATH_TOKEN.finditer(sentence):
-        place = credential(m.group())
-        if place is not None and place.severity == "high":
-            return True
+    for word in sentence.split():
+        if "/" in word or "\\" in word or word.startswith((".", "~", "`.", "'.", "`~")):
+            place = credential(word.strip("`'\"()[],;:!?").rstrip("."))
+            if place is not None and place.severity == "high":
+                return True
     if "_" in sentence:
         for m in _ENV_NAME.finditer(sentence.upper()):
             if credential_key_kind(m.group(1)) and m.group(1).lower() in sentence:
@@ -300,14 +384,7 @@ def _has_secret(sentence: str) -> bool:
     return False
 
 
-def _shadowing(sentence: str, own: set[str]) -> bool:
-    if (
-        "tool" not in sentence
-        and "server" not in sentence
-        and "function" not in sentence
-        and "call" not in sentence
-    ):
-        return False
+def _shadowing(sentence: str, own: frozenset[str]) -> bool:
     for pattern in _SHADOW:
         for m in pattern.finditer(sentence):
             name = m.group(1)
