@@ -45,6 +45,7 @@ from .findings import SEVERITY_RANK, Severity, mask
 from .leaves import Hit, Leaves, PathPart, pointer
 from .locations import credential, is_project, startup, system
 from .pii import scan as scan_pii
+from .pycode import judge_python
 from .secrets import scan as scan_secrets
 from .sql import GATES as SQL_GATES
 from .sql import judge_sql
@@ -117,6 +118,9 @@ _DESCRIPTION_SHELL = re.compile(
     r"(?:commands?|scripts?|code)\b",
     re.IGNORECASE,
 )
+_PYTHON_TOKENS = frozenset({"python", "py", "python3", "jupyter", "notebook", "ipython", "cell", "pandas"})
+_CODE_KEYS = frozenset({"code", "source", "snippet", "pythoncode", "cell"})
+"""Arguments that hold program code: judged as Python when they parse as Python, else as a command."""
 _DESTRUCTIVE_VERBS = frozenset(
     {
         "delete",
@@ -401,8 +405,11 @@ def scan_call(
 
     commands = _command_strings(shell, strings)
     command_paths = {path for path, _ in commands}
+    python = bool(tokens & _PYTHON_TOKENS)
     for path, command in commands:
-        for verdict in judge(command):
+        key = next((p for p in reversed(path) if isinstance(p, str)), "")
+        verdicts = judge_python(command) if python or _norm(key) in _CODE_KEYS else None
+        for verdict in judge(command) if verdicts is None else verdicts:
             s.add(verdict.rule, verdict.severity, f"{verdict.label}: {_short(command, 60)!r}", path)
 
     _destructive_tool(s, name, info, arguments, strings, name_path)
