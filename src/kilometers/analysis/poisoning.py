@@ -559,6 +559,13 @@ _TAG = re.compile(
     r"|\[/?(?:inst|system|sys)\]|<\|(?:im_start|im_end|system|assistant|endoftext)\|>|<<\s*/?sys\s*>>"
 )
 _COMMENT = re.compile(r"<!--(.*?)-->", re.DOTALL)
+_HIDING_STYLES = ("display", "visibility", "font-size", "opacity", "hidden")
+_HIDDEN_ELEMENT = re.compile(
+    r"<([a-z][a-z0-9]*)\b[^>\x00]{0,200}?(?:style\s*=\s*[\"'][^\"'\x00]{0,200}?(?:display\s*:\s*none|"
+    r"visibility\s*:\s*hidden|font-size\s*:\s*0(?![.\d]*[1-9])|opacity\s*:\s*0(?![.\d]*[1-9]))|\shidden(?=[\s>=/]))"
+    r"[^>\x00]{0,200}>([^<\x00]{0,2000})"
+)
+"""An element hidden when rendered (``display:none``, ``font-size:0``, ``hidden``...) and its text."""
 _SHADOW_REF = re.compile(
     r"\b(?:instead\s+of|rather\s+than|do\s+not\s+use|don't\s+use|never\s+use|replaces?|"
     r"replacing|in\s+place\s+of)\s+(?:using\s+|calling\s+)?(?:the\s+)?[`'\"]?([\w.-]+)[`'\"]?"
@@ -658,6 +665,14 @@ def _tags(blob: str, low: str, out: list[_Found], comments: bool) -> None:
             if sum(c.isalpha() for c in m.group(1)) >= 12:
                 leaf = blob.count(SEP, 0, m.start())
                 out.append(_Found("poisoning.instruction_tag", "medium", "hidden HTML comment", leaf))
+                break
+    if comments and any(h in low for h in _HIDING_STYLES):
+        for m in _HIDDEN_ELEMENT.finditer(low):
+            if sum(c.isalpha() for c in m.group(2)) >= 12:
+                leaf = low.count(SEP, 0, m.start())
+                out.append(
+                    _Found("poisoning.instruction_tag", "medium", "text in a hidden HTML element", leaf)
+                )
                 break
 
 

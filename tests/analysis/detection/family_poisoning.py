@@ -176,6 +176,7 @@ def _tune_texts(g: Gen) -> list[tuple[str, set[str], str]]:
         (f"Searches notes. <!-- {who}: {ghost} -->", ANY, "HTML comment with an instruction"),
         ("Translates text." + " " * 1200 + ghost, ANY, "long whitespace run"),
         ("Looks up prices." + "\n" * 40 + ghost, ANY, "many line breaks"),
+        (f'Lists notes. <span style="display:none">{ghost}</span>', ANY, "hidden HTML element"),
         (
             "Formats dates." + "".join(chr(0xE0000 + ord(c)) for c in ghost),
             {"poisoning.invisible_unicode"},
