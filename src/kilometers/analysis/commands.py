@@ -401,8 +401,6 @@ def _command(command: Command) -> Iterator[Verdict]:
         yield from _docker(args)
     elif name in ("aws", "gcloud", "az", "gsutil"):
         yield from _cloud(name, args)
-    elif name in ("chmod", "chown"):
-        yield from _writes(command)
     yield from _network(command)
     yield from _remote_shell(command)
     yield from _sensitive_reads(command)

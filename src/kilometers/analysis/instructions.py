@@ -193,7 +193,8 @@ _SECRET_WORDS = _rx(
     r"secrets|clés? api|mots? de passe|contraseñas?|claves? api|passwörter|zugangsdaten)\b"
 )
 _ENV_NAME = re.compile(r"\$?\{?\b([A-Z][A-Z0-9]*_[A-Z0-9_]+)\b")
-_SECOND_PERSON_START = _rx(r"^(?:\W*(?:step \d+\s*[:.)-]?|note|important|first|then|also|please)\W*)*")
+_LEAD_IN = _rx(r"^(?:\W*(?:step \d+\s*[:.)-]?|note|important|first|then|also|please)\W*)*")
+"""Words that may precede an order: ``Step 1: read …``, ``Note: first read …``."""
 
 _IDENT = r"[`'\"]?([a-z][a-z0-9]*(?:[_.-][a-z0-9]+)+)[`'\"]?"
 """A tool name as descriptions write them (``send_email``, ``github.create_issue``); text is lowered."""
@@ -324,7 +325,7 @@ def _judge(sentence: str, own: frozenset[str]) -> Iterator[tuple[str, Severity, 
         yield "poisoning.concealment", "high", "tells the model to keep something from the user"
 
 
-def _imperative(sentence: str, verb: re.Match[str]) -> bool:
+def _not_negated(sentence: str, verb: re.Match[str]) -> bool:
     """The verb is not negated ("do not include …", "never send …")."""
     return not _NEGATED.search(sentence[: verb.start()])
 
@@ -342,7 +343,7 @@ def _exfiltration(sentence: str) -> str | None:
     if what is None:
         return None
     for verb in _TRANSFER.finditer(sentence):
-        if _imperative(sentence, verb) and (_SINK.search(sentence) or _MODAL.search(sentence)):
+        if _not_negated(sentence, verb) and (_SINK.search(sentence) or _MODAL.search(sentence)):
             return f"tells the model to send {what} somewhere"
     return None
 
@@ -351,12 +352,12 @@ def _secret_access(sentence: str) -> bool:
     if not _has_secret(sentence):
         return False
     for verb in _READ.finditer(sentence):
-        if _imperative(sentence, verb) and (
+        if _not_negated(sentence, verb) and (
             _MODAL.search(sentence) or _SINK.search(sentence) or _clause_start(sentence, verb)
         ):
             return True
     for verb in _TRANSFER.finditer(sentence):
-        if _imperative(sentence, verb) and (_MODAL.search(sentence) or _SINK.search(sentence)):
+        if _not_negated(sentence, verb) and (_MODAL.search(sentence) or _SINK.search(sentence)):
             return True
     return False
 
@@ -365,7 +366,7 @@ def _clause_start(sentence: str, verb: re.Match[str]) -> bool:
     head = sentence[: verb.start()].rstrip()
     if not head:
         return True
-    head = _SECOND_PERSON_START.sub("", head)
+    head = _LEAD_IN.sub("", head)
     return not head or head.endswith((":", ",", ";", "(", "then", "and", "first", "also", "please"))
 
 
@@ -379,7 +380,7 @@ def _has_secret(sentence: str) -> bool:
                 return True
     if "_" in sentence:
         for m in _ENV_NAME.finditer(sentence.upper()):
-            if credential_key_kind(m.group(1)) and m.group(1).lower() in sentence:
+            if credential_key_kind(m.group(1)):
                 return True
     return False
 
