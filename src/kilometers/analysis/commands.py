@@ -496,6 +496,8 @@ def deletion_severity(target: str, recursive: bool) -> tuple[Severity, str]:
         return "high", "credentials"
     if locations.system(target) or locations.startup(target):
         return "high", "system files"
+    if any(part in locations.CACHE_DIRS for part in p.split("/")[1:]):
+        return "info", "caches"
     if "$" in p and not p.startswith(("$tmpdir", "${tmpdir}")):
         return ("high" if recursive else "medium"), "a path built from a variable"
     if locations.is_temporary(target):

@@ -349,11 +349,13 @@ def _exfiltration(sentence: str) -> str | None:
 
 
 def _secret_access(sentence: str) -> bool:
-    if not _has_secret(sentence):
+    specific = _names_credential(sentence)
+    if not specific and not _SECRET_WORDS.search(sentence):
         return False
     for verb in _READ.finditer(sentence):
+        # "Read ~/.ssh/id_rsa …" is an order; "Fetch a secret by name" describes a secrets tool
         if _not_negated(sentence, verb) and (
-            _MODAL.search(sentence) or _SINK.search(sentence) or _clause_start(sentence, verb)
+            _MODAL.search(sentence) or _SINK.search(sentence) or (specific and _clause_start(sentence, verb))
         ):
             return True
     for verb in _TRANSFER.finditer(sentence):
@@ -370,9 +372,8 @@ def _clause_start(sentence: str, verb: re.Match[str]) -> bool:
     return not head or head.endswith((":", ",", ";", "(", "then", "and", "first", "also", "please"))
 
 
-def _has_secret(sentence: str) -> bool:
-    if _SECRET_WORDS.search(sentence):
-        return True
+def _names_credential(sentence: str) -> bool:
+    """A credential file (``~/.aws/credentials``) or variable (``GITHUB_TOKEN``) is named."""
     for word in sentence.split():
         if "/" in word or "\\" in word or word.startswith((".", "~", "`.", "'.", "`~")):
             place = credential(word.strip("`'\"()[],;:!?").rstrip("."))

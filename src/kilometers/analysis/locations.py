@@ -26,7 +26,7 @@ def _rules(*items: tuple[str, Severity, str]) -> tuple[tuple[re.Pattern[str], Pl
 
 CREDENTIALS = _rules(
     (r"\bid_(?:rsa|dsa|ecdsa|ed25519)(?:_sk)?(?![\w.])", "high", "SSH private key"),
-    (r"(?:^|[\s/\"'=:~])\.ssh(?:/(?!(?:config|known_hosts)$)|$)", "high", "SSH directory"),
+    (r"(?:^|[\s/\"'=:~])\.ssh(?:/(?!(?:config|known_hosts|[^/]*\.pub)$)|$)", "high", "SSH directory"),
     (r"\bauthorized_keys\b", "high", "SSH authorized_keys"),
     (r"/etc/(?:shadow|gshadow|sudoers|master\.passwd)\b", "high", "system password/sudo file"),
     (r"/etc/passwd\b", "medium", "/etc/passwd"),
@@ -265,6 +265,21 @@ _HOME = re.compile(
     r"^(?:/home/[^/]+|/users/[^/]+|[a-z]:/users/[^/]+|/root|\$home|\$\{home\}|%userprofile%|\$env:userprofile)(?=/|$)"
 )
 _DRIVE = re.compile(r"^[a-z]:/")
+CACHE_DIRS = frozenset(
+    {
+        ".cache",
+        "caches",
+        "cache",
+        "__pycache__",
+        ".npm",
+        ".yarn",
+        "node_modules",
+        ".pytest_cache",
+        "tmp",
+        "temp",
+    }
+)
+"""Folders whose contents are rebuilt on demand: deleting them loses nothing."""
 BROAD = frozenset(
     {"/", "/*", "~", "~/", "~/*", "c:/", "c:/*", "/home", "/users", "/home/*", "/users/*", "c:/users"}
 )

@@ -316,6 +316,23 @@ def _tune_negative(g: Gen) -> list[Case]:
         "cat /etc/os-release",
         "rm -f /tmp/build.lock",
         "sudo -n true 2>/dev/null || echo no-sudo",
+        "git clean -n",
+        "npm uninstall lodash",
+        "pip uninstall -y requests",
+        "rm -rf ~/.cache/pip",
+        "echo $PATH",
+        "export NODE_ENV=production",
+        "cat ~/.ssh/id_ed25519.pub",
+        "cp ~/.ssh/id_ed25519.pub deploy/authorized_key.pub",
+        "tail -n 100 /var/log/nginx/error.log",
+        "git config --global user.email dev@example.com",
+        "docker rm old-container",
+        "env | grep -i proxy",
+        "printenv HOME",
+        "curl -s https://api.example.com/health | jq .status",
+        "wget -q https://example.com/data.csv -O data/raw.csv",
+        "tar xzf node-v20.tar.gz -C tools/",
+        "psql -c 'UPDATE users SET active = false WHERE id = 42'",
     ]
     for i, command in enumerate(commands):
         if command.startswith("sudo"):
