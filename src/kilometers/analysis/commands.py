@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from functools import lru_cache
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
@@ -230,6 +231,7 @@ _METADATA_HOSTS = frozenset(
 _VARIABLE = re.compile(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)")
 _BUILD_SUFFIXES = (".o", ".obj", ".pyc", ".class", ".log", ".tmp", ".bak", ".orig", ".swp")
 _MAX_COMMAND_CHARS = 16_384
+_MAX_CACHED_CHARS = 2048
 """Characters of a command line parsed (a longer one is judged by its beginning)."""
 
 
@@ -242,8 +244,20 @@ def metadata_host(url: str) -> bool:
     return host.rstrip(".") in _METADATA_HOSTS
 
 
-def judge(text: str) -> list[Verdict]:
-    """The verdicts for one command line, worst first per rule (one per rule)."""
+def judge(text: str) -> tuple[Verdict, ...]:
+    """The verdicts for one command line, worst first per rule (one per rule).
+
+    Short lines are cached: agents run the same commands (``npm test``, ``git status``) often.
+    """
+    return _cached(text) if len(text) <= _MAX_CACHED_CHARS else _judge(text)
+
+
+@lru_cache(maxsize=2048)
+def _cached(text: str) -> tuple[Verdict, ...]:
+    return _judge(text)
+
+
+def _judge(text: str) -> tuple[Verdict, ...]:
     text = text[:_MAX_COMMAND_CHARS]
     script = parse(text)
     found: dict[str, Verdict] = {}
@@ -262,7 +276,7 @@ def judge(text: str) -> list[Verdict]:
     for command in script.commands():
         for verdict in _command(command):
             add(*verdict)
-    return sorted(found.values(), key=lambda v: -SEVERITY_RANK[v.severity])
+    return tuple(sorted(found.values(), key=lambda v: -SEVERITY_RANK[v.severity]))
 
 
 # -- whole scripts: pipelines and sequences ------------------------------------------------------

@@ -79,7 +79,7 @@ def _call(name: str, node: ast.Call) -> list[Verdict]:
     first = node.args[0] if node.args else None
     if name in _SHELL_CALLS and first is not None:
         command = _command(first)
-        return judge(command) if command else []
+        return list(judge(command)) if command else []
     if name in _DELETE_TREE | _DELETE_FILE:
         path = _string(first)
         if path is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+from functools import lru_cache
 from typing import NamedTuple
 
 import sqlglot
@@ -34,6 +35,7 @@ RULE = "danger.destructive_sql"
 GATES = ("drop", "truncate", "delete", "update", "alter", "flush", "remove(")
 """Lower-case words without which a text is not parsed (nothing in it can change or drop data)."""
 _MAX_SQL_CHARS = 20_000
+_MAX_CACHED_CHARS = 4096
 _DROP_SEVERITY: dict[str, Severity] = {
     "DATABASE": "critical",
     "SCHEMA": "critical",
@@ -50,8 +52,23 @@ _MONGO = re.compile(
 _REDIS = re.compile(r"^\s*(?:flushall|flushdb)\b", re.IGNORECASE | re.MULTILINE)
 
 
-def judge_sql(text: str) -> list[SqlVerdict]:
-    """The worst destructive statement of a text (one verdict at most); never raises."""
+def judge_sql(text: str) -> tuple[SqlVerdict, ...]:
+    """The worst destructive statement of a text (one verdict at most); never raises.
+
+    Short texts are cached: a database tool sends the same statements again and again, and a
+    parse costs a few hundred microseconds.
+    """
+    if not any(g in text.lower() for g in GATES):
+        return ()
+    return _cached(text) if len(text) <= _MAX_CACHED_CHARS else tuple(_judge(text))
+
+
+@lru_cache(maxsize=1024)
+def _cached(text: str) -> tuple[SqlVerdict, ...]:
+    return tuple(_judge(text))
+
+
+def _judge(text: str) -> list[SqlVerdict]:
     low = text.lower()
     if not any(g in low for g in GATES):
         return []
