@@ -17,7 +17,7 @@ from functools import lru_cache
 from typing import NamedTuple
 
 import sqlglot
-from sqlglot import exp
+from sqlglot import Token, Tokenizer, TokenType, exp
 from sqlglot.errors import SqlglotError
 
 from .findings import SEVERITY_RANK, Severity
@@ -76,12 +76,67 @@ def _judge(text: str) -> list[SqlVerdict]:
         return [SqlVerdict(RULE, "high", "Redis FLUSHALL/FLUSHDB")]
     if "db." in low and _MONGO.search(text):
         return [SqlVerdict(RULE, "high", "MongoDB drop/delete all")]
+    if _bounded(text[:_MAX_SQL_CHARS]):
+        return []
     worst: SqlVerdict | None = None
     for statement in _statements(text[:_MAX_SQL_CHARS]):
         verdict = _statement(statement)
         if verdict and (worst is None or SEVERITY_RANK[verdict.severity] > SEVERITY_RANK[worst.severity]):
             worst = verdict
     return [worst] if worst else []
+
+
+_READ_ONLY_STARTS = frozenset(
+    {
+        TokenType.SELECT,
+        TokenType.INSERT,
+        TokenType.VALUES,
+        TokenType.BEGIN,
+        TokenType.COMMIT,
+        TokenType.ROLLBACK,
+        TokenType.SHOW,
+        TokenType.DESCRIBE,
+    }
+)
+
+
+def _bounded(text: str) -> bool:
+    """Whether the tokens alone show that nothing unbounded changes (no parse needed, 5x cheaper):
+    every statement reads or inserts, or is a ``DELETE``/``UPDATE`` whose top-level ``WHERE``
+    names a column and has no ``OR``. (A tautology such as ``WHERE id = id`` is not caught.)"""
+    try:
+        tokens = Tokenizer().tokenize(text)
+    except _ERRORS:
+        return False
+    statement: list[Token] = []
+    for token in [*tokens, None]:
+        if token is None or token.token_type == TokenType.SEMICOLON:
+            if statement and not _bounded_statement(statement):
+                return False
+            statement = []
+        else:
+            statement.append(token)
+    return True
+
+
+def _bounded_statement(tokens: list[Token]) -> bool:
+    first = tokens[0].token_type
+    if first in _READ_ONLY_STARTS:
+        return True
+    if first not in (TokenType.UPDATE, TokenType.DELETE):
+        return False
+    depth = 0
+    for i, token in enumerate(tokens):
+        if token.token_type == TokenType.L_PAREN:
+            depth += 1
+        elif token.token_type == TokenType.R_PAREN:
+            depth -= 1
+        elif token.token_type == TokenType.WHERE and depth == 0:
+            condition = tokens[i + 1 :]
+            return not any(t.token_type == TokenType.OR for t in condition) and any(
+                t.token_type in (TokenType.VAR, TokenType.IDENTIFIER) for t in condition
+            )
+    return False
 
 
 _DIALECTS = (None, "postgres", "mysql", "tsql")
