@@ -218,6 +218,9 @@ def attributes(
             attrs["gen_ai.tool.call.arguments"] = orjson.dumps(params["arguments"]).decode()
         if response is not None and err is None:  # the result of a call that succeeded
             result = _member(response, "result")
+            omitted = _member(response, "km_omitted")
+            if result is None and omitted:  # not kept (too deep, too large): say so, not nothing
+                result = {"km_omitted": omitted}
             if result is not None:
                 attrs["gen_ai.tool.call.result"] = orjson.dumps(result).decode()
     return attrs
