@@ -32,7 +32,7 @@ from ..export.prometheus import CONTENT_TYPE, ServerMetrics
 from ..model import format_ts, parse_ts
 from ..store import db, queries, rollups
 from . import ingest as ingest_mod
-from . import oidc, tenancy, web
+from . import oidc, teamsecurity, tenancy, web
 from .auth import Auth, AuthSettings, Caller
 from .errors import AUTHENTICATED, ApiError, error_response, error_responses
 from .live import LiveHub
@@ -60,6 +60,8 @@ class ServerSettings:
     """OpenID Connect sign-in (`km serve --oidc-*`); None: e-mail and password only."""
     redact_secrets: bool = True
     """Redact secrets left in uploaded events (the ingest backstop); `km serve --no-redact`."""
+    analysis: bool = True
+    """Run every detector on uploaded events (see server/ingest.py); `km serve --no-analysis`."""
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -152,6 +154,11 @@ def allowed_methods(app: FastAPI, request: Request) -> str | None:
     path = next((r.path for r in routes if r.matches(scope)[0] != Match.NONE), None)
     methods = {m for r in routes if r.path == path for m in r.methods or ()}
     return ", ".join(sorted(methods)) or None
+
+
+def _reporter(caller: Caller) -> str:
+    """Who uploads, for the team-wide pins: the user whose rights the key carries, else the key."""
+    return f"user:{caller.user_id}" if caller.user_id else f"key:{caller.rate_key}"
 
 
 def create_app(
@@ -268,7 +275,13 @@ def create_app(
                 raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
             try:
                 result = await run_in_threadpool(
-                    ingest_mod.ingest, engine, caller.org, data, settings.redact_secrets
+                    ingest_mod.ingest,
+                    engine,
+                    caller.org,
+                    data,
+                    settings.redact_secrets,
+                    analysis=settings.analysis,
+                    reporter=_reporter(caller),
                 )
             except ingest_mod.BatchError as exc:
                 raise ApiError(400, "invalid_batch", str(exc)) from None
@@ -406,6 +419,7 @@ def create_app(
         return {**org.to_dict(), "usage": tenancy.usage(engine, org)}
 
     web.register(app, engine, auth, hub, sso=settings.oidc is not None)
+    teamsecurity.register(app, engine, auth)
     oidc.register(app, engine, auth, settings.oidc)
     app.add_middleware(web.SecurityHeaders, allowed_hosts=settings.allowed_hosts)
 
