@@ -11,8 +11,8 @@ are added to the client's risk, whose level they can only raise. Secrets are red
 stored text (payload, error message, method, tool, resource URI, prompt name, the session's
 command line, client, server and capabilities...), personal data too when the organization asks
 for it (``organizations.redact_pii``). ``analysis=False`` (`km serve --no-analysis`) leaves only
-that redaction (the secrets backstop); ``redact=False`` (`km serve --no-redact`) stores texts as
-they were sent."""
+that redaction (the secrets backstop); ``redact=False`` (`km serve --no-redact`) trusts the
+clients with secrets: stored texts are kept as they were sent, and secrets are not looked for."""
 
 from __future__ import annotations
 
@@ -178,13 +178,14 @@ class Checks:
     analysis: bool = True
     """All detector families (`km serve --no-analysis` / ``KM_SERVER_ANALYSIS=0`` turn it off)."""
     redact: bool = True
-    """Redact secrets (`km serve --no-redact` trusts the clients' redaction)."""
+    """Find and redact secrets (`km serve --no-redact` trusts the clients with them: not checked)."""
     redact_pii: bool = False
     """Redact personal data too (the organization's ``redact_pii`` setting)."""
 
     def config(self) -> AnalysisConfig:
         """The client's default analysis, without what is the client's alone (its pins, its policy)."""
         return AnalysisConfig(
+            secrets=self.redact,
             pinning=False,
             policy=False,
             redact_secrets=self.redact,

@@ -49,7 +49,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth) -> None:
                            {"Retry-After": str(max(1, math.ceil(wait)))})  # fmt: skip
         return caller
 
-    @app.patch("/api/v1/org/security", tags=["settings"], responses=error_responses(404, *AUTHENTICATED))
+    @app.patch("/api/v1/org/security", tags=["settings"], responses=error_responses(400, 404, *AUTHENTICATED))
     def patch_org_security(body: SecurityPatch, caller: admin) -> dict[str, Any]:
         """Whether the server redacts personal data in this organization's uploads from the next
         batch on (owners and admins)."""
@@ -75,7 +75,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth) -> None:
     @app.post(
         "/api/v1/servers/{key}/approve",
         tags=["security"],
-        responses=error_responses(404, 409, *AUTHENTICATED),
+        responses=error_responses(400, 404, 409, *AUTHENTICATED),
     )
     def approve_server(key: str, caller: admin, body: ApproveIn | None = None) -> dict[str, Any]:
         """Approve the current tool definitions of a server identity as the team's pins (owners
