@@ -206,6 +206,7 @@ async def _session(home: Path, env: dict[str, str]) -> None:
         await session.call_tool("delete_everything", {"confirm": True})
 
 
+@pytest.mark.timeout(600)  # two km monitor sessions, two km serve starts: slow on a loaded machine
 @pytest.mark.usefixtures("patient_sdk_client")
 def test_km_sync_without_client_analysis_is_checked_by_km_serve_unless_told_not_to(tmp_path: Path) -> None:
     (tmp_path / "server").mkdir()

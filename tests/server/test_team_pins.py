@@ -251,23 +251,31 @@ def _local_pins(home: Path) -> dict[str, Any]:
         return {k: orjson.loads(d) for k, d in conn.execute("SELECT server_key, data FROM pins")}
 
 
-@pytest.mark.usefixtures("patient_sdk_client")
-def test_km_pins_sync_gives_a_new_developer_the_approved_pins_and_refuses_a_bad_signature(
-    tmp_path: Path,
-) -> None:
+def _approved_team(tmp_path: Path) -> tuple[TeamServer, str]:
     (tmp_path / "server").mkdir()
     server = TeamServer(tmp_path / "server")
-    admin = server.create_key("admin")
+    return server, server.create_key("admin")
+
+
+def _approve_the_only_server(server: TeamServer, admin: str) -> dict[str, Any]:
+    [team_server] = httpx.get(server.url + "/api/v1/servers", headers=bearer(admin)).json()["items"]
+    r = httpx.post(f"{server.url}/api/v1/servers/{team_server['key']}/approve", headers=bearer(admin))
+    assert r.status_code == 200, r.text
+    return dict(team_server)
+
+
+@pytest.mark.timeout(600)  # three km monitor sessions and a dozen km commands: slow on a loaded machine
+@pytest.mark.usefixtures("patient_sdk_client")
+def test_km_pins_sync_gives_a_new_developer_the_approved_pins(tmp_path: Path) -> None:
+    server, admin = _approved_team(tmp_path)
     server.start()
     try:
         # alice's km was shown the clean definitions; she uploads them with km sync
         alice = tmp_path / "alice"
         asyncio.run(_list_tools(km_env(alice, KM_TEST_SECRET="x")))
         km_ok("sync", env=km_env(alice, KM_API_URL=server.url, KM_API_KEY=server.ingest_key))
-        [team_server] = httpx.get(server.url + "/api/v1/servers", headers=bearer(admin)).json()["items"]
+        team_server = _approve_the_only_server(server, admin)
         assert team_server["identity"]["command"] == [sys.executable, SECURE_SERVER]
-        r = httpx.post(f"{server.url}/api/v1/servers/{team_server['key']}/approve", headers=bearer(admin))
-        assert r.status_code == 200, r.text
 
         # bob is new: km pins sync pins the key on first use and writes the team's definitions
         bob = tmp_path / "bob"
@@ -284,25 +292,41 @@ def test_km_pins_sync_gives_a_new_developer_the_approved_pins_and_refuses_a_bad_
         answers = [e for e in km_events(bob, "--method", "tools/list") if e["kind"] == "response"]
         changed = [f for f in answers[-1]["risk"]["findings"] if f["rule"] == "pinning.changed"]
         assert changed and changed[0]["severity"] == "high" and "read_note" in changed[0]["message"]
+    finally:
+        server.stop()
 
-        # the pin set altered on the way, or signed by another key, is refused; nothing changes
+
+@pytest.mark.timeout(600)
+def test_km_pins_sync_refuses_a_tampered_pin_set_or_another_key(tmp_path: Path) -> None:
+    server, admin = _approved_team(tmp_path)
+    server.start()
+    try:
+        session, events = listed([CLEAN, OTHER])
+        r = httpx.post(
+            server.url + "/api/v1/events/batch",
+            json={"session": session, "events": events},
+            headers=bearer(server.ingest_key),
+        )
+        assert r.status_code == 200, r.text
+        _approve_the_only_server(server, admin)
         carol = tmp_path / "carol"
         tamper: dict[str, Any] = {}
         with relay(server.url, tamper) as url:
             carol_env = km_env(carol, KM_API_URL=url, KM_API_KEY=server.ingest_key)
             assert _km(carol_env, "pins", "sync").returncode == 0
             before = _local_pins(carol)
-            tamper["mode"] = "definitions"
+            assert before
+            tamper["mode"] = "definitions"  # altered on the way
             refused = _km(carol_env, "pins", "sync")
             assert refused.returncode == 3 and refused.stdout == ""
             assert refused.stderr.count("\n") == 1 and "bad signature" in refused.stderr
-            tamper["mode"] = "own key"
+            tamper["mode"] = "own key"  # validly signed, by someone else
             refused = _km(carol_env, "pins", "sync")
             assert (
                 refused.returncode == 3 and "signing key of" in refused.stderr and "changed" in refused.stderr
             )
             assert refused.stderr.count("\n") == 1
-            assert _local_pins(carol) == before
+            assert _local_pins(carol) == before  # nothing was written
             trusted = _km(carol_env, "pins", "sync", "--trust-new-key")
             assert trusted.returncode == 0 and "replacing the pinned signing key" in trusted.stderr
     finally:
