@@ -190,6 +190,14 @@ def test_the_explicit_off_switch_leaves_only_the_secrets_backstop(engine: Engine
     found = set().union(*(_rules(e) for e in stored))
     assert found == {"secret.github_token"}
     assert GITHUB not in orjson.dumps(stored).decode()
+    # personal data is still redacted when the organization asks (its finding with it)
+    org, key, read_key = api.org_with_keys("private")
+    tenancy.set_redact_pii(api.engine, org, True)
+    session, events = traffic(call(3, "read_note", {"title": "mail alice.smith@example.com"}))
+    _upload(api, key, session, events)
+    note = _find(_stored(api, read_key, session["id"]), "tools/call", "request", "read_note")
+    assert note["payload"]["params"]["arguments"]["title"] == "mail [REDACTED:pii.email]"
+    assert _rules(note) == {"pii.email"}
 
 
 # -- real clients, real uploads, a real km serve ---------------------------------------------------

@@ -243,10 +243,11 @@ def _event_row(
     redact: bool = True,
     found: tuple[Finding, ...] = (),
     analyzer: Analyzer | None = None,
+    config: AnalysisConfig = DEFAULT_CONFIG,
 ) -> dict[str, Any]:
     """The event's row; ``found`` are findings of the server's own, added to the client's risk.
     With ``analyzer`` every detector runs (its config says what is redacted), else only the
-    secrets backstop (when ``redact``)."""
+    secrets backstop (when ``redact``; ``config`` says whether it redacts PII too)."""
     payload, error_message = e.payload, e.error.message if e.error else None
     text = {c: getattr(e, c) for c in EVENT_TEXT}
     truncated = e.truncated
@@ -259,10 +260,10 @@ def _event_row(
             error_message = _analysed(analyzer, None, error_message, findings, redact)
         text = _analysed(analyzer, None, text, findings, redact)
     elif redact:
-        payload = _backstop(payload, findings)
+        payload = _backstop(payload, findings, config)
         if error_message:
-            error_message = _backstop(error_message, findings)
-        text = _backstop(text, findings)
+            error_message = _backstop(error_message, findings, config)
+        text = _backstop(text, findings, config)
     if redact:
         # text past the scan bound is not kept (the finding says so): the payload is no longer whole
         truncated = truncated or any(f.rule == PARTIAL_RULE for f in findings)
@@ -433,7 +434,8 @@ def parse_batch(
             f"too many events in one batch ({len(raw_events)} > {MAX_EVENTS_PER_BATCH}); split it"
         )
     checks = checks or Checks(redact=redact)
-    analyzer = Analyzer(checks.config()) if checks.analysis else None
+    config = checks.config()
+    analyzer = Analyzer(config) if checks.analysis else None
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -462,7 +464,7 @@ def parse_batch(
         if found:
             event.payload = too_deep_marker(event.size_bytes)
         try:
-            row = _event_row("", event, checks.redact, found, analyzer)
+            row = _event_row("", event, checks.redact, found, analyzer, config)
         except ValueError as exc:
             errors.append({"index": index, "id": event_id, "message": str(exc)})
             continue
