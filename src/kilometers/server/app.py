@@ -33,7 +33,7 @@ from ..model import format_ts, parse_ts
 from ..store import db, queries, rollups
 from ..store import findings as store_findings
 from . import ingest as ingest_mod
-from . import oidc, radar, tenancy, web
+from . import oidc, radar, teamsecurity, tenancy, web
 from .auth import Auth, AuthSettings, Caller
 from .errors import AUTHENTICATED, ApiError, error_response, error_responses
 from .findings import FindingItem, FindingPage, FindingSummaryOut, Severity
@@ -62,6 +62,8 @@ class ServerSettings:
     """OpenID Connect sign-in (`km serve --oidc-*`); None: e-mail and password only."""
     redact_secrets: bool = True
     """Redact secrets left in uploaded events (the ingest backstop); `km serve --no-redact`."""
+    analysis: bool = True
+    """Run every detector on uploaded events (see server/ingest.py); `km serve --no-analysis`."""
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -252,6 +254,11 @@ def _findings_routes(app: FastAPI, engine: Engine, auth: Auth) -> None:
         return FindingSummaryOut.of(group, summary, limit)
 
 
+def _reporter(caller: Caller) -> str:
+    """Who uploads, for the team-wide pins: the user whose rights the key carries, else the key."""
+    return f"user:{caller.user_id}" if caller.user_id else f"key:{caller.rate_key}"
+
+
 def create_app(
     db_url: str | None = None, settings: ServerSettings | None = None, check_schema: bool = True
 ) -> FastAPI:
@@ -366,7 +373,13 @@ def create_app(
                 raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
             try:
                 result = await run_in_threadpool(
-                    ingest_mod.ingest, engine, caller.org, data, settings.redact_secrets
+                    ingest_mod.ingest,
+                    engine,
+                    caller.org,
+                    data,
+                    settings.redact_secrets,
+                    analysis=settings.analysis,
+                    reporter=_reporter(caller),
                 )
             except ingest_mod.BatchError as exc:
                 raise ApiError(400, "invalid_batch", str(exc)) from None
@@ -520,6 +533,7 @@ def create_app(
 
     _findings_routes(app, engine, auth)
     web.register(app, engine, auth, hub, sso=settings.oidc is not None)
+    teamsecurity.register(app, engine, auth)
     oidc.register(app, engine, auth, settings.oidc)
     app.add_middleware(web.SecurityHeaders, allowed_hosts=settings.allowed_hosts)
 
