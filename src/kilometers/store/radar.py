@@ -14,11 +14,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import BindParameter, Engine, and_, bindparam, func, select
+from sqlalchemy import BindParameter, Engine, and_, bindparam, func, or_, select
 
 from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Session, format_ts
-from .queries import list_sessions
-from .schema import LOCAL_ORG, events
+from .codec import session_from_row
+from .queries import server_matches
+from .schema import LOCAL_ORG, events, sessions
 
 CURRENT_VERSION = "2026-07-28"
 """The newest protocol revision km knows; versions are dates and compare as text."""
@@ -133,11 +134,7 @@ def radar(
 ) -> list[Peer]:
     """Every server and client seen (in the sessions of the servers matching ``server``, started
     at or after ``since_ns``), servers first, those relying on the most first."""
-    found = [
-        s
-        for s in list_sessions(engine, None, org_id, server=server)
-        if since_ns is None or (s.ended_ns or s.started_ns) >= since_ns
-    ]
+    found = _sessions(engine, org_id, server, since_ns)
     peers: dict[tuple[str, str], Peer] = {}
     of_session: dict[str, tuple[Peer, Peer]] = {}
     for s in found:
@@ -158,6 +155,17 @@ def radar(
                 role, feature = sign.split(":")
                 _use(server_peer if role == "server" else client_peer, feature, session_id, count)
     return sorted(peers.values(), key=lambda p: (p.role != "server", -len(p.uses), p.name))
+
+
+def _sessions(engine: Engine, org_id: str, server: str | None, since_ns: int | None) -> list[Session]:
+    """The sessions that ended (or, still open, started) at or after ``since_ns``."""
+    c = sessions.c
+    query = select(sessions).where(c.org_id == org_id)
+    if since_ns is not None:
+        query = query.where(or_(c.ended_ns >= since_ns, and_(c.ended_ns.is_(None), c.started_ns >= since_ns)))
+    with engine.connect() as conn:
+        found = [session_from_row(row._mapping) for row in conn.execute(query)]
+    return [s for s in found if server is None or server_matches(s.name, s.server, server)]
 
 
 def _peer(peers: dict[tuple[str, str], Peer], role: str, name: str, s: Session) -> Peer:
