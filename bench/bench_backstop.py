@@ -1,10 +1,11 @@
-"""What the team server's secrets backstop costs: ``parse_batch`` per event, redaction off vs on.
+"""What the team server's checks cost: ``parse_batch`` per event with nothing checked, with only the
+secrets backstop (`km serve --no-analysis`) and with every detector family (the default).
 
     .venv/bin/python bench/bench_backstop.py [--batches N] [--rounds N]
 
 The batches are bench_server's realistic ``tools/call`` events (~1 KB payloads, no secrets, the
-common case). Off and on alternate in each round; medians over rounds, and the ratio. The same
-cost lands on ``km import``. See docs/benchmarks.md and docs/security.md.
+common case). The three modes alternate in each round; medians over rounds, and the ratios. The
+same cost lands on ``km import``. See docs/benchmarks.md and docs/security.md.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_server import BATCH, Workload
-from kilometers.server.ingest import parse_batch
+from kilometers.server.ingest import Checks, parse_batch
 
 
 def main() -> None:
@@ -29,21 +30,26 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=7, help="rounds (default 7)")
     args = parser.parse_args()
     batches = Workload(time.time_ns()).next_batches(args.batches)
-    per_event: dict[bool, list[float]] = {False: [], True: []}
+    modes = {
+        "nothing": Checks(analysis=False, redact=False),
+        "backstop": Checks(analysis=False, redact=True),
+        "analysis": Checks(analysis=True, redact=True),
+    }
+    per_event: dict[str, list[float]] = {m: [] for m in modes}
     for _ in range(args.rounds):
-        for redact in (False, True):
+        for mode, checks in modes.items():
             start = time.perf_counter()
             for batch in batches:
-                parse_batch(batch, redact)
-            per_event[redact].append((time.perf_counter() - start) / (len(batches) * BATCH) * 1e6)
-    off, on = statistics.median(per_event[False]), statistics.median(per_event[True])
+                parse_batch(batch, checks=checks)
+            per_event[mode].append((time.perf_counter() - start) / (len(batches) * BATCH) * 1e6)
+    off, backstop, full = (statistics.median(per_event[m]) for m in modes)
     load = os.getloadavg()
     print(
         f"parse_batch per event ({args.batches * BATCH:,} events x {args.rounds} rounds, load {load[0]:.1f}):"
     )
     print(
-        f"  redaction off {off:6.1f} us   on {on:6.1f} us   "
-        f"backstop {on - off:5.1f} us/event   ratio {on / off:.2f}x"
+        f"  nothing {off:6.1f} us   secrets backstop {backstop:6.1f} us   all detectors {full:6.1f} us   "
+        f"analysis/backstop {full / backstop:.2f}x   analysis/nothing {full / off:.2f}x"
     )
 
 

@@ -6,6 +6,7 @@ The fixtures that use them (``km_home``, ``run_km``) are in ``conftest.py``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -427,3 +428,68 @@ def chromium() -> Iterator[Any]:
             yield browser
         finally:
             browser.close()
+
+
+# -- a team server with recorded traffic, for the browser tests -------------------------------------
+
+OWNER_EMAIL, OWNER_PASSWORD = "owner@example.com", "correct horse battery"
+TOOL_SERVER = TESTS / "browser" / "tool_server.py"
+
+
+@dataclasses.dataclass
+class Team:
+    """A real ``km serve`` with the organization ``acme``, its owner and an ingest key."""
+
+    base: str
+    db: str
+    ingest_key: str
+    home: Path
+
+    def monitor_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KM_")}
+        env.update(
+            KM_HOME=str(self.home), KM_API_URL=self.base, KM_API_KEY=self.ingest_key, KM_UPLOAD_INTERVAL="0.1"
+        )
+        return env
+
+    def record(self, lines: list[bytes], name: str = "echo") -> None:
+        """One real km monitor session through the line-echo tool server, uploaded to the team server."""
+        km_cli("monitor", "--name", name, "--", sys.executable, str(TOOL_SERVER), env=self.monitor_env(),
+               stdin=b"".join(lines))  # fmt: skip
+        km_cli("sync", env=self.monitor_env())
+
+
+@contextlib.contextmanager
+def team_server(tmp: Path) -> Iterator[Team]:
+    db = f"sqlite:///{tmp / 'team.db'}"
+    km_cli("db", "upgrade", "--db", db)
+    km_cli("admin", "create-org", "acme", "--plan", "unlimited", "--db", db)
+    km_cli("admin", "create-user", OWNER_EMAIL, "--org", "acme", "--role", "owner",
+           "--password", OWNER_PASSWORD, "--db", db)  # fmt: skip
+    key = km_cli("admin", "create-key", "--org", "acme", "--scope", "ingest", "--db", db)
+    with km_serve(db) as base:
+        team = Team(base, db, key, tmp / "home")
+        team.home.mkdir()
+        yield team
+
+
+@contextlib.contextmanager
+def signed_in_page(browser: Any, team: Team) -> Iterator[tuple[Any, list[str]]]:
+    """A fresh browser context signed in as the owner; yields the page and the problems it
+    reported (dialogs, page errors), which a test should find empty."""
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    problems: list[str] = []
+    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.goto(team.base + "/login")
+    page.get_by_test_id("login-email").fill(OWNER_EMAIL)
+    page.get_by_test_id("login-password").fill(OWNER_PASSWORD)
+    page.get_by_test_id("login-submit").click()
+    expect(page.get_by_test_id("org-name").first).to_have_text("acme")
+    try:
+        yield page, problems
+    finally:
+        context.close()

@@ -15,10 +15,10 @@ from click.testing import CliRunner
 
 from kilometers import config
 from kilometers.cli.main import cli
+from kilometers.host import Host
 from kilometers.model import CLIENT_TO_SERVER as C2S
 from kilometers.model import SERVER_TO_CLIENT as S2C
 from kilometers.model import Session
-from kilometers.pipeline import build_recorder
 
 from km_helpers import KM, OutputReader, km_env
 
@@ -37,8 +37,8 @@ def record(
     """One session through the real pipeline: initialize, one tool call (its result leaking a
     token when ``leak``), as km monitor records it."""
     session = Session(id=sid, command=["srv"], cwd="/", name=name, started_ns=start_ns)
-    recorder, _ = build_recorder(config.Settings(db_url=url), session)
-    recorder.start()
+    host = Host(config.Settings(db_url=url)).start()
+    recorder = host.open_session(session)
     ts = start_ns
     init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {"clientInfo": {"name": "cli"}}}
     recorder.submit(C2S, _line(init), ts)
@@ -49,7 +49,8 @@ def record(
     text = f"GITHUB_TOKEN={TOKEN}" if leak else "ok"
     reply = {"jsonrpc": "2.0", "id": 1, "result": {"content": [{"type": "text", "text": text}]}}
     recorder.submit(S2C, _line(reply), ts + 3 * 10**6)
-    recorder.stop(exit_code=0)
+    recorder.close(0)
+    host.close()
     return session
 
 

@@ -18,7 +18,8 @@ import pytest
 from click.testing import CliRunner
 
 from kilometers.cli.main import cli
-from kilometers.cli.selfupdate import Install, detect_install, update_command
+from kilometers.cli.selfupdate import update_command
+from kilometers.install import Install, detect_install
 
 from km_helpers import KM, ROOT
 

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import orjson
+import pytest
 from alembic import command
 
 from kilometers.store import db
@@ -71,14 +72,17 @@ def test_threads_opening_a_fresh_store_at_once_all_get_it_migrated(tmp_path: Pat
     assert {p.name for p in tmp_path.glob("km.db*")} <= {"km.db", "km.db-wal", "km.db-shm"}
 
 
-def test_many_km_monitors_on_one_fresh_store(km_home: Path) -> None:
+@pytest.mark.parametrize("recorder_process", ["1", "0"], ids=["recorder-process", "in-process"])
+def test_many_km_monitors_on_one_fresh_store(km_home: Path, recorder_process: str) -> None:
     """Eight ``km monitor`` processes (a client starting all its servers) on a store that does not
-    exist yet, started at the same moment: every session stored, the schema at head, no errors."""
+    exist yet, started at the same moment: every session stored, the schema at head, no errors.
+    Each process's host (in the recorder process, or in km's own) opens the store at start-up."""
     barrier = threading.Barrier(MONITORS, timeout=60)
+    env = km_env(km_home, KM_RECORDER_PROCESS=recorder_process)
 
     def monitor(n: int) -> tuple[int, bytes, bytes]:
         barrier.wait()
-        km = KmProcess(km_home, [PYTHON, ECHO_SERVER], ["--name", f"echo-{n}"])
+        km = KmProcess(km_home, [PYTHON, ECHO_SERVER], ["--name", f"echo-{n}"], env=env)
         try:
             km.write(
                 _line({"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": {

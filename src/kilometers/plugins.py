@@ -13,6 +13,11 @@ A plugin is a module (or object) with hook implementations::
     def km_detectors():                # -> list of detectors
         return [my_detector]
 
+``km_sinks`` is called once per process, by its :class:`~kilometers.host.Host`: the sinks it
+returns are shared by every session of the process (``km proxy`` has many at once), so a sink
+keeps per-session state by ``session.id``, may see its hooks called from several threads, and
+gets ``close`` once, when the process stops recording.
+
 A detector is a callable ``(direction, kind, method, tool, message) -> list[dict]`` returning
 findings shaped like km's own (``rule``, ``severity``, ``path``, ``message``); its rule ids
 should use the plugin's own prefix (``plugin.<name>.*``). Set ``KM_NO_PLUGINS=1`` to disable
@@ -40,7 +45,7 @@ Detector = Callable[[str, str, "str | None", "str | None", Any], list[dict[str, 
 class Hooks:
     @hookspec
     def km_sinks(self, settings: Any) -> list[Sink]:  # type: ignore[empty-body]
-        """Sinks to add to every recording session."""
+        """Sinks shared by every recording session of the process (called once per process)."""
 
     @hookspec
     def km_detectors(self) -> list[Detector]:  # type: ignore[empty-body]

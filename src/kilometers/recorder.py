@@ -174,9 +174,13 @@ class Recorder:
                     events.extend(engine.capture_chunk(item[0], item[1], item[2]))
             self._emit(engine.process(events))
 
+    closes_sinks = True
+    """Close the sinks when the session ends (False when a Host shares them between sessions)."""
+
     def _finish(self, exit_code: object) -> None:
         self._emit(self.engine.finish(time.time_ns(), exit_code if isinstance(exit_code, int) else None))
         for sink in self.sinks:
             self._call(sink, "on_session_end", self.session)
-        for sink in self.sinks:
-            self._call(sink, "close")
+        if self.closes_sinks:
+            for sink in self.sinks:
+                self._call(sink, "close")

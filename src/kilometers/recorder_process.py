@@ -4,8 +4,9 @@ A recorder thread in km's process competes with the forwarding threads for the G
 analysis and SQLite writes cost ~100 µs of Python per call, and every forwarded chunk then waits
 for the interpreter. Here :meth:`RecorderProcess.submit` appends the chunk to a deque (as
 cheap as the in-process queue), one feeder thread writes the chunks as frames to a child
-``python -m kilometers.recorder_process``, and the child runs the ordinary :class:`Recorder`
-(capture, security stage, sinks) on its own interpreter and core.
+``python -m kilometers.recorder_process``, and the child runs the ordinary
+:class:`~kilometers.host.Host` (the store, the sinks) with the session's :class:`Recorder`
+(capture, security stage) on its own interpreter and core.
 
 - Order is kept: both forwarding threads append to one deque, so a request is always recorded
   before its answer.
@@ -202,11 +203,11 @@ def child_main(stream: BinaryIO, lines_fd: int | None = None) -> int:
         print("km: the recorder process got no session to record", file=sys.stderr)
         return 2
     settings, session, metrics_port = pickle.loads(init)
-    from .pipeline import build_recorder
+    from .host import Host
 
-    recorder, _gate = build_recorder(settings, session, metrics_port)
-    recorder.start()
-    submit = recorder.submit
+    host = Host(settings, metrics_port=metrics_port).start()  # the store, opened once, then the session
+    recording = host.open_session(session)
+    submit = recording.submit
     exit_code: int | None = None
     ended = False
     received = [0, 0]
@@ -226,11 +227,12 @@ def child_main(stream: BinaryIO, lines_fd: int | None = None) -> int:
     if not ended:
         lost = _never_received(lines_fd, received)
         if lost:
-            recorder.session.dropped_events += lost  # read by the sinks only after stop()
+            recording.session.dropped_events += lost  # read by the sinks only after close()
             with contextlib.suppress(OSError):
                 print(f"km: km ended before handing {lost} messages to the recorder; "
                       "they are counted as dropped", file=sys.stderr, flush=True)  # fmt: skip
-    recorder.stop(exit_code)
+    recording.close(exit_code)
+    host.close()
     return 0
 
 

@@ -164,6 +164,7 @@ def positives() -> list[Case]:
     )
     cases.append(pos(F, "pii.iban", "IBAN DE89 3704 0044 0532 0130 00", "textbook IBAN"))
     cases.append(pos(F, "pii.us_ssn", "SSN 078 05 1120", "spaces next to SSN"))
+    cases.append(pos(F, "pii.national_id", "DNI 12345678Z", "Spanish DNI"))
     return cases
 
 

@@ -163,17 +163,10 @@ def positives() -> list[Case]:
         )
     for note, kind, data in _generic(g):
         cases.append(pos(F, "secret.generic_credential", data, note, kind))
-    # documentation examples are reported (at low severity): the format cannot tell live keys apart
+    # documentation examples are published, not live keys: not reported
+    cases.append(neg(F, "aws_access_key_id = AKIAIOSFODNN7EXAMPLE", "AWS docs example id"))
     cases.append(
-        pos(F, "secret.aws_access_key", "aws_access_key_id = AKIAIOSFODNN7EXAMPLE", "AWS docs example id")
-    )
-    cases.append(
-        pos(
-            F,
-            ["secret.aws_secret_key", "secret.generic_credential"],
-            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            "AWS docs example secret",
-        )
+        neg(F, "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "AWS docs example secret")
     )
     cases.append(pos(F, "secret.jwt", _jwt(g, "none"), "unsigned JWT"))
     cases.append(

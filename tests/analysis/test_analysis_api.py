@@ -33,11 +33,8 @@ def test_module_level_analyze_and_payload_variants() -> None:
     }
     risk = analyze("client_to_server", "request", "tools/call", "bash", message)
     assert risk.level == "high"
-    assert {f.rule for f in risk.findings} >= {
-        "secret.github_token",
-        "danger.shell_exec",
-        "danger.exfiltration_url",
-    }
+    # an ordinary command is not a finding (danger.shell_exec is only for elevated privileges)
+    assert {f.rule for f in risk.findings} >= {"secret.github_token", "danger.exfiltration_url"}
     analyzer = Analyzer()
     text = orjson.dumps(message).decode()
     assert analyzer.analyze_payload("client_to_server", "request", "tools/call", "bash", text) == risk

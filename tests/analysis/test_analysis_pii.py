@@ -84,3 +84,35 @@ def test_messages_are_masked_and_paths_exact() -> None:
     [f] = [f for f in risk.findings if f.rule == "pii.phone"]
     assert f.path == "/params/arguments/contact/phones/1"
     assert "7946" not in f.message and "0958" not in f.message
+
+
+def test_cards_grouped_by_dots_and_as_parameter_values() -> None:
+    assert rules("card 4539.5787.6362.1486 on file") == {"pii.payment_card"}
+    assert rules("4539.5787.6362.1487") == set()  # Luhn fails
+    assert rules("10.0.12.7 and v1.2.3.4") == set()
+    assert rules('level=info card="4539578763621486"') == {"pii.payment_card"}
+    assert rules("level=info card=4539578763621486 user=12") == {"pii.payment_card"}
+    assert rules("GET /orders?id=123456789&page=2") == set()  # a parameter value is a card only if it checks
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("DNI 12345678Z", True),
+        ("DNI 12345678A", False),  # wrong check letter
+        ("NIE X-1234567-L", True),
+        ("CPF 529.982.247-25", True),
+        ("CPF 529.982.247-26", False),
+        ("CPF 52998224725", False),  # bare 11 digits: also a phone number
+        ("NIR 1 84 12 76 451 089 46", True),
+        ("NIR 1 84 12 76 451 089 47", False),
+        ("Aadhaar 2345 6789 0124", True),
+        ("Aadhaar 2345 6789 0123", False),  # Verhoeff fails
+        ("card 4173 9806 6922 7842 rejected", False),  # a longer group of numbers is no Aadhaar
+        ("NINO AB 12 34 56 C", True),
+        ("NINO QQ 12 34 56 C", False),  # HMRC's documentation prefix is never issued
+        ("part AB123456X", False),
+    ],
+)
+def test_national_identity_numbers(text: str, found: bool) -> None:
+    assert (rules(text) == {"pii.national_id"}) is found, findings(text)

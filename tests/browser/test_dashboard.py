@@ -11,18 +11,26 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from km_helpers import KM, chromium, km_serve
+from km_helpers import (
+    KM,
+    OWNER_EMAIL,
+    OWNER_PASSWORD,
+    TOOL_SERVER,
+    Team,
+    chromium,
+    signed_in_page,
+    team_server,
+)
 from km_helpers import km_cli as km
 
-EMAIL, PASSWORD = "owner@example.com", "correct horse battery"
-SERVER = Path(__file__).parent / "tool_server.py"
+EMAIL, PASSWORD = OWNER_EMAIL, OWNER_PASSWORD
+SERVER = TOOL_SERVER
 XSS = [
     '<img src=x onerror="window.__xss=1">',
     "<script>window.__xss=1</script>",
@@ -35,27 +43,6 @@ XSS = [
 ]
 
 
-@dataclass
-class Team:
-    base: str
-    db: str
-    ingest_key: str
-    home: Path
-
-    def monitor_env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KM_")}
-        env.update(
-            KM_HOME=str(self.home), KM_API_URL=self.base, KM_API_KEY=self.ingest_key, KM_UPLOAD_INTERVAL="0.1"
-        )
-        return env
-
-    def record(self, lines: list[bytes], name: str = "echo") -> None:
-        """One real km monitor session through a line-echo server, uploaded to the team server."""
-        km("monitor", "--name", name, "--", sys.executable, str(SERVER), env=self.monitor_env(),
-           stdin=b"".join(lines))  # fmt: skip
-        km("sync", env=self.monitor_env())
-
-
 def _call(i: int, tool: str, text: str) -> bytes:
     import orjson
 
@@ -65,15 +52,7 @@ def _call(i: int, tool: str, text: str) -> bytes:
 
 @pytest.fixture(scope="module")
 def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
-    tmp = tmp_path_factory.mktemp("team")
-    db = f"sqlite:///{tmp / 'team.db'}"
-    km("db", "upgrade", "--db", db)
-    km("admin", "create-org", "acme", "--plan", "unlimited", "--db", db)
-    km("admin", "create-user", EMAIL, "--org", "acme", "--role", "owner", "--password", PASSWORD, "--db", db)
-    key = km("admin", "create-key", "--org", "acme", "--scope", "ingest", "--db", db)
-    with km_serve(db) as base:
-        team = Team(base, db, key, tmp / "home")
-        team.home.mkdir()
+    with team_server(tmp_path_factory.mktemp("team")) as team:
         team.record([_call(1, "read_file", "hello"), _call(2, "search", "world")], name="filesystem")
         yield team
 
@@ -86,20 +65,10 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture
 def page(browser: Browser, team: Team) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    problems: list[str] = []
-    page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
-    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
-    page.goto(team.base + "/login")
-    page.get_by_test_id("login-email").fill(EMAIL)
-    page.get_by_test_id("login-password").fill(PASSWORD)
-    page.get_by_test_id("login-submit").click()
-    expect(page.get_by_test_id("org-name").first).to_have_text("acme")
-    yield page
-    assert problems == []
-    assert page.evaluate("window.__xss") is None
-    context.close()
+    with signed_in_page(browser, team) as (page, problems):
+        yield page
+        assert problems == []
+        assert page.evaluate("window.__xss") is None
 
 
 def shot(page: Page, name: str) -> None:
@@ -188,6 +157,30 @@ def test_overview_and_analytics_render_charts(page: Page) -> None:
     page.get_by_test_id("analytics-tool-row").first.click()
     expect(page.get_by_test_id("tool-est-tokens").first).to_be_visible()
     shot(page, "analytics")
+
+
+def test_overview_protocol_radar(page: Page, team: Team) -> None:
+    """The deprecation radar panel (issue 12, item 4): a client that still uses the initialize
+    handshake and ping is listed with those features; the radar of km stats, read over the API."""
+    import orjson
+
+    init = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {"clientInfo": {"name": "old-client"}},
+    }
+    ping = {"jsonrpc": "2.0", "id": 2, "method": "ping"}
+    team.record([orjson.dumps(init) + b"\n", orjson.dumps(ping) + b"\n"], name="legacy")
+    page.get_by_test_id("nav-overview").click()
+    page.reload()  # signing in showed the Overview before this session existed
+    panel = page.get_by_test_id("radar")
+    expect(panel).to_be_visible()
+    row = panel.get_by_test_id("radar-row").filter(has_text="old-client")
+    expect(row.get_by_test_id("radar-feature-handshake")).to_have_text("initialize handshake and sessions")
+    expect(row.get_by_test_id("radar-feature-ping")).to_be_visible()
+    expect(panel.get_by_test_id("radar-summary")).to_contain_text("still rel")
+    shot(page, "radar")
 
 
 def test_create_and_revoke_an_api_key(page: Page, team: Team) -> None:

@@ -1,10 +1,11 @@
-"""A fresh (or old) store under ``km proxy`` when many clients arrive at the same moment.
+"""A fresh (or old) store under ``km proxy`` when many MCP clients arrive at the same moment.
 
 Each HTTP session used to migrate the store from its own recorder thread, and Alembic's
 ``context`` is module-global: eight first requests at once left the store half-migrated (tables
 made, no revision) and every later ``km sessions`` failed. ``km proxy`` now opens and migrates
-the store once at start-up, and migration is serialised across threads and processes
-(kilometers.store.db). These tests do NOT pre-migrate the store (the ``km_proxy`` fixture does).
+the store once at start-up, on its one :class:`~kilometers.host.Host`, whose sinks every session
+shares (and migration is serialised across processes too: kilometers.store.db). These tests do
+NOT pre-migrate the store (the ``km_proxy`` fixture does).
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from __future__ import annotations
 import signal
 import sqlite3
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
-from http_helpers import KmProxy
+import pytest
+from http_helpers import KmProxy, free_port, sdk_target, wait_port
 
 from kilometers.store import db
 
@@ -40,29 +44,30 @@ def _init(n: int) -> dict[str, object]:
     }
 
 
-def first_use_at_once(url: str, clients: int = CLIENTS) -> list[str]:
-    """``clients`` MCP sessions whose first request (initialize, no session id) is sent at the
-    same moment; each then calls a tool and ends its session. Returns the session ids."""
+def first_use_at_once(url: str, clients: int = CLIENTS, hold: Callable[[], object] | None = None) -> None:
+    """``clients`` real MCP SDK clients (Streamable HTTP) whose first request (initialize, no
+    session id yet) is sent at the same moment; each calls a tool, then (after ``hold()``
+    returns, on a thread) ends its session (DELETE)."""
+    import anyio
+    from mcp import Client
+    from mcp_types import Implementation
+
     barrier = threading.Barrier(clients, timeout=60)
 
-    def client(n: int) -> str:
-        with httpx.Client(timeout=60) as http:
+    def client(n: int) -> None:
+        async def scenario() -> None:
             barrier.wait()
-            r = http.post(url, json=_init(n), headers=MCP_HEADERS)
-            assert r.status_code == 200, r.text
-            sid = r.headers["mcp-session-id"]
-            headers = {**MCP_HEADERS, "Mcp-Session-Id": sid, "MCP-Protocol-Version": VERSION}
-            initialized = {"jsonrpc": "2.0", "method": "notifications/initialized"}
-            r = http.post(url, json=initialized, headers=headers)
-            assert r.status_code == 202, r.text
-            call = {"method": "tools/call", "params": {"name": "echo", "arguments": {"message": f"m{n}"}}}
-            r = http.post(url, json={"jsonrpc": "2.0", "id": 2, **call}, headers=headers)
-            assert r.status_code == 200 and f"m{n}" in r.text, r.text
-            assert http.delete(url, headers=headers).status_code == 200
-            return sid
+            info = Implementation(name=f"client-{n}", version="1")
+            async with Client(sdk_target(url), mode="legacy", client_info=info) as session:
+                result = await session.call_tool("echo", {"message": f"m{n}"})
+                assert f"m{n}" in str(result.model_dump()), result
+                if hold is not None:
+                    await anyio.to_thread.run_sync(hold)
+
+        anyio.run(scenario)
 
     with ThreadPoolExecutor(clients) as pool:
-        return list(pool.map(client, range(clients)))
+        list(pool.map(client, range(clients)))
 
 
 def stored_revision(home: Path) -> list[tuple[str, ...]]:
@@ -138,3 +143,76 @@ def test_km_proxy_reports_a_store_it_cannot_open_and_still_forwards(
     finally:
         km.stop()
     assert stored_revision(km_home) == []  # left as it was, for the user to move aside
+
+
+def _threads(prefix: str) -> int:
+    return sum(1 for t in threading.enumerate() if t.name.startswith(prefix))
+
+
+def test_one_host_serves_every_http_session(
+    everything_http: str, km_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What ``km proxy`` runs, in this process: with eight sessions open at once there is one
+    store engine, one uploader thread and one OpenTelemetry provider (each session has only its
+    own recorder thread), and the host's close ends and flushes every session still open."""
+    import uvicorn
+
+    from kilometers import config
+    from kilometers.export.otel import OtelSink
+    from kilometers.host import Host
+    from kilometers.proxy.http import HttpProxy, ProxyOptions
+    from kilometers.sync.sink import UploaderSink
+
+    nowhere = f"http://127.0.0.1:{free_port()}"  # the uploader and the exporter only have to exist
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", nowhere)
+    settings = config.Settings(
+        db_url=f"sqlite:///{km_home / 'km.db'}", api_url=nowhere, api_key="km_test_key", otel=True
+    )
+    uploaders, exporters = _threads("km-uploader"), _threads("OtelBatch")
+    host = Host(settings, server_side=True).start()
+    assert stored_revision(km_home) == [(db.HEAD,)]  # migrated at start-up, before any session
+    app = HttpProxy(
+        ProxyOptions(upstream=everything_http, open_session=host.open_session, on_shutdown=host.close)
+    )
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning")
+    )
+    serving = threading.Thread(target=server.run, name="test-uvicorn", daemon=True)
+    serving.start()
+    arrived = threading.Barrier(CLIENTS + 1, timeout=120)
+    closed = threading.Event()
+
+    def hold() -> None:
+        arrived.wait()
+        closed.wait(120)
+
+    url = f"http://127.0.0.1:{port}{urlsplit(everything_http).path}"
+    clients = threading.Thread(target=first_use_at_once, args=(url, CLIENTS, hold), name="test-clients")
+    try:
+        wait_port(port)
+        clients.start()
+        arrived.wait()  # every client called its tool; all eight sessions are open
+        sessions = host.sessions
+        assert len(sessions) == CLIENTS
+        assert host.store is not None and host.store.open() is host.store.open()  # one engine
+        for handle in sessions:
+            sinks = handle.recorder.sinks
+            assert [type(s) for s in sinks] == [type(s) for s in host.sinks]
+            assert all(a is b for a, b in zip(sinks, host.sinks, strict=True))  # the host's own
+        assert [type(s) for s in host.sinks] == [type(host.store), UploaderSink, OtelSink]
+        assert _threads("km-uploader") == uploaders + 1
+        assert _threads("OtelBatch") == exporters + 1
+        assert _threads("km-recorder") >= CLIENTS
+        host.close()  # with the eight sessions still open
+        assert host.sessions == [] and _threads("km-uploader") == uploaders
+    finally:
+        closed.set()
+        if clients.is_alive():
+            clients.join(120)
+        server.should_exit = True
+        serving.join(60)
+    stored = km_sessions(km_home)
+    assert sorted(s["client"]["name"] for s in stored) == sorted(f"client-{n}" for n in range(CLIENTS))
+    # initialize, its answer, notifications/initialized, tools/call and its answer: all flushed
+    assert all(s["ended_at"] and s["event_count"] >= 5 for s in stored), stored

@@ -435,3 +435,37 @@ def test_a_bad_collector_costs_one_line_and_no_wait(endpoint: str, run_km: Any, 
     assert len(lines) == 1 and lines[0].startswith("km: OpenTelemetry export"), lines
     assert ("Connection refused" if endpoint == "down" else "'not a url' is not an http") in lines[0]
     assert elapsed < 5, elapsed  # measured ~0.9 s here (no --otel: ~0.8 s; before: 1.9-3.6 s)
+
+
+def test_one_provider_serves_every_session_of_a_host(receiver: Receiver, km_home: Path) -> None:
+    """km proxy's sessions share the host's one OtelSink: JSON-RPC ids repeat across sessions,
+    and a session's end closes only its own unanswered requests."""
+    from kilometers import config
+    from kilometers.host import Host
+
+    settings = config.Settings(db_url=f"sqlite:///{km_home / 'km.db'}", otel=True)
+    host = Host(settings, server_side=True, batch_window=0).start()
+    a = host.open_session(Session(command=["a"], cwd="/", name="a"))
+    b = host.open_session(Session(command=["b"], cwd="/", name="b"))
+    t = 1_800_000_000_000_000_000
+
+    def call(tool: str, id_: int) -> bytes:
+        return _line({"jsonrpc": "2.0", "id": id_, "method": "tools/call", "params": {"name": tool}})
+
+    a.submit(C2S, call("a-answered", 1), t)
+    b.submit(C2S, call("b-answered", 1), t + 1)
+    b.submit(C2S, call("b-later", 2), t + 2)
+    a.submit(C2S, call("a-unanswered", 2), t + 3)
+    a.submit(S2C, _line({"jsonrpc": "2.0", "id": 1, "result": {"content": []}}), t + 10**6)
+    b.submit(S2C, _line({"jsonrpc": "2.0", "id": 1, "result": {"content": []}}), t + 2 * 10**6)
+    a.close(0)  # b's request 2 is still pending: not a's to end
+    b.submit(S2C, _line({"jsonrpc": "2.0", "id": 2, "result": {"content": []}}), t + 3 * 10**6)
+    host.close()  # ends b, flushes the one provider
+    wait_for(lambda: len(receiver.spans) >= 4)
+    spans = {s.name: attrs_of(s) for s in receiver.spans}
+    assert sorted(spans) == ["tools/call a-answered", "tools/call a-unanswered", "tools/call b-answered",
+                             "tools/call b-later"]  # fmt: skip
+    for name, attrs in spans.items():
+        owner = a if name.startswith("tools/call a-") else b
+        assert attrs["mcp.session.id"] == owner.session.id, name
+        assert attrs.get("error.type") == ("unanswered" if name.endswith("a-unanswered") else None), name

@@ -12,6 +12,11 @@ Other options: ``--exit-after S`` exits S seconds after starting, whatever stdin
 ``--sigterm trap`` writes a ``test/sigterm`` notification and exits 0 on SIGTERM,
 ``--sigterm ignore`` ignores it; ``--grandchild`` starts a long-sleeping child process
 (it inherits stdin/stdout/stderr, like a server's helper processes would).
+
+Stdin is read with ``select`` on stdin and a signal wakeup pipe, never with a bare blocking
+``read``: Python runs a signal handler only between bytecodes, so a SIGTERM landing just before
+a blocking ``read`` starts would wait for the next input line (a test sending SIGTERM right
+after ``test/ready`` then saw the trapping server SIGKILLed by km after the grace period).
 """
 
 from __future__ import annotations
@@ -19,17 +24,42 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from types import FrameType
 
 
 def notify(method: str, **params: object) -> None:
     line = json.dumps({"jsonrpc": "2.0", "method": method, "params": params}) + "\n"
     os.write(1, line.encode())
+
+
+def stdin_lines() -> Iterator[bytes]:
+    """Stdin's lines, waking up for signals: the wakeup pipe makes ``select`` return as soon as
+    one arrives, and the handler then runs before the next read."""
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_w, False)
+    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    pending = b""
+    while True:
+        ready, _, _ = select.select([0, wake_r], [], [])
+        if wake_r in ready:
+            os.read(wake_r, 512)  # the handler runs at the next bytecode
+        if 0 not in ready:
+            continue
+        data = os.read(0, 65536)
+        if not data:
+            break
+        pending += data
+        *lines, pending = pending.split(b"\n")
+        yield from (line + b"\n" for line in lines)
+    if pending:
+        yield pending
 
 
 def main() -> None:
@@ -68,7 +98,7 @@ def main() -> None:
     if not args.silent:
         notify("test/ready", pid=os.getpid(), grandchild=grandchild)
 
-    for line in sys.stdin.buffer:
+    for line in stdin_lines():
         if line.strip() == b"exit":
             os._exit(args.exit_code)
     if not args.silent:

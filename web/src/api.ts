@@ -8,6 +8,8 @@ import type {
   AuthConfig,
   Bucket,
   EventPage,
+  FindingItem,
+  FindingSummary,
   KeyScope,
   KmEvent,
   KmSession,
@@ -229,6 +231,23 @@ export interface EventQuery {
   since?: string;
   until?: string;
   q?: string;
+  /** Only events at this risk level or above (low … critical). */
+  min_level?: string;
+  limit?: number;
+  cursor?: string | null;
+}
+
+/** GET /api/v1/findings and /summary (docs/api.md). */
+export interface FindingQuery {
+  severity?: string;
+  min_severity?: string;
+  rule?: string;
+  server?: string;
+  session_id?: string;
+  tool?: string;
+  since?: string;
+  until?: string;
+  sort?: "newest" | "oldest" | "severity";
   limit?: number;
   cursor?: string | null;
 }
@@ -250,13 +269,20 @@ export const api = {
   logout: () => request<void>("POST", "/auth/logout"),
   switchOrg: (orgId: string) => request<Me>("POST", "/auth/switch-org", { body: { org_id: orgId } }),
 
-  sessions: (q: { limit?: number; cursor?: string | null }, signal?: AbortSignal) =>
+  sessions: (q: { limit?: number; cursor?: string | null; min_level?: string }, signal?: AbortSignal) =>
     request<Page<KmSession>>("GET", "/api/v1/sessions", { query: { ...q }, signal }),
   session: (id: string, signal?: AbortSignal) => request<KmSession>("GET", `/api/v1/sessions/${enc(id)}`, { signal }),
   events: (q: EventQuery, signal?: AbortSignal) =>
     request<EventPage>("GET", "/api/v1/events", { query: { ...q }, signal }),
   event: (id: string, signal?: AbortSignal) => request<KmEvent>("GET", `/api/v1/events/${enc(id)}`, { signal }),
   stats: (q: StatsQuery, signal?: AbortSignal) => request<Stats>("GET", "/api/v1/stats", { query: { ...q }, signal }),
+  findings: (q: FindingQuery, signal?: AbortSignal) =>
+    request<{ items: FindingItem[]; next_cursor: string | null }>("GET", "/api/v1/findings", {
+      query: { ...q },
+      signal,
+    }),
+  findingsSummary: (q: FindingQuery & { group: "rule" | "server"; limit?: number }, signal?: AbortSignal) =>
+    request<FindingSummary>("GET", "/api/v1/findings/summary", { query: { ...q }, signal }),
 
   org: (signal?: AbortSignal) => request<Org>("GET", "/api/v1/org", { signal }),
   patchOrg: (changes: { retention_days: number | null }) => request<Org>("PATCH", "/api/v1/org", { body: changes }),

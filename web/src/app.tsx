@@ -7,6 +7,7 @@ import { canCreateKeys, MeContext } from "./hooks";
 import { safeHref } from "./lib/dom";
 import { AnalyticsPage } from "./pages/Analytics";
 import { EventPage } from "./pages/Event";
+import { FindingsPage } from "./pages/Findings";
 import { LivePage } from "./pages/Live";
 import { LoginPage } from "./pages/Login";
 import { NotFoundPage } from "./pages/NotFound";
@@ -147,6 +148,8 @@ function Page({ route }: { route: Route }) {
       return <EventPage key={route.id} id={route.id} />;
     case "search":
       return <SearchPage />;
+    case "findings":
+      return <FindingsPage />;
     case "analytics":
       return <AnalyticsPage />;
     case "onboarding":
@@ -165,6 +168,7 @@ const NAV: { name: Route["name"]; to: string; label: string; teamOnly?: boolean;
   { name: "live", to: paths.live, label: "Live" },
   { name: "sessions", to: paths.sessions, label: "Sessions", matches: ["session"] },
   { name: "search", to: paths.search, label: "Search", matches: ["event"] },
+  { name: "findings", to: paths.findings, label: "Findings" },
   { name: "analytics", to: paths.analytics, label: "Analytics" },
   { name: "onboarding", to: paths.onboarding, label: "Onboarding", teamOnly: true },
   { name: "settings", to: paths.settings, label: "Settings", teamOnly: true },

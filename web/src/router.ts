@@ -1,5 +1,5 @@
 // Client-side routing with the History API. The server answers index.html for every
-// app path (/, /overview, /live, /sessions, /sessions/<id>, /events/<id>, /search,
+// app path (/, /overview, /live, /sessions, /sessions/<id>, /events/<id>, /search, /findings,
 // /analytics, /onboarding, /settings, /login).
 
 import { useEffect, useState } from "preact/hooks";
@@ -12,6 +12,7 @@ export type Route =
   | { name: "session"; id: string }
   | { name: "event"; id: string }
   | { name: "search" }
+  | { name: "findings" }
   | { name: "analytics" }
   | { name: "onboarding" }
   | { name: "settings" }
@@ -24,6 +25,7 @@ const STATIC: Record<string, Route> = {
   "/live": { name: "live" },
   "/sessions": { name: "sessions" },
   "/search": { name: "search" },
+  "/findings": { name: "findings" },
   "/analytics": { name: "analytics" },
   "/onboarding": { name: "onboarding" },
   "/settings": { name: "settings" },
@@ -57,6 +59,7 @@ export const paths = {
   live: "/live",
   sessions: "/sessions",
   search: "/search",
+  findings: "/findings",
   analytics: "/analytics",
   onboarding: "/onboarding",
   settings: "/settings",
@@ -71,21 +74,23 @@ const CHANGE = "km:navigate";
 export function navigate(to: string, opts: { replace?: boolean } = {}): void {
   const href = safeHref(to);
   if (href === "#") return;
-  const current = location.pathname + location.search;
+  const current = location.pathname + location.search + location.hash;
   if (href === current && !opts.replace) return;
   if (opts.replace) history.replaceState(null, "", href);
   else history.pushState(null, "", href);
-  if (!opts.replace) window.scrollTo(0, 0);
+  if (!opts.replace && !new URL(href, location.href).hash) window.scrollTo(0, 0);
   window.dispatchEvent(new Event(CHANGE));
 }
 
 export interface Loc {
   pathname: string;
   search: string;
+  /** The fragment ("#event-…" anchors a session page at an event), "" when none. */
+  hash: string;
 }
 
 function currentLoc(): Loc {
-  return { pathname: location.pathname, search: location.search };
+  return { pathname: location.pathname, search: location.search, hash: location.hash };
 }
 
 /** The current location, re-rendering on navigate() and on back/forward. */
@@ -95,12 +100,14 @@ export function useLocation(): Loc {
     const update = () =>
       setLoc((prev) => {
         const next = currentLoc();
-        return prev.pathname === next.pathname && prev.search === next.search ? prev : next;
+        return prev.pathname === next.pathname && prev.search === next.search && prev.hash === next.hash ? prev : next;
       });
     window.addEventListener("popstate", update);
+    window.addEventListener("hashchange", update);
     window.addEventListener(CHANGE, update);
     return () => {
       window.removeEventListener("popstate", update);
+      window.removeEventListener("hashchange", update);
       window.removeEventListener(CHANGE, update);
     };
   }, []);

@@ -45,6 +45,61 @@ export interface KmEvent {
   paired_event_id?: string | null;
 }
 
+export type Level = "none" | "low" | "medium" | "high" | "critical";
+/** Risk levels in order (kilometers.model.LEVELS). */
+export const LEVELS: readonly Level[] = ["none", "low", "medium", "high", "critical"];
+/** Finding severities in order (kilometers.analysis.findings.SEVERITIES). */
+export const SEVERITIES: readonly Severity[] = ["info", "low", "medium", "high", "critical"];
+
+/** A session's risk on GET /api/v1/sessions(/{id}): events with findings and the highest level. */
+export interface SessionRisk {
+  events_with_findings: number;
+  max_score: number;
+  level: Level | string;
+}
+
+/** One finding of GET /api/v1/findings (server/findings.py FindingItem). */
+export interface FindingItem {
+  event_id: string;
+  session_id: string;
+  ts: string;
+  rule: string;
+  severity: Severity;
+  /** RFC 6901 JSON pointer into the event's message ("" = the whole message). */
+  path: string;
+  message: string;
+  /** Position of the finding in its event's risk.findings. */
+  index: number;
+  server: string | null;
+  tool: string | null;
+  method: string | null;
+  kind: string;
+  direction: string;
+  event_level: Level;
+}
+
+export type SeverityCounts = Record<Severity, number>;
+
+export interface FindingGroup {
+  key: string;
+  count: number;
+  highest: Severity;
+  by_severity: SeverityCounts;
+  sessions: number;
+  /** By rule: servers it was found on; by server: rules found on it. */
+  related: number;
+  first_seen: string;
+  last_seen: string;
+}
+
+export interface FindingSummary {
+  group: "rule" | "server";
+  total: number;
+  by_severity: SeverityCounts;
+  items: FindingGroup[];
+  truncated: boolean;
+}
+
 export interface KmSession {
   id: string;
   name: string | null;
@@ -63,6 +118,8 @@ export interface KmSession {
   event_count: number;
   error_count: number;
   dropped_events: number;
+  /** Present on the read API's answers (not in a live event). */
+  risk?: SessionRisk;
 }
 
 export interface Page<T> {

@@ -31,6 +31,7 @@ describe("filters <-> query string", () => {
       q: "hello world",
       since: "2026-01-01T00:00:00Z",
       until: "2026-01-02T00:00:00Z",
+      min_level: "",
     });
   });
 
@@ -63,6 +64,15 @@ describe("filters <-> query string", () => {
 
   it("adds extra params after the filters", () => {
     expect(filtersToSearch({ ...EMPTY_FILTERS, tool: "t" }, { range: "1h" })).toBe("?tool=t&range=1h");
+  });
+
+  it("carries a minimum risk level (and ignores one that is not a level)", () => {
+    const f = filtersFromSearch("?tool=t&min_level=high");
+    expect(f.min_level).toBe("high");
+    expect(filtersToSearch(f)).toBe("?tool=t&min_level=high");
+    expect(liveFilters(f).min_level).toBe("high");
+    expect(filtersFromSearch("?min_level=none").min_level).toBe("");
+    expect(filtersFromSearch("?min_level=%3Cscript%3E").min_level).toBe("");
   });
 
   it("drops time bounds for the live stream", () => {

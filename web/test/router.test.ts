@@ -17,6 +17,11 @@ describe("routes", () => {
     expect(matchRoute("/login")).toEqual({ name: "login" });
   });
 
+  it("matches the Findings page", () => {
+    expect(matchRoute("/findings")).toEqual({ name: "findings" });
+    expect(paths.findings).toBe("/findings");
+  });
+
   it("does not match anything else", () => {
     expect(matchRoute("/nope")).toEqual({ name: "notfound" });
     expect(matchRoute("/events/a/b")).toEqual({ name: "notfound" });

@@ -7,6 +7,7 @@ message                                detectors
 =====================================  ==================================================
 every message (any direction/kind)     secrets, PII
 ``tools/call`` request                 dangerous operations, policy
+``resources/read`` request             dangerous operations (credential files, metadata URLs)
 ``*/list`` and ``initialize`` results  poisoning (all rules); ``tools/list``: pinning, and
                                        the tool definitions are remembered (annotations,
                                        names) for the calls that follow
@@ -119,6 +120,8 @@ class Analyzer:
                 groups.append((None, danger.scan_call(name, params.get("arguments"), info)))
             if cfg.policy:
                 groups.append((None, self._policy(name)))
+        elif kind == "request" and method == "resources/read" and isinstance(params, dict) and cfg.danger:
+            groups.append((None, danger.scan_resource(params.get("uri"))))
         elif kind == "response" and isinstance(result, dict) and direction == "server_to_client":
             if method in poisoning.LISTING_METHODS or method == "initialize":
                 if cfg.poisoning:

@@ -1,26 +1,32 @@
-"""Dangerous operations in ``tools/call`` requests: the tool's name, its arguments and, when the
-server listed it, its definition (annotations, description, input schema).
+"""Dangerous operations in ``tools/call`` requests (the tool's name, its arguments and, when the
+server listed it, its definition: annotations, description, input schema) and in
+``resources/read`` requests (the URI).
+
+Severity follows consequence: what a call can destroy, leak or make persistent, not the fact
+that it runs a command or writes a file. Commands are parsed with a shell lexer
+(:mod:`kilometers.analysis.commands`), SQL with a SQL parser (:mod:`kilometers.analysis.sql`),
+paths are classified by :mod:`kilometers.analysis.locations`.
 
 Rules (usual severity in brackets):
 
-* ``danger.shell_exec`` (medium; high with sudo/doas): the call runs a shell command or code:
-  a shell-like tool (``bash``, ``run_command``, ``execute_python``, or a definition that says
-  it executes commands) or a ``command``/``cmd``/``script`` argument.
-* ``danger.destructive_command`` (high; critical for ``rm -rf /`` and disk wipes): the
-  command deletes or overwrites: ``rm -r``, ``mkfs``, ``dd of=/dev/...``, ``git reset --hard``,
-  forced pushes, ``terraform destroy``, ``kubectl delete``, fork bombs...
-* ``danger.remote_code`` (critical): download-and-execute, reverse shells, encoded PowerShell.
-* ``danger.destructive_tool`` (medium; high when recursive/forced or aimed at ``/``, ``~``,
-  ``*``): a deleting tool by name (delete/remove/purge/drop/destroy...). Annotations win:
-  ``readOnlyHint: true`` or ``destructiveHint: false`` silence it; a tool that is only
-  annotated ``destructiveHint: true`` gets ``low``.
-* ``danger.sensitive_path`` (high; some medium): an argument names a credential store:
-  ``~/.ssh``, private keys, ``/etc/shadow``, ``.env`` (not ``.env.example``), cloud CLI
+* ``danger.remote_code``, ``danger.exfiltration``, ``danger.destructive_command``,
+  ``danger.system_write``, ``danger.shell_exec`` in commands: see
+  :mod:`kilometers.analysis.commands`. An ordinary command is not a finding.
+* ``danger.destructive_tool`` (medium; high when aimed at ``/``, ``~``, ``*`` or system files,
+  low for files in a project or temporary folder): a deleting tool by name
+  (delete/remove/purge/drop/destroy...). Annotations win: ``readOnlyHint: true`` or
+  ``destructiveHint: false`` silence it; a tool only annotated ``destructiveHint: true`` gets
+  ``low``.
+* ``danger.sensitive_path`` (high; some medium): an argument or resource URI names a credential
+  store (``~/.ssh``, private keys, ``/etc/shadow``, ``.env`` but not ``.env.example``, cloud CLI
   credentials, ``.netrc``/``.npmrc``/``.pypirc``, MCP client configs, browser profiles,
-  keychains, ``/proc/*/environ``. Only short arguments (paths) and commands are checked.
-* ``danger.destructive_sql`` (high; critical for ``DROP DATABASE``): ``DROP``/``TRUNCATE``,
-  ``DELETE``/``UPDATE`` without ``WHERE`` (or ``WHERE 1=1``), MongoDB ``drop()``/
-  ``deleteMany({})``, Redis ``FLUSHALL``; in query-like arguments or SQL/shell tools only.
+  keychains, ``/proc/*/environ``) or a cloud metadata endpoint (``169.254.169.254``,
+  ``metadata.google.internal``). Only short arguments (paths) are checked.
+* ``danger.system_write`` (high): a file-writing tool (write/edit/create/move/copy... by name,
+  not annotated read-only) writes to a system (``/etc``, ``/usr``, ``C:\\Windows``), startup
+  (``~/.bashrc``, launch agents, cron, systemd units) or credential location.
+* ``danger.destructive_sql`` (high; critical for ``DROP DATABASE``): see
+  :mod:`kilometers.analysis.sql`; in query-like arguments or SQL tools only.
 * ``danger.exfiltration_url`` (high; medium for raw IPs and encoded data): a URL to a
   request-capture/paste/tunnel service, a secret inside a URL, a raw public IP, or bulk
   encoded data in a query string or host name.
@@ -34,10 +40,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from .findings import Severity, mask
+from .commands import deletion_severity, judge, metadata_host
+from .findings import SEVERITY_RANK, Severity, mask
 from .leaves import Hit, Leaves, PathPart, pointer
+from .locations import credential, is_project, startup, system
 from .pii import scan as scan_pii
+from .pycode import judge_python
 from .secrets import scan as scan_secrets
+from .sql import GATES as SQL_GATES
+from .sql import judge_sql
 from .text import entropy
 
 _NAME_TOKENS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+")
@@ -107,6 +118,9 @@ _DESCRIPTION_SHELL = re.compile(
     r"(?:commands?|scripts?|code)\b",
     re.IGNORECASE,
 )
+_PYTHON_TOKENS = frozenset({"python", "py", "python3", "jupyter", "notebook", "ipython", "cell", "pandas"})
+_CODE_KEYS = frozenset({"code", "source", "snippet", "pythoncode", "cell"})
+"""Arguments that hold program code: judged as Python when they parse as Python, else as a command."""
 _DESTRUCTIVE_VERBS = frozenset(
     {
         "delete",
@@ -159,264 +173,6 @@ _QUERY_TOKENS = frozenset(
 _BROAD_TARGETS = frozenset(
     {"/", "~", "~/", "*", "/*", "$home", "c:\\", "c:/", ".", "./", "..", "/home", "/etc"}
 )
-
-_Rules = tuple[tuple[re.Pattern[str], Severity, str], ...]
-
-
-def _rules(*items: tuple[str, Severity, str]) -> _Rules:
-    return tuple((re.compile(p, re.IGNORECASE), s, label) for p, s, label in items)
-
-
-DESTRUCTIVE_COMMANDS: _Rules = _rules(
-    (
-        r"\brm\s+(?:-[a-z-]+\s+)*(?:--no-preserve-root\b|-[a-z]*r[a-z]*f?\s+(?:/|~|\*|\$home)(?:\s|$|[;&|]))",
-        "critical",
-        "recursive delete of /, ~ or *",
-    ),
-    (r"\brm\s+(?:-[a-z]+\s+)*-[a-z]*r[a-z]*\b", "high", "recursive delete (rm -r)"),
-    (r"\brm\s+(?:-[a-z]+\s+)*[^\s|;&-][^\s|;&]*", "medium", "file deletion (rm)"),
-    (r"\b(?:mkfs(?:\.\w+)?|wipefs|shred|fdisk|parted|sfdisk|diskpart|clear-disk)\b", "critical", "disk wipe"),
-    (r"\bdd\b[^|;&\n]*\bof=/dev/", "critical", "raw write to a device (dd)"),
-    (r">\s*/dev/(?:sd[a-z]|nvme|hd[a-z]|disk\d|xvd)", "critical", "raw write to a device"),
-    (r":\(\)\s*\{\s*:\s*\|\s*:\s*&\s*\}\s*;\s*:", "critical", "fork bomb"),
-    (r"\bchmod\s+(?:-[a-z]+\s+)*0?777\b", "high", "world-writable permissions"),
-    (
-        r"\b(?:chmod|chown)\s+(?:-[a-z]*\s+)*-[a-z]*r[a-z]*\s+\S+\s+/(?:\s|$)",
-        "high",
-        "recursive permission change on /",
-    ),
-    (
-        r"\bgit\s+push\b[^|;&\n]*\s(?:--force\b|-f\b|--force-with-lease\b|--delete\b|--mirror\b)",
-        "high",
-        "forced git push",
-    ),
-    (
-        r"\bgit\s+(?:reset\s+--hard|clean\s+-[a-z]*f|branch\s+-D|checkout\s+--\s+\.|restore\s+\.)",
-        "high",
-        "discards git work",
-    ),
-    (r"\bfind\b[^|;&\n]*\s(?:-delete\b|-exec\s+rm\b)", "high", "find -delete"),
-    (r"\btruncate\s+(?:-s\s*0|--size[= ]0)\b", "high", "truncates files"),
-    (r"\b(?:del|erase)\s+(?:/[a-z]\s+)*/[sqf]\b", "high", "recursive delete (del /s)"),
-    (r"\b(?:rd|rmdir)\s+/s\b", "high", "recursive delete (rd /s)"),
-    (r"\bremove-item\b[^|;\n]*-recurse", "high", "recursive delete (Remove-Item)"),
-    (r"\bformat(?:\.com)?\s+[a-z]:", "critical", "formats a drive"),
-    (r"\b(?:shutdown|reboot|poweroff|halt)\b(?:\s|$)", "medium", "shuts the machine down"),
-    (r"\bkill(?:all)?\s+-(?:9|kill)\s+-?1\b", "high", "kills all processes"),
-    (r"\b(?:iptables\s+-F|ufw\s+disable|setenforce\s+0)\b", "high", "disables the firewall"),
-    (r"\bhistory\s+-c\b|\bunset\s+histfile\b", "high", "clears shell history"),
-    (r"\bterraform\s+(?:destroy|apply\s+[^\n]*-destroy)\b", "high", "terraform destroy"),
-    (r"\bkubectl\s+delete\b", "high", "kubectl delete"),
-    (
-        r"\bdocker\s+(?:system\s+prune|volume\s+(?:rm|prune)|rm\s+-f|rmi\s+-f)\b",
-        "high",
-        "deletes docker data",
-    ),
-    (r"\baws\s+s3\s+(?:rm|rb)\b", "high", "deletes S3 data"),
-    (r"\bgcloud\b[^|;\n]*\sdelete\b|\baz\b[^|;\n]*\sdelete\b", "high", "deletes cloud resources"),
-)
-
-REMOTE_CODE: _Rules = _rules(
-    (
-        r"\b(?:curl|wget|fetch|iwr|irm|invoke-webrequest|invoke-restmethod)\b[^|;&\n]*\|\s*(?:sudo\s+)?"
-        r"(?:(?:ba|z|da|k|fi)?sh|python[0-9.]*|perl|ruby|node|php|iex|invoke-expression)\b",
-        "critical",
-        "pipes a download into an interpreter",
-    ),
-    (
-        r"\b(?:ba|z|da)?sh\s+(?:-c\s+)?[\"']?(?:\$\(|<\(|`)\s*(?:curl|wget)\b",
-        "critical",
-        "runs a downloaded script",
-    ),
-    (r"\b(?:source|\.)\s+<\(\s*(?:curl|wget)\b", "critical", "sources a downloaded script"),
-    (r"\beval\s+[\"']?\$\(\s*(?:curl|wget)\b", "critical", "evaluates a download"),
-    (
-        r"\bbase64\s+(?:-d|--decode|-D)\b[^;\n]*\|\s*(?:sudo\s+)?(?:(?:ba|z|da)?sh|python[0-9.]*|perl)\b",
-        "critical",
-        "runs base64-decoded code",
-    ),
-    (r"/dev/(?:tcp|udp)/", "critical", "reverse shell (/dev/tcp)"),
-    (r"\b(?:nc|ncat|netcat)\b[^|;\n]*\s-[a-z]*[ec]\s", "critical", "reverse shell (nc -e)"),
-    (r"\bmkfifo\b[^\n]*\b(?:nc|ncat|netcat|sh|bash)\b", "critical", "reverse shell (mkfifo)"),
-    (r"\bsocat\b[^\n]*\bexec:", "critical", "reverse shell (socat exec)"),
-    (
-        r"\bpython[0-9.]*\s+-c\s+[\"'][^\"']*\bsocket\b[^\"']*\b(?:connect|dup2)\b",
-        "critical",
-        "reverse shell (python socket)",
-    ),
-    (
-        r"\b(?:iex|invoke-expression)\b[^\n]*(?:downloadstring|net\.webclient|iwr|invoke-webrequest)",
-        "critical",
-        "runs a downloaded PowerShell script",
-    ),
-    (
-        r"\bpowershell(?:\.exe)?\b[^\n]*\s-(?:e|ec|enc|encodedcommand)\s+[a-z0-9+/=]{20,}",
-        "critical",
-        "encoded PowerShell command",
-    ),
-    (
-        r"\b(?:certutil(?:\.exe)?\s+[^\n]*-urlcache|bitsadmin(?:\.exe)?\s+/transfer|mshta\s+https?:)",
-        "critical",
-        "Windows download-and-execute",
-    ),
-    (
-        r"\b(?:curl|wget)\b[^\n;|]*(?:-o|-O|>)\s*\S+[^\n]*&&[^\n]*(?:chmod\s+\+x|\bsh\s|\bbash\s|\./)",
-        "critical",
-        "downloads and runs a program",
-    ),
-)
-
-_PRIVILEGE = re.compile(r"(?:^|[\s;&|(`])(?:sudo|doas|pkexec|runas)\s|(?:^|[\s;&|])su\s+-", re.IGNORECASE)
-
-SENSITIVE_PATHS: _Rules = _rules(
-    (r"(?:^|[\s/\"'=:~])\.ssh(?:/|$|[\s\"',;])", "high", "SSH directory"),
-    (r"\bid_(?:rsa|dsa|ecdsa|ed25519)(?:_sk)?(?![\w.])", "high", "SSH private key"),
-    (r"\bauthorized_keys\b", "high", "SSH authorized_keys"),
-    (r"/etc/(?:shadow|gshadow|sudoers|master\.passwd)\b", "high", "system password/sudo file"),
-    (r"/etc/passwd\b", "medium", "/etc/passwd"),
-    (
-        r"(?:^|[\s/\"'=:\\])\.env(?:rc|\.(?!example\b|sample\b|template\b|dist\b|defaults?\b|schema\b)[\w-]+)?"
-        r"(?=$|[\s\"',;)])",
-        "high",
-        ".env file",
-    ),
-    (r"\.aws/(?:credentials|config)\b|\baws_shared_credentials_file\b", "high", "AWS credentials"),
-    (r"\.config/gcloud\b|application_default_credentials\.json", "high", "Google Cloud credentials"),
-    (r"\.azure/(?:accesstokens\.json|msal_token_cache|azureprofile\.json)?", "high", "Azure credentials"),
-    (r"\.kube/config\b", "high", "Kubernetes credentials"),
-    (r"\.docker/config\.json", "high", "Docker registry credentials"),
-    (r"(?:^|[\s/\"'~\\])[._]netrc\b", "high", ".netrc credentials"),
-    (
-        r"(?:^|[\s/\"'~\\])\.(?:npmrc|pypirc|git-credentials|vault-token|pgpass|my\.cnf)\b",
-        "high",
-        "package/registry/database credentials",
-    ),
-    (r"\.gnupg\b|\.password-store\b|\.terraform\.d/credentials", "high", "credential store"),
-    (r"\.config/gh/hosts\.yml|\.config/hub\b", "high", "GitHub CLI token"),
-    (
-        r"\.cursor/mcp\.json|claude_desktop_config\.json|\.codeium/windsurf/mcp_config\.json|\.claude\.json\b",
-        "high",
-        "MCP client configuration (holds server secrets)",
-    ),
-    (
-        r"(?:google/chrome/(?:user data|default|profile)|google-chrome/(?:default|profile)|"
-        r"chromium/(?:default|profile)|bravesoftware/brave-browser|microsoft/edge/user data|"
-        r"\.mozilla/firefox/|firefox/profiles/|library/safari/|"
-        r"library/cookies/|opera software/opera)",
-        "high",
-        "browser profile",
-    ),
-    (
-        r"(?:^|/)(?:login data|web data|cookies(?:\.sqlite)?|logins\.json|key[34]\.db|local state)"
-        r"(?:$|[\s\"'])",
-        "high",
-        "browser credential store",
-    ),
-    (r"library/keychains|\.keychain(?:-db)?\b", "high", "macOS keychain"),
-    (r"/proc/(?:self|[0-9]+)/(?:environ|mem)\b", "high", "process environment/memory"),
-    (r"/(?:var/)?run/secrets/", "high", "container secrets"),
-    (r"windows/system32/config/(?:sam|security|system)\b|\bntds\.dit\b", "high", "Windows credential hive"),
-    (r"appdata/(?:roaming|local)/microsoft/(?:credentials|protect)", "high", "Windows credential store"),
-    (r"(?:^|[\s/\"'~])\.(?:bash|zsh|sh|python|psql|mysql)_history\b", "medium", "shell history"),
-    (
-        r"\.(?:p12|pfx|jks|keystore|ppk|key)(?=$|[\s\"',;])|(?:^|/)[\w.-]*priv(?:ate)?[\w.-]*\.pem\b",
-        "medium",
-        "private key file",
-    ),
-    (
-        r"(?:^|[/\s\"'])(?:credentials|secrets?|service[-_]?account[\w-]*)\.(?:json|ya?ml|toml)\b",
-        "medium",
-        "credentials file",
-    ),
-)
-_SENSITIVE_GATES = (
-    "ssh",
-    "id_",
-    "authorized",
-    "/etc/",
-    "env",
-    ".aws",
-    "aws_",
-    "gcloud",
-    "application_default",
-    ".azure",
-    ".kube",
-    ".docker",
-    "netrc",
-    ".npmrc",
-    ".pypirc",
-    "git-credentials",
-    "vault-token",
-    "pgpass",
-    "my.cnf",
-    "gnupg",
-    "password-store",
-    "terraform.d",
-    "gh/",
-    "hub",
-    "mcp",
-    "claude",
-    "chrome",
-    "chromium",
-    "brave",
-    "edge",
-    "firefox",
-    "safari",
-    "opera",
-    "login data",
-    "web data",
-    "cookies",
-    "logins.json",
-    "key3",
-    "key4",
-    "local state",
-    "keychain",
-    "/proc/",
-    "secrets",
-    "system32",
-    "ntds",
-    "appdata",
-    "_history",
-    ".pem",
-    ".key",
-    ".p12",
-    ".pfx",
-    ".jks",
-    ".keystore",
-    ".ppk",
-    "credentials",
-    "service",
-)
-
-_SQL_GATES = ("drop", "truncate", "delete", "update", "flush", "remove(", "alter")
-_SQL_COMMENTS = re.compile(r"--[^\n]*|/\*.*?\*/|#[^\n]*", re.DOTALL)
-_SQL_RULES: _Rules = _rules(
-    (r"\bdrop\s+(?:database|schema|keyspace)\b", "critical", "DROP DATABASE"),
-    (
-        r"\bdrop\s+(?:(?:temporary|temp)\s+)?(?:table|view|materialized\s+view|index|user|role|function|procedure|"
-        r"trigger|sequence|collection|type|extension)\b",
-        "high",
-        "DROP",
-    ),
-    (
-        r"(?:^|;)\s*truncate\s+(?:table\s+)?[\w.\"`\[\]]+\s*(?:;|$|\b(?:cascade|restart|continue)\b)|\btruncate\s+table\b",
-        "high",
-        "TRUNCATE",
-    ),
-    (r"\balter\s+table\s+[\w.\"`\[\]]+\s+drop\b", "high", "ALTER TABLE ... DROP"),
-    (
-        r"\bdb\.dropdatabase\(|\.drop\(\s*\)|\.(?:deletemany|remove)\(\s*\{\s*\}\s*\)",
-        "high",
-        "MongoDB drop/delete all",
-    ),
-    (r"\bflush(?:all|db)\b", "high", "Redis FLUSHALL"),
-)
-_DELETE = re.compile(r"\bdelete\s+from\s+[\w.\"`\[\]]+", re.IGNORECASE)
-_UPDATE = re.compile(r"\bupdate\s+[\w.\"`\[\]]+\s+set\s+[\w.\"`\[\]]+\s*=", re.IGNORECASE)
-_SQL_TAIL = re.compile(
-    r"\s*(?:$|\)|(?:returning|using|as|where|limit|order|join|inner|left|output|from)\b)", re.IGNORECASE
-)
-_WHERE = re.compile(r"\bwhere\b\s*(?:(?:1|'1'|true)\s*(?:=\s*(?:1|'1'|true))?\s*(?:;|$|\)))?", re.IGNORECASE)
 
 _URL = re.compile(r"\b(?:https?|wss?|ftp)://([^\s/?#\"'<>`\\]+)([^\s\"'<>`\\]*)", re.IGNORECASE)
 _BARE_HOST = re.compile(
@@ -645,41 +401,125 @@ def scan_call(
     strings: list[tuple[tuple[PathPart, ...], str]] = []
     _strings(arguments, [], strings, [MAX_ARGUMENTS_CHARS])
     shell = is_shell_tool(name, info)
+    tokens = set(name_tokens(name))
 
     commands = _command_strings(shell, strings)
     command_paths = {path for path, _ in commands}
+    python = bool(tokens & _PYTHON_TOKENS)
     for path, command in commands:
-        _command(s, command, path, shell)
+        key = next((p for p in reversed(path) if isinstance(p, str)), "")
+        verdicts = judge_python(command) if python or _norm(key) in _CODE_KEYS else None
+        for verdict in judge(command) if verdicts is None else verdicts:
+            s.add(verdict.rule, verdict.severity, f"{verdict.label}: {_short(command, 60)!r}", path)
 
     _destructive_tool(s, name, info, arguments, strings, name_path)
 
-    query_tool = shell or bool(set(name_tokens(name)) & _QUERY_TOKENS)
+    query_tool = bool(tokens & _QUERY_TOKENS)
+    writes = _writing_keys(tokens, info)
     for path, value in strings:
         is_command = path in command_paths
         low = value.lower()
-        if is_command or len(value) <= _MAX_PATH_LENGTH:
-            _sensitive(s, value, low, path)
         key = next((p for p in reversed(path) if isinstance(p, str)), "")
-        if query_tool or _norm(key) in _QUERY_KEYS:
-            _sql(s, value, low, path)
+        if not is_command and len(value) <= _MAX_PATH_LENGTH:
+            _location(s, value, path, writes is not None and _norm(key) in writes)
+        if (query_tool or _norm(key) in _QUERY_KEYS) and any(g in low for g in SQL_GATES):
+            for found in judge_sql(value):
+                s.add(found.rule, found.severity, f"{found.label}: {_short(value, 60)!r}", path)
         if is_command or "://" in value:
             _urls(s, value, low, path, command=is_command)
     return s.hits
 
 
-def _command(s: _Scan, command: str, path: tuple[PathPart, ...], shell: bool) -> None:
-    privileged = _PRIVILEGE.search(command) is not None
-    severity: Severity = "high" if privileged else "medium"
-    note = " with elevated privileges" if privileged else ""
-    s.add("danger.shell_exec", severity, f"runs a command{note}: {_short(command, 60)!r}", path)
-    for regex, sev, label in REMOTE_CODE:
-        if regex.search(command):
-            s.add("danger.remote_code", sev, f"{label}", path)
-            break
-    for regex, sev, label in DESTRUCTIVE_COMMANDS:
-        if regex.search(command):
-            s.add("danger.destructive_command", sev, f"{label}", path)
-            break
+def scan_resource(uri: Any, *, path: str = "/params/uri") -> list[Hit]:
+    """Hits for a ``resources/read`` request: a credential file or a cloud metadata endpoint."""
+    if not isinstance(uri, str) or len(uri) > 4 * _MAX_PATH_LENGTH:
+        return []
+    s = _Scan("")
+    if metadata_host(uri):
+        s.add(
+            "danger.sensitive_path",
+            "high",
+            f"reads the cloud instance metadata endpoint: {_short(uri, 60)!r}",
+            path,
+        )
+    else:
+        _location(s, uri, path, write=False)
+    return s.hits
+
+
+_WRITE_VERBS = frozenset(
+    {
+        "write",
+        "create",
+        "edit",
+        "save",
+        "append",
+        "put",
+        "patch",
+        "overwrite",
+        "upload",
+        "store",
+        "modify",
+        "replace",
+        "insert",
+        "mkdir",
+        "touch",
+        "set",
+        "update",
+    }
+)
+_TRANSFER_VERBS = frozenset({"move", "copy", "rename", "mv", "cp", "link", "symlink"})
+_PATH_KEYS = frozenset(
+    {"path", "file", "filepath", "filename", "filepaths", "paths", "uri", "target", "targetpath", "location"}
+)
+_DESTINATION_KEYS = frozenset(
+    {
+        "destination",
+        "dest",
+        "destpath",
+        "destinationpath",
+        "to",
+        "target",
+        "targetpath",
+        "newpath",
+        "output",
+        "outputpath",
+        "outfile",
+    }
+)
+
+
+def _writing_keys(tokens: set[str], info: ToolInfo) -> frozenset[str] | None:
+    """The argument names a tool writes to (None: the tool does not write files)."""
+    if info.read_only is True:
+        return None
+    if tokens & _TRANSFER_VERBS:
+        return _DESTINATION_KEYS
+    if tokens & _WRITE_VERBS:
+        return _PATH_KEYS | _DESTINATION_KEYS
+    return None
+
+
+def _location(s: _Scan, value: str, path: tuple[PathPart, ...] | str, write: bool) -> None:
+    """A credential store read or written, a startup or system location written, a metadata URL."""
+    if "://" in value and metadata_host(value):
+        s.add(
+            "danger.sensitive_path",
+            "high",
+            f"reads the cloud instance metadata endpoint: {_short(value, 60)!r}",
+            path,
+        )
+        return
+    place = credential(value)
+    if write and "\n" not in value:
+        label = startup(value) or system(value)
+        if place is not None and place.severity == "high" and not is_project(value):
+            label = place.label
+        if label is not None:
+            s.add("danger.system_write", "high", f"writes to a {label}: {_short(value, 60)!r}", path)
+        return  # a write reads nothing: a project's own .env is the project's business
+    if place is not None:
+        s.add("danger.sensitive_path", place.severity, f"accesses {place.label}: {_short(value, 60)!r}", path)
 
 
 def _truthy(arguments: Any, *keys: str) -> bool:
@@ -707,53 +547,30 @@ def _destructive_tool(
         if info.destructive is True:
             s.add("danger.destructive_tool", "low", f"tool {name!r} is annotated as destructive", name_path)
         return
-    broad = _truthy(arguments, "recursive", "force", "all", "cascade", "purge") or any(
-        v.strip().lower() in _BROAD_TARGETS for _, v in strings
-    )
+    recursive = _truthy(arguments, "recursive", "force", "all", "cascade", "purge")
+    broad = any(v.strip().lower() in _BROAD_TARGETS for _, v in strings)
     severity: Severity = "high" if broad else "medium"
-    detail = " (recursive/forced or a broad target)" if broad else ""
+    detail = " (a broad target)" if broad else ""
+    paths = [
+        v
+        for p, v in strings
+        if len(v) <= _MAX_PATH_LENGTH
+        and any(_norm(k) in _PATH_KEYS for k in p if isinstance(k, str))
+        and ("/" in v or "\\" in v or v.startswith((".", "~")))
+    ]
+    if paths and not broad:
+        worst = max((deletion_severity(v, recursive) for v in paths), key=lambda x: SEVERITY_RANK[x[0]])
+        severity, detail = worst[0], f" ({worst[1]})"
+    elif recursive and not broad:
+        severity, detail = "high", " (recursive/forced)"
+    if severity == "info":
+        return  # build output or temporary files
     s.add(
         "danger.destructive_tool",
         severity,
         f"tool {name!r} deletes or destroys data ({verb}){detail}",
         name_path,
     )
-
-
-def _sensitive(s: _Scan, value: str, low: str, path: tuple[PathPart, ...]) -> None:
-    for gate in _SENSITIVE_GATES:
-        if gate in low:
-            break
-    else:
-        return
-    text = low.replace("\\", "/")
-    for regex, sev, label in SENSITIVE_PATHS:
-        if regex.search(text):
-            s.add("danger.sensitive_path", sev, f"accesses {label}: {_short(value, 60)!r}", path)
-            return
-
-
-def _sql(s: _Scan, value: str, low: str, path: tuple[PathPart, ...]) -> None:
-    if not any(g in low for g in _SQL_GATES):
-        return
-    text = _SQL_COMMENTS.sub(" ", low) if ("--" in low or "/*" in low or "#" in low) else low
-    for regex, sev, label in _SQL_RULES:
-        if regex.search(text):
-            s.add("danger.destructive_sql", sev, f"{label}: {_short(value, 60)!r}", path)
-            return
-    for statement in text.split(";"):
-        for regex, label in ((_DELETE, "DELETE without WHERE"), (_UPDATE, "UPDATE without WHERE")):
-            m = regex.search(statement)
-            if m is None:
-                continue
-            if regex is _DELETE and not _SQL_TAIL.match(statement, m.end()):
-                continue  # "how to delete from a list in python"
-            where = _WHERE.search(statement, m.end())
-            if where is None or where.group().strip() != "where":
-                if where is not None:
-                    label = label.replace("without WHERE", "with an always-true WHERE")
-                s.add("danger.destructive_sql", "high", f"{label}: {_short(value, 60)!r}", path)
-                return
 
 
 def _urls(s: _Scan, value: str, low: str, path: tuple[PathPart, ...], *, command: bool) -> None:

@@ -11,6 +11,11 @@ and the base64 ``data``/``blob`` of MCP media content (an object with a ``mimeTy
 an image is not text and would only cost time and false positives. Only strict base64 is
 skipped (:func:`is_base64`); any other ``data``/``blob`` is scanned like text.
 
+While collecting, leaves that a name labels as a credential are marked in :attr:`Leaves.cred`:
+by their key, by the sibling name of a ``value`` field (``{"name": "DB_PASSWORD", "value": ...}``),
+by the flag before them in a list (``["--password", ...]``) or as the second of a pair inside a
+list of pairs (``[["Authorization", "Bearer ..."]]``).
+
 At most ``max_chars`` characters are scanned; what lies past them is listed in
 :attr:`Leaves.omitted`, so that the caller can say so and not keep it unscanned.
 """
@@ -62,25 +67,70 @@ class Hit:
     """Whether redaction replaces the span (secrets and PII; not e.g. dangerous paths)."""
 
 
-def _collect(obj: Any, out: list[str], cred: list[tuple[int, str]], min_len: int) -> None:
+_NAME_KEYS = frozenset({"name", "Name", "key", "Key", "header", "variable", "ParameterKey", "OptionName"})
+_VALUE_KEYS = frozenset({"value", "Value", "val", "ParameterValue"})
+"""``{"name": "DB_PASSWORD", "value": "..."}``: env lists (Kubernetes, ECS, CloudFormation), header
+lists (Postman, HAR), settings lists (``<add key=... value=...>`` as JSON)."""
+
+
+def _sibling_kind(obj: dict[str, Any]) -> str:
+    """The credential kind a dict's name field gives its value field (``""``: none)."""
+    for name_key, name in obj.items():
+        if name_key in _NAME_KEYS and isinstance(name, str) and 0 < len(name) <= 128:
+            kind = credential_key_kind(name)
+            if kind:
+                return kind
+    return ""
+
+
+def _flag_kind(arg: str) -> str:
+    """The credential kind of a command-line flag that takes the next argument (``--password``)."""
+    if len(arg) > 64 or "=" in arg or " " in arg or arg.startswith(("--no-", "--without-")):
+        return ""
+    return credential_key_kind(arg.lstrip("-"))
+
+
+def _collect(
+    obj: Any, out: list[str], cred: list[tuple[int, str]], min_len: int, in_list: bool = False
+) -> None:
     if isinstance(obj, dict):
+        valued = "value" in obj or "Value" in obj or "val" in obj or "ParameterValue" in obj
+        sibling = _sibling_kind(obj) if valued else ""
         for k, v in obj.items():
             if isinstance(v, str):
                 if len(v) < min_len or _binary(obj, k, v):
                     continue
-                kind = credential_key_kind(k)
+                kind = credential_key_kind(k) or (sibling if k in _VALUE_KEYS else "")
                 if kind:
                     cred.append((len(out), kind))
                 out.append(v)
             elif isinstance(v, dict | list):
                 _collect(v, out, cred, min_len)
     elif isinstance(obj, list):
+        # ["--password", "..."] (a command line); [["Authorization", "Bearer ..."], ...] (pairs in a
+        # list: headers, env): not a lone pair, which may be two unrelated strings
+        pair = (
+            in_list
+            and len(obj) == 2
+            and isinstance(obj[0], str)
+            and isinstance(obj[1], str)
+            and len(obj[0]) <= 64
+        )
+        kind = ""
         for v in obj:
             if isinstance(v, str):
                 if len(v) >= min_len:
+                    if kind and v[0] != "-":
+                        cred.append((len(out), kind))
                     out.append(v)
-            elif isinstance(v, dict | list):
-                _collect(v, out, cred, min_len)
+                if pair:
+                    kind, pair = credential_key_kind(v), False
+                else:
+                    kind = _flag_kind(v) if v[:1] == "-" else ""
+            else:
+                kind = ""
+                if isinstance(v, dict | list):
+                    _collect(v, out, cred, min_len, True)
 
 
 def _collect_paths(

@@ -1,4 +1,4 @@
-"""Personal data: e-mail addresses, phone numbers, payment cards, IBANs and US SSNs.
+"""Personal data: e-mail addresses, phone numbers, payment cards, IBANs, US SSNs, national ids.
 
 Rules (usual severity in brackets):
 
@@ -9,12 +9,16 @@ Rules (usual severity in brackets):
   ``555-123-4567`` / ``555.123.4567`` forms. Bare digit runs are not phone numbers: ids and
   timestamps look the same.
 * ``pii.payment_card`` (high; low for published test numbers and long runs of one digit):
-  13-19 digits, plain or grouped by one kind of separator in a card layout, with a card
-  network's prefix and length, and a valid Luhn check digit.
+  13-19 digits, plain or grouped by one kind of separator (space, ``-``, ``.``) in a card
+  layout, with a card network's prefix and length, and a valid Luhn check digit; also as a
+  parameter value (``card=...``), where shorter numbers are taken for ids.
 * ``pii.iban`` (medium): country code, check digits 02-98, the country's exact length,
   valid mod-97 checksum; compact or in groups of four.
 * ``pii.us_ssn`` (high): ``AAA-GG-SSSS`` with a valid area (not ``000``, ``666``, ``9xx``),
   group and serial; with spaces only when "SSN"/"social security" is in the same string.
+
+* ``pii.national_id`` (high): national identity numbers with a check digit or letter (Spain,
+  Brazil, France, India, UK; see :mod:`kilometers.analysis.national_ids`).
 
 All numeric detectors share one regex pass over digit runs; e-mail detection starts from
 each ``@``. Messages only ever show a masked hint of the value.
@@ -25,6 +29,7 @@ from __future__ import annotations
 import itertools
 import re
 
+from . import national_ids
 from .findings import Severity, mask
 from .leaves import Hit, Leaves
 
@@ -216,7 +221,7 @@ def _card(blob: str, text: str, start: int) -> tuple[int, str] | None:
     """Length of the card number at the start of a digit run, and its network."""
     groups = _GROUPS.findall(text)
     seps = _SEPARATORS.findall(text)
-    if seps and (len(set(seps)) != 1 or seps[0] not in (" ", "-")):
+    if seps and (len(set(seps)) != 1 or seps[0] not in (" ", "-", ".")):
         # mixed separators: only a plain leading number can be a card
         groups, seps = groups[:1], []
     for k in range(len(groups), 0, -1):
@@ -274,8 +279,6 @@ def _try_iban(leaves: Leaves, start: int, seen: set[int], hits: list[Hit]) -> No
 
 def _numbers(leaves: Leaves, hits: list[Hit]) -> None:
     blob = leaves.blob
-    if len(blob.encode("utf-8", "replace").translate(None, _NON_DIGITS)) < 8:
-        return
     seen_iban: set[int] = set()
     n = len(blob)
     for count, m in enumerate(_DIGIT_RUN.finditer(blob)):
@@ -284,12 +287,14 @@ def _numbers(leaves: Leaves, hits: list[Hit]) -> None:
         start, end = m.span()
         text = m.group()
         before = blob[start - 1] if start else " "
-        if before in _ALNUM or before in "._/\\#=" or (end < n and blob[end] in _ALNUM):
+        if before in _ALNUM or before in "._/\\#" or (end < n and blob[end] in _ALNUM):
             # glued to letters: part of an identifier, or the rest of an IBAN ("DE89 3704 ...")
             if before in _ALNUM or before == " ":
                 _try_iban(leaves, start, seen_iban, hits)
             continue
         digits = len(text.translate(_SEPARATOR_DELETE))
+        if before == "=" and digits < 13:
+            continue  # "id=123456789": a value of a parameter is a card only when it checks as one
         if digits < 9 and before != "+":
             continue
         if digits >= 13:
@@ -423,7 +428,10 @@ def scan(leaves: Leaves) -> list[Hit]:
     blob = leaves.blob
     if "@" in blob:
         _emails(leaves, hits)
-    _numbers(leaves, hits)
+    digits = len(blob.encode("utf-8", "replace").translate(None, _NON_DIGITS))
+    if digits >= 8:
+        _numbers(leaves, hits)
+    national_ids.scan(leaves, hits, digits)
     return hits
 
 

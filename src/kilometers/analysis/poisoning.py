@@ -47,6 +47,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from . import instructions
 from .findings import SEVERITY_RANK, Severity
 from .leaves import SEP, Hit, Leaves, PathPart, pointer
 
@@ -558,6 +559,13 @@ _TAG = re.compile(
     r"|\[/?(?:inst|system|sys)\]|<\|(?:im_start|im_end|system|assistant|endoftext)\|>|<<\s*/?sys\s*>>"
 )
 _COMMENT = re.compile(r"<!--(.*?)-->", re.DOTALL)
+_HIDING_STYLES = ("display", "visibility", "font-size", "opacity", "hidden")
+_HIDDEN_ELEMENT = re.compile(
+    r"<([a-z][a-z0-9]*)\b[^>\x00]{0,200}?(?:style\s*=\s*[\"'][^\"'\x00]{0,200}?(?:display\s*:\s*none|"
+    r"visibility\s*:\s*hidden|font-size\s*:\s*0(?![.\d]*[1-9])|opacity\s*:\s*0(?![.\d]*[1-9]))|\shidden(?=[\s>=/]))"
+    r"[^>\x00]{0,200}>([^<\x00]{0,2000})"
+)
+"""An element hidden when rendered (``display:none``, ``font-size:0``, ``hidden``...) and its text."""
 _SHADOW_REF = re.compile(
     r"\b(?:instead\s+of|rather\s+than|do\s+not\s+use|don't\s+use|never\s+use|replaces?|"
     r"replacing|in\s+place\s+of)\s+(?:using\s+|calling\s+)?(?:the\s+)?[`'\"]?([\w.-]+)[`'\"]?"
@@ -658,6 +666,14 @@ def _tags(blob: str, low: str, out: list[_Found], comments: bool) -> None:
                 leaf = blob.count(SEP, 0, m.start())
                 out.append(_Found("poisoning.instruction_tag", "medium", "hidden HTML comment", leaf))
                 break
+    if comments and any(h in low for h in _HIDING_STYLES):
+        for m in _HIDDEN_ELEMENT.finditer(low):
+            if sum(c.isalpha() for c in m.group(2)) >= 12:
+                leaf = low.count(SEP, 0, m.start())
+                out.append(
+                    _Found("poisoning.instruction_tag", "medium", "text in a hidden HTML element", leaf)
+                )
+                break
 
 
 _TAG_WORDS = (
@@ -755,6 +771,16 @@ def _shadowing(leaves: Leaves, own: set[str], out: list[_Found]) -> None:
         )
 
 
+def _intents(leaves: Leaves, own: set[str], out: list[_Found]) -> None:
+    """Instructions recognised by what a sentence combines (:mod:`kilometers.analysis.instructions`)."""
+    low = leaves.lower if leaves.blob.isascii() else _INVISIBLE.sub("", leaves.lower)
+    have = {(f.rule, f.leaf) for f in out}
+    for intent in instructions.scan(low, own):
+        if (intent.rule, intent.leaf) not in have:
+            have.add((intent.rule, intent.leaf))
+            out.append(_Found(intent.rule, intent.severity, intent.label, intent.leaf))
+
+
 def _key_hits(obj: Any, path: list[PathPart], out: list[Hit]) -> None:
     if isinstance(obj, dict):
         for k, v in obj.items():
@@ -801,6 +827,7 @@ def scan_listing(message: Any, known_tools: Iterable[str] = ()) -> tuple[Leaves,
     result = message.get("result") if isinstance(message, dict) else None
     own = {_norm_name(n) for n in (*tool_names(result), *known_tools)}
     _shadowing(leaves, own, found)
+    _intents(leaves, own, found)
     hits = [Hit(f.rule, f.severity, f.message, f.leaf, f.start, f.end) for f in found]
     _key_hits(message, [], hits)
     return leaves, hits

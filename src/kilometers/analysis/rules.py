@@ -52,15 +52,20 @@ _RULES: dict[str, Rule] = {
     "pii.payment_card": Rule("high", "payment card number (network prefix and Luhn checked)"),
     "pii.iban": Rule("medium", "IBAN (country length and mod-97 checked)"),
     "pii.us_ssn": Rule("high", "US social security number"),
+    "pii.national_id": Rule("high", "national identity number with a check digit (ES, BR, FR, IN, UK)"),
     # dangerous tool calls
-    "danger.shell_exec": Rule("medium", "tool call runs a shell command or code (sudo: high)"),
+    "danger.shell_exec": Rule("medium", "command runs with elevated privileges (sudo, privileged container)"),
     "danger.destructive_command": Rule(
-        "high", "command deletes or overwrites data (rm -rf /, disks: critical)"
+        "high", "command deletes or overwrites data outside a project (rm -rf /, disks: critical)"
     ),
     "danger.remote_code": Rule("critical", "download-and-execute or reverse shell"),
+    "danger.exfiltration": Rule("high", "command sends files, credentials or the environment to the network"),
+    "danger.system_write": Rule(
+        "high", "write to a system, startup or credential location (/etc, ~/.bashrc, authorized_keys, cron)"
+    ),
     "danger.destructive_tool": Rule("medium", "deleting tool (annotated destructive only: low; broad: high)"),
     "danger.sensitive_path": Rule(
-        "high", "argument names a credential store (~/.ssh, .env, cloud credentials...)"
+        "high", "reads a credential store (~/.ssh, .env, cloud credentials, key stores, cloud metadata)"
     ),
     "danger.destructive_sql": Rule("high", "DROP/TRUNCATE, DELETE/UPDATE without WHERE, drop-all in NoSQL"),
     "danger.exfiltration_url": Rule("high", "URL to a capture/paste/tunnel service or carrying secrets/data"),
@@ -69,6 +74,9 @@ _RULES: dict[str, Rule] = {
     "poisoning.model_instruction": Rule("high", "text overriding the model's instructions or pressuring it"),
     "poisoning.concealment": Rule("high", "instructions to keep something from the user"),
     "poisoning.secret_access": Rule("critical", "instructions to read or hand over secrets"),
+    "poisoning.exfiltration": Rule(
+        "high", "instructions to send the conversation, the system prompt or other tools' output somewhere"
+    ),
     "poisoning.tool_shadowing": Rule("high", "text steering other tools or servers"),
     "poisoning.invisible_unicode": Rule(
         "high", "invisible characters (Unicode tags with hidden text: critical)"

@@ -1,4 +1,4 @@
-"""Secrets, recognised by their value (not by the name of the field holding them).
+"""Secrets, recognised by their value's format, or by the key, sibling name or flag holding it.
 
 Specific formats (rule: what, usual severity). Formats sharing a literal prefix share one
 regex, so a clean message costs about a dozen fast literal scans:
@@ -32,18 +32,26 @@ regex, so a clean message costs about a dozen fast literal scans:
 Decisions:
 
 * Example keys published in documentation (``AKIAIOSFODNN7EXAMPLE``, anything containing
-  ``EXAMPLE``, the jwt.io sample token) match the format and *are* reported, with severity
-  ``low`` and a note: a format detector cannot tell live keys from dead ones. Values known to
-  be harmless go into ``AnalysisConfig.allow_values``.
+  ``EXAMPLE``, the jwt.io sample token) are not reported: they are public, not live keys.
+  Other values known to be harmless go into ``AnalysisConfig.allow_values``.
 * Obvious placeholders are not reported: ``ghp_xxxx...``, ``sk-...``, ``${TOKEN}``,
   ``your-api-key``, sequential ``abcdef123456``, single-character runs, and the classic
-  documentation passwords in URLs (``scott:tiger``, ``user:password``).
+  documentation passwords in URLs (``scott:tiger``, ``user:password``; also percent-encoded).
+* Where the name comes from (see :func:`kilometers.analysis.text.credential_key_kind` for the
+  spellings and languages): the JSON key (``"DB_PASSWORD": ...``); the sibling name of a
+  ``value`` (``{"name": "DB_PASSWORD", "value": ...}`` in env and header lists, and the same
+  in text: ``- name: X`` / ``value: ...`` YAML, ``<add key="X" value="..."/>``); the flag
+  before an argument (``["--password", ...]``, ``--token ...`` in a command line); the first
+  of a pair (``["Authorization", "Bearer ..."]``); an assignment in text (below).
 * Credential-named fields: ``password``-like names report any non-placeholder value of 6+
-  characters; ``token``/``secret``/``api_key``-like names need 16+ characters, two character
-  classes, no spaces and Shannon entropy >= 3 bits/char. Pagination and MCP progress tokens,
-  ``max_tokens``, ``token_type``, CSRF tokens, ``secret_name`` are not credential names.
+  characters that is not a path, a number under 8 digits, a duration or a one- or two-word
+  setting (``required``, ``not_set``); ``token``/``secret``/``api_key``-like names need 16+
+  characters, two character classes, no spaces and Shannon entropy >= 3 bits/char.
+  Pagination and MCP progress tokens, ``max_tokens``, ``token_type``, CSRF tokens,
+  ``secret_name`` are not credential names.
 * Assignments inside text count only when the value is a literal (quoted; ``KEY=value``
-  without spaces; ``key = value``/``key: value`` alone on its line; ``Bearer ...``), so
+  without spaces; ``key = value``/``key: value`` alone on its line, the value running to its
+  end; ``Bearer ...``; ``"X-Api-Key: ..."`` in quotes; ``--password ...``), so
   source code such as ``password = resolve(config)`` or ``api_key: str`` is not reported.
 * Matches must not be glued to a longer token (no key is found inside base64 blobs).
 """
@@ -55,6 +63,7 @@ import binascii
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import orjson
 
@@ -209,7 +218,7 @@ def _jwt(value: str, leaves: Leaves, offset: int) -> tuple[Severity, str] | None
     if not isinstance(claims, dict):
         return None
     if claims.get("sub") == "1234567890" and claims.get("name") == "John Doe":
-        return "low", " (the jwt.io documentation example)"
+        return None  # the jwt.io documentation example
     if str(header.get("alg")).lower() == "none" or not parts[2]:
         return "medium", " (unsigned)"
     return "high", ""
@@ -324,8 +333,38 @@ _URL_PLACEHOLDERS = frozenset(
     }
 )
 
-_ASSIGN_KEYWORDS = ("pass", "pwd", "secret", "token", "key", "credential", "auth")
+_ASSIGN_KEYWORDS = (
+    "pass",
+    "pw",
+    "secret",
+    "token",
+    "key",
+    "credential",
+    "auth",
+    # "password" in other languages (see text._PASSWORD_SUFFIXES)
+    "wort",
+    "contrase",
+    "senha",
+    "parol",
+    "woord",
+    "haslo",
+    "hasło",
+    "salasana",
+    "heslo",
+    "sifre",
+    "şifre",
+    "senord",
+    "пароль",
+)
 _IDENT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
+_IDENT_RUN = re.compile(r"[\w.-]*")
+"""Characters of a key or variable name (letters of any language, digits, ``_``, ``.``, ``-``)."""
+_SIBLING_NAME = re.compile(r"(?<![\w-])(?:name|key|Name|Key|NAME|KEY)[\"']?[ \t]*[:=][ \t]*[\"']?\Z")
+_SIBLING_OTHER = re.compile(r"(?<![\w-])(?:name|key|Name|Key|NAME|KEY)[\"']?[ \t]*[:=]")
+_SIBLING_VALUE = re.compile(r"(?<![\w-])(?:value|Value|VALUE)(?![\w-])")
+_ENUM_WORD = r"(?:[a-z]+(?:[A-Z][a-z]+)*|[A-Z][a-z]+|[A-Z]+)"
+_ENUM_LIKE = re.compile(rf"{_ENUM_WORD}(?:[_.-]{_ENUM_WORD})?")
+_PATH = re.compile(r"(?:~|\.{1,2})?(?:/[\w.@%+-]+)+/?|[A-Za-z]:(?:\\{1,2}[\w.@%+ -]+)+\\?")
 _ASSIGN_OP = re.compile(
     r"(?P<q1>[\"']?)(?P<sp1>[ \t]*)(?P<op>=>|:=|=|:)(?P<sp2>[ \t]*)(?P<q2>[\"'`]?)"
     r"(?P<scheme>(?:Bearer|Basic|Token|token|bearer)[ \t]+)?"
@@ -336,6 +375,10 @@ _DOTTED_IDENT = re.compile(
     r"[A-Za-z_$][\w$]*(?:\.[A-Za-z_$][\w$]*)+|[A-Z][A-Z0-9]*(?:[_-][A-Z0-9]+)+|[a-z]+(?:_[a-z]+)+"
 )
 _AWS_SECRET = re.compile(r"[A-Za-z0-9/+]{40}")
+_SPACE = re.compile(r"\s")
+_LINE_VALUE = re.compile(r"[^\s\x00()\[\]{}<>\"'`]{6,512}")
+"""A value running to the end of its line; not code (``request.cookies.get(NAME)``) or markup."""
+_DURATION = re.compile(r"\d+(?:\.\d+)?(?:ms|s|m|h|d|w|y|min|sec|days?|hours?)?|\d{1,2}:\d\d(?::\d\d)?")
 _AUTH_SCHEME = re.compile(r"(?:Bearer|Basic|Token|token|bearer|Bot)[ \t]+")
 
 
@@ -346,6 +389,20 @@ adversarial payloads (a megabyte of ``password=x``); later matches are neither r
 
 def _is_example(value: str) -> bool:
     return "EXAMPLE" in value.upper()
+
+
+def _path_like(value: str) -> bool:
+    """``/home/me/src``, ``~/.config``, ``./data``, ``C:\\Users\\me``: a path, not a base64 key
+    that starts with ``/`` (whose segments mix upper case, lower case and digits)."""
+    if not _PATH.fullmatch(value):
+        return False
+    return not any(len(seg) >= 8 and char_classes(seg) >= 3 for seg in re.split(r"[/\\]", value))
+
+
+def _enum_like(value: str) -> bool:
+    """``required``, ``strong``, ``not_set``, ``on-demand``, ``Bearer``: a setting's word, not a
+    password (a passphrase has more words, or digits or symbols)."""
+    return len(value) <= 24 and _ENUM_LIKE.fullmatch(value) is not None
 
 
 def _specific(leaves: Leaves, allow: frozenset[str], hits: list[Hit]) -> None:
@@ -391,10 +448,9 @@ def _emit(
         if found is None:
             return
         rule, label, severity = found
-    example = spec.example_aware and _is_example(value)
-    if example:
-        severity, note = "low", " (looks like a documentation example)"
-    elif spec.check is not None:
+    if spec.example_aware and _is_example(value):
+        return  # a documentation example (AKIAIOSFODNN7EXAMPLE): published, not a live key
+    if spec.check is not None:
         verdict = spec.check(value, leaves, start)
         if verdict is None:
             return
@@ -415,9 +471,8 @@ def _url_passwords(leaves: Leaves, allow: frozenset[str], hits: list[Hit]) -> No
         if count >= MAX_MATCHES:
             break
         password = m.group(2)
-        if password in allow or password.lower() in _URL_PLACEHOLDERS or is_placeholder(password):
-            continue
-        if password.startswith(("%7B", "%3C", "$", "{", "[")):
+        plain = unquote(password)  # "%7Bpassword%7D" is "{password}"
+        if password in allow or plain.lower() in _URL_PLACEHOLDERS or is_placeholder(plain):
             continue
         start, end = m.span(2)
         hits.append(
@@ -425,8 +480,12 @@ def _url_passwords(leaves: Leaves, allow: frozenset[str], hits: list[Hit]) -> No
         )
 
 
-def _credential_value(value: str, kind: str) -> tuple[int, int, str, bool] | None:
-    """(start, end, rule, is a documentation example) of the secret in a credential-named value, or None."""
+def _credential_value(value: str, kind: str) -> tuple[int, int, str] | None:
+    """(start, end, rule) of the secret in a credential-named value, or None.
+
+    Not secrets: placeholders, documentation examples, URLs (``secret.url_password`` looks at
+    those), paths, and for passwords numbers under 8 digits, durations and one- or two-word
+    settings (``required``, ``not_set``); tokens and keys need 16+ random-looking characters."""
     start = 0
     m = _AUTH_SCHEME.match(value)
     if m:
@@ -435,34 +494,28 @@ def _credential_value(value: str, kind: str) -> tuple[int, int, str, bool] | Non
     while end > start and value[end - 1] in " \t\r\n":
         end -= 1
     v = value[start:end]
-    if len(v) < 6 or len(v) > 4096 or any(c.isspace() for c in v):
+    if len(v) < 6 or len(v) > 4096 or _SPACE.search(v):
         return None
     low = v.lower()
-    example = "example" in low
-    if (
-        is_placeholder(low.replace("example", "") if example else v)
-        or "://" in v
-        or v.startswith(("/", "~", "./"))
-    ):
-        return None
+    if "example" in low or is_placeholder(v) or "://" in v:
+        return None  # documentation examples and placeholders; URLs: secret.url_password
     if kind == AWS_SECRET_KIND and _AWS_SECRET.fullmatch(v) and looks_random(v, 3.5):
-        return start, end, "secret.aws_secret_key", example
+        return start, end, "secret.aws_secret_key"
+    if _path_like(v):
+        return None
     if kind == PASSWORD_KIND:
-        if (v.isdigit() and len(v) < 8) or low in ("true", "false"):
+        if (v.isdigit() and len(v) < 8) or _enum_like(v) or _DURATION.fullmatch(v):
             return None
-        return start, end, "secret.generic_credential", example
+        return start, end, "secret.generic_credential"
     if len(v) < 16 or char_classes(v) < 2 or not looks_random(v, 3.0):
         return None
-    return start, end, "secret.generic_credential", example
+    return start, end, "secret.generic_credential"
 
 
-def _generic_hit(rule: str, example: bool, where: str, secret: str) -> tuple[Severity, str]:
+def _generic_hit(rule: str, where: str, secret: str) -> tuple[Severity, str]:
     severity: Severity = "critical" if rule == "secret.aws_secret_key" else "medium"
     label = "AWS secret access key" if rule == "secret.aws_secret_key" else "credential"
-    note = ""
-    if example:
-        severity, note = "low", " (looks like a documentation example)"
-    return severity, f"{label} {where} {mask(secret)}{note}"
+    return severity, f"{label} {where} {mask(secret)}"
 
 
 def _fields(leaves: Leaves, allow: frozenset[str], hits: list[Hit]) -> None:
@@ -471,31 +524,29 @@ def _fields(leaves: Leaves, allow: frozenset[str], hits: list[Hit]) -> None:
         found = _credential_value(value, kind)
         if found is None:
             continue
-        start, end, rule, example = found
+        start, end, rule = found
         secret = value[start:end]
         if secret in allow:
             continue
-        severity, message = _generic_hit(rule, example, f"in a {kind}-named field", secret)
-        hits.append(Hit(rule, severity, message, index, start, end))
+        severity, message = _generic_hit(rule, f"in a {kind}-named field", secret)
+        hits.append(Hit(rule, severity, message, index, start, end, redact=True))
 
 
 def _assignments(leaves: Leaves, allow: frozenset[str], hits: list[Hit]) -> None:
     blob = leaves.blob
-    if "=" not in blob and ":" not in blob:
-        return
+    if "=" not in blob and ":" not in blob and "-" not in blob:
+        return  # no assignment and no command-line flag
     low = leaves.lower
-    n = len(blob)
     seen: set[int] = set()
     for kw in _ASSIGN_KEYWORDS:
         pos = low.find(kw)
         budget = MAX_MATCHES
         while pos != -1 and budget > 0:
             budget -= 1
-            end = pos + len(kw)
-            while end < n and blob[end] in _IDENT:
-                end += 1
+            run = _IDENT_RUN.match(blob, pos + len(kw))
+            end = run.end() if run else pos + len(kw)
             start = pos
-            while start > 0 and blob[start - 1] in _IDENT:
+            while start > 0 and ((c := blob[start - 1]) in _IDENT or (c >= "\x80" and c.isalnum())):
                 start -= 1
             nxt = low.find(kw, end)
             if start not in seen:
@@ -511,9 +562,10 @@ def _assignment(leaves: Leaves, allow: frozenset[str], hits: list[Hit], start: i
     if not kind:
         return
     m = _ASSIGN_OP.match(blob, end)
-    if m is None:
-        return
-    span = _literal_value(blob, start, m)
+    if m is not None:
+        span = _literal_value(blob, start, m)
+    else:
+        span = _flag_value(blob, start, end) if blob[start] == "-" else _sibling_value(blob, start, end)
     if span is None:
         return
     raw = blob[span[0] : span[1]].rstrip(".")
@@ -525,7 +577,7 @@ def _assignment(leaves: Leaves, allow: frozenset[str], hits: list[Hit], start: i
     secret = blob[vs:ve]
     if secret in allow:
         return
-    severity, message = _generic_hit(found[2], found[3], f"assigned to {name!r}", secret)
+    severity, message = _generic_hit(found[2], f"assigned to {name!r}", secret)
     hits.append(leaves.hit(found[2], severity, message, vs, ve))
 
 
@@ -544,20 +596,75 @@ def _literal_value(blob: str, name_start: int, m: re.Match[str]) -> tuple[int, i
             return None
         return vstart, close
     v = _BARE_VALUE.match(blob, vstart)
-    if v is None:
-        return None
-    vend = v.end()
+    vend = v.end() if v is not None else vstart
     if m.group("scheme"):
-        return vstart, vend
+        return (vstart, vend) if v is not None else None
     op = m.group("op")
-    if op == "=" and not m.group("sp1") and not m.group("sp2") and not m.group("q1"):
-        return vstart, vend
-    if op in ("=", ":") and not m.group("q1") and (m.group("sp2") or op == "="):
+    spaced = m.group("sp1") or m.group("sp2")
+    if op in ("=", ":") and not m.group("q1") and (op == "=" or m.group("sp2")):
         line_start = max(blob.rfind("\n", 0, name_start), blob.rfind("\x00", 0, name_start)) + 1
         before = blob[line_start:name_start].strip(" \t-#")
-        if not before and (vend >= len(blob) or blob[vend] in "\r\n\x00"):
-            return vstart, vend
+        if before in ("", "export", "set", "ENV"):
+            # a line of .env, INI, YAML, properties: the value is all of the rest of the line
+            # ("p&ss;word" too), when that is one word
+            w = _LINE_VALUE.match(blob, vstart)
+            if w is not None and (w.end() >= len(blob) or blob[w.end()] in "\r\n\x00"):
+                return vstart, w.end()
+            if v is not None and not spaced and op == "=":
+                return vstart, vend
+            return None
+    if v is None:
+        return None
+    if op == "=" and not spaced and not m.group("q1"):
+        return vstart, vend  # KEY=value inside a line (a command, a URL query)
+    quote = blob[name_start - 1] if name_start > 0 else ""
+    if op == ":" and quote in ('"', "'") and vend < len(blob) and blob[vend] == quote:
+        return vstart, vend  # curl -H "X-Api-Key: value"
     return None
+
+
+def _quoted(blob: str, at: int) -> tuple[int, int] | None:
+    """The span inside the quotes opening at ``at`` (on one line of one leaf)."""
+    close = blob.find(blob[at], at + 1, at + 514)
+    if close == -1 or "\n" in blob[at + 1 : close] or "\x00" in blob[at + 1 : close]:
+        return None
+    return at + 1, close
+
+
+def _flag_value(blob: str, start: int, end: int) -> tuple[int, int] | None:
+    """The argument after a command-line flag (``--password VALUE``, ``--token "..."``)."""
+    flag = blob[start:end].lstrip("-")
+    if flag.startswith(("no-", "without-")) or end >= len(blob) or blob[end] not in " \t":
+        return None
+    at = end
+    while at < len(blob) and blob[at] in " \t":
+        at += 1
+    if at < len(blob) and blob[at] in "\"'":
+        return _quoted(blob, at)
+    v = _BARE_VALUE.match(blob, at)
+    if v is None or blob[at] == "-":
+        return None
+    return at, v.end()
+
+
+def _sibling_value(blob: str, start: int, end: int) -> tuple[int, int] | None:
+    """The value paired with a credential name given as a name: ``- name: DB_PASSWORD`` then
+    ``value: ...`` (Kubernetes YAML), ``<add key="DbPassword" value="..."/>`` (XML),
+    ``"Name": "API_KEY", "Value": "..."`` (JSON text)."""
+    at = start
+    while at > 0 and blob[at - 1] in " \t\"'":
+        at -= 1
+    if at == 0 or blob[at - 1] not in ":=" or _SIBLING_NAME.search(blob, max(0, start - 24), start) is None:
+        return None
+    window_end = blob.find("\x00", end, end + 160)
+    window_end = end + 160 if window_end == -1 else window_end
+    v = _SIBLING_VALUE.search(blob, end, window_end)
+    if v is None or _SIBLING_OTHER.search(blob, end, v.start()) is not None:
+        return None  # no value, or it belongs to the next entry
+    m = _ASSIGN_OP.match(blob, v.end())
+    if m is None:
+        return None
+    return _literal_value(blob, v.start(), m)
 
 
 def _looks_like_code(value: str) -> bool:

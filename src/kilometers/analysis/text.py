@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
+import unicodedata
 from collections import Counter
 
 _NON_ALNUM = re.compile(r"[^a-z0-9]")
@@ -13,7 +14,28 @@ PASSWORD_KIND = "password"
 SECRET_KIND = "secret"
 AWS_SECRET_KIND = "aws_secret"
 
-_PASSWORD_SUFFIXES = ("password", "passwd", "passphrase", "pwd", "pass")
+_PASSWORD_SUFFIXES = (
+    "password",
+    "passwd",
+    "passphrase",
+    "pwd",
+    "pass",
+    "pw",
+    # the word in other languages (accents folded): de, es, fr, pt, it/tr, nl, sv, pl, fi, cs, ru
+    "passwort",
+    "kennwort",
+    "contrasena",
+    "motdepasse",
+    "senha",
+    "parola",
+    "wachtwoord",
+    "losenord",
+    "haslo",
+    "salasana",
+    "heslo",
+    "sifre",
+    "пароль",
+)
 _SECRET_SUFFIXES = (
     "secret",
     "token",
@@ -27,6 +49,11 @@ _SECRET_SUFFIXES = (
     "credential",
     "credentials",
     "authorization",
+    "subscriptionkey",
+    "privkey",
+    "authkey",
+    "sessionkey",
+    "clientkey",
 )
 _SECRET_EXACT = frozenset({"auth", "bearer", "xapikey", "apikeys"})
 _NOT_CREDENTIAL_PARTS = (
@@ -52,15 +79,34 @@ _NOT_CREDENTIAL_PARTS = (
 )
 
 _PASS_WORD = re.compile(r"(?:^|[_\-.\s])(?:pass|PASS|Pass)$|(?<=[a-z0-9])Pass$")
+_PW_WORD = re.compile(r"(?:^|[_\-.\s])(?:pw|PW|Pw)$|(?<=[a-z0-9])Pw$")
+_ENCODING_SUFFIXES = ("base64", "b64", "pem", "hex", "value", "string", "str", "plaintext", "raw")
+_NOT_PASSWORD_PARTS = ("hash", "digest", "salt", "policy", "length", "hint", "strength")
+"""A password's hash, salt or policy is not the password (``hashedPassword``, ``passwordSalt``)."""
+
+
+def normal_key(key: str) -> str:
+    """A key or variable name lower-cased, accents folded and separators dropped
+    (``DB_PASSWORD``, ``dbPassword``, ``db.password`` -> ``dbpassword``; ``contraseña`` ->
+    ``contrasena``)."""
+    low = key.lower()
+    if not low.isascii():
+        low = "".join(c for c in unicodedata.normalize("NFKD", low) if not unicodedata.combining(c))
+        low = low.replace("ł", "l").replace("ş", "s")
+        return "".join(c for c in low if c.isalnum())
+    return _NON_ALNUM.sub("", low)
+
 
 _KEY_CACHE: dict[str, str] = {}
 _KEY_CACHE_LIMIT = 4096
 
 
 def _classify_key(key: str) -> str:
-    k = _NON_ALNUM.sub("", key.lower())
+    k = normal_key(key)
     if len(k) > 64:
         return ""
+    if k.endswith(_ENCODING_SUFFIXES):  # privateKeyBase64, SECRET_KEY_B64, tokenValue
+        k = k.removesuffix(next(x for x in _ENCODING_SUFFIXES if k.endswith(x)))
     if ("aws" in k and "secret" in k) or k.endswith("secretaccesskey"):
         return AWS_SECRET_KIND
     if k in _SECRET_EXACT:
@@ -68,6 +114,10 @@ def _classify_key(key: str) -> str:
     password = k.endswith(_PASSWORD_SUFFIXES)
     if password and k.endswith("pass") and not _PASS_WORD.search(key):
         return ""  # "minipass", "userpass", "bypass": "pass" must be a word of its own (DB_PASS, smtpPass)
+    if password and k.endswith("pw") and not _PW_WORD.search(key):
+        return ""  # "admin_pw", "DB_PW", "smtpPw"; not "kpw"
+    if password and any(part in k for part in _NOT_PASSWORD_PARTS):
+        return ""
     secret = not password and k.endswith(_SECRET_SUFFIXES)
     if not (password or secret):
         return ""
@@ -83,9 +133,13 @@ def credential_key_kind(key: str) -> str:
 
     ``""`` otherwise.
 
-    Matches by suffix of the normalised name (``DB_PASSWORD``, ``apiKey``, ``x-api-key``,
-    ``client_secret``, ``access_token``) and excludes look-alikes that hold no secret
-    (``nextPageToken``, ``progressToken``, ``max_tokens``, ``token_type``, ``secret_name``).
+    Matches by suffix of the normalised name (:func:`normal_key`: ``DB_PASSWORD``, ``apiKey``,
+    ``x-api-key``, ``spring.datasource.password``, ``client_secret``, ``access_token``; an
+    encoding suffix is ignored: ``privateKeyBase64``), "password" also in German, Spanish,
+    French, Portuguese, Italian/Turkish, Dutch, Swedish, Polish, Finnish, Czech and Russian
+    (``Passwort``, ``contraseña``, ``mot_de_passe``, ``senha``, ``parola``, ``пароль``...),
+    and excludes look-alikes that hold no secret (``nextPageToken``, ``progressToken``,
+    ``max_tokens``, ``token_type``, ``secret_name``, ``password_hash``, ``passwordPolicy``).
     """
     kind = _KEY_CACHE.get(key)
     if kind is None:
@@ -149,15 +203,19 @@ _PLACEHOLDER_WORDS = (
     "${",
     "$(",
     "{{",
-    "%(",
-    "%s",
+)
+
+
+_PLACEHOLDER = re.compile(
+    "|".join(re.escape(w) for w in _PLACEHOLDER_WORDS)
+    + r"|%\(\w+\)[sd]|%[sd](?![a-z])"  # printf formats: "%(password)s", "%s"; not "350%server"
 )
 
 
 def is_placeholder(value: str) -> bool:
     """Template variables, masks and the usual ``your-api-key-here`` texts."""
     low = value.lower()
-    if any(w in low for w in _PLACEHOLDER_WORDS):
+    if _PLACEHOLDER.search(low):
         return True
     if low.startswith(("$", "%", "{", "[", "process.env", "os.environ", "env.", "env[")):
         return True

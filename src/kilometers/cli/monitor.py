@@ -12,9 +12,9 @@ from pathlib import PurePath
 
 import click
 
+from ..host import SessionHandle
 from ..model import Session
 from ..proxy.stdio import ServerStartError, StdioProxy
-from ..recorder import Recorder
 from ..recorder_process import RecorderProcess
 from .common import recording_options, recording_policy, recording_settings
 
@@ -129,40 +129,52 @@ def monitor(
         session = Session(command=[safe_url], cwd=os.getcwd(), name=name or parts.hostname, transport=kind)
     else:
         session = Session(command=cmd, cwd=os.getcwd(), name=name or guess_name(cmd))
-    from ..pipeline import build_recorder
+    from ..host import Host
 
     if url:
         from ..proxy.bridge import run_bridge
 
-        bridged, bridge_gate = build_recorder(settings, session, metrics_port, rules)
-        bridged.start()
-        code = run_bridge(url, parsed_headers, bridged, transport=transport, gate=bridge_gate)
+        bridge_host = Host(settings, policy=rules, metrics_port=metrics_port).start()
+        bridged = bridge_host.open_session(session)
+        code = run_bridge(url, parsed_headers, bridged, transport=transport)
         # clients SIGTERM their server ~2 s after closing stdin: finish writing the records first
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        bridged.stop(code, timeout=60)
+        bridged.close(code, timeout=60)
+        bridge_host.close()
         sys.stderr.flush()
         sys.exit(code)
-    # the recorder runs in a child process, so its work never holds this process's GIL while
-    # chunks are forwarded; a blocking policy decides on the forwarding path and stays in-process
-    recorder: Recorder | RecorderProcess
+    # the recorder runs in a child process (with its own Host), so its work never holds this
+    # process's GIL while chunks are forwarded; a blocking policy decides on the forwarding path
+    # and stays in-process
+    host: Host | None = None
+    recorder: SessionHandle | RecorderProcess
     if rules.mode == "block" or not settings.recorder_process:
-        recorder, gate = build_recorder(settings, session, metrics_port, rules)
+        host = Host(settings, policy=rules, metrics_port=metrics_port).start()
+        recorder = host.open_session(session, start=False)
     else:
-        recorder, gate = RecorderProcess(settings, session, metrics_port), None
+        recorder = RecorderProcess(settings, session, metrics_port)
+    gate = recorder.gate if isinstance(recorder, SessionHandle) else None
     proxy = StdioProxy(cmd, recorder.submit, grace_period=settings.grace_period, gate=gate)
     try:
         session.pid = proxy.start()
     except ServerStartError as exc:
         click.echo(str(exc), err=True)
+        if host is not None:
+            host.close()
         sys.exit(exc.exit_code)
     try:
         recorder.start()
     except OSError as exc:
         click.echo(f"km: cannot start the recorder process ({exc}); recording in-process", err=True)
-        recorder, _ = build_recorder(settings, session, metrics_port, rules)
+        host = Host(settings, policy=rules, metrics_port=metrics_port).start()
+        recorder = host.open_session(session)
         proxy.on_chunk = recorder.submit
-        recorder.start()
     code = proxy.run()
-    recorder.stop(proxy.status, timeout=60)
+    if isinstance(recorder, SessionHandle):
+        recorder.close(proxy.status, timeout=60)
+    else:
+        recorder.stop(proxy.status, timeout=60)
+    if host is not None:
+        host.close()
     sys.stderr.flush()
     sys.exit(code)

@@ -155,3 +155,216 @@ def pins_approve(server: str, tool: str | None, db_url: str | None) -> None:
             .values(data=orjson.dumps(current.state()).decode(), updated_ns=time.time_ns())
         )
     click.echo(f"approved {len(names)} tool(s) of {row.name}: {', '.join(names) or '-'}")
+
+
+PINS_KEY = "pins_public_key"
+"""``sync_state`` key of the team server's pin-signing public key, pinned per server URL."""
+KEY_EXIT = 3
+"""Exit status when the pin set is refused: a bad signature or a changed server key."""
+
+
+def _fetch_pin_set(api_url: str, api_key: str) -> dict[str, str]:
+    import httpx
+
+    url = api_url.rstrip("/") + "/api/v1/pins"
+    try:
+        response = httpx.get(url, headers={"Authorization": f"Bearer {api_key}"}, timeout=30)
+    except httpx.HTTPError as exc:
+        fail(f"cannot fetch the team's pin set from {url}: {exc}")
+    if response.status_code != 200:
+        try:
+            message = response.json()["error"]["message"]
+        except Exception:
+            message = response.text[:200]
+        fail(f"{url} answered {response.status_code}: {message}")
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    fields = ("algorithm", "public_key", "pin_set", "signature")
+    if not isinstance(body, dict) or not all(isinstance(body.get(f), str) for f in fields):
+        fail(f"{url} did not answer with a pin set (is it a km team server?)", KEY_EXIT)
+    if body["algorithm"] != "Ed25519":
+        fail(f"{url} signs its pin set with {body['algorithm']!r}; km accepts Ed25519 only", KEY_EXIT)
+    return {f: body[f] for f in fields}
+
+
+def _verified(answer: dict[str, str], api_url: str) -> tuple[bytes, dict[str, Any]]:
+    """(the raw public key, the pin set) once the signature checks out; refuses otherwise."""
+    import base64
+    import binascii
+
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        public = base64.b64decode(answer["public_key"], validate=True)
+        signature = base64.b64decode(answer["signature"], validate=True)
+        Ed25519PublicKey.from_public_bytes(public).verify(signature, answer["pin_set"].encode())
+        pin_set = orjson.loads(answer["pin_set"])
+    except (InvalidSignature, ValueError, binascii.Error):
+        fail(
+            f"the pin set from {api_url} has a bad signature: refused, the local pins are unchanged", KEY_EXIT
+        )
+    if (
+        not isinstance(pin_set, dict)
+        or pin_set.get("version") != 1
+        or not isinstance(pin_set.get("servers"), list)
+    ):
+        fail(f"the pin set from {api_url} is of an unknown version; update km", KEY_EXIT)
+    return public, pin_set
+
+
+def _local_identity(identity: dict[str, Any]) -> dict[str, Any]:
+    """The identity `km monitor` computes on this machine for the server the team saw."""
+    import os
+
+    from ..model import Session
+    from ..security import server_identity
+
+    if isinstance(identity.get("command"), list):
+        session = Session(command=[str(c) for c in identity["command"]], cwd=os.getcwd())
+    else:
+        session = Session(command=[str(identity.get("url") or "")], cwd=os.getcwd(), transport="http")
+    session.server = {"name": identity.get("server_name")}
+    return server_identity(session)
+
+
+def _write_team_pins(engine: Any, pin_set: dict[str, Any], api_url: str) -> tuple[int, int]:
+    """The approved definitions as this machine's pins (servers, tools written). A tool pinned
+    here with another definition takes the team's: the next listing that differs is a change."""
+    from sqlalchemy import select
+
+    from ..analysis import pin_of
+    from ..security import identity_key
+    from ..store.db import upsert
+    from ..store.schema import LOCAL_ORG, pins
+
+    servers = [s for s in pin_set["servers"] if isinstance(s, dict) and isinstance(s.get("identity"), dict)]
+    servers.sort(key=lambda s: str(s.get("approved_at") or ""))  # the newest approval of a server wins
+    tools_written = 0
+    keys: set[str] = set()
+    with engine.begin() as conn:
+        for server in servers:
+            team_identity = server["identity"]
+            identity = _local_identity(team_identity)
+            key = identity_key(identity)
+            row = conn.execute(
+                select(pins.c.server, pins.c.info, pins.c.data).where(
+                    pins.c.org_id == LOCAL_ORG, pins.c.server_key == key
+                )
+            ).first()
+            state = orjson.loads(row.data) if row else {}
+            state = state if "pins" in state else {"pins": state}  # a bare pins dict (older rows)
+            state.setdefault("pending", {})
+            tools = server.get("tools")
+            if not isinstance(tools, dict):
+                tools = {}
+            for name, definition in tools.items():
+                if not isinstance(definition, dict):
+                    continue
+                tool = str(definition.get("name") or name)
+                state["pins"][tool] = pin_of(definition)
+                state["pending"].pop(tool, None)
+                tools_written += 1
+            info = orjson.loads(row.info) if row and row.info else {}
+            label = team_identity.get("server_name") or (row.server if row else "server")
+            names = list(dict.fromkeys([*(info.get("names") or []), label]))
+            team = {
+                "api_url": api_url,
+                "server_key": server.get("key"),
+                "server_version": team_identity.get("server_version"),
+                "approved_at": server.get("approved_at"),
+            }
+            info = {
+                **info,
+                "identity": identity,
+                "names": names,
+                "clients": info.get("clients") or [],
+                "team": team,
+            }
+            stmt = upsert(conn, pins).values(
+                org_id=LOCAL_ORG,
+                server_key=key,
+                server=row.server if row else str(label)[:200],
+                info=orjson.dumps(info).decode(),
+                data=orjson.dumps(state).decode(),
+                updated_ns=time.time_ns(),
+            )
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["org_id", "server_key"],
+                    set_={c: stmt.excluded[c] for c in ("info", "data", "updated_ns")},
+                )
+            )
+            keys.add(key)
+    return len(keys), tools_written
+
+
+@pins_group.command("sync")
+@click.option("--api-url", help="Team server (default: from the config or KM_API_URL).")
+@click.option(
+    "--trust-new-key",
+    is_flag=True,
+    help="Accept a signing key other than the one pinned (only after checking its fingerprint "
+    "with the server's operator).",
+)
+@db_option
+def pins_sync(api_url: str | None, trust_new_key: bool, db_url: str | None) -> None:
+    """Fetch the team's approved tool definitions, check their signature, and pin them here: a
+    server that later shows this machine another definition raises the usual change finding.
+
+    The server's public key is pinned on first use (its fingerprint is printed); a pin set signed
+    with another key, or whose signature does not verify, is refused (exit status 3)."""
+    from sqlalchemy import select
+
+    from .. import config
+    from ..server.signing import fingerprint
+    from ..store.db import upsert
+    from ..store.schema import sync_state
+
+    try:
+        settings = config.load({"db_url": db_url, "api_url": api_url})
+    except config.ConfigError as exc:
+        fail(str(exc), 2)
+    if not (settings.api_url and settings.api_key):
+        fail(
+            "no team server is configured: run `km init --api-url URL --api-key KEY` "
+            "(or set KM_API_URL and KM_API_KEY)",
+            2,
+        )
+    target = settings.api_url
+    answer = _fetch_pin_set(target, settings.api_key)
+    engine = open_engine(db_url)
+    with engine.connect() as conn:
+        pinned = conn.execute(
+            select(sync_state.c.value).where(sync_state.c.target == target, sync_state.c.key == PINS_KEY)
+        ).scalar()
+    public, pin_set = _verified(answer, target)
+    shown = fingerprint(public)
+    if pinned is not None and pinned != answer["public_key"]:
+        import base64
+
+        was = fingerprint(base64.b64decode(pinned))
+        if not trust_new_key:
+            fail(
+                f"the signing key of {target} changed (pinned {was}, now {shown}): its pin set is refused; "
+                "if its operator replaced the key, check the new fingerprint with them and run "
+                "`km pins sync --trust-new-key`",
+                KEY_EXIT,
+            )
+        click.echo(f"replacing the pinned signing key of {target} ({was}) by {shown}", err=True)
+    servers, tools = _write_team_pins(engine, pin_set, target)
+    if pinned != answer["public_key"]:
+        with engine.begin() as conn:
+            stmt = upsert(conn, sync_state).values(target=target, key=PINS_KEY, value=answer["public_key"])
+            conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["target", "key"], set_={"value": stmt.excluded.value}
+                )
+            )
+        if pinned is None:
+            click.echo(f"pinned the signing key of {target} on first use: {shown}")
+    click.echo(
+        f"verified the team's pin set ({shown}): {tools} tool definition(s) of {servers} server(s) pinned"
+    )

@@ -10,19 +10,16 @@ import asyncio
 import ipaddress
 import socket
 import sys
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import click
 
 from .. import config
-from ..jsonrpc import Filters
 from .common import db_failure, recording_options, recording_policy, recording_settings
 
 if TYPE_CHECKING:
-    from ..model import Session
-    from ..proxy.http import SessionPipeline
+    from ..host import Host
     from ..security import Policy
 
 DEFAULT_LISTEN = "127.0.0.1:8800"
@@ -96,34 +93,20 @@ def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
     return Protocol
 
 
-def open_store(db_url: str | None) -> None:
-    """Open and migrate the store once, before any session: the sessions' sinks then only open
-    it (store.db.open_store migrates a store once per process). A store that cannot be opened
-    is reported; traffic is still forwarded, and the sessions retry opening it."""
-    from ..store import db
+def start_host(settings: config.Settings, policy: Policy) -> Host:
+    """The process's recording pipeline, before km listens: the store opened and migrated once,
+    the sinks every HTTP session shares. A store that cannot be opened is reported; traffic is
+    still forwarded, and the store sink retries opening it."""
+    from ..host import Host
 
-    try:
-        db.open_store(db_url).dispose()
-    except Exception as exc:
+    host = Host(settings, policy=policy, server_side=True).start()
+    if host.store_error is not None:
         click.echo(
-            f"km proxy: {db_failure('cannot open the store', exc, db_url)}; "
+            f"km proxy: {db_failure('cannot open the store', host.store_error, settings.db_url)}; "
             "traffic is forwarded but not recorded until it can be opened",
             err=True,
         )
-
-
-def session_pipeline(settings: config.Settings, policy: Policy) -> Callable[[Session], SessionPipeline]:
-    """Each new session gets what ``km monitor`` gives one: the sinks, the security stage
-    (analysis, redaction) and, in policy block mode, the gate."""
-
-    def make(session: Session) -> SessionPipeline:
-        from ..pipeline import build_sinks, security_stage
-        from ..proxy.http import SessionPipeline
-
-        stage, gate = security_stage(settings, session.name or "server", policy)
-        return SessionPipeline(build_sinks(settings, server_side=True), stage=stage, gate=gate)
-
-    return make
+    return host
 
 
 @click.command("proxy")
@@ -205,15 +188,14 @@ def proxy_cmd(
     host, port = parse_listen(listen)
     settings = recording_settings(locals())
     rules = recording_policy(settings)  # one that cannot be used stops km before it listens
-    open_store(settings.db_url)
+    pipeline = start_host(settings, rules)
 
     sys.setswitchinterval(SWITCH_INTERVAL)
     options = ProxyOptions(
         upstream=upstream,
         name=name,
-        filters=Filters(settings.exclude_ping, settings.include_methods, settings.exclude_methods),
-        payload_limit=settings.payload_limit,
-        pipeline=session_pipeline(settings, rules),
+        open_session=pipeline.open_session,
+        on_shutdown=pipeline.close,
         blocks=rules.mode == "block",
         idle_timeout=idle_timeout,
         max_sessions=max_sessions,
@@ -230,6 +212,7 @@ def proxy_cmd(
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
+        pipeline.close()
         click.echo(
             f"km proxy: cannot listen on {host}:{port}: {exc.strerror or exc}. Choose another --listen.",
             err=True,
@@ -268,4 +251,5 @@ def proxy_cmd(
     server = uvicorn.Server(server_config)
     server.run(sockets=[sock])
     app.join()
+    pipeline.close(timeout=options.stop_timeout)  # the sessions still open, then the shared sinks
     sys.stderr.flush()

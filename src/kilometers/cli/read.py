@@ -369,15 +369,31 @@ def _ms(value: object) -> str:
 @server_option
 @click.option("--since", help="Only newer than a duration ago (10m, 2h, 1d) or an ISO 8601 time.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.option(
+    "--radar",
+    is_flag=True,
+    help="Per server and client: protocol versions, and features 2026-07-28 deprecates or removes.",
+)
 @db_option
 def stats_cmd(
-    session: str | None, server: str | None, since: str | None, as_json: bool, db_url: str | None
+    session: str | None,
+    server: str | None,
+    since: str | None,
+    as_json: bool,
+    radar: bool,
+    db_url: str | None,
 ) -> None:
-    """Per method and tool: calls, errors, latency p50/p95/p99 and bytes."""
+    """Per method and tool: calls, errors, latency p50/p95/p99 and bytes (--radar: the
+    deprecation radar instead)."""
     from ..store import queries
 
     engine = open_engine(db_url)
     flt = _filter(engine, session, None, None, False, since, server=server)
+    if radar:
+        if session:
+            raise click.UsageError("--radar covers every session; narrow it with --server or --since")
+        _radar(engine, server, flt.since_ns, as_json)
+        return
     rows = [r.to_dict() for r in queries.stats(engine, flt)]
     if as_json:
         for row in rows:
@@ -398,6 +414,33 @@ def stats_cmd(
             f"{r['method']!s:<{mw}} {r['tool'] or '':<{tw}} {r['count']:>7} {r['errors']:>7} "
             f"{_ms(r['p50_ms']):>8} {_ms(r['p95_ms']):>8} {_ms(r['p99_ms']):>8} {r['bytes']:>10}"
         )
+
+
+def _radar(engine: Engine, server: str | None, since_ns: int | None, as_json: bool) -> None:
+    from ..store.radar import CURRENT_VERSION, radar
+
+    peers = radar(engine, server=server, since_ns=since_ns)
+    if as_json:
+        for peer in peers:
+            echo_json(peer.to_dict())
+        return
+    if not peers:
+        _empty_hint("sessions recorded yet")
+        return
+    for peer in peers:
+        versions = ", ".join(sorted(peer.versions)) or "version unknown"
+        state = click.style("current", fg="green") if peer.current else f"not yet on {CURRENT_VERSION}"
+        plural = "s" if peer.sessions != 1 else ""
+        head = f"{click.style(peer.role, bold=True)} {peer.name}: {versions} ({state})"
+        click.echo(f"{head}, {peer.sessions} session{plural}")
+        if not peer.uses:
+            click.echo("  relies on nothing 2026-07-28 deprecates or removes")
+        for feature in peer.to_dict()["features"]:
+            color = "red" if feature["status"] == "removed" else "yellow"
+            count = f"{feature['sessions']} session{'s' if feature['sessions'] != 1 else ''}"
+            if feature["messages"]:
+                count += f", {feature['messages']} message{'s' if feature['messages'] != 1 else ''}"
+            click.echo(f"  {click.style(feature['status'], fg=color)} {feature['label']} ({count})")
 
 
 @click.command("findings")

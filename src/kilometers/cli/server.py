@@ -66,6 +66,14 @@ db_url_option = click.option(
     help="Redact secrets left in uploaded events before storing them (--no-redact trusts the clients).",
 )
 @click.option(
+    "--analysis/--no-analysis",
+    envvar="KM_SERVER_ANALYSIS",
+    default=True,
+    show_default=True,
+    help="Check uploaded events for secrets, personal data, dangerous calls and tool poisoning "
+    "(--no-analysis leaves only the secrets redaction).",
+)
+@click.option(
     "--oidc-issuer",
     envvar="KM_OIDC_ISSUER",
     help="OpenID Connect provider (issuer URL) for single sign-on; off when not given.",
@@ -110,6 +118,7 @@ def serve_cmd(
     metrics_token: str | None,
     metrics_public: bool,
     redact: bool,
+    analysis: bool,
     oidc_issuer: str | None,
     oidc_client_id: str | None,
     oidc_client_secret: str | None,
@@ -169,6 +178,7 @@ def serve_cmd(
         metrics_token=metrics_token,
         metrics_public=metrics_public,
         redact_secrets=redact,
+        analysis=analysis,
         oidc=oidc,
     )
     try:
@@ -178,6 +188,10 @@ def serve_cmd(
     except Exception as exc:
         fail(db_failure("cannot start: cannot reach the database", exc, db_url))
     click.echo(f"km serve: http://{host}:{port} ({db.resolve_url(db_url).split('@')[-1]})", err=True)
+    if not analysis:
+        click.echo(
+            "km serve: analysis of uploads is off (--no-analysis): only secrets are redacted", err=True
+        )
     # live streams never end on their own: give them a few seconds on shutdown, then close them
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
 

@@ -223,8 +223,9 @@ def attributes(
             attrs["gen_ai.tool.call.arguments"] = arguments
         if response is not None and err is None:  # the result of a call that succeeded
             result = _member(response, "result")
-            if response.payload_omitted:  # nested too deep: what is kept is the marker, say so
-                result = _member_value(response)
+            omitted = _member(response, "km_omitted")
+            if result is None and omitted:  # not kept (too deep, too large): say so, not nothing
+                result = {"km_omitted": omitted}
             if result is not None:
                 attrs["gen_ai.tool.call.result"] = orjson.dumps(result).decode()
     return attrs
@@ -260,11 +261,6 @@ def _member(event: Event, key: str) -> Any:
         return None
     message = decoded.value
     return message.get(key) if isinstance(message, dict) else None
-
-
-def _member_value(event: Event) -> Any:
-    decoded = event.decoded()
-    return decoded.value if decoded is not None else None
 
 
 def trace_carrier(request: Event) -> dict[str, str]:
@@ -343,24 +339,35 @@ class OtelSink(Sink):
         self.kind = SpanKind.CLIENT
         self.payloads = payloads
         self.legacy_names = legacy_names
-        self._pending: dict[str, _Call] = {}
-        """Requests without an answer yet, by event id (the engine pairs answers and cancellations
-        with their request's event id: ``request_event_id``, ``Message.cancels``)."""
+        self._open: dict[str, dict[str, _Call]] = {}
+        """Session id -> its requests awaiting an answer, by event id (the engine pairs answers
+        and cancellations with their request's event id: ``request_event_id``,
+        ``Message.cancels``). One provider serves every session of a process, each on its own
+        recorder thread."""
+        self._lock = threading.Lock()
+
+    def _pending(self, session: Session) -> dict[str, _Call]:
+        found = self._open.get(session.id)
+        if found is None:
+            with self._lock:
+                found = self._open.setdefault(session.id, {})
+        return found
 
     def on_events(self, session: Session, events: Sequence[Event]) -> None:
+        pending = self._pending(session)
         for e in events:
             if e.kind == "request":
-                if len(self._pending) >= MAX_PENDING:
-                    self._pending.pop(next(iter(self._pending)))
+                if len(pending) >= MAX_PENDING:
+                    pending.pop(next(iter(pending)))
                 arguments = arguments_of(e) if self.payloads and e.method == "tools/call" else None
-                self._pending[e.id] = _Call(e, trace_carrier(e), arguments)
+                pending[e.id] = _Call(e, trace_carrier(e), arguments)
             elif e.kind in ("response", "error") and e.request_event_id:
-                call = self._pending.pop(e.request_event_id, None)
+                call = pending.pop(e.request_event_id, None)
                 if call is not None:
                     self._span(session, call, e, e.ts_ns)
             elif e.kind == "notification" and e.method == "notifications/cancelled":
                 decoded = e.decoded()
-                call = self._pending.pop(decoded.cancels or "", None) if decoded is not None else None
+                call = pending.pop(decoded.cancels or "", None) if decoded is not None else None
                 if call is not None:
                     params = _member(e, "params")
                     reason = params.get("reason") if isinstance(params, dict) else None
@@ -369,9 +376,10 @@ class OtelSink(Sink):
 
     def on_session_end(self, session: Session) -> None:
         end = session.ended_ns or time.time_ns()
-        for call in list(self._pending.values()):
+        with self._lock:
+            pending = self._open.pop(session.id, {})
+        for call in list(pending.values()):
             self._span(session, call, None, end, UNANSWERED, "no answer before the session ended")
-        self._pending.clear()
         attrs = {k: v for k, v in session_attributes(session).items() if k in SESSION_KEYS}
         if session.exit_code not in (None, 0) and session.exit_code < 128:  # >= 128: ended by a signal
             attrs["error.type"] = str(session.exit_code)

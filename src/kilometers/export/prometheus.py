@@ -104,7 +104,8 @@ class ServerMetrics:
 
 
 class MetricsSink(Sink):
-    """`km monitor --metrics-port`: serves the session's metrics over HTTP on loopback."""
+    """`km monitor --metrics-port`: serves the metrics of the process's sessions over HTTP on
+    loopback (one port for all of them: kilometers.host shares the sink)."""
 
     name = "metrics"
 
@@ -120,16 +121,28 @@ class MetricsSink(Sink):
                 "km_recorder_backlog", "Chunks waiting for the recorder thread", registry=self.registry
             )
             queued.set_function(backlog)
+        self._lock = threading.Lock()
+        self._events: dict[str, int] = {}
+        """Events of the sessions open now, by session id (the gauges show the process's sums)."""
+        self._ended_events = 0
+        self._dropped = 0
         self._server, self._thread = start_http_server(port, addr=host, registry=self.registry)
 
     def on_events(self, session: Session, events: Sequence[Event]) -> None:
         server = session.name or (session.server or {}).get("name") or ""
         for e in events:
             self.tools.observe(server, e.kind, e.direction, e.tool, e.is_error, e.latency_ms)
-        self.sessions.set(session.event_count)
+        with self._lock:
+            self._events[session.id] = session.event_count
+            self.sessions.set(self._ended_events + sum(self._events.values()))
 
     def on_session_end(self, session: Session) -> None:
-        self.dropped.set(session.dropped_events)
+        with self._lock:
+            self._events.pop(session.id, None)
+            self._ended_events += session.event_count
+            self._dropped += session.dropped_events
+            self.sessions.set(self._ended_events + sum(self._events.values()))
+            self.dropped.set(self._dropped)
 
     def close(self) -> None:
         self._server.shutdown()

@@ -44,14 +44,13 @@ import orjson
 from ..jsonlimits import MAX_BODY_BYTES
 from ..jsonrpc import PROTOCOL_VERSION_META_KEY, LineFramer
 from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT
-from ..recorder import Recorder
 from .encoding import IDENTITY, content_decoder
 from .http import SSE, STREAMABLE_HTTP, remember_missing_sniffio
 from .sse import SSEEvent, SSEParser
 from .upstream import upstream_ssl_context
 
 if TYPE_CHECKING:
-    from ..security import Gate
+    from ..host import SessionHandle
 
 READ_SIZE = 1 << 16
 BRIDGE_ERROR_CODE = -32000
@@ -117,22 +116,21 @@ class Bridge:
         self,
         url: str,
         headers: Mapping[str, str],
-        recorder: Recorder,
+        recording: SessionHandle,
         stdin_fd: int,
         stdout_fd: int,
         *,
         transport: str = "auto",
-        gate: Gate | None = None,
         verify: bool | str = True,
     ) -> None:
         self.url = url
         self.headers = dict(headers)
-        self.recorder = recorder
+        self.recording = recording
         self.stdin_fd = stdin_fd
         self.stdout_fd = stdout_fd
         self.mode = guess_transport(url) if transport == "auto" else transport
         self.auto = transport == "auto" and self.mode == STREAMABLE_HTTP
-        self.gate = gate
+        self.gate = recording.gate
         self.verify = verify
         self.session_id: str | None = None
         self.protocol_version: str | None = None
@@ -154,17 +152,17 @@ class Bridge:
 
     def _set_transport(self, mode: str) -> None:
         self.mode = mode
-        session = self.recorder.session
+        session = self.recording.session
         if session.transport != mode:
             session.transport = mode
-            self.recorder.capture.session_changed = True
+            self.recording.session_changed()
 
     def _to_client(self, data: bytes) -> None:
         """Record one server message, then write it to stdout as one line."""
         line = _one_line(data)
         if not line:
             return
-        self.recorder.submit_message(SERVER_TO_CLIENT, line, time.time_ns())
+        self.recording.submit_message(SERVER_TO_CLIENT, line, time.time_ns())
         self._learn(line)
         if not self._stdout_open:
             return
@@ -289,7 +287,7 @@ class Bridge:
             message = None
         single = message if isinstance(message, dict) else None
         is_request = single is not None and isinstance(single.get("method"), str) and "id" in single
-        self.recorder.submit_message(CLIENT_TO_SERVER, line, ts)
+        self.recording.submit_message(CLIENT_TO_SERVER, line, ts)
         gate = self.gate
         if gate is not None:
             # policy block mode, as for a stdio server: a refused call is answered here
@@ -640,24 +638,23 @@ async def _read_body(response: httpx.Response) -> bytes:
 def run_bridge(
     url: str,
     headers: Mapping[str, str],
-    recorder: Recorder,
+    recording: SessionHandle,
     stdin_fd: int | None = None,
     stdout_fd: int | None = None,
     *,
     transport: str = "auto",
-    gate: Gate | None = None,
     verify: bool | str = True,
 ) -> int:
     """Relay a stdio client (``stdin_fd``/``stdout_fd``) to the MCP server at ``url`` until the
-    client closes stdin; returns the exit code. The caller starts and stops ``recorder``."""
+    client closes stdin; returns the exit code. ``recording``: the session opened on the process's
+    :class:`~kilometers.host.Host` (its gate applies in block mode); the caller closes it."""
     bridge = Bridge(
         url,
         headers,
-        recorder,
+        recording,
         sys.stdin.fileno() if stdin_fd is None else stdin_fd,
         sys.stdout.fileno() if stdout_fd is None else stdout_fd,
         transport=transport,
-        gate=gate,
         verify=verify,
     )
     return asyncio.run(bridge.run())

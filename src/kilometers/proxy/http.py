@@ -7,12 +7,12 @@ Only hop-by-hop headers are dropped, and in a legacy SSE stream the ``endpoint``
 rewritten when it names the upstream's own origin, so that the client keeps talking to km.
 
 Capture works on copies: the JSON-RPC body of a POST, a JSON response to it, and the ``data``
-field of each SSE event are handed to the session's :class:`~kilometers.recorder.Recorder` with
+field of each SSE event are handed to the session's :class:`~kilometers.host.SessionHandle` with
 ``submit_message``, before the bytes are forwarded (so a request is always queued before its
 answer). Nothing is re-encoded on the way through. Headers are never recorded, so neither
 ``Authorization`` nor cookies ever reach the store.
 
-Sessions (one :class:`~kilometers.model.Session` + Capture + Recorder each), see docs/http.md:
+Sessions (one :class:`~kilometers.model.Session` + SessionHandle each), see docs/http.md:
 
 - Streamable HTTP with a session: one km session per ``Mcp-Session-Id``. The ``initialize``
   POST has no id yet; it is recorded once the response names one. The session ends when the
@@ -23,12 +23,14 @@ Sessions (one :class:`~kilometers.model.Session` + Capture + Recorder each), see
 - Legacy HTTP+SSE (2024-11-05): one km session per ``GET`` SSE stream that starts with an
   ``endpoint`` event; POSTs to the announced endpoint belong to it. It ends with the stream.
 
-Everything else is shared with the stdio transport: each session gets the same sinks and the
-same security stage (analysis, redaction) as ``km monitor``, built by :class:`SessionPipeline`
-factories. In policy block mode, the session's :class:`~kilometers.security.Gate` sees each
-POST before it is forwarded; a refused ``tools/call`` is answered with the gate's JSON-RPC error
-in the HTTP response of that POST (Streamable HTTP), or as an event on the session's SSE stream
-with ``202 Accepted`` for the POST (legacy SSE, where answers always travel on the stream).
+Everything else is shared with the stdio transport: each session is opened on the process's
+:class:`~kilometers.host.Host` (``ProxyOptions.open_session``), so it gets the same security
+stage (analysis, redaction) as ``km monitor``, and every session shares the host's one store
+engine, uploader thread and OpenTelemetry provider. In policy block mode, the session's
+:class:`~kilometers.security.Gate` sees each POST before it is forwarded; a refused
+``tools/call`` is answered with the gate's JSON-RPC error in the HTTP response of that POST
+(Streamable HTTP), or as an event on the session's SSE stream with ``202 Accepted`` for the POST
+(legacy SSE, where answers always travel on the stream).
 """
 
 from __future__ import annotations
@@ -48,17 +50,16 @@ from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
 import orjson
 
+from ..host import unrecorded
 from ..jsonlimits import MAX_BODY_BYTES
-from ..jsonrpc import Capture, Filters, may_call
+from ..jsonrpc import may_call
 from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Session
-from ..recorder import Recorder
-from ..sinks import Sink
 from .encoding import IDENTITY, content_decoder, narrow_accept_encoding
 from .sse import SSEEvent, SSEParser, encode_event
 from .upstream import UpstreamError, UpstreamPool, UpstreamResponse
 
 if TYPE_CHECKING:
-    from ..recorder import Stage
+    from ..host import SessionHandle
     from ..security import Gate
 
 Scope = MutableMapping[str, Any]
@@ -134,11 +135,12 @@ def guess_name(url: str) -> str:
 
 @dataclass(eq=False)
 class LiveSession:
-    """One km session in progress: its Session, Capture and Recorder, and transport state."""
+    """One km session in progress: its Session, its recording (opened on the host), and
+    transport state."""
 
     key: tuple[str, ...]
     session: Session
-    recorder: Recorder
+    recording: SessionHandle
     last_active: float = field(default_factory=time.monotonic)
     streams: int = 0
     """Open responses (SSE streams, bodies) that belong to this session."""
@@ -153,14 +155,14 @@ class LiveSession:
         self.last_active = time.monotonic()
         self.idle = False
         if not self.ended:  # (a stream may outlive its session: the recorder has stopped)
-            self.recorder.submit_message(direction, message, ts_ns)
+            self.recording.submit_message(direction, message, ts_ns)
 
     def submit_omitted(self, direction: Direction, size_bytes: int, ts_ns: int) -> None:
         """A message over MAX_BODY_BYTES once decoded: forwarded, recorded as a marker."""
         self.last_active = time.monotonic()
         self.idle = False
         if not self.ended:
-            self.recorder.submit_omitted(direction, size_bytes, ts_ns)
+            self.recording.submit_omitted(direction, size_bytes, ts_ns)
 
     def first_sighting(self, event_id: str | None) -> bool:
         """False when an SSE event with this id was already recorded (a replay after resumption)."""
@@ -219,27 +221,17 @@ class LegacyStream:
 
 
 @dataclass
-class SessionPipeline:
-    """What one session's records go through, as for ``km monitor``: see kilometers.pipeline."""
-
-    sinks: list[Sink]
-    stage: Stage | None = None
-    gate: Gate | None = None
-
-
-def _no_pipeline(session: Session) -> SessionPipeline:
-    return SessionPipeline([])
-
-
-@dataclass
 class ProxyOptions:
     upstream: str
     """The server's MCP endpoint URL (its origin is where every request goes, path unchanged)."""
     name: str | None = None
-    filters: Filters | None = None
-    payload_limit: int = 0
-    pipeline: Callable[[Session], SessionPipeline] = field(default_factory=lambda: _no_pipeline)
-    """Called once per new km session: its sinks, security stage and (block mode) gate."""
+    open_session: Callable[[Session], SessionHandle] | None = None
+    """Called once per new km session (``Host.open_session``): its recording, on the host's shared
+    sinks, with its security stage and (block mode) gate. None: sessions are not recorded."""
+    on_shutdown: Callable[[], None] | None = None
+    """Called once at shutdown, after every session has been written out (``Host.close``: the
+    shared sinks flush and close; uvicorn may end the process by re-raising its signal right
+    after the ASGI shutdown)."""
     blocks: bool = False
     """A policy in ``block`` mode applies: every POST body that may hold a call goes through the
     session's gate (a call with no session id opens a session for it)."""
@@ -317,6 +309,8 @@ class HttpProxy:
             self._client.close()
             self._client = None
         await asyncio.to_thread(self.join)
+        if self.options.on_shutdown is not None:
+            await asyncio.to_thread(self.options.on_shutdown)
 
     def join(self) -> None:
         """Wait until every ended session has been written out."""
@@ -339,7 +333,7 @@ class HttpProxy:
                 self._end(live)
             elif not live.idle and live.last_active < quiet:
                 live.idle = True
-                live.recorder.release()  # its sinks close their files until the next message
+                live.recording.release()  # the sinks close its files until the next message
 
     # -- sessions --------------------------------------------------------------------------------
 
@@ -357,17 +351,15 @@ class HttpProxy:
         )
         if started_ns is not None:
             session.started_ns = started_ns
-        capture = Capture(session, opts.filters)  # the payload limit applies after redaction (recorder)
-        try:
-            pipeline = opts.pipeline(session)
-        except Exception as exc:  # recording must never keep traffic from flowing
-            self._warn(f"km proxy: cannot record this session ({exc!r}); traffic is forwarded unchanged")
-            pipeline = SessionPipeline([])
-        recorder = Recorder(capture, pipeline.sinks, stage=pipeline.stage, payload_limit=opts.payload_limit)
-        if pipeline.gate is not None:
-            pipeline.gate.barrier = recorder.barrier
-        recorder.start()
-        live = LiveSession(key, session, recorder, gate=pipeline.gate)
+        recording: SessionHandle | None = None
+        if opts.open_session is not None:
+            try:
+                recording = opts.open_session(session)
+            except Exception as exc:  # recording must never keep traffic from flowing
+                self._warn(f"km proxy: cannot record this session ({exc!r}); traffic is forwarded unchanged")
+        if recording is None:
+            recording = unrecorded(session)
+        live = LiveSession(key, session, recording, gate=recording.gate)
         self.sessions[key] = live
         return live
 
@@ -386,7 +378,7 @@ class HttpProxy:
             if other is live:
                 del self.legacy_endpoints[target]
         thread = threading.Thread(
-            target=live.recorder.stop, args=(None, self.options.stop_timeout), name="km-session-end"
+            target=live.recording.close, args=(None, self.options.stop_timeout), name="km-session-end"
         )
         thread.start()
         self._stopping = [t for t in self._stopping if t.is_alive()]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -231,6 +232,40 @@ class StdioProxy:
             if not self._writing and time.monotonic() - self._last_read > STDOUT_DRAIN_SECONDS:
                 return
 
+    def _wait_server(self) -> int:
+        """Wait for the server to exit, waking up for every signal km gets.
+
+        Python runs a signal handler only between bytecodes: a SIGTERM that lands just before a
+        blocking ``waitpid`` starts would not be forwarded until the server exits by itself.
+        Where the platform has pidfds, the main thread selects on the server's pidfd and a
+        signal wakeup pipe instead, so each handler runs as soon as its signal arrives."""
+        proc = self.proc
+        assert proc is not None
+        pidfd_open = getattr(os, "pidfd_open", None)
+        if pidfd_open is None or threading.current_thread() is not threading.main_thread():
+            return proc.wait()
+        try:
+            pidfd = pidfd_open(proc.pid)
+        except OSError:  # an old kernel
+            return proc.wait()
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        previous = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+        try:
+            while proc.poll() is None:  # poll() is also where a pending handler runs
+                ready, _, _ = select.select([pidfd, wake_r], [], [])
+                if wake_r in ready:
+                    with contextlib.suppress(BlockingIOError):
+                        os.read(wake_r, 512)
+                elif pidfd in ready and proc.poll() is None:
+                    proc.wait()  # exited: reap it (a timer thread may hold poll()'s lock)
+        finally:
+            signal.set_wakeup_fd(previous)
+            for fd in (pidfd, wake_r, wake_w):
+                os.close(fd)
+        return proc.returncode
+
     # -- run -------------------------------------------------------------------------------------
 
     def run(self) -> int:
@@ -245,7 +280,7 @@ class StdioProxy:
         for t in threads:
             t.start()
         try:
-            returncode = self.proc.wait()
+            returncode = self._wait_server()
             self._exiting = True
             self.status = returncode
             if returncode - 128 in self._delivered:

@@ -31,10 +31,12 @@ from .. import __version__
 from ..export.prometheus import CONTENT_TYPE, ServerMetrics
 from ..model import format_ts, parse_ts
 from ..store import db, queries, rollups
+from ..store import findings as store_findings
 from . import ingest as ingest_mod
-from . import oidc, tenancy, web
+from . import oidc, radar, teamsecurity, tenancy, web
 from .auth import Auth, AuthSettings, Caller
 from .errors import AUTHENTICATED, ApiError, error_response, error_responses
+from .findings import FindingItem, FindingPage, FindingSummaryOut, Severity
 from .live import LiveHub
 from .oidc import OidcSettings
 from .retention import apply_retention
@@ -60,6 +62,8 @@ class ServerSettings:
     """OpenID Connect sign-in (`km serve --oidc-*`); None: e-mail and password only."""
     redact_secrets: bool = True
     """Redact secrets left in uploaded events (the ingest backstop); `km serve --no-redact`."""
+    analysis: bool = True
+    """Run every detector on uploaded events (see server/ingest.py); `km serve --no-analysis`."""
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -152,6 +156,107 @@ def allowed_methods(app: FastAPI, request: Request) -> str | None:
     path = next((r.path for r in routes if r.matches(scope)[0] != Match.NONE), None)
     methods = {m for r in routes if r.path == path for m in r.methods or ()}
     return ", ".join(sorted(methods)) or None
+
+
+MinLevel = Annotated[
+    Literal["low", "medium", "high", "critical"] | None,
+    Query(description="only what has a risk level at least this high"),
+]
+
+
+def _findings_routes(app: FastAPI, engine: Engine, auth: Auth) -> None:
+    """GET /api/v1/findings and /api/v1/findings/summary: the security view's read API."""
+    read = Annotated[Caller, Depends(auth.require("read"))]
+
+    def finding_filter(
+        caller: Caller,
+        severity: list[Severity] | None,
+        min_severity: Severity | None,
+        rule: str | None,
+        server: str | None,
+        session_id: str | None,
+        tool: str | None,
+        since: str | None,
+        until: str | None,
+    ) -> store_findings.FindingFilter:
+        return store_findings.FindingFilter(
+            org_id=caller.org.id,
+            session_id=session_id.lower() if session_id else None,
+            session_ids=(
+                queries.server_sessions(engine, server, caller.org.id) if server is not None else None
+            ),
+            tool=tool,
+            rule=rule,
+            severities=list(severity or []),
+            min_severity=min_severity,
+            since_ns=_ns(since),
+            until_ns=_ns(until),
+        )
+
+    SeverityList = Annotated[
+        list[Severity] | None, Query(description="only these severities (repeat the parameter)")
+    ]
+    Rule = Annotated[
+        str | None, Query(max_length=200, description="a rule id, or a family ending in * (secret.*)")
+    ]
+    Server = Annotated[str | None, Query(max_length=200, description="the server's name (or a glob: file*)")]
+    SessionId = Annotated[str | None, Query(max_length=36)]
+    Tool = Annotated[str | None, Query(max_length=200)]
+
+    @app.get("/api/v1/findings", tags=["read"], responses=error_responses(400, *AUTHENTICATED))
+    def list_findings(
+        caller: read,
+        severity: SeverityList = None,
+        min_severity: Severity | None = None,
+        rule: Rule = None,
+        server: Server = None,
+        session_id: SessionId = None,
+        tool: Tool = None,
+        since: Time = None,
+        until: Time = None,
+        sort: Annotated[
+            Literal["newest", "oldest", "severity"],
+            Query(description="severity: the highest first, then the newest"),
+        ] = "newest",
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        cursor: Annotated[
+            str | None,
+            Query(pattern=store_findings.CURSOR_PATTERN, description="next_cursor of the previous page"),
+        ] = None,
+    ) -> FindingPage:
+        """Every finding of the organization's events (one item per finding, with its event,
+        session, server, tool and JSON path), filtered, sorted and cursor-paginated."""
+        flt = finding_filter(caller, severity, min_severity, rule, server, session_id, tool, since, until)
+        try:
+            rows, next_cursor = store_findings.page_findings(engine, flt, limit, cursor, sort)
+        except queries.BadCursor as exc:
+            raise ApiError(400, "invalid_cursor", str(exc)) from None
+        return FindingPage(items=[FindingItem.of(r) for r in rows], next_cursor=next_cursor)
+
+    @app.get("/api/v1/findings/summary", tags=["read"], responses=error_responses(*AUTHENTICATED))
+    def findings_summary(
+        caller: read,
+        group: Literal["rule", "server"] = "rule",
+        severity: SeverityList = None,
+        min_severity: Severity | None = None,
+        rule: Rule = None,
+        server: Server = None,
+        session_id: SessionId = None,
+        tool: Tool = None,
+        since: Time = None,
+        until: Time = None,
+        limit: Annotated[int, Query(ge=1, le=500, description="groups returned at most")] = 100,
+    ) -> FindingSummaryOut:
+        """Findings grouped by rule or by server: counts by severity, the highest severity,
+        sessions, first and last seen; the groups with the highest severity first."""
+        flt = finding_filter(caller, severity, min_severity, rule, server, session_id, tool, since, until)
+        summary = store_findings.summarize_findings(engine, flt, group)
+        return FindingSummaryOut.of(group, summary, limit)
+
+
+def _reporter(caller: Caller) -> str:
+    """Who uploads, for the team-wide pins: the user whose rights the key carries, else the key."""
+    return f"user:{caller.user_id}" if caller.user_id else f"key:{caller.rate_key}"
 
 
 def create_app(
@@ -268,7 +373,13 @@ def create_app(
                 raise ApiError(400, "invalid_json", f"the body is not valid JSON: {exc}") from None
             try:
                 result = await run_in_threadpool(
-                    ingest_mod.ingest, engine, caller.org, data, settings.redact_secrets
+                    ingest_mod.ingest,
+                    engine,
+                    caller.org,
+                    data,
+                    settings.redact_secrets,
+                    analysis=settings.analysis,
+                    reporter=_reporter(caller),
                 )
             except ingest_mod.BatchError as exc:
                 raise ApiError(400, "invalid_batch", str(exc)) from None
@@ -309,10 +420,11 @@ def create_app(
         caller: read,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: Cursor = None,
+        min_level: MinLevel = None,
     ) -> dict[str, Any]:
-        """Sessions, newest first."""
+        """Sessions, newest first (with `min_level`: those with an event at that risk level or above)."""
         try:
-            items, next_cursor = queries.page_sessions(engine, caller.org.id, limit, cursor)
+            items, next_cursor = queries.page_sessions(engine, caller.org.id, limit, cursor, min_level)
         except queries.BadCursor as exc:
             raise ApiError(400, "invalid_cursor", str(exc)) from None
         risk = queries.session_risk(engine, [s.id for s in items], caller.org.id)
@@ -342,6 +454,7 @@ def create_app(
         q: Annotated[str | None, Query(max_length=500, description="text in the payload")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         cursor: Cursor = None,
+        min_level: MinLevel = None,
     ) -> dict[str, Any]:
         """Events, newest first, with filters and cursor pagination."""
         flt = queries.EventFilter(
@@ -354,6 +467,7 @@ def create_app(
             since_ns=_ns(since),
             until_ns=_ns(until),
             text=q,
+            min_level=min_level,
         )
         try:
             page = queries.page_events(engine, flt, limit, cursor)
@@ -398,6 +512,18 @@ def create_app(
             raise ApiError(422, "invalid_range", "minute buckets cover at most 7 days; use hour or day")
         return rollups.stats(engine, caller.org.id, since_ns, until_ns, bucket, tool, server)
 
+    @app.get("/api/v1/radar", tags=["read"], responses=error_responses(*AUTHENTICATED))
+    def get_radar(
+        caller: read, since: Time = None, server: Annotated[str | None, Query(max_length=200)] = None
+    ) -> radar.RadarOut:
+        """The deprecation radar: per server and client, the protocol versions spoken and the
+        features the current revision deprecates or removes that each still relies on (since
+        defaults to 30 days ago)."""
+        since_ns = _ns(since)
+        if since_ns is None:
+            since_ns = time.time_ns() - radar.DEFAULT_DAYS * 86400 * 10**9
+        return radar.radar_out(engine, caller.org.id, since_ns, server)
+
     @app.get("/api/v1/org", tags=["read"], responses=error_responses(*AUTHENTICATED))
     def get_org(caller: read) -> dict[str, Any]:
         """The organization of the calling key, with its plan limits and this month's usage."""
@@ -405,7 +531,9 @@ def create_app(
         org = caller.org if caller.mode == "local" else tenancy.get_org(engine, caller.org.id)
         return {**org.to_dict(), "usage": tenancy.usage(engine, org)}
 
+    _findings_routes(app, engine, auth)
     web.register(app, engine, auth, hub, sso=settings.oidc is not None)
+    teamsecurity.register(app, engine, auth)
     oidc.register(app, engine, auth, settings.oidc)
     app.add_middleware(web.SecurityHeaders, allowed_hosts=settings.allowed_hosts)
 

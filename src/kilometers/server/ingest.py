@@ -2,11 +2,17 @@
 it exactly once. One transaction per batch: the session upsert, the new events, the session's
 counters, the rollups and the usage counter all commit together or not at all.
 
-Secrets backstop: `km monitor` redacts before it uploads, but a client with analysis turned off,
-an older client or a hand-made batch may still carry a secret. Unless the server is told to trust
-its clients (``redact=False``), every stored text (payload, error message, method, tool, resource
-URI, prompt name, the session's command line, client, server and capabilities...) is scanned for
-secrets here and redacted before it is stored, with the event's findings added to its risk."""
+The server checks everything it receives: `km monitor` analyses and redacts before it uploads, but
+a client with analysis turned off, an older client or a hand-made batch may carry anything. Every
+event is analysed here by the same :class:`~kilometers.analysis.Analyzer` the client runs, with
+the same rules and scale (secrets, personal data, dangerous calls, tool poisoning; pinning and
+policy stay the client's, the team-wide pins are :mod:`.teampins`'), and the server's findings
+are added to the client's risk, whose level they can only raise. Secrets are redacted in every
+stored text (payload, error message, method, tool, resource URI, prompt name, the session's
+command line, client, server and capabilities...), personal data too when the organization asks
+for it (``organizations.redact_pii``). ``analysis=False`` (`km serve --no-analysis`) leaves only
+that redaction (the secrets backstop); ``redact=False`` (`km serve --no-redact`) trusts the
+clients with secrets: stored texts are kept as they were sent, and secrets are not looked for."""
 
 from __future__ import annotations
 
@@ -18,8 +24,9 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import Connection, Engine, func, text, update
+from sqlalchemy import Connection, Engine, func, select, text, update
 
+from ..analysis import AnalysisConfig, Analyzer
 from ..analysis.config import DEFAULT_CONFIG
 from ..analysis.findings import LEVELS, Finding
 from ..analysis.redact import PARTIAL_RULE
@@ -29,7 +36,8 @@ from ..model import parse_ts
 from ..store import rollups
 from ..store.db import upsert
 from ..store.schema import events as events_table
-from ..store.schema import org_usage, sessions
+from ..store.schema import org_usage, organizations, sessions
+from . import teampins
 from .tenancy import Org
 
 UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -163,11 +171,45 @@ def _dump(value: Any) -> str | None:
     return None if value is None else orjson.dumps(value).decode()
 
 
-def _backstop(value: Any, found: list[Finding]) -> Any:
-    """``value`` with any secret redacted; the findings are appended to ``found``."""
-    result = redact_secrets(value)
+@dataclass(frozen=True)
+class Checks:
+    """What the server does with what it receives (see the module docstring)."""
+
+    analysis: bool = True
+    """All detector families (`km serve --no-analysis` / ``KM_SERVER_ANALYSIS=0`` turn it off)."""
+    redact: bool = True
+    """Find and redact secrets (`km serve --no-redact` trusts the clients with them: not checked)."""
+    redact_pii: bool = False
+    """Redact personal data too (the organization's ``redact_pii`` setting)."""
+
+    def config(self) -> AnalysisConfig:
+        """The client's default analysis, without what is the client's alone (its pins, its policy)."""
+        return AnalysisConfig(
+            secrets=self.redact,
+            pinning=False,
+            policy=False,
+            redact_secrets=self.redact,
+            redact_pii=self.redact and self.redact_pii,
+        )
+
+
+def _backstop(value: Any, found: list[Finding], config: AnalysisConfig = DEFAULT_CONFIG) -> Any:
+    """``value`` with any secret (and PII, when ``config`` says so) redacted; the findings are
+    appended to ``found``."""
+    result = redact_secrets(value, config)
     found.extend(result.findings)
     return result.message
+
+
+def _analysed(analyzer: Analyzer, e: EventIn | None, value: Any, found: list[Finding], redact: bool) -> Any:
+    """``value`` (the payload, or with ``e`` None a text field) analysed as the client would, redacted
+    when ``redact``; the findings are appended to ``found``."""
+    if e is None:  # texts besides the payload: secrets and personal data only
+        analysis = analyzer.process("", "text", None, None, value, redact=redact)
+    else:
+        analysis = analyzer.process(e.direction, e.kind, e.method, e.tool, value, redact=redact)
+    found.extend(analysis.risk.findings)
+    return value if analysis.redacted is None else analysis.redacted
 
 
 def _with_findings(columns: dict[str, Any], found: list[Finding]) -> dict[str, Any]:
@@ -196,21 +238,35 @@ SESSION_TEXT = ("name", "cwd", "host", "client", "server", "capabilities", "prot
 
 
 def _event_row(
-    org_id: str, e: EventIn, redact: bool = True, found: tuple[Finding, ...] = ()
+    org_id: str,
+    e: EventIn,
+    redact: bool = True,
+    found: tuple[Finding, ...] = (),
+    analyzer: Analyzer | None = None,
+    config: AnalysisConfig = DEFAULT_CONFIG,
 ) -> dict[str, Any]:
-    """The event's row; ``found`` are findings of the server's own, added to the client's risk."""
+    """The event's row; ``found`` are findings of the server's own, added to the client's risk.
+    With ``analyzer`` every detector runs (its config says what is redacted), else only the
+    secrets backstop (when ``redact``; ``config`` says whether it redacts PII too)."""
     payload, error_message = e.payload, e.error.message if e.error else None
     text = {c: getattr(e, c) for c in EVENT_TEXT}
     truncated = e.truncated
     risk = _risk_columns(e.risk)  # checks the client's risk first
     findings = list(found)
+    if analyzer is not None:
+        if payload is not None:
+            payload = _analysed(analyzer, e, payload, findings, redact)
+        if error_message:
+            error_message = _analysed(analyzer, None, error_message, findings, redact)
+        text = _analysed(analyzer, None, text, findings, redact)
+    elif redact:
+        payload = _backstop(payload, findings, config)
+        if error_message:
+            error_message = _backstop(error_message, findings, config)
+        text = _backstop(text, findings, config)
     if redact:
-        payload = _backstop(payload, findings)
         # text past the scan bound is not kept (the finding says so): the payload is no longer whole
         truncated = truncated or any(f.rule == PARTIAL_RULE for f in findings)
-        if error_message:
-            error_message = _backstop(error_message, findings)
-        text = _backstop(text, findings)
     if findings:
         risk = _with_findings(risk, findings)
     return {
@@ -259,12 +315,14 @@ def _risk_columns(risk: dict[str, Any] | None) -> dict[str, Any]:
     return {"risk_score": score, "risk_level": level, "findings": _dump(findings)}
 
 
-def _session_row(org_id: str, s: SessionIn, redact: bool = True) -> dict[str, Any]:
+def _session_row(
+    org_id: str, s: SessionIn, redact: bool = True, config: AnalysisConfig = DEFAULT_CONFIG
+) -> dict[str, Any]:
     text = {c: getattr(s, c) for c in SESSION_TEXT}
     command = s.command
     if redact:
-        text = _backstop(text, [])
-        command = [str(_backstop(arg, [])) for arg in s.command]
+        text = _backstop(text, [], config)
+        command = [str(_backstop(arg, [], config)) for arg in s.command]
     return {
         "org_id": org_id,
         "id": s.id.lower(),
@@ -349,10 +407,12 @@ def _shallow_session(raw: Any) -> Any:
 
 
 def parse_batch(
-    body: Any, redact: bool = True
+    body: Any, redact: bool = True, checks: Checks | None = None
 ) -> tuple[SessionIn, list[dict[str, Any]], list[dict[str, Any]]]:
     """Validate the envelope strictly and each event on its own: (session, valid rows, errors).
-    With ``redact``, secrets left in the events are redacted (the module's secrets backstop).
+    ``checks`` (default: all detectors) says what the server checks and redacts; without it,
+    ``redact=False`` only turns redaction off. Events are analysed in order, by one analyzer
+    per batch (a ``tools/list`` answer informs the analysis of the calls after it).
     A payload nested deeper than :data:`MAX_DEPTH` is stored as the too-deep marker with its
     finding; a risk that deep rejects its event; in the session, such a field is dropped."""
     if not isinstance(body, dict):
@@ -373,6 +433,9 @@ def parse_batch(
         raise BatchError(
             f"too many events in one batch ({len(raw_events)} > {MAX_EVENTS_PER_BATCH}); split it"
         )
+    checks = checks or Checks(redact=redact)
+    config = checks.config()
+    analyzer = Analyzer(config) if checks.analysis else None
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -401,7 +464,7 @@ def parse_batch(
         if found:
             event.payload = too_deep_marker(event.size_bytes)
         try:
-            row = _event_row("", event, redact, found)
+            row = _event_row("", event, checks.redact, found, analyzer, config)
         except ValueError as exc:
             errors.append({"index": index, "id": event_id, "message": str(exc)})
             continue
@@ -454,20 +517,38 @@ def _label(name: str | None, server_json: str | None) -> str:
     return str(name or server.get("name") or "").replace("\x00", "\\u0000")[:200]
 
 
-def ingest(engine: Engine, org: Org, body: Any, redact: bool = True) -> IngestResult:
-    """Store a batch. ``redact=False`` trusts the client's redaction (see the module docstring).
+def _redacts_pii(engine: Engine, org: Org) -> bool:
+    """The organization's ``redact_pii`` as it is now (a setting changed applies to the next batch)."""
+    with engine.connect() as conn:
+        value = conn.execute(select(organizations.c.redact_pii).where(organizations.c.id == org.id)).scalar()
+    return bool(value) if value is not None else org.redact_pii
+
+
+def ingest(
+    engine: Engine,
+    org: Org,
+    body: Any,
+    redact: bool = True,
+    *,
+    analysis: bool = True,
+    reporter: str = "",
+) -> IngestResult:
+    """Store a batch. ``redact=False`` trusts the client's redaction, ``analysis=False`` the
+    client's analysis (see the module docstring). ``reporter`` says who uploaded it (the user or
+    key, for the team-wide pins: see :mod:`.teampins`).
 
     Session metadata is first-write-wins, like events: a later upload of the same session (from
     any key of the organization) only fills fields that are still empty, such as the end time
     and exit code of a session that was running."""
-    session, rows, errors = parse_batch(body, redact)
+    checks = Checks(analysis, redact, redact and _redacts_pii(engine, org))
+    session, rows, errors = parse_batch(body, checks=checks)
     for row in rows:
         row["org_id"] = org.id
-    session_row = _session_row(org.id, session, redact)
+    session_row = _session_row(org.id, session, redact, checks.config())
     now = time.time_ns()
     month = _month(now)
     try:
-        return _store(engine, org, session_row, rows, errors, month)
+        return _store(engine, org, session_row, rows, errors, month, reporter)
     except QuotaExceeded as exc:
         # nothing of the batch was stored, but the session is: with its final state when the
         # batch carries it (so it does not read "running" forever) and the refused events
@@ -502,11 +583,18 @@ def _store(
     rows: list[dict[str, Any]],
     errors: list[dict[str, Any]],
     month: int,
+    reporter: str = "",
 ) -> IngestResult:
     with engine.begin() as conn:
         dialect = conn.dialect.name
         stored = _upsert_session(conn, session_row)
         server = _label(stored.name, stored.server)
+        # tool definitions this developer was shown, against the team's (findings on the listing)
+        listed = (
+            teampins.observe(conn, org.id, session_row, stored.server, rows, reporter) if reporter else {}
+        )
+        for index, found in listed.items():
+            rows[index].update(_with_findings(rows[index], found))
         inserted: set[str] = set()
         if rows and dialect == "postgresql":
             inserted = _insert_events_pg(conn, rows)

@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 from sqlalchemy import Engine, and_, func, select
 
-from ..model import Event
+from ..model import LEVELS, Event
 from ..store.codec import event_from_row
 from ..store.schema import events
 
@@ -52,8 +52,12 @@ class LiveFilter:
     kind: str | None = None
     errors: bool = False
     q: str | None = None
+    min_level: str | None = None
+    """Only events whose stored risk level is at least this one (``low`` … ``critical``)."""
 
     def matches(self, e: Event) -> bool:
+        if self.min_level and LEVELS.index(_level(e)) < LEVELS.index(self.min_level):
+            return False
         if self.session_id and e.session_id != self.session_id:
             return False
         if self.method and e.method != self.method:
@@ -65,6 +69,11 @@ class LiveFilter:
         if self.errors and not e.is_error:
             return False
         return not (self.q and self.q.lower() not in (e.payload or "").lower())
+
+
+def _level(e: Event) -> str:
+    level = (e.risk or {}).get("level")
+    return level if level in LEVELS else "none"
 
 
 @dataclass(eq=False)

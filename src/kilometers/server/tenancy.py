@@ -25,11 +25,14 @@ from ..store.schema import (
     memberships,
     org_usage,
     organizations,
+    pin_signing_keys,
     projects,
     rollups,
     rollups_day,
     rollups_hour,
     sessions,
+    team_servers,
+    team_tools,
 )
 
 KEY_PREFIX = "km_live_"
@@ -53,6 +56,8 @@ class Org:
     plan: str
     events_per_month: int | None
     retention_days: int | None
+    redact_pii: bool = False
+    """The team server redacts personal data in what the organization uploads (secrets always)."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -61,6 +66,7 @@ class Org:
             "plan": self.plan,
             "events_per_month": self.events_per_month,
             "retention_days": self.retention_days,
+            "redact_pii": self.redact_pii,
         }
 
 
@@ -111,7 +117,9 @@ def audit(
 
 def _org_from_row(row: Any) -> Org:
     m = row._mapping
-    return Org(m["id"], m["name"], m["plan"], m["events_per_month"], m["retention_days"])
+    return Org(
+        m["id"], m["name"], m["plan"], m["events_per_month"], m["retention_days"], bool(m["redact_pii"])
+    )
 
 
 def create_org(engine: Engine, name: str, plan: str = "free", actor: str = "cli") -> Org:
@@ -211,6 +219,15 @@ def set_retention(engine: Engine, org: Org, retention_days: int | None, actor: s
     return get_org(engine, org.id)
 
 
+def set_redact_pii(engine: Engine, org: Org, redact_pii: bool, actor: str = "cli") -> Org:
+    """Whether the team server redacts personal data (e-mail addresses, phone, card and identity
+    numbers...) in the organization's uploads from now on; secrets are always redacted."""
+    with engine.begin() as conn:
+        conn.execute(update(organizations).where(organizations.c.id == org.id).values(redact_pii=redact_pii))
+        audit(conn, org.id, actor, "org.redact_pii_changed", {"redact_pii": redact_pii})
+    return get_org(engine, org.id)
+
+
 def create_key(
     engine: Engine,
     org: Org,
@@ -304,6 +321,9 @@ ORG_TABLES = (
     invitations,
     projects,
     audit_log,
+    team_servers,
+    team_tools,
+    pin_signing_keys,
 )
 
 
@@ -322,6 +342,8 @@ def export_org(engine: Engine, org: Org) -> Any:
                 data = dict(row._mapping)
                 if table is api_keys:
                     data.pop("key_hash")
+                if table is pin_signing_keys:
+                    data.pop("private_key")
                 yield table.name, data
 
 

@@ -25,7 +25,18 @@ from .errors import AUTHENTICATED, ApiError, error_response, error_responses
 from .live import LiveFilter, LiveHub, stream
 
 STATIC = Path(__file__).parent / "static"
-PAGES = ("overview", "live", "sessions", "events", "search", "analytics", "onboarding", "settings", "login")
+PAGES = (
+    "overview",
+    "live",
+    "sessions",
+    "events",
+    "search",
+    "findings",
+    "analytics",
+    "onboarding",
+    "settings",
+    "login",
+)
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "font-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
@@ -280,11 +291,15 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         kind: Literal["request", "notification", "response", "error", "invalid"] | None = None,
         errors: bool = False,
         q: Annotated[str | None, Query(max_length=500)] = None,
+        min_level: Annotated[
+            Literal["low", "medium", "high", "critical"] | None,
+            Query(description="only events with a risk level at least this high"),
+        ] = None,
     ) -> StreamingResponse:
         """New events as they are stored, as Server-Sent Events (`event: event`, data = Event JSON).
         The stream ends with `event: revoked` within seconds of the credential that opened it
         ending (sign-out, expiry, removal, role change, key revocation)."""
-        flt = LiveFilter(session_id, method, tool, kind, errors, q)
+        flt = LiveFilter(session_id, method, tool, kind, errors, q, min_level)
 
         async def allowed() -> bool:
             return await run_in_threadpool(auth.still_allowed, request, caller, "read")

@@ -343,11 +343,18 @@ def page_events(engine: Engine, flt: EventFilter, limit: int, cursor: str | None
 
 
 def page_sessions(
-    engine: Engine, org_id: str, limit: int, cursor: str | None = None
+    engine: Engine, org_id: str, limit: int, cursor: str | None = None, min_level: str | None = None
 ) -> tuple[list[Session], str | None]:
-    """Newest first, keyset-paginated on (started_ns, id)."""
+    """Newest first, keyset-paginated on (started_ns, id); with ``min_level``, only the sessions
+    with an event at that risk level or above."""
     c = sessions.c
     clauses: list[ColumnElement[bool]] = [c.org_id == org_id]
+    if min_level is not None:  # risky rows only (the partial index), then the stored level
+        e = events.c
+        risky = select(e.session_id).where(
+            e.org_id == org_id, e.risk_score >= 1, level_rank() >= LEVELS.index(min_level)
+        )
+        clauses.append(c.id.in_(risky))
     if cursor:
         ts, ident = _decode_cursor(cursor)
         clauses.append(tuple_(c.started_ns, c.id) < tuple_(ts, ident))

@@ -40,7 +40,10 @@ organizations = Table(
     Column("events_per_month", BigInteger),
     Column("retention_days", Integer),
     Column("created_ns", BigInteger, nullable=False),
+    Column("redact_pii", Boolean, nullable=False, server_default=false()),
 )
+"""``redact_pii``: the team server redacts personal data (not only secrets) in what the
+organization uploads (its owners and admins set it: ``PATCH /api/v1/org/security``)."""
 
 projects = Table(
     "projects",
@@ -264,3 +267,52 @@ what the server is (``server_key``: the SHA-256 of its identity, see ``security.
 not by what it is called. ``server`` is the name it was last run under; ``info`` (JSON) holds
 its identity, every name and client seen with it. A row from before revision 0006 has no
 ``info`` (its identity is unknown): the next session under its name takes it over."""
+
+team_servers = Table(
+    "team_servers",
+    metadata,
+    Column("org_id", String(36), nullable=False),
+    Column("server_key", String(64), nullable=False),
+    Column("server", String(200), nullable=False),
+    Column("identity", Text, nullable=False),
+    Column("updated_ns", BigInteger, nullable=False),
+    Column("approved", Text),
+    Column("approved_by", String(200)),
+    Column("approved_ns", BigInteger),
+    PrimaryKeyConstraint("org_id", "server_key", name="pk_team_servers"),
+)
+"""Team server only: the MCP servers the organization's developers ran, per identity
+(``identity``, JSON: the command line or URL as uploaded, with the ``serverInfo`` name and
+version; ``server_key`` is the SHA-256 of its canonical JSON; see server/teampins.py).
+``approved`` (JSON ``{tool: definition}``) is the definition set an owner or admin approved:
+what `km pins sync` hands to developers, signed."""
+
+team_tools = Table(
+    "team_tools",
+    metadata,
+    Column("org_id", String(36), nullable=False),
+    Column("server_key", String(64), nullable=False),
+    Column("tool", String(200), nullable=False),
+    Column("reporter", String(320), nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("definition", Text, nullable=False),
+    Column("first_ns", BigInteger, nullable=False),
+    Column("last_ns", BigInteger, nullable=False),
+    Column("event_id", String(36)),
+    PrimaryKeyConstraint("org_id", "server_key", "tool", "reporter", "sha256", name="pk_team_tools"),
+)
+"""Team server only: each tool definition (its pinned part, ``definition`` JSON, ``sha256`` as in
+analysis/pinning.py) that one developer's km (``reporter``: the uploading user or key, and the
+machine) was shown by one server identity, first and last seen (event time)."""
+
+pin_signing_keys = Table(
+    "pin_signing_keys",
+    metadata,
+    Column("org_id", String(36), primary_key=True),
+    Column("algorithm", String(16), nullable=False),
+    Column("private_key", Text, nullable=False),
+    Column("public_key", Text, nullable=False),
+    Column("created_ns", BigInteger, nullable=False),
+)
+"""Team server only: the Ed25519 key pair that signs an organization's approved pin set (made on
+first use; the private key as unencrypted PKCS#8 PEM, the public key as raw bytes in base64)."""

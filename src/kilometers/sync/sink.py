@@ -6,6 +6,10 @@ waiting), backs off exponentially with jitter on failures, honours ``Retry-After
 while on 402. At session end it makes a short best-effort flush (at most ``final_flush`` seconds);
 whatever remains stays in the local store for the next km run or ``km sync``.
 
+One UploaderSink (one thread) serves every session of a process (kilometers.host): each
+session's end asks the thread for a short final flush and waits for it; the thread stops, and
+gives up its lease, when the host closes the sink.
+
 Nothing is written to stdout (it belongs to the MCP client); problems are one line on stderr, at most
 once per kind. ``httpx`` is imported on the thread so that ``km monitor`` starts as fast without it.
 """
@@ -17,7 +21,7 @@ import math
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from ..model import Event, Session
@@ -48,17 +52,25 @@ class UploaderSink(Sink):
         batch_size: int = 500,
         interval: float = 2.0,
         final_flush: float = 1.0,
+        open_store: Callable[[], Engine] | None = None,
     ) -> None:
+        """``open_store``: the engine of the process's store (the host's store sink), shared
+        rather than opened by this sink (it then leaves it open when it stops)."""
         self.api_url = api_url.rstrip("/")
         self._api_key = api_key
         self.db_url = db_url
         self.batch_size = max(1, batch_size)
         self.interval = interval
         self.final_flush = final_flush
+        self._open_store = open_store
         self._pending = 0
+        self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._final = threading.Event()
-        self._flushed = threading.Event()
+        self._flush_wanted = 0
+        """Final flushes asked for by ended sessions (a ticket each)..."""
+        self._flush_done = 0
+        """... and the tickets served: at most ``final_flush`` seconds each."""
+        self._flushed = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._warned: set[str] = set()
@@ -79,27 +91,36 @@ class UploaderSink(Sink):
     # -- hooks (recorder thread): count and signal only ------------------------------------------------
 
     def on_session_start(self, session: Session) -> None:
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="km-uploader", daemon=True)
-            self._thread.start()
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="km-uploader", daemon=True)
+                self._thread.start()
 
     def on_events(self, session: Session, events: Sequence[Event]) -> None:
-        self._pending += len(events)
-        if self._pending >= self.batch_size:
+        with self._lock:
+            self._pending += len(events)
+            wake = self._pending >= self.batch_size
+        if wake:
             self._wake.set()
 
     def on_session_end(self, session: Session) -> None:
         """The store sink (registered before this one) has committed the final state: flush briefly."""
-        if self._thread is None:
-            return
-        self._final_deadline = time.monotonic() + self.final_flush
-        self._final.set()
-        self._wake.set()
-        self._flushed.wait(self.final_flush + 0.05)
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():
+                return
+            self._flush_wanted += 1
+            ticket = self._flush_wanted
+            self._final_deadline = time.monotonic() + self.final_flush
+            self._wake.set()
+            self._flushed.wait_for(lambda: self._flush_done >= ticket, self.final_flush + 0.05)
 
     def close(self) -> None:
+        """Stop the thread (it gives up its lease first); called once, after every session ended."""
         self._stop.set()
         self._wake.set()
+        thread = self._thread
+        if thread is not None:
+            thread.join(self.final_flush + 0.05)
 
     # -- the uploader thread ----------------------------------------------------------------------------
 
@@ -108,22 +129,30 @@ class UploaderSink(Sink):
             self._warned.add(kind)
             print(f"km: {message}", file=sys.stderr, flush=True)
 
+    def _final_wanted(self) -> bool:
+        return self._flush_wanted > self._flush_done
+
     def _run(self) -> None:
         try:
             first = True
             while not self._stop.is_set():
-                if not first:
+                if not first and not self._final_wanted():
                     self._wake.wait(self._sleep_time())
                     self._wake.clear()
                 first = False
-                if self._final.is_set() or self._stop.is_set():
+                if self._stop.is_set():
                     break
+                if self._final_wanted():
+                    with self._lock:
+                        ticket, deadline = self._flush_wanted, self._final_deadline
+                    self._pass(deadline=deadline)
+                    with self._lock:
+                        self._flush_done = ticket
+                        self._flushed.notify_all()
+                    continue
                 if time.monotonic() < self._retry_at or self._disabled:
                     continue  # backing off: an early wake-up does not count
                 self._pass(deadline=None)
-            if self._final.is_set() and not self._stop.is_set():
-                self._pass(deadline=self._final_deadline)
-                self._release()  # before on_session_end returns: the process may exit right after
         except Exception as exc:  # never let the thread die with a traceback on the client's stderr
             self._warn("crash", f"uploads to {self.api_url} stopped ({exc!r}); run `km sync` later")
         finally:
@@ -141,7 +170,7 @@ class UploaderSink(Sink):
         from .uploader import Uploader, lease_owner
 
         try:
-            self._engine = db.open_store(self.db_url)
+            self._engine = self._open_store() if self._open_store is not None else db.open_store(self.db_url)
         except Exception as exc:
             self._warn("store", f"the uploader cannot open the local store ({exc}); will retry")
             self._schedule_retry(None)
@@ -180,8 +209,8 @@ class UploaderSink(Sink):
                 self._next_full_pass = time.monotonic() + FULL_PASS_EVERY
             self._pending = 0
             while not self._stop.is_set():
-                if deadline is None and self._final.is_set():
-                    return  # the session ended: the final flush takes over, within its deadline
+                if deadline is None and self._final_wanted():
+                    return  # a session ended: the final flush takes over, within its deadline
                 timeout = None if deadline is None else deadline - time.monotonic()
                 if timeout is not None and timeout <= 0.02:
                     return
@@ -237,9 +266,11 @@ class UploaderSink(Sink):
 
     def _finish(self) -> None:
         self._release()
-        self._flushed.set()
+        with self._lock:
+            self._flush_done = self._flush_wanted  # nobody waits on a thread that has stopped
+            self._flushed.notify_all()
         uploader, self._uploader = self._uploader, None
         if uploader is not None:
             uploader.close()
-        if self._engine is not None:
+        if self._engine is not None and self._open_store is None:
             self._engine.dispose()

@@ -1,7 +1,7 @@
 """What ``km monitor --url URL [--header 'K: V']... [--policy FILE]`` runs, as a plain script for the tests.
 
 Until the lead wires ``run_bridge`` into ``km monitor``, the bridge tests spawn this script as
-the "server" of a stdio client. It builds the session, security stage, gate and sinks the way
+the "server" of a stdio client. It opens the session on a :class:`~kilometers.host.Host` the way
 ``km monitor`` does (store under ``$KM_HOME``) and calls :func:`kilometers.proxy.bridge.run_bridge`.
 
     python bridge_main.py URL [--policy FILE] ['Header: value' ...]
@@ -14,12 +14,10 @@ import signal
 import sys
 
 from kilometers import config
-from kilometers.jsonrpc import Capture
+from kilometers.host import Host
 from kilometers.model import Session
-from kilometers.pipeline import build_sinks, security_stage
 from kilometers.proxy.bridge import guess_transport, parse_header, run_bridge
 from kilometers.proxy.http import display_url, guess_name
-from kilometers.recorder import Recorder
 
 
 def main() -> int:
@@ -33,16 +31,13 @@ def main() -> int:
     session = Session(
         command=[display_url(url)], cwd=os.getcwd(), name=guess_name(url), transport=guess_transport(url)
     )
-    stage, gate = security_stage(settings, session.name or "server")
-    recorder = Recorder(Capture(session), [], stage=stage)
-    if gate is not None:
-        gate.barrier = recorder.barrier
-    recorder.sinks.extend(build_sinks(settings))
-    recorder.start()
-    code = run_bridge(url, headers, recorder, gate=gate)
+    host = Host(settings).start()
+    recording = host.open_session(session)
+    code = run_bridge(url, headers, recording)
     # the client closed stdin and may send SIGTERM soon: finish writing the records first
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    recorder.stop(code, timeout=60)
+    recording.close(code, timeout=60)
+    host.close()
     return code
 
 

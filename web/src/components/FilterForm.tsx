@@ -1,6 +1,6 @@
 import { useEffect, useState } from "preact/hooks";
 import { isoToLocalInput, localInputToIso } from "../lib/format";
-import { EMPTY_FILTERS, type EventFilters } from "../lib/query";
+import { EMPTY_FILTERS, RISK_FLOORS, type EventFilters, type RiskFloor } from "../lib/query";
 import { KINDS, type Kind } from "../types";
 
 interface Props {
@@ -74,6 +74,22 @@ export function FilterForm({ value, onSubmit, withTime, submitLabel, testid }: P
         </select>
       </label>
       {text("session_id", "Session id")}
+      <label class="field">
+        Risk
+        <select
+          name="min_level"
+          value={draft.min_level}
+          data-testid="filter-min-level"
+          onChange={(e) => setDraft({ ...draft, min_level: (e.target as HTMLSelectElement).value as RiskFloor })}
+        >
+          <option value="">any</option>
+          {RISK_FLOORS.map((level) => (
+            <option key={level} value={level}>
+              {level === "critical" ? "critical" : `${level} and above`}
+            </option>
+          ))}
+        </select>
+      </label>
       {withTime && time("since", "Since")}
       {withTime && time("until", "Until")}
       <label class="field field-check">

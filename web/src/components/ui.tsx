@@ -132,3 +132,19 @@ export function SeverityBadge({ severity }: { severity: string }) {
   const known = ["info", "low", "medium", "high", "critical"].includes(severity) ? severity : "info";
   return <span class={`badge sev-${known}`}>{severity}</span>;
 }
+
+/** An event's or a session's risk level: a severity badge, or a dash when there is none. */
+export function RiskBadge({ level, testid }: { level: string | null | undefined; testid?: string }) {
+  if (!level || level === "none")
+    return (
+      <span class="muted" data-testid={testid} data-level="none" aria-label="no findings">
+        —
+      </span>
+    );
+  const known = ["low", "medium", "high", "critical"].includes(level) ? level : "info";
+  return (
+    <span class={`badge sev-${known}`} data-testid={testid} data-level={known}>
+      {level}
+    </span>
+  );
+}

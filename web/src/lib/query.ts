@@ -1,6 +1,6 @@
 // Filter state <-> URL query string, shared by Search and Live so a URL is shareable.
 
-import { KINDS, type Kind } from "../types";
+import { KINDS, LEVELS, type Kind, type Level } from "../types";
 
 export type QueryValue = string | number | boolean | null | undefined;
 
@@ -27,6 +27,23 @@ export interface EventFilters {
   /** RFC 3339 (UTC) bounds; "" when open. */
   since: string;
   until: string;
+  /** Only events at this risk level or above; "" for any. */
+  min_level: RiskFloor;
+}
+
+/** A minimum risk level a filter can ask for ("" = any, findings or not). */
+export type RiskFloor = Exclude<Level, "none"> | "";
+export const RISK_FLOORS: readonly Exclude<Level, "none">[] = ["low", "medium", "high", "critical"];
+
+/** A minimum risk level from a URL value ("" when absent or not a level). */
+export function riskFloor(value: string | null): RiskFloor {
+  return (RISK_FLOORS as readonly string[]).includes(value ?? "") ? (value as RiskFloor) : "";
+}
+
+/** Whether a risk level (an event's or a session's) reaches the floor. */
+export function meetsFloor(level: string | null | undefined, floor: RiskFloor): boolean {
+  if (!floor) return true;
+  return LEVELS.indexOf((level ?? "none") as Level) >= LEVELS.indexOf(floor);
 }
 
 export const EMPTY_FILTERS: Readonly<EventFilters> = Object.freeze({
@@ -38,6 +55,7 @@ export const EMPTY_FILTERS: Readonly<EventFilters> = Object.freeze({
   q: "",
   since: "",
   until: "",
+  min_level: "",
 });
 
 const TEXT_FIELDS = ["session_id", "method", "tool", "q", "since", "until"] as const;
@@ -62,6 +80,7 @@ export function filtersFromSearch(search: string): EventFilters {
   const kind = sp.get("kind") ?? "";
   f.kind = isKind(kind) ? kind : "";
   f.errors = truthy(sp.get("errors"));
+  f.min_level = riskFloor(sp.get("min_level"));
   return f;
 }
 
@@ -76,6 +95,7 @@ export function filtersToSearch(f: EventFilters, extra: Record<string, QueryValu
     q: f.q.trim(),
     since: f.since,
     until: f.until,
+    min_level: f.min_level,
     ...extra,
   });
 }

@@ -46,7 +46,16 @@ function liveRow(e: KmEvent): HTMLAnchorElement {
     el("span", { class: "c-label" }, eventLabel(e)),
     el("span", { class: "c-latency num" }, e.latency_ms === null ? "" : formatMs(e.latency_ms)),
     el("span", { class: "c-size num" }, formatBytes(e.size_bytes)),
+    riskCell(e.risk?.level),
   );
+}
+
+/** The event's risk level as a badge (text only), or a dash. */
+function riskCell(level: string | undefined): HTMLSpanElement {
+  const known = level && ["low", "medium", "high", "critical"].includes(level) ? level : null;
+  return known
+    ? el("span", { class: `c-risk badge sev-${known}`, "data-testid": "live-risk", "data-level": known }, known)
+    : el("span", { class: "c-risk muted", "data-testid": "live-risk", "data-level": "none" }, "—");
 }
 
 export function LivePage() {
@@ -183,6 +192,7 @@ export function LivePage() {
           <span class="c-label">method / subject</span>
           <span class="c-latency num">latency</span>
           <span class="c-size num">size</span>
+          <span class="c-risk">risk</span>
         </div>
         {counts.shown === 0 && (
           <p class="muted empty" data-testid="live-empty">

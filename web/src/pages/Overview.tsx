@@ -2,6 +2,7 @@ import { useMemo } from "preact/hooks";
 import { api } from "../api";
 import { Chart, COLORS, type ChartSeries } from "../components/Chart";
 import { Link } from "../components/Link";
+import { RadarPanel } from "../components/Radar";
 import { Empty, ErrorBanner, Loading, PageHeader, RangePicker, StatCard } from "../components/ui";
 import { QuotaBanner, UsageMeter } from "../components/Usage";
 import { useApi, useMe, useTitle } from "../hooks";
@@ -138,6 +139,7 @@ function OverviewBody({ stats, range }: { stats: Stats; range: RangeKey }) {
           rows={topByCalls(stats.by_server).map((r) => ({ key: r.server, name: r.server || "(unnamed)", group: r }))}
         />
       </div>
+      <RadarPanel />
     </>
   );
 }

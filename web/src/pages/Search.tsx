@@ -2,7 +2,7 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { api, isAbort } from "../api";
 import { FilterForm } from "../components/FilterForm";
 import { Link } from "../components/Link";
-import { Direction, Empty, ErrorBanner, KindBadge, Loading, PageHeader } from "../components/ui";
+import { Direction, Empty, ErrorBanner, KindBadge, Loading, PageHeader, RiskBadge } from "../components/ui";
 import { useTitle } from "../hooks";
 import { eventLabel, formatBytes, formatDateTime, formatInt, formatMs } from "../lib/format";
 import { filtersFromSearch, filtersToSearch, type EventFilters } from "../lib/query";
@@ -24,6 +24,7 @@ function apiQuery(f: EventFilters, cursor: string | null) {
     since: f.since || undefined,
     until: f.until || undefined,
     q: f.q || undefined,
+    min_level: f.min_level || undefined,
     limit: PAGE_SIZE,
     cursor,
   };
@@ -103,6 +104,7 @@ export function SearchPage() {
                 <th>Method / subject</th>
                 <th class="num">Latency</th>
                 <th class="num">Size</th>
+                <th>Risk</th>
                 <th>Session</th>
               </tr>
             </thead>
@@ -132,6 +134,9 @@ export function SearchPage() {
                   </td>
                   <td class="num">{formatMs(e.latency_ms)}</td>
                   <td class="num">{formatBytes(e.size_bytes)}</td>
+                  <td>
+                    <RiskBadge level={e.risk?.level} testid="event-risk" />
+                  </td>
                   <td>
                     <Link to={paths.session(e.session_id)} class="muted mono">
                       {e.session_id.slice(-8)}

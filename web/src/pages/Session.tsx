@@ -1,13 +1,14 @@
 import type { ComponentChildren } from "preact";
-import { useMemo } from "preact/hooks";
+import { useEffect, useMemo } from "preact/hooks";
 import { api } from "../api";
 import { Link } from "../components/Link";
-import { Empty, ErrorBanner, JsonBlock, Loading, PageHeader } from "../components/ui";
+import { Empty, ErrorBanner, JsonBlock, Loading, PageHeader, SeverityBadge } from "../components/ui";
 import { useApi, useTitle } from "../hooks";
 import { formatDateTime, formatInt, formatMs, parseTsMicros } from "../lib/format";
 import { toQueryString } from "../lib/query";
 import { buildWaterfall, layoutBar, timelineSpan, type WaterfallRow } from "../lib/waterfall";
-import { handleLinkClick, paths } from "../router";
+import { anchoredEvent, eventAnchor, findingHref, findingsPath, severityBreakdown } from "../lib/findings";
+import { handleLinkClick, paths, useLocation } from "../router";
 import type { KmEvent, KmSession } from "../types";
 import { PartialBadge } from "../components/Usage";
 import { clientName, serverName } from "./Sessions";
@@ -18,6 +19,7 @@ export function SessionPage({ id }: { id: string }) {
   const session = useApi((signal) => api.session(id, signal), [id]);
   const events = useApi((signal) => api.events({ session_id: id, limit: EVENT_LIMIT }, signal), [id]);
   useTitle(session.data ? `Session ${serverName(session.data)}` : "Session");
+  const target = anchoredEvent(useLocation().hash);
 
   return (
     <section data-testid="page-session">
@@ -31,13 +33,100 @@ export function SessionPage({ id }: { id: string }) {
       </PageHeader>
       <ErrorBanner error={session.error} onRetry={session.reload} />
       {session.loading && !session.data && <Loading />}
+      {session.data && <SessionFindings id={id} />}
       {session.data && <SessionHeader s={session.data} />}
       <ErrorBanner error={events.error} onRetry={events.reload} />
       {events.loading && !events.data && <Loading what="Loading events" />}
+      {events.data && target && !events.data.items.some((e) => e.id === target) && (
+        <p class="banner" data-testid="anchor-missing">
+          That event is not among the {formatInt(EVENT_LIMIT)} latest shown below:{" "}
+          <Link to={paths.event(target)}>open the event</Link>.
+        </p>
+      )}
       {events.data && (
-        <Waterfall events={events.data.items} truncated={events.data.next_cursor !== null} session={session.data} />
+        <Waterfall
+          events={events.data.items}
+          truncated={events.data.next_cursor !== null}
+          session={session.data}
+          target={target}
+        />
       )}
     </section>
+  );
+}
+
+const TOP_RULES = 5;
+const TOP_FINDINGS = 10;
+
+/** The session's findings at a glance: counts by severity, the top rules, the worst findings
+ *  (each a link to its event's row below), and a link to all of them on the Findings page. */
+function SessionFindings({ id }: { id: string }) {
+  const summary = useApi(
+    (signal) => api.findingsSummary({ session_id: id, group: "rule", limit: TOP_RULES }, signal),
+    [id],
+  );
+  const top = useApi((signal) => api.findings({ session_id: id, sort: "severity", limit: TOP_FINDINGS }, signal), [id]);
+  const s = summary.data;
+  if (summary.error) return <ErrorBanner error={summary.error} onRetry={summary.reload} />;
+  if (!s) return null;
+  if (s.total === 0)
+    return (
+      <p class="muted small" data-testid="session-findings" data-total="0">
+        No findings in this session.
+      </p>
+    );
+  const all = findingsPath(paths.findings, { session_id: id });
+  return (
+    <div class="card session-findings" data-testid="session-findings" data-total={s.total}>
+      <h2>
+        Findings{" "}
+        <span class="finding-totals">
+          {severityBreakdown(s.by_severity).map(([sev, n]) => (
+            <span key={sev} class="severity-count" data-testid={`session-total-${sev}`}>
+              <SeverityBadge severity={sev} /> {formatInt(n)}
+            </span>
+          ))}
+        </span>
+      </h2>
+      <div class="two-col">
+        <div>
+          <h3>Top rules</h3>
+          <ul class="plain-list" data-testid="session-top-rules">
+            {s.items.map((g) => (
+              <li key={g.key} data-testid="session-rule" data-rule={g.key}>
+                <SeverityBadge severity={g.highest} />{" "}
+                <Link to={findingsPath(paths.findings, { session_id: id, rule: g.key })}>
+                  <code>{g.key}</code>
+                </Link>{" "}
+                <span class="muted">× {formatInt(g.count)}</span>
+              </li>
+            ))}
+          </ul>
+        </div>
+        <div>
+          <h3>Worst findings</h3>
+          <ul class="plain-list" data-testid="session-top-findings">
+            {(top.data?.items ?? []).map((f) => (
+              <li key={`${f.event_id}/${f.index}`}>
+                <SeverityBadge severity={f.severity} />{" "}
+                <a
+                  href={findingHref(paths.session(id), f.event_id)}
+                  data-testid="session-finding-link"
+                  data-event-id={f.event_id}
+                  onClick={(ev) => handleLinkClick(ev, findingHref(paths.session(id), f.event_id))}
+                >
+                  <code>{f.rule}</code>
+                </a>{" "}
+                <span class="muted">{f.path ? <code>{f.path}</code> : "whole message"}</span>
+              </li>
+            ))}
+          </ul>
+        </div>
+      </div>
+      <Link to={all} class="btn btn-small" testid="session-all-findings">
+        All {formatInt(s.total)} findings
+      </Link>
+    </div>
   );
 }
 
@@ -106,10 +195,13 @@ function Waterfall({
   events,
   truncated,
   session,
+  target,
 }: {
   events: KmEvent[];
   truncated: boolean;
   session: KmSession | null;
+  /** The event the page is anchored at (#event-<id>): scrolled to and marked. */
+  target: string | null;
 }) {
   const { rows, span } = useMemo(() => {
     const rows = buildWaterfall(events);
@@ -118,6 +210,15 @@ function Waterfall({
     const span = timelineSpan(rows, Number.isNaN(start) ? null : start, Number.isNaN(end) ? null : end);
     return { rows, span };
   }, [events, session]);
+
+  // a finding on an answer anchors at its call's row (request and answer share one bar)
+  const targetRow = target
+    ? (rows.find((r) => r.eventId === target || r.responseId === target)?.eventId ?? null)
+    : null;
+  useEffect(() => {
+    if (!target) return;
+    document.getElementById(eventAnchor(target))?.scrollIntoView({ block: "center" });
+  }, [target, rows]);
 
   if (rows.length === 0) return <Empty>No events recorded in this session.</Empty>;
   const total = (span[1] - span[0]) / 1000;
@@ -141,24 +242,28 @@ function Waterfall({
           <span>{formatMs(total)}</span>
         </div>
         {rows.map((r) => (
-          <WaterfallBar key={r.eventId} row={r} span={span} />
+          <WaterfallBar key={r.eventId} row={r} span={span} target={r.eventId === targetRow ? target : null} />
         ))}
       </div>
     </div>
   );
 }
 
-function WaterfallBar({ row, span }: { row: WaterfallRow; span: [number, number] }) {
+/** `target`: the anchored event when it is this row's request or answer. */
+function WaterfallBar({ row, span, target }: { row: WaterfallRow; span: [number, number]; target: string | null }) {
   const { left, width } = layoutBar(row, span);
-  const to = paths.event(row.eventId);
+  const to = paths.event(target ?? row.eventId);
   const latency = row.type === "notification" ? "notification" : row.end === null ? "pending" : formatMs(row.latencyMs);
   const cls = `wf-bar wf-${row.type}${row.isError ? " is-error" : ""}${row.end === null ? " is-pending" : ""}`;
   return (
     <a
       href={to}
-      class="wf-row"
+      id={target ? eventAnchor(target) : undefined}
+      class={target ? "wf-row is-target" : "wf-row"}
+      aria-current={target ? "true" : undefined}
       data-testid="waterfall-bar"
       data-event-id={row.eventId}
+      data-response-id={row.responseId ?? undefined}
       title={`${row.label} — ${latency}`}
       onClick={(ev) => handleLinkClick(ev, to)}
     >

@@ -1,10 +1,12 @@
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useMemo, useState } from "preact/hooks";
 import { api, isAbort } from "../api";
 import { Link } from "../components/Link";
-import { Empty, ErrorBanner, Loading, PageHeader } from "../components/ui";
+import { Empty, ErrorBanner, Loading, PageHeader, RiskBadge } from "../components/ui";
 import { useMe, useTitle } from "../hooks";
 import { formatDateTime, formatInt, formatMs } from "../lib/format";
-import { handleLinkClick, paths } from "../router";
+import { findingsPath } from "../lib/findings";
+import { RISK_FLOORS, riskFloor, toQueryString, type RiskFloor } from "../lib/query";
+import { handleLinkClick, navigate, paths, useLocation } from "../router";
 import { PartialBadge } from "../components/Usage";
 import type { KmSession } from "../types";
 
@@ -30,6 +32,8 @@ function infoName(info: Record<string, unknown> | null): string | null {
 export function SessionsPage() {
   useTitle("Sessions");
   const { me } = useMe();
+  const loc = useLocation();
+  const minLevel = useMemo(() => riskFloor(new URLSearchParams(loc.search).get("min_level")), [loc.search]);
   const [items, setItems] = useState<KmSession[]>([]);
   const [cursor, setCursor] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
@@ -40,7 +44,7 @@ export function SessionsPage() {
     setLoading(true);
     setError(null);
     try {
-      const page = await api.sessions({ limit: PAGE_SIZE, cursor: after }, signal);
+      const page = await api.sessions({ limit: PAGE_SIZE, cursor: after, min_level: minLevel || undefined }, signal);
       setItems((prev) => (after ? [...prev, ...page.items] : page.items));
       setCursor(page.next_cursor);
     } catch (err) {
@@ -52,20 +56,43 @@ export function SessionsPage() {
 
   useEffect(() => {
     const ctl = new AbortController();
+    setItems([]);
+    setCursor(null);
     void load(null, ctl.signal);
     return () => ctl.abort();
-  }, [attempt]);
+  }, [attempt, minLevel]);
+
+  const setMinLevel = (level: RiskFloor) =>
+    navigate(paths.sessions + toQueryString({ min_level: level }), { replace: true });
 
   return (
     <section data-testid="page-sessions">
       <PageHeader title="Sessions">
+        <label class="inline-field">
+          Risk{" "}
+          <select
+            value={minLevel}
+            data-testid="sessions-min-level"
+            onChange={(e) => setMinLevel((e.target as HTMLSelectElement).value as RiskFloor)}
+          >
+            <option value="">any</option>
+            {RISK_FLOORS.map((level) => (
+              <option key={level} value={level}>
+                {level === "critical" ? "critical" : `${level} and above`}
+              </option>
+            ))}
+          </select>
+        </label>
         <button type="button" class="btn btn-small" onClick={() => setAttempt((n) => n + 1)} data-testid="refresh">
           Refresh
         </button>
       </PageHeader>
       <ErrorBanner error={error} onRetry={() => void load(items.length ? cursor : null)} />
       {items.length === 0 && loading && <Loading />}
-      {items.length === 0 && !loading && !error && (
+      {items.length === 0 && !loading && !error && minLevel && (
+        <Empty>No session has an event at {minLevel} risk or above.</Empty>
+      )}
+      {items.length === 0 && !loading && !error && !minLevel && (
         <Empty>
           No sessions yet. Run <code>km wrap</code> so your MCP clients start their servers through <code>km</code>
           {me.mode === "team" && (
@@ -88,6 +115,7 @@ export function SessionsPage() {
                 <th class="num">Duration</th>
                 <th class="num">Events</th>
                 <th class="num">Errors</th>
+                <th>Risk</th>
               </tr>
             </thead>
             <tbody>
@@ -122,6 +150,23 @@ export function SessionsPage() {
                   </td>
                   <td class="num">{formatInt(s.event_count)}</td>
                   <td class={`num ${s.error_count ? "text-bad" : ""}`}>{formatInt(s.error_count)}</td>
+                  <td class="nowrap">
+                    <RiskBadge level={s.risk?.level} testid="session-risk" />
+                    {s.risk && s.risk.events_with_findings > 0 && (
+                      <>
+                        {" "}
+                        <Link
+                          to={findingsPath(paths.findings, { session_id: s.id })}
+                          class="muted small"
+                          title="This session's findings"
+                          testid="session-findings-link"
+                        >
+                          {formatInt(s.risk.events_with_findings)}{" "}
+                          {s.risk.events_with_findings === 1 ? "event" : "events"}
+                        </Link>
+                      </>
+                    )}
+                  </td>
                 </tr>
               ))}
             </tbody>

@@ -1,0 +1,1 @@
+"""The detection corpus: generated cases per detector family (see :mod:`.cases`)."""
