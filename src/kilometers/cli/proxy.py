@@ -250,6 +250,6 @@ def proxy_cmd(
     )
     server = uvicorn.Server(server_config)
     server.run(sockets=[sock])
-    app.join()
+    app.sessions.join()
     pipeline.close(timeout=options.stop_timeout)  # the sessions still open, then the shared sinks
     sys.stderr.flush()

@@ -12,7 +12,8 @@ field of each SSE event are handed to the session's :class:`~kilometers.host.Ses
 answer). Nothing is re-encoded on the way through. Headers are never recorded, so neither
 ``Authorization`` nor cookies ever reach the store.
 
-Sessions (one :class:`~kilometers.model.Session` + SessionHandle each), see docs/http.md:
+Sessions (one :class:`~kilometers.model.Session` + SessionHandle each, tracked by
+:class:`~kilometers.proxy.sessions.SessionTable`), see docs/http.md:
 
 - Streamable HTTP with a session: one km session per ``Mcp-Session-Id``. The ``initialize``
   POST has no id yet; it is recorded once the response names one. The session ends when the
@@ -21,7 +22,8 @@ Sessions (one :class:`~kilometers.model.Session` + SessionHandle each), see docs
 - Stateless Streamable HTTP (no ``Mcp-Session-Id``, as in the 2026-07-28 protocol): one km
   session per client address and ``User-Agent``, ended after ``idle_timeout`` without traffic.
 - Legacy HTTP+SSE (2024-11-05): one km session per ``GET`` SSE stream that starts with an
-  ``endpoint`` event; POSTs to the announced endpoint belong to it. It ends with the stream.
+  ``endpoint`` event; POSTs to the announced endpoint belong to it. It ends with the stream
+  (:mod:`~kilometers.proxy.legacy`).
 
 Everything else is shared with the stdio transport: each session is opened on the process's
 :class:`~kilometers.host.Host` (``ProxyOptions.open_session``), so it gets the same security
@@ -37,38 +39,31 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import ssl
 import sys
-import threading
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, MutableMapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
-from ..host import unrecorded
 from ..jsonlimits import MAX_BODY_BYTES
 from ..jsonrpc import may_call
-from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Session
+from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Session
+from .asgi import Receive, Scope, Send, read_body, simple_response, wait_disconnect
 from .encoding import IDENTITY, content_decoder, narrow_accept_encoding
+from .legacy import LegacyStream, endpoint_target, rewrite_endpoint
+from .sessions import RELEASE_AFTER, STREAMABLE_HTTP, WARNING_INTERVAL, LiveSession, SessionTable
 from .sse import SSEEvent, SSEParser, encode_event
 from .upstream import UpstreamError, UpstreamPool, UpstreamResponse
 
 if TYPE_CHECKING:
     from ..host import SessionHandle
-    from ..security import Gate
 
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
+__all__ = ["HttpProxy", "LegacyStream", "ProxyOptions", "display_url", "guess_name"]
 
-STREAMABLE_HTTP = "streamable_http"
-SSE = "sse"
 UPSTREAM_ERROR_CODE = -32000
 
 HOP_BY_HOP = frozenset(
@@ -85,24 +80,10 @@ HOP_BY_HOP = frozenset(
     }
 )
 """Headers that describe one connection, not the message: never forwarded (RFC 9110 §7.6.1)."""
-SEEN_EVENT_IDS = 10_000
-"""SSE event ids remembered per session, so events replayed on resumption are recorded once."""
 FIRST_EVENT_LIMIT = 1 << 16
 """Bytes of a session-less SSE stream held back while km looks for the legacy ``endpoint`` event."""
-WARNING_INTERVAL = 10.0
-"""Seconds between two warnings of one kind on stderr (unreachable upstream, sessions evicted)."""
-RELEASE_AFTER = 10.0
-"""Seconds without traffic after which a session's sinks close their files (reopened on demand)."""
 CREDENTIAL_PARAMS = ("key", "token", "secret", "password", "passwd", "auth", "sig", "signature", "credential")
 """Query parameters whose values are removed from the upstream URL km records (substring match)."""
-
-
-def remember_missing_sniffio() -> None:
-    """httpcore imports the optional ``sniffio`` package on every request (four times); when it is
-    not installed, each attempt searches ``sys.path`` again, about 0.2 ms each on these machines.
-    Record its absence once, as the import system allows (a ``None`` entry in ``sys.modules``)."""
-    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
-        sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 def display_url(url: str) -> str:
@@ -128,93 +109,6 @@ def guess_name(url: str) -> str:
     host = parts.netloc.rpartition("@")[2] or "server"
     segments = [s for s in parts.path.split("/") if s and s.lower() not in ("mcp", "sse", "v1", "api")]
     return f"{host}/{segments[-1]}" if segments else host
-
-
-# -- sessions ---------------------------------------------------------------------------------------
-
-
-@dataclass(eq=False)
-class LiveSession:
-    """One km session in progress: its Session, its recording (opened on the host), and
-    transport state."""
-
-    key: tuple[str, ...]
-    session: Session
-    recording: SessionHandle
-    last_active: float = field(default_factory=time.monotonic)
-    streams: int = 0
-    """Open responses (SSE streams, bodies) that belong to this session."""
-    ended: bool = False
-    idle: bool = False
-    """The recorder was told to release its sinks' file handles (no traffic for a while)."""
-    seen_ids: OrderedDict[str, None] = field(default_factory=OrderedDict)
-    legacy: LegacyStream | None = None
-    gate: Gate | None = None
-
-    def submit(self, direction: Direction, message: bytes, ts_ns: int) -> None:
-        self.last_active = time.monotonic()
-        self.idle = False
-        if not self.ended:  # (a stream may outlive its session: the recorder has stopped)
-            self.recording.submit_message(direction, message, ts_ns)
-
-    def submit_omitted(self, direction: Direction, size_bytes: int, ts_ns: int) -> None:
-        """A message over MAX_BODY_BYTES once decoded: forwarded, recorded as a marker."""
-        self.last_active = time.monotonic()
-        self.idle = False
-        if not self.ended:
-            self.recording.submit_omitted(direction, size_bytes, ts_ns)
-
-    def first_sighting(self, event_id: str | None) -> bool:
-        """False when an SSE event with this id was already recorded (a replay after resumption)."""
-        if event_id is None or event_id == "":
-            return True
-        if event_id in self.seen_ids:
-            return False
-        self.seen_ids[event_id] = None
-        if len(self.seen_ids) > SEEN_EVENT_IDS:
-            self.seen_ids.popitem(last=False)
-        return True
-
-
-class LegacyStream:
-    """The client side of a legacy SSE stream, so that km can insert whole events into it."""
-
-    def __init__(self, send: Send, parser: SSEParser) -> None:
-        self.send = send
-        self.parser = parser
-        self.lock = asyncio.Lock()
-        self.pending: list[bytes] = []
-        self.open = True
-
-    async def write(self, chunk: bytes) -> None:
-        await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
-
-    async def inject(self, event: bytes) -> None:
-        """Send ``event`` now if the stream is between two events, else right after the next one."""
-        async with self.lock:
-            if self.open and self.parser.at_boundary and not self.pending:
-                await self.write(event)
-            else:
-                self.pending.append(event)
-
-    async def forward(self, chunk: bytes, events: list[SSEEvent]) -> None:
-        """Forward an upstream chunk; pending injected events go in at the last event boundary."""
-        async with self.lock:
-            if not self.pending:
-                await self.write(chunk)
-                return
-            if events:
-                cut = events[-1].end
-                injected, self.pending = b"".join(self.pending), []
-                await self.write(chunk[:cut] + injected + chunk[cut:])
-            else:
-                await self.write(chunk)
-                if self.parser.at_boundary:
-                    injected, self.pending = b"".join(self.pending), []
-                    await self.write(injected)
-
-
-# -- the upstream connection pool --------------------------------------------------------------------
 
 
 # -- the proxy --------------------------------------------------------------------------------------
@@ -271,16 +165,19 @@ class HttpProxy:
         self.origin_bytes = self.origin.encode()
         self.display_upstream = display_url(options.upstream)
         self.name = options.name or guess_name(options.upstream)
-        self.sessions: dict[tuple[str, ...], LiveSession] = {}
-        self.legacy_endpoints: dict[bytes, LiveSession] = {}
-        self.ended_keys: OrderedDict[tuple[str, ...], None] = OrderedDict()
-        """Sessions the server ended (deleted, expired): a late request for one is recorded on its own."""
+        self.sessions = SessionTable(
+            self.display_upstream,
+            self.name,
+            options.open_session,
+            idle_timeout=options.idle_timeout,
+            max_sessions=options.max_sessions,
+            stop_timeout=options.stop_timeout,
+            warn=self._warn,
+        )
         self.parts = parts
         self._client: UpstreamPool | None = None
         self._reaper: asyncio.Task[None] | None = None
-        self._stopping: list[threading.Thread] = []
         self._next_warning = 0.0
-        self._next_eviction_warning = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -303,121 +200,19 @@ class HttpProxy:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
             self._reaper = None
-        for live in list(self.sessions.values()):
-            self._end(live)
+        self.sessions.end_all()
         if self._client is not None:
             self._client.close()
             self._client = None
-        await asyncio.to_thread(self.join)
+        await asyncio.to_thread(self.sessions.join)
         if self.options.on_shutdown is not None:
             await asyncio.to_thread(self.options.on_shutdown)
-
-    def join(self) -> None:
-        """Wait until every ended session has been written out."""
-        for thread in self._stopping:
-            thread.join(self.options.stop_timeout)
-        self._stopping = [t for t in self._stopping if t.is_alive()]
 
     async def _reap(self) -> None:
         period = max(0.05, min(RELEASE_AFTER, self.options.idle_timeout) / 2)
         while True:
             await asyncio.sleep(period)
-            self.reap_idle()
-
-    def reap_idle(self) -> None:
-        now = time.monotonic()
-        deadline = now - self.options.idle_timeout
-        quiet = now - RELEASE_AFTER
-        for live in list(self.sessions.values()):
-            if live.streams == 0 and live.last_active < deadline:
-                self._end(live)
-            elif not live.idle and live.last_active < quiet:
-                live.idle = True
-                live.recording.release()  # the sinks close its files until the next message
-
-    # -- sessions --------------------------------------------------------------------------------
-
-    def _open(
-        self, key: tuple[str, ...], transport: str, client_host: str, started_ns: int | None = None
-    ) -> LiveSession:
-        live = self.sessions.get(key)
-        if live is not None:
-            return live
-        opts = self.options
-        if len(self.sessions) >= opts.max_sessions:
-            self._evict()
-        session = Session(
-            command=[self.display_upstream], cwd=client_host, name=self.name, transport=transport
-        )
-        if started_ns is not None:
-            session.started_ns = started_ns
-        recording: SessionHandle | None = None
-        if opts.open_session is not None:
-            try:
-                recording = opts.open_session(session)
-            except Exception as exc:  # recording must never keep traffic from flowing
-                self._warn(f"km proxy: cannot record this session ({exc!r}); traffic is forwarded unchanged")
-        if recording is None:
-            recording = unrecorded(session)
-        live = LiveSession(key, session, recording, gate=recording.gate)
-        self.sessions[key] = live
-        return live
-
-    def _end(self, live: LiveSession, gone: bool = False) -> None:
-        """End a session in the records; ``gone``: the server ended it (DELETE, 404)."""
-        if live.ended:
-            return
-        live.ended = True
-        if self.sessions.get(live.key) is live:
-            del self.sessions[live.key]
-        if gone:
-            self.ended_keys[live.key] = None
-            if len(self.ended_keys) > SEEN_EVENT_IDS:
-                self.ended_keys.popitem(last=False)
-        for target, other in list(self.legacy_endpoints.items()):
-            if other is live:
-                del self.legacy_endpoints[target]
-        thread = threading.Thread(
-            target=live.recording.close, args=(None, self.options.stop_timeout), name="km-session-end"
-        )
-        thread.start()
-        self._stopping = [t for t in self._stopping if t.is_alive()]
-        self._stopping.append(thread)
-
-    def _evict(self) -> None:
-        """Make room for a new session: end the one idle longest (one without an open stream
-        if there is any) and say so on stderr, once in a while."""
-        victim = min(self.sessions.values(), key=lambda s: (s.streams > 0, s.last_active))
-        self._end(victim)
-        now = time.monotonic()
-        if now >= self._next_eviction_warning:
-            self._next_eviction_warning = now + WARNING_INTERVAL
-            print(
-                f"km proxy: {self.options.max_sessions} sessions are open (--max-sessions); ended the "
-                f"one idle longest ({victim.session.transport} from {victim.session.cwd}) in the "
-                "records. Raise --max-sessions if your clients need more at once.",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def _stateless(self, client_host: str, user_agent: bytes, started_ns: int | None = None) -> LiveSession:
-        ua = user_agent.decode("latin-1")
-        return self._open(("client", client_host, ua), STREAMABLE_HTTP, client_host, started_ns)
-
-    def _legacy_session(self, target: bytes) -> LiveSession | None:
-        live = self.legacy_endpoints.get(target)
-        if live is not None:
-            return live
-        # the client may have re-encoded the query: match on the path and the session id parameter
-        path, _, query = target.partition(b"?")
-        wanted = _legacy_sid(query)
-        if wanted is None:
-            return None
-        for known, candidate in self.legacy_endpoints.items():
-            kpath, _, kquery = known.partition(b"?")
-            if kpath == path and _legacy_sid(kquery) == wanted:
-                return candidate
-        return None
+            self.sessions.reap_idle()
 
     # -- ASGI ------------------------------------------------------------------------------------
 
@@ -479,7 +274,7 @@ class HttpProxy:
                 value = narrow_accept_encoding(value)
             headers.append((name, value))
 
-        body = await _read_body(receive)
+        body = await read_body(receive)
         is_rpc = (
             method == "POST"
             and bool(body)
@@ -494,9 +289,9 @@ class HttpProxy:
             if method == "DELETE":
                 live = self.sessions.get(key)  # ending a session km never saw does not create one
             else:
-                live = self._open(key, STREAMABLE_HTTP, client_host)
+                live = self.sessions.open(key, STREAMABLE_HTTP, client_host)
         elif is_rpc:
-            live = self._legacy_session(target)
+            live = self.sessions.legacy(target)
 
         # block mode: any POST body a server could read as a tools/call (whatever its content
         # type or how it is written) is decided by the gate before it is sent
@@ -507,7 +302,7 @@ class HttpProxy:
             and not raw_path.startswith(b"/.well-known/")
         ):
             if live is None:
-                live = self._stateless(client_host, user_agent, ts)  # a call with no session id
+                live = self.sessions.stateless(client_host, user_agent, ts)  # a call with no session id
             gate = live.gate
             if gate is not None:
                 if gate.policy.block_changed_tools:
@@ -526,7 +321,7 @@ class HttpProxy:
             response = await client.request(method.encode(), target, headers, body)
         except UpstreamError as exc:
             if is_rpc and live is None:
-                live = self._stateless(client_host, user_agent, ts)
+                live = self.sessions.stateless(client_host, user_agent, ts)
                 live.submit(CLIENT_TO_SERVER, body, ts)
             await self._upstream_failed(send, exc, body if is_rpc else None, live)
             return
@@ -535,9 +330,11 @@ class HttpProxy:
             resp_sid = response.header(b"mcp-session-id")
             if live is None and is_rpc:
                 if resp_sid:
-                    live = self._open(("sid", resp_sid.decode("latin-1")), STREAMABLE_HTTP, client_host, ts)
+                    live = self.sessions.open(
+                        ("sid", resp_sid.decode("latin-1")), STREAMABLE_HTTP, client_host, ts
+                    )
                 else:
-                    live = self._stateless(client_host, user_agent, ts)
+                    live = self.sessions.stateless(client_host, user_agent, ts)
                 live.submit(CLIENT_TO_SERVER, body, ts)
             resp_type = response.header(b"content-type") or b""
             encoding = (response.header(b"content-encoding") or b"").strip().lower()
@@ -558,8 +355,12 @@ class HttpProxy:
 
         if live is not None and session_id is not None:
             status = response.status
-            if (method == "DELETE" and 200 <= status < 300) or status == 404 or live.key in self.ended_keys:
-                self._end(live, gone=True)
+            if (
+                (method == "DELETE" and 200 <= status < 300)
+                or status == 404
+                or self.sessions.was_ended(live.key)
+            ):
+                self.sessions.end(live, gone=True)
 
     async def _forward_body(
         self,
@@ -647,13 +448,13 @@ class HttpProxy:
                     # offsets of the events are relative to the last chunk: make them relative to `data`
                     base = len(data) - len(chunk)
                     if first is not None and first.event == "endpoint":
-                        data = self._rewrite_endpoint(data, base + first.end, first, scope, host)
-                        target = _endpoint_target(first, scope, host, self)
-                        new = self._open(("sse", target.decode("latin-1")), SSE, client_host)
+                        end = base + first.end
+                        data = rewrite_endpoint(data, end, first, scope, host, self.origin_bytes)
+                        target = endpoint_target(first, scope, host, self.origin)
+                        new = self.sessions.open_legacy(target, client_host)
                         legacy = new.legacy = LegacyStream(send, parser)
-                        self.legacy_endpoints[target] = new
                     else:
-                        new = self._stateless(client_host, user_agent)
+                        new = self.sessions.stateless(client_host, user_agent)
                     new.streams += 1
                     state["live"] = new
                     self._capture_events(new, events, now)
@@ -674,7 +475,7 @@ class HttpProxy:
                 await send({"type": "http.response.body", "body": b"".join(held), "more_body": True})
 
         pump_task = asyncio.ensure_future(pump())
-        watch_task = asyncio.ensure_future(_wait_disconnect(receive))
+        watch_task = asyncio.ensure_future(wait_disconnect(receive))
         try:
             done, _ = await asyncio.wait({pump_task, watch_task}, return_when=asyncio.FIRST_COMPLETED)
             disconnected = watch_task in done
@@ -696,7 +497,7 @@ class HttpProxy:
                 current.last_active = time.monotonic()
                 if current.legacy is not None:
                     current.legacy.open = False
-                    self._end(current)  # a legacy session lives as long as its stream
+                    self.sessions.end(current)  # a legacy session lives as long as its stream
 
     def _capture_events(self, live: LiveSession, events: list[SSEEvent], ts_ns: int) -> None:
         for event in events:
@@ -709,17 +510,6 @@ class HttpProxy:
             if live.first_sighting(event.id):
                 live.submit(SERVER_TO_CLIENT, event.data, ts_ns)
 
-    def _rewrite_endpoint(self, data: bytes, end: int, event: SSEEvent, scope: Scope, host: bytes) -> bytes:
-        """Point an absolute endpoint URL on the upstream's origin at km instead."""
-        text = event.data.strip()
-        if not text.startswith(self.origin_bytes):
-            return data
-        rest = text[len(self.origin_bytes) :]
-        if rest[:1] not in (b"/", b"?", b""):
-            return data  # another host that merely starts with the same characters
-        ours = _client_origin(scope, host)
-        return data[:end].replace(self.origin_bytes, ours, 1) + data[end:]
-
     def _warn(self, message: str) -> None:
         now = time.monotonic()
         if now >= self._next_warning:  # once in a while, not once per request of a retrying client
@@ -731,15 +521,15 @@ class HttpProxy:
     ) -> None:
         live.submit(CLIENT_TO_SERVER, body, ts)
         if not answer:  # a refused notification: nothing to answer
-            await _simple_response(send, 202, b"text/plain; charset=utf-8", b"Accepted")
+            await simple_response(send, 202, b"text/plain; charset=utf-8", b"Accepted")
             return
         live.submit(SERVER_TO_CLIENT, answer, time.time_ns())
         if live.legacy is not None:
             # legacy SSE: answers travel on the session's stream; the POST itself is just accepted
             await live.legacy.inject(encode_event(answer, event="message"))
-            await _simple_response(send, 202, b"text/plain; charset=utf-8", b"Accepted")
+            await simple_response(send, 202, b"text/plain; charset=utf-8", b"Accepted")
             return
-        await _simple_response(send, 200, b"application/json", answer)
+        await simple_response(send, 200, b"application/json", answer)
 
     async def _upstream_failed(
         self, send: Send, exc: UpstreamError, body: bytes | None, live: LiveSession | None
@@ -754,44 +544,17 @@ class HttpProxy:
                 if isinstance(parsed, dict):
                     message_id = parsed.get("id")
         if body is None or message_id is None:
-            await _simple_response(send, status, b"text/plain; charset=utf-8", reason.encode())
+            await simple_response(send, status, b"text/plain; charset=utf-8", reason.encode())
             return
         answer = orjson.dumps(
             {"jsonrpc": "2.0", "id": message_id, "error": {"code": UPSTREAM_ERROR_CODE, "message": reason}}
         )
         if live is not None:
             live.submit(SERVER_TO_CLIENT, answer, time.time_ns())
-        await _simple_response(send, status, b"application/json", answer)
+        await simple_response(send, status, b"application/json", answer)
 
 
 # -- helpers ----------------------------------------------------------------------------------------
-
-
-async def _read_body(receive: Receive) -> bytes:
-    message = await receive()
-    body: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
-        return body
-    parts = [body]
-    while message.get("more_body", False):
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        parts.append(message.get("body", b""))
-    return b"".join(parts)
-
-
-async def _wait_disconnect(receive: Receive) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return
-
-
-async def _simple_response(send: Send, status: int, content_type: bytes, body: bytes) -> None:
-    headers = [(b"content-type", content_type), (b"content-length", str(len(body)).encode())]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
 def _response_headers(response: UpstreamResponse) -> list[tuple[bytes, bytes]]:
@@ -801,31 +564,3 @@ def _response_headers(response: UpstreamResponse) -> list[tuple[bytes, bytes]]:
         if name == b"connection":
             dropped = dropped | {t.strip().lower() for t in value.split(b",")}
     return [(name, value) for name, value in raw if name not in dropped]
-
-
-def _client_origin(scope: Scope, host: bytes) -> bytes:
-    scheme = str(scope.get("scheme", "http")).encode()
-    if not host:
-        server = scope.get("server")
-        host = f"{server[0]}:{server[1]}".encode() if server else b"127.0.0.1"
-    return scheme + b"://" + host
-
-
-def _endpoint_target(event: SSEEvent, scope: Scope, host: bytes, proxy: HttpProxy) -> bytes:
-    """The path and query the client will POST to, resolved as the client resolves the endpoint."""
-    text = event.data.strip().decode("utf-8", "replace")
-    if text.startswith(proxy.origin):
-        text = text[len(proxy.origin) :] or "/"
-    base = _client_origin(scope, host).decode("latin-1") + (scope.get("raw_path") or b"/").decode("latin-1")
-    resolved = urlsplit(urljoin(base, text))
-    target = resolved.path or "/"
-    if resolved.query:
-        target += "?" + resolved.query
-    return target.encode("latin-1")
-
-
-def _legacy_sid(query: bytes) -> str | None:
-    for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
-        if name in ("sessionId", "session_id"):
-            return value
-    return None
