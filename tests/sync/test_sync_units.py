@@ -19,14 +19,10 @@ from kilometers.model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Session
 from kilometers.recorder import Recorder
 from kilometers.store import db
 from kilometers.store.writer import StoreSink
+from kilometers.sync.client import backoff_delay, key_hint, parse_retry_after
 from kilometers.sync.sink import UploaderSink
-from kilometers.sync.uploader import (
-    Uploader,
-    backoff_delay,
-    key_hint,
-    lease_owner,
-    parse_retry_after,
-)
+from kilometers.sync.state import lease_owner
+from kilometers.sync.uploader import Uploader
 
 KEY = "km_live_" + "s3cr3t" * 7
 
@@ -174,10 +170,10 @@ def test_cursor_only_moves_forward(engine: Engine) -> None:
     b = Uploader(engine, "https://one.example", KEY)  # the same server, another process
     other = Uploader(engine, "https://two.example", KEY)
     assert a.cursor() == 0
-    a._advance(50)
-    b._advance(20)  # late: must not move it back
+    a.state.advance(50)
+    b.state.advance(20)  # late: must not move it back
     assert a.cursor() == b.cursor() == 50
-    b._advance(120)
+    b.state.advance(120)
     assert a.cursor() == 120 and other.cursor() == 0
     assert KEY not in repr(a)
     for up in (a, b, other):
@@ -214,7 +210,7 @@ def test_backlog_per_server_and_final_states(home: Path, engine: Engine) -> None
     backlog = up.backlog()
     assert backlog.by_server == {"alpha": 10, "beta": 2} and backlog.events == 12
     assert backlog.sessions == 0  # final states wait for their events
-    up._advance(12)
+    up.state.advance(12)
     backlog = up.backlog()
     assert backlog.events == 0 and backlog.sessions == 3  # now their final states are due
     assert up.has_pending_events() is False

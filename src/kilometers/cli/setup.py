@@ -78,7 +78,7 @@ def init_cmd(
     click.echo(f"wrote {written}")
     click.echo(f"events are stored in {current.db_url or paths.default_db_path()}")
     if current.api_url and current.api_key:
-        from ..sync.uploader import key_hint
+        from ..sync.client import key_hint
 
         click.echo(f"and forwarded to {current.api_url} (key {key_hint(current.api_key)})")
     elif current.api_url or current.api_key:

@@ -65,7 +65,8 @@ def sync_cmd(db_url: str | None, api_url: str | None, retries: int) -> None:
     settings = _settings(db_url, api_url)
     if not (settings.api_url and settings.api_key):
         fail(NOT_CONFIGURED, 2)
-    from ..sync.uploader import AuthError, QuotaExceeded, TransientError, Uploader, UploadError
+    from ..sync.client import AuthError, QuotaExceeded, TransientError, UploadError
+    from ..sync.uploader import Uploader
 
     engine = open_engine(settings.db_url)
     with Uploader(engine, settings.api_url, settings.api_key, settings.upload_batch_size) as uploader:
@@ -138,7 +139,8 @@ def status_cmd(db_url: str | None, as_json: bool) -> None:
     }
     backlog = None
     if settings.api_url and settings.api_key:
-        from ..sync.uploader import Uploader, key_hint
+        from ..sync.client import key_hint
+        from ..sync.uploader import Uploader
 
         info["api_key"] = key_hint(settings.api_key)
         engine = open_engine(settings.db_url)

@@ -167,7 +167,8 @@ class UploaderSink(Sink):
         if self._uploader is not None:
             return self._uploader
         from ..store import db
-        from .uploader import Uploader, lease_owner
+        from .state import lease_owner
+        from .uploader import Uploader
 
         try:
             self._engine = self._open_store() if self._open_store is not None else db.open_store(self.db_url)
@@ -180,7 +181,7 @@ class UploaderSink(Sink):
         return self._uploader
 
     def _schedule_retry(self, retry_after: float | None) -> None:
-        from .uploader import backoff_delay
+        from .client import backoff_delay
 
         self._failures += 1
         delay = retry_after if retry_after is not None else backoff_delay(self._failures, cap=MAX_BACKOFF)
@@ -191,7 +192,7 @@ class UploaderSink(Sink):
 
         The final flush (with a deadline) does not wait for the lease: whichever process holds it
         may be busy, and sending the same events twice is harmless."""
-        from .uploader import AuthError, QuotaExceeded, Rejected, TransientError
+        from .client import AuthError, QuotaExceeded, Rejected, TransientError
 
         if self._disabled:
             return

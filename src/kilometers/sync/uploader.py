@@ -18,108 +18,30 @@ The API key is held by the HTTP client only: it is never logged, stored or put i
 
 from __future__ import annotations
 
-import contextlib
-import gzip
-import os
-import random
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
 from typing import Any
 
-import httpx
 import orjson
-from sqlalchemy import (
-    BigInteger,
-    Engine,
-    Text,
-    and_,
-    cast,
-    delete,
-    exists,
-    func,
-    insert,
-    literal,
-    select,
-    update,
-)
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine, and_, exists, func, literal, select
 
-from .. import __version__, jsonlimits
-from ..model import Session, new_id
+from .. import jsonlimits
+from ..model import Session
 from ..store.codec import event_from_row, session_from_row
 from ..store.schema import LOCAL_ORG, events, sessions, sync_state
+from .client import NoGzip, QuotaExceeded, Rejected, TeamClient, TooLarge, TransientError, backoff_delay
+from .state import LAST_UPLOAD, QUOTA, REJECTED, SyncState
 
-BATCH_PATH = "/api/v1/events/batch"
 MAX_EVENTS_PER_REQUEST = 5000
 """The server refuses larger batches (400), whatever ``batch_size`` says."""
 DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 """Uncompressed bytes per request at most (the server's default limit is 10 MB); lowered after a 413."""
 MIN_BODY_BYTES = 16 * 1024
-GZIP_MIN_BYTES = 1024
 SESSIONS_PER_PASS = 100
-CURSOR = "cursor"
-LAST_UPLOAD = "last_upload_ns"
-REJECTED = "rejected_events"
-QUOTA = "quota_exceeded"
-"""``<time ns> <the server's message>`` of the last 402, until an upload is accepted again."""
-LEASE = "lease"
 Progress = Callable[[int], None]
 """Called with the number of events the server just acknowledged."""
-
-
-# -- errors ---------------------------------------------------------------------------------------
-
-
-class UploadError(Exception):
-    """An upload did not go through; nothing was lost (the events stay in the local store)."""
-
-    kind = "upload"
-    retry_after: float | None = None
-
-
-class TransientError(UploadError):
-    """The server is unreachable, overloaded or asks to slow down: retry later (with backoff)."""
-
-    kind = "unreachable"
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class RateLimited(TransientError):
-    kind = "rate_limited"
-
-
-class TimedOut(TransientError):
-    """No answer within the timeout (which may be the caller's own short deadline)."""
-
-    kind = "timeout"
-
-
-class AuthError(UploadError):
-    """401/403: the key is missing, wrong, revoked or lacks the ``ingest`` scope. Retrying won't help."""
-
-    kind = "auth"
-
-
-class QuotaExceeded(UploadError):
-    """402: the organization reached its plan's limit. Wait a long while (or raise the limit)."""
-
-    kind = "quota"
-
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
-        super().__init__(message)
-        self.retry_after = retry_after
-
-
-class Rejected(UploadError):
-    """The server refused the request as a whole (400, 404, 422…): likely a wrong URL or a version gap."""
-
-    kind = "rejected"
 
 
 # -- small helpers --------------------------------------------------------------------------------
@@ -132,65 +54,6 @@ def _pending(cursor: int) -> tuple[Any, Any]:
     row has org ``local``, so that index selects the whole table, which would then be scanned and
     sorted on every pass (seconds on a large store); the key range reads only the pending rows."""
     return events.c.org_id.concat("") == LOCAL_ORG, events.c.seq > cursor
-
-
-def backoff_delay(
-    attempt: int, base: float = 1.0, cap: float = 300.0, rng: Callable[[], float] = random.random
-) -> float:
-    """Exponential backoff with jitter: a random delay between half and all of ``min(cap, base·2^(n-1))``."""
-    ceiling = min(cap, base * 2.0 ** min(max(attempt, 1) - 1, 32))
-    return ceiling / 2 + rng() * ceiling / 2
-
-
-def parse_retry_after(value: str | None) -> float | None:
-    """``Retry-After`` as seconds (it may be a number of seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError, IndexError):
-            return None
-    return max(0.0, seconds) if seconds == seconds else None  # NaN -> None
-
-
-def key_hint(key: str | None) -> str:
-    """What may be shown of a key: its first characters, e.g. ``km_live_abcd…``."""
-    if not key:
-        return ""
-    shown = 12 if len(key) >= 24 else len(key) // 3
-    return key[:shown] + "…"
-
-
-def _server_message(response: httpx.Response) -> str:
-    """The server's own explanation (``{"error": {"message": …}}`` or FastAPI's ``detail``), short."""
-    try:
-        body = response.json()
-    except ValueError:
-        text = response.text.strip()
-        return text[:200]
-    message: Any = None
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict):
-            message = error.get("message") or error.get("code")
-        elif error is not None:
-            message = error
-        if message is None and "detail" in body:
-            message = body["detail"]
-    text = str(message if message is not None else body)
-    return text[:300]
-
-
-def _error_code(response: httpx.Response) -> str | None:
-    with contextlib.suppress(ValueError, AttributeError):
-        error = response.json().get("error")
-        if isinstance(error, dict) and isinstance(error.get("code"), str):
-            return str(error["code"])
-    return None
 
 
 _NULL_PAYLOAD = b',"payload":null}'
@@ -290,25 +153,20 @@ class Uploader:
         host: str | None = None,
     ) -> None:
         self.engine = engine
-        self.target = api_url.rstrip("/")
+        self.client = TeamClient(api_url, api_key, timeout=timeout, compress=compress)
+        self.target = self.client.target
+        self.state = SyncState(engine, self.target)
         self.batch_size = max(1, batch_size)
         self.max_body_bytes = max(MIN_BODY_BYTES, max_body_bytes)
-        self.compress = compress
         self.host = host if host is not None else socket.gethostname()[:255]
-        self._endpoint = self.target + BATCH_PATH
         self.totals = UploadResult()
         """Everything acknowledged through this uploader (:meth:`sync` resets it)."""
-        self._client = httpx.Client(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-            headers={"Authorization": f"Bearer {api_key}", "User-Agent": f"kilometers/{__version__}"},
-            follow_redirects=False,
-        )
 
     def __repr__(self) -> str:  # never show the key
         return f"Uploader({self.target!r}, batch_size={self.batch_size})"
 
     def close(self) -> None:
-        self._client.close()
+        self.client.close()
 
     def __enter__(self) -> Uploader:
         return self
@@ -316,97 +174,16 @@ class Uploader:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    # -- sync_state ------------------------------------------------------------------------------
-
-    def _state_where(self, key: str) -> Any:
-        return and_(sync_state.c.target == self.target, sync_state.c.key == key)
-
-    def _get(self, key: str) -> str | None:
-        with self.engine.connect() as conn:
-            value = conn.execute(select(sync_state.c.value).where(self._state_where(key))).scalar()
-        return None if value is None else str(value)
-
-    def _get_int(self, key: str) -> int | None:
-        value = self._get(key)
-        try:
-            return int(value) if value is not None else None
-        except ValueError:
-            return None
-
-    def _write(self, key: str, value: str, only_if: Any = None) -> bool:
-        """Set ``key`` (when ``only_if`` holds for an existing row); True when this call changed it.
-
-        Each step is one statement, atomic on SQLite and PostgreSQL alike, so concurrent km processes
-        cannot interleave a read and a write."""
-        for _ in range(5):
-            where = self._state_where(key) if only_if is None else and_(self._state_where(key), only_if)
-            with self.engine.begin() as conn:
-                if conn.execute(update(sync_state).where(where).values(value=value)).rowcount:
-                    return True
-                if conn.execute(select(literal(1)).where(self._state_where(key))).first() is not None:
-                    return False  # present, and the condition does not hold
-            try:
-                with self.engine.begin() as conn:
-                    conn.execute(insert(sync_state).values(target=self.target, key=key, value=value))
-                return True
-            except IntegrityError:
-                continue  # another process inserted it just now: apply the condition to its row
-        return False
-
     def cursor(self) -> int:
         """Every local event with ``seq`` up to this was acknowledged by the server."""
-        return self._get_int(CURSOR) or 0
-
-    def _advance(self, seq: int) -> None:
-        self._write(CURSOR, str(seq), cast(sync_state.c.value, BigInteger) < seq)
-
-    def _note_rejected(self, count: int) -> None:
-        """Count events the server refused one by one (shown by ``km status``)."""
-        if not count:
-            return
-        total = cast(cast(sync_state.c.value, BigInteger) + count, Text)
-        for _ in range(5):
-            with self.engine.begin() as conn:
-                if conn.execute(
-                    update(sync_state).where(self._state_where(REJECTED)).values(value=total)
-                ).rowcount:
-                    return
-            try:
-                with self.engine.begin() as conn:
-                    conn.execute(
-                        insert(sync_state).values(target=self.target, key=REJECTED, value=str(count))
-                    )
-                return
-            except IntegrityError:
-                continue
-
-    # -- leases: one uploader at a time per store and server ---------------------------------------
+        return self.state.cursor()
 
     def acquire_lease(self, owner: str, ttl: float) -> bool:
-        """Become (or stay) the one process uploading from this store to this server for ``ttl`` s.
-
-        Several ``km monitor`` processes share a store; without a lease each would send the same
-        events (harmless, the server deduplicates, but wasteful). ``km sync`` does not need one."""
-        now = time.time_ns()
-        value = f"{now + int(ttl * 1e9):020d} {owner}"
-        expired_or_mine = sync_state.c.value.endswith(" " + owner, autoescape=True) | (
-            sync_state.c.value < f"{now:020d}"
-        )
-        if self._write(LEASE, value, expired_or_mine):
-            return True
-        # held: take it over at once if its holder is a process of this machine that no longer runs
-        current = self._get(LEASE)
-        if current is not None and _holder_is_gone(current.partition(" ")[2]):
-            return self._write(LEASE, value, sync_state.c.value == current)
-        return False
+        """See :meth:`SyncState.acquire_lease` (``km sync`` does not need one)."""
+        return self.state.acquire_lease(owner, ttl)
 
     def release_lease(self, owner: str) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(sync_state)
-                .where(self._state_where(LEASE), sync_state.c.value.endswith(" " + owner, autoescape=True))
-                .values(value=f"{0:020d} {owner}")
-            )
+        self.state.release_lease(owner)
 
     # -- reading the backlog -------------------------------------------------------------------------
 
@@ -448,16 +225,10 @@ class Uploader:
             by_server=dict(sorted(by_server.items(), key=lambda kv: (-kv[1], kv[0]))),
             sessions=int(pending_sessions),
             cursor=cursor,
-            last_upload_ns=self._get_int(LAST_UPLOAD),
-            rejected=self._get_int(REJECTED) or 0,
-            **self._quota(),
+            last_upload_ns=self.state.get_int(LAST_UPLOAD),
+            rejected=self.state.get_int(REJECTED) or 0,
+            **self.state.quota(),
         )
-
-    def _quota(self) -> dict[str, Any]:
-        when, _, message = (self._get(QUOTA) or "").partition(" ")
-        if not when.isdigit():
-            return {}
-        return {"quota_ns": int(when), "quota_message": message}
 
     def _load_session(self, conn: Any, session_id: str, first_ts_ns: int) -> Session:
         row = conn.execute(
@@ -479,65 +250,19 @@ class Uploader:
 
     # -- sending ------------------------------------------------------------------------------------
 
-    def _post(self, body: bytes, timeout: float | None) -> dict[str, Any]:
-        headers = {"Content-Type": "application/json"}
-        if self.compress and len(body) >= GZIP_MIN_BYTES:
-            body = gzip.compress(body, compresslevel=5)
-            headers["Content-Encoding"] = "gzip"
-        kwargs: dict[str, Any] = {} if timeout is None else {"timeout": max(0.05, timeout)}
-        try:
-            response = self._client.post(self._endpoint, content=body, headers=headers, **kwargs)
-        except httpx.TimeoutException:
-            raise TimedOut(f"the team server at {self.target} did not answer in time") from None
-        except httpx.HTTPError as exc:
-            reason = str(exc) or type(exc).__name__
-            raise TransientError(f"cannot reach the team server at {self.target} ({reason})") from None
-        status = response.status_code
-        if 200 <= status < 300:
-            try:
-                data = response.json()
-            except ValueError:
-                raise Rejected(f"the server at {self.target} answered {status} without JSON") from None
-            return data if isinstance(data, dict) else {}
-        message = _server_message(response)
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
-        if status in (401, 403):
-            raise AuthError(
-                f"the team server at {self.target} refused the API key (HTTP {status}: {message})"
-            )
-        if status == 402:
-            self._write(QUOTA, f"{time.time_ns()} {message}")
-            raise QuotaExceeded(
-                f"the organization's plan limit is reached (HTTP 402: {message})", retry_after
-            )
-        if status == 413:
-            raise _TooLarge(message)
-        if status == 415 and self.compress:
-            raise _NoGzip(message)
-        if status == 429:
-            raise RateLimited(f"the team server asks to slow down (HTTP 429: {message})", retry_after)
-        if status >= 500 or status == 408:
-            raise TransientError(
-                f"the team server at {self.target} failed (HTTP {status}: {message})", retry_after
-            )
-        if 300 <= status < 400:
-            where = response.headers.get("location", "?")
-            raise Rejected(f"the team server URL {self.target} redirects to {where}; set the API URL to that")
-        raise Rejected(f"the team server at {self.target} refused the upload (HTTP {status}: {message})")
-
     def _request(self, body: bytes, timeout: float | None) -> dict[str, Any]:
         try:
-            return self._post(body, timeout)
-        except _NoGzip:
-            self.compress = False  # a server (or a proxy in front of it) that does not take gzip
-            return self._post(body, timeout)
+            return self.client.request(body, timeout)
+        except QuotaExceeded as exc:
+            self.state.note_quota(exc.server_message)
+            raise
 
     def _send(self, session_json: bytes, chunk: _Chunk, timeout: float | None) -> UploadResult:
         """Send one chunk, halving it on 413 until it fits; a lone event too large is rejected."""
         body = b'{"session":' + session_json + b',"events":[' + b",".join(chunk.bodies) + b"]}"
         try:
             data = self._request(body, timeout)
-        except _TooLarge as exc:
+        except TooLarge as exc:
             self.max_body_bytes = max(MIN_BODY_BYTES, min(self.max_body_bytes, len(body) // 2))
             if len(chunk.bodies) == 1:
                 return UploadResult(
@@ -622,16 +347,15 @@ class Uploader:
                 result.more = True
                 return result
             part = self._send(session_json[chunk.session_id], chunk, left)
-            self._advance(chunk.seqs[-1])
+            self.state.advance(chunk.seqs[-1])
             session = session_of.pop(chunk.session_id, None)
             if session is not None and session.ended_ns is not None:
                 # the server now has its final state: no separate update needed
-                self._write(f"session:{session.id}", str(session.ended_ns))
-            self._note_rejected(part.rejected)
-            self._write(LAST_UPLOAD, str(time.time_ns()))
+                self.state.write(f"session:{session.id}", str(session.ended_ns))
+            self.state.note_rejected(part.rejected)
+            self.state.write(LAST_UPLOAD, str(time.time_ns()))
             if part.accepted:
-                with self.engine.begin() as conn:  # the server takes events again
-                    conn.execute(delete(sync_state).where(self._state_where(QUOTA)))
+                self.state.delete(QUOTA)  # the server takes events again
             result.add(part)
             self.totals.add(part)
             if progress is not None:
@@ -662,9 +386,9 @@ class Uploader:
             data = self._session_dict(session)
             try:
                 self._request(orjson.dumps({"session": data, "events": []}), left)
-            except _TooLarge as exc:
+            except TooLarge as exc:
                 raise Rejected(f"the final state of session {session.id} is too large ({exc})") from None
-            self._write(f"session:{session.id}", str(session.ended_ns))
+            self.state.write(f"session:{session.id}", str(session.ended_ns))
             result.sessions += 1
             self.totals.sessions += 1
         result.more = len(rows) > SESSIONS_PER_PASS
@@ -674,12 +398,15 @@ class Uploader:
         """Raise an :class:`UploadError` unless the server is reachable and accepts the key, storing
         nothing: the request carries no batch, so a server that took the key answers 400 (malformed)."""
         try:
-            self._post(b"{}", None)
+            self.client.post(b"{}", None)
+        except QuotaExceeded as exc:
+            self.state.note_quota(exc.server_message)
+            raise
         except Rejected as exc:
             if "HTTP 400" in str(exc) or "HTTP 422" in str(exc):
                 return
             raise
-        except (_TooLarge, _NoGzip):
+        except (TooLarge, NoGzip):
             return
 
     def sync(
@@ -708,34 +435,3 @@ class Uploader:
             failures = 0
             if not part.more:
                 return self.totals
-
-
-class _TooLarge(Exception):
-    """413 (handled inside the uploader by splitting)."""
-
-
-class _NoGzip(Exception):
-    """415 on a gzip body (handled inside the uploader by sending plain JSON)."""
-
-
-def lease_owner() -> str:
-    """A token naming this process for :meth:`Uploader.acquire_lease`: ``host:pid:unique``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{new_id()}"
-
-
-def _holder_is_gone(owner: str) -> bool:
-    """True when ``owner`` (see :func:`lease_owner`) names a process of this host that has exited."""
-    try:
-        host, pid_text, _ = owner.rsplit(":", 2)
-        pid = int(pid_text)
-    except ValueError:
-        return False
-    if host != socket.gethostname() or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except OSError:
-        return False  # exists, owned by someone else
-    return False
