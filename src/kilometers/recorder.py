@@ -7,8 +7,8 @@ disk or network. Everything else happens here, on one thread, in wire order.
 
 from __future__ import annotations
 
+import logging
 import queue
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -18,8 +18,11 @@ import orjson
 
 from .jsonlimits import too_large_finding, too_large_marker
 from .jsonrpc import Capture, truncate_payload
+from .log import once
 from .model import Direction, Event, Session
 from .sinks import Sink
+
+_log = logging.getLogger(__name__)
 
 _STOP = object()
 _BARRIER = object()
@@ -62,7 +65,6 @@ class Recorder:
         self.sinks = list(sinks)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="km-recorder", daemon=True)
-        self._failed: set[str] = set()
 
     # -- called from transports ------------------------------------------------------------------
 
@@ -108,9 +110,8 @@ class Recorder:
         try:
             getattr(sink, hook)(*args)
         except Exception as exc:
-            if sink.name not in self._failed:
-                self._failed.add(sink.name)
-                print(f"km: the {sink.name} sink failed ({exc!r}); traffic is unaffected", file=sys.stderr)
+            _log.warning(f"km: the {sink.name} sink failed ({exc!r}); traffic is unaffected",
+                         extra=once(f"{self.session.id}:sink:{sink.name}"))  # fmt: skip
 
     def _emit(self, events: list[Event]) -> None:
         changed = self.capture.session_changed
@@ -120,10 +121,8 @@ class Recorder:
                 self.stage.process(self.session, events)
             except Exception as exc:
                 # never store what could not be checked for secrets: keep the metadata, drop payloads
-                if "stage" not in self._failed:
-                    self._failed.add("stage")
-                    print(f"km: security analysis failed ({exc!r}); payloads of those events are not kept",
-                          file=sys.stderr)  # fmt: skip
+                _log.warning(f"km: security analysis failed ({exc!r}); payloads of those events are not kept",
+                             extra=once(f"{self.session.id}:stage"))  # fmt: skip
                 for e in events:
                     e.payload, e.error_message, e.truncated = None, None, True
         if changed:
@@ -192,7 +191,7 @@ class Recorder:
             try:
                 self.stage.finish()
             except Exception as exc:
-                print(f"km: security analysis failed at the end of the session ({exc!r})", file=sys.stderr)
+                _log.warning(f"km: security analysis failed at the end of the session ({exc!r})")
         self.session.ended_ns = now
         self.session.exit_code = exit_code if isinstance(exit_code, int) else None
         for sink in self.sinks:

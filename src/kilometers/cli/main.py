@@ -29,6 +29,9 @@ def cli() -> None:
     Put `km monitor --` in front of an MCP server's command in your client's config;
     then read what happened with `km sessions`, `km events`, `km tail` and `km stats`.
     """
+    from ..log import setup
+
+    setup()  # library modules log; this one handler prints their lines on stderr
 
 
 cli.add_command(monitor)

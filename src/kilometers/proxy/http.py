@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import logging
 import ssl
 import sys
 import threading
@@ -57,6 +58,8 @@ from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Session
 from .encoding import IDENTITY, content_decoder, narrow_accept_encoding
 from .sse import SSEEvent, SSEParser, encode_event
 from .upstream import UpstreamError, UpstreamPool, UpstreamResponse
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ..host import SessionHandle
@@ -392,12 +395,10 @@ class HttpProxy:
         now = time.monotonic()
         if now >= self._next_eviction_warning:
             self._next_eviction_warning = now + WARNING_INTERVAL
-            print(
+            _log.warning(
                 f"km proxy: {self.options.max_sessions} sessions are open (--max-sessions); ended the "
                 f"one idle longest ({victim.session.transport} from {victim.session.cwd}) in the "
-                "records. Raise --max-sessions if your clients need more at once.",
-                file=sys.stderr,
-                flush=True,
+                "records. Raise --max-sessions if your clients need more at once."
             )
 
     def _stateless(self, client_host: str, user_agent: bytes, started_ns: int | None = None) -> LiveSession:
@@ -724,7 +725,7 @@ class HttpProxy:
         now = time.monotonic()
         if now >= self._next_warning:  # once in a while, not once per request of a retrying client
             self._next_warning = now + WARNING_INTERVAL
-            print(message, file=sys.stderr, flush=True)
+            _log.warning(message)
 
     async def _answer_blocked(
         self, send: Send, live: LiveSession, body: bytes, ts: int, answer: bytes
