@@ -16,6 +16,14 @@ import pytest
 from km_helpers import KmProcess
 
 
+@pytest.fixture(autouse=True)
+def km_messages() -> None:
+    """Library messages go to stderr as under the CLI (``kilometers.log``), each test afresh."""
+    from kilometers.log import setup
+
+    setup()
+
+
 @pytest.fixture
 def km_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A fresh ``$KM_HOME`` (store + config) for this test; other ``KM_*`` settings are cleared."""

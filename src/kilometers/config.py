@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import tomli_w
 
 from . import paths
+from .log import once
+
+_log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -55,54 +60,130 @@ class Settings:
     recorder_process: bool = True
     """`km monitor` records in a child process, so recording never competes with forwarding for
     the GIL (off: a recorder thread in km's process; a blocking policy always uses the thread)."""
+    server_redact: bool = True
+    """`km serve`: redact secrets left in uploaded events (the ingest backstop)."""
+    server_analysis: bool = True
+    """`km serve`: run every detector on uploaded events."""
+    metrics_token: str | None = field(default=None, repr=False)
+    """`km serve`: the bearer token Prometheus sends to read /metrics."""
+    oidc_issuer: str | None = None
+    """`km serve`: OpenID Connect single sign-on (all three of issuer, client id and secret, or none)."""
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = field(default=None, repr=False)
+    oidc_name: str = "OpenID Connect"
+    oidc_scopes: str = "openid email profile"
+    oidc_redirect_uri: str | None = None
 
     @property
     def uploads_enabled(self) -> bool:
         return bool(self.api_url and self.api_key)
 
 
-ENV = {
-    "db_url": "KM_DB",
-    "exclude_ping": "KM_EXCLUDE_PING",
-    "include_methods": "KM_INCLUDE_METHODS",
-    "exclude_methods": "KM_EXCLUDE_METHODS",
-    "payload_limit": "KM_PAYLOAD_LIMIT",
-    "grace_period": "KM_GRACE_PERIOD",
-    "api_url": "KM_API_URL",
-    "api_key": "KM_API_KEY",
-    "upload_batch_size": "KM_UPLOAD_BATCH_SIZE",
-    "upload_interval": "KM_UPLOAD_INTERVAL",
-    "policy": "KM_POLICY",
-    "policy_on_error": "KM_POLICY_ON_ERROR",
-    "redact_pii": "KM_REDACT_PII",
-    "analysis": "KM_ANALYSIS",
-    "otel": "KM_OTEL",
-    "otel_payloads": "KM_OTEL_PAYLOADS",
-    "otel_legacy_names": "KM_OTEL_LEGACY_NAMES",
-    "recorder_process": "KM_RECORDER_PROCESS",
-}
-SECTIONS = {
-    "db_url": ("store", "url"),
-    "exclude_ping": ("monitor", "exclude_ping"),
-    "include_methods": ("monitor", "include_methods"),
-    "exclude_methods": ("monitor", "exclude_methods"),
-    "payload_limit": ("monitor", "payload_limit"),
-    "grace_period": ("monitor", "grace_period"),
-    "api_url": ("sync", "api_url"),
-    "api_key": ("sync", "api_key"),
-    "upload_batch_size": ("sync", "batch_size"),
-    "upload_interval": ("sync", "interval"),
-    "policy": ("monitor", "policy"),
-    "policy_on_error": ("monitor", "policy_on_error"),
-    "redact_pii": ("monitor", "redact_pii"),
-    "analysis": ("monitor", "analysis"),
-    "otel": ("export", "otel"),
-    "otel_payloads": ("export", "otel_payloads"),
-    "otel_legacy_names": ("export", "otel_legacy_names"),
-    "recorder_process": ("monitor", "recorder_process"),
-}
-SECRET = "api_key"
+@dataclass(frozen=True)
+class Spec:
+    """One setting: its one name in each place it can be given, and what it takes."""
+
+    name: str
+    """The field of :class:`Settings`."""
+    section: str
+    key: str
+    """Where it sits in the config file: ``[section] key``."""
+    env: str
+    """Its ``KM_*`` environment variable."""
+    flag: str
+    """The command-line flag(s) that give it, or "" when there is none."""
+    kind: str
+    """What it takes (for the docs)."""
+    help: str
+    scope: str = "recording"
+    """``recording`` (km monitor, km proxy and the commands that read the store) or ``server``
+    (km serve)."""
+    old_env: tuple[str, ...] = ()
+    """Older names of the variable: still read, with a deprecation message (said once)."""
+    secret: bool = False
+    """Never shown or echoed back in an error (an API key, a client secret, a token)."""
+
+
+BOOLEAN = "boolean"
+SPECS: tuple[Spec, ...] = (
+    Spec("db_url", "store", "url", "KM_DB", "`--db` (every command)", "store URL",
+         "the store (local recordings, and the team server's database); default: SQLite in the data dir",
+         scope="both", old_env=("KM_DATABASE_URL",)),
+    Spec("exclude_ping", "monitor", "exclude_ping", "KM_EXCLUDE_PING", "`--exclude-ping` / `--include-ping`",
+         BOOLEAN, "do not record ping requests and their replies"),
+    Spec("include_methods", "monitor", "include_methods", "KM_INCLUDE_METHODS",
+         "`--include-method` (repeatable)", "list of patterns (variable: comma-separated)",
+         "record only methods matching one of these patterns (`tools/*`)"),
+    Spec("exclude_methods", "monitor", "exclude_methods", "KM_EXCLUDE_METHODS",
+         "`--exclude-method` (repeatable)", "list of patterns (variable: comma-separated)",
+         "do not record methods matching one of these patterns"),
+    Spec("payload_limit", "monitor", "payload_limit", "KM_PAYLOAD_LIMIT", "`--payload-limit`",
+         "whole number ≥ 0", "bytes of each stored payload kept (0 = all); forwarded bytes never change"),
+    Spec("grace_period", "monitor", "grace_period", "KM_GRACE_PERIOD", "`--grace-period` (`km monitor`)",
+         "seconds ≥ 0", "seconds a server gets to exit after its stdin closes, and after SIGTERM"),
+    Spec("policy", "monitor", "policy", "KM_POLICY", "`--policy`", "path (`~` expanded)",
+         "a policy file (below); unset: the log-only default policy"),
+    Spec("policy_on_error", "monitor", "policy_on_error", "KM_POLICY_ON_ERROR", "",
+         "`refuse` (default) or `log`; empty means unset",
+         "a policy that cannot be used stops km (`refuse`) or is reported and replaced by the default "
+         "(`log`); the policy file's own `on_error` wins"),
+    Spec("redact_pii", "monitor", "redact_pii", "KM_REDACT_PII", "`--redact-pii` / `--keep-pii`", BOOLEAN,
+         "also redact personal data (e-mail, phone, cards, IBAN, SSN) in what is stored"),
+    Spec("analysis", "monitor", "analysis", "KM_ANALYSIS", "", BOOLEAN,
+         "security analysis and redaction of what is stored (false: no risk and NO redaction)"),
+    Spec("recorder_process", "monitor", "recorder_process", "KM_RECORDER_PROCESS", "", BOOLEAN,
+         "`km monitor` records in a child process (false: a thread in km's process)"),
+    Spec("api_url", "sync", "api_url", "KM_API_URL", "`km sync --api-url`",
+         "`http://` or `https://` URL; empty means unset",
+         "team server (`km serve`) events are forwarded to; unset: none"),
+    Spec("api_key", "sync", "api_key", "KM_API_KEY", "none (`km init --api-key` writes it)",
+         "string; empty means unset", "its ingest key", secret=True),
+    Spec("upload_batch_size", "sync", "batch_size", "KM_UPLOAD_BATCH_SIZE",
+         "none (`km init --upload-batch-size`)", "whole number ≥ 1", "events per upload request at most"),
+    Spec("upload_interval", "sync", "interval", "KM_UPLOAD_INTERVAL", "none (`km init --upload-interval`)",
+         "seconds > 0", "seconds between uploads while km monitor runs"),
+    Spec("otel", "export", "otel", "KM_OTEL", "`--otel` / `--no-otel`", BOOLEAN,
+         "export OpenTelemetry spans and metrics (`OTEL_EXPORTER_OTLP_*` say where)"),
+    Spec("otel_payloads", "export", "otel_payloads", "KM_OTEL_PAYLOADS", "`--otel-payloads`", BOOLEAN,
+         "also put redacted arguments and results on tools/call spans"),
+    Spec("otel_legacy_names", "export", "otel_legacy_names", "KM_OTEL_LEGACY_NAMES", "`--otel-legacy-names`",
+         BOOLEAN, "also put the older JSON-RPC attribute names (`rpc.*`) on spans"),
+    Spec("server_redact", "serve", "redact", "KM_SERVER_REDACT", "`km serve --redact` / `--no-redact`",
+         BOOLEAN, "redact secrets left in uploaded events (off: trust the clients)", scope="server"),
+    Spec("server_analysis", "serve", "analysis", "KM_SERVER_ANALYSIS",
+         "`km serve --analysis` / `--no-analysis`",
+         BOOLEAN, "check uploads for secrets, personal data, dangerous calls and tool poisoning",
+         scope="server"),
+    Spec("metrics_token", "serve", "metrics_token", "KM_METRICS_TOKEN", "`km serve --metrics-token`",
+         "string; empty means unset", "bearer token Prometheus sends to read `/metrics`", scope="server",
+         secret=True),
+    Spec("oidc_issuer", "serve", "oidc_issuer", "KM_OIDC_ISSUER", "`km serve --oidc-issuer`",
+         "issuer URL; empty means off", "OpenID Connect provider for single sign-on", scope="server"),
+    Spec("oidc_client_id", "serve", "oidc_client_id", "KM_OIDC_CLIENT_ID", "`km serve --oidc-client-id`",
+         "string", "client id registered at the provider", scope="server"),
+    Spec("oidc_client_secret", "serve", "oidc_client_secret", "KM_OIDC_CLIENT_SECRET",
+         "`km serve --oidc-client-secret`", "string", "client secret (prefer the variable over the flag)",
+         scope="server", secret=True),
+    Spec("oidc_name", "serve", "oidc_name", "KM_OIDC_NAME", "`km serve --oidc-name`", "string",
+         'provider name on the login page ("Sign in with <name>")', scope="server"),
+    Spec("oidc_scopes", "serve", "oidc_scopes", "KM_OIDC_SCOPES", "`km serve --oidc-scopes`",
+         "space-separated, must include `openid`", "scopes requested (they must give the email claim)",
+         scope="server"),
+    Spec("oidc_redirect_uri", "serve", "oidc_redirect_uri", "KM_OIDC_REDIRECT_URI",
+         "`km serve --oidc-redirect-uri`", "URL",
+         "callback registered at the provider; default: <URL the browser used>/auth/oidc/callback",
+         scope="server"),
+)  # fmt: skip
+BY_NAME = {spec.name: spec for spec in SPECS}
+ENV = {spec.name: spec.env for spec in SPECS}
+SECTIONS = {spec.name: (spec.section, spec.key) for spec in SPECS}
+SECRETS = frozenset(spec.name for spec in SPECS if spec.secret)
 """Settings never echoed back in error messages."""
+UNSET_WHEN_EMPTY = frozenset(
+    {"api_url", "api_key", "policy_on_error", "metrics_token", "oidc_issuer", "oidc_client_id",
+     "oidc_client_secret", "oidc_redirect_uri"}
+)  # fmt: skip
+"""An empty value (``KM_API_URL=``) means unset: forwarding, the token, sign-in are off."""
 
 
 def _coerce(name: str, value: Any, origin: str) -> Any:
@@ -147,12 +228,12 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
             if not seconds > 0:
                 raise ValueError("must be more than 0")
             return seconds
-        if name in ("api_url", "api_key"):
+        if name in UNSET_WHEN_EMPTY and name != "policy_on_error":
             if value is None or (isinstance(value, str) and not value.strip()):
                 return None  # an empty KM_API_URL / KM_API_KEY turns forwarding off
             if not isinstance(value, str):
                 raise ValueError(
-                    "expected a string" if name == SECRET else f"expected a string, got {value!r}"
+                    "expected a string" if name in SECRETS else f"expected a string, got {value!r}"
                 )
             value = value.strip()
             if name == "api_url":
@@ -167,7 +248,9 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
                 raise ValueError(f"expected 'refuse' or 'log', got {value!r}")
             return value
         if value is not None and not isinstance(value, str):
-            raise ValueError(f"expected a string, got {value!r}")
+            raise ValueError("expected a string" if name in SECRETS else f"expected a string, got {value!r}")
+        if name in ("oidc_name", "oidc_scopes") and not (value or "").strip():
+            raise ValueError("must not be empty")
         return value
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{origin}: invalid value for {name}: {exc}") from None
@@ -189,19 +272,82 @@ def read_file(path: Path | None = None) -> dict[str, Any]:
     return values
 
 
+DEFAULT = "default"
+
+
+def _env(spec: Spec) -> tuple[str, str] | None:
+    """(variable, value) of the setting from the environment: its name, else an older one (said
+    once on stderr, as deprecated)."""
+    for old in spec.old_env:
+        if old in os.environ:
+            ignored = " (ignored: it is set too)" if spec.env in os.environ else ""
+            _log.warning(f"km: {old} is deprecated; use {spec.env}{ignored}", extra=once(f"deprecated:{old}"))
+    if spec.env in os.environ:
+        return spec.env, os.environ[spec.env]
+    for old in spec.old_env:
+        if old in os.environ:
+            return old, os.environ[old]
+    return None
+
+
+def flag_origin(spec: Spec) -> str:
+    """How an error names a setting given on the command line."""
+    flags = re.findall(r"--[a-z][a-z-]*", spec.flag)
+    return flags[0] if flags and not spec.flag.startswith("none") else f"--{spec.name}"
+
+
+def resolve(
+    overrides: dict[str, Any] | None = None, path: Path | None = None
+) -> tuple[Settings, dict[str, str]]:
+    """Resolve settings, flags > environment > config file > defaults, and say where each came
+    from. ``overrides`` are command-line values (None means not given)."""
+    path = path or paths.config_file()
+    values = read_file(path)
+    origins = {name: f"config file {path} [{SECTIONS[name][0]}] {SECTIONS[name][1]}" for name in values}
+    for spec in SPECS:
+        given = _env(spec)
+        if given is not None and not (spec.scope == "server" and not given[1]):
+            var, text = given  # (an empty variable of km serve's means unset, as it always did)
+            origins[spec.name] = f"environment variable {var}"
+            values[spec.name] = _coerce(spec.name, text, origins[spec.name])
+    for name, value in (overrides or {}).items():
+        if value is not None and value != () and name in BY_NAME:
+            origins[name] = flag_origin(BY_NAME[name])
+            values[name] = _coerce(name, list(value) if isinstance(value, tuple) else value, origins[name])
+    return Settings(**values), {spec.name: origins.get(spec.name, DEFAULT) for spec in SPECS}
+
+
 def load(overrides: dict[str, Any] | None = None, path: Path | None = None) -> Settings:
     """Resolve settings. ``overrides`` are command-line values (None means not given)."""
-    values = read_file(path)
-    for name, var in ENV.items():
-        if name == "db_url" and "KM_DATABASE_URL" in os.environ and var not in os.environ:
-            var = "KM_DATABASE_URL"
-        if var in os.environ:
-            values[name] = _coerce(name, os.environ[var], f"environment variable {var}")
-    for name, value in (overrides or {}).items():
-        if value is not None and value != ():
-            values[name] = _coerce(name, list(value) if isinstance(value, tuple) else value, f"--{name}")
-    known = {f.name for f in fields(Settings)}
-    return Settings(**{k: v for k, v in values.items() if k in known})
+    return resolve(overrides, path)[0]
+
+
+def shown(name: str, value: Any) -> str:
+    """A setting's value as `km config` shows it: a secret only as set or not."""
+    if BY_NAME[name].secret:
+        return "(set, hidden)" if value else "(unset)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join(value) if value else "(none)"
+    return "(unset)" if value is None else str(value)
+
+
+def markdown_table() -> str:
+    """The table of every setting in docs/configuration.md (kept equal by tests/test_settings.py)."""
+    rows = [
+        "| config file | variable | flag | takes | default | what it does |",
+        "|---|---|---|---|---|---|",
+    ]
+    defaults = Settings()
+    for spec in SPECS:
+        variable = f"`{spec.env}`" + "".join(f" (older: `{old}`)" for old in spec.old_env)
+        default = getattr(defaults, spec.name)
+        rows.append(
+            f"| `[{spec.section}] {spec.key}` | {variable} | {spec.flag or 'none'} | {spec.kind} | "
+            f"{'' if default is None else '`' + shown(spec.name, default) + '`'} | {spec.help} |"
+        )
+    return "\n".join(rows) + "\n"
 
 
 def load_lenient(overrides: dict[str, Any]) -> tuple[Settings, str | None]:
@@ -229,9 +375,10 @@ def write_file(settings: Settings, path: Path | None = None) -> Path:
     path = path or paths.config_file()
     paths.private_dir(path.parent)
     data: dict[str, dict[str, Any]] = {}
+    defaults = Settings()
     for name, value in asdict(settings).items():
-        if value is None:
-            continue
+        if value is None or (BY_NAME[name].scope == "server" and value == getattr(defaults, name)):
+            continue  # km serve's settings are written only when they differ from the default
         section, key = SECTIONS[name]
         data.setdefault(section, {})[key] = value
     text = tomli_w.dumps(data).encode()

@@ -20,7 +20,7 @@ opened at start-up by this one object, no two threads of a process ever migrate 
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -29,6 +29,8 @@ from .config import Settings
 from .model import Direction, Session
 from .recorder import BATCH_WINDOW, Recorder
 from .sinks import Sink
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .jsonrpc import Filters
@@ -134,7 +136,7 @@ class Host:
 
                 self.policy = load_policy(settings)
         else:
-            print("km: security analysis and redaction are off (analysis = false)", file=sys.stderr)
+            _log.warning("km: security analysis and redaction are off (analysis = false)")
         from .store.writer import StoreSink
 
         self.store = StoreSink(settings.db_url)
@@ -174,14 +176,14 @@ class Host:
                     )
                 )
             except Exception as exc:  # a bad OTEL_* setting must not keep the server from starting
-                print(f"km: OpenTelemetry export is off: {exc}", file=sys.stderr)
+                _log.warning(f"km: OpenTelemetry export is off: {exc}")
         if self.metrics_port is not None:
             try:
                 from .export.prometheus import MetricsSink
 
                 sinks.append(MetricsSink(self.metrics_port, backlog=self.backlog))
             except OSError as exc:
-                print(f"km: cannot serve metrics on port {self.metrics_port}: {exc}", file=sys.stderr)
+                _log.warning(f"km: cannot serve metrics on port {self.metrics_port}: {exc}")
         from .plugins import plugin_sinks
 
         sinks.extend(plugin_sinks(settings))
@@ -259,7 +261,7 @@ class Host:
             try:
                 sink.close()
             except Exception as exc:
-                print(f"km: the {sink.name} sink failed to close ({exc!r})", file=sys.stderr)
+                _log.warning(f"km: the {sink.name} sink failed to close ({exc!r})")
 
     def __enter__(self) -> Host:
         return self.start()

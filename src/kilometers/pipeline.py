@@ -4,11 +4,13 @@ the rest of the pipeline: the store, the shared sinks and each session's stage a
 from __future__ import annotations
 
 import dataclasses
-import sys
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .config import Settings
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from .security import Policy
@@ -37,7 +39,7 @@ def load_policy(settings: Settings) -> Policy:
         except PolicyError as exc:
             if (exc.on_error or settings.policy_on_error) != "log":
                 raise
-            print(f'km: {exc}; on_error = "log": using the default policy (log only)', file=sys.stderr)
+            _log.warning(f'km: {exc}; on_error = "log": using the default policy (log only)')
             policy = Policy()
             settings.policy = None  # the settings say what is used (the recorder process reads them)
     if settings.redact_pii:

@@ -26,14 +26,16 @@ every plugin.
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from collections.abc import Callable
 from typing import Any
 
 import pluggy
 
 from .sinks import Sink
+
+_log = logging.getLogger(__name__)
 
 PROJECT = "kilometers"
 hookspec = pluggy.HookspecMarker(PROJECT)
@@ -64,7 +66,7 @@ def manager() -> pluggy.PluginManager:
             try:
                 pm.load_setuptools_entrypoints(PROJECT)
             except Exception as exc:  # a broken plugin must not break km
-                print(f"km: a plugin failed to load and is ignored: {exc!r}", file=sys.stderr)
+                _log.warning(f"km: a plugin failed to load and is ignored: {exc!r}")
         _manager = pm
     return _manager
 
@@ -87,5 +89,5 @@ def _call(hook: Any, **kwargs: Any) -> list[Any]:
     try:
         return list(hook(**kwargs))
     except Exception as exc:
-        print(f"km: a plugin hook failed and is ignored: {exc!r}", file=sys.stderr)
+        _log.warning(f"km: a plugin hook failed and is ignored: {exc!r}")
         return []

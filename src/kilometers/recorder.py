@@ -8,18 +8,21 @@ the chunks of a batch window into one batch of events, and the recorder hands it
 
 from __future__ import annotations
 
+import logging
 import queue
-import sys
 import threading
 import time
 from collections.abc import Sequence
 
 from .engine import Batch, Engine, Stage
 from .jsonrpc import Capture
+from .log import once
 from .model import Direction, Event, Session
 from .sinks import Sink
 
 __all__ = ["BATCH_WINDOW", "DRAIN_MAX", "Recorder", "Stage"]
+
+_log = logging.getLogger(__name__)
 
 _STOP = object()
 _BARRIER = object()
@@ -50,7 +53,6 @@ class Recorder:
         self.sinks = list(sinks)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="km-recorder", daemon=True)
-        self._failed: set[str] = set()
 
     @classmethod
     def for_engine(
@@ -113,12 +115,12 @@ class Recorder:
         try:
             getattr(sink, hook)(*args)
         except Exception as exc:
-            self._say_once(sink.name, f"the {sink.name} sink failed ({exc!r}); traffic is unaffected")
+            self._say_once(
+                f"sink:{sink.name}", f"the {sink.name} sink failed ({exc!r}); traffic is unaffected"
+            )
 
     def _say_once(self, key: str, line: str) -> None:
-        if key not in self._failed:
-            self._failed.add(key)
-            print(f"km: {line}", file=sys.stderr)
+        _log.warning(f"km: {line}", extra=once(f"{self.session.id}:{key}"))
 
     def _emit(self, batch: Batch) -> None:
         """Hand one batch of the engine to the sinks, then let go of its decoded messages."""

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import mmap
 import os
 import pickle
@@ -47,6 +48,8 @@ from typing import Any, BinaryIO
 from .config import Settings
 from .fdio import write_all
 from .model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Session
+
+_log = logging.getLogger("kilometers.recorder_process")
 
 FRAME = struct.Struct("<BqI")
 LINES = struct.Struct("<Q")
@@ -131,7 +134,7 @@ class RecorderProcess:
             try:
                 self._proc.wait(timeout)
             except subprocess.TimeoutExpired:
-                print("km: the recorder is still writing; leaving it to finish", file=sys.stderr)
+                _log.warning("km: the recorder is still writing; leaving it to finish")
 
     # -- the feeder thread ---------------------------------------------------------------------------
 
@@ -171,10 +174,9 @@ class RecorderProcess:
         except OSError as exc:
             self._broken = True
             code = self._proc.poll() if self._proc is not None else None
-            print(
+            _log.error(
                 f"km: the recorder process stopped ({exc.strerror or exc}; exit code {code}); "
-                "traffic is unaffected but no longer recorded",
-                file=sys.stderr,
+                "traffic is unaffected but no longer recorded"
             )
 
 
@@ -200,7 +202,7 @@ def child_main(stream: BinaryIO, lines_fd: int | None = None) -> int:
     kind, _, length = FRAME.unpack(header)
     init = _read_exactly(stream, length)
     if kind != KIND_INIT or init is None:
-        print("km: the recorder process got no session to record", file=sys.stderr)
+        _log.error("km: the recorder process got no session to record")
         return 2
     settings, session, metrics_port = pickle.loads(init)
     from .host import Host
@@ -229,8 +231,8 @@ def child_main(stream: BinaryIO, lines_fd: int | None = None) -> int:
         if lost:
             recording.session.dropped_events += lost  # read by the sinks only after close()
             with contextlib.suppress(OSError):
-                print(f"km: km ended before handing {lost} messages to the recorder; "
-                      "they are counted as dropped", file=sys.stderr, flush=True)  # fmt: skip
+                _log.warning(f"km: km ended before handing {lost} messages to the recorder; "
+                             "they are counted as dropped")  # fmt: skip
     recording.close(exit_code)
     host.close()
     return 0
@@ -249,4 +251,7 @@ def _never_received(lines_fd: int | None, received: list[int]) -> int:
 
 
 if __name__ == "__main__":
+    from .log import setup
+
+    setup()  # the child's messages: the same lines, on km's stderr
     sys.exit(child_main(sys.stdin.buffer, int(sys.argv[1]) if len(sys.argv) > 1 else None))

@@ -18,10 +18,10 @@ from __future__ import annotations
 import dataclasses
 import fnmatch
 import hashlib
+import logging
 import os
 import re
 import shutil
-import sys
 import threading
 import time
 import tomllib
@@ -40,6 +40,8 @@ from .analysis.redact import PARTIAL_RULE, omits_unscanned
 from .jsonlimits import TOO_DEEP_RULE, value_too_deep
 from .jsonrpc import UNPARSEABLE_RULE, LineFramer, may_call, recover, recovered_fields, unescaped
 from .model import Event, Session
+
+_log = logging.getLogger(__name__)
 
 BLOCKED_CODE = -32001
 BLOCKED_PREFIX = "Blocked by km policy"
@@ -256,7 +258,7 @@ class SecurityStage:
                 ).all()
             engine.dispose()
         except Exception as exc:
-            print(f"km: cannot read pinned tools ({exc}); pinning starts afresh", file=sys.stderr)
+            _log.warning(f"km: cannot read pinned tools ({exc}); pinning starts afresh")
             return
         mine: dict[str, Any] | None = None
         named: dict[str, Any] | None = None
@@ -313,7 +315,7 @@ class SecurityStage:
             self._pins_saved = (current, self._info)
             self._replaces = []
         except Exception as exc:
-            print(f"km: cannot save pinned tools: {exc}", file=sys.stderr)
+            _log.warning(f"km: cannot save pinned tools: {exc}")
 
     def finish(self) -> None:
         self.save_pins()
@@ -332,7 +334,7 @@ class SecurityStage:
             try:
                 found = detector(e.direction, e.kind, e.method, e.tool, message)
             except Exception as exc:  # a plugin's bug must not stop the analysis
-                print(f"km: plugin detector {detector!r} failed: {exc!r}", file=sys.stderr)
+                _log.warning(f"km: plugin detector {detector!r} failed: {exc!r}")
                 continue
             out.extend(
                 f

@@ -15,6 +15,7 @@ from .read import events_cmd, findings_cmd, sessions_cmd, show_cmd, stats_cmd, t
 from .replay import replay_cmd
 from .selfupdate import completion_cmd, self_update_cmd
 from .server import admin_group, serve_cmd
+from .settings import config_cmd
 from .setup import db_group, init_cmd
 from .sync import status_cmd, sync_cmd
 from .ui import ui_cmd
@@ -29,6 +30,9 @@ def cli() -> None:
     Put `km monitor --` in front of an MCP server's command in your client's config;
     then read what happened with `km sessions`, `km events`, `km tail` and `km stats`.
     """
+    from ..log import setup
+
+    setup()  # library modules log; this one handler prints their lines on stderr
 
 
 cli.add_command(monitor)
@@ -51,6 +55,7 @@ cli.add_command(import_cmd)
 cli.add_command(replay_cmd)
 cli.add_command(sync_cmd)
 cli.add_command(status_cmd)
+cli.add_command(config_cmd)
 cli.add_command(wrap_cmd)
 cli.add_command(unwrap_cmd)
 cli.add_command(doctor_cmd)

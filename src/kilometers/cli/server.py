@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 import orjson
 
+from .. import config
 from .common import db_failure, echo_json, fail
+
+
+def _settings(**flags: object) -> config.Settings:
+    """Settings from these flags, the environment, the config file and the defaults."""
+    try:
+        return config.load(flags)
+    except config.ConfigError as exc:
+        fail(str(exc), 2)
 
 
 def _engine(db_url: str | None, check: bool = True, migrate: bool = False):  # type: ignore[no-untyped-def]
@@ -16,7 +24,7 @@ def _engine(db_url: str | None, check: bool = True, migrate: bool = False):  # t
     schema; one at an older revision is refused (migrated with ``migrate``)."""
     from ..store import db
 
-    url = db_url or os.environ.get("KM_DATABASE_URL") or os.environ.get("KM_DB")
+    url = _settings(db_url=db_url).db_url
     engine = db.make_engine(url)
     if check:
         try:
@@ -31,8 +39,7 @@ def _engine(db_url: str | None, check: bool = True, migrate: bool = False):  # t
 db_url_option = click.option(
     "--db",
     "db_url",
-    envvar="KM_DATABASE_URL",
-    help="Database URL (postgresql://… or sqlite:///…); default: local SQLite.",
+    help="Database URL (postgresql://… or sqlite:///…; also KM_DB); default: local SQLite.",
 )
 
 
@@ -53,55 +60,46 @@ db_url_option = click.option(
     "--rate", default=50.0, show_default=True, type=click.FloatRange(min=0), help="Requests/s per key."
 )
 @click.option(
-    "--metrics-token", envvar="KM_METRICS_TOKEN", help="Bearer token Prometheus sends to read /metrics."
+    "--metrics-token", help="Bearer token Prometheus sends to read /metrics (also KM_METRICS_TOKEN)."
 )
 @click.option(
     "--metrics-public", is_flag=True, help="Serve /metrics without a token (private networks only)."
 )
 @click.option(
     "--redact/--no-redact",
-    envvar="KM_SERVER_REDACT",
-    default=True,
-    show_default=True,
-    help="Redact secrets left in uploaded events before storing them (--no-redact trusts the clients).",
+    default=None,
+    help="Redact secrets left in uploaded events before storing them (default; --no-redact trusts "
+    "the clients; also KM_SERVER_REDACT).",
 )
 @click.option(
     "--analysis/--no-analysis",
-    envvar="KM_SERVER_ANALYSIS",
-    default=True,
-    show_default=True,
+    default=None,
     help="Check uploaded events for secrets, personal data, dangerous calls and tool poisoning "
-    "(--no-analysis leaves only the secrets redaction).",
+    "(default; --no-analysis leaves only the secrets redaction; also KM_SERVER_ANALYSIS).",
 )
 @click.option(
     "--oidc-issuer",
-    envvar="KM_OIDC_ISSUER",
-    help="OpenID Connect provider (issuer URL) for single sign-on; off when not given.",
+    help="OpenID Connect provider (issuer URL) for single sign-on; off when not given (also KM_OIDC_ISSUER).",
 )
-@click.option("--oidc-client-id", envvar="KM_OIDC_CLIENT_ID", help="Client id registered at the provider.")
+@click.option("--oidc-client-id", help="Client id registered at the provider (also KM_OIDC_CLIENT_ID).")
 @click.option(
     "--oidc-client-secret",
-    envvar="KM_OIDC_CLIENT_SECRET",
-    help="Client secret (prefer the environment variable over the flag).",
+    help="Client secret (prefer the environment variable KM_OIDC_CLIENT_SECRET over the flag).",
 )
 @click.option(
     "--oidc-name",
-    envvar="KM_OIDC_NAME",
-    default="OpenID Connect",
-    show_default=True,
-    help='Provider name on the login page ("Sign in with <name>").',
+    help='Provider name on the login page ("Sign in with <name>"; default: OpenID Connect; '
+    "also KM_OIDC_NAME).",
 )
 @click.option(
     "--oidc-scopes",
-    envvar="KM_OIDC_SCOPES",
-    default="openid email profile",
-    show_default=True,
-    help="Scopes requested (must include openid and give the email claim).",
+    help='Scopes requested (must include openid and give the email claim; default: "openid email '
+    'profile"; also KM_OIDC_SCOPES).',
 )
 @click.option(
     "--oidc-redirect-uri",
-    envvar="KM_OIDC_REDIRECT_URI",
-    help="Callback URL registered at the provider; default: <URL the browser used>/auth/oidc/callback.",
+    help="Callback URL registered at the provider; default: <URL the browser used>/auth/oidc/callback "
+    "(also KM_OIDC_REDIRECT_URI).",
 )
 @click.option(
     "--migrate",
@@ -117,13 +115,13 @@ def serve_cmd(
     rate: float,
     metrics_token: str | None,
     metrics_public: bool,
-    redact: bool,
-    analysis: bool,
+    redact: bool | None,
+    analysis: bool | None,
     oidc_issuer: str | None,
     oidc_client_id: str | None,
     oidc_client_secret: str | None,
-    oidc_name: str,
-    oidc_scopes: str,
+    oidc_name: str | None,
+    oidc_scopes: str | None,
     oidc_redirect_uri: str | None,
     migrate: bool,
 ) -> None:
@@ -134,6 +132,22 @@ def serve_cmd(
     from ..server.oidc import OidcSettings, check_discovery
     from ..store import db
 
+    chosen = _settings(
+        db_url=db_url,
+        metrics_token=metrics_token,
+        server_redact=redact,
+        server_analysis=analysis,
+        oidc_issuer=oidc_issuer,
+        oidc_client_id=oidc_client_id,
+        oidc_client_secret=oidc_client_secret,
+        oidc_name=oidc_name,
+        oidc_scopes=oidc_scopes,
+        oidc_redirect_uri=oidc_redirect_uri,
+    )
+    db_url, metrics_token = chosen.db_url, chosen.metrics_token
+    redact, analysis = chosen.server_redact, chosen.server_analysis
+    oidc_issuer, oidc_client_id = chosen.oidc_issuer, chosen.oidc_client_id
+    oidc_client_secret, oidc_redirect_uri = chosen.oidc_client_secret, chosen.oidc_redirect_uri
     oidc: OidcSettings | None = None
     given = {
         "--oidc-issuer (KM_OIDC_ISSUER)": oidc_issuer,
@@ -149,8 +163,8 @@ def serve_cmd(
                 issuer=oidc_issuer or "",
                 client_id=oidc_client_id or "",
                 client_secret=oidc_client_secret or "",
-                name=oidc_name,
-                scopes=oidc_scopes,
+                name=chosen.oidc_name,
+                scopes=chosen.oidc_scopes,
                 redirect_uri=oidc_redirect_uri,
             )
         except ValueError as exc:

@@ -17,7 +17,6 @@ import contextlib
 import logging
 import os
 import re
-import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -27,8 +26,11 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from ..log import once
 from ..model import Event, Session
 from ..sinks import Sink
+
+_log = logging.getLogger(__name__)
 
 SHUTDOWN_SECONDS = 1.0
 """The most a session's end waits for the last spans and metrics to be flushed."""
@@ -145,9 +147,9 @@ class _FailureLine(logging.Handler):
         text = record.getMessage()
         if ("export" in text or "dropping" in text) and not _reported.is_set():
             _reported.set()
-            print(f"km: OpenTelemetry export to {self.where} failed ({_reason(text)}); spans and metrics "
-                  "are dropped, traffic is unaffected (check OTEL_EXPORTER_OTLP_ENDPOINT)",
-                  file=sys.stderr)  # fmt: skip
+            _log.warning(f"km: OpenTelemetry export to {self.where} failed ({_reason(text)}); spans and "
+                         "metrics are dropped, traffic is unaffected (check OTEL_EXPORTER_OTLP_ENDPOINT)",
+                         extra=once("otel-export"))  # fmt: skip
 
 
 def _quiet_sdk(where: str) -> None:
@@ -424,7 +426,7 @@ class OtelSink(Sink):
             except Exception as exc:  # pragma: no cover - depends on the collector
                 if not _reported.is_set():
                     _reported.set()
-                    print(f"km: OpenTelemetry export failed: {exc}", file=sys.stderr)
+                    _log.warning(f"km: OpenTelemetry export failed: {exc}", extra=once("otel-export"))
             finally:
                 done.set()
 

@@ -29,6 +29,7 @@ import asyncio
 import base64
 import contextlib
 import importlib.util
+import logging
 import os
 import re
 import signal
@@ -49,6 +50,8 @@ from .encoding import IDENTITY, content_decoder
 from .sessions import SSE, STREAMABLE_HTTP
 from .sse import SSEEvent, SSEParser
 from .upstream import upstream_ssl_context
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ..host import SessionHandle
@@ -183,7 +186,7 @@ class Bridge:
             self._stdout_open = False  # the client went away; keep recording until stdin closes
 
     def _error_to_client(self, message_id: Any, text: str, code: int = BRIDGE_ERROR_CODE) -> None:
-        print(f"km: {text}", file=sys.stderr, flush=True)
+        _log.error(f"km: {text}")
         if message_id is None:
             return
         self._to_client(
@@ -600,7 +603,7 @@ class Bridge:
             failure.append(f"cannot open the SSE stream at {self._shown_url()}: {exc!r}")
             return
         if self._endpoint_ready.is_set():
-            print("km: the server closed its SSE stream; the session is over", file=sys.stderr, flush=True)
+            _log.warning("km: the server closed its SSE stream; the session is over")
 
     async def _post_legacy(self, line: bytes, message_id: Any) -> None:
         assert self._client is not None

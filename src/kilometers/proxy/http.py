@@ -39,8 +39,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import ssl
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +58,8 @@ from .legacy import LegacyStream, endpoint_target, rewrite_endpoint
 from .sessions import RELEASE_AFTER, STREAMABLE_HTTP, WARNING_INTERVAL, LiveSession, SessionTable
 from .sse import SSEEvent, SSEParser, encode_event
 from .upstream import UpstreamError, UpstreamPool, UpstreamResponse
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ..host import SessionHandle
@@ -514,7 +516,7 @@ class HttpProxy:
         now = time.monotonic()
         if now >= self._next_warning:  # once in a while, not once per request of a retrying client
             self._next_warning = now + WARNING_INTERVAL
-            print(message, file=sys.stderr, flush=True)
+            _log.warning(message)
 
     async def _answer_blocked(
         self, send: Send, live: LiveSession, body: bytes, ts: int, answer: bytes

@@ -12,7 +12,7 @@ beyond the recording threads it starts to close a session off the event loop.
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -23,6 +23,8 @@ from urllib.parse import parse_qsl
 
 from ..host import unrecorded
 from ..model import Direction, Session
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from ..host import SessionHandle
@@ -223,12 +225,10 @@ class SessionTable:
         now = time.monotonic()
         if now >= self._next_eviction_warning:
             self._next_eviction_warning = now + WARNING_INTERVAL
-            print(
+            _log.warning(
                 f"km proxy: {self.max_sessions} sessions are open (--max-sessions); ended the "
                 f"one idle longest ({victim.session.transport} from {victim.session.cwd}) in the "
-                "records. Raise --max-sessions if your clients need more at once.",
-                file=sys.stderr,
-                flush=True,
+                "records. Raise --max-sessions if your clients need more at once."
             )
 
 

@@ -6,8 +6,8 @@ never include other organizations.
 """
 
 import hmac
+import logging
 import re
-import sys
 import threading
 import time
 import zlib
@@ -40,6 +40,8 @@ from .findings import FindingItem, FindingPage, FindingSummaryOut, Severity
 from .live import LiveHub
 from .oidc import OidcSettings
 from .retention import apply_retention
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -139,7 +141,7 @@ def _retention_loop(engine: Engine, settings: ServerSettings, stop: threading.Ev
         try:
             apply_retention(engine)
         except Exception as exc:  # the database may be restarting; try again next round
-            print(f"km serve: retention pass failed: {exc}", file=sys.stderr)
+            _log.error(f"km serve: retention pass failed: {exc}")
 
 
 Cursor = Annotated[

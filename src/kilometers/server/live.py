@@ -16,7 +16,7 @@ local store, written by `km monitor` processes) the tailer polls every ``poll_in
 from __future__ import annotations
 
 import asyncio
-import sys
+import logging
 import threading
 import time
 from collections import deque
@@ -30,6 +30,8 @@ from sqlalchemy import Engine, and_, func, select
 from ..model import LEVELS, Event
 from ..store.codec import event_from_row
 from ..store.schema import events
+
+_log = logging.getLogger(__name__)
 
 CHANNEL = "km_events"
 LOOKBACK = 500
@@ -163,7 +165,7 @@ class LiveHub:
                 try:
                     self._deliver(org_id)
                 except Exception as exc:  # database restarting: try again on the next wake-up
-                    print(f"km serve: live tail failed: {exc}", file=sys.stderr)
+                    _log.error(f"km serve: live tail failed: {exc}")
 
     def _deliver(self, org_id: str) -> None:
         since = self._last.get(org_id, 0) - (LOOKBACK if self.postgres else 0)

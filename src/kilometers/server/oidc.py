@@ -19,8 +19,8 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
-import sys
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +44,8 @@ from . import accounts, tenancy
 from .auth import SESSION_COOKIE, Auth
 from .errors import ApiError
 from .web import set_session_cookie
+
+_log = logging.getLogger(__name__)
 
 FLOW_COOKIE = "km_oidc"
 FLOW_TTL_SECONDS = 600
@@ -342,7 +344,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, settings: OidcSettings | 
         return p.settings.redirect_uri or str(request.base_url).rstrip("/") + CALLBACK_PATH
 
     def refuse(request: Request, exc: SignInRefused) -> Response:
-        print(f"km serve: OpenID Connect sign-in refused ({exc.code}): {exc.detail}", file=sys.stderr)
+        _log.warning(f"km serve: OpenID Connect sign-in refused ({exc.code}): {exc.detail}")
         response = RedirectResponse("/login?" + urlencode({"sso_error": exc.code}), status_code=303)
         response.delete_cookie(FLOW_COOKIE, path="/auth/oidc")
         return response

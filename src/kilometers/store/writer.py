@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
-import sys
+import logging
 import threading
 import time
 from collections.abc import Sequence
 
 from sqlalchemy import Engine, insert, update
 
+from ..log import once
 from ..model import Event, Session
 from ..sinks import Sink
 from . import db
@@ -17,6 +18,8 @@ from .codec import event_row, session_row
 from .live import LiveLock
 from .rollups import rollup_rows, upsert_rollups
 from .schema import LOCAL_ORG, sessions
+
+_log = logging.getLogger(__name__)
 
 RETRY_OPEN_SECONDS = 5.0
 _PROBE = Event(
@@ -40,7 +43,6 @@ class StoreSink(Sink):
         self._lock = threading.Lock()
         """Held while the store is opened, and around the per-session maps."""
         self._lost: dict[str, int] = {}
-        self._warned = False
         self._next_open = 0.0
         self._written_ids: set[str] = set()
         self._sql: str | None = None
@@ -52,15 +54,12 @@ class StoreSink(Sink):
             return sum(self._lost.values())
 
     def _warn(self, exc: BaseException) -> None:
-        if not self._warned:
-            self._warned = True
-            print(
-                f"km: cannot write the event store {db.display_url(self.url)} "
-                f"({db.error_text(exc, self.url)}); traffic is forwarded unchanged and what is not "
-                "stored is counted as dropped; free some space or set KM_HOME or --db to a writable place",
-                file=sys.stderr,
-                flush=True,
-            )
+        _log.warning(
+            f"km: cannot write the event store {db.display_url(self.url)} "
+            f"({db.error_text(exc, self.url)}); traffic is forwarded unchanged and what is not "
+            "stored is counted as dropped; free some space or set KM_HOME or --db to a writable place",
+            extra=once(f"store-write:{self.url}"),
+        )
 
     def _written(self, session: Session) -> None:
         """The session's row exists: hold its lock file, so that the session is ended by the

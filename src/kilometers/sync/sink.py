@@ -17,15 +17,18 @@ once per kind. ``httpx`` is imported on the thread so that ``km monitor`` starts
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from ..log import once
 from ..model import Event, Session
 from ..sinks import Sink
+
+_log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -73,7 +76,6 @@ class UploaderSink(Sink):
         self._flushed = threading.Condition(self._lock)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._warned: set[str] = set()
         self._retry_at = 0.0
         self._failures = 0
         self._disabled = False
@@ -125,9 +127,7 @@ class UploaderSink(Sink):
     # -- the uploader thread ----------------------------------------------------------------------------
 
     def _warn(self, kind: str, message: str) -> None:
-        if kind not in self._warned:
-            self._warned.add(kind)
-            print(f"km: {message}", file=sys.stderr, flush=True)
+        _log.warning(f"km: {message}", extra=once(f"upload:{self.api_url}:{kind}"))
 
     def _final_wanted(self) -> bool:
         return self._flush_wanted > self._flush_done
