@@ -30,7 +30,7 @@ from starlette.routing import Match, Route
 from .. import __version__
 from ..export.prometheus import CONTENT_TYPE, ServerMetrics
 from ..model import format_ts, parse_ts
-from ..store import db, queries, rollups
+from ..store import db, partitions, queries, rollups
 from ..store import findings as store_findings
 from . import ingest as ingest_mod
 from . import oidc, radar, teamsecurity, tenancy, web
@@ -282,6 +282,11 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
         hub.listen()
+        if settings.local_token is None:
+            try:  # PostgreSQL: this month's partition of events and the next ones
+                partitions.create_ahead(engine, time.time_ns())
+            except Exception as exc:  # the retention pass and ingestion create them too
+                print(f"km serve: cannot create the partitions ahead: {exc}", file=sys.stderr)
         if settings.retention_interval_seconds > 0 and settings.local_token is None:
             threading.Thread(target=_retention_loop, args=(engine, settings, stop), daemon=True).start()
         yield
