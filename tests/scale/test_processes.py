@@ -23,11 +23,13 @@ from urllib.parse import urljoin, urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, func, select, update
 
 from kilometers.server import accounts, tenancy
+from kilometers.server.ratelimit import SharedRateLimiter
+from kilometers.server.retention import apply_retention
 from kilometers.store import db
-from kilometers.store.schema import events, org_usage
+from kilometers.store.schema import events, org_usage, rate_buckets
 
 from factory import bearer, session_batch
 from km_helpers import free_port, km_serve, oidc_provider
@@ -311,3 +313,18 @@ def test_oidc_sign_in_completes_on_another_process(pg_cluster: Cluster) -> None:
                 assert me.status_code == 200 and me.json()["user"]["email"] == "ann@example.com", me.text
             assert urlsplit(back).port == second_port
             assert json.loads(browser.get(second + "/auth/me").text)["org"]["name"] == "acme"
+
+
+def test_idle_rate_buckets_are_removed_by_retention(tmp_path: Path) -> None:
+    engine = db.open_store(f"sqlite:///{tmp_path}/server.db")
+    limiter = SharedRateLimiter(engine, rate=0.001, burst=2)
+    assert limiter.take("busy") == 0 and limiter.take("idle") == 0
+    assert limiter.take("busy") == 0 and limiter.take("busy") > 0  # the third waits (1 token per 1,000 s)
+    with engine.begin() as conn:
+        conn.execute(
+            update(rate_buckets).where(rate_buckets.c.key == "idle").values(updated=time.time() - 7200)
+        )
+    apply_retention(engine)
+    with engine.connect() as conn:
+        assert conn.execute(select(rate_buckets.c.key)).scalars().all() == ["busy"]
+    engine.dispose()

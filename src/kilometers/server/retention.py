@@ -15,9 +15,11 @@ from sqlalchemy import Engine, and_, delete, or_, select
 
 from ..store import partitions
 from ..store.rollups import trim_rollups
-from ..store.schema import events, organizations, sessions
+from ..store.schema import events, organizations, rate_buckets, sessions
 
 DAY_NS = 86_400 * 10**9
+IDLE_BUCKET_SECONDS = 3600.0
+"""Rate-limit buckets unused this long are removed (any burst refills well within it)."""
 
 
 def apply_retention(engine: Engine, now_ns: int | None = None, org_id: str | None = None) -> dict[str, int]:
@@ -33,6 +35,8 @@ def apply_retention(engine: Engine, now_ns: int | None = None, org_id: str | Non
         orgs = conn.execute(query).all()
         everyone = conn.execute(select(organizations.c.id, organizations.c.retention_days)).all()
     partitions.create_ahead(engine, now_ns)
+    with engine.begin() as conn:  # a bucket idle this long is full again: same as no row
+        conn.execute(delete(rate_buckets).where(rate_buckets.c.updated < time.time() - IDLE_BUCKET_SECONDS))
     with engine.begin() as conn:
         if partitions.partitioned(conn):
             cutoffs = {oid: None if days is None else now_ns - int(days) * DAY_NS for oid, days in everyone}
