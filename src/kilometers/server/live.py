@@ -232,7 +232,8 @@ class LiveHub:
         with self._lock:
             subs = [sub for group in self._subs.values() for sub in group]
         for sub in subs:
-            sub.loop.call_soon_threadsafe(sub.recheck_now)
+            with contextlib.suppress(RuntimeError):  # its event loop has just closed
+                sub.loop.call_soon_threadsafe(sub.recheck_now)
 
     def _listen(self) -> None:
         import psycopg
