@@ -30,7 +30,7 @@ from starlette.routing import Match, Route
 from .. import __version__
 from ..export.prometheus import CONTENT_TYPE, ServerMetrics
 from ..model import format_ts, parse_ts
-from ..store import db, queries, rollups
+from ..store import db, partitions, queries, rollups
 from ..store import findings as store_findings
 from . import ingest as ingest_mod
 from . import oidc, radar, teamsecurity, tenancy, web
@@ -50,7 +50,7 @@ class ServerSettings:
     max_body_bytes: int = 10 * 1024 * 1024
     rate_per_second: float = 50.0
     rate_burst: float = 100.0
-    auth_cache_seconds: float = 5.0
+    auth_cache_seconds: float = 1.0
     local_token: str | None = None
     """`km ui`: serve the local store to the holder of this token only (loopback, Host-checked)."""
     allowed_hosts: set[str] | None = None
@@ -277,11 +277,18 @@ def create_app(
         ),
     )
     hub = LiveHub(engine, settings.live_poll_seconds)
+    hub.on_auth_change(auth.forget_keys)  # PostgreSQL: keys revoked by any process apply at once
     metrics = ServerMetrics()
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = threading.Event()
+        hub.listen()
+        if settings.local_token is None:
+            try:  # PostgreSQL: this month's partition of events and the next ones
+                partitions.create_ahead(engine, time.time_ns())
+            except Exception as exc:  # the retention pass and ingestion create them too
+                _log.warning(f"km serve: cannot create the partitions ahead: {exc}")
         if settings.retention_interval_seconds > 0 and settings.local_token is None:
             threading.Thread(target=_retention_loop, args=(engine, settings, stop), daemon=True).start()
         yield

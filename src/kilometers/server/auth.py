@@ -28,7 +28,7 @@ from sqlalchemy import Engine
 from ..store.schema import LOCAL_ORG
 from . import accounts, tenancy
 from .errors import ApiError
-from .ratelimit import LoginThrottle, RateLimiter
+from .ratelimit import LoginThrottle, SharedRateLimiter
 
 SESSION_COOKIE = "km_session"
 LOCAL_HEADER = "x-km-token"
@@ -77,7 +77,11 @@ class Caller:
 class AuthSettings:
     rate_per_second: float = 50.0
     rate_burst: float = 100.0
-    cache_seconds: float = 5.0
+    cache_seconds: float = 1.0
+    """How long a key lookup is reused. On PostgreSQL every process also drops its lookups the
+    moment keys, memberships or organizations change (:meth:`Auth.forget_keys`, called on each
+    ``km_auth`` notification): this is the bound when notifications are not coming through, and
+    on SQLite."""
     local_token: str | None = None
     """Set by `km ui`: the only credential accepted, for the local organization."""
 
@@ -94,10 +98,13 @@ class Auth:
     def __init__(self, engine: Engine, settings: AuthSettings) -> None:
         self.engine = engine
         self.settings = settings
-        self.limiter = RateLimiter(settings.rate_per_second, settings.rate_burst)
+        self.limiter = SharedRateLimiter(engine, settings.rate_per_second, settings.rate_burst)
         self.login_throttle = LoginThrottle()
         self.local_csrf = secrets.token_urlsafe(32)
         self._cache: dict[str, tuple[float, Caller | None, bool]] = {}
+        self._generation = 0
+        """Bumped by :meth:`forget_keys`: a lookup that began before is not cached (it may have
+        read the database before the change)."""
 
     @property
     def local(self) -> bool:
@@ -112,6 +119,7 @@ class Auth:
         hit = self._cache.get(key)
         if hit and not fresh and now - hit[0] < self.settings.cache_seconds:
             return hit[1], hit[2]
+        generation = self._generation
         record = tenancy.authenticate(self.engine, key)
         caller, revoked = None, False
         if record is not None:
@@ -136,8 +144,10 @@ class Auth:
             except tenancy.TenancyError:
                 caller = None
         if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[key] = (now, caller, revoked)
+            self._generation += 1
+        self._cache.clear()
+        if generation == self._generation:
+            self._cache[key] = (now, caller, revoked)
         return caller, revoked
 
     def _from_key(self, key: str, fresh: bool = False) -> Caller:
@@ -152,7 +162,9 @@ class Auth:
         return caller
 
     def forget_keys(self) -> None:
-        """Drop cached key lookups (after a revocation in this process, it takes effect at once)."""
+        """Drop cached key lookups: after a revocation in this process, and in every process on
+        PostgreSQL when a ``km_auth`` notification says keys, members or organizations changed."""
+        self._generation += 1
         self._cache.clear()
 
     # -- browsers --------------------------------------------------------------------------------

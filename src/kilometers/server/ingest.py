@@ -33,7 +33,7 @@ from ..analysis.redact import PARTIAL_RULE
 from ..analysis.redact import redact as redact_secrets
 from ..jsonlimits import MAX_DEPTH, too_deep_finding, too_deep_marker, value_too_deep
 from ..model import parse_ts
-from ..store import rollups
+from ..store import partitions, rollups
 from ..store.db import upsert
 from ..store.schema import events as events_table
 from ..store.schema import org_usage, organizations, sessions
@@ -499,13 +499,15 @@ PG_EVENT_TYPES = {
 _PG_INSERT = (
     f"INSERT INTO events ({', '.join(PG_EVENT_TYPES)}) SELECT * FROM unnest("
     + ", ".join(f"%({c})b::{t}[]" for c, t in PG_EVENT_TYPES.items())
-    + ") ON CONFLICT (org_id, id) DO NOTHING RETURNING id"
+    + ") ON CONFLICT (org_id, id, ts_ns) DO NOTHING RETURNING id"
 )
 
 
 def _insert_events_pg(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
     """One statement with one array per column (binary): a fixed, small SQL text that psycopg and
-    PostgreSQL parse once, instead of a 10,000-parameter VALUES list re-parsed for every batch."""
+    PostgreSQL parse once, instead of a 10,000-parameter VALUES list re-parsed for every batch.
+    The events table is partitioned by time there, so its unique key carries ``ts_ns``: a re-sent
+    event (same id, same time) is still stored once."""
     columns = {c: [r[c] for r in rows] for c in PG_EVENT_TYPES}
     result = conn.exec_driver_sql(_PG_INSERT, columns)
     return {r[0] for r in result}
@@ -547,6 +549,7 @@ def ingest(
     session_row = _session_row(org.id, session, redact, checks.config())
     now = time.time_ns()
     month = _month(now)
+    partitions.keeper(engine).ensure((r["ts_ns"] for r in rows), now)
     try:
         return _store(engine, org, session_row, rows, errors, month, reporter)
     except QuotaExceeded as exc:

@@ -11,11 +11,17 @@ indexed lookup per stream every two seconds.
 On PostgreSQL, ingestion runs ``pg_notify('km_events', org_id)`` in its transaction, so every
 process (not only the one that ingested) wakes up the moment a batch commits. On SQLite (the
 local store, written by `km monitor` processes) the tailer polls every ``poll_interval``.
+
+The same PostgreSQL connection listens on ``km_auth``, which a trigger (migration 0008) notifies
+whenever API keys, memberships or organizations change: every process then drops its cached key
+lookups (:meth:`LiveHub.on_auth_change`) and re-checks each open stream's credential at once,
+instead of at its next ``RECHECK_SECONDS``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -34,6 +40,7 @@ from ..store.schema import events
 _log = logging.getLogger(__name__)
 
 CHANNEL = "km_events"
+AUTH_CHANNEL = "km_auth"
 LOOKBACK = 500
 """PostgreSQL sequences are assigned before commit: look back a little and de-duplicate."""
 QUEUE_MAX = 10_000
@@ -85,12 +92,19 @@ class Subscription:
     loop: asyncio.AbstractEventLoop
     queue: asyncio.Queue[bytes] = field(default_factory=lambda: asyncio.Queue(QUEUE_MAX))
     lost: int = 0
+    recheck: bool = False
+    """Set when credentials changed somewhere: the stream re-checks its own before going on."""
 
     def offer(self, data: bytes) -> None:
         try:
             self.queue.put_nowait(data)
         except asyncio.QueueFull:
             self.lost += 1
+
+    def recheck_now(self) -> None:
+        self.recheck = True
+        with contextlib.suppress(asyncio.QueueFull):
+            self.queue.put_nowait(b"")  # wakes the stream up; not sent
 
 
 class LiveHub:
@@ -105,6 +119,8 @@ class LiveHub:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._listener: threading.Thread | None = None
+        self._auth_listeners: list[Callable[[], None]] = []
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -112,8 +128,19 @@ class LiveHub:
         if self._thread is None:
             self._thread = threading.Thread(target=self._run, name="km-live", daemon=True)
             self._thread.start()
-            if self.postgres:
-                threading.Thread(target=self._listen, name="km-listen", daemon=True).start()
+        self.listen()
+
+    def listen(self) -> None:
+        """On PostgreSQL, start listening to ``km_events`` and ``km_auth`` (the server does at
+        start-up, so that credential changes reach it before any stream is open)."""
+        if self.postgres and self._listener is None:
+            self._listener = threading.Thread(target=self._listen, name="km-listen", daemon=True)
+            self._listener.start()
+
+    def on_auth_change(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` (from the listener thread) whenever keys, members or organizations
+        changed, and after each reconnection (changes may have been missed meanwhile)."""
+        self._auth_listeners.append(callback)
 
     def stop(self) -> None:
         self._stop.set()
@@ -198,6 +225,18 @@ class LiveHub:
         if len(rows) == 5000:
             self._wake.set()
 
+    def _auth_changed(self) -> None:
+        for callback in self._auth_listeners:
+            try:
+                callback()
+            except Exception as exc:  # one failing listener must not stop the others
+                _log.warning(f"km serve: credential change not applied: {exc}")
+        with self._lock:
+            subs = [sub for group in self._subs.values() for sub in group]
+        for sub in subs:
+            with contextlib.suppress(RuntimeError):  # its event loop has just closed
+                sub.loop.call_soon_threadsafe(sub.recheck_now)
+
     def _listen(self) -> None:
         import psycopg
 
@@ -206,10 +245,15 @@ class LiveHub:
             try:
                 with psycopg.connect(url, autocommit=True) as conn:
                     conn.execute(f"LISTEN {CHANNEL}")
+                    conn.execute(f"LISTEN {AUTH_CHANNEL}")
                     self._wake.set()  # catch up on anything missed while (re)connecting
+                    self._auth_changed()
                     while not self._stop.is_set():
-                        for _ in conn.notifies(timeout=1.0):
-                            self._wake.set()
+                        for note in conn.notifies(timeout=1.0):
+                            if note.channel == AUTH_CHANNEL:
+                                self._auth_changed()
+                            else:
+                                self._wake.set()
             except Exception:
                 self._stop.wait(1.0)  # PostgreSQL restarting: reconnect
 
@@ -230,13 +274,17 @@ async def stream(
     try:
         yield b": connected\n\n"
         while True:
-            if allowed is not None and time.monotonic() - checked >= RECHECK_SECONDS:
+            due = sub.recheck or time.monotonic() - checked >= RECHECK_SECONDS
+            if allowed is not None and due:
+                sub.recheck = False
                 if not await allowed():
                     yield REVOKED
                     return
                 checked = time.monotonic()
             try:
                 data = await asyncio.wait_for(sub.queue.get(), 1.0)
+                if not data:  # recheck_now's wake-up
+                    continue
             except TimeoutError:
                 if await is_disconnected():
                     return

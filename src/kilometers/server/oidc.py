@@ -394,7 +394,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, settings: OidcSettings | 
         params = request.query_params
         try:
             host = request.client.host if request.client else "?"
-            if auth.limiter.take(f"login:{host}") > 0:
+            if await run_in_threadpool(auth.limiter.take, f"login:{host}") > 0:
                 raise SignInRefused("sso_rate_limited", f"too many sign-in attempts from {host}")
             flow = unseal(p.cookie_key, request.cookies.get(FLOW_COOKIE))
             if flow is None:

@@ -1,9 +1,13 @@
-"""A per-key token bucket (per server process; document the per-process nature in deploy.md)."""
+"""Rate limits: a per-key token bucket, in memory (:class:`RateLimiter`, one process) or in the
+database (:class:`SharedRateLimiter`, shared by every `km serve` process on it), and growing
+delays after failed sign-ins (:class:`LoginThrottle`, per process)."""
 
 from __future__ import annotations
 
 import threading
 import time
+
+from sqlalchemy import Engine, text
 
 
 class RateLimiter:
@@ -26,6 +30,56 @@ class RateLimiter:
                 return 0.0
             self._buckets[key] = (tokens, now)
             return (1 - tokens) / self.rate
+
+
+_TAKE = """
+INSERT INTO rate_buckets (key, tokens, updated) VALUES (:key, :burst - 1, {now})
+ON CONFLICT (key) DO UPDATE SET
+    tokens = {least}(:burst, rate_buckets.tokens
+                     + {greatest}(0, excluded.updated - rate_buckets.updated) * :rate) - 1,
+    updated = {greatest}(excluded.updated, rate_buckets.updated)
+WHERE {least}(:burst, rate_buckets.tokens
+              + {greatest}(0, excluded.updated - rate_buckets.updated) * :rate) >= 1
+RETURNING tokens
+"""
+_LEFT = """
+SELECT {least}(:burst, tokens + {greatest}(0, {now} - updated) * :rate) FROM rate_buckets
+WHERE key = :key
+"""
+
+
+class SharedRateLimiter:
+    """The token bucket of :class:`RateLimiter`, kept in the ``rate_buckets`` table so that all
+    server processes on one database draw from the same bucket: N processes allow exactly
+    ``rate`` requests per second per key (and ``burst`` at once), not N times as many.
+
+    One statement per request: an upsert that refills the bucket for the time elapsed and takes
+    a token only when one is left (``ON CONFLICT ... DO UPDATE ... WHERE``). The row lock it
+    takes makes concurrent requests for the same key count one after the other. On PostgreSQL
+    the time is the database's clock, so hosts whose clocks differ still share one bucket."""
+
+    def __init__(self, engine: Engine, rate: float, burst: float) -> None:
+        self.engine = engine
+        self.rate = rate
+        self.burst = burst
+        postgres = engine.dialect.name == "postgresql"
+        now = "extract(epoch from clock_timestamp())::float8" if postgres else ":now"
+        names = (
+            {"least": "least", "greatest": "greatest"} if postgres else {"least": "min", "greatest": "max"}
+        )
+        self._take = text(_TAKE.format(now=now, **names))
+        self._left = text(_LEFT.format(now=now, **names))
+
+    def take(self, key: str) -> float:
+        """0 when allowed, else the seconds to wait before the next request will be."""
+        if self.rate <= 0:
+            return 0.0
+        params = {"key": key, "rate": self.rate, "burst": self.burst, "now": time.time()}
+        with self.engine.begin() as conn:
+            if conn.execute(self._take, params).first() is not None:
+                return 0.0
+            left = conn.execute(self._left, params).scalar()
+        return max(0.0, 1 - float(left or 0.0)) / self.rate or 1 / self.rate
 
 
 class LoginThrottle:

@@ -316,3 +316,14 @@ pin_signing_keys = Table(
 )
 """Team server only: the Ed25519 key pair that signs an organization's approved pin set (made on
 first use; the private key as unencrypted PKCS#8 PEM, the public key as raw bytes in base64)."""
+
+rate_buckets = Table(
+    "rate_buckets",
+    metadata,
+    Column("key", String(80), primary_key=True),
+    Column("tokens", Float, nullable=False),
+    Column("updated", Float, nullable=False),
+)
+"""Team server only: one token bucket per API key or signed-in user (``key``: the caller's
+``rate_key``), shared by every `km serve` process: ``tokens`` left at ``updated`` (seconds since
+the epoch, by the database's clock on PostgreSQL)."""
