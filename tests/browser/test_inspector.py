@@ -223,6 +223,36 @@ def test_a_hostile_payload_renders_inert_and_visible(page: Page) -> None:
     assert page.evaluate("window.__xss") is None
 
 
+def test_live_shows_server_and_session_and_orders_by_time(page: Page, team: Team, tmp_path: Path) -> None:
+    """A session recorded offline and synced later arrives last but happened first: Live puts
+    its rows below the newer session's, and tells the two apart by server and session."""
+    page.get_by_test_id("nav-live").click()
+    expect(page.get_by_test_id("live-status")).to_contain_text("connected")
+    offline = {k: v for k, v in team.monitor_env().items() if k not in ("KM_API_URL", "KM_API_KEY")}
+    offline["KM_HOME"] = str(tmp_path)
+    km_cli("monitor", "--name", "earlier", "--", sys.executable, str(SERVER), env=offline,
+           stdin=_call(1, "earlier_call", "first"))  # fmt: skip
+    team_env = team.monitor_env()
+    km_cli("monitor", "--name", "later", "--", sys.executable, str(SERVER), env=team_env,
+           stdin=_call(1, "later_call", "second"))  # fmt: skip
+    km_cli("sync", env=team_env)
+    rows = page.get_by_test_id("live-row")
+    expect(rows.filter(has_text="later_call")).to_have_count(2)  # request and answer
+    km_cli("sync", env={**offline, "KM_API_URL": team.base, "KM_API_KEY": team.ingest_key})
+    expect(rows.filter(has_text="earlier_call")).to_have_count(2)
+    expect(rows.filter(has_text="later_call").first.locator(".c-server")).to_have_text("later")
+    expect(rows.filter(has_text="earlier_call").first.locator(".c-server")).to_have_text("earlier")
+    sessions = {r.get_attribute("data-session-id") for r in rows.all()}
+    shown = {t[:8] for t in rows.get_by_test_id("live-session").all_inner_texts()}
+    assert len(sessions) == 2 and shown == {(sid or "")[:8] for sid in sessions}
+    labels = rows.locator(".c-label").all_inner_texts()
+    assert labels.index(next(x for x in labels if "later_call" in x)) < labels.index(
+        next(x for x in labels if "earlier_call" in x)
+    )  # arrived last, shown below: ordered by time, not arrival
+    times = [r.get_attribute("data-ts") or "" for r in rows.all()]
+    assert times == sorted(times, reverse=True)
+
+
 def shot(page: Page, name: str) -> None:
     folder = os.environ.get("KM_SCREENSHOTS")
     if folder:
