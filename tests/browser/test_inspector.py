@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ import orjson
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from km_helpers import Team, chromium, km_cli, signed_in_page, team_server
+from km_helpers import KM, Team, chromium, km_cli, signed_in_page, team_server
 
 SERVER = Path(__file__).with_name("inspector_server.py")
 CALLS = 9_995  # with the calls below, their answers and the notifications: 20,003 events
@@ -54,16 +55,10 @@ def _lines() -> list[bytes]:
 def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
     with team_server(tmp_path_factory.mktemp("team")) as team:
         env = team.monitor_env()
-        km_cli(
-            "monitor",
-            "--name",
-            "inspected",
-            "--",
-            sys.executable,
-            str(SERVER),
-            env=env,
-            stdin=b"".join(_lines()),
-        )
+        # 20,000 events: more time than km_cli's 2 minutes on a busy machine
+        command = [KM, "monitor", "--name", "inspected", "--", sys.executable, str(SERVER)]
+        done = subprocess.run(command, input=b"".join(_lines()), capture_output=True, env=env, timeout=600)
+        assert done.returncode == 0, done.stderr.decode()
         km_cli("sync", env=env)
         yield team
 
@@ -104,7 +99,6 @@ def test_the_whole_session_is_reachable(page: Page) -> None:
     rows = page.get_by_test_id("inspector-row")
     expect(rows.first).to_contain_text("initialize")  # the session's start, at the top
     assert rows.count() < 200  # virtualised: only the rows in view are in the DOM
-    shot(page, "inspector-start")
 
     page.get_by_test_id("jump-last").click()
     last = page.get_by_test_id("inspector-row").filter(has_text="last_call")
@@ -181,6 +175,7 @@ def test_images_text_and_linked_notifications(page: Page) -> None:
     expect(image).to_be_visible()
     expect(image).to_have_attribute("src", re.compile(r"^data:image/png;base64,iVBOR"))
     page.wait_for_function("() => document.querySelector('[data-testid=result-image]').naturalWidth === 1")
+    page.get_by_test_id("inspector").evaluate("e => e.scrollIntoView({ block: 'start' })")
     shot(page, "inspector")
 
     configure = _row(page, "configure")

@@ -14,7 +14,8 @@ import type { KmEvent, KmSession } from "../types";
 import { PartialBadge } from "../components/Usage";
 import { clientName, serverName } from "./Sessions";
 
-/** Events per request while reading the session. */
+/** Events of the first request (the first rows show at once), then per request. */
+const FIRST_PAGE = 200;
 const PAGE = 1000;
 /** Events the inspector holds at most (the rest: Search). */
 export const MAX_EVENTS = 200_000;
@@ -36,7 +37,8 @@ function useSessionEvents(id: string): SessionEvents & { reload: () => void } {
     let items: KmEvent[] = [];
     setState({ items, done: false, capped: false, error: null });
     readSession(
-      (cursor) => api.events({ session_id: id, order: "oldest", limit: PAGE, cursor }, ctl.signal),
+      (cursor) =>
+        api.events({ session_id: id, order: "oldest", limit: cursor ? PAGE : FIRST_PAGE, cursor }, ctl.signal),
       (page) => {
         items = items.concat(page);
         setState((s) => ({ ...s, items }));
