@@ -23,12 +23,16 @@ DOM, seen by a ``MutationObserver`` installed before the page's own scripts run:
 
 - Overview: the five cards have values, both charts have their uPlot canvas, both top tables have rows
   (or their empty note);
-- Search: result rows (``search-result``) and the ``search-count`` line are there (or the empty note).
+- Search: result rows (``search-result``) and the ``search-count`` line are there (or the empty note);
+- Session: the inspector's first rows (``inspector-row``) and its count; "whole": also every page of the
+  session read (the ``inspector-loading`` note gone).
 
 The pages: Overview with the default range (1 hour) and with 7 days; Search with no filter (the newest
-events), filtered by tool, and a free-text query. Each page is loaded ``--rounds`` times per database,
-pages and databases interleaved. Besides the load time, the browser's Resource Timing entries give the
-duration of every API request the page made, and the same API requests are then timed alone with httpx
+events), filtered by tool, and a free-text query; the session inspector on the newest session, loaded
+when its first rows are shown, and again when the whole session has been read. Each page is loaded
+``--rounds`` times per database, pages and databases interleaved. Besides the load time, the
+browser's Resource Timing entries give the duration of every API request the page made, and the same
+API requests are then timed alone with httpx
 (server-side time, without the browser), with a worst case for the free-text search (a needle that
 matches nothing: the whole table is scanned).
 """
@@ -118,6 +122,16 @@ CONDITIONS = {
         if (rows && page.querySelector('[data-testid=search-count]')) return true;
         return !!page.querySelector('[data-testid=empty]');
     }""",
+    "session": """() => {
+        const page = document.querySelector('[data-testid=page-session]');
+        return !!page && !!page.querySelector('[data-testid=inspector-row]')
+            && !!page.querySelector('[data-testid=inspector-count]');
+    }""",
+    "session-all": """() => {
+        const page = document.querySelector('[data-testid=page-session]');
+        return !!page && !!page.querySelector('[data-testid=inspector-row]')
+            && !page.querySelector('[data-testid=inspector-loading]');
+    }""",
 }
 
 WATCH = """(() => {
@@ -139,17 +153,19 @@ WATCH = """(() => {
 @dataclass
 class PageSpec:
     name: str
-    kind: str  # overview | search
+    kind: str  # overview | search | session | session-all
     path: str
     api: list[tuple[str, dict[str, str]]]  # the data requests the page makes (for the httpx timings)
 
 
-def page_specs(now_ms: int) -> list[PageSpec]:
+def page_specs(now_ms: int, session_id: str | None = None) -> list[PageSpec]:
     def stats_params(ms: int, bucket: str) -> dict[str, str]:
         iso = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t / 1000)) + ".000Z"  # noqa: E731
         return {"since": iso(now_ms - ms), "until": iso(now_ms), "bucket": bucket}
 
     stats, events = "/api/v1/stats", "/api/v1/events"
+    oldest = {"session_id": session_id or "", "order": "oldest", "limit": "200"}  # the first page
+    session_api = [(f"/api/v1/sessions/{session_id}", {}), (events, oldest)]
     return [
         PageSpec("overview (default, 1 h)", "overview", "/overview",
                  [(stats, stats_params(3_600_000, "minute"))]),
@@ -160,6 +176,11 @@ def page_specs(now_ms: int) -> list[PageSpec]:
                  [(events, {"tool": "search_code", "limit": "100"})]),
         PageSpec(f"search q={FREE_TEXT!r}", "search", "/search?" + urlencode({"q": FREE_TEXT}),
                  [(events, {"q": FREE_TEXT, "limit": "100"})]),
+        *([] if session_id is None else [
+            # the inspector: the session's first rows, then the whole session read page by page
+            PageSpec("session (first rows)", "session", f"/sessions/{session_id}", session_api),
+            PageSpec("session (whole, all pages)", "session-all", f"/sessions/{session_id}", session_api),
+        ]),
     ]  # fmt: skip
 
 
@@ -347,7 +368,9 @@ def load_once(browser: Any, state: dict[str, Any], base: str, spec: PageSpec) ->
             "() => [window.__kmLoaded, window.__kmPainted,"
             " performance.getEntriesByType('navigation')[0].responseEnd]"
         )
-        rows = page.locator("[data-testid=search-result], [data-testid=top-tools-row]").count()
+        rows = page.locator(
+            "[data-testid=search-result], [data-testid=top-tools-row], [data-testid=inspector-row]"
+        ).count()
         requests = [
             {**r, "name": _short(r["name"], base)}
             for r in page.evaluate(RESOURCES_JS)
@@ -505,7 +528,10 @@ def main() -> None:
         from playwright.sync_api import sync_playwright
 
         now_ms = time.time_ns() // 1_000_000
-        specs = page_specs(now_ms)
+        # the newest session (the same in every database: they were filled with the same batches)
+        with httpx.Client(base_url=targets[0].base, cookies={"km_session": sign_in(targets[0].base)}) as c:
+            newest = c.get("/api/v1/sessions", params={"limit": "1"}).json()["items"]
+        specs = page_specs(now_ms, newest[0]["id"] if newest else None)
         results = {(t.name, s.name): PageResult(t.name, s.name, s.path) for t in targets for s in specs}
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)

@@ -20,18 +20,19 @@ def test_dashboard_bench_runs(tmp_path: Path) -> None:
         [sys.executable, str(ROOT / "bench" / "bench_dashboard.py"), *args],
         capture_output=True,
         text=True,
-        timeout=110,
+        timeout=180,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
     report = json.loads(out.read_text())
     assert report["stored"] == {"sqlite": 2000}
     pages = {p["page"]: p for p in report["pages"]}
-    assert len(pages) == 5 and any(p.startswith("overview") for p in pages)
+    assert len(pages) == 7 and any(p.startswith("overview") for p in pages)
     for name, page in pages.items():
         assert page["database"] == "sqlite"
         assert page["loads"] == 1 and page["median_ms"] > 0, name
         assert page["api_httpx"], name  # the page's API requests were timed alone too
         assert any(r.startswith("/api/v1/") for r in page["browser_requests"]), name
+    assert pages["session (first rows)"]["rows"] > 0  # the inspector drew the session's first rows
     assert pages["search (no filter)"]["rows"] > 0  # result rows were rendered (2,000 events: one
     # session of one server, so the tool filter may rightly find nothing)
     assert "First load" in result.stdout

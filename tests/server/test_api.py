@@ -379,3 +379,49 @@ def test_free_text_pages_read_a_bounded_number_of_events(api: Api, monkeypatch: 
     # without free text nothing changes: full pages, no searched_to
     plain = api.client.get("/api/v1/events", params={"limit": 5}, headers=h).json()
     assert len(plain["items"]) == 5 and "searched_to" not in plain
+
+
+def test_a_session_pages_oldest_first(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """order=oldest reads a session from its start (the inspector): every event once, in time
+    order, across pages and events that share a time; other sessions and orgs stay out."""
+    from kilometers.store import queries
+
+    _, ingest_key, read_key = api.org_with_keys("acme")
+    session, events = session_batch(20)
+    for e in events[4:8]:  # four events at one instant: the id breaks the tie
+        e["ts"] = events[4]["ts"]
+    _ingest(api, ingest_key, session, events)
+    other, other_events = session_batch(5, start_ns=BASE_NS - 3600 * 10**9)
+    _ingest(api, ingest_key, other, other_events)
+    _, other_ingest, _ = api.org_with_keys("other")
+    _ingest(api, other_ingest, session, events)  # the same ids in another org
+    h = bearer(read_key)
+
+    def read_all(**extra: str) -> list[dict]:  # type: ignore[type-arg]
+        seen: list[dict] = []  # type: ignore[type-arg]
+        cursor = None
+        while True:
+            params = {"session_id": session["id"], "order": "oldest", "limit": 3, **extra}
+            page = api.client.get(
+                "/api/v1/events", params={**params, **({"cursor": cursor} if cursor else {})}, headers=h
+            )
+            assert page.status_code == 200, page.text
+            seen += page.json()["items"]
+            cursor = page.json()["next_cursor"]
+            if cursor is None:
+                return seen
+
+    seen = read_all()
+    expected = sorted(events, key=lambda e: (e["ts"], e["id"]))
+    assert [e["id"] for e in seen] == [e["id"] for e in expected]
+    assert seen[0]["method"] == "initialize"
+    newest = api.client.get(
+        "/api/v1/events", params={"session_id": session["id"], "limit": 1}, headers=h
+    ).json()
+    assert newest["items"][0]["id"] == expected[-1]["id"]  # the default stays newest first
+    # free text, oldest first, with a bounded scan per page: still every match, in order
+    monkeypatch.setattr(queries, "TEXT_SCAN_ROWS", 4)
+    matches = read_all(q="CONTENTS 1")
+    assert [e["jsonrpc_id"] for e in matches] == [1, *range(10, 20)]
+    bad = api.client.get("/api/v1/events", params={"order": "sideways"}, headers=h)
+    assert bad.status_code == 422

@@ -235,6 +235,8 @@ export interface EventQuery {
   min_level?: string;
   limit?: number;
   cursor?: string | null;
+  /** "oldest": oldest first (a session from its start); newest first by default. */
+  order?: "newest" | "oldest";
 }
 
 /** GET /api/v1/findings and /summary (docs/api.md). */

@@ -464,8 +464,12 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         cursor: Cursor = None,
         min_level: MinLevel = None,
+        order: Annotated[
+            Literal["newest", "oldest"],
+            Query(description="newest first (the default) or oldest first, e.g. a session from its start"),
+        ] = "newest",
     ) -> dict[str, Any]:
-        """Events, newest first, with filters and cursor pagination."""
+        """Events, newest first (or oldest first), with filters and cursor pagination."""
         flt = queries.EventFilter(
             org_id=caller.org.id,
             session_id=session_id.lower() if session_id else None,
@@ -479,7 +483,7 @@ def create_app(
             min_level=min_level,
         )
         try:
-            page = queries.page_events(engine, flt, limit, cursor)
+            page = queries.page_events(engine, flt, limit, cursor, oldest_first=order == "oldest")
         except queries.BadCursor as exc:
             raise ApiError(400, "invalid_cursor", str(exc)) from None
         body: dict[str, Any] = {"items": [e.to_dict() for e in page.items], "next_cursor": page.next_cursor}

@@ -305,34 +305,47 @@ class EventPage:
     (``next_cursor`` continues from there)."""
 
 
-def page_events(engine: Engine, flt: EventFilter, limit: int, cursor: str | None = None) -> EventPage:
-    """Newest first, keyset-paginated on (ts_ns, id). With free text, one page reads at most
-    ``TEXT_SCAN_ROWS`` events and may hold fewer than ``limit`` matches."""
+def page_events(
+    engine: Engine, flt: EventFilter, limit: int, cursor: str | None = None, oldest_first: bool = False
+) -> EventPage:
+    """Newest first (or ``oldest_first``), keyset-paginated on (ts_ns, id). With free text, one
+    page reads at most ``TEXT_SCAN_ROWS`` events and may hold fewer than ``limit`` matches."""
     c = events.c
+
+    def beyond(ts: int, ident: str, inclusive: bool = False) -> list[ColumnElement[bool]]:
+        """Rows after (ts, ident) in reading order: the plain range lets the (org_id, ts_ns)
+        and (org_id, session_id, ts_ns) indexes bound the scan; the OR makes it exact."""
+        if oldest_first:
+            same = c.id >= ident if inclusive else c.id > ident
+            return [c.ts_ns >= ts, or_(c.ts_ns > ts, and_(c.ts_ns == ts, same))]
+        same = c.id <= ident if inclusive else c.id < ident
+        return [c.ts_ns <= ts, or_(c.ts_ns < ts, and_(c.ts_ns == ts, same))]
+
+    def within(ts: int, ident: str) -> list[ColumnElement[bool]]:
+        """Rows up to and including (ts, ident) in reading order."""
+        if oldest_first:
+            return [c.ts_ns <= ts, or_(c.ts_ns < ts, and_(c.ts_ns == ts, c.id <= ident))]
+        return [c.ts_ns >= ts, or_(c.ts_ns > ts, and_(c.ts_ns == ts, c.id >= ident))]
+
     after: list[ColumnElement[bool]] = []
     if cursor:
-        ts, ident = _decode_cursor(cursor)
-        # the plain range lets the (org_id, ts_ns) index bound the scan; the OR makes it exact
-        after += [c.ts_ns <= ts, or_(c.ts_ns < ts, and_(c.ts_ns == ts, c.id < ident))]
+        after = beyond(*_decode_cursor(cursor))
     clauses = [*flt.clauses(), *after]
-    newest_first = (c.ts_ns.desc(), c.id.desc())
+    order = (c.ts_ns.asc(), c.id.asc()) if oldest_first else (c.ts_ns.desc(), c.id.desc())
     with engine.connect() as conn:
         bound = None
         if flt.text:
-            # the oldest of the next TEXT_SCAN_ROWS events, text aside: read in index order
+            # the last of the next TEXT_SCAN_ROWS events, text aside: read in index order
             bound = conn.execute(
                 select(c.ts_ns, c.id)
                 .where(and_(*flt.without_text().clauses(), *after))
-                .order_by(*newest_first)
+                .order_by(*order)
                 .offset(TEXT_SCAN_ROWS - 1)
                 .limit(1)
             ).first()
             if bound is not None:
-                clauses += [
-                    c.ts_ns >= bound[0],
-                    or_(c.ts_ns > bound[0], and_(c.ts_ns == bound[0], c.id >= bound[1])),
-                ]
-        query = select(events).where(and_(*clauses)).order_by(*newest_first).limit(limit + 1)
+                clauses += within(bound[0], bound[1])
+        query = select(events).where(and_(*clauses)).order_by(*order).limit(limit + 1)
         rows = [event_from_row(r._mapping) for r in conn.execute(query)]
     if len(rows) > limit:
         rows = rows[:limit]

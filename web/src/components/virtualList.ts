@@ -15,6 +15,33 @@ export interface VirtualListOptions<T> {
   overscan?: number;
   /** Called after each draw with the number of items held. */
   onChange?: (total: number) => void;
+  /** When set, items are kept sorted by it (negative: `a` first) and new ones are merged into
+   *  place, e.g. newest first by time whatever order they arrive in; otherwise new items go on top. */
+  order?: (a: T, b: T) => number;
+}
+
+/**
+ * `batch` merged into `items` (both in `order`; the batch is sorted here), and by how many rows
+ * the item at `anchor` moved down (the new items placed before it).
+ */
+export function mergeSorted<T>(
+  batch: readonly T[],
+  items: readonly T[],
+  order: (a: T, b: T) => number,
+  anchor: number,
+): { items: T[]; shift: number } {
+  const fresh = [...batch].sort(order);
+  const out: T[] = [];
+  let i = 0;
+  let j = 0;
+  let shift = 0;
+  while (i < fresh.length || j < items.length) {
+    if (j >= items.length || (i < fresh.length && order(fresh[i]!, items[j]!) <= 0)) {
+      if (j <= anchor) shift++;
+      out.push(fresh[i++]!);
+    } else out.push(items[j++]!);
+  }
+  return { items: out, shift: Math.min(shift, fresh.length) };
 }
 
 /** The index range [first, end) of rows to render for a scroll position. */
@@ -59,11 +86,17 @@ export class VirtualList<T extends object> {
   prepend(batch: readonly T[]): void {
     if (batch.length === 0) return;
     const vp = this.opts.viewport;
-    this.items = batch.concat(this.items);
+    const { order, rowHeight } = this.opts;
+    let shift = batch.length;
+    if (order) {
+      const merged = mergeSorted(batch, this.items, order, Math.floor(vp.scrollTop / rowHeight));
+      this.items = merged.items;
+      shift = merged.shift;
+    } else this.items = batch.concat(this.items);
     if (this.items.length > this.opts.cap) this.items.length = this.opts.cap;
-    this.spacer.style.height = `${this.items.length * this.opts.rowHeight}px`;
-    // The rows in view moved down by batch.length: follow them (the browser clamps).
-    if (vp.scrollTop > 0) vp.scrollTop += batch.length * this.opts.rowHeight;
+    this.spacer.style.height = `${this.items.length * rowHeight}px`;
+    // The rows in view moved down by `shift`: follow them (the browser clamps).
+    if (vp.scrollTop > 0) vp.scrollTop += shift * rowHeight;
     this.draw();
   }
 

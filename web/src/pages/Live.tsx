@@ -1,15 +1,26 @@
 import { useEffect, useMemo, useRef, useState } from "preact/hooks";
-import { openStream } from "../api";
+import { api, openStream } from "../api";
 import { FilterForm } from "../components/FilterForm";
 import { PageHeader } from "../components/ui";
 import { VirtualList } from "../components/virtualList";
 import { useTitle } from "../hooks";
 import { el } from "../lib/dom";
-import { directionArrow, eventLabel, formatBytes, formatClock, formatInt, formatMs } from "../lib/format";
+import {
+  directionArrow,
+  eventLabel,
+  formatBytes,
+  formatClock,
+  formatInt,
+  formatMs,
+  parseTsMicros,
+} from "../lib/format";
+import { visibleText } from "../lib/invisible";
+import { SessionNames } from "../lib/sessionNames";
 import { LIVE_EVENT, LiveFeed, liveUrl, parseLiveEvent } from "../lib/live";
 import { filtersFromSearch, filtersToSearch, liveFilters, type EventFilters } from "../lib/query";
 import { handleLinkClick, navigate, paths, useLocation } from "../router";
 import type { KmEvent } from "../types";
+import { serverName } from "./Sessions";
 
 /** The newest this many events are kept (only the rows in view are in the DOM). */
 export const MAX_ROWS = 2000;
@@ -28,8 +39,14 @@ const STATUS_TEXT: Record<Status, string> = {
   revoked: "access changed: checking sign-in…",
 };
 
+/** Newest first by the time the event happened (not by arrival), the id breaking ties. */
+export function newestFirst(a: KmEvent, b: KmEvent): number {
+  const d = parseTsMicros(b.ts) - parseTsMicros(a.ts);
+  return d !== 0 && !Number.isNaN(d) ? d : a.id < b.id ? 1 : a.id > b.id ? -1 : 0;
+}
+
 /** One list row, built with text nodes only (payload-derived strings are untrusted). */
-function liveRow(e: KmEvent): HTMLAnchorElement {
+function liveRow(e: KmEvent, names: SessionNames): HTMLAnchorElement {
   const failed = e.is_error || e.kind === "error" || e.kind === "invalid";
   return el(
     "a",
@@ -39,11 +56,15 @@ function liveRow(e: KmEvent): HTMLAnchorElement {
       "data-testid": "live-row",
       "data-event-id": e.id,
       "data-kind": e.kind,
+      "data-ts": e.ts,
+      "data-session-id": e.session_id,
     },
     el("span", { class: "c-time" }, formatClock(e.ts)),
     el("span", { class: "c-dir", title: e.direction }, directionArrow(e.direction)),
     el("span", { class: `c-kind badge kind-${e.kind}` }, e.kind),
-    el("span", { class: "c-label" }, eventLabel(e)),
+    names.cell(e.session_id, "c-server"),
+    el("span", { class: "c-session", title: e.session_id, "data-testid": "live-session" }, e.session_id.slice(0, 8)),
+    el("span", { class: "c-label" }, visibleText(eventLabel(e))),
     el("span", { class: "c-latency num" }, e.latency_ms === null ? "" : formatMs(e.latency_ms)),
     el("span", { class: "c-size num" }, formatBytes(e.size_bytes)),
     riskCell(e.risk?.level),
@@ -78,7 +99,14 @@ export function LivePage() {
     const f = new LiveFeed(MAX_ROWS);
     if (feed.current?.paused) f.pause();
     feed.current = f;
-    const vlist = new VirtualList<KmEvent>({ viewport, render: liveRow, rowHeight: ROW_HEIGHT, cap: MAX_ROWS });
+    const names = new SessionNames((id) => api.session(id).then((s) => visibleText(serverName(s))));
+    const vlist = new VirtualList<KmEvent>({
+      viewport,
+      render: (e) => liveRow(e, names),
+      rowHeight: ROW_HEIGHT,
+      cap: MAX_ROWS,
+      order: newestFirst,
+    });
     rows.current = vlist;
     setCounts({ received: 0, shown: 0, buffered: 0 });
     setStatus("connecting");
@@ -189,6 +217,8 @@ export function LivePage() {
           <span class="c-time">time</span>
           <span class="c-dir" />
           <span class="c-kind">kind</span>
+          <span class="c-server">server</span>
+          <span class="c-session">session</span>
           <span class="c-label">method / subject</span>
           <span class="c-latency num">latency</span>
           <span class="c-size num">size</span>

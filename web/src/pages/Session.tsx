@@ -1,29 +1,75 @@
 import type { ComponentChildren } from "preact";
-import { useEffect, useMemo } from "preact/hooks";
-import { api } from "../api";
+import { useEffect, useState } from "preact/hooks";
+import { api, isAbort } from "../api";
+import { Inspector } from "../components/Inspector";
 import { Link } from "../components/Link";
 import { Empty, ErrorBanner, JsonBlock, Loading, PageHeader, SeverityBadge } from "../components/ui";
 import { useApi, useTitle } from "../hooks";
 import { formatDateTime, formatInt, formatMs, parseTsMicros } from "../lib/format";
 import { toQueryString } from "../lib/query";
-import { buildWaterfall, layoutBar, timelineSpan, type WaterfallRow } from "../lib/waterfall";
-import { anchoredEvent, eventAnchor, findingHref, findingsPath, severityBreakdown } from "../lib/findings";
+import { readSession } from "../lib/inspector";
+import { anchoredEvent, findingHref, findingsPath, severityBreakdown } from "../lib/findings";
 import { handleLinkClick, paths, useLocation } from "../router";
 import type { KmEvent, KmSession } from "../types";
 import { PartialBadge } from "../components/Usage";
 import { clientName, serverName } from "./Sessions";
 
-const EVENT_LIMIT = 1000;
+/** Events of the first request (the first rows show at once), then per request. */
+const FIRST_PAGE = 200;
+const PAGE = 1000;
+/** Events the inspector holds at most (the rest: Search). */
+export const MAX_EVENTS = 200_000;
+
+interface SessionEvents {
+  items: KmEvent[];
+  done: boolean;
+  /** Stopped at MAX_EVENTS with events left. */
+  capped: boolean;
+  error: Error | null;
+}
+
+/** The whole session, oldest first, page after page (the first page shows at once). */
+function useSessionEvents(id: string): SessionEvents & { reload: () => void } {
+  const [state, setState] = useState<SessionEvents>({ items: [], done: false, capped: false, error: null });
+  const [tick, setTick] = useState(0);
+  useEffect(() => {
+    const ctl = new AbortController();
+    let items: KmEvent[] = [];
+    setState({ items, done: false, capped: false, error: null });
+    readSession(
+      (cursor) =>
+        api.events({ session_id: id, order: "oldest", limit: cursor ? PAGE : FIRST_PAGE, cursor }, ctl.signal),
+      (page) => {
+        items = items.concat(page);
+        setState((s) => ({ ...s, items }));
+      },
+      MAX_EVENTS,
+      ctl.signal,
+    ).then(
+      (capped) => !ctl.signal.aborted && setState((s) => ({ ...s, done: true, capped })),
+      (err: unknown) =>
+        !ctl.signal.aborted &&
+        !isAbort(err) &&
+        setState((s) => ({ ...s, done: true, error: err instanceof Error ? err : new Error(String(err)) })),
+    );
+    return () => ctl.abort();
+  }, [id, tick]);
+  return { ...state, reload: () => setTick((t) => t + 1) };
+}
 
 export function SessionPage({ id }: { id: string }) {
   const session = useApi((signal) => api.session(id, signal), [id]);
-  const events = useApi((signal) => api.events({ session_id: id, limit: EVENT_LIMIT }, signal), [id]);
+  const events = useSessionEvents(id);
   useTitle(session.data ? `Session ${serverName(session.data)}` : "Session");
   const target = anchoredEvent(useLocation().hash);
+  const s = session.data;
+  const start = s ? parseTsMicros(s.started_at) : Number.NaN;
+  const end = s?.ended_at ? parseTsMicros(s.ended_at) : Number.NaN;
+  const targetMissing = events.done && target !== null && !events.items.some((e) => e.id === target) && !events.error;
 
   return (
     <section data-testid="page-session">
-      <PageHeader title={session.data ? serverName(session.data) : "Session"}>
+      <PageHeader title={s ? serverName(s) : "Session"}>
         <Link to={paths.live + toQueryString({ session_id: id })} class="btn btn-small" testid="session-live-link">
           Live
         </Link>
@@ -32,22 +78,32 @@ export function SessionPage({ id }: { id: string }) {
         </Link>
       </PageHeader>
       <ErrorBanner error={session.error} onRetry={session.reload} />
-      {session.loading && !session.data && <Loading />}
-      {session.data && <SessionFindings id={id} />}
-      {session.data && <SessionHeader s={session.data} />}
+      {session.loading && !s && <Loading />}
+      {s && <SessionFindings id={id} />}
+      {s && <SessionHeader s={s} />}
       <ErrorBanner error={events.error} onRetry={events.reload} />
-      {events.loading && !events.data && <Loading what="Loading events" />}
-      {events.data && target && !events.data.items.some((e) => e.id === target) && (
-        <p class="banner" data-testid="anchor-missing">
-          That event is not among the {formatInt(EVENT_LIMIT)} latest shown below:{" "}
-          <Link to={paths.event(target)}>open the event</Link>.
+      {!events.done && (
+        <p class="muted small" data-testid="inspector-loading">
+          Loading events… {formatInt(events.items.length)}
+          {s ? ` of ${formatInt(s.event_count)}` : ""}
         </p>
       )}
-      {events.data && (
-        <Waterfall
-          events={events.data.items}
-          truncated={events.data.next_cursor !== null}
-          session={session.data}
+      {events.capped && (
+        <p class="banner" data-testid="inspector-capped">
+          The inspector holds the first {formatInt(MAX_EVENTS)} events of this session; use{" "}
+          <Link to={paths.search + toQueryString({ session_id: id })}>Search</Link> for the rest.
+        </p>
+      )}
+      {targetMissing && target && (
+        <p class="banner" data-testid="anchor-missing">
+          That event is not in this session's recording: <Link to={paths.event(target)}>open the event</Link>.
+        </p>
+      )}
+      {(events.items.length > 0 || events.done) && !(events.error && events.items.length === 0) && !session.error && (
+        <Inspector
+          events={events.items}
+          sessionStart={Number.isNaN(start) ? null : start}
+          sessionEnd={Number.isNaN(end) ? null : end}
           target={target}
         />
       )}
@@ -188,92 +244,5 @@ function SessionHeader({ s }: { s: KmSession }) {
         )}
       </div>
     </div>
-  );
-}
-
-function Waterfall({
-  events,
-  truncated,
-  session,
-  target,
-}: {
-  events: KmEvent[];
-  truncated: boolean;
-  session: KmSession | null;
-  /** The event the page is anchored at (#event-<id>): scrolled to and marked. */
-  target: string | null;
-}) {
-  const { rows, span } = useMemo(() => {
-    const rows = buildWaterfall(events);
-    const start = session ? parseTsMicros(session.started_at) : Number.NaN;
-    const end = session?.ended_at ? parseTsMicros(session.ended_at) : Number.NaN;
-    const span = timelineSpan(rows, Number.isNaN(start) ? null : start, Number.isNaN(end) ? null : end);
-    return { rows, span };
-  }, [events, session]);
-
-  // a finding on an answer anchors at its call's row (request and answer share one bar)
-  const targetRow = target
-    ? (rows.find((r) => r.eventId === target || r.responseId === target)?.eventId ?? null)
-    : null;
-  useEffect(() => {
-    if (!target) return;
-    document.getElementById(eventAnchor(target))?.scrollIntoView({ block: "center" });
-  }, [target, rows]);
-
-  if (rows.length === 0) return <Empty>No events recorded in this session.</Empty>;
-  const total = (span[1] - span[0]) / 1000;
-  return (
-    <div class="card">
-      <h2>
-        Timeline{" "}
-        <span class="muted small">
-          ({formatInt(rows.length)} rows over {formatMs(total)})
-        </span>
-      </h2>
-      {truncated && (
-        <p class="muted small" data-testid="waterfall-truncated">
-          Showing the latest {formatInt(EVENT_LIMIT)} events of this session; use Search for the rest.
-        </p>
-      )}
-      <div class="waterfall" data-testid="waterfall">
-        <div class="wf-axis" aria-hidden="true">
-          <span>0</span>
-          <span>{formatMs(total / 2)}</span>
-          <span>{formatMs(total)}</span>
-        </div>
-        {rows.map((r) => (
-          <WaterfallBar key={r.eventId} row={r} span={span} target={r.eventId === targetRow ? target : null} />
-        ))}
-      </div>
-    </div>
-  );
-}
-
-/** `target`: the anchored event when it is this row's request or answer. */
-function WaterfallBar({ row, span, target }: { row: WaterfallRow; span: [number, number]; target: string | null }) {
-  const { left, width } = layoutBar(row, span);
-  const to = paths.event(target ?? row.eventId);
-  const latency = row.type === "notification" ? "notification" : row.end === null ? "pending" : formatMs(row.latencyMs);
-  const cls = `wf-bar wf-${row.type}${row.isError ? " is-error" : ""}${row.end === null ? " is-pending" : ""}`;
-  return (
-    <a
-      href={to}
-      id={target ? eventAnchor(target) : undefined}
-      class={target ? "wf-row is-target" : "wf-row"}
-      aria-current={target ? "true" : undefined}
-      data-testid="waterfall-bar"
-      data-event-id={row.eventId}
-      data-response-id={row.responseId ?? undefined}
-      title={`${row.label} — ${latency}`}
-      onClick={(ev) => handleLinkClick(ev, to)}
-    >
-      <span class="wf-label">
-        {row.label}
-        <span class="muted"> {latency}</span>
-      </span>
-      <span class="wf-track">
-        <span class={cls} style={{ left: `${left}%`, width: `${width}%` }} />
-      </span>
-    </a>
   );
 }
