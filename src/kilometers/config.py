@@ -45,6 +45,9 @@ class Settings:
     analysis: bool = True
     """Security analysis and redaction of what is stored. Turning it off also turns redaction off."""
     redact_pii: bool = False
+    keep_request_state: bool = False
+    """Store a multi-round call's opaque ``requestState`` as sent; by default km stores its
+    SHA-256 (``sha256:…``), enough to link the rounds. Forwarded bytes are never changed."""
     """Also redact personal data (e-mail, phone, cards, IBAN, SSN) in what km stores; secrets always are."""
     otel: bool = False
     """Export spans and metrics over OTLP (configured by the standard OTEL_EXPORTER_OTLP_* variables)."""
@@ -75,6 +78,7 @@ ENV = {
     "policy": "KM_POLICY",
     "policy_on_error": "KM_POLICY_ON_ERROR",
     "redact_pii": "KM_REDACT_PII",
+    "keep_request_state": "KM_KEEP_REQUEST_STATE",
     "analysis": "KM_ANALYSIS",
     "otel": "KM_OTEL",
     "otel_payloads": "KM_OTEL_PAYLOADS",
@@ -95,6 +99,7 @@ SECTIONS = {
     "policy": ("monitor", "policy"),
     "policy_on_error": ("monitor", "policy_on_error"),
     "redact_pii": ("monitor", "redact_pii"),
+    "keep_request_state": ("monitor", "keep_request_state"),
     "analysis": ("monitor", "analysis"),
     "otel": ("export", "otel"),
     "otel_payloads": ("export", "otel_payloads"),
