@@ -177,8 +177,10 @@ class Event:
                 payload = self.payload
         error = None
         if self.error_code is not None or self.error_message is not None:
+            error = {"code": self.error_code, "message": self.error_message}
             name = ERROR_NAMES.get(self.error_code) if self.error_code is not None else None
-            error = {"code": self.error_code, "message": self.error_message, "name": name}
+            if name is not None:  # a code JSON-RPC or MCP defines
+                error["name"] = name
         return {
             "id": self.id,
             "session_id": self.session_id,
