@@ -178,9 +178,6 @@ class Event:
         error = None
         if self.error_code is not None or self.error_message is not None:
             error = {"code": self.error_code, "message": self.error_message}
-            name = ERROR_NAMES.get(self.error_code) if self.error_code is not None else None
-            if name is not None:  # a code JSON-RPC or MCP defines
-                error["name"] = name
         return {
             "id": self.id,
             "session_id": self.session_id,
@@ -196,6 +193,7 @@ class Event:
             "size_bytes": self.size_bytes,
             "is_error": self.is_error,
             "error": error,
+            "error_name": ERROR_NAMES.get(self.error_code) if self.error_code is not None else None,
             "truncated": self.truncated,
             "request_event_id": self.request_event_id,
             "call_id": self.call_id,

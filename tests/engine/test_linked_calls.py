@@ -146,7 +146,7 @@ def test_an_unknown_retry_and_an_error_ending_a_call() -> None:
         ),
     )
     assert error.call_id == first.id and error.round == 2 and error.call_latency_ms == 3.0
-    assert error.is_error and error.to_dict()["error"]["name"] == "invalid_params"
+    assert error.is_error and error.to_dict()["error_name"] == "invalid_params"
 
 
 def test_mcp_2026_error_codes_are_named() -> None:
@@ -155,7 +155,7 @@ def test_mcp_2026_error_codes_are_named() -> None:
     for code in (-32020, -32021, -32022, -32000):
         feed(eng, (C2S, call(code), 0))
         (e,) = feed(eng, (S2C, {"jsonrpc": "2.0", "id": code, "error": {"code": code, "message": "no"}}, 1))
-        names.append(e.to_dict()["error"].get("name"))
+        names.append(e.to_dict()["error_name"])
     assert names == [
         "header_mismatch",
         "missing_required_client_capability",

@@ -75,7 +75,6 @@ class _Strict(BaseModel):
 class ErrorIn(_Strict):
     code: int | None = Field(default=None, ge=-INT32 - 1, le=INT32)
     message: NoNul | None = None
-    name: NoNul | None = Field(default=None, max_length=64, description="Ignored: derived from the code.")
 
 
 class EventIn(_Strict):
@@ -93,6 +92,9 @@ class EventIn(_Strict):
     size_bytes: int = Field(ge=0, le=2**53)
     is_error: bool = False
     error: ErrorIn | None = None
+    error_name: NoNul | None = Field(
+        default=None, max_length=64, description="Ignored: derived from the error's code."
+    )
     truncated: bool = False
     request_event_id: str | None = Field(default=None, pattern=UUID_PATTERN)
     call_id: str | None = Field(default=None, pattern=UUID_PATTERN)
