@@ -5,6 +5,7 @@ multi-round-trip request (``input_required`` with ``inputRequests`` and an opaqu
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp_types import ElicitRequest, ElicitRequestFormParams, InputRequiredResult
@@ -31,13 +32,14 @@ async def weather(ctx: Context) -> str | InputRequiredResult:
 def _ask(key: str, message: str, state: str) -> InputRequiredResult:
     schema = {"type": "object", "properties": {key: {"type": "string"}}, "required": [key]}
     question = ElicitRequest(params=ElicitRequestFormParams(message=message, requested_schema=schema))
-    return InputRequiredResult(input_requests={key: question}, request_state=state, result_type="input_required")
+    asked = {key: question}
+    return InputRequiredResult(input_requests=asked, request_state=state, result_type="input_required")
 
 
-def _answer(answers: dict[str, object], key: str) -> str:
-    answer = answers.get(key)
-    content = getattr(answer, "content", None) or (answer.get("content") if isinstance(answer, dict) else None)
-    return str((content or {}).get(key, "?"))
+def _answer(answers: Mapping[str, object], key: str) -> str:
+    """The field ``key`` of the elicitation result the client sent for the question ``key``."""
+    content = getattr(answers.get(key), "content", None) or {}
+    return str(content.get(key, "?"))
 
 
 @server.tool()

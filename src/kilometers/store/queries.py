@@ -311,11 +311,12 @@ def call_of(engine: Engine, event: Event, org_id: str = LOCAL_ORG) -> Call | Non
     """The logical call an event belongs to (or opens), when anything is linked to it."""
     root = event.call_id or event.id
     c = events.c
-    query = select(events).where(c.org_id == org_id, or_(c.id == root, c.call_id == root))
+    linked = or_(c.id == root, c.call_id == root, c.request_event_id == root)
+    query = select(events).where(c.org_id == org_id, linked)
     with engine.connect() as conn:
         found = [event_from_row(r._mapping) for r in conn.execute(query.order_by(c.ts_ns, c.seq))]
-    if len(found) < 2 and event.call_id is None:
-        return None
+    if event.call_id is None and not any(e.call_id == root for e in found):
+        return None  # nothing linked to it: a plain request and its answer
     return Call(root, found)
 
 
