@@ -474,8 +474,9 @@ class Capture:
         method = m.method or ""
         meta = params.get("_meta")
         meta = meta if isinstance(meta, dict) else {}
-        if m.cancels is not None:
-            event.call_id = m.cancels
+        if m.cancels is not None:  # the logical call: a cancelled retry cancels its whole call
+            cancelled = self._pending.get(_id_key(direction, params["requestId"]))
+            event.call_id = cancelled.call_id if cancelled and cancelled.round is not None else m.cancels
         elif method == PROGRESS:  # sent by whoever received the request that set the token
             token = _value_key(params.get("progressToken"))
             if token is not None:
@@ -496,9 +497,9 @@ class Capture:
             return
         pending.call_id, pending.round = event.call_id, event.round
         token = _value_key(meta.get("progressToken"))
-        if token is not None:
+        if token is not None:  # progress of a retry is the call's progress
             pending.progress = (direction, token)
-            _put(self._progress, pending.progress, event.id)
+            _put(self._progress, pending.progress, event.call_id if event.round is not None else event.id)
         if method == LISTEN:
             subscription = _value_key(m.jsonrpc_id)
             if subscription is not None:
@@ -620,7 +621,7 @@ class Capture:
             s.client = client
             self.session_changed = True
         capabilities = meta.get(CLIENT_CAPABILITIES_META_KEY)
-        if _kept(capabilities) and capabilities != s.client_capabilities:
+        if capabilities != s.client_capabilities and _kept(capabilities):
             s.client_capabilities = capabilities
             self.session_changed = True
         if LOG_LEVEL_META_KEY in meta:
@@ -649,7 +650,7 @@ class Capture:
         # 2026-07-28: servers stamp who they are on every result
         meta = result.get("_meta")
         server = meta.get(SERVER_INFO_META_KEY) if isinstance(meta, dict) else None
-        if _kept(server) and server != s.server:
+        if server is not None and server != s.server and _kept(server):
             s.server = server
             self.session_changed = True
 

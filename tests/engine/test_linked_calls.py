@@ -340,3 +340,25 @@ def test_a_handshake_still_teaches_client_capabilities_and_set_level_the_log_lev
         C2S, line({"jsonrpc": "2.0", "id": 1, "method": "logging/setLevel", "params": {"level": "info"}}), T
     )
     assert eng.session.client_capabilities == {"roots": {}} and eng.session.log_level == "info"
+
+
+def test_progress_and_cancellation_of_a_retry_link_to_its_whole_call() -> None:
+    eng = engine()
+    first, _asked, retry, progress, cancelled = feed(
+        eng,
+        (C2S, call(1), 0),
+        (S2C, result(1, resultType="input_required", requestState=STATE), 1),
+        (C2S, call(2, requestState=STATE, _meta={"progressToken": "p"}), 2),
+        (
+            S2C,
+            {
+                "jsonrpc": "2.0",
+                "method": "notifications/progress",
+                "params": {"progressToken": "p", "progress": 1},
+            },
+            3,
+        ),
+        (C2S, {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 2}}, 4),
+    )
+    assert retry.call_id == first.id and progress.call_id == first.id and cancelled.call_id == first.id
+    assert cancelled.decoded().cancels == retry.id  # type: ignore[union-attr]  # the request it names
