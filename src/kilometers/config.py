@@ -50,6 +50,9 @@ class Settings:
     analysis: bool = True
     """Security analysis and redaction of what is stored. Turning it off also turns redaction off."""
     redact_pii: bool = False
+    keep_request_state: bool = False
+    """Store a multi-round call's opaque ``requestState`` as sent; by default km stores its
+    SHA-256 (``sha256:…``), enough to link the rounds. Forwarded bytes are never changed."""
     """Also redact personal data (e-mail, phone, cards, IBAN, SSN) in what km stores; secrets always are."""
     otel: bool = False
     """Export spans and metrics over OTLP (configured by the standard OTEL_EXPORTER_OTLP_* variables)."""
@@ -129,6 +132,9 @@ SPECS: tuple[Spec, ...] = (
          "(`log`); the policy file's own `on_error` wins"),
     Spec("redact_pii", "monitor", "redact_pii", "KM_REDACT_PII", "`--redact-pii` / `--keep-pii`", BOOLEAN,
          "also redact personal data (e-mail, phone, cards, IBAN, SSN) in what is stored"),
+    Spec("keep_request_state", "monitor", "keep_request_state", "KM_KEEP_REQUEST_STATE", "", BOOLEAN,
+         "store a multi-round call's `requestState` as sent (default: as its sha256 hash; it is opaque "
+         "and may carry what the server sealed into it)"),
     Spec("analysis", "monitor", "analysis", "KM_ANALYSIS", "", BOOLEAN,
          "security analysis and redaction of what is stored (false: no risk and NO redaction)"),
     Spec("recorder_process", "monitor", "recorder_process", "KM_RECORDER_PROCESS", "", BOOLEAN,

@@ -206,7 +206,8 @@ class Host:
         settings = self.settings
         if filters is None:
             filters = Filters(settings.exclude_ping, settings.include_methods, settings.exclude_methods)
-        capture = Capture(session, filters)  # the payload limit applies after redaction (recorder)
+        # the payload limit applies after redaction (recorder)
+        capture = Capture(session, filters, keep_request_state=settings.keep_request_state)
         stage, gate = None, None
         if settings.analysis:
             from .security import Gate, SecurityStage

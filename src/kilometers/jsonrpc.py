@@ -7,7 +7,9 @@ session's negotiated details up to date. Every transport (stdio, HTTP, replay) r
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import hashlib
 import json
 import re
 from collections.abc import Iterable
@@ -22,8 +24,21 @@ from .model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Event, Kind, M
 PROTOCOL_VERSION_META_KEY = "io.modelcontextprotocol/protocolVersion"
 CLIENT_INFO_META_KEY = "io.modelcontextprotocol/clientInfo"
 SERVER_INFO_META_KEY = "io.modelcontextprotocol/serverInfo"
+CLIENT_CAPABILITIES_META_KEY = "io.modelcontextprotocol/clientCapabilities"
+LOG_LEVEL_META_KEY = "io.modelcontextprotocol/logLevel"
+SUBSCRIPTION_ID_META_KEY = "io.modelcontextprotocol/subscriptionId"
+"""On each notification of a ``subscriptions/listen`` stream: that request's JSON-RPC id."""
 
 CANCELLED = "notifications/cancelled"
+PROGRESS = "notifications/progress"
+LISTEN = "subscriptions/listen"
+INPUT_REQUIRED = "input_required"
+"""The ``resultType`` of a multi-round call's interim result (2026-07-28): the server asks for
+input (``inputRequests``) and/or hands the client an opaque ``requestState`` to send back."""
+TASK = "task"
+"""The ``resultType`` of a result that started a task (the tasks extension)."""
+REQUEST_STATE_HASH_PREFIX = "sha256:"
+"""What a stored ``requestState`` starts with unless the user keeps them (``keep_request_state``)."""
 
 MAX_PENDING_REQUESTS = 100_000
 """Unanswered requests remembered for correlation; the oldest are forgotten beyond this."""
@@ -97,6 +112,57 @@ class _Pending:
     resource_uri: str | None
     prompt_name: str | None
     recorded: bool
+    call_id: str | None = None
+    """The logical call this request belongs to (a multi-round retry, a task's request)."""
+    round: int | None = None
+    progress: tuple[str, str] | None = None
+    """The key of the progress token this request set, forgotten with its answer."""
+
+
+@dataclass(slots=True)
+class _Call:
+    """A multi-round call waiting for the client's retry (its last result was ``input_required``)."""
+
+    event_id: str
+    """Its first request."""
+    ts_ns: int
+    method: str
+    tool: str | None
+    round: int
+    state: str | None
+    """The hash of the ``requestState`` the server handed out last."""
+    inputs: frozenset[str]
+    """The keys of the ``inputRequests`` the server asked last."""
+
+
+def hash_request_state(state: str) -> str:
+    """What km stores of an opaque ``requestState``: ``sha256:`` and the hex digest of its UTF-8."""
+    return REQUEST_STATE_HASH_PREFIX + hashlib.sha256(state.encode("utf-8", "replace")).hexdigest()
+
+
+def _put(links: dict[Any, Any], key: Any, value: Any) -> None:
+    """Remember a link; the oldest are forgotten beyond MAX_PENDING_REQUESTS."""
+    if len(links) >= MAX_PENDING_REQUESTS:
+        links.pop(next(iter(links)))
+    links[key] = value
+
+
+def _value_key(value: Any) -> str | None:
+    """A progress token, task id or subscription id as a dict key (strings and numbers apart)."""
+    if isinstance(value, str):
+        return "s" + value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return "n" + repr(value)
+    return None
+
+
+def _task_id(value: Any) -> str | None:
+    """The task id a result, request or notification carries (``taskId``, or ``task.taskId``)."""
+    if not isinstance(value, dict):
+        return None
+    task = value.get("task")
+    found = task.get("taskId") if isinstance(task, dict) else value.get("taskId")
+    return found if isinstance(found, str) else None
 
 
 def _id_key(direction: Direction, jsonrpc_id: Any) -> tuple[str, str]:
@@ -207,14 +273,25 @@ class Capture:
         session: Session,
         filters: Filters | None = None,
         payload_limit: int = 0,
+        keep_request_state: bool = False,
     ) -> None:
         self.session = session
         self.filters = filters or Filters()
         self.payload_limit = payload_limit
+        self.keep_request_state = keep_request_state
+        """Store a multi-round call's ``requestState`` as sent (else as its hash: it is opaque and
+        may hold whatever the server keeps between rounds)."""
         self.session_changed = False
         """Set when initialize/discover filled in session details; the caller resets it."""
         self._framers = {CLIENT_TO_SERVER: LineFramer(), SERVER_TO_CLIENT: LineFramer()}
         self._pending: dict[tuple[str, str], _Pending] = {}
+        # links of one logical call: open multi-round calls (by first request, by requestState
+        # hash), tasks (by task id), progress tokens and subscriptions (by direction and value)
+        self._calls: dict[str, _Call] = {}
+        self._call_states: dict[str, str] = {}
+        self._tasks: dict[str, str] = {}
+        self._progress: dict[tuple[str, str], str] = {}
+        self._subscriptions: dict[tuple[str, str], str] = {}
 
     # -- feeding -------------------------------------------------------------------------------
 
@@ -361,26 +438,105 @@ class Capture:
                 m.cancels = cancelled.event_id if cancelled is not None else None
             if direction == CLIENT_TO_SERVER:
                 self._learn_from_request(method, params)
+        state = params.get("requestState") if isinstance(params, dict) else None
+        if isinstance(state, str):
+            state = self._seal_state(m, params, state)
         event = self._event(direction, ts_ns, m)
-        recorded = self.filters.records(method)
+        pending = _Pending(event.id, ts_ns, method, m.tool, m.resource_uri, m.prompt_name, True)
+        if isinstance(params, dict):
+            self._link_request(direction, m, params, state, event, pending)
+        recorded = pending.recorded = self.filters.records(method)
         if m.kind == "request":
-            self._remember(
-                direction,
-                m.jsonrpc_id,
-                _Pending(event.id, ts_ns, method, m.tool, m.resource_uri, m.prompt_name, recorded),
-            )
+            self._remember(direction, m.jsonrpc_id, pending)
         if recorded:
             self._append(out, event)
+
+    def _seal_state(self, m: Message, holder: dict[str, Any], state: str) -> str:
+        """The hash of a ``requestState``; unless kept, it replaces the state in what is stored
+        (the forwarded bytes are never changed)."""
+        digest = hash_request_state(state)
+        if not self.keep_request_state:
+            holder["requestState"] = digest
+            with contextlib.suppress(orjson.JSONEncodeError):  # too deep: only its marker is kept
+                m.text = orjson.dumps(m.value).decode()
+        return digest
+
+    def _link_request(
+        self,
+        direction: Direction,
+        m: Message,
+        params: dict[str, Any],
+        state: str | None,
+        event: Event,
+        pending: _Pending,
+    ) -> None:
+        """Link a request or notification to the logical call it belongs to (``event.call_id``)."""
+        method = m.method or ""
+        meta = params.get("_meta")
+        meta = meta if isinstance(meta, dict) else {}
+        if m.cancels is not None:  # the logical call: a cancelled retry cancels its whole call
+            cancelled = self._pending.get(_id_key(direction, params["requestId"]))
+            event.call_id = cancelled.call_id if cancelled and cancelled.round is not None else m.cancels
+        elif method == PROGRESS:  # sent by whoever received the request that set the token
+            token = _value_key(params.get("progressToken"))
+            if token is not None:
+                event.call_id = self._progress.get((_opposite(direction), token))
+        elif method.startswith(("tasks/", "notifications/tasks")):
+            task = _task_id(params)
+            if task is not None:
+                event.call_id = self._tasks.get(task)
+        elif SUBSCRIPTION_ID_META_KEY in meta:
+            subscription = _value_key(meta[SUBSCRIPTION_ID_META_KEY])
+            if subscription is not None:
+                event.call_id = self._subscriptions.get((_opposite(direction), subscription))
+        elif m.kind == "request" and (state is not None or "inputResponses" in params):
+            call = self._retried_call(m, params, state)
+            if call is not None:
+                event.call_id, event.round = call.event_id, call.round + 1
+        if m.kind != "request":
+            return
+        pending.call_id, pending.round = event.call_id, event.round
+        token = _value_key(meta.get("progressToken"))
+        if token is not None:  # progress of a retry is the call's progress
+            pending.progress = (direction, token)
+            _put(self._progress, pending.progress, event.call_id if event.round is not None else event.id)
+        if method == LISTEN:
+            subscription = _value_key(m.jsonrpc_id)
+            if subscription is not None:
+                _put(self._subscriptions, (direction, subscription), event.id)
+
+    def _retried_call(self, m: Message, params: dict[str, Any], state: str | None) -> _Call | None:
+        """The open multi-round call a request retries: the one that handed out its
+        ``requestState``, else the newest of the same method and tool that asked for (one of)
+        the inputs it answers."""
+        if state is not None:
+            call_id = self._call_states.get(state)
+            if call_id is not None and call_id in self._calls:
+                return self._calls[call_id]
+        answers = params.get("inputResponses")
+        keys = frozenset(answers) if isinstance(answers, dict) else frozenset()
+        for call in reversed(self._calls.values()):
+            if call.method == m.method and call.tool == m.tool and (keys & call.inputs or not call.inputs):
+                return call
+        return None
 
     def _response(self, direction: Direction, m: Message, ts_ns: int, out: list[Event]) -> None:
         pending = self._pending.pop(_id_key(_opposite(direction), m.jsonrpc_id), None)
         if pending is not None:
             m.method, m.tool = pending.method, pending.tool
             m.resource_uri, m.prompt_name = pending.resource_uri, pending.prompt_name
+        result = m.value.get("result")
+        state = result.get("requestState") if isinstance(result, dict) else None
+        if isinstance(state, str) and isinstance(result, dict):
+            state = self._seal_state(m, result, state)
         event = self._event(direction, ts_ns, m)
         if pending is not None:
             event.request_event_id = pending.event_id
             event.latency_ms = round((ts_ns - pending.ts_ns) / 1e6, 3)
+            event.call_id, event.round = pending.call_id, pending.round
+            if pending.progress is not None:
+                self._progress.pop(pending.progress, None)
+            self._link_result(pending, result, state, event)
         if m.kind == "error":
             error = m.value.get("error")
             if isinstance(error, dict):
@@ -388,15 +544,48 @@ class Capture:
                 event.error_code = code if isinstance(code, int) else None
                 event.error_message = _str_or_none(error.get("message"))
             event.is_error = True
-        else:
-            result = m.value.get("result")
-            if isinstance(result, dict):
-                if result.get("isError") is True:
-                    event.is_error = True
-                if pending is not None and direction == SERVER_TO_CLIENT:
-                    self._learn_from_result(pending.method, result)
+        elif isinstance(result, dict):
+            if result.get("isError") is True:
+                event.is_error = True
+            if pending is not None and direction == SERVER_TO_CLIENT:
+                self._learn_from_result(pending.method, result)
         if pending is None or pending.recorded:
             self._append(out, event)
+
+    def _link_result(self, pending: _Pending, result: Any, state: str | None, event: Event) -> None:
+        """A multi-round call goes on (``input_required``) or ends; a task starts."""
+        kind = result.get("resultType") if isinstance(result, dict) else None
+        call_id = pending.call_id if pending.round is not None else None
+        if kind == INPUT_REQUIRED:
+            assert isinstance(result, dict)
+            call_id = call_id or pending.event_id
+            event.call_id, event.round = call_id, pending.round or 1
+            call = self._calls.pop(call_id, None)
+            if call is not None and call.state is not None:
+                self._call_states.pop(call.state, None)
+            asked = result.get("inputRequests")
+            call = _Call(
+                call_id,
+                call.ts_ns if call is not None else pending.ts_ns,
+                pending.method,
+                pending.tool,
+                event.round,
+                state,
+                frozenset(asked) if isinstance(asked, dict) else frozenset(),
+            )
+            _put(self._calls, call_id, call)
+            if state is not None:
+                _put(self._call_states, state, call_id)
+            return
+        if call_id is not None:  # the answer to a retry: the call is over
+            call = self._calls.pop(call_id, None)
+            if call is not None:
+                if call.state is not None:
+                    self._call_states.pop(call.state, None)
+                event.call_latency_ms = round((event.ts_ns - call.ts_ns) / 1e6, 3)
+        task = _task_id(result) if kind == TASK or (isinstance(result, dict) and "task" in result) else None
+        if task is not None:
+            _put(self._tasks, task, pending.call_id or pending.event_id)
 
     def _append(self, out: list[Event], event: Event) -> None:
         truncate_payload(event, self.payload_limit)
@@ -413,10 +602,16 @@ class Capture:
             if s.protocol_version is None and isinstance(params.get("protocolVersion"), str):
                 s.protocol_version = params["protocolVersion"]
                 self.session_changed = True
+            if _kept(params.get("capabilities")):
+                s.client_capabilities = params["capabilities"]
+                self.session_changed = True
             return
+        if method == "logging/setLevel":
+            self._learn_log_level(params.get("level"))
         meta = params.get("_meta")
         if not isinstance(meta, dict):
             return
+        # 2026-07-28: no handshake, each request says who the client is and what it can do
         version = meta.get(PROTOCOL_VERSION_META_KEY)
         if isinstance(version, str) and version != s.protocol_version:
             s.protocol_version = version
@@ -424,6 +619,17 @@ class Capture:
         client = meta.get(CLIENT_INFO_META_KEY)
         if s.client is None and _kept(client):
             s.client = client
+            self.session_changed = True
+        capabilities = meta.get(CLIENT_CAPABILITIES_META_KEY)
+        if capabilities != s.client_capabilities and _kept(capabilities):
+            s.client_capabilities = capabilities
+            self.session_changed = True
+        if LOG_LEVEL_META_KEY in meta:
+            self._learn_log_level(meta[LOG_LEVEL_META_KEY])
+
+    def _learn_log_level(self, level: Any) -> None:
+        if isinstance(level, str) and len(level) <= 32 and level != self.session.log_level:
+            self.session.log_level = level
             self.session_changed = True
 
     def _learn_from_result(self, method: str, result: dict[str, Any]) -> None:
@@ -436,12 +642,16 @@ class Capture:
             if _kept(result.get("capabilities")):
                 s.capabilities = result["capabilities"]
             self.session_changed = True
-        elif method == "server/discover":
-            meta = result.get("_meta")
-            if isinstance(meta, dict) and _kept(meta.get(SERVER_INFO_META_KEY)):
-                s.server = meta[SERVER_INFO_META_KEY]
+            return
+        if method == "server/discover":
             if _kept(result.get("capabilities")):
                 s.capabilities = result["capabilities"]
+            self.session_changed = True
+        # 2026-07-28: servers stamp who they are on every result
+        meta = result.get("_meta")
+        server = meta.get(SERVER_INFO_META_KEY) if isinstance(meta, dict) else None
+        if server is not None and server != s.server and _kept(server):
+            s.server = server
             self.session_changed = True
 
 

@@ -30,6 +30,17 @@ KINDS: tuple[Kind, ...] = ("request", "notification", "response", "error", "inva
 Level = Literal["none", "low", "medium", "high", "critical"]
 LEVELS: tuple[Level, ...] = ("none", "low", "medium", "high", "critical")
 """Risk levels in order (the one scale: kilometers.analysis.findings)."""
+ERROR_NAMES: dict[int, str] = {
+    -32700: "parse_error",
+    -32600: "invalid_request",
+    -32601: "method_not_found",
+    -32602: "invalid_params",
+    -32603: "internal_error",
+    -32020: "header_mismatch",
+    -32021: "missing_required_client_capability",
+    -32022: "unsupported_protocol_version",
+}
+"""Names of the JSON-RPC error codes JSON-RPC 2.0 and MCP 2026-07-28 define (as the SDK names them)."""
 
 
 def new_id() -> str:
@@ -106,6 +117,16 @@ class Event:
     truncated: bool = False
     request_event_id: str | None = None
     """On a response: the id of the request event it answers."""
+    call_id: str | None = None
+    """The event id of the request that opened the logical call this event belongs to: on every
+    round of a multi-round (``input_required``) call after the first request, on a task's
+    requests, responses and notifications, on a request's progress and cancellation
+    notifications, and on the notifications of a ``subscriptions/listen`` subscription."""
+    round: int | None = None
+    """The round of a multi-round call this request or response belongs to (1 for the first
+    ``input_required`` result, 2 for the client's retry and its answer...); None otherwise."""
+    call_latency_ms: float | None = None
+    """On the final response of a multi-round call: from its first request to this answer."""
     risk: dict[str, Any] | None = None
     """``{"score", "level", "findings"}`` from the security analysis (None: nothing found)."""
     message: Message | None = field(default=None, repr=False, compare=False)
@@ -172,8 +193,12 @@ class Event:
             "size_bytes": self.size_bytes,
             "is_error": self.is_error,
             "error": error,
+            "error_name": ERROR_NAMES.get(self.error_code) if self.error_code is not None else None,
             "truncated": self.truncated,
             "request_event_id": self.request_event_id,
+            "call_id": self.call_id,
+            "round": self.round,
+            "call_latency_ms": self.call_latency_ms,
             "risk": self.risk or {"score": 0, "level": "none", "findings": []},
             "payload": payload,
         }
@@ -196,6 +221,12 @@ class Session:
     server: dict[str, Any] | None = None
     protocol_version: str | None = None
     capabilities: dict[str, Any] | None = None
+    client_capabilities: dict[str, Any] | None = None
+    """What the client declared: ``initialize``'s capabilities or (2026-07-28) a request's
+    ``io.modelcontextprotocol/clientCapabilities`` ``_meta`` (the latest one)."""
+    log_level: str | None = None
+    """The log level the client asked for (``logging/setLevel`` or a request's
+    ``io.modelcontextprotocol/logLevel`` ``_meta``, the latest one)."""
     event_count: int = 0
     error_count: int = 0
     dropped_events: int = 0
@@ -221,6 +252,8 @@ class Session:
             "server": self.server,
             "protocol_version": self.protocol_version,
             "capabilities": self.capabilities,
+            "client_capabilities": self.client_capabilities,
+            "log_level": self.log_level,
             "event_count": self.event_count,
             "error_count": self.error_count,
             "dropped_events": self.dropped_events,

@@ -11,13 +11,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 import orjson
 
-from ..model import Event, Session
+from ..jsonrpc import CANCELLED, PROGRESS
+from ..model import ERROR_NAMES, Event, Session
 from .common import db_option, echo_json, fail, open_engine, since_to_ns
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from ..store.queries import EventFilter
+    from ..store.queries import Call, EventFilter
 
 F = TypeVar("F", bound=Callable[..., Any])
 risk_option = click.option(
@@ -47,8 +48,73 @@ def _size(n: int) -> str:
     return f"{n}B"
 
 
-def event_line(e: Event) -> str:
-    """One coloured line per message: time, arrow, kind, method/tool, latency, size."""
+def _params(e: Event) -> dict[str, Any]:
+    """The stored message's ``params`` (``result`` for a response), {} when absent or cut."""
+    try:
+        value = orjson.loads(e.payload) if e.payload is not None else None
+    except orjson.JSONDecodeError:
+        return {}
+    if not isinstance(value, dict):
+        return {}
+    inner = value.get("result" if e.kind == "response" else "params")
+    return inner if isinstance(inner, dict) else {}
+
+
+def questions(e: Event) -> list[str]:
+    """What an ``input_required`` result asks the client: ``elicitation/create: Which city?``,
+    ``sampling/createMessage``, ``roots/list``, one per input request."""
+    if e.kind != "response" or e.payload is None or "inputRequests" not in e.payload:
+        return []
+    asked = _params(e).get("inputRequests")
+    found = []
+    for request in asked.values() if isinstance(asked, dict) else ():
+        if not isinstance(request, dict):
+            continue
+        method = str(request.get("method") or "?")
+        params = request.get("params")
+        message = params.get("message") if isinstance(params, dict) else None
+        found.append(f"{method}: {message}" if isinstance(message, str) else method)
+    return found
+
+
+def progress(e: Event) -> str | None:
+    """A progress notification's values: ``2/5 "message"`` (``2`` without a total)."""
+    if e.method != PROGRESS:
+        return None
+    params = _params(e)
+    done, total, message = params.get("progress"), params.get("total"), params.get("message")
+    if not isinstance(done, int | float) or isinstance(done, bool):
+        return None
+    text = (
+        f"{done:g}/{total:g}"
+        if isinstance(total, int | float) and not isinstance(total, bool)
+        else f"{done:g}"
+    )
+    return f"{text} {orjson.dumps(message).decode()}" if isinstance(message, str) else text
+
+
+def _links(e: Event, cancelled: bool) -> list[str]:
+    """What an event's line says of its links: round, total latency, questions, progress, state."""
+    parts = []
+    if e.round is not None:
+        parts.append(click.style(f"round {e.round}", fg="magenta"))
+    if e.call_latency_ms is not None:
+        parts.append(click.style(f"call {e.call_latency_ms:.1f}ms", fg="magenta"))
+    parts += [click.style(f"asks {q}", fg="magenta") for q in questions(e)]
+    values = progress(e)
+    if values is not None:
+        parts.append(click.style(f"progress {values}", fg="blue"))
+    if cancelled:
+        parts.append(click.style("cancelled", fg="red", bold=True))
+    if e.call_id is not None:
+        verb = "cancels" if e.method == CANCELLED else "of"
+        parts.append(click.style(f"{verb} {e.call_id}", dim=True))
+    return parts
+
+
+def event_line(e: Event, cancelled: bool = False) -> str:
+    """One coloured line per message: time, arrow, kind, method/tool, latency, size, its links
+    (``cancelled``: the request was cancelled)."""
     name = e.method or "-"
     if e.tool:
         name += f" {e.tool}"
@@ -68,7 +134,10 @@ def event_line(e: Event) -> str:
         parts.append(f"{e.latency_ms:.1f}ms")
     parts.append(_size(e.size_bytes))
     if e.error_message or e.is_error:
-        parts.append(click.style(e.error_message or "isError", fg="red"))
+        named = ERROR_NAMES.get(e.error_code) if e.error_code is not None else None
+        text = e.error_message or "isError"
+        parts.append(click.style(f"{named}: {text}" if named else text, fg="red"))
+    parts += _links(e, cancelled)
     if e.risk:
         colour = {"critical": "red", "high": "red", "medium": "yellow"}.get(e.risk["level"], "white")
         parts.append(click.style(f"risk:{e.risk['level']}", fg=colour, bold=True))
@@ -253,11 +322,12 @@ def events_cmd(
     found = queries.list_events(engine, flt, limit)
     if not found and not as_json:
         _empty_hint("matching events")
+    cancelled = set() if as_json else queries.cancelled(engine, [e.id for e in found if e.kind == "request"])
     for e in found:
-        if as_json:
+        if as_json:  # the same object as the API's (a cancellation is linked by its call_id)
             echo_json(e.to_dict())
         else:
-            click.echo(event_line(e))
+            click.echo(event_line(e, e.id in cancelled))
 
 
 @click.command("show")
@@ -274,18 +344,38 @@ def show_cmd(event_id: str, as_json: bool, db_url: str | None) -> None:
     except queries.NotFound as exc:
         fail(str(exc))
     pair = queries.paired_event(engine, event)
+    call = queries.call_of(engine, event)
     data = event.to_dict()
     data["paired_event_id"] = pair.id if pair else None
+    data["call"] = call.to_dict() if call is not None else None
+    if call is not None:  # what the call asked the client, and its progress
+        data["call"]["questions"] = [q for e in call.events for q in questions(e)]
+        data["call"]["progress"] = [p for e in call.events if (p := progress(e)) is not None]
     if as_json:
         echo_json(data)
         return
-    click.echo(event_line(event))
+    click.echo(event_line(event, call is not None and call.id == event.id and call.state == "cancelled"))
     for key in ("session_id", "ts", "jsonrpc_id", "resource_uri", "prompt_name", "error", "truncated"):
         if data.get(key) is not None and data[key] is not False:  # a jsonrpc_id 0 is shown
             click.echo(f"  {key}: {orjson.dumps(data[key]).decode()}")
     if pair is not None:
         click.echo(f"  paired with: {pair.kind} {pair.id}")
+    if call is not None:
+        _show_call(call)
     click.echo(orjson.dumps(data["payload"], option=orjson.OPT_INDENT_2).decode())
+
+
+def _show_call(call: Call) -> None:
+    """The logical call an event belongs to: state, rounds, total latency, each linked event."""
+    info = call.to_dict()
+    colour = {"cancelled": "red", "error": "red", "pending": "yellow", "input_required": "yellow"}
+    head = f"  call {call.id}: {click.style(info['state'], fg=colour.get(info['state'], 'green'), bold=True)}"
+    head += f", {_plural(info['rounds'], 'round')}"
+    if info["latency_ms"] is not None:
+        head += f", {info['latency_ms']:.1f}ms in all"
+    click.echo(head)
+    for e in call.events:
+        click.echo("    " + event_line(e))
 
 
 @click.command("tail")
@@ -405,13 +495,14 @@ def stats_cmd(
     mw = max(6, *(len(str(r["method"])) for r in rows))
     tw = max(4, *(len(str(r["tool"] or "")) for r in rows))
     header = (
-        f"{'method':<{mw}} {'tool':<{tw}} {'calls':>7} {'errors':>7} "
+        f"{'method':<{mw}} {'tool':<{tw}} {'calls':>7} {'errors':>7} {'cancelled':>9} "
         f"{'p50 ms':>8} {'p95 ms':>8} {'p99 ms':>8} {'bytes':>10}"
     )
     click.echo(click.style(header, bold=True))
     for r in rows:
         click.echo(
             f"{r['method']!s:<{mw}} {r['tool'] or '':<{tw}} {r['count']:>7} {r['errors']:>7} "
+            f"{r['cancelled']:>9} "
             f"{_ms(r['p50_ms']):>8} {_ms(r['p95_ms']):>8} {_ms(r['p99_ms']):>8} {r['bytes']:>10}"
         )
 

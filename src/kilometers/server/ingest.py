@@ -92,8 +92,14 @@ class EventIn(_Strict):
     size_bytes: int = Field(ge=0, le=2**53)
     is_error: bool = False
     error: ErrorIn | None = None
+    error_name: NoNul | None = Field(
+        default=None, max_length=64, description="Ignored: derived from the error's code."
+    )
     truncated: bool = False
     request_event_id: str | None = Field(default=None, pattern=UUID_PATTERN)
+    call_id: str | None = Field(default=None, pattern=UUID_PATTERN)
+    round: int | None = Field(default=None, ge=1, le=INT32)
+    call_latency_ms: float | None = Field(default=None, ge=0, le=1e12)
     payload: Any = None
     risk: dict[str, Any] | None = None
 
@@ -119,6 +125,8 @@ class SessionIn(_Strict):
     server: dict[str, Any] | None = None
     protocol_version: NoNul | None = Field(default=None, max_length=32)
     capabilities: dict[str, Any] | None = None
+    client_capabilities: dict[str, Any] | None = None
+    log_level: NoNul | None = Field(default=None, max_length=32)
     event_count: int = Field(default=0, ge=0, le=INT32)
     error_count: int = Field(default=0, ge=0, le=INT32)
     dropped_events: int = Field(default=0, ge=0, le=INT32)
@@ -234,7 +242,17 @@ def _with_findings(columns: dict[str, Any], found: list[Finding]) -> dict[str, A
 
 EVENT_TEXT = ("method", "tool", "resource_uri", "prompt_name", "jsonrpc_id")
 """The event's text columns besides the payload and error message (scanned by the backstop too)."""
-SESSION_TEXT = ("name", "cwd", "host", "client", "server", "capabilities", "protocol_version")
+SESSION_TEXT = (
+    "name",
+    "cwd",
+    "host",
+    "client",
+    "server",
+    "capabilities",
+    "protocol_version",
+    "client_capabilities",
+    "log_level",
+)
 
 
 def _event_row(
@@ -288,6 +306,9 @@ def _event_row(
         "error_message": error_message,
         "truncated": truncated,
         "request_event_id": e.request_event_id,
+        "call_id": e.call_id.lower() if e.call_id else None,
+        "round": e.round,
+        "call_latency_ms": e.call_latency_ms,
         "payload": (
             payload.replace("\x00", "\\u0000")  # a truncated text keeps a NUL the way JSON writes it
             if e.truncated and isinstance(payload, str)
@@ -339,6 +360,8 @@ def _session_row(
         "server": _dump(text["server"]),
         "protocol_version": text["protocol_version"],
         "capabilities": _dump(text["capabilities"]),
+        "client_capabilities": _dump(text["client_capabilities"]),
+        "log_level": text["log_level"],
         "event_count": 0,
         "error_count": 0,
         "dropped_events": s.dropped_events,
@@ -356,7 +379,7 @@ BODY_DEPTH = 2 * MAX_DEPTH
 """Nesting a batch body is cut to when it is deeper than that."""
 _PIECE = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[^"]{1,4096}|"')
 _OPEN, _CLOSE = frozenset(b"[{"), frozenset(b"]}")
-SESSION_JSON = ("client", "server", "capabilities")
+SESSION_JSON = ("client", "server", "capabilities", "client_capabilities")
 
 
 def decode_body(body: bytes) -> Any:
@@ -495,6 +518,7 @@ PG_EVENT_TYPES = {
     "latency_ms": "float8", "size_bytes": "int8", "is_error": "bool", "error_code": "int4",
     "error_message": "text", "truncated": "bool", "request_event_id": "text", "payload": "text",
     "risk_score": "int4", "risk_level": "text", "findings": "text",
+    "call_id": "text", "round": "int4", "call_latency_ms": "float8",
 }  # fmt: skip
 _PG_INSERT = (
     f"INSERT INTO events ({', '.join(PG_EVENT_TYPES)}) SELECT * FROM unnest("
@@ -571,6 +595,7 @@ def _upsert_session(conn: Connection, session_row: dict[str, Any]) -> Any:
             index_elements=["org_id", "id"],
             set_={
                 **{c: func.coalesce(sessions.c[c], ex[c]) for c in first_wins},
+                **{c: func.coalesce(ex[c], sessions.c[c]) for c in ("client_capabilities", "log_level")},
                 "dropped_events": func.greatest(ex.dropped_events, sessions.c.dropped_events)
                 if conn.dialect.name == "postgresql"
                 else func.max(ex.dropped_events, sessions.c.dropped_events),

@@ -48,6 +48,9 @@ def event_row(e: Event, org_id: str = LOCAL_ORG) -> dict[str, Any]:
         "risk_score": e.risk["score"] if e.risk else None,
         "risk_level": e.risk["level"] if e.risk else None,
         "findings": orjson.dumps(e.risk["findings"]).decode() if e.risk else None,
+        "call_id": e.call_id,
+        "round": e.round,
+        "call_latency_ms": e.call_latency_ms,
     }
 
 
@@ -76,6 +79,9 @@ def event_from_row(r: Mapping[Any, Any]) -> Event:
             if r["risk_level"]
             else None
         ),
+        call_id=r["call_id"],
+        round=r["round"],
+        call_latency_ms=r["call_latency_ms"],
     )
 
 
@@ -95,6 +101,8 @@ def session_row(s: Session, org_id: str = LOCAL_ORG) -> dict[str, Any]:
         "server": _dump(s.server),
         "protocol_version": s.protocol_version,
         "capabilities": _dump(s.capabilities),
+        "client_capabilities": _dump(s.client_capabilities),
+        "log_level": s.log_level,
         "event_count": s.event_count,
         "error_count": s.error_count,
         "dropped_events": s.dropped_events,
@@ -116,6 +124,8 @@ def session_from_row(r: Mapping[Any, Any]) -> Session:
         server=_load(r["server"]),
         protocol_version=r["protocol_version"],
         capabilities=_load(r["capabilities"]),
+        client_capabilities=_load(r["client_capabilities"]),
+        log_level=r["log_level"],
         event_count=r["event_count"],
         error_count=r["error_count"],
         dropped_events=r["dropped_events"],

@@ -8,6 +8,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import orjson
 from sqlalchemy import (
     BindParameter,
     ColumnElement,
@@ -24,6 +25,7 @@ from sqlalchemy import (
     tuple_,
 )
 
+from ..jsonrpc import CANCELLED, INPUT_REQUIRED, TASK
 from ..model import LEVELS, Event, Session
 from .codec import event_from_row, session_from_row
 from .schema import LOCAL_ORG, events, sessions
@@ -150,8 +152,8 @@ class EventFilter:
             out.append(c.tool == self.tool)
         if self.kinds:
             out.append(c.kind.in_(self.kinds))
-        if self.errors_only:
-            out.append(c.is_error.is_(True))
+        if self.errors_only:  # errors, and cancelled requests with their cancellations
+            out.append(or_(c.is_error.is_(True), is_cancellation(), c.id.in_(cancelled_ids(self.org_id))))
         if self.since_ns is not None:
             out.append(c.ts_ns >= self.since_ns)
         if self.until_ns is not None:
@@ -212,6 +214,112 @@ def paired_event(engine: Engine, event: Event, org_id: str = LOCAL_ORG) -> Event
     return event_from_row(row._mapping) if row else None
 
 
+def is_cancellation() -> ColumnElement[bool]:
+    """A ``notifications/cancelled`` linked to the request it cancels."""
+    return and_(events.c.method == CANCELLED, events.c.call_id.is_not(None))
+
+
+def cancelled_ids(org_id: str) -> Select[Any]:
+    """The ids of the cancelled requests of an organization (a subquery)."""
+    e = events.alias("cancellations")
+    return select(e.c.call_id).where(e.c.org_id == org_id, e.c.method == CANCELLED, e.c.call_id.is_not(None))
+
+
+def cancelled(engine: Engine, ids: list[str], org_id: str = LOCAL_ORG) -> set[str]:
+    """Which of these request events were cancelled (``notifications/cancelled`` names them)."""
+    if not ids:
+        return set()
+    c = events.c
+    query = select(c.call_id).where(c.org_id == org_id, c.method == CANCELLED, c.call_id.in_(ids))
+    with engine.connect() as conn:
+        return {str(r[0]) for r in conn.execute(query)}
+
+
+@dataclass
+class Call:
+    """One logical call: its first request and every event linked to it, oldest first."""
+
+    id: str
+    events: list[Event]
+
+    @property
+    def rounds(self) -> int:
+        """Rounds of a multi-round call (1 for a plain call)."""
+        return max((e.round for e in self.events if e.round is not None), default=1)
+
+    @property
+    def answers(self) -> list[Event]:
+        """The call's own responses: the first request's and each round's (not a task's)."""
+        return [
+            e
+            for e in self.events
+            if e.kind in ("response", "error") and (e.request_event_id == self.id or e.round is not None)
+        ]
+
+    @property
+    def state(self) -> str:
+        """``cancelled``, ``error``, ``input_required`` (waiting for the client's retry), ``task``
+        (a task runs it), ``answered``, or ``pending`` (no answer recorded)."""
+        if any(e.method == CANCELLED for e in self.events):
+            return "cancelled"
+        answers = self.answers
+        if not answers:
+            return "pending"
+        last = answers[-1]
+        if last.is_error:
+            return "error"
+        kind = result_type(last)
+        return kind if kind in (INPUT_REQUIRED, TASK) else "answered"
+
+    def to_dict(self) -> dict[str, Any]:
+        latency = next((e.call_latency_ms for e in self.events if e.call_latency_ms is not None), None)
+        if latency is None and self.rounds == 1 and self.answers:
+            latency = self.answers[-1].latency_ms
+        return {
+            "id": self.id,
+            "state": self.state,
+            "rounds": self.rounds,
+            "latency_ms": latency,
+            "events": [
+                {
+                    "id": e.id,
+                    "kind": e.kind,
+                    "direction": e.direction,
+                    "method": e.method,
+                    "jsonrpc_id": e.jsonrpc_id,
+                    "round": e.round,
+                }
+                for e in self.events
+            ],
+        }
+
+
+def result_type(e: Event) -> str | None:
+    """The ``resultType`` of a stored result (None when absent, or when the payload was cut)."""
+    if e.kind != "response" or e.payload is None or "resultType" not in e.payload:
+        return None
+    try:
+        value = orjson.loads(e.payload)
+    except orjson.JSONDecodeError:
+        return None
+    result = value.get("result") if isinstance(value, dict) else None
+    kind = result.get("resultType") if isinstance(result, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def call_of(engine: Engine, event: Event, org_id: str = LOCAL_ORG) -> Call | None:
+    """The logical call an event belongs to (or opens), when anything is linked to it."""
+    root = event.call_id or event.id
+    c = events.c
+    linked = or_(c.id == root, c.call_id == root, c.request_event_id == root)
+    query = select(events).where(c.org_id == org_id, linked)
+    with engine.connect() as conn:
+        found = [event_from_row(r._mapping) for r in conn.execute(query.order_by(c.ts_ns, c.seq))]
+    if event.call_id is None and not any(e.call_id == root for e in found):
+        return None  # nothing linked to it: a plain request and its answer
+    return Call(root, found)
+
+
 def percentile(sorted_values: list[float], q: float) -> float | None:
     """Nearest-rank percentile of an ascending list."""
     if not sorted_values:
@@ -226,6 +334,7 @@ class StatRow:
     tool: str | None
     count: int = 0
     errors: int = 0
+    cancelled: int = 0
     bytes: int = 0
     latencies: list[float] = field(default_factory=list)
 
@@ -236,6 +345,7 @@ class StatRow:
             "tool": self.tool,
             "count": self.count,
             "errors": self.errors,
+            "cancelled": self.cancelled,
             "bytes": self.bytes,
             "p50_ms": percentile(lat, 50),
             "p95_ms": percentile(lat, 95),
@@ -244,25 +354,46 @@ class StatRow:
 
 
 def stats(engine: Engine, flt: EventFilter) -> list[StatRow]:
-    """Per method and tool: calls (requests and notifications), errors, latency percentiles, bytes."""
+    """Per method and tool: calls (requests and notifications), errors, cancelled requests,
+    latency percentiles, bytes. A multi-round call counts once, with its total latency (its
+    first request to its final answer); the rounds' bytes count."""
     c = events.c
-    query = select(c.kind, c.method, c.tool, c.latency_ms, c.is_error, c.size_bytes).where(
-        and_(c.method.is_not(None), *flt.clauses())
-    )
+    query = select(
+        c.kind, c.method, c.tool, c.latency_ms, c.is_error, c.size_bytes, c.round, c.call_latency_ms
+    ).where(and_(c.method.is_not(None), *flt.clauses()))
     rows: dict[tuple[str, str | None], StatRow] = {}
+
+    def row_of(method: str, tool: str | None) -> StatRow:
+        row = rows.get((method, tool))
+        if row is None:
+            row = rows[(method, tool)] = StatRow(method, tool)
+        return row
+
+    # the requests the matching cancellations name, counted under the request's method and tool
+    request = events.alias("request")
+    cancellations = (
+        select(request.c.method, request.c.tool, func.count())
+        .join_from(events, request, and_(request.c.org_id == c.org_id, request.c.id == c.call_id))
+        .where(and_(is_cancellation(), *flt.clauses()))
+        .group_by(request.c.method, request.c.tool)
+    )
     with engine.connect() as conn:
-        for kind, method, tool, latency, is_error, size in conn.execute(query):
-            row = rows.get((method, tool))
-            if row is None:
-                row = rows[(method, tool)] = StatRow(method, tool)
+        for kind, method, tool, latency, is_error, size, round_, call_latency in conn.execute(query):
+            row = row_of(method, tool)
             row.bytes += size
             if kind in ("request", "notification"):
-                row.count += 1
-            else:
-                if is_error:
-                    row.errors += 1
-                if latency is not None:
-                    row.latencies.append(latency)
+                if round_ is None or round_ < 2:  # a retry is a round of the same call
+                    row.count += 1
+                continue
+            if is_error:
+                row.errors += 1
+            if round_ is not None:  # a round's answer: the call's latency is on its final one
+                latency = call_latency
+            if latency is not None:
+                row.latencies.append(latency)
+        for method, tool, count in conn.execute(cancellations):
+            if method is not None:
+                row_of(method, tool).cancelled += int(count)
     return sorted(rows.values(), key=lambda r: (-r.count, r.method, r.tool or ""))
 
 

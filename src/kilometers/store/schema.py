@@ -179,6 +179,8 @@ sessions = Table(
     Column("server", Text),
     Column("protocol_version", String(32)),
     Column("capabilities", Text),
+    Column("client_capabilities", Text),
+    Column("log_level", String(32)),
     Column("event_count", Integer, nullable=False, server_default="0"),
     Column("error_count", Integer, nullable=False, server_default="0"),
     Column("dropped_events", Integer, nullable=False, server_default="0"),
@@ -212,6 +214,9 @@ events = Table(
     Column("risk_score", Integer),
     Column("risk_level", String(10)),
     Column("findings", Text),
+    Column("call_id", String(36)),
+    Column("round", Integer),
+    Column("call_latency_ms", Float),
     UniqueConstraint("org_id", "id", name="uq_events_org_id"),
     Index("ix_events_org_session_ts", "org_id", "session_id", "ts_ns"),
     Index("ix_events_org_ts", "org_id", "ts_ns"),
@@ -226,7 +231,17 @@ events = Table(
         sqlite_where=text("risk_score >= 1"),
         postgresql_where=text("risk_score >= 1"),
     ),
+    # only linked events: a call's rounds, progress, cancellation, task and subscription traffic
+    Index(
+        "ix_events_org_call",
+        "org_id",
+        "call_id",
+        sqlite_where=text("call_id IS NOT NULL"),
+        postgresql_where=text("call_id IS NOT NULL"),
+    ),
 )
+"""``call_id``, ``round`` and ``call_latency_ms``: the links of one logical call (see
+``model.Event``); NULL on events linked to nothing (revision 0010)."""
 
 sync_state = Table(
     "sync_state",
