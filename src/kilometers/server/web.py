@@ -32,6 +32,7 @@ PAGES = (
     "events",
     "search",
     "findings",
+    "pins",
     "analytics",
     "onboarding",
     "settings",
