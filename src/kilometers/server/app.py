@@ -308,7 +308,9 @@ def create_app(
         return error_response(422, "invalid_request", "; ".join(parts) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and (page := app.state.not_found_page(request)) is not None:
+            return page  # type: ignore[no-any-return]
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         headers = dict(exc.headers or {})
         allow = allowed_methods(app, request) if exc.status_code == 405 else None
