@@ -103,6 +103,28 @@ function refused(status: number, path: string, token: string): void {
   if (!path.startsWith("/auth/") && unauthorized) unauthorized();
 }
 
+const ENDED_KEY = "km_session_ended";
+
+/** Remembers (for the sign-in page) that the session ended by itself, not by "Sign out". */
+export function markSessionEnded(): void {
+  try {
+    window.sessionStorage.setItem(ENDED_KEY, "1");
+  } catch {
+    // storage disabled: the sign-in page just does not say why
+  }
+}
+
+/** Whether the session ended by itself since the last sign-in page (asked once). */
+export function takeSessionEnded(): boolean {
+  try {
+    const ended = window.sessionStorage.getItem(ENDED_KEY) === "1";
+    window.sessionStorage.removeItem(ENDED_KEY);
+    return ended;
+  } catch {
+    return false;
+  }
+}
+
 export function setCsrfToken(token: string): void {
   csrfToken = token;
 }

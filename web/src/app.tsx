@@ -1,6 +1,6 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { api, ApiError, onUnauthorized, setCsrfToken } from "./api";
+import { api, ApiError, markSessionEnded, onUnauthorized, setCsrfToken } from "./api";
 import { Link } from "./components/Link";
 import { ErrorBanner, Loading } from "./components/ui";
 import { canCreateKeys, MeContext, useZoneMode } from "./hooks";
@@ -58,6 +58,7 @@ export function App() {
 
   useEffect(() => {
     onUnauthorized(() => {
+      markSessionEnded(); // the sign-in page says why it is shown
       setCsrfToken("");
       setAuth({ status: "signed-out" });
     });
