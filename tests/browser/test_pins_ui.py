@@ -7,12 +7,14 @@ and on `km serve` (the team's), where a viewer may look but not decide."""
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -92,6 +94,14 @@ def team(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Team]:
         yield team
 
 
+def shot(page: Page, name: str) -> None:
+    folder = os.environ.get("KM_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.wait_for_timeout(400)
+        page.screenshot(path=str(Path(folder) / f"{name}.png"), full_page=True)
+
+
 def _changed_tool(page: Page) -> None:
     tool = page.locator('[data-testid="pin-tool"][data-tool="read_note"]')
     expect(tool).to_have_attribute("data-status", "changed")
@@ -145,6 +155,7 @@ def test_team_pins_reject_then_approve_and_viewers_only_read(browser: Browser, t
         page.goto(team.base + "/pins")
         _changed_tool(page)
         _shows_the_diff(page)
+        shot(page, "pins")
         note = page.locator('[data-testid="pin-tool"][data-tool="read_note"]')
         note.get_by_test_id("pin-reject").click()
         expect(note).to_have_attribute("data-status", "rejected")
