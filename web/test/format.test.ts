@@ -22,6 +22,7 @@ import {
   localInputToIso,
   onZoneModeChange,
   parseTsMicros,
+  plural,
   setZoneMode,
   zoneName,
 } from "../src/lib/format";
@@ -175,5 +176,14 @@ describe("one time format, local or UTC", () => {
     expect(calls).toBe(2);
     expect(formatDateTime("not a time")).toBe("not a time");
     expect(formatDateTime(null)).toBe(DASH);
+  });
+});
+
+describe("plural", () => {
+  it("agrees the noun with the count", () => {
+    expect(plural(1, "call")).toBe("1 call");
+    expect(plural(0, "call")).toBe("0 calls");
+    expect(plural(13, "error")).toBe("13 errors");
+    expect(plural(1200, "entry", "entries")).toBe("1,200 entries");
   });
 });

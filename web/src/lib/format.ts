@@ -33,6 +33,11 @@ export function formatCompact(n: number | null | undefined): string {
   return String(n); // not reached
 }
 
+/** A count with its noun: 1 -> "1 call", 13 -> "13 calls" (`many`: an irregular plural). */
+export function plural(n: number | null | undefined, one: string, many = `${one}s`): string {
+  return `${formatInt(n)} ${n === 1 ? one : many}`;
+}
+
 /** Bytes in binary units: 512 -> "512 B", 1536 -> "1.5 KB". */
 export function formatBytes(n: number | null | undefined): string {
   if (!isNum(n)) return DASH;

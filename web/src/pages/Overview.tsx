@@ -6,7 +6,7 @@ import { RadarPanel } from "../components/Radar";
 import { Empty, ErrorBanner, Loading, PageHeader, RangePicker, StatCard } from "../components/ui";
 import { QuotaBanner, UsageMeter } from "../components/Usage";
 import { useApi, useAutoRefresh, useMe, useTitle } from "../hooks";
-import { formatCompact, formatInt, formatMs, formatPercent } from "../lib/format";
+import { formatCompact, formatInt, formatMs, formatPercent, plural } from "../lib/format";
 import { toQueryString } from "../lib/query";
 import {
   countColumn,
@@ -101,15 +101,15 @@ function OverviewBody({ stats, range }: { stats: Stats; range: RangeKey }) {
           value={rate.toFixed(rate < 10 ? 2 : 0)}
           hint={
             recent === null
-              ? `average over ${RANGES[range].label} (${formatInt(t.events)} events)`
-              : `last ${RECENT_MINUTES} min · ${formatInt(t.events)} events in ${RANGES[range].label}`
+              ? `average over ${RANGES[range].label} (${plural(t.events, "event")})`
+              : `last ${RECENT_MINUTES} min · ${plural(t.events, "event")} in ${RANGES[range].label}`
           }
         />
         <StatCard
           testid="card-error-rate"
           label="Error rate"
           value={formatPercent(t.error_rate)}
-          hint={`${formatInt(t.errors)} errors / ${formatInt(t.calls)} calls`}
+          hint={`${plural(t.errors, "error")} / ${plural(t.calls, "call")}`}
           tone={t.error_rate > 0.05 ? "bad" : undefined}
         />
         <StatCard testid="card-p95" label="p95 latency" value={formatMs(t.p95_ms)} hint={`p50 ${formatMs(t.p50_ms)}`} />
