@@ -308,7 +308,8 @@ function ZoneToggle() {
         data-testid="zone-local"
         onClick={() => setZoneMode("local")}
       >
-        {mode === "local" ? local : "Local"}
+        Local
+        {mode === "local" && local !== "UTC" ? ` (${local})` : ""}
       </button>
       <button
         type="button"
