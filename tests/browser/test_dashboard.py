@@ -284,7 +284,10 @@ def test_onboarding_turns_green_on_the_first_event(page: Page, team: Team) -> No
     expect(status).to_contain_text("waiting")
     page.get_by_test_id("onboarding-create-key").click()
     key = page.get_by_test_id("new-key").inner_text().strip()
-    expect(page.get_by_test_id("onboarding-commands")).to_contain_text(key)
+    commands = page.get_by_test_id("onboarding-commands")
+    expect(commands).to_contain_text(f"km init --api-url {team.base} --api-key -")
+    expect(commands).not_to_contain_text(key)  # a key on the command line stays in the history
+    expect(commands).not_to_contain_text("pip install kilometers")  # not published
     page.wait_for_timeout(500)
     team.record([_call(1, "first", "event")], name="onboarding")
     expect(status).to_contain_text("received", timeout=10_000)

@@ -256,3 +256,16 @@ def test_serve_over_http(tmp_path: Path, scheme: str) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+def test_list_orgs_names_an_unset_retention_and_the_set_one(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'orgs.db'}"
+    km("db", "upgrade", "--db", url)
+    km("admin", "create-org", "acme", "--plan", "unlimited", "--db", url)  # keeps data forever
+    km("admin", "create-org", "globex", "--plan", "unlimited", "--db", url)
+    km("admin", "set-limits", "--org", "globex", "--retention-days", "30", "--db", url)
+    lines = km("admin", "list-orgs", "--db", url).stdout.splitlines()
+    [acme] = [line for line in lines if "  acme  " in line]
+    [globex] = [line for line in lines if "  globex  " in line]
+    assert acme.endswith("retention=none") and "Noned" not in acme
+    assert globex.endswith("retention=30d")

@@ -195,3 +195,18 @@ def test_km_ui_token_and_host_checks(store: str, tmp_path) -> None:  # type: ign
     assert other.get("/api/v1/events").status_code == 403
     r = client.get("/api/v1/events", headers={"Origin": "http://evil.example"})
     assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden_host"
+
+
+def test_a_browser_gets_the_apps_not_found_page_and_api_clients_json(api: Api) -> None:
+    html = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+    r = api.client.get("/no/such/page", headers=html)
+    assert r.status_code == 404 and r.headers["content-type"].startswith("text/html")
+    assert "<!doctype html>" in r.text.lower() and r.headers["content-security-policy"] == CSP
+    assert api.client.get("/pins", headers=html).status_code == 200  # an app page
+    for path in ("/api/v1/nope", "/auth/nope", "/assets/nope.js"):
+        r = api.client.get(path, headers=html)
+        assert r.status_code == 404 and r.headers["content-type"].startswith("application/json"), path
+    r = api.client.get("/no/such/page")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = api.client.post("/no/such/page", headers=html)
+    assert r.status_code in (404, 405) and r.headers["content-type"].startswith("application/json")

@@ -17,6 +17,8 @@ import type {
   Member,
   Org,
   Page,
+  PinnedServer,
+  PinReview,
   Role,
   Stats,
 } from "./types";
@@ -99,6 +101,28 @@ function refused(status: number, path: string, token: string): void {
   if (status !== 401) return;
   if (token) forgetToken(token);
   if (!path.startsWith("/auth/") && unauthorized) unauthorized();
+}
+
+const ENDED_KEY = "km_session_ended";
+
+/** Remembers (for the sign-in page) that the session ended by itself, not by "Sign out". */
+export function markSessionEnded(): void {
+  try {
+    window.sessionStorage.setItem(ENDED_KEY, "1");
+  } catch {
+    // storage disabled: the sign-in page just does not say why
+  }
+}
+
+/** Whether the session ended by itself since the last sign-in page (asked once). */
+export function takeSessionEnded(): boolean {
+  try {
+    const ended = window.sessionStorage.getItem(ENDED_KEY) === "1";
+    window.sessionStorage.removeItem(ENDED_KEY);
+    return ended;
+  } catch {
+    return false;
+  }
 }
 
 export function setCsrfToken(token: string): void {
@@ -254,6 +278,42 @@ export interface FindingQuery {
   cursor?: string | null;
 }
 
+/** The URL of GET /api/v1/export: a session or a search as a JSON Lines or HAR file. */
+export function exportUrl(format: "jsonl" | "har", q: EventQuery): string {
+  const { limit: _limit, cursor: _cursor, ...filters } = q;
+  return "/api/v1/export" + toQueryString({ format, ...filters });
+}
+
+/**
+ * Downloads an export with this tab's credentials (km ui's token travels in a header, so a plain
+ * link cannot carry it) and saves it under the server's file name.
+ */
+export async function download(url: string): Promise<void> {
+  const headers: Record<string, string> = {};
+  const token = authHeaders(headers);
+  let res: Response;
+  try {
+    res = await fetch(url, { headers, credentials: "same-origin", cache: "no-store" });
+  } catch {
+    throw new ApiError(0, "network_error", "cannot reach the server; check your connection and retry");
+  }
+  if (!res.ok) {
+    const body: unknown = await res.json().catch(() => null);
+    refused(res.status, url, token);
+    throw errorFromBody(res.status, body);
+  }
+  const name = /filename="([^"]+)"/.exec(res.headers.get("content-disposition") ?? "")?.[1] ?? "km-export";
+  const blob = await res.blob();
+  const href = URL.createObjectURL(blob);
+  const a = document.createElement("a");
+  a.href = href;
+  a.download = name;
+  document.body.append(a);
+  a.click();
+  a.remove();
+  window.setTimeout(() => URL.revokeObjectURL(href), 10_000);
+}
+
 export interface StatsQuery {
   since?: string;
   until?: string;
@@ -285,6 +345,12 @@ export const api = {
     }),
   findingsSummary: (q: FindingQuery & { group: "rule" | "server"; limit?: number }, signal?: AbortSignal) =>
     request<FindingSummary>("GET", "/api/v1/findings/summary", { query: { ...q }, signal }),
+
+  pinReview: (signal?: AbortSignal) => request<PinReview>("GET", "/api/v1/pins/review", { signal }),
+  decidePins: (key: string, decision: "approve" | "reject", tool?: string) =>
+    request<PinnedServer>("POST", `/api/v1/pins/review/${enc(key)}/${decision}`, {
+      body: tool === undefined ? {} : { tool },
+    }),
 
   org: (signal?: AbortSignal) => request<Org>("GET", "/api/v1/org", { signal }),
   patchOrg: (changes: { retention_days: number | null }) => request<Org>("PATCH", "/api/v1/org", { body: changes }),

@@ -1,10 +1,11 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { api, ApiError, onUnauthorized, setCsrfToken } from "./api";
+import { api, ApiError, markSessionEnded, onUnauthorized, setCsrfToken } from "./api";
 import { Link } from "./components/Link";
 import { ErrorBanner, Loading } from "./components/ui";
-import { canCreateKeys, MeContext } from "./hooks";
+import { canCreateKeys, MeContext, useZoneMode } from "./hooks";
 import { safeHref } from "./lib/dom";
+import { setZoneMode, zoneName } from "./lib/format";
 import { AnalyticsPage } from "./pages/Analytics";
 import { EventPage } from "./pages/Event";
 import { FindingsPage } from "./pages/Findings";
@@ -13,6 +14,7 @@ import { LoginPage } from "./pages/Login";
 import { NotFoundPage } from "./pages/NotFound";
 import { OnboardingPage } from "./pages/Onboarding";
 import { OverviewPage } from "./pages/Overview";
+import { PinsPage } from "./pages/Pins";
 import { SearchPage } from "./pages/Search";
 import { SessionPage } from "./pages/Session";
 import { SessionsPage } from "./pages/Sessions";
@@ -34,6 +36,7 @@ function loginPath(): string {
 export function App() {
   const loc = useLocation();
   const route = matchRoute(loc.pathname);
+  useZoneMode(); // every time on screen follows the local/UTC toggle
   const [auth, setAuth] = useState<AuthState>({ status: "loading" });
   const [attempt, setAttempt] = useState(0);
 
@@ -55,6 +58,7 @@ export function App() {
 
   useEffect(() => {
     onUnauthorized(() => {
+      markSessionEnded(); // the sign-in page says why it is shown
       setCsrfToken("");
       setAuth({ status: "signed-out" });
     });
@@ -119,7 +123,8 @@ export function App() {
   return (
     <MeContext.Provider value={session}>
       <Shell route={route} me={session.me} setMe={session.setMe}>
-        <Page route={route} />
+        {/* one organization's page never shows another's figures: switching remounts it */}
+        <Page key={session.me.org.id} route={route} />
       </Shell>
     </MeContext.Provider>
   );
@@ -150,6 +155,8 @@ function Page({ route }: { route: Route }) {
       return <SearchPage />;
     case "findings":
       return <FindingsPage />;
+    case "pins":
+      return <PinsPage />;
     case "analytics":
       return <AnalyticsPage />;
     case "onboarding":
@@ -169,6 +176,7 @@ const NAV: { name: Route["name"]; to: string; label: string; teamOnly?: boolean;
   { name: "sessions", to: paths.sessions, label: "Sessions", matches: ["session"] },
   { name: "search", to: paths.search, label: "Search", matches: ["event"] },
   { name: "findings", to: paths.findings, label: "Findings" },
+  { name: "pins", to: paths.pins, label: "Pins" },
   { name: "analytics", to: paths.analytics, label: "Analytics" },
   { name: "onboarding", to: paths.onboarding, label: "Onboarding", teamOnly: true },
   { name: "settings", to: paths.settings, label: "Settings", teamOnly: true },
@@ -270,6 +278,7 @@ function Shell({
             </div>
           )}
           {!team && <div class="muted small">local mode</div>}
+          <ZoneToggle />
           {team && (
             <button type="button" class="btn btn-small btn-link" data-testid="sign-out" onClick={signOut}>
               Sign out
@@ -281,6 +290,37 @@ function Shell({
         <ErrorBanner error={error} />
         {children}
       </main>
+    </div>
+  );
+}
+
+/** Times in the browser's time zone or in UTC, everywhere (tables, charts, inputs). */
+function ZoneToggle() {
+  const mode = useZoneMode();
+  const local = zoneName();
+  return (
+    <div class="segmented zone-toggle" role="group" aria-label="Time zone" data-testid="zone-toggle">
+      <button
+        type="button"
+        class={mode === "local" ? "active" : ""}
+        aria-pressed={mode === "local"}
+        title="Show times in this browser's time zone"
+        data-testid="zone-local"
+        onClick={() => setZoneMode("local")}
+      >
+        Local
+        {mode === "local" && local !== "UTC" ? ` (${local})` : ""}
+      </button>
+      <button
+        type="button"
+        class={mode === "utc" ? "active" : ""}
+        aria-pressed={mode === "utc"}
+        title="Show times in UTC"
+        data-testid="zone-utc"
+        onClick={() => setZoneMode("utc")}
+      >
+        UTC
+      </button>
     </div>
   );
 }

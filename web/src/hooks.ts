@@ -1,6 +1,7 @@
 import { createContext } from "preact";
 import { useCallback, useContext, useEffect, useRef, useState } from "preact/hooks";
 import { isAbort } from "./api";
+import { getZoneMode, onZoneModeChange, type ZoneMode } from "./lib/format";
 import type { Me } from "./types";
 
 export interface AsyncState<T> {
@@ -68,4 +69,45 @@ export function useTitle(title: string): void {
   useEffect(() => {
     document.title = title ? `${title} · Kilometers` : "Kilometers";
   }, [title]);
+}
+
+/** The time zone mode (local or UTC), re-rendering the caller when it is switched. */
+export function useZoneMode(): ZoneMode {
+  const [mode, setMode] = useState<ZoneMode>(getZoneMode);
+  useEffect(() => onZoneModeChange(() => setMode(getZoneMode())), []);
+  return mode;
+}
+
+/** Whether the tab is visible (document.visibilityState), re-rendering the caller on change. */
+export function useTabVisible(): boolean {
+  const [visible, setVisible] = useState(() => document.visibilityState !== "hidden");
+  useEffect(() => {
+    const update = () => setVisible(document.visibilityState !== "hidden");
+    document.addEventListener("visibilitychange", update);
+    return () => document.removeEventListener("visibilitychange", update);
+  }, []);
+  return visible;
+}
+
+export const AUTO_REFRESH_MS = 30_000;
+
+/**
+ * Calls `refresh` every `ms` while the tab is visible, and once at once when it becomes visible
+ * again after the interval has passed unseen: a hidden tab asks the server for nothing.
+ */
+export function useAutoRefresh(refresh: () => void, ms: number = AUTO_REFRESH_MS): void {
+  const visible = useTabVisible();
+  const ref = useRef(refresh);
+  ref.current = refresh;
+  const last = useRef(Date.now());
+  useEffect(() => {
+    if (!visible) return;
+    const tick = () => {
+      last.current = Date.now();
+      ref.current();
+    };
+    if (Date.now() - last.current >= ms) tick();
+    const timer = window.setInterval(tick, ms);
+    return () => window.clearInterval(timer);
+  }, [visible, ms]);
 }

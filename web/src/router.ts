@@ -1,5 +1,5 @@
 // Client-side routing with the History API. The server answers index.html for every
-// app path (/, /overview, /live, /sessions, /sessions/<id>, /events/<id>, /search, /findings,
+// app path (/, /overview, /live, /sessions, /sessions/<id>, /events/<id>, /search, /findings, /pins,
 // /analytics, /onboarding, /settings, /login).
 
 import { useEffect, useState } from "preact/hooks";
@@ -13,6 +13,7 @@ export type Route =
   | { name: "event"; id: string }
   | { name: "search" }
   | { name: "findings" }
+  | { name: "pins" }
   | { name: "analytics" }
   | { name: "onboarding" }
   | { name: "settings" }
@@ -26,6 +27,7 @@ const STATIC: Record<string, Route> = {
   "/sessions": { name: "sessions" },
   "/search": { name: "search" },
   "/findings": { name: "findings" },
+  "/pins": { name: "pins" },
   "/analytics": { name: "analytics" },
   "/onboarding": { name: "onboarding" },
   "/settings": { name: "settings" },
@@ -60,6 +62,7 @@ export const paths = {
   sessions: "/sessions",
   search: "/search",
   findings: "/findings",
+  pins: "/pins",
   analytics: "/analytics",
   onboarding: "/onboarding",
   settings: "/settings",

@@ -159,7 +159,7 @@ export interface Stats {
   since: number;
   until: number;
   bucket: Bucket;
-  totals: StatGroup & { active_sessions?: number; findings?: number };
+  totals: StatGroup & { active_sessions?: number; running_sessions?: number; findings?: number };
   series: StatsPoint[];
   by_method: (StatGroup & { method: string })[];
   by_tool: (StatGroup & { server: string; tool: string })[];
@@ -225,4 +225,32 @@ export interface Member {
   role: Role;
   /** "invited": not yet accepted (or, for a new user, not yet signed in). */
   status: "active" | "invited";
+}
+
+/** GET /api/v1/pins/review: one tool's pinned and latest definitions (docs/api.md). */
+export interface PinnedTool {
+  name: string;
+  status: "pinned" | "changed" | "rejected" | "removed";
+  changed_fields: string[];
+  pinned_sha256: string | null;
+  latest_sha256: string | null;
+  pinned: Record<string, unknown> | null;
+  latest: Record<string, unknown> | null;
+  collides_with: string[];
+  drift: boolean;
+}
+
+export interface PinnedServer {
+  key: string;
+  server: string;
+  runs: string;
+  approved_at: string | null;
+  approved_by: string | null;
+  changed: number;
+  tools: PinnedTool[];
+}
+
+export interface PinReview {
+  mode: "local" | "team";
+  items: PinnedServer[];
 }

@@ -1,20 +1,30 @@
+// @vitest-environment happy-dom
 import { describe, expect, it } from "vitest";
 import {
   DASH,
   estimateTokens,
   eventLabel,
+  formatAxisTime,
   formatBytes,
+  formatClock,
   formatCompact,
+  formatDateTime,
   formatInt,
   formatMs,
+  formatNs,
   formatPercent,
   formatTokens,
   formatTokensShort,
+  getZoneMode,
   groupTokens,
   isoToLocalInput,
   jsonText,
   localInputToIso,
+  onZoneModeChange,
   parseTsMicros,
+  plural,
+  setZoneMode,
+  zoneName,
 } from "../src/lib/format";
 
 describe("numbers", () => {
@@ -130,5 +140,50 @@ describe("labels and JSON", () => {
     expect(jsonText({ a: [1, 2] }, false)).toBe('{"a":[1,2]}');
     expect(jsonText("<img src=x onerror=alert(1)>", true)).toBe('"<img src=x onerror=alert(1)>"');
     expect(jsonText(undefined, true)).toBe("");
+  });
+});
+
+describe("one time format, local or UTC", () => {
+  const iso = "2026-11-27T22:34:35.123456Z";
+  it("shows date, time and zone in UTC when asked, and remembers it", () => {
+    setZoneMode("utc");
+    try {
+      expect(getZoneMode()).toBe("utc");
+      expect(formatDateTime(iso)).toBe("2026-11-27 22:34:35 UTC");
+      expect(formatClock(iso)).toBe("22:34:35.123");
+      expect(formatNs(Date.UTC(2026, 0, 2, 3, 4, 5) * 1e6)).toBe("2026-01-02 03:04:05 UTC");
+      expect(formatAxisTime(Date.UTC(2026, 0, 2, 3, 4) / 1000, true)).toBe("01-02 03:04");
+      expect(isoToLocalInput(iso)).toBe("2026-11-27T22:34:35");
+      expect(localInputToIso("2026-11-27T22:34:35")).toBe("2026-11-27T22:34:35Z");
+      expect(globalThis.localStorage.getItem("km_time_zone")).toBe("utc");
+    } finally {
+      setZoneMode("local");
+    }
+  });
+  it("names the local zone on every full time and tells listeners about a switch", () => {
+    const d = new Date(Date.parse(iso));
+    const text = formatDateTime(iso);
+    expect(text.startsWith(`${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, "0")}`)).toBe(true);
+    expect(text.endsWith(` ${zoneName(d.getTime())}`)).toBe(true);
+    expect(zoneName(d.getTime())).not.toBe("");
+    let calls = 0;
+    const off = onZoneModeChange(() => calls++);
+    setZoneMode("utc");
+    setZoneMode("local");
+    off();
+    setZoneMode("utc");
+    setZoneMode("local");
+    expect(calls).toBe(2);
+    expect(formatDateTime("not a time")).toBe("not a time");
+    expect(formatDateTime(null)).toBe(DASH);
+  });
+});
+
+describe("plural", () => {
+  it("agrees the noun with the count", () => {
+    expect(plural(1, "call")).toBe("1 call");
+    expect(plural(0, "call")).toBe("0 calls");
+    expect(plural(13, "error")).toBe("13 errors");
+    expect(plural(1200, "entry", "entries")).toBe("1,200 entries");
   });
 });

@@ -5,6 +5,7 @@ import {
   isolatedIndices,
   parseRange,
   perMinute,
+  recentPerMinute,
   rangeQuery,
   topByCalls,
   valueColumn,
@@ -103,5 +104,19 @@ describe("isolatedIndices", () => {
     expect(isolatedIndices([null, 5, null])).toEqual([1]);
     expect(isolatedIndices([1, 2])).toEqual([]);
     expect(isolatedIndices([])).toEqual([]);
+  });
+});
+
+describe("recentPerMinute", () => {
+  const point = (minute: number, events: number) => ({ minute, events }) as unknown as StatsPoint;
+  const stats = (bucket: "minute" | "hour", series: StatsPoint[]) =>
+    ({ bucket, series }) as unknown as Parameters<typeof recentPerMinute>[0];
+  it("is the rate of the last five complete minutes, not the range's average", () => {
+    const now = 1000 * 60_000 + 30_000; // half-way through minute 1000
+    const s = stats("minute", [point(900, 6000), point(995, 10), point(999, 5), point(1000, 99)]);
+    expect(recentPerMinute(s, now)).toBe(3); // minutes 995..999: 15 events / 5
+  });
+  it("is null for hourly buckets", () => {
+    expect(recentPerMinute(stats("hour", [point(0, 5)]), 60_000)).toBeNull();
   });
 });

@@ -250,7 +250,7 @@ def list_orgs(db_url: str | None, as_json: bool) -> None:
             limit = org.events_per_month if org.events_per_month is not None else "unlimited"
             click.echo(
                 f"{org.id}  {org.name}  plan={org.plan}  events/month={limit}  "
-                f"retention={org.retention_days}d"
+                f"retention={f'{org.retention_days}d' if org.retention_days is not None else 'none'}"
             )
 
 

@@ -21,7 +21,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -32,8 +32,8 @@ from ..export.prometheus import CONTENT_TYPE, ServerMetrics
 from ..model import format_ts, parse_ts
 from ..store import db, partitions, queries, rollups
 from ..store import findings as store_findings
+from . import downloads, oidc, radar, teamsecurity, tenancy, web
 from . import ingest as ingest_mod
-from . import oidc, radar, teamsecurity, tenancy, web
 from .auth import Auth, AuthSettings, Caller
 from .errors import AUTHENTICATED, ApiError, error_response, error_responses
 from .findings import FindingItem, FindingPage, FindingSummaryOut, Severity
@@ -317,7 +317,9 @@ def create_app(
         return error_response(422, "invalid_request", "; ".join(parts) or "invalid request")
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        if exc.status_code == 404 and (page := app.state.not_found_page(request)) is not None:
+            return page  # type: ignore[no-any-return]
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         headers = dict(exc.headers or {})
         allow = allowed_methods(app, request) if exc.status_code == 405 else None
@@ -490,6 +492,60 @@ def create_app(
         if page.searched_to_ns is not None:
             body["searched_to"] = format_ts(page.searched_to_ns)
         return body
+
+    @app.get(
+        "/api/v1/export",
+        tags=["read"],
+        response_class=StreamingResponse,
+        responses={
+            **error_responses(404, 413, *AUTHENTICATED),
+            200: {"content": {t: {} for t in downloads.MEDIA_TYPES.values()}, "description": "the file"},
+        },
+    )
+    def export_events(
+        caller: read,
+        format: Literal["jsonl", "har"] = "jsonl",
+        session_id: str | None = None,
+        method: Annotated[str | None, Query(max_length=200)] = None,
+        tool: Annotated[str | None, Query(max_length=200)] = None,
+        kind: Literal["request", "notification", "response", "error", "invalid"] | None = None,
+        errors: bool = False,
+        since: Time = None,
+        until: Time = None,
+        q: Annotated[str | None, Query(max_length=500, description="text in the payload")] = None,
+        min_level: MinLevel = None,
+    ) -> Response:
+        """A session (``session_id``) or every event a search matches (the filters of
+        /api/v1/events), as a file: JSON Lines (lossless, for `km import`) or HAR 1.2, as
+        `km export` writes them, in time order."""
+        sid = session_id.lower() if session_id else None
+        if sid is not None:
+            try:
+                queries.get_session(engine, sid, caller.org.id)
+            except queries.NotFound:
+                raise ApiError(404, "not_found", f"no session {session_id!r}") from None
+        flt = queries.EventFilter(
+            org_id=caller.org.id,
+            session_id=sid,
+            method=method,
+            tool=tool,
+            kinds=[kind] if kind else [],
+            errors_only=errors,
+            since_ns=_ns(since),
+            until_ns=_ns(until),
+            text=q,
+            min_level=min_level,
+        )
+        try:
+            body = downloads.har(engine, flt) if format == "har" else downloads.jsonl(engine, flt)
+        except downloads.TooLarge as exc:
+            raise ApiError(413, "export_too_large", str(exc)) from None
+        name = downloads.filename(format, sid, format_ts(time.time_ns())[:19].replace(":", ""))
+        return StreamingResponse(
+            body,
+            media_type=downloads.MEDIA_TYPES[format],
+            headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
+        )
 
     @app.get("/api/v1/events/{event_id}", tags=["read"], responses=error_responses(404, *AUTHENTICATED))
     def get_event(caller: read, event_id: str) -> dict[str, Any]:

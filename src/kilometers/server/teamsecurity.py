@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
-from . import signing, teampins, tenancy
+from . import pinreview, signing, teampins, tenancy
 from .auth import Auth, Caller
 from .errors import AUTHENTICATED, ApiError, error_responses
 
@@ -87,6 +87,51 @@ def register(app: FastAPI, engine: Engine, auth: Auth) -> None:
             raise ApiError(404, "not_found", str(exc)) from None
         except teampins.Ambiguous as exc:
             raise ApiError(409, "ambiguous_definitions", str(exc)) from None
+
+    @app.get("/api/v1/pins/review", tags=["security"], responses=error_responses(*AUTHENTICATED))
+    def pin_review(caller: read) -> pinreview.PinReview:
+        """Each server's pinned tool definitions next to the latest seen, for the Pins view: on
+        km ui the local pins (`km pins list`), on a team server the team's approved definitions."""
+        if auth.local:
+            return pinreview.PinReview(mode="local", items=pinreview.local_review(engine))
+        return pinreview.PinReview(mode="team", items=pinreview.team_review(engine, caller.org.id))
+
+    def decide(
+        key: str, body: pinreview.Decision | None, caller: Caller, approve: bool
+    ) -> pinreview.PinnedServer:
+        tool = body.tool if body else None
+        try:
+            if auth.local:
+                return pinreview.local_decide(engine, key, tool, approve)
+            return pinreview.team_decide(engine, caller.org.id, key, tool, approve, caller.actor)
+        except pinreview.NotFound as exc:
+            raise ApiError(404, "not_found", str(exc)) from None
+        except pinreview.NothingToDecide as exc:
+            raise ApiError(409, "nothing_pending", str(exc)) from None
+
+    @app.post(
+        "/api/v1/pins/review/{key}/approve",
+        tags=["security"],
+        responses=error_responses(404, 409, *AUTHENTICATED),
+    )
+    def approve_pins(
+        key: str, caller: admin, body: pinreview.Decision | None = None
+    ) -> pinreview.PinnedServer:
+        """Accept a server's changed tool definition (``tool``) or every change as the new pin, as
+        `km pins approve` does (owners and admins; on km ui, the local user)."""
+        return decide(key, body, caller, approve=True)
+
+    @app.post(
+        "/api/v1/pins/review/{key}/reject",
+        tags=["security"],
+        responses=error_responses(404, 409, *AUTHENTICATED),
+    )
+    def reject_pins(
+        key: str, caller: admin, body: pinreview.Decision | None = None
+    ) -> pinreview.PinnedServer:
+        """Keep the pinned definition of a changed tool (or of every changed one): the change is
+        marked rejected, and a listing that shows it again is flagged again (owners and admins)."""
+        return decide(key, body, caller, approve=False)
 
     @app.get("/api/v1/pins", tags=["security"], responses=error_responses(404, *AUTHENTICATED))
     async def signed_pins(caller: Annotated[Caller, Depends(pins_reader)]) -> dict[str, Any]:

@@ -32,11 +32,14 @@ PAGES = (
     "events",
     "search",
     "findings",
+    "pins",
     "analytics",
     "onboarding",
     "settings",
     "login",
 )
+API_PREFIXES = ("/api/", "/auth/", "/assets/", "/metrics", "/health", "/ready", "/openapi")
+"""Paths whose 404 stays a JSON error (or a missing file) even for a browser."""
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
     "font-src 'self'; object-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
@@ -462,6 +465,16 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
 
     # -- the front end ---------------------------------------------------------------------------
 
+    def not_found_page(request: Request) -> Response | None:
+        """A browser asking for a page that does not exist gets the app (status 404), which shows
+        its Not Found page; API clients keep the JSON error."""
+        path = request.url.path
+        if request.method not in ("GET", "HEAD") or path.startswith(API_PREFIXES):
+            return None
+        if "text/html" not in request.headers.get("accept", "") or not (STATIC / "index.html").exists():
+            return None
+        return FileResponse(STATIC / "index.html", status_code=404, headers={"Cache-Control": "no-cache"})
+
     if (STATIC / "assets").is_dir():
         app.mount("/assets", StaticFiles(directory=STATIC / "assets"), name="assets")
 
@@ -475,6 +488,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
             )
         return FileResponse(page, headers={"Cache-Control": "no-cache"})
 
+    app.state.not_found_page = not_found_page
     app.add_api_route("/", index, methods=["GET"], include_in_schema=False)
     for page_name in PAGES:
         app.add_api_route(f"/{page_name}", index, methods=["GET"], include_in_schema=False)

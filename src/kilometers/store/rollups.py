@@ -280,10 +280,16 @@ def stats(
                 or_(s.ended_ns.is_(None), s.ended_ns >= since_ns),
             )
         ).scalar()
+        running = conn.execute(
+            select(func.count())
+            .select_from(sessions)
+            .where(s.org_id == org_id, s.started_ns < until_ns, s.ended_ns.is_(None))
+        ).scalar()
     from .queries import risky_events
 
     totals = total.to_dict()
     totals["active_sessions"] = int(active or 0)
+    totals["running_sessions"] = int(running or 0)
     totals["findings"] = risky_events(engine, org_id, since_ns, until_ns)
     return {
         "since": since_ns,

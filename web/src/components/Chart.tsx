@@ -1,6 +1,8 @@
 import { useEffect, useRef } from "preact/hooks";
 import uPlot from "uplot";
 import "uplot/dist/uPlot.min.css";
+import { useZoneMode } from "../hooks";
+import { formatAxisTime, zoneName } from "../lib/format";
 import { isolatedIndices } from "../lib/stats";
 
 export interface ChartSeries {
@@ -34,6 +36,12 @@ export const COLORS = {
 
 const plainNumber = (v: number) => String(v);
 
+/** Axis colours from the theme's CSS variables (dark mode), read when a chart is drawn. */
+function cssVar(name: string, fallback: string): string {
+  const value = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+  return value || fallback;
+}
+
 /** Draw the points uPlot would hide (when dense) if they stand alone between gaps. */
 function isolatedPoints(u: uPlot, seriesIdx: number, show: boolean): number[] | null {
   if (show) return null;
@@ -50,15 +58,18 @@ const barsPath = uPlot.paths.bars ? uPlot.paths.bars({ size: [0.7, 40] }) : unde
 export function Chart({ title, xs, series, format = plainNumber, height = 200, testid, note }: Props) {
   const body = useRef<HTMLDivElement>(null);
   const hasData = xs.length > 0 && series.some((s) => s.values.some((v) => v !== null && v !== 0));
+  const zone = useZoneMode();
 
   useEffect(() => {
     const node = body.current;
     if (!node || xs.length === 0) return;
+    const axisColor = cssVar("--muted", "#5a6270");
+    const gridColor = cssVar("--grid", "#eef0f3");
     const opts: uPlot.Options = {
       width: Math.max(200, node.clientWidth),
       height,
       series: [
-        {},
+        { value: (_u, v) => (v === null || v === undefined ? "—" : formatAxisTime(v, true)) },
         ...series.map((s): uPlot.Series => ({
           label: s.label,
           stroke: s.color,
@@ -71,11 +82,20 @@ export function Chart({ title, xs, series, format = plainNumber, height = 200, t
         })),
       ],
       axes: [
-        { stroke: "#5a6270", grid: { stroke: "#eef0f3" }, ticks: { stroke: "#d9dde3" } },
         {
-          stroke: "#5a6270",
-          grid: { stroke: "#eef0f3" },
-          ticks: { stroke: "#d9dde3" },
+          stroke: axisColor,
+          grid: { stroke: gridColor },
+          ticks: { stroke: gridColor },
+          // the time axis in the one time format (local or UTC, as the rest of the app)
+          values: (_u, splits) => {
+            const span = splits.length > 1 ? splits[splits.length - 1]! - splits[0]! : 0;
+            return splits.map((v) => formatAxisTime(v, span >= 86_400));
+          },
+        },
+        {
+          stroke: axisColor,
+          grid: { stroke: gridColor },
+          ticks: { stroke: gridColor },
           size: 64,
           values: (_u, splits) => splits.map((v) => format(v)),
         },
@@ -95,13 +115,17 @@ export function Chart({ title, xs, series, format = plainNumber, height = 200, t
       ro.disconnect();
       plot.destroy();
     };
-  }, [xs, series, height, format]);
+  }, [xs, series, height, format, zone]);
 
   return (
     <figure class="card chart" data-testid={testid}>
       <figcaption>
         {title}
         {note && <span class="muted chart-note"> {note}</span>}
+        <span class="muted chart-note" data-testid="chart-zone">
+          {" "}
+          · {zoneName()}
+        </span>
       </figcaption>
       <div ref={body} class="chart-body" />
       {!hasData && <p class="muted chart-empty">No data in this range.</p>}

@@ -1,7 +1,7 @@
 // The plan's monthly usage (GET /api/v1/org → usage): a meter, and a banner when the organization
 // is near (80 %) or at its limit, when uploads are refused (402) and kept on the machines.
 
-import { formatInt, formatPercent } from "../lib/format";
+import { formatDateTime, formatInt, formatPercent } from "../lib/format";
 import type { Usage } from "../types";
 
 function share(u: Usage): number {
@@ -9,8 +9,7 @@ function share(u: Usage): number {
 }
 
 function resetDate(u: Usage): string {
-  const d = new Date(u.resets_at);
-  return Number.isNaN(d.getTime()) ? u.resets_at : d.toLocaleDateString(undefined, { dateStyle: "medium" });
+  return formatDateTime(u.resets_at);
 }
 
 export function UsageMeter({ usage }: { usage: Usage }) {

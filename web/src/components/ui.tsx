@@ -64,20 +64,33 @@ export function StatCard(props: {
   );
 }
 
-export function RangePicker({ value, onChange }: { value: RangeKey; onChange: (key: RangeKey) => void }) {
+/** "Last 15 min / 1 h / 24 h / 7 d" (and, with `allowAll`, no time bound: "all"). */
+export function RangePicker<A extends boolean = false>({
+  value,
+  onChange,
+  allowAll,
+  testid = "range-picker",
+}: {
+  /** null: none of the ranges is in force. */
+  value: (A extends true ? RangeKey | "" : RangeKey) | null;
+  onChange: (key: A extends true ? RangeKey | "" : RangeKey) => void;
+  allowAll?: A;
+  testid?: string;
+}) {
+  const keys: (RangeKey | "")[] = allowAll ? [...RANGE_KEYS, ""] : [...RANGE_KEYS];
   return (
-    <div class="segmented" role="group" aria-label="Time range" data-testid="range-picker">
-      {RANGE_KEYS.map((key) => (
+    <div class="segmented" role="group" aria-label="Time range" data-testid={testid}>
+      {keys.map((key) => (
         <button
           type="button"
-          key={key}
+          key={key || "all"}
           class={key === value ? "active" : ""}
           aria-pressed={key === value}
-          title={`Last ${RANGES[key].label}`}
-          data-testid={`range-${key}`}
-          onClick={() => onChange(key)}
+          title={key ? `Last ${RANGES[key].label}` : "Any time"}
+          data-testid={`range-${key || "all"}`}
+          onClick={() => onChange(key as A extends true ? RangeKey | "" : RangeKey)}
         >
-          {key}
+          {key || "all"}
         </button>
       ))}
     </div>

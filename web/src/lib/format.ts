@@ -33,6 +33,11 @@ export function formatCompact(n: number | null | undefined): string {
   return String(n); // not reached
 }
 
+/** A count with its noun: 1 -> "1 call", 13 -> "13 calls" (`many`: an irregular plural). */
+export function plural(n: number | null | undefined, one: string, many = `${one}s`): string {
+  return `${formatInt(n)} ${n === 1 ? one : many}`;
+}
+
 /** Bytes in binary units: 512 -> "512 B", 1536 -> "1.5 KB". */
 export function formatBytes(n: number | null | undefined): string {
   if (!isNum(n)) return DASH;
@@ -117,8 +122,69 @@ function pad(n: number, width = 2): string {
   return String(n).padStart(width, "0");
 }
 
-function localParts(micros: number): { date: string; time: string; ms: string } {
+// One time format everywhere: "2026-11-27 22:34:35 CET", in the browser's time zone or in UTC
+// (the toggle in the sidebar; the choice is kept in this origin's storage).
+
+export type ZoneMode = "local" | "utc";
+const ZONE_KEY = "km_time_zone";
+const ZONE_EVENT = "km:time-zone";
+let zoneMode: ZoneMode = readZoneMode();
+
+function readZoneMode(): ZoneMode {
+  try {
+    return globalThis.localStorage?.getItem(ZONE_KEY) === "utc" ? "utc" : "local";
+  } catch {
+    return "local";
+  }
+}
+
+/** Whether times are shown in the browser's time zone or in UTC. */
+export function getZoneMode(): ZoneMode {
+  return zoneMode;
+}
+
+/** Show times in `mode` from now on (remembered), and tell the components that show them. */
+export function setZoneMode(mode: ZoneMode): void {
+  zoneMode = mode;
+  try {
+    globalThis.localStorage?.setItem(ZONE_KEY, mode);
+  } catch {
+    // storage disabled: this tab still switches
+  }
+  globalThis.dispatchEvent?.(new Event(ZONE_EVENT));
+}
+
+/** Calls `listener` whenever the time zone mode changes; returns the unsubscribe function. */
+export function onZoneModeChange(listener: () => void): () => void {
+  globalThis.addEventListener?.(ZONE_EVENT, listener);
+  return () => globalThis.removeEventListener?.(ZONE_EVENT, listener);
+}
+
+/** The shown zone's short name at a moment: "UTC", or the local one ("CET", "GMT+1", "PST"). */
+export function zoneName(ms: number = Date.now()): string {
+  if (zoneMode === "utc") return "UTC";
+  try {
+    const part = new Intl.DateTimeFormat("en-US", { timeZoneName: "short" })
+      .formatToParts(new Date(ms))
+      .find((p) => p.type === "timeZoneName");
+    if (part?.value) return part.value;
+  } catch {
+    // no Intl time zone data: an offset below
+  }
+  const offset = -new Date(ms).getTimezoneOffset();
+  const sign = offset < 0 ? "-" : "+";
+  const abs = Math.abs(offset);
+  return `UTC${sign}${pad(Math.floor(abs / 60))}:${pad(abs % 60)}`;
+}
+
+function zoneParts(micros: number): { date: string; time: string; ms: string } {
   const d = new Date(Math.floor(micros / 1000));
+  if (zoneMode === "utc")
+    return {
+      date: `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())}`,
+      time: `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`,
+      ms: pad(d.getUTCMilliseconds(), 3),
+    };
   return {
     date: `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}`,
     time: `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`,
@@ -126,45 +192,54 @@ function localParts(micros: number): { date: string; time: string; ms: string } 
   };
 }
 
-/** "2026-11-27 22:34:35" in local time (DASH when missing or unparseable). */
+/** "2026-11-27 22:34:35 CET": date, time and zone (DASH when missing, the text when unparseable). */
 export function formatDateTime(iso: string | null | undefined): string {
   if (!iso) return DASH;
   const us = parseTsMicros(iso);
   if (Number.isNaN(us)) return iso;
-  const p = localParts(us);
-  return `${p.date} ${p.time}`;
+  const p = zoneParts(us);
+  return `${p.date} ${p.time} ${zoneName(us / 1000)}`;
 }
 
-/** "22:34:35.123" in local time, for dense event lists. */
+/** "22:34:35.123" in the shown zone, for dense event lists (their header names the zone). */
 export function formatClock(iso: string | null | undefined): string {
   if (!iso) return DASH;
   const us = parseTsMicros(iso);
   if (Number.isNaN(us)) return iso;
-  const p = localParts(us);
+  const p = zoneParts(us);
   return `${p.time}.${p.ms}`;
 }
 
-/** A server time in ns (e.g. created_ns) as local date and time. */
+/** A server time in ns (e.g. created_ns) as date, time and zone. */
 export function formatNs(ns: number | null | undefined): string {
   if (!isNum(ns)) return DASH;
-  const p = localParts(ns / 1000);
-  return `${p.date} ${p.time}`;
+  const us = ns / 1000;
+  const p = zoneParts(us);
+  return `${p.date} ${p.time} ${zoneName(us / 1000)}`;
 }
 
-/** RFC 3339 UTC -> the value of an <input type="datetime-local"> (local time, to the second). */
+/** Seconds since the epoch (a chart's time axis) as "22:34" or "11-27 22:34" in the shown zone. */
+export function formatAxisTime(seconds: number, withDate: boolean): string {
+  const p = zoneParts(seconds * 1e6);
+  const hm = p.time.slice(0, 5);
+  return withDate ? `${p.date.slice(5)} ${hm}` : hm;
+}
+
+/** RFC 3339 UTC -> the value of an <input type="datetime-local"> (in the shown zone, to the second). */
 export function isoToLocalInput(iso: string): string {
   const us = parseTsMicros(iso);
   if (Number.isNaN(us)) return "";
-  const p = localParts(us);
+  const p = zoneParts(us);
   return `${p.date}T${p.time}`;
 }
 
-/** An <input type="datetime-local"> value (local time) -> RFC 3339 UTC ("" when empty/invalid). */
+/** An <input type="datetime-local"> value (in the shown zone) -> RFC 3339 UTC ("" when empty/invalid). */
 export function localInputToIso(value: string): string {
   const m = /^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2})(?::(\d{2}))?/.exec(value);
   if (!m) return "";
   const [, y, mo, d, h, mi, s = "0"] = m;
-  const date = new Date(Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s));
+  const parts = [Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s)] as const;
+  const date = zoneMode === "utc" ? new Date(Date.UTC(...parts)) : new Date(...parts);
   return Number.isNaN(date.getTime()) ? "" : date.toISOString().replace(/\.000Z$/, "Z");
 }
 

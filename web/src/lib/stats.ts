@@ -89,6 +89,21 @@ export function perMinute(count: number, rangeMs: number): number {
   return rangeMs > 0 ? count / (rangeMs / 60_000) : 0;
 }
 
+export const RECENT_MINUTES = 5;
+
+/**
+ * Events per minute over the last few minutes before `untilMs` (minute buckets), the current rate;
+ * null when the buckets are coarser (the caller shows the range's average instead).
+ */
+export function recentPerMinute(stats: Stats, untilMs: number, minutes = RECENT_MINUTES): number | null {
+  if (stats.bucket !== "minute") return null;
+  const end = Math.floor(untilMs / 60_000);
+  const start = end - minutes;
+  let events = 0;
+  for (const p of stats.series) if (p.minute >= start && p.minute < end) events += p.events;
+  return events / minutes;
+}
+
 /** Rows sorted by calls (then events), largest first. */
 export function topByCalls<T extends StatGroup>(rows: readonly T[], n = 10): T[] {
   return [...rows].sort((a, b) => b.calls - a.calls || b.events - a.events).slice(0, n);

@@ -12,6 +12,7 @@ import {
   formatTokens,
   formatTokensShort,
   groupTokens,
+  plural,
 } from "../lib/format";
 import { toQueryString } from "../lib/query";
 import { countColumn, fillSeries, parseRange, rangeQuery, valueColumn, type RangeKey } from "../lib/stats";
@@ -176,7 +177,7 @@ function ToolDetail({ range, tool, server }: { range: RangeKey; tool: string; se
       {stats.loading && !stats.data && <Loading />}
       {t && (
         <p class="summary" data-testid="tool-summary">
-          {formatInt(t.calls)} calls · {formatInt(t.errors)} errors ({formatPercent(t.error_rate)}) · p50{" "}
+          {plural(t.calls, "call")} · {plural(t.errors, "error")} ({formatPercent(t.error_rate)}) · p50{" "}
           {formatMs(t.p50_ms)} · p95 {formatMs(t.p95_ms)} · p99 {formatMs(t.p99_ms)} · results{" "}
           {t.response_bytes === undefined ? "—" : formatBytes(t.response_bytes)} ·{" "}
           <strong data-testid="tool-est-tokens-total">{formatTokens(groupTokens(t))}</strong>

@@ -1,5 +1,5 @@
 import { useEffect, useState } from "preact/hooks";
-import { api, ApiError, isAbort } from "../api";
+import { api, ApiError, isAbort, takeSessionEnded } from "../api";
 import { ErrorBanner } from "../components/ui";
 import { useTitle } from "../hooks";
 import type { AuthConfig, Me } from "../types";
@@ -36,6 +36,7 @@ export function LoginPage({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
   const [error, setError] = useState<Error | null>(ssoErrorFromUrl);
   const [sso, setSso] = useState<AuthConfig["sso"] | null>(null);
   const [local, setLocal] = useState(false);
+  const [ended] = useState(takeSessionEnded);
 
   useEffect(() => {
     const ctrl = new AbortController();
@@ -85,6 +86,12 @@ export function LoginPage({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
       <form class="card login" onSubmit={submit} data-testid="login-form" method="post" action="/login">
         <div class="brand brand-large">Kilometers</div>
         <h1>Sign in</h1>
+        {ended && (
+          <div class="banner" role="status" data-testid="session-ended">
+            Your session ended (it expired, you signed out elsewhere, or your access changed). Sign in again to return
+            to the page you were on.
+          </div>
+        )}
         <label>
           Email
           <input

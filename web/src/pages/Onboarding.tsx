@@ -8,11 +8,15 @@ import { LIVE_EVENT, LIVE_PATH, parseLiveEvent } from "../lib/live";
 import { paths } from "../router";
 import type { KmEvent } from "../types";
 
-const KEY_PLACEHOLDER = "<your-api-key>";
-
-/** The shell commands of step 2 for this server and key. */
-export function setupCommands(origin: string, key: string | null): string[] {
-  return ["pip install kilometers", `km init --api-url ${origin} --api-key ${key ?? KEY_PLACEHOLDER}`, "km wrap"];
+/**
+ * The shell commands of step 2: install km from a checkout (it is not on PyPI yet), then, for a
+ * team server, connect to it with the key read from stdin (never on the command line, where
+ * shell history and `ps` would keep it), and wrap the MCP clients. km ui records locally: no key.
+ */
+export function setupCommands(origin: string, mode: "team" | "local"): string[] {
+  const install = ["# in a checkout of km (it is not published on PyPI yet)", "KM_INSTALL_SOURCE=. sh install.sh"];
+  if (mode === "local") return [...install, "km wrap"];
+  return [...install, `km init --api-url ${origin} --api-key -   # paste the key, then Enter and Ctrl-D`, "km wrap"];
 }
 
 export function OnboardingPage() {
@@ -22,7 +26,7 @@ export function OnboardingPage() {
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<Error | null>(null);
   const origin = window.location.origin;
-  const commands = setupCommands(origin, key);
+  const commands = setupCommands(origin, me.mode);
   const allowed = me.mode === "team" && canCreateKeys(me);
 
   const createKey = async () => {
@@ -71,7 +75,12 @@ export function OnboardingPage() {
         </li>
         <li class="card step">
           <h2>2. Install and connect km</h2>
-          <p>On the machine where your MCP client runs:</p>
+          <p>
+            On the machine where your MCP client runs
+            {me.mode === "team"
+              ? "; km init asks for the key on its input (paste the key from step 1):"
+              : " (km ui shows what km records on this machine; nothing is uploaded):"}
+          </p>
           <pre class="commands" data-testid="onboarding-commands">
             {commands.join("\n")}
           </pre>

@@ -5,8 +5,8 @@ import { Link } from "../components/Link";
 import { RadarPanel } from "../components/Radar";
 import { Empty, ErrorBanner, Loading, PageHeader, RangePicker, StatCard } from "../components/ui";
 import { QuotaBanner, UsageMeter } from "../components/Usage";
-import { useApi, useMe, useTitle } from "../hooks";
-import { formatCompact, formatInt, formatMs, formatPercent } from "../lib/format";
+import { useApi, useAutoRefresh, useMe, useTitle } from "../hooks";
+import { formatCompact, formatInt, formatMs, formatPercent, plural } from "../lib/format";
 import { toQueryString } from "../lib/query";
 import {
   countColumn,
@@ -14,6 +14,8 @@ import {
   parseRange,
   perMinute,
   RANGES,
+  RECENT_MINUTES,
+  recentPerMinute,
   rangeQuery,
   topByCalls,
   valueColumn,
@@ -36,12 +38,16 @@ export function useRange(): [RangeKey, (key: RangeKey) => void] {
 export function OverviewPage() {
   useTitle("Overview");
   const [range, setRange] = useRange();
-  const stats = useApi((signal) => api.stats(rangeQuery(range, Date.now()), signal), [range]);
   const { me } = useMe();
+  const stats = useApi((signal) => api.stats(rangeQuery(range, Date.now()), signal), [range, me.org.id]);
   const team = me.mode === "team";
   // the organization's plan usage (team server only: km ui's local store has no plan)
   const org = useApi((signal) => (team ? api.org(signal) : Promise.resolve(null)), [team, me.org.id]);
   const usage = org.data?.usage;
+  useAutoRefresh(() => {
+    stats.reload();
+    if (team) org.reload();
+  });
 
   return (
     <section data-testid="page-overview">
@@ -83,6 +89,8 @@ function OverviewBody({ stats, range }: { stats: Stats; range: RangeKey }) {
     return { xs: cols.xs, traffic, latency };
   }, [stats]);
 
+  const recent = recentPerMinute(stats, Date.now());
+  const rate = recent ?? perMinute(t.events, rangeMs);
   const perBucket = stats.bucket === "minute" ? "per minute" : stats.bucket === "hour" ? "per hour" : "per day";
   return (
     <>
@@ -90,18 +98,27 @@ function OverviewBody({ stats, range }: { stats: Stats; range: RangeKey }) {
         <StatCard
           testid="card-events-per-min"
           label="Events / min"
-          value={perMinute(t.events, rangeMs).toFixed(perMinute(t.events, rangeMs) < 10 ? 2 : 0)}
-          hint={`${formatInt(t.events)} events in ${RANGES[range].label}`}
+          value={rate.toFixed(rate < 10 ? 2 : 0)}
+          hint={
+            recent === null
+              ? `average over ${RANGES[range].label} (${plural(t.events, "event")})`
+              : `last ${RECENT_MINUTES} min · ${plural(t.events, "event")} in ${RANGES[range].label}`
+          }
         />
         <StatCard
           testid="card-error-rate"
           label="Error rate"
           value={formatPercent(t.error_rate)}
-          hint={`${formatInt(t.errors)} errors / ${formatInt(t.calls)} calls`}
+          hint={`${plural(t.errors, "error")} / ${plural(t.calls, "call")}`}
           tone={t.error_rate > 0.05 ? "bad" : undefined}
         />
         <StatCard testid="card-p95" label="p95 latency" value={formatMs(t.p95_ms)} hint={`p50 ${formatMs(t.p50_ms)}`} />
-        <StatCard testid="card-active-sessions" label="Active sessions" value={formatInt(t.active_sessions ?? 0)} />
+        <StatCard
+          testid="card-active-sessions"
+          label="Running sessions"
+          value={formatInt(t.running_sessions ?? 0)}
+          hint={`${formatInt(t.active_sessions ?? 0)} active in ${RANGES[range].label}`}
+        />
         <StatCard
           testid="card-findings"
           label="Findings"

@@ -1,11 +1,21 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { api, isAbort } from "../api";
+import { api, download, exportUrl, isAbort } from "../api";
 import { FilterForm } from "../components/FilterForm";
 import { Link } from "../components/Link";
-import { Direction, Empty, ErrorBanner, KindBadge, Loading, PageHeader, RiskBadge } from "../components/ui";
+import {
+  Direction,
+  Empty,
+  ErrorBanner,
+  KindBadge,
+  Loading,
+  PageHeader,
+  RangePicker,
+  RiskBadge,
+} from "../components/ui";
 import { useTitle } from "../hooks";
 import { eventLabel, formatBytes, formatDateTime, formatInt, formatMs } from "../lib/format";
 import { filtersFromSearch, filtersToSearch, type EventFilters } from "../lib/query";
+import { RANGE_KEYS, RANGES, type RangeKey } from "../lib/stats";
 import { gatherPages } from "../lib/textsearch";
 import { handleLinkClick, navigate, paths, useLocation } from "../router";
 import type { KmEvent } from "../types";
@@ -28,6 +38,10 @@ function apiQuery(f: EventFilters, cursor: string | null) {
     limit: PAGE_SIZE,
     cursor,
   };
+}
+
+function parseRangeParam(value: string | null): RangeKey | null {
+  return (RANGE_KEYS as readonly string[]).includes(value ?? "") ? (value as RangeKey) : null;
 }
 
 export function SearchPage() {
@@ -80,11 +94,50 @@ export function SearchPage() {
     else navigate(target);
   };
 
+  // "last 15 min / 1 h / 24 h / 7 d": a search from that long before now, up to now
+  const lastRange = (key: RangeKey) =>
+    navigate(
+      paths.search +
+        filtersToSearch(
+          { ...filters, since: new Date(Date.now() - RANGES[key].ms).toISOString(), until: "" },
+          { range: key },
+        ),
+    );
+  const range = parseRangeParam(new URLSearchParams(loc.search).get("range"));
+  const [downloadError, setDownloadError] = useState<Error | null>(null);
+  const save = (format: "jsonl" | "har") => {
+    setDownloadError(null);
+    download(exportUrl(format, apiQuery(filters, null))).catch((err: unknown) =>
+      setDownloadError(err instanceof Error ? err : new Error(String(err))),
+    );
+  };
+
   return (
     <section data-testid="page-search">
-      <PageHeader title="Search events" />
+      <PageHeader title="Search events">
+        <RangePicker value={range} onChange={lastRange} testid="search-range" />
+        <button
+          type="button"
+          class="btn btn-small"
+          title="Every event this search matches, as JSON Lines (km import reads it back)"
+          data-testid="search-download-jsonl"
+          onClick={() => save("jsonl")}
+        >
+          Download JSONL
+        </button>
+        <button
+          type="button"
+          class="btn btn-small"
+          title="Every call this search matches, as HAR (HTTP Archive viewers)"
+          data-testid="search-download-har"
+          onClick={() => save("har")}
+        >
+          HAR
+        </button>
+      </PageHeader>
       <FilterForm value={filters} onSubmit={submit} withTime={true} submitLabel="Search" testid="search-form" />
       <ErrorBanner error={error} onRetry={() => setRun((n) => n + 1)} />
+      <ErrorBanner error={downloadError} />
       {items.length === 0 && loading && <Loading what="Searching" />}
       {items.length === 0 && !loading && !error && !searchedTo && <Empty>No events match these filters.</Empty>}
       {searchedTo && !loading && (
