@@ -902,8 +902,11 @@ export interface components {
       duration_ms: number | null;
       /** Command */
       command: string[];
-      /** Cwd */
-      cwd: string;
+      /**
+       * Cwd
+       * @description null when an upload did not say
+       */
+      cwd: string | null;
       /** Pid */
       pid: number | null;
       /** Exit Code */

@@ -110,7 +110,7 @@ class Session(Out):
     ended_at: str | None
     duration_ms: float | None
     command: list[str]
-    cwd: str
+    cwd: str | None = Field(description="null when an upload did not say")
     pid: int | None
     exit_code: int | None
     client: dict[str, Any] | None
