@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STATIC := src/kilometers/server/static
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install setup demo test lint typecheck webtest unit bench clean system-deps web
+.PHONY: install setup demo test lint typecheck webtest unit bench clean system-deps web types
 
 # the dashboard first: the build hook in setup.py then finds it built and leaves it alone
 $(BIN)/km: pyproject.toml setup.py | $(STATIC)/index.html
@@ -24,6 +24,10 @@ WEB_SOURCES := $(shell find web/src web/index.html web/package.json web/package-
 $(STATIC)/index.html: $(WEB_SOURCES)
 	cd web && npm ci --no-audit --no-fund --loglevel=error && npm run build
 web: $(STATIC)/index.html
+
+## types: regenerate the dashboard's API types (web/src/api-types.ts) from the server's OpenAPI schema
+types: install
+	$(BIN)/python -m kilometers.server.openapi | (cd web && npm run --silent gen:types)
 
 ## system-deps: Debian packages the tests need (Chromium, PostgreSQL 15 server), installed when missing
 system-deps:

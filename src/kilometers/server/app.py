@@ -32,7 +32,7 @@ from ..export.prometheus import CONTENT_TYPE, ServerMetrics
 from ..model import format_ts, parse_ts
 from ..store import db, partitions, queries, rollups
 from ..store import findings as store_findings
-from . import downloads, oidc, radar, teamsecurity, tenancy, web
+from . import downloads, models, oidc, radar, teamsecurity, tenancy, web
 from . import ingest as ingest_mod
 from .auth import Auth, AuthSettings, Caller
 from .errors import AUTHENTICATED, ApiError, error_response, error_responses
@@ -343,11 +343,11 @@ def create_app(
     ingest_caller = Annotated[Caller, Depends(auth.require("ingest"))]
 
     @app.get("/health", tags=["ops"])
-    def health() -> dict[str, str]:
+    def health() -> models.Status:
         """The process is up."""
-        return {"status": "ok", "version": __version__}
+        return models.Status(status="ok", version=__version__)
 
-    @app.get("/ready", tags=["ops"], responses=error_responses(503))
+    @app.get("/ready", tags=["ops"], response_model=models.Ready, responses=error_responses(503))
     def ready() -> Response:
         """The database is reachable and its schema is current."""
         try:
@@ -371,7 +371,7 @@ def create_app(
         },
         responses=error_responses(400, 402, 413, 415, *AUTHENTICATED),
     )
-    async def ingest_batch(request: Request, caller: ingest_caller) -> dict[str, Any]:
+    async def ingest_batch(request: Request, caller: ingest_caller) -> models.BatchResult:
         """Store a batch of events of one session. Idempotent on event id; per-event errors are reported."""
         metrics.in_progress.inc()
         started = time.perf_counter()
@@ -404,7 +404,7 @@ def create_app(
             metrics.events.labels("duplicate").inc(result.duplicates)
             metrics.events.labels("rejected").inc(len(result.errors))
             metrics.tools.observe_rows(result.server, result.stored)
-            return result.response()
+            return models.BatchResult.model_validate(result.response())
         finally:
             metrics.in_progress.dec()
             metrics.batches.labels(status).inc()
@@ -426,33 +426,49 @@ def create_app(
         metrics.live.set(hub.subscriber_count())
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
-    @app.get("/api/v1/sessions", tags=["read"], responses=error_responses(400, *AUTHENTICATED))
+    @app.get(
+        "/api/v1/sessions",
+        tags=["read"],
+        response_model=models.SessionPage,
+        responses=error_responses(400, *AUTHENTICATED),
+    )
     def list_sessions(
         caller: read,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
         cursor: Cursor = None,
         min_level: MinLevel = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Sessions, newest first (with `min_level`: those with an event at that risk level or above)."""
         try:
             items, next_cursor = queries.page_sessions(engine, caller.org.id, limit, cursor, min_level)
         except queries.BadCursor as exc:
             raise ApiError(400, "invalid_cursor", str(exc)) from None
         risk = queries.session_risk(engine, [s.id for s in items], caller.org.id)
-        return {"items": [{**s.to_dict(), "risk": risk[s.id]} for s in items], "next_cursor": next_cursor}
+        return models.raw_json(
+            {"items": [{**s.to_dict(), "risk": risk[s.id]} for s in items], "next_cursor": next_cursor}
+        )
 
-    @app.get("/api/v1/sessions/{session_id}", tags=["read"], responses=error_responses(404, *AUTHENTICATED))
-    def get_session(caller: read, session_id: str) -> dict[str, Any]:
+    @app.get(
+        "/api/v1/sessions/{session_id}",
+        tags=["read"],
+        response_model=models.Session,
+        responses=error_responses(404, *AUTHENTICATED),
+    )
+    def get_session(caller: read, session_id: str) -> Response:
         try:
             found = queries.get_session(engine, session_id.lower(), caller.org.id)
-            return {
-                **found.to_dict(),
-                "risk": queries.session_risk(engine, [found.id], caller.org.id)[found.id],
-            }
+            return models.raw_json(
+                {**found.to_dict(), "risk": queries.session_risk(engine, [found.id], caller.org.id)[found.id]}
+            )
         except queries.NotFound:
             raise ApiError(404, "not_found", f"no session {session_id!r}") from None
 
-    @app.get("/api/v1/events", tags=["read"], responses=error_responses(400, *AUTHENTICATED))
+    @app.get(
+        "/api/v1/events",
+        tags=["read"],
+        response_model=models.EventPage,
+        responses=error_responses(400, *AUTHENTICATED),
+    )
     def list_events(
         caller: read,
         session_id: str | None = None,
@@ -470,7 +486,7 @@ def create_app(
             Literal["newest", "oldest"],
             Query(description="newest first (the default) or oldest first, e.g. a session from its start"),
         ] = "newest",
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Events, newest first (or oldest first), with filters and cursor pagination."""
         flt = queries.EventFilter(
             org_id=caller.org.id,
@@ -491,7 +507,7 @@ def create_app(
         body: dict[str, Any] = {"items": [e.to_dict() for e in page.items], "next_cursor": page.next_cursor}
         if page.searched_to_ns is not None:
             body["searched_to"] = format_ts(page.searched_to_ns)
-        return body
+        return models.raw_json(body)
 
     @app.get(
         "/api/v1/export",
@@ -547,8 +563,13 @@ def create_app(
             headers={"Content-Disposition": f'attachment; filename="{name}"', "Cache-Control": "no-store"},
         )
 
-    @app.get("/api/v1/events/{event_id}", tags=["read"], responses=error_responses(404, *AUTHENTICATED))
-    def get_event(caller: read, event_id: str) -> dict[str, Any]:
+    @app.get(
+        "/api/v1/events/{event_id}",
+        tags=["read"],
+        response_model=models.EventDetail,
+        responses=error_responses(404, *AUTHENTICATED),
+    )
+    def get_event(caller: read, event_id: str) -> Response:
         try:
             if len(event_id) != 36:
                 raise queries.NotFound(event_id)
@@ -558,9 +579,11 @@ def create_app(
         data = event.to_dict()
         pair = queries.paired_event(engine, event, caller.org.id)
         data["paired_event_id"] = pair.id if pair else None
-        return data
+        return models.raw_json(data)
 
-    @app.get("/api/v1/stats", tags=["read"], responses=error_responses(*AUTHENTICATED))
+    @app.get(
+        "/api/v1/stats", tags=["read"], response_model=models.Stats, responses=error_responses(*AUTHENTICATED)
+    )
     def get_stats(
         caller: read,
         since: Time = None,
@@ -571,7 +594,7 @@ def create_app(
         ] = "hour",
         tool: Annotated[str | None, Query(max_length=200)] = None,
         server: Annotated[str | None, Query(max_length=200)] = None,
-    ) -> dict[str, Any]:
+    ) -> Response:
         """Time-bucketed counts, error rate, latency p50/p95/p99 by method, tool and server (rollups)."""
         until_ns = _ns(until) or time.time_ns()
         since_ns = _ns(since) or until_ns - 24 * 3600 * 10**9
@@ -579,7 +602,7 @@ def create_app(
             raise ApiError(422, "invalid_range", "since must be before until")
         if bucket == "minute" and until_ns - since_ns > 7 * 24 * 3600 * 10**9:
             raise ApiError(422, "invalid_range", "minute buckets cover at most 7 days; use hour or day")
-        return rollups.stats(engine, caller.org.id, since_ns, until_ns, bucket, tool, server)
+        return models.raw_json(rollups.stats(engine, caller.org.id, since_ns, until_ns, bucket, tool, server))
 
     @app.get("/api/v1/radar", tags=["read"], responses=error_responses(*AUTHENTICATED))
     def get_radar(
@@ -594,11 +617,11 @@ def create_app(
         return radar.radar_out(engine, caller.org.id, since_ns, server)
 
     @app.get("/api/v1/org", tags=["read"], responses=error_responses(*AUTHENTICATED))
-    def get_org(caller: read) -> dict[str, Any]:
+    def get_org(caller: read) -> models.OrgWithUsage:
         """The organization of the calling key, with its plan limits and this month's usage."""
         # the limit as it is now, not as a cached key lookup saw it (km ui's org has no row)
         org = caller.org if caller.mode == "local" else tenancy.get_org(engine, caller.org.id)
-        return {**org.to_dict(), "usage": tenancy.usage(engine, org)}
+        return models.OrgWithUsage.model_validate({**org.to_dict(), "usage": tenancy.usage(engine, org)})
 
     _findings_routes(app, engine, auth)
     web.register(app, engine, auth, hub, sso=settings.oidc is not None)

@@ -43,6 +43,7 @@ from sqlalchemy import Engine
 from . import accounts, tenancy
 from .auth import SESSION_COOKIE, Auth
 from .errors import ApiError
+from .models import AuthConfig, Sso
 from .web import set_session_cookie
 
 _log = logging.getLogger(__name__)
@@ -318,17 +319,17 @@ def register(app: FastAPI, engine: Engine, auth: Auth, settings: OidcSettings | 
     provider = OidcProvider(settings) if settings is not None else None
 
     @app.get("/auth/config", tags=["browser"])
-    def config() -> dict[str, Any]:
+    def config() -> AuthConfig:
         """How this server signs people in: the login page shows an SSO button when ``sso.enabled``."""
         enabled = provider is not None and not auth.local
-        return {
-            "mode": "local" if auth.local else "team",
-            "sso": {
-                "enabled": enabled,
-                "name": provider.settings.name if enabled and provider else None,
-                "login_url": "/auth/oidc/login" if enabled else None,
-            },
-        }
+        return AuthConfig(
+            mode="local" if auth.local else "team",
+            sso=Sso(
+                enabled=enabled,
+                name=provider.settings.name if enabled and provider else None,
+                login_url="/auth/oidc/login" if enabled else None,
+            ),
+        )
 
     def configured() -> OidcProvider:
         if provider is None or auth.local:
@@ -353,6 +354,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, settings: OidcSettings | 
         "/auth/oidc/login",
         tags=["browser"],
         status_code=303,
+        response_class=RedirectResponse,
         responses={404: {"description": "OpenID Connect sign-in is not configured"}},
     )
     async def oidc_login(request: Request) -> Response:
@@ -385,6 +387,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, settings: OidcSettings | 
         CALLBACK_PATH,
         tags=["browser"],
         status_code=303,
+        response_class=RedirectResponse,
         responses={404: {"description": "OpenID Connect sign-in is not configured"}},
     )
     async def oidc_callback(request: Request) -> Response:

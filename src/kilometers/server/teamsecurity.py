@@ -3,14 +3,14 @@ tool definitions per server identity (drift), their approval, and the signed pin
 `km pins sync` fetches (see :mod:`.teampins` and :mod:`.signing`)."""
 
 import math
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 
-from . import pinreview, signing, teampins, tenancy
+from . import models, pinreview, signing, teampins, tenancy
 from .auth import Auth, Caller
 from .errors import AUTHENTICATED, ApiError, error_responses
 
@@ -50,25 +50,26 @@ def register(app: FastAPI, engine: Engine, auth: Auth) -> None:
         return caller
 
     @app.patch("/api/v1/org/security", tags=["settings"], responses=error_responses(400, 404, *AUTHENTICATED))
-    def patch_org_security(body: SecurityPatch, caller: admin) -> dict[str, Any]:
+    def patch_org_security(body: SecurityPatch, caller: admin) -> models.Org:
         """Whether the server redacts personal data in this organization's uploads from the next
         batch on (owners and admins)."""
         team_only()
-        return tenancy.set_redact_pii(engine, caller.org, body.redact_pii, actor=caller.actor).to_dict()
+        org = tenancy.set_redact_pii(engine, caller.org, body.redact_pii, actor=caller.actor)
+        return models.Org.model_validate(org.to_dict())
 
     @app.get("/api/v1/servers", tags=["security"], responses=error_responses(404, *AUTHENTICATED))
-    def list_servers(caller: read) -> dict[str, Any]:
+    def list_servers(caller: read) -> models.TeamServerList:
         """The MCP servers the organization's developers ran, per identity (command or URL, and the
         serverInfo name and version), with the tools whose definitions differ (drift)."""
         team_only()
-        return {"items": teampins.servers(engine, caller.org.id)}
+        return models.TeamServerList.model_validate({"items": teampins.servers(engine, caller.org.id)})
 
     @app.get("/api/v1/servers/{key}/tools", tags=["security"], responses=error_responses(404, *AUTHENTICATED))
-    def server_tools(key: str, caller: read) -> dict[str, Any]:
+    def server_tools(key: str, caller: read) -> models.TeamServerTools:
         """Every definition of every tool of one server identity, who was shown it, and when."""
         team_only()
         try:
-            return teampins.server_tools(engine, caller.org.id, key)
+            return models.TeamServerTools.model_validate(teampins.server_tools(engine, caller.org.id, key))
         except teampins.NotFound as exc:
             raise ApiError(404, "not_found", str(exc)) from None
 
@@ -77,12 +78,15 @@ def register(app: FastAPI, engine: Engine, auth: Auth) -> None:
         tags=["security"],
         responses=error_responses(400, 404, 409, *AUTHENTICATED),
     )
-    def approve_server(key: str, caller: admin, body: ApproveIn | None = None) -> dict[str, Any]:
+    def approve_server(key: str, caller: admin, body: ApproveIn | None = None) -> models.TeamServerTools:
         """Approve the current tool definitions of a server identity as the team's pins (owners
         and admins); where developers were shown different ones, ``tools`` picks one per tool."""
         team_only()
         try:
-            return teampins.approve(engine, caller.org.id, key, caller.actor, body.tools if body else None)
+            approved = teampins.approve(
+                engine, caller.org.id, key, caller.actor, body.tools if body else None
+            )
+            return models.TeamServerTools.model_validate(approved)
         except teampins.NotFound as exc:
             raise ApiError(404, "not_found", str(exc)) from None
         except teampins.Ambiguous as exc:
@@ -134,16 +138,16 @@ def register(app: FastAPI, engine: Engine, auth: Auth) -> None:
         return decide(key, body, caller, approve=False)
 
     @app.get("/api/v1/pins", tags=["security"], responses=error_responses(404, *AUTHENTICATED))
-    async def signed_pins(caller: Annotated[Caller, Depends(pins_reader)]) -> dict[str, Any]:
+    async def signed_pins(caller: Annotated[Caller, Depends(pins_reader)]) -> models.SignedPins:
         """The team's approved tool definitions, signed (Ed25519): `km pins sync` verifies
         ``signature`` over the UTF-8 bytes of ``pin_set`` with ``public_key``, the key it pinned."""
         team_only()
         key = await run_in_threadpool(signing.signing_key, engine, caller.org.id)
         payload = await run_in_threadpool(teampins.pin_set, engine, caller.org.id)
-        return {
-            "algorithm": signing.ALGORITHM,
-            "public_key": key.public_b64,
-            "fingerprint": signing.fingerprint(key.public),
-            "pin_set": payload.decode(),
-            "signature": key.sign(payload),
-        }
+        return models.SignedPins(
+            algorithm=signing.ALGORITHM,
+            public_key=key.public_b64,
+            fingerprint=signing.fingerprint(key.public),
+            pin_set=payload.decode(),
+            signature=key.sign(payload),
+        )

@@ -19,7 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from . import accounts, tenancy
+from . import accounts, models, tenancy
 from .auth import SESSION_COOKIE, Auth, Caller
 from .errors import AUTHENTICATED, ApiError, error_response, error_responses
 from .live import LiveFilter, LiveHub, stream
@@ -178,7 +178,12 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
 
     # -- sign-in ---------------------------------------------------------------------------------
 
-    @app.post("/auth/login", tags=["browser"], responses=error_responses(400, 404, *AUTHENTICATED))
+    @app.post(
+        "/auth/login",
+        tags=["browser"],
+        response_model=models.Me,
+        responses=error_responses(400, 404, *AUTHENTICATED),
+    )
     async def login(body: LoginIn, request: Request) -> JSONResponse:
         """Sign in with e-mail and password; sets an HTTP-only session cookie."""
         team_only()
@@ -219,7 +224,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         return response
 
     @app.get("/auth/me", tags=["browser"], responses=error_responses(*AUTHENTICATED))
-    def me(request: Request) -> dict[str, Any]:
+    def me(request: Request) -> models.Me:
         """Who is signed in, their organization and role, and the CSRF token for unsafe requests."""
         try:
             caller = auth.identify(request, csrf=False)
@@ -227,9 +232,14 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
             raise ApiError(401, "not_signed_in", "sign in first") from exc
         if caller.mode == "key":
             raise ApiError(401, "not_signed_in", "this endpoint is for browsers; API keys have no session")
-        return _me(caller, engine, local)
+        return models.Me.model_validate(_me(caller, engine, local))
 
-    @app.post("/auth/switch-org", tags=["browser"], responses=error_responses(400, 404, *AUTHENTICATED))
+    @app.post(
+        "/auth/switch-org",
+        tags=["browser"],
+        response_model=models.Me,
+        responses=error_responses(400, 404, *AUTHENTICATED),
+    )
     def switch_org(body: SwitchOrgIn, request: Request, caller: read) -> JSONResponse:
         team_only()
         if caller.user is None:
@@ -254,14 +264,14 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         return caller.user
 
     @app.post("/auth/invitations/{org_id}", tags=["browser"], responses=error_responses(404, *AUTHENTICATED))
-    def accept_invitation(org_id: str, caller: read) -> dict[str, Any]:
+    def accept_invitation(org_id: str, caller: read) -> models.Me:
         """Accept an organization's invitation (listed in `/auth/me`); answers the new *Me*."""
         team_only()
         try:
             accounts.accept_invitation(engine, signed_in_user(caller), org_id)
         except tenancy.TenancyError as exc:
             raise ApiError(404, "no_invitation", str(exc)) from None
-        return _me(caller, engine, False)
+        return models.Me.model_validate(_me(caller, engine, False))
 
     @app.delete(
         "/auth/invitations/{org_id}",
@@ -316,13 +326,13 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
     # -- settings --------------------------------------------------------------------------------
 
     @app.get("/api/v1/keys", tags=["settings"], responses=error_responses(404, *AUTHENTICATED))
-    def list_keys(caller: keys) -> dict[str, Any]:
+    def list_keys(caller: keys) -> models.ApiKeyList:
         """The organization's keys (for a member: the keys they created)."""
         team_only()
         items = tenancy.list_keys(engine, caller.org)
         if "admin" not in caller.permissions:
             items = [k for k in items if caller.user_id and k.created_by == caller.user_id]
-        return {"items": [k.to_dict() for k in items]}
+        return models.ApiKeyList.model_validate({"items": [k.to_dict() for k in items]})
 
     @app.post(
         "/api/v1/keys",
@@ -330,7 +340,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         status_code=201,
         responses=error_responses(400, 404, *AUTHENTICATED),
     )
-    def create_key(body: KeyIn, caller: keys) -> dict[str, Any]:
+    def create_key(body: KeyIn, caller: keys) -> models.CreatedKey:
         """Create an API key; the response is the only place the key ever appears. Members may
         create ``ingest`` keys only. The key carries the caller's user (a key's: its creator), so
         it never does more than that user's current role allows."""
@@ -349,7 +359,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         )
         record = tenancy.authenticate(engine, key)
         assert record is not None
-        return {"key": key, "item": record.to_dict()}
+        return models.CreatedKey.model_validate({"key": key, "item": record.to_dict()})
 
     @app.delete(
         "/api/v1/keys/{key_id}",
@@ -376,10 +386,10 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         return Response(status_code=204)
 
     @app.get("/api/v1/members", tags=["settings"], responses=error_responses(404, *AUTHENTICATED))
-    def list_members(caller: admin) -> dict[str, Any]:
+    def list_members(caller: admin) -> models.MemberList:
         """Members and pending invitations (``status`` "active" or "invited")."""
         team_only()
-        return {"items": accounts.list_members(engine, caller.org)}
+        return models.MemberList.model_validate({"items": accounts.list_members(engine, caller.org)})
 
     def member(caller: Caller, user_id: str) -> dict[str, Any]:
         found = next((m for m in accounts.list_members(engine, caller.org) if m["user_id"] == user_id), None)
@@ -397,7 +407,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         status_code=201,
         responses=error_responses(400, 404, 409, *AUTHENTICATED),
     )
-    def add_member(body: MemberIn, caller: admin) -> dict[str, Any]:
+    def add_member(body: MemberIn, caller: admin) -> models.Member:
         """Invite an address. A new address becomes a user of this organization with the given
         password; an existing user keeps their own and accepts after signing in. The answer is
         the same in both cases (status "invited" until they first sign in or accept)."""
@@ -413,14 +423,14 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
             raise ApiError(409, "already_member", str(exc)) from None
         except tenancy.TenancyError as exc:
             raise ApiError(400, "invalid_member", str(exc)) from None
-        return {"user_id": user.id, "email": user.email, "role": body.role, "status": "invited"}
+        return models.Member(user_id=user.id, email=user.email, role=body.role, status="invited")
 
     @app.patch(
         "/api/v1/members/{user_id}",
         tags=["settings"],
         responses=error_responses(400, 404, 409, *AUTHENTICATED),
     )
-    def change_role(user_id: str, body: RoleIn, caller: admin) -> dict[str, Any]:
+    def change_role(user_id: str, body: RoleIn, caller: admin) -> models.Member:
         team_only()
         target = member(caller, user_id)
         owners_only(caller, body.role, target["role"])
@@ -431,7 +441,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         except tenancy.TenancyError as exc:
             raise ApiError(404, "not_found", str(exc)) from None
         auth.forget_keys()  # the member's keys follow their new role at once
-        return {**target, "role": body.role}
+        return models.Member.model_validate({**target, "role": body.role})
 
     @app.delete(
         "/api/v1/members/{user_id}",
@@ -453,7 +463,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         return Response(status_code=204)
 
     @app.patch("/api/v1/org", tags=["settings"], responses=error_responses(400, 404, *AUTHENTICATED))
-    def patch_org(body: OrgPatch, caller: admin) -> dict[str, Any]:
+    def patch_org(body: OrgPatch, caller: admin) -> models.Org:
         team_only()
         if "retention_days" not in body.model_fields_set:
             raise ApiError(422, "invalid_request", 'nothing to change: send {"retention_days": <days>}')
@@ -461,7 +471,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
             org = tenancy.set_retention(engine, caller.org, body.retention_days, actor=caller.actor)
         except tenancy.TenancyError as exc:
             raise ApiError(422, "plan_limit", str(exc)) from None
-        return org.to_dict()
+        return models.Org.model_validate(org.to_dict())
 
     # -- the front end ---------------------------------------------------------------------------
 

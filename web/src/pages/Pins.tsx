@@ -187,8 +187,10 @@ function ToolRow({
             drift
           </span>
         )}
-        {tool.collides_with.length > 0 && (
-          <span class="muted small">name also offered by {tool.collides_with.map(showInvisible).join(", ")}</span>
+        {(tool.collides_with ?? []).length > 0 && (
+          <span class="muted small">
+            name also offered by {(tool.collides_with ?? []).map(showInvisible).join(", ")}
+          </span>
         )}
         {mayDecide && (tool.status === "changed" || tool.status === "rejected") && (
           <span class="pin-actions">
