@@ -136,6 +136,33 @@ def _ns(value: str | None) -> int | None:
     return min(max(ns, 0), MAX_NS)
 
 
+def _event_filter(
+    caller: Caller,
+    session_id: str | None,
+    method: str | None,
+    tool: str | None,
+    kind: str | None,
+    errors: bool,
+    since: str | None,
+    until: str | None,
+    q: str | None,
+    min_level: str | None,
+) -> queries.EventFilter:
+    """The events of the caller's organization that the filters of /api/v1/events select."""
+    return queries.EventFilter(
+        org_id=caller.org.id,
+        session_id=session_id.lower() if session_id else None,
+        method=method,
+        tool=tool,
+        kinds=[kind] if kind else [],
+        errors_only=errors,
+        since_ns=_ns(since),
+        until_ns=_ns(until),
+        text=q,
+        min_level=min_level,
+    )
+
+
 def _retention_loop(engine: Engine, settings: ServerSettings, stop: threading.Event) -> None:
     while not stop.wait(settings.retention_interval_seconds):
         try:
@@ -488,18 +515,7 @@ def create_app(
         ] = "newest",
     ) -> Response:
         """Events, newest first (or oldest first), with filters and cursor pagination."""
-        flt = queries.EventFilter(
-            org_id=caller.org.id,
-            session_id=session_id.lower() if session_id else None,
-            method=method,
-            tool=tool,
-            kinds=[kind] if kind else [],
-            errors_only=errors,
-            since_ns=_ns(since),
-            until_ns=_ns(until),
-            text=q,
-            min_level=min_level,
-        )
+        flt = _event_filter(caller, session_id, method, tool, kind, errors, since, until, q, min_level)
         try:
             page = queries.page_events(engine, flt, limit, cursor, oldest_first=order == "oldest")
         except queries.BadCursor as exc:
@@ -540,18 +556,7 @@ def create_app(
                 queries.get_session(engine, sid, caller.org.id)
             except queries.NotFound:
                 raise ApiError(404, "not_found", f"no session {session_id!r}") from None
-        flt = queries.EventFilter(
-            org_id=caller.org.id,
-            session_id=sid,
-            method=method,
-            tool=tool,
-            kinds=[kind] if kind else [],
-            errors_only=errors,
-            since_ns=_ns(since),
-            until_ns=_ns(until),
-            text=q,
-            min_level=min_level,
-        )
+        flt = _event_filter(caller, sid, method, tool, kind, errors, since, until, q, min_level)
         try:
             body = downloads.har(engine, flt) if format == "har" else downloads.jsonl(engine, flt)
         except downloads.TooLarge as exc:
