@@ -103,6 +103,8 @@ export function useAutoRefresh(refresh: () => void, ms: number = AUTO_REFRESH_MS
   useEffect(() => {
     if (!visible) return;
     const tick = () => {
+      // the timer may fire before the effect of a visibilitychange has run and cleared it
+      if (document.visibilityState === "hidden") return;
       last.current = Date.now();
       ref.current();
     };
