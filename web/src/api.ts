@@ -58,11 +58,27 @@ export function tokenFromHash(hash: string): string | null {
   return token && /^[A-Za-z0-9_-]{16,256}$/.test(token) ? token : null;
 }
 
-/** Moves a token from the address bar into this origin's storage (and out of the history). */
+/**
+ * The address without a launch token: `#token=…` on any page, or `token=…` in the query of a
+ * hand-made link such as `/live?token=…` (the other query parameters stay). Null when there is none.
+ */
+export function launchToken(url: URL): { token: string | null; rest: string } | null {
+  if (/^#token=/.test(url.hash)) return { token: tokenFromHash(url.hash), rest: url.pathname + url.search };
+  const query = new URLSearchParams(url.search);
+  if (!query.has("token")) return null;
+  const token = tokenFromHash(`#token=${encodeURIComponent(query.get("token") ?? "")}`);
+  query.delete("token");
+  const search = query.toString();
+  return { token, rest: url.pathname + (search ? `?${search}` : "") + url.hash };
+}
+
+/** Moves a token from the address bar into this origin's storage (and out of the history),
+ *  leaving the page it links to in place. */
 export function adoptLaunchToken(): void {
-  if (!/^#token=/.test(location.hash)) return;
-  const token = tokenFromHash(location.hash);
-  history.replaceState(history.state, "", location.pathname + location.search);
+  const found = launchToken(new URL(location.href));
+  if (!found) return;
+  history.replaceState(history.state, "", found.rest);
+  const { token } = found;
   if (!token) return;
   localToken = token;
   try {
