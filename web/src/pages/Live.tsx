@@ -16,7 +16,16 @@ import {
 } from "../lib/format";
 import { visibleText } from "../lib/invisible";
 import { SessionNames } from "../lib/sessionNames";
-import { LIVE_EVENT, LiveFeed, liveUrl, parseLiveEvent } from "../lib/live";
+import {
+  LIVE_EVENT,
+  LIVE_LAGGED,
+  LiveFeed,
+  liveUrl,
+  parseLagged,
+  parseLiveEvent,
+  pausedWaitingText,
+  skippedText,
+} from "../lib/live";
 import { filtersFromSearch, filtersToSearch, liveFilters, type EventFilters } from "../lib/query";
 import { handleLinkClick, navigate, paths, useLocation } from "../router";
 import type { KmEvent } from "../types";
@@ -91,7 +100,7 @@ export function LivePage() {
   const scheduleRef = useRef<() => void>(() => undefined);
   const [status, setStatus] = useState<Status>("connecting");
   const [paused, setPaused] = useState(false);
-  const [counts, setCounts] = useState({ received: 0, shown: 0, buffered: 0 });
+  const [counts, setCounts] = useState({ received: 0, shown: 0, buffered: 0, skipped: 0 });
 
   useEffect(() => {
     const viewport = list.current;
@@ -108,7 +117,7 @@ export function LivePage() {
       order: newestFirst,
     });
     rows.current = vlist;
-    setCounts({ received: 0, shown: 0, buffered: 0 });
+    setCounts({ received: 0, shown: 0, buffered: 0, skipped: 0 });
     setStatus("connecting");
 
     // At most one DOM update per animation frame, and at most one per FLUSH_MS: a burst of
@@ -120,7 +129,7 @@ export function LivePage() {
       frame = 0;
       lastFlush = performance.now();
       vlist.prepend(f.drain());
-      setCounts({ received: f.received, shown: vlist.size, buffered: f.bufferedCount });
+      setCounts({ received: f.received, shown: vlist.size, buffered: f.bufferedCount, skipped: f.skipped });
     };
     const schedule = () => {
       if (frame || timer) return;
@@ -140,6 +149,11 @@ export function LivePage() {
       onMessage: (name, data) => {
         if (name === "revoked") {
           setStatus("revoked");
+          return;
+        }
+        if (name === LIVE_LAGGED) {
+          f.lagged(parseLagged(data));
+          schedule();
           return;
         }
         const e = name === LIVE_EVENT ? parseLiveEvent(data) : null;
@@ -182,6 +196,7 @@ export function LivePage() {
     if (id) handleLinkClick(ev, paths.event(id));
   };
 
+  const waiting = pausedWaitingText(paused, counts.buffered);
   return (
     <section data-testid="page-live">
       <PageHeader title="Live">
@@ -211,6 +226,12 @@ export function LivePage() {
             · paused, {formatInt(counts.buffered)} new while paused
           </strong>
         )}
+        {counts.skipped > 0 && (
+          <strong class="skipped" data-testid="skipped-count">
+            {" "}
+            · {skippedText(counts.skipped)}
+          </strong>
+        )}
       </p>
       <div class="live-table card">
         <div class="live-head" aria-hidden="true">
@@ -226,7 +247,11 @@ export function LivePage() {
         </div>
         {counts.shown === 0 && (
           <p class="muted empty" data-testid="live-empty">
-            Waiting for events… they appear here as <code>km</code> records them.
+            {waiting ?? (
+              <>
+                Waiting for events… they appear here as <code>km</code> records them.
+              </>
+            )}
           </p>
         )}
         <div class="live-list" ref={list} data-testid="live-list" onClick={onListClick} />
