@@ -1,0 +1,147 @@
+"""Issue 14's smaller defects of the Live and Session pages, in real Chromium against a real
+`km ui` (and a real `km monitor` recording into its store)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from km_helpers import KM, TOOL_SERVER, chromium, free_port, km_cli, km_env, only_session
+
+
+def _call(i: int, text: str) -> bytes:
+    return orjson.dumps({"jsonrpc": "2.0", "id": i, "method": "tools/call",
+                         "params": {"name": "echo", "arguments": {"text": text}}}) + b"\n"  # fmt: skip
+
+
+def record(home: Path, calls: int) -> None:
+    """One real km monitor session of ``calls`` tool calls into the local store."""
+    lines = b"".join(_call(i, f"call {i}") for i in range(1, calls + 1))
+    km_cli("monitor", "--name", "echo", "--", "python3", str(TOOL_SERVER), env=km_env(home), stdin=lines)
+
+
+@contextlib.contextmanager
+def km_ui(home: Path, port: int) -> Iterator[str]:
+    """A real `km ui` on ``port``; yields the launch link it printed, once /health answers."""
+    proc = subprocess.Popen([KM, "ui", "--port", str(port), "--no-open"], stderr=subprocess.PIPE, text=True,
+                            env=km_env(home))  # fmt: skip
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert line.startswith("km ui: http://127.0.0.1:"), line
+        launch = line.split(" ", 2)[2].strip()
+        deadline = time.monotonic() + 30
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=1).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "km ui did not answer"
+            time.sleep(0.1)
+        yield launch
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def token_of(launch: str) -> str:
+    match = re.search(r"#token=([A-Za-z0-9_-]+)$", launch)
+    assert match, launch
+    return match.group(1)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as b:
+        yield b
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    h = tmp_path / "home"
+    h.mkdir()
+    return h
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    p = context.new_page()
+    errors: list[str] = []
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        yield p
+        assert errors == []
+    finally:
+        context.close()
+
+
+def test_live_after_a_km_ui_restart_says_to_open_the_new_link(page: Page, home: Path) -> None:
+    port = free_port()
+    with km_ui(home, port) as launch:
+        page.goto(launch.replace("/#token=", "/live#token="))
+        expect(page.get_by_test_id("live-status")).to_have_text("connected")
+    with km_ui(home, port) as relaunch:
+        assert token_of(relaunch) != token_of(launch)
+        # the stream reconnects, is refused (new token), and the page says what to do
+        expect(page.get_by_test_id("local-link-needed")).to_contain_text("use the new link", timeout=15_000)
+        expect(page.get_by_test_id("live-status")).to_have_count(0)
+        page.goto(relaunch)
+        expect(page.get_by_test_id("page-overview")).to_be_visible()
+
+
+@pytest.mark.parametrize("form", ["query", "fragment"])
+def test_a_token_link_to_a_sub_page_lands_on_that_page(page: Page, home: Path, form: str) -> None:
+    record(home, 1)
+    with km_ui(home, free_port()) as launch:
+        base, token = launch.split("/#token=")
+        link = (
+            f"{base}/live?kind=request&token={token}"
+            if form == "query"
+            else f"{base}/live?kind=request#token={token}"
+        )
+        page.goto(link)
+        expect(page.get_by_test_id("page-live")).to_be_visible()
+        expect(page.get_by_test_id("live-status")).to_have_text("connected")
+        assert page.url == f"{base}/live?kind=request"  # the token left the address bar (and history)
+        page.reload()
+        expect(page.get_by_test_id("page-live")).to_be_visible()  # kept in this origin's storage
+
+
+def test_paused_live_says_how_many_events_wait(page: Page, home: Path) -> None:
+    with km_ui(home, free_port()) as launch:
+        page.goto(launch.replace("/#token=", "/live#token="))
+        expect(page.get_by_test_id("live-status")).to_have_text("connected")
+        expect(page.get_by_test_id("live-empty")).to_contain_text("Waiting for events")
+        page.get_by_test_id("pause-button").click()
+        record(home, 2)
+        empty = page.get_by_test_id("live-empty")
+        expect(empty).to_contain_text(
+            re.compile(r"Paused: \d+ new events? (is|are) waiting\. Resume to show (it|them)\.")
+        )
+        expect(empty).not_to_contain_text("Waiting for events")
+        page.get_by_test_id("pause-button").click()
+        expect(page.get_by_test_id("live-row").first).to_be_visible()
+        expect(empty).to_have_count(0)
+
+
+def test_a_missing_session_shows_only_the_error(page: Page, home: Path) -> None:
+    record(home, 1)
+    with km_ui(home, free_port()) as launch:
+        page.goto(launch.replace("/#token=", "/sessions/00000000-0000-0000-0000-000000000000#token="))
+        expect(page.get_by_test_id("page-session")).to_be_visible()
+        expect(page.get_by_role("alert").first).to_be_visible()
+        expect(page.get_by_text("No events recorded")).to_have_count(0)
+        page.goto(launch.replace("/#token=", f"/sessions/{only_session(home)['id']}#token="))
+        meta = page.get_by_test_id("session-meta")
+        expect(meta).to_contain_text("Events")
+        expect(meta).not_to_contain_text("1 errors")
+        expect(meta).to_contain_text(re.compile(r"\(0 errors\)|\(1 error\)"))
