@@ -15,7 +15,19 @@ import orjson
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from km_helpers import KM, TOOL_SERVER, chromium, free_port, km_cli, km_env, only_session
+from km_helpers import (
+    KM,
+    OWNER_EMAIL,
+    OWNER_PASSWORD,
+    TOOL_SERVER,
+    chromium,
+    free_port,
+    km_cli,
+    km_env,
+    only_session,
+    signed_in_page,
+    team_server,
+)
 
 
 def _call(i: int, text: str) -> bytes:
@@ -185,3 +197,23 @@ def test_lagged_messages_are_shown_in_the_counts_line(page: Page, home: Path) ->
         counts = page.get_by_test_id("live-counts")
         expect(counts).to_contain_text("1,234 events were skipped because this tab fell behind")
         expect(page.get_by_test_id("live-status")).to_have_text("connected")
+
+
+def test_a_team_session_that_ends_keeps_the_typed_filters(browser: Browser, tmp_path: Path) -> None:
+    with team_server(tmp_path) as team, signed_in_page(browser, team) as (page, problems):
+        page.get_by_test_id("nav-live").click()
+        expect(page.get_by_test_id("live-status")).to_have_text("connected")
+        page.get_by_test_id("filter-q").fill("invoice 2024")
+        # the sign-in ends elsewhere (another tab signs out): the stream is refused, sign-in shows
+        cookie = next(c for c in page.context.cookies() if c["name"] == "km_session")
+        csrf = page.evaluate("fetch('/auth/me').then(r => r.json()).then(m => m.csrf_token)")
+        r = httpx.post(team.base + "/auth/logout", cookies={"km_session": cookie["value"]},
+                       headers={"X-CSRF-Token": csrf})  # fmt: skip
+        assert r.status_code == 204
+        page.wait_for_url("**/login**", timeout=15_000)
+        page.get_by_test_id("login-email").fill(OWNER_EMAIL)
+        page.get_by_test_id("login-password").fill(OWNER_PASSWORD)
+        page.get_by_test_id("login-submit").click()
+        expect(page.get_by_test_id("page-live")).to_be_visible()
+        expect(page.get_by_test_id("filter-q")).to_have_value("invoice 2024")
+        assert problems == []
