@@ -104,6 +104,10 @@ def test_live_after_a_km_ui_restart_says_to_open_the_new_link(page: Page, home: 
     with km_ui(home, port) as launch:
         page.goto(launch.replace("/#token=", "/live#token="))
         expect(page.get_by_test_id("live-status")).to_have_text("connected")
+    # stopped: after a few failed attempts the page says so instead of "reconnecting…"
+    expect(page.get_by_test_id("live-status")).to_have_text(
+        "km ui is not answering: is it still running? retrying…", timeout=15_000
+    )
     with km_ui(home, port) as relaunch:
         assert token_of(relaunch) != token_of(launch)
         # the stream reconnects, is refused (new token), and the page says what to do

@@ -214,8 +214,9 @@ export function isAbort(err: unknown): boolean {
 
 export interface StreamHandlers {
   onOpen?: () => void;
-  /** The stream failed or ended; it reconnects by itself unless the server answered 401. */
-  onError?: () => void;
+  /** The stream failed or ended; it reconnects by itself unless the server answered 401.
+   *  `failures`: how many attempts in a row failed since the stream was last open. */
+  onError?: (failures: number) => void;
   onMessage: (event: string, data: string) => void;
 }
 
@@ -229,6 +230,7 @@ const RETRY_MS = 1000;
 export function openStream(path: string, handlers: StreamHandlers): () => void {
   const ctl = new AbortController();
   let timer = 0;
+  let failures = 0;
   const connect = async (): Promise<void> => {
     const headers: Record<string, string> = { Accept: "text/event-stream" };
     const token = authHeaders(headers);
@@ -236,10 +238,11 @@ export function openStream(path: string, handlers: StreamHandlers): () => void {
       const res = await fetch(path, { headers, credentials: "same-origin", cache: "no-store", signal: ctl.signal });
       if (!res.ok || !res.body) {
         refused(res.status, path, token);
-        handlers.onError?.();
+        handlers.onError?.(++failures);
         if (res.status !== 401) timer = window.setTimeout(connect, RETRY_MS);
         return;
       }
+      failures = 0;
       handlers.onOpen?.();
       const parser = new SseParser();
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -252,7 +255,7 @@ export function openStream(path: string, handlers: StreamHandlers): () => void {
       if (ctl.signal.aborted || isAbort(err)) return;
     }
     if (ctl.signal.aborted) return;
-    handlers.onError?.();
+    handlers.onError?.(++failures);
     timer = window.setTimeout(connect, RETRY_MS);
   };
   void connect();

@@ -3,7 +3,7 @@ import { api, openStream } from "../api";
 import { FilterForm } from "../components/FilterForm";
 import { PageHeader } from "../components/ui";
 import { VirtualList } from "../components/virtualList";
-import { useTitle } from "../hooks";
+import { useMe, useTitle } from "../hooks";
 import { el } from "../lib/dom";
 import {
   directionArrow,
@@ -40,13 +40,17 @@ const FLUSH_MS = 100;
 
 /** "revoked": the server ended the stream because the sign-in or key no longer grants access
  *  (the reconnect then signs out, or reopens with a changed role). */
-type Status = "connecting" | "open" | "reconnecting" | "revoked";
+type Status = "connecting" | "open" | "reconnecting" | "unreachable" | "revoked";
 const STATUS_TEXT: Record<Status, string> = {
   connecting: "connecting…",
   open: "connected",
   reconnecting: "reconnecting…",
+  unreachable: "the server is not answering; retrying…",
   revoked: "access changed: checking sign-in…",
 };
+/** After this many failed attempts in a row (about a second apart) the status says the server
+ *  is not answering (km ui stopped, or the network is down), not just "reconnecting…". */
+export const UNREACHABLE_AFTER = 5;
 
 /** Newest first by the time the event happened (not by arrival), the id breaking ties. */
 export function newestFirst(a: KmEvent, b: KmEvent): number {
@@ -90,6 +94,7 @@ function riskCell(level: string | undefined): HTMLSpanElement {
 
 export function LivePage() {
   useTitle("Live");
+  const local = useMe().me.mode === "local";
   const loc = useLocation();
   const filters = useMemo(() => liveFilters(filtersFromSearch(loc.search)), [loc.search]);
   const streamUrl = liveUrl(filters);
@@ -145,7 +150,9 @@ export function LivePage() {
 
     const close = openStream(streamUrl, {
       onOpen: () => setStatus("open"),
-      onError: () => setStatus((s) => (s === "revoked" ? s : "reconnecting")), // it retries by itself
+      // it retries by itself; a 401 (e.g. km ui restarted with a new token) ends the sign-in instead
+      onError: (failures) =>
+        setStatus((s) => (s === "revoked" ? s : failures >= UNREACHABLE_AFTER ? "unreachable" : "reconnecting")),
       onMessage: (name, data) => {
         if (name === "revoked") {
           setStatus("revoked");
@@ -201,7 +208,9 @@ export function LivePage() {
     <section data-testid="page-live">
       <PageHeader title="Live">
         <span class={`status status-${status}`} data-testid="live-status">
-          {STATUS_TEXT[status]}
+          {status === "unreachable" && local
+            ? "km ui is not answering: is it still running? retrying…"
+            : STATUS_TEXT[status]}
         </span>
         <button
           type="button"
