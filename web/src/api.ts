@@ -58,11 +58,27 @@ export function tokenFromHash(hash: string): string | null {
   return token && /^[A-Za-z0-9_-]{16,256}$/.test(token) ? token : null;
 }
 
-/** Moves a token from the address bar into this origin's storage (and out of the history). */
+/**
+ * The address without a launch token: `#token=…` on any page, or `token=…` in the query of a
+ * hand-made link such as `/live?token=…` (the other query parameters stay). Null when there is none.
+ */
+export function launchToken(url: URL): { token: string | null; rest: string } | null {
+  if (/^#token=/.test(url.hash)) return { token: tokenFromHash(url.hash), rest: url.pathname + url.search };
+  const query = new URLSearchParams(url.search);
+  if (!query.has("token")) return null;
+  const token = tokenFromHash(`#token=${encodeURIComponent(query.get("token") ?? "")}`);
+  query.delete("token");
+  const search = query.toString();
+  return { token, rest: url.pathname + (search ? `?${search}` : "") + url.hash };
+}
+
+/** Moves a token from the address bar into this origin's storage (and out of the history),
+ *  leaving the page it links to in place. */
 export function adoptLaunchToken(): void {
-  if (!/^#token=/.test(location.hash)) return;
-  const token = tokenFromHash(location.hash);
-  history.replaceState(history.state, "", location.pathname + location.search);
+  const found = launchToken(new URL(location.href));
+  if (!found) return;
+  history.replaceState(history.state, "", found.rest);
+  const { token } = found;
   if (!token) return;
   localToken = token;
   try {
@@ -198,8 +214,9 @@ export function isAbort(err: unknown): boolean {
 
 export interface StreamHandlers {
   onOpen?: () => void;
-  /** The stream failed or ended; it reconnects by itself unless the server answered 401. */
-  onError?: () => void;
+  /** The stream failed or ended; it reconnects by itself unless the server answered 401.
+   *  `failures`: how many attempts in a row failed since the stream was last open. */
+  onError?: (failures: number) => void;
   onMessage: (event: string, data: string) => void;
 }
 
@@ -213,6 +230,7 @@ const RETRY_MS = 1000;
 export function openStream(path: string, handlers: StreamHandlers): () => void {
   const ctl = new AbortController();
   let timer = 0;
+  let failures = 0;
   const connect = async (): Promise<void> => {
     const headers: Record<string, string> = { Accept: "text/event-stream" };
     const token = authHeaders(headers);
@@ -220,10 +238,11 @@ export function openStream(path: string, handlers: StreamHandlers): () => void {
       const res = await fetch(path, { headers, credentials: "same-origin", cache: "no-store", signal: ctl.signal });
       if (!res.ok || !res.body) {
         refused(res.status, path, token);
-        handlers.onError?.();
+        handlers.onError?.(++failures);
         if (res.status !== 401) timer = window.setTimeout(connect, RETRY_MS);
         return;
       }
+      failures = 0;
       handlers.onOpen?.();
       const parser = new SseParser();
       const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
@@ -236,7 +255,7 @@ export function openStream(path: string, handlers: StreamHandlers): () => void {
       if (ctl.signal.aborted || isAbort(err)) return;
     }
     if (ctl.signal.aborted) return;
-    handlers.onError?.();
+    handlers.onError?.(++failures);
     timer = window.setTimeout(connect, RETRY_MS);
   };
   void connect();

@@ -5,6 +5,7 @@ import { Link } from "./components/Link";
 import { ErrorBanner, Loading } from "./components/ui";
 import { canCreateKeys, MeContext, useZoneMode } from "./hooks";
 import { safeHref } from "./lib/dom";
+import { saveDrafts } from "./lib/drafts";
 import { setZoneMode, zoneName } from "./lib/format";
 import { AnalyticsPage } from "./pages/Analytics";
 import { EventPage } from "./pages/Event";
@@ -58,6 +59,7 @@ export function App() {
 
   useEffect(() => {
     onUnauthorized(() => {
+      saveDrafts(); // what the user was typing comes back after signing in
       markSessionEnded(); // the sign-in page says why it is shown
       setCsrfToken("");
       setAuth({ status: "signed-out" });

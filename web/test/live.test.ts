@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { LiveFeed, liveUrl, parseLiveEvent } from "../src/lib/live";
+import { LiveFeed, liveUrl, parseLagged, parseLiveEvent, pausedWaitingText, skippedText } from "../src/lib/live";
 import { EMPTY_FILTERS } from "../src/lib/query";
 import type { KmEvent } from "../src/types";
 
@@ -138,5 +138,30 @@ describe("LiveFeed", () => {
     f.resume();
     expect(f.bufferedCount).toBe(0);
     expect(f.drain().map((e) => e.id)).toEqual(["id-3", "id-2", "id-1"]);
+  });
+});
+
+describe("lagged messages and the paused list", () => {
+  it("reads the number of skipped events, and nothing else", () => {
+    expect(parseLagged("12")).toBe(12);
+    expect(parseLagged(" 3 ")).toBe(3);
+    for (const bad of ["", "0", "-4", "1.5", "12abc", "<b>1</b>", "9".repeat(40)]) expect(parseLagged(bad)).toBe(0);
+  });
+
+  it("adds up skipped events in the feed", () => {
+    const feed = new LiveFeed(10);
+    feed.lagged(parseLagged("5"));
+    feed.lagged(parseLagged("7"));
+    expect(feed.skipped).toBe(12);
+    expect(skippedText(feed.skipped)).toBe("12 events were skipped because this tab fell behind");
+    expect(skippedText(1)).toBe("1 event was skipped because this tab fell behind");
+    expect(skippedText(0)).toBeNull();
+  });
+
+  it("says how many events wait while paused", () => {
+    expect(pausedWaitingText(true, 4014)).toBe("Paused: 4,014 new events are waiting. Resume to show them.");
+    expect(pausedWaitingText(true, 1)).toBe("Paused: 1 new event is waiting. Resume to show it.");
+    expect(pausedWaitingText(true, 0)).toBeNull();
+    expect(pausedWaitingText(false, 12)).toBeNull();
   });
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { tokenFromHash } from "../src/api";
+import { launchToken, tokenFromHash } from "../src/api";
 import { SseParser } from "../src/lib/sse";
 
 describe("SseParser", () => {
@@ -47,5 +47,28 @@ describe("tokenFromHash", () => {
       "#token=<img src=x>aaaaaaaaaaaaaaaa",
     ])
       expect(tokenFromHash(hash)).toBeNull();
+  });
+});
+
+describe("launchToken", () => {
+  const T = "LsiAz6p7uMzgS3knSYv7Bugio0HxEFeyqKF3vqLEU6g";
+  const at = (path: string) => launchToken(new URL(path, "http://127.0.0.1:8765"));
+
+  it("keeps the page a token link points to", () => {
+    expect(at(`/#token=${T}`)).toEqual({ token: T, rest: "/" });
+    expect(at(`/live?kind=request#token=${T}`)).toEqual({ token: T, rest: "/live?kind=request" });
+    expect(at(`/live?token=${T}`)).toEqual({ token: T, rest: "/live" });
+    expect(at(`/search?q=a+b&token=${T}&kind=request#ev`)).toEqual({ token: T, rest: "/search?q=a+b&kind=request#ev" });
+  });
+
+  it("drops a malformed token from the address without adopting it", () => {
+    expect(at("/live?token=%3Cimg%3E")).toEqual({ token: null, rest: "/live" });
+    expect(at("/live?token=a%26b%3Dcccccccccccccccccccccc")).toEqual({ token: null, rest: "/live" });
+    expect(at("/#token=short")).toEqual({ token: null, rest: "/" });
+  });
+
+  it("leaves other addresses alone", () => {
+    expect(at("/live?kind=request")).toBeNull();
+    expect(at("/sessions#abc")).toBeNull();
   });
 });

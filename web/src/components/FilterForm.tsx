@@ -1,6 +1,14 @@
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
+import { registerDraft, takeDraft } from "../lib/drafts";
 import { isoToLocalInput, localInputToIso } from "../lib/format";
-import { EMPTY_FILTERS, RISK_FLOORS, type EventFilters, type RiskFloor } from "../lib/query";
+import {
+  EMPTY_FILTERS,
+  filtersFromSearch,
+  filtersToSearch,
+  RISK_FLOORS,
+  type EventFilters,
+  type RiskFloor,
+} from "../lib/query";
 import { KINDS, type Kind } from "../types";
 
 interface Props {
@@ -14,8 +22,19 @@ interface Props {
 
 /** The event filter form shared by Search and Live. */
 export function FilterForm({ value, onSubmit, withTime, submitLabel, testid }: Props) {
-  const [draft, setDraft] = useState<EventFilters>(value);
-  useEffect(() => setDraft(value), [value]);
+  // What was typed here when the session ended comes back after signing in (lib/drafts).
+  const [draft, setDraft] = useState<EventFilters>(() => {
+    const kept = takeDraft(testid);
+    return kept === null ? value : filtersFromSearch(kept);
+  });
+  const mounted = useRef(false);
+  useEffect(() => {
+    if (mounted.current) setDraft(value);
+    mounted.current = true;
+  }, [value]);
+  const latest = useRef(draft);
+  latest.current = draft;
+  useEffect(() => registerDraft(testid, () => filtersToSearch(latest.current)), [testid]);
 
   const text = (field: "method" | "tool" | "q" | "session_id", label: string, placeholder = "") => (
     <label class={`field field-${field}`}>

@@ -2,11 +2,34 @@
 // and the bounded buffer between the stream and the DOM.
 
 import { KINDS, type KmEvent } from "../types";
+import { formatInt, plural } from "./format";
 import { filtersToSearch, liveFilters, type EventFilters } from "./query";
 
 export const LIVE_PATH = "/api/v1/live";
 /** The SSE event name the server uses for new events. */
 export const LIVE_EVENT = "event";
+/** The SSE event name for events the server dropped because this stream fell behind. */
+export const LIVE_LAGGED = "lagged";
+
+/** The number of events a `lagged` message says were skipped (0 for anything else). */
+export function parseLagged(data: string): number {
+  const n = /^\s*\d{1,15}\s*$/.test(data) ? Number(data) : 0;
+  return Number.isSafeInteger(n) && n > 0 ? n : 0;
+}
+
+/** What the empty list says while paused with events waiting (null: it waits for events). */
+export function pausedWaitingText(paused: boolean, buffered: number): string | null {
+  if (!paused || buffered <= 0) return null;
+  return buffered === 1
+    ? "Paused: 1 new event is waiting. Resume to show it."
+    : `Paused: ${formatInt(buffered)} new events are waiting. Resume to show them.`;
+}
+
+/** The counts line's note on skipped events (null when none were). */
+export function skippedText(skipped: number): string | null {
+  if (skipped <= 0) return null;
+  return `${plural(skipped, "event was", "events were")} skipped because this tab fell behind`;
+}
 
 /** The stream URL for the filters (time bounds do not apply to a live stream). */
 export function liveUrl(filters: EventFilters): string {
@@ -89,6 +112,8 @@ export class LiveFeed {
   private pending: KmEvent[] = [];
   private pausedAt = 0;
   received = 0;
+  /** Events the server skipped because this stream fell behind (its `lagged` messages). */
+  skipped = 0;
   paused = false;
 
   constructor(readonly cap: number) {}
@@ -105,6 +130,11 @@ export class LiveFeed {
     const take = this.pending.slice(-this.cap).reverse();
     this.pending = [];
     return take;
+  }
+
+  /** Counts a `lagged` message's skipped events. */
+  lagged(count: number): void {
+    this.skipped += count;
   }
 
   pause(): void {

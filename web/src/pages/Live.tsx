@@ -3,7 +3,7 @@ import { api, openStream } from "../api";
 import { FilterForm } from "../components/FilterForm";
 import { PageHeader } from "../components/ui";
 import { VirtualList } from "../components/virtualList";
-import { useTitle } from "../hooks";
+import { useMe, useTitle } from "../hooks";
 import { el } from "../lib/dom";
 import {
   directionArrow,
@@ -16,7 +16,16 @@ import {
 } from "../lib/format";
 import { visibleText } from "../lib/invisible";
 import { SessionNames } from "../lib/sessionNames";
-import { LIVE_EVENT, LiveFeed, liveUrl, parseLiveEvent } from "../lib/live";
+import {
+  LIVE_EVENT,
+  LIVE_LAGGED,
+  LiveFeed,
+  liveUrl,
+  parseLagged,
+  parseLiveEvent,
+  pausedWaitingText,
+  skippedText,
+} from "../lib/live";
 import { filtersFromSearch, filtersToSearch, liveFilters, type EventFilters } from "../lib/query";
 import { handleLinkClick, navigate, paths, useLocation } from "../router";
 import type { KmEvent } from "../types";
@@ -31,13 +40,17 @@ const FLUSH_MS = 100;
 
 /** "revoked": the server ended the stream because the sign-in or key no longer grants access
  *  (the reconnect then signs out, or reopens with a changed role). */
-type Status = "connecting" | "open" | "reconnecting" | "revoked";
+type Status = "connecting" | "open" | "reconnecting" | "unreachable" | "revoked";
 const STATUS_TEXT: Record<Status, string> = {
   connecting: "connecting…",
   open: "connected",
   reconnecting: "reconnecting…",
+  unreachable: "the server is not answering; retrying…",
   revoked: "access changed: checking sign-in…",
 };
+/** After this many failed attempts in a row (about a second apart) the status says the server
+ *  is not answering (km ui stopped, or the network is down), not just "reconnecting…". */
+export const UNREACHABLE_AFTER = 5;
 
 /** Newest first by the time the event happened (not by arrival), the id breaking ties. */
 export function newestFirst(a: KmEvent, b: KmEvent): number {
@@ -81,6 +94,7 @@ function riskCell(level: string | undefined): HTMLSpanElement {
 
 export function LivePage() {
   useTitle("Live");
+  const local = useMe().me.mode === "local";
   const loc = useLocation();
   const filters = useMemo(() => liveFilters(filtersFromSearch(loc.search)), [loc.search]);
   const streamUrl = liveUrl(filters);
@@ -91,7 +105,7 @@ export function LivePage() {
   const scheduleRef = useRef<() => void>(() => undefined);
   const [status, setStatus] = useState<Status>("connecting");
   const [paused, setPaused] = useState(false);
-  const [counts, setCounts] = useState({ received: 0, shown: 0, buffered: 0 });
+  const [counts, setCounts] = useState({ received: 0, shown: 0, buffered: 0, skipped: 0 });
 
   useEffect(() => {
     const viewport = list.current;
@@ -108,7 +122,7 @@ export function LivePage() {
       order: newestFirst,
     });
     rows.current = vlist;
-    setCounts({ received: 0, shown: 0, buffered: 0 });
+    setCounts({ received: 0, shown: 0, buffered: 0, skipped: 0 });
     setStatus("connecting");
 
     // At most one DOM update per animation frame, and at most one per FLUSH_MS: a burst of
@@ -120,7 +134,7 @@ export function LivePage() {
       frame = 0;
       lastFlush = performance.now();
       vlist.prepend(f.drain());
-      setCounts({ received: f.received, shown: vlist.size, buffered: f.bufferedCount });
+      setCounts({ received: f.received, shown: vlist.size, buffered: f.bufferedCount, skipped: f.skipped });
     };
     const schedule = () => {
       if (frame || timer) return;
@@ -136,10 +150,17 @@ export function LivePage() {
 
     const close = openStream(streamUrl, {
       onOpen: () => setStatus("open"),
-      onError: () => setStatus((s) => (s === "revoked" ? s : "reconnecting")), // it retries by itself
+      // it retries by itself; a 401 (e.g. km ui restarted with a new token) ends the sign-in instead
+      onError: (failures) =>
+        setStatus((s) => (s === "revoked" ? s : failures >= UNREACHABLE_AFTER ? "unreachable" : "reconnecting")),
       onMessage: (name, data) => {
         if (name === "revoked") {
           setStatus("revoked");
+          return;
+        }
+        if (name === LIVE_LAGGED) {
+          f.lagged(parseLagged(data));
+          schedule();
           return;
         }
         const e = name === LIVE_EVENT ? parseLiveEvent(data) : null;
@@ -182,11 +203,14 @@ export function LivePage() {
     if (id) handleLinkClick(ev, paths.event(id));
   };
 
+  const waiting = pausedWaitingText(paused, counts.buffered);
   return (
     <section data-testid="page-live">
       <PageHeader title="Live">
         <span class={`status status-${status}`} data-testid="live-status">
-          {STATUS_TEXT[status]}
+          {status === "unreachable" && local
+            ? "km ui is not answering: is it still running? retrying…"
+            : STATUS_TEXT[status]}
         </span>
         <button
           type="button"
@@ -211,6 +235,12 @@ export function LivePage() {
             · paused, {formatInt(counts.buffered)} new while paused
           </strong>
         )}
+        {counts.skipped > 0 && (
+          <strong class="skipped" data-testid="skipped-count">
+            {" "}
+            · {skippedText(counts.skipped)}
+          </strong>
+        )}
       </p>
       <div class="live-table card">
         <div class="live-head" aria-hidden="true">
@@ -226,7 +256,11 @@ export function LivePage() {
         </div>
         {counts.shown === 0 && (
           <p class="muted empty" data-testid="live-empty">
-            Waiting for events… they appear here as <code>km</code> records them.
+            {waiting ?? (
+              <>
+                Waiting for events… they appear here as <code>km</code> records them.
+              </>
+            )}
           </p>
         )}
         <div class="live-list" ref={list} data-testid="live-list" onClick={onListClick} />

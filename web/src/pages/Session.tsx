@@ -5,7 +5,7 @@ import { Inspector } from "../components/Inspector";
 import { Link } from "../components/Link";
 import { Empty, ErrorBanner, JsonBlock, Loading, PageHeader, SeverityBadge } from "../components/ui";
 import { useApi, useTitle } from "../hooks";
-import { formatDateTime, formatInt, formatMs, parseTsMicros } from "../lib/format";
+import { formatDateTime, formatInt, formatMs, parseTsMicros, plural } from "../lib/format";
 import { toQueryString } from "../lib/query";
 import { readSession } from "../lib/inspector";
 import { anchoredEvent, findingHref, findingsPath, severityBreakdown } from "../lib/findings";
@@ -204,7 +204,7 @@ function SessionHeader({ s }: { s: KmSession }) {
     ["Duration", formatMs(s.duration_ms)],
     [
       "Events",
-      `${formatInt(s.event_count)} (${formatInt(s.error_count)} errors${s.dropped_events ? `, ${formatInt(s.dropped_events)} dropped` : ""})`,
+      `${formatInt(s.event_count)} (${plural(s.error_count, "error")}${s.dropped_events ? `, ${formatInt(s.dropped_events)} dropped` : ""})`,
     ],
     ["Command", <code>{s.command.join(" ")}</code>],
     ["Working directory", <code>{s.cwd}</code>],
