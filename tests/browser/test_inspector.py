@@ -218,6 +218,24 @@ def test_a_hostile_payload_renders_inert_and_visible(page: Page) -> None:
     assert page.evaluate("window.__xss") is None
 
 
+def test_the_event_page_shows_invisible_characters_escaped_and_marked(page: Page) -> None:
+    """Beyond the inspector: the event page's payload (pretty and raw) shows bidi and zero-width
+    characters as marked escapes, never applied."""
+    _open_session(page)
+    page.get_by_test_id("inspector-filter").fill("hostile")
+    rows = page.get_by_test_id("inspector-row")
+    expect(rows).to_have_count(1)
+    rows.first.get_by_test_id("waterfall-bar").click()
+    page.wait_for_url("**/events/**")
+    pretty = page.get_by_test_id("payload-pretty")
+    expect(pretty.get_by_test_id("invisible-char").first).to_have_text("\\u202E")
+    assert "\u202e" not in pretty.inner_text() and "\u200b" not in pretty.inner_text()
+    page.get_by_test_id("payload-show-raw").click()
+    raw = page.get_by_test_id("payload-raw")
+    expect(raw.get_by_test_id("invisible-char").first).to_have_text("\\u202E")
+    assert page.locator("img[src='x'], iframe, script:not([src])").count() == 0
+
+
 def test_live_shows_server_and_session_and_orders_by_time(page: Page, team: Team, tmp_path: Path) -> None:
     """A session recorded offline and synced later arrives last but happened first: Live puts
     its rows below the newer session's, and tells the two apart by server and session."""

@@ -4,6 +4,7 @@ import { ApiError } from "../api";
 import { copyText } from "../lib/clipboard";
 import { directionArrow, jsonText } from "../lib/format";
 import { RANGE_KEYS, RANGES, type RangeKey } from "../lib/stats";
+import { SafeText } from "./SafeText";
 
 export function ErrorBanner({ error, onRetry }: { error: Error | null; onRetry?: () => void }) {
   if (!error) return null;
@@ -119,7 +120,7 @@ export function CopyButton({ text, label = "Copy", testid }: { text: string; lab
 export function JsonBlock({ value, pretty = true, testid }: { value: unknown; pretty?: boolean; testid?: string }) {
   return (
     <pre class="json" data-testid={testid}>
-      {jsonText(value, pretty)}
+      <SafeText text={jsonText(value, pretty)} />
     </pre>
   );
 }

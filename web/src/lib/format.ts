@@ -1,4 +1,5 @@
 // Display formatting. Pure functions: numbers, sizes, latencies, times, token estimates.
+import { visibleText } from "./invisible";
 
 export const DASH = "—";
 
@@ -258,7 +259,7 @@ export function eventLabel(e: {
 }): string {
   const subject = e.tool ?? e.prompt_name ?? e.resource_uri ?? null;
   const method = e.method ?? (e.kind === "response" || e.kind === "error" ? `(${e.kind})` : e.kind);
-  return subject ? `${method} ${subject}` : method;
+  return visibleText(subject ? `${method} ${subject}` : method); // bidi/invisible characters escaped
 }
 
 /** A JSON value as text: pretty (2-space indent) or compact; strings stay strings. */

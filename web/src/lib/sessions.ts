@@ -3,6 +3,7 @@
 
 import type { KmSession } from "../types";
 import { parseTsMicros } from "./format";
+import { visibleText } from "./invisible";
 import { RANGE_KEYS, RANGES, type RangeKey } from "./stats";
 
 export type SessionStatus = "" | "running" | "ended" | "failed" | "partial";
@@ -75,7 +76,8 @@ export function clientName(s: KmSession): string {
 
 /** The server's name: the session's own name, else the server's initialize answer. */
 export function serverName(s: KmSession): string {
-  return s.name ?? infoName(s.server) ?? (s.command.length ? s.command.join(" ") : "—");
+  // invisible and bidi characters escaped: a name is shown as what it is, not as it would render
+  return visibleText(s.name ?? infoName(s.server) ?? (s.command.length ? s.command.join(" ") : "—"));
 }
 
 /** running, ended (exit 0 or unknown), failed (a non-zero exit) or partial (events dropped). */

@@ -14,6 +14,7 @@ import {
   groupTokens,
   plural,
 } from "../lib/format";
+import { visibleText } from "../lib/invisible";
 import { toQueryString } from "../lib/query";
 import { countColumn, fillSeries, parseRange, rangeQuery, valueColumn, type RangeKey } from "../lib/stats";
 import { handleLinkClick, navigate, paths, useLocation } from "../router";
@@ -105,7 +106,7 @@ function ToolTable({
               >
                 <td>
                   <a href={to} onClick={(ev) => handleLinkClick(ev, to)}>
-                    {r.tool}
+                    {visibleText(r.tool)}
                   </a>
                 </td>
                 <td class="muted">{r.server || "—"}</td>

@@ -2,6 +2,7 @@ import type { ComponentChildren } from "preact";
 import { useState } from "preact/hooks";
 import { api } from "../api";
 import { Link } from "../components/Link";
+import { SafeText } from "../components/SafeText";
 import {
   CopyButton,
   Direction,
@@ -134,7 +135,9 @@ function Findings({ findings }: { findings: Finding[] }) {
               <code>{f.rule}</code>
             </td>
             <td>{f.path ? <code>{f.path}</code> : <span class="muted">whole message</span>}</td>
-            <td>{f.message}</td>
+            <td>
+              <SafeText text={f.message} />
+            </td>
           </tr>
         ))}
       </tbody>
@@ -178,7 +181,7 @@ function Payload({ e, title, testid }: { e: KmEvent; title: string; testid: stri
         <Empty>No payload.</Empty>
       ) : raw ? (
         <pre class="json json-raw" data-testid={`${testid}-raw`}>
-          {compact}
+          <SafeText text={compact} />
         </pre>
       ) : (
         <JsonBlock value={e.payload} testid={`${testid}-pretty`} />

@@ -16,6 +16,7 @@ import {
   type FindingSort,
 } from "../lib/findings";
 import { formatDateTime, formatInt, isoToLocalInput, localInputToIso } from "../lib/format";
+import { visibleText } from "../lib/invisible";
 import { handleLinkClick, navigate, paths, useLocation } from "../router";
 import { SEVERITIES, type FindingGroup, type FindingItem, type Severity } from "../types";
 
@@ -319,8 +320,8 @@ function FindingRow({ f }: { f: FindingItem }) {
           <code>{f.rule}</code>
         </Link>
       </td>
-      <td>{f.server ?? "—"}</td>
-      <td>{f.tool ?? "—"}</td>
+      <td>{visibleText(f.server ?? "—")}</td>
+      <td>{visibleText(f.tool ?? "—")}</td>
       <td>
         <Link to={paths.session(f.session_id)} class="muted mono">
           {f.session_id.slice(-8)}

@@ -7,6 +7,7 @@ import { Empty, ErrorBanner, Loading, PageHeader, RangePicker, StatCard } from "
 import { QuotaBanner, UsageMeter } from "../components/Usage";
 import { useApi, useAutoRefresh, useMe, useTitle } from "../hooks";
 import { formatCompact, formatInt, formatMs, formatPercent, plural } from "../lib/format";
+import { visibleText } from "../lib/invisible";
 import { toQueryString } from "../lib/query";
 import {
   countColumn,
@@ -189,7 +190,7 @@ function TopTable({ title, rows, testid }: { title: string; rows: TopRow[]; test
             {rows.map((r) => (
               <tr key={r.key} data-testid={`${testid}-row`}>
                 <td>
-                  {r.to ? <Link to={r.to}>{r.name}</Link> : r.name}
+                  {r.to ? <Link to={r.to}>{visibleText(r.name)}</Link> : visibleText(r.name)}
                   {r.sub && <span class="muted small"> · {r.sub}</span>}
                 </td>
                 <td class="num">{formatInt(r.group.calls)}</td>
