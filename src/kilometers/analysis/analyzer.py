@@ -120,6 +120,8 @@ class Analyzer:
                 groups.append((None, danger.scan_call(name, params.get("arguments"), info)))
             if cfg.policy:
                 groups.append((None, self._policy(name)))
+            if cfg.poisoning:
+                main.extend(poisoning.scan_arguments(leaves))
         elif kind == "request" and method == "resources/read" and isinstance(params, dict) and cfg.danger:
             groups.append((None, danger.scan_resource(params.get("uri"))))
         elif kind == "response" and isinstance(result, dict) and direction == "server_to_client":

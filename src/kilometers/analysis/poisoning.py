@@ -833,6 +833,16 @@ def scan_listing(message: Any, known_tools: Iterable[str] = ()) -> tuple[Leaves,
     return leaves, hits
 
 
+def scan_arguments(leaves: Leaves) -> list[Hit]:
+    """Characters that hide or reorder text in a tool call (bidi overrides, tag characters, runs
+    of zero-width characters): a person reviewing the call reads something other than what the
+    server receives. Ordinary ones (an emoji's joiner, a stray soft hyphen) are left alone."""
+    if leaves.blob.isascii():
+        return []
+    _blob, _low, found = _normalised(leaves, strong_only=True)
+    return [Hit(f.rule, f.severity, f"in a tool call: {f.message}", f.leaf, f.start, f.end) for f in found]
+
+
 def scan_content(leaves: Leaves, cap: Severity = "medium") -> list[Hit]:
     """Indirect prompt injection in content the model will read (tool results, resources, prompts)."""
     rank = SEVERITY_RANK[cap]
