@@ -394,18 +394,26 @@ def km_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = 
 
 
 @contextlib.contextmanager
-def km_serve(db: str, env: dict[str, str] | None = None, port: int | None = None) -> Iterator[str]:
-    """A real ``km serve`` on ``db`` (its stderr inherited); yields its base URL once /health answers."""
+def km_serve(
+    db: str | None,
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    args: Sequence[str] = (),
+    wait: float = 30,
+) -> Iterator[str]:
+    """A real ``km serve`` on ``db`` (None: the store its settings name) with ``args`` (its stderr
+    inherited); yields its base URL once /health answers, within ``wait`` seconds."""
     import httpx
 
     port = port or free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen([KM, "serve", "--db", db, "--port", str(port)], env=env)
+    store = ["--db", db] if db is not None else []
+    proc = subprocess.Popen([KM, "serve", *store, "--port", str(port), *args], env=env)
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + wait
         while True:
             assert proc.poll() is None, f"km serve exited with {proc.returncode}"
-            assert time.monotonic() < deadline, "km serve did not answer /health within 30 s"
+            assert time.monotonic() < deadline, f"km serve did not answer /health within {wait:g} s"
             with contextlib.suppress(httpx.HTTPError):
                 if httpx.get(base + "/health", timeout=1).status_code == 200:
                     break

@@ -7,7 +7,6 @@ from __future__ import annotations
 import ast
 import contextlib
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import fields
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 import kilometers
 from kilometers import config
 
-from km_helpers import KM, free_port, km_env
+from km_helpers import KM, km_env, km_serve
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
 
@@ -86,26 +85,8 @@ def test_flag_beats_environment_beats_file_beats_default(
 
 @contextlib.contextmanager
 def _serve(home: Path, *args: str, **env: str) -> Iterator[str]:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [KM, "serve", "--port", str(port), *args],
-        env=km_env(home, **env),
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, f"km serve exited with {proc.returncode}"
-            assert time.monotonic() < deadline, "km serve did not answer /health"
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            time.sleep(0.1)
+    with km_serve(None, km_env(home, **env), args=args, wait=60) as base:
         yield base
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 def _metrics_tokens(base: str) -> list[str]:
