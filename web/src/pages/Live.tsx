@@ -14,7 +14,6 @@ import {
   formatMs,
   parseTsMicros,
 } from "../lib/format";
-import { visibleText } from "../lib/invisible";
 import { SessionNames } from "../lib/sessionNames";
 import {
   LIVE_EVENT,
@@ -77,7 +76,7 @@ function liveRow(e: KmEvent, names: SessionNames): HTMLAnchorElement {
     el("span", { class: `c-kind badge kind-${e.kind}` }, e.kind),
     names.cell(e.session_id, "c-server"),
     el("span", { class: "c-session", title: e.session_id, "data-testid": "live-session" }, e.session_id.slice(0, 8)),
-    el("span", { class: "c-label" }, visibleText(eventLabel(e))),
+    el("span", { class: "c-label" }, eventLabel(e)),
     el("span", { class: "c-latency num" }, e.latency_ms === null ? "" : formatMs(e.latency_ms)),
     el("span", { class: "c-size num" }, formatBytes(e.size_bytes)),
     riskCell(e.risk?.level),
@@ -113,7 +112,7 @@ export function LivePage() {
     const f = new LiveFeed(MAX_ROWS);
     if (feed.current?.paused) f.pause();
     feed.current = f;
-    const names = new SessionNames((id) => api.session(id).then((s) => visibleText(serverName(s))));
+    const names = new SessionNames((id) => api.session(id).then((s) => serverName(s)));
     const vlist = new VirtualList<KmEvent>({
       viewport,
       render: (e) => liveRow(e, names),
