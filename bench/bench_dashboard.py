@@ -232,6 +232,72 @@ def fill(targets: list[Target], total: int, now_ns: int, clients: int) -> dict[s
     }
 
 
+COPIED_EVENT_COLUMNS = (
+    "direction, kind, jsonrpc_id, method, tool, resource_uri, prompt_name, latency_ms, size_bytes, is_error, "
+    "error_code, error_message, truncated, payload, risk_score, risk_level, findings, round, call_latency_ms"
+)
+COPIED_SESSION_COLUMNS = (
+    "name, transport, command, cwd, pid, host, started_ns, ended_ns, exit_code, client, server, "
+    "protocol_version, capabilities, client_capabilities, log_level, event_count, error_count, dropped_events"
+)
+DIGITS = "0123456789abcdefghijklmnopqrstuvwxyz"
+ROLLUP_COUNTS = "events = events * :k, requests = requests * :k, errors = errors * :k, bytes = bytes * :k, "
+
+
+def amplify(target: Target, factor: int) -> float:
+    """Store ``factor`` times the filled traffic: ``factor - 1`` copies of every session and event.
+
+    A copy keeps everything of the original but its ids (the first two characters become "x" and
+    the copy's number, so requests, answers and calls still pair within a copy) and its time (``k`` µs later),
+    and the rollups are multiplied by ``factor``: the same servers, tools, errors and latencies, ten
+    times as dense, as a team ten times the size would record. Filling 10M events through the API
+    would take hours here; the statements below take minutes, and what is measured (queries over
+    the stored rows) does not depend on how they got there."""
+    assert target.engine is not None
+    if not 1 <= factor <= len(DIGITS):
+        raise SystemExit(f"--amplify must be between 1 and {len(DIGITS)}")
+    pg = target.engine.dialect.name == "postgresql"
+
+    def tag(column: str, k: int) -> str:
+        # ids are UUIDs whose first two characters (the clock's high bits) are the same for all:
+        # "x" and the copy's number in their place can match neither an original nor another copy
+        return f"CASE WHEN {column} IS NULL THEN NULL ELSE 'x{DIGITS[k]}' || substr({column}, 3) END"
+
+    start = time.perf_counter()
+    with target.engine.connect() as conn:
+        last = int(conn.execute(text("SELECT max(seq) FROM events")).scalar_one())
+    for k in range(1, factor):
+        with target.engine.begin() as conn:
+            conn.execute(
+                text(
+                    f"INSERT INTO sessions (org_id, id, {COPIED_SESSION_COLUMNS}) "
+                    f"SELECT org_id, {tag('id', k)}, {COPIED_SESSION_COLUMNS} FROM sessions "
+                    f"WHERE id IN (SELECT session_id FROM events WHERE seq <= {last})"
+                )
+            )
+            conn.execute(
+                text(
+                    "INSERT INTO events (org_id, id, session_id, ts_ns, request_event_id, call_id, "
+                    f"{COPIED_EVENT_COLUMNS}) SELECT org_id, {tag('id', k)}, {tag('session_id', k)}, "
+                    f"ts_ns + {k * 1000}, {tag('request_event_id', k)}, {tag('call_id', k)}, "
+                    f"{COPIED_EVENT_COLUMNS} FROM events WHERE seq <= {last}"
+                )
+            )
+        print(
+            f"  {target.name}: copy {k}/{factor - 1} stored ({time.perf_counter() - start:,.0f} s)",
+            flush=True,
+        )
+    with target.engine.begin() as conn:
+        for table in ("rollups", "rollups_hour", "rollups_day"):
+            conn.execute(
+                text(f"UPDATE {table} SET {ROLLUP_COUNTS}latency_sum = latency_sum * :k"), {"k": factor}
+            )
+        conn.execute(text("UPDATE org_usage SET events = events * :k"), {"k": factor})
+    with target.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        conn.execute(text("VACUUM ANALYZE" if pg else "ANALYZE"))
+    return time.perf_counter() - start
+
+
 # -- servers ---------------------------------------------------------------------------------------------
 
 
@@ -454,6 +520,13 @@ def main() -> None:
         help="keep the filled databases in this directory and reuse them next time (event times are "
         "relative to the first run: reuse them the same day)",
     )
+    parser.add_argument(
+        "--amplify",
+        type=int,
+        default=1,
+        help="after filling, store this many times the events by copying them in SQL (10 with the "
+        "default 1,000,000: the 10M of issue 17); see amplify()",
+    )
     parser.add_argument("--explain", action="store_true", help="print the query plans of the Search queries")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
     args = parser.parse_args()
@@ -490,7 +563,8 @@ def main() -> None:
                 Target("sqlite", f"sqlite:///{tmp / 'team.db'}", lambda: [], tmp / "serve-sqlite.log")
             )
 
-        fresh = [t for t in targets if saved.get(t.name, {}).get("events") != total]
+        stored_total = total * args.amplify
+        fresh = [t for t in targets if saved.get(t.name, {}).get("events") != stored_total]
         for t in targets:
             if t in fresh:
                 t.start()
@@ -508,11 +582,16 @@ def main() -> None:
                 f"  done in {report['fill']['seconds']:.0f} s, "
                 f"{report['fill']['events_with_findings']} with findings"
             )
+            if args.amplify > 1:
+                print(
+                    f"amplifying to {stored_total:,} events ({args.amplify - 1} copies in SQL):", flush=True
+                )
+                report["amplify_seconds"] = {t.name: amplify(t, args.amplify) for t in fresh}
             if keep:
                 saved = {
                     **saved,
                     "now_ns": now_ns,
-                    **{t.name: {"events": total, "org_id": t.org_id, "key": t.key} for t in targets},
+                    **{t.name: {"events": stored_total, "org_id": t.org_id, "key": t.key} for t in targets},
                 }
                 state_file.write_text(json.dumps(saved))
         for t in targets:
