@@ -32,8 +32,8 @@ from ..analysis.findings import LEVELS, Finding
 from ..analysis.redact import PARTIAL_RULE
 from ..analysis.redact import redact as redact_secrets
 from ..jsonlimits import MAX_DEPTH, too_deep_finding, too_deep_marker, value_too_deep
-from ..model import parse_ts
-from ..store import partitions, rollups
+from ..model import Event, Session, parse_ts
+from ..store import codec, partitions, rollups
 from ..store.db import upsert
 from ..store.schema import events as events_table
 from ..store.schema import org_usage, organizations, sessions
@@ -220,23 +220,22 @@ def _analysed(analyzer: Analyzer, e: EventIn | None, value: Any, found: list[Fin
     return value if analysis.redacted is None else analysis.redacted
 
 
-def _with_findings(columns: dict[str, Any], found: list[Finding]) -> dict[str, Any]:
-    """The client's (validated) risk columns plus the server's own findings; a finding the client
+def _with_findings(risk: dict[str, Any] | None, found: list[Finding]) -> dict[str, Any] | None:
+    """The client's (validated) risk plus the server's own findings; a finding the client
     already reported (same rule and path) is not added twice. The client scored its findings on
     its configured scale: the server keeps that score and level, raised only as far as its own
     findings reach on the default scale, so a level is never lowered or decided twice."""
-    known = [Finding.from_dict(f) for f in orjson.loads(columns["findings"] or "[]")]
+    known = [Finding.from_dict(f) for f in (risk["findings"] if risk else [])]
     seen = {(f.rule, f.path) for f in known}
     new = [f for f in found if (f.rule, f.path) not in seen]
     if not new:
-        return columns
+        return risk
     own = DEFAULT_CONFIG.scoring.risk(new)
     merged = DEFAULT_CONFIG.scoring.risk([*known, *new])  # orders the findings
-    level = max(columns["risk_level"] or "none", own.level, key=LEVELS.index)
     return {
-        "risk_score": max(columns["risk_score"] or 0, own.score),
-        "risk_level": level,
-        "findings": _dump([f.to_dict() for f in merged.findings]),
+        "score": max(risk["score"] if risk else 0, own.score),
+        "level": max(risk["level"] if risk else "none", own.level, key=LEVELS.index),
+        "findings": [f.to_dict() for f in merged.findings],
     }
 
 
@@ -263,13 +262,14 @@ def _event_row(
     analyzer: Analyzer | None = None,
     config: AnalysisConfig = DEFAULT_CONFIG,
 ) -> dict[str, Any]:
-    """The event's row; ``found`` are findings of the server's own, added to the client's risk.
-    With ``analyzer`` every detector runs (its config says what is redacted), else only the
-    secrets backstop (when ``redact``; ``config`` says whether it redacts PII too)."""
+    """The event's row (through :func:`kilometers.store.codec.event_row`, the one mapping of an
+    event onto the schema); ``found`` are findings of the server's own, added to the client's
+    risk. With ``analyzer`` every detector runs (its config says what is redacted), else only
+    the secrets backstop (when ``redact``; ``config`` says whether it redacts PII too)."""
     payload, error_message = e.payload, e.error.message if e.error else None
     text = {c: getattr(e, c) for c in EVENT_TEXT}
     truncated = e.truncated
-    risk = _risk_columns(e.risk)  # checks the client's risk first
+    risk = _client_risk(e.risk)  # checks the client's risk first
     findings = list(found)
     if analyzer is not None:
         if payload is not None:
@@ -287,40 +287,41 @@ def _event_row(
         truncated = truncated or any(f.rule == PARTIAL_RULE for f in findings)
     if findings:
         risk = _with_findings(risk, findings)
-    return {
-        "org_id": org_id,
-        "id": e.id.lower(),
-        "session_id": e.session_id.lower(),
-        "ts_ns": parse_ts(e.ts),
-        "direction": e.direction,
-        "kind": e.kind,
-        "jsonrpc_id": _dump(text["jsonrpc_id"]),
-        "method": text["method"],
-        "tool": text["tool"],
-        "resource_uri": text["resource_uri"],
-        "prompt_name": text["prompt_name"],
-        "latency_ms": e.latency_ms,
-        "size_bytes": e.size_bytes,
-        "is_error": e.is_error,
-        "error_code": e.error.code if e.error else None,
-        "error_message": error_message,
-        "truncated": truncated,
-        "request_event_id": e.request_event_id,
-        "call_id": e.call_id.lower() if e.call_id else None,
-        "round": e.round,
-        "call_latency_ms": e.call_latency_ms,
-        "payload": (
+    event = Event(
+        id=e.id.lower(),
+        session_id=e.session_id.lower(),
+        ts_ns=parse_ts(e.ts),
+        direction=e.direction,
+        kind=e.kind,
+        size_bytes=e.size_bytes,
+        payload=(
             payload.replace("\x00", "\\u0000")  # a truncated text keeps a NUL the way JSON writes it
             if e.truncated and isinstance(payload, str)
             else _dump(payload)
         ),
-        **risk,
-    }
+        jsonrpc_id=text["jsonrpc_id"],
+        method=text["method"],
+        tool=text["tool"],
+        resource_uri=text["resource_uri"],
+        prompt_name=text["prompt_name"],
+        latency_ms=e.latency_ms,
+        error_code=e.error.code if e.error else None,
+        error_message=error_message,
+        is_error=e.is_error,
+        truncated=truncated,
+        request_event_id=e.request_event_id,
+        call_id=e.call_id.lower() if e.call_id else None,
+        round=e.round,
+        call_latency_ms=e.call_latency_ms,
+        risk=risk,
+    )
+    return codec.event_row(event, org_id)
 
 
-def _risk_columns(risk: dict[str, Any] | None) -> dict[str, Any]:
+def _client_risk(risk: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The risk a client reported, checked (None when it has no findings)."""
     if not risk or not risk.get("findings"):
-        return {"risk_score": None, "risk_level": None, "findings": None}
+        return None
     score = risk.get("score")
     level = risk.get("level")
     if (
@@ -333,7 +334,7 @@ def _risk_columns(risk: dict[str, Any] | None) -> dict[str, Any]:
     if not isinstance(findings, list) or not all(isinstance(f, dict) and isinstance(f.get("rule"), str)
                                                  for f in findings):  # fmt: skip
         raise ValueError("risk.findings must be a list of objects with a rule")
-    return {"risk_score": score, "risk_level": level, "findings": _dump(findings)}
+    return {"score": score, "level": level, "findings": findings}
 
 
 def _session_row(
@@ -344,28 +345,25 @@ def _session_row(
     if redact:
         text = _backstop(text, [], config)
         command = [str(_backstop(arg, [], config)) for arg in s.command]
-    return {
-        "org_id": org_id,
-        "id": s.id.lower(),
-        "name": text["name"],
-        "transport": s.transport,
-        "command": orjson.dumps(command).decode(),
-        "cwd": text["cwd"],
-        "pid": s.pid,
-        "host": text["host"],
-        "started_ns": parse_ts(s.started_at),
-        "ended_ns": parse_ts(s.ended_at) if s.ended_at else None,
-        "exit_code": s.exit_code,
-        "client": _dump(text["client"]),
-        "server": _dump(text["server"]),
-        "protocol_version": text["protocol_version"],
-        "capabilities": _dump(text["capabilities"]),
-        "client_capabilities": _dump(text["client_capabilities"]),
-        "log_level": text["log_level"],
-        "event_count": 0,
-        "error_count": 0,
-        "dropped_events": s.dropped_events,
-    }
+    session = Session(
+        id=s.id.lower(),
+        command=command,
+        cwd=text["cwd"],
+        name=text["name"],
+        transport=s.transport,
+        pid=s.pid,
+        started_ns=parse_ts(s.started_at),
+        ended_ns=parse_ts(s.ended_at) if s.ended_at else None,
+        exit_code=s.exit_code,
+        client=text["client"],
+        server=text["server"],
+        protocol_version=text["protocol_version"],
+        capabilities=text["capabilities"],
+        client_capabilities=text["client_capabilities"],
+        log_level=text["log_level"],
+        dropped_events=s.dropped_events,
+    )
+    return codec.session_row(session, org_id, host=text["host"])
 
 
 def _month(ts_ns: int) -> int:
@@ -622,7 +620,7 @@ def _store(
             teampins.observe(conn, org.id, session_row, stored.server, rows, reporter) if reporter else {}
         )
         for index, found in listed.items():
-            rows[index].update(_with_findings(rows[index], found))
+            rows[index].update(codec.risk_columns(_with_findings(codec.risk_of(rows[index]), found)))
         inserted: set[str] = set()
         if rows and dialect == "postgresql":
             inserted = _insert_events_pg(conn, rows)

@@ -45,13 +45,29 @@ def event_row(e: Event, org_id: str = LOCAL_ORG) -> dict[str, Any]:
         "truncated": e.truncated,
         "request_event_id": e.request_event_id,
         "payload": e.payload,
-        "risk_score": e.risk["score"] if e.risk else None,
-        "risk_level": e.risk["level"] if e.risk else None,
-        "findings": orjson.dumps(e.risk["findings"]).decode() if e.risk else None,
+        **risk_columns(e.risk),
         "call_id": e.call_id,
         "round": e.round,
         "call_latency_ms": e.call_latency_ms,
     }
+
+
+def risk_columns(risk: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An event's ``risk`` (``{"score", "level", "findings"}`` or None) as its three columns."""
+    if not risk:
+        return {"risk_score": None, "risk_level": None, "findings": None}
+    return {
+        "risk_score": risk["score"],
+        "risk_level": risk["level"],
+        "findings": orjson.dumps(risk["findings"]).decode(),
+    }
+
+
+def risk_of(r: Mapping[Any, Any]) -> dict[str, Any] | None:
+    """The ``risk`` of a row (or of its three columns)."""
+    if not r["risk_level"]:
+        return None
+    return {"score": r["risk_score"], "level": r["risk_level"], "findings": _load(r["findings"]) or []}
 
 
 def event_from_row(r: Mapping[Any, Any]) -> Event:
@@ -74,21 +90,19 @@ def event_from_row(r: Mapping[Any, Any]) -> Event:
         truncated=bool(r["truncated"]),
         request_event_id=r["request_event_id"],
         payload=r["payload"],
-        risk=(
-            {"score": r["risk_score"], "level": r["risk_level"], "findings": _load(r["findings"]) or []}
-            if r["risk_level"]
-            else None
-        ),
+        risk=risk_of(r),
         call_id=r["call_id"],
         round=r["round"],
         call_latency_ms=r["call_latency_ms"],
     )
 
 
-def session_row(s: Session, org_id: str = LOCAL_ORG) -> dict[str, Any]:
+def session_row(s: Session, org_id: str = LOCAL_ORG, host: str | None = None) -> dict[str, Any]:
+    """``host``: the machine the session ran on, as a team server learns it from the upload."""
     return {
         "org_id": org_id,
         "id": s.id,
+        "host": host,
         "name": s.name,
         "transport": s.transport,
         "command": orjson.dumps(s.command).decode(),

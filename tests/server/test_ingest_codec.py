@@ -1,0 +1,134 @@
+"""The team server's ingest and the local store map an event onto the schema the same way: both go
+through ``store.codec`` (issue "One engine, one host", item 3). A fully populated event and session,
+sent in the wire shape the uploader and ``km events --json`` use, become exactly the rows the local
+store would write for them, and every column of the tables is filled."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kilometers.model import Event, Session
+from kilometers.server.ingest import Checks, parse_batch
+from kilometers.server.ingest import _session_row as ingest_session_row
+from kilometers.store import codec
+from kilometers.store.schema import events, sessions
+
+ORG = "org-1"
+
+
+def _full_session() -> Session:
+    return Session(
+        id="0190aaaa-0000-7000-8000-000000000001",
+        command=["python", "server.py", "--flag"],
+        cwd="/work",
+        name="notes",
+        transport="http",
+        pid=4242,
+        started_ns=1_760_000_000_000_001_000,
+        ended_ns=1_760_000_005_000_002_000,
+        exit_code=3,
+        client={"name": "claude-code", "version": "2.1"},
+        server={"name": "notes", "version": "1.0"},
+        protocol_version="2026-07-28",
+        capabilities={"tools": {"listChanged": True}},
+        client_capabilities={"elicitation": {}},
+        log_level="debug",
+        dropped_events=2,
+    )
+
+
+def _full_events(session: Session) -> list[Event]:
+    request = Event(
+        id="0190aaaa-0000-7000-8000-000000000011",
+        session_id=session.id,
+        ts_ns=1_760_000_001_000_003_000,
+        direction="client_to_server",
+        kind="request",
+        size_bytes=120,
+        payload='{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"read_note"}}',
+        jsonrpc_id=7,
+        method="tools/call",
+        tool="read_note",
+        resource_uri="note://plans",
+        prompt_name="summarise",
+        call_id="0190aaaa-0000-7000-8000-000000000011",
+        round=1,
+    )
+    answer = Event(
+        id="0190aaaa-0000-7000-8000-000000000012",
+        session_id=session.id,
+        ts_ns=1_760_000_001_500_004_000,
+        direction="server_to_client",
+        kind="response",
+        size_bytes=90,
+        payload='{"jsonrpc":"2.0","id":7,"error":{"code":-32020,"message":"needs input"}}',
+        jsonrpc_id=7,
+        method="tools/call",
+        tool="read_note",
+        latency_ms=500.001,
+        error_code=-32020,
+        error_message="needs input",
+        is_error=True,
+        truncated=False,
+        request_event_id=request.id,
+        call_id=request.id,
+        round=2,
+        call_latency_ms=812.5,
+        risk={
+            "score": 40,
+            "level": "medium",
+            "findings": [{"rule": "pii.email", "severity": "medium", "path": "$.error.message"}],
+        },
+    )
+    return [request, answer]
+
+
+def _columns(table: Any) -> set[str]:
+    return {c.name for c in table.columns}
+
+
+def test_ingest_stores_an_event_exactly_as_the_local_store_does() -> None:
+    session = _full_session()
+    sent = _full_events(session)
+    body = {"session": session.to_dict(), "events": [e.to_dict() for e in sent]}
+    parsed, rows, errors = parse_batch(body, checks=Checks(analysis=False, redact=False))
+    assert errors == []
+    assert [{**r, "org_id": ORG} for r in rows] == [codec.event_row(e, ORG) for e in sent]
+    assert set(rows[0]) == _columns(events) - {"seq"}  # no column is left to its default
+
+    row = ingest_session_row(ORG, parsed, redact=False)
+    # the server counts events and errors itself, as they are stored
+    assert row == {**codec.session_row(session, ORG, host=None), "event_count": 0, "error_count": 0}
+    assert set(row) == _columns(sessions)
+
+
+def test_a_stored_row_reads_back_as_the_event_that_was_sent() -> None:
+    session = _full_session()
+    sent = _full_events(session)
+    body = {"session": session.to_dict(), "events": [e.to_dict() for e in sent]}
+    _, rows, _ = parse_batch(body, checks=Checks(analysis=False, redact=False))
+    assert [codec.event_from_row(r).to_dict() for r in rows] == [e.to_dict() for e in sent]
+
+
+def test_the_server_adds_its_own_findings_to_the_clients_risk() -> None:
+    session = _full_session()
+    leaked = Event(
+        id="0190aaaa-0000-7000-8000-000000000021",
+        session_id=session.id,
+        ts_ns=1_760_000_002_000_000_000,
+        direction="server_to_client",
+        kind="response",
+        size_bytes=80,
+        payload='{"jsonrpc":"2.0","id":8,"result":{"token":"ghp_R8x2Lq9Zt4Wm7Vn3Kp6Yb1Hc5Jd0Fg2Se8A"}}',
+        jsonrpc_id=8,
+        risk={"score": 10, "level": "low", "findings": [{"rule": "client.own", "severity": "low"}]},
+    )
+    body = {"session": session.to_dict(), "events": [leaked.to_dict()]}
+    _, rows, errors = parse_batch(body, checks=Checks(analysis=False, redact=True))
+    assert errors == []
+    risk = codec.risk_of(rows[0])
+    assert risk is not None
+    rules = [f["rule"] for f in risk["findings"]]
+    assert "client.own" in rules and any(r.startswith("secret.") for r in rules)
+    assert risk["score"] > 10 and risk["level"] != "low"
+    assert "ghp_R8x2" not in rows[0]["payload"]
