@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import fields
@@ -53,6 +54,32 @@ def _write(home: Path, text: str) -> Path:
             "KM_METRICS_TOKEN",
             "--metrics-token",
             (None, "f", "e", "c"),
+        ),
+        ("server_rate", "serve", "rate", "KM_SERVER_RATE", "--rate", (50.0, 5.0, 7.5, 9.0)),
+        ("server_port", "serve", "port", "KM_SERVER_PORT", "--port", (8000, 9001, 9002, 9003)),
+        (
+            "metrics_public",
+            "serve",
+            "metrics_public",
+            "KM_METRICS_PUBLIC",
+            "--metrics-public",
+            (False, True, False, True),
+        ),
+        (
+            "proxy_max_sessions",
+            "proxy",
+            "max_sessions",
+            "KM_PROXY_MAX_SESSIONS",
+            "--max-sessions",
+            (100, 3, 4, 5),
+        ),
+        (
+            "proxy_listen",
+            "proxy",
+            "listen",
+            "KM_PROXY_LISTEN",
+            "--listen",
+            ("127.0.0.1:8800", ":9001", ":9002", ":9003"),
         ),
     ],
 )
@@ -109,6 +136,43 @@ def test_km_serve_takes_its_settings_in_the_one_order(home: Path) -> None:
         assert _metrics_tokens(base) == ["from-flag"]
 
 
+def _proxy_listening(home: Path, *args: str, **env: str) -> str:
+    """Where `km proxy` says it listens (it is stopped as soon as it has said so)."""
+    proc = subprocess.Popen(
+        [KM, "proxy", "--upstream", "http://127.0.0.1:9/mcp", *args],
+        env=km_env(home, **env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if "listening on" in line:
+                return line.split("listening on ", 1)[1].split(",", 1)[0]
+        raise AssertionError(f"km proxy ended ({proc.wait()}) without listening")
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_km_proxy_takes_its_own_settings_in_the_one_order(home: Path) -> None:
+    in_file, in_env, on_flag = _free_port(), _free_port(), _free_port()
+    _write(home, f'[proxy]\nlisten = "127.0.0.1:{in_file}"\n')
+    assert _proxy_listening(home) == f"http://127.0.0.1:{in_file}"
+    assert _proxy_listening(home, KM_PROXY_LISTEN=f"127.0.0.1:{in_env}") == f"http://127.0.0.1:{in_env}"
+    listening = _proxy_listening(
+        home, "--listen", f"127.0.0.1:{on_flag}", KM_PROXY_LISTEN=f"127.0.0.1:{in_env}"
+    )
+    assert listening == f"http://127.0.0.1:{on_flag}"
+
+
 def test_old_variable_name_still_works_and_is_deprecated_once(
     home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -159,6 +223,18 @@ def test_km_admin_reads_the_old_name_with_one_line(home: Path) -> None:
             {"KM_DATABASE_URL": ""},
             "[store]\nurl = 5\n",
             "km: config file {path} [store] url: invalid value for db_url: expected a string, got 5",
+        ),
+        (
+            ["serve"],
+            {"KM_SERVER_PORT": "70000"},
+            "",
+            "km: environment variable KM_SERVER_PORT: invalid value for server_port: must be 0–65535",
+        ),
+        (
+            ["serve"],
+            {},
+            "[serve]\nrate = true\n",
+            "km: config file {path} [serve] rate: invalid value for server_rate: expected a number, got True",
         ),
         (
             ["serve", "--oidc-scopes", " "],

@@ -76,6 +76,25 @@ class Settings:
     oidc_name: str = "OpenID Connect"
     oidc_scopes: str = "openid email profile"
     oidc_redirect_uri: str | None = None
+    server_host: str = "127.0.0.1"
+    """`km serve`: the address it listens on."""
+    server_port: int = 8000
+    server_max_body_mb: float = 10.0
+    """`km serve`: the largest request body in MB, also after gunzip."""
+    server_rate: float = 50.0
+    """`km serve`: requests/s per key or signed-in user (burst twice that; 0: no limit)."""
+    metrics_public: bool = False
+    """`km serve`: serve /metrics without a token (private networks only)."""
+    proxy_listen: str = "127.0.0.1:8800"
+    """`km proxy`: HOST:PORT it listens on (port 0 picks a free one)."""
+    proxy_idle_timeout: float = 600.0
+    """`km proxy`: seconds without traffic after which a session is ended in the records."""
+    proxy_max_sessions: int = 100
+    """`km proxy`: sessions recorded at once at most (past it, the one idle longest is ended)."""
+    proxy_header_timeout: float = 10.0
+    """`km proxy`: seconds a client has to send a request's headers."""
+    proxy_upstream_ca: str | None = None
+    """`km proxy`: CA bundle (PEM file or directory) the upstream's certificate is verified with."""
 
     @property
     def uploads_enabled(self) -> bool:
@@ -99,8 +118,8 @@ class Spec:
     """What it takes (for the docs)."""
     help: str
     scope: str = "recording"
-    """``recording`` (km monitor, km proxy and the commands that read the store) or ``server``
-    (km serve)."""
+    """``recording`` (km monitor, km proxy and the commands that read the store), ``proxy`` (km
+    proxy's own) or ``server`` (km serve)."""
     old_env: tuple[str, ...] = ()
     """Older names of the variable: still read, with a deprecation message (said once)."""
     secret: bool = False
@@ -179,6 +198,31 @@ SPECS: tuple[Spec, ...] = (
          "`km serve --oidc-redirect-uri`", "URL",
          "callback registered at the provider; default: <URL the browser used>/auth/oidc/callback",
          scope="server"),
+    Spec("server_host", "serve", "host", "KM_SERVER_HOST", "`km serve --host`", "address",
+         "address `km serve` listens on", scope="server"),
+    Spec("server_port", "serve", "port", "KM_SERVER_PORT", "`km serve --port`", "port, 0–65535",
+         "port `km serve` listens on", scope="server"),
+    Spec("server_max_body_mb", "serve", "max_body_mb", "KM_SERVER_MAX_BODY_MB", "`km serve --max-body-mb`",
+         "MB > 0", "largest request body, also after gunzip (larger: `413`)", scope="server"),
+    Spec("server_rate", "serve", "rate", "KM_SERVER_RATE", "`km serve --rate`", "requests/s ≥ 0",
+         "requests per second per key or signed-in user, burst twice that, shared by every process "
+         "(0: no limit)", scope="server"),
+    Spec("metrics_public", "serve", "metrics_public", "KM_METRICS_PUBLIC", "`km serve --metrics-public`",
+         BOOLEAN, "serve `/metrics` without a token (private networks only)", scope="server"),
+    Spec("proxy_listen", "proxy", "listen", "KM_PROXY_LISTEN", "`km proxy --listen`", "HOST:PORT",
+         "address `km proxy` listens on (port 0 picks a free one)", scope="proxy"),
+    Spec("proxy_idle_timeout", "proxy", "idle_timeout", "KM_PROXY_IDLE_TIMEOUT", "`km proxy --idle-timeout`",
+         "seconds ≥ 0.1", "seconds without traffic after which a session is ended in the records",
+         scope="proxy"),
+    Spec("proxy_max_sessions", "proxy", "max_sessions", "KM_PROXY_MAX_SESSIONS", "`km proxy --max-sessions`",
+         "whole number ≥ 1", "sessions recorded at once at most; past it, the one idle longest is ended",
+         scope="proxy"),
+    Spec("proxy_header_timeout", "proxy", "header_timeout", "KM_PROXY_HEADER_TIMEOUT",
+         "`km proxy --header-timeout`", "seconds ≥ 0.1",
+         "seconds a client has to send a request's headers; slower connections are closed", scope="proxy"),
+    Spec("proxy_upstream_ca", "proxy", "upstream_ca", "KM_PROXY_UPSTREAM_CA", "`km proxy --upstream-ca`",
+         "path; empty means unset", "CA bundle (PEM file or directory) to verify the upstream's TLS with",
+         scope="proxy"),
 )  # fmt: skip
 BY_NAME = {spec.name: spec for spec in SPECS}
 ENV = {spec.name: spec.env for spec in SPECS}
@@ -187,9 +231,28 @@ SECRETS = frozenset(spec.name for spec in SPECS if spec.secret)
 """Settings never echoed back in error messages."""
 UNSET_WHEN_EMPTY = frozenset(
     {"api_url", "api_key", "policy_on_error", "metrics_token", "oidc_issuer", "oidc_client_id",
-     "oidc_client_secret", "oidc_redirect_uri"}
+     "oidc_client_secret", "oidc_redirect_uri", "proxy_upstream_ca"}
 )  # fmt: skip
 """An empty value (``KM_API_URL=``) means unset: forwarding, the token, sign-in are off."""
+NUMBERS: dict[str, tuple[type, float, float | None]] = {
+    "server_port": (int, 0, 65535),
+    "server_max_body_mb": (float, 0.001, None),
+    "server_rate": (float, 0, None),
+    "proxy_idle_timeout": (float, 0.1, None),
+    "proxy_max_sessions": (int, 1, None),
+    "proxy_header_timeout": (float, 0.1, None),
+}
+"""Numeric settings: (type, lowest, highest or None), both allowed."""
+
+
+def _number(name: str, value: Any) -> float | int:
+    kind, low, high = NUMBERS[name]
+    if isinstance(value, bool) or (kind is int and isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"expected a {'whole number' if kind is int else 'number'}, got {value!r}")
+    number: float | int = int(value) if kind is int else float(value)
+    if number < low or (high is not None and number > high):
+        raise ValueError(f"must be {low:g} or more" if high is None else f"must be {low:g}–{high:g}")
+    return number
 
 
 def _coerce(name: str, value: Any, origin: str) -> Any:
@@ -210,6 +273,8 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
             if isinstance(value, str):
                 return [v.strip() for v in value.split(",") if v.strip()]
             raise ValueError(f"expected a list of strings, got {value!r}")
+        if name in NUMBERS:
+            return _number(name, value)
         if name == "payload_limit":
             number = int(value)
             if number < 0:
@@ -255,7 +320,7 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
             return value
         if value is not None and not isinstance(value, str):
             raise ValueError("expected a string" if name in SECRETS else f"expected a string, got {value!r}")
-        if name in ("oidc_name", "oidc_scopes") and not (value or "").strip():
+        if name in ("oidc_name", "oidc_scopes", "server_host", "proxy_listen") and not (value or "").strip():
             raise ValueError("must not be empty")
         return value
     except (TypeError, ValueError) as exc:
@@ -383,8 +448,8 @@ def write_file(settings: Settings, path: Path | None = None) -> Path:
     data: dict[str, dict[str, Any]] = {}
     defaults = Settings()
     for name, value in asdict(settings).items():
-        if value is None or (BY_NAME[name].scope == "server" and value == getattr(defaults, name)):
-            continue  # km serve's settings are written only when they differ from the default
+        if value is None or (BY_NAME[name].scope in ("server", "proxy") and value == getattr(defaults, name)):
+            continue  # km serve's and km proxy's settings are written only when they differ from the default
         section, key = SECTIONS[name]
         data.setdefault(section, {})[key] = value
     text = tomli_w.dumps(data).encode()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import os
 import socket
 import sys
 from typing import TYPE_CHECKING
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from ..host import Host
     from ..security import Policy
 
-DEFAULT_LISTEN = "127.0.0.1:8800"
+DEFAULT_LISTEN = config.Settings().proxy_listen
 SWITCH_INTERVAL = 0.0005
 """Seconds a busy recorder thread may hold the GIL before the event loop gets it back."""
 
@@ -113,43 +114,40 @@ def start_host(settings: config.Settings, policy: Policy) -> Host:
 @click.option("--upstream", required=True, help="URL of the remote MCP server (its MCP endpoint).")
 @click.option(
     "--listen",
-    default=DEFAULT_LISTEN,
-    show_default=True,
-    help="Address to listen on, HOST:PORT (port 0 picks a free one). Plain HTTP.",
+    help=f"Address to listen on, HOST:PORT (port 0 picks a free one; default {DEFAULT_LISTEN}; "
+    "also KM_PROXY_LISTEN).",
 )
 @click.option("--name", help="Name of this server in the records (default: from the URL).")
 @recording_options
 @click.option(
     "--idle-timeout",
     type=click.FloatRange(min=0.1),
-    default=600.0,
-    show_default=True,
-    help="Seconds without traffic after which a session is closed in the records.",
+    help="Seconds without traffic after which a session is closed in the records (default 600; "
+    "also KM_PROXY_IDLE_TIMEOUT).",
 )
 @click.option(
     "--max-sessions",
     type=click.IntRange(min=1),
-    default=100,
-    show_default=True,
-    help="Sessions recorded at once at most; past it, the one idle longest is closed in the records.",
+    help="Sessions recorded at once at most; past it, the one idle longest is closed in the records "
+    "(default 100; also KM_PROXY_MAX_SESSIONS).",
 )
 @click.option(
     "--header-timeout",
     type=click.FloatRange(min=0.1),
-    default=10.0,
-    show_default=True,
-    help="Seconds a client has to send a request's headers; slower connections are closed.",
+    help="Seconds a client has to send a request's headers; slower connections are closed (default 10; "
+    "also KM_PROXY_HEADER_TIMEOUT).",
 )
 @click.option(
     "--upstream-ca",
     type=click.Path(exists=True, dir_okay=True),
-    help="CA bundle (PEM file or directory) to verify the upstream's TLS certificate with.",
+    help="CA bundle (PEM file or directory) to verify the upstream's TLS certificate with "
+    "(also KM_PROXY_UPSTREAM_CA).",
 )
 @click.option("--tls-cert", type=click.Path(exists=True), help="Serve HTTPS with this certificate (PEM).")
 @click.option("--tls-key", type=click.Path(exists=True), help="Private key for --tls-cert (PEM).")
 def proxy_cmd(
     upstream: str,
-    listen: str,
+    listen: str | None,
     name: str | None,
     db_url: str | None,
     exclude_ping: bool | None,
@@ -161,9 +159,9 @@ def proxy_cmd(
     otel: bool | None,
     otel_payloads: bool | None,
     otel_legacy_names: bool | None,
-    idle_timeout: float,
-    max_sessions: int,
-    header_timeout: float,
+    idle_timeout: float | None,
+    max_sessions: int | None,
+    header_timeout: float | None,
     upstream_ca: str | None,
     tls_cert: str | None,
     tls_key: str | None,
@@ -185,8 +183,20 @@ def proxy_cmd(
         )
     if bool(tls_cert) != bool(tls_key):
         raise click.UsageError("--tls-cert and --tls-key go together")
-    host, port = parse_listen(listen)
-    settings = recording_settings(locals())
+    settings = recording_settings(
+        locals(),
+        proxy_listen=listen,
+        proxy_idle_timeout=idle_timeout,
+        proxy_max_sessions=max_sessions,
+        proxy_header_timeout=header_timeout,
+        proxy_upstream_ca=upstream_ca,
+    )
+    host, port = parse_listen(settings.proxy_listen)
+    upstream_ca = settings.proxy_upstream_ca
+    if upstream_ca and not os.path.exists(upstream_ca):
+        raise click.BadParameter(
+            f"{upstream_ca!r} does not exist", param_hint="--upstream-ca / KM_PROXY_UPSTREAM_CA"
+        )
     rules = recording_policy(settings)  # one that cannot be used stops km before it listens
     pipeline = start_host(settings, rules)
 
@@ -197,8 +207,8 @@ def proxy_cmd(
         open_session=pipeline.open_session,
         on_shutdown=pipeline.close,
         blocks=rules.mode == "block",
-        idle_timeout=idle_timeout,
-        max_sessions=max_sessions,
+        idle_timeout=settings.proxy_idle_timeout,
+        max_sessions=settings.proxy_max_sessions,
         verify=upstream_ca if upstream_ca else True,
     )
     app = HttpProxy(options)
@@ -244,7 +254,7 @@ def proxy_cmd(
         server_header=False,
         date_header=False,
         timeout_graceful_shutdown=3,
-        http=header_timeout_protocol(header_timeout),
+        http=header_timeout_protocol(settings.proxy_header_timeout),
         ssl_certfile=tls_cert,
         ssl_keyfile=tls_key,
     )

@@ -44,26 +44,30 @@ db_url_option = click.option(
 
 
 @click.command("serve")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--host", help="Address to listen on (default 127.0.0.1; also KM_SERVER_HOST).")
 @click.option(
-    "--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on."
+    "--port", type=click.IntRange(0, 65535), help="Port to listen on (default 8000; also KM_SERVER_PORT)."
 )
 @db_url_option
 @click.option(
     "--max-body-mb",
-    default=10.0,
-    show_default=True,
     type=click.FloatRange(min=0.001),
-    help="Largest request body in MB, also after gunzip.",
+    help="Largest request body in MB, also after gunzip (default 10; also KM_SERVER_MAX_BODY_MB).",
 )
 @click.option(
-    "--rate", default=50.0, show_default=True, type=click.FloatRange(min=0), help="Requests/s per key."
+    "--rate",
+    type=click.FloatRange(min=0),
+    help="Requests/s per key or signed-in user, burst twice that; 0: no limit (default 50; "
+    "also KM_SERVER_RATE).",
 )
 @click.option(
     "--metrics-token", help="Bearer token Prometheus sends to read /metrics (also KM_METRICS_TOKEN)."
 )
 @click.option(
-    "--metrics-public", is_flag=True, help="Serve /metrics without a token (private networks only)."
+    "--metrics-public",
+    is_flag=True,
+    default=None,
+    help="Serve /metrics without a token (private networks only; also KM_METRICS_PUBLIC).",
 )
 @click.option(
     "--redact/--no-redact",
@@ -108,13 +112,13 @@ db_url_option = click.option(
     "a new, empty database is always created.",
 )
 def serve_cmd(
-    host: str,
-    port: int,
+    host: str | None,
+    port: int | None,
     db_url: str | None,
-    max_body_mb: float,
-    rate: float,
+    max_body_mb: float | None,
+    rate: float | None,
     metrics_token: str | None,
-    metrics_public: bool,
+    metrics_public: bool | None,
     redact: bool | None,
     analysis: bool | None,
     oidc_issuer: str | None,
@@ -143,8 +147,14 @@ def serve_cmd(
         oidc_name=oidc_name,
         oidc_scopes=oidc_scopes,
         oidc_redirect_uri=oidc_redirect_uri,
+        server_host=host,
+        server_port=port,
+        server_max_body_mb=max_body_mb,
+        server_rate=rate,
+        metrics_public=metrics_public,
     )
     db_url, metrics_token = chosen.db_url, chosen.metrics_token
+    host, port = chosen.server_host, chosen.server_port
     redact, analysis = chosen.server_redact, chosen.server_analysis
     oidc_issuer, oidc_client_id = chosen.oidc_issuer, chosen.oidc_client_id
     oidc_client_secret, oidc_redirect_uri = chosen.oidc_client_secret, chosen.oidc_redirect_uri
@@ -186,11 +196,11 @@ def serve_cmd(
         engine.dispose()
     settings = ServerSettings(
         db_url=db_url,
-        max_body_bytes=int(max_body_mb * 1024 * 1024),
-        rate_per_second=rate,
-        rate_burst=rate * 2,
+        max_body_bytes=int(chosen.server_max_body_mb * 1024 * 1024),
+        rate_per_second=chosen.server_rate,
+        rate_burst=chosen.server_rate * 2,
         metrics_token=metrics_token,
-        metrics_public=metrics_public,
+        metrics_public=chosen.metrics_public,
         redact_secrets=redact,
         analysis=analysis,
         oidc=oidc,
