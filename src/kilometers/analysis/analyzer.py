@@ -22,6 +22,7 @@ The analyzer keeps state between messages (tool definitions, pins, pagination of
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -86,7 +87,7 @@ class Analyzer:
         """A complete ``tools/list`` was seen (so calls of other tools are undeclared)."""
         self._page_names: list[str] = []
         self._listings: dict[tuple[bytes, frozenset[str]], list[Hit]] = {}
-        """The poisoning scans of the last listings, by their text and the tools known then."""
+        """The poisoning scans of the last listings, by their text's digest and the tools known then."""
         self.learn_tools(tools)
 
     # -- public ----------------------------------------------------------------------------------
@@ -225,7 +226,8 @@ class Analyzer:
         known = frozenset(self.tools)
         same = message if isinstance(message.get("id"), str) else {**message, "id": None}
         try:
-            key = (orjson.dumps(same), known)
+            # by digest: a listing can be megabytes, and only its findings are kept
+            key = (hashlib.blake2b(orjson.dumps(same), digest_size=16).digest(), known)
         except (orjson.JSONEncodeError, TypeError):  # not encodable as it came (a lone surrogate)
             key = None
         hits = self._listings.pop(key, None) if key is not None else None
