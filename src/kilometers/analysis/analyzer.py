@@ -17,7 +17,8 @@ every message (any direction/kind)     secrets, PII
 =====================================  ==================================================
 
 The analyzer keeps state between messages (tool definitions, pins, pagination of
-``tools/list``), so feed it the messages of one session in order. It does no IO.
+``tools/list``, the poisoning scans of the last listings), so feed it the messages of one
+session in order. It does no IO.
 """
 
 from __future__ import annotations
