@@ -1,6 +1,8 @@
 """In-process micro-benchmark of the recorder: CPU per message for decode + analysis + store.
 
     PYTHONPATH=src .venv/bin/python bench/bench_recorder.py [--pairs 20000] [--rounds 5]
+        [--store-batches 2,20,100,1000]
+    valgrind --tool=callgrind .venv/bin/python bench/bench_recorder.py --synchronous 1200  # and 200
 
 Feeds 1 KB ``tools/call`` requests and their answers (the same messages as
 ``bench/bench_stdio.py``) to a :class:`~kilometers.recorder.Recorder` with the security stage and
@@ -21,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+from kilometers.engine import Engine
 from kilometers.jsonrpc import Capture
 from kilometers.model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Session
 from kilometers.recorder import Recorder
@@ -70,14 +73,74 @@ def one_round(pairs: int, tmp: Path, number: int) -> float:
     return cpu[0] / (2 * pairs)
 
 
+def synchronous(pairs: int, tmp: Path) -> None:
+    """``pairs`` calls through capture, the security stage and the store on this thread (no
+    recorder thread, no timing): for counting instructions, e.g. with
+    ``valgrind --tool=callgrind``: run it for two sizes and divide the difference."""
+    url = f"sqlite:///{tmp / 'sync.db'}"
+    session = Session(command=["bench"], cwd="/", name="bench")
+    requests, answers = _chunks(pairs)
+    sink = StoreSink(url)
+    engine = Engine(session, stage=SecurityStage(Policy(), url))
+    sink.on_session_start(session)
+    ts = 1_700_000_000_000_000_000
+    for request, answer in itertools.zip_longest(requests, answers, fillvalue=b""):
+        for direction, chunk in ((CLIENT_TO_SERVER, request), (SERVER_TO_CLIENT, answer)):
+            if chunk:
+                sink.on_events(session, engine.feed(direction, chunk, ts).events)
+                ts += 1000
+    sink.on_session_end(session)
+    sink.close()
+    assert session.event_count == 2 * pairs, session.event_count
+
+
+def store_cost(pairs: int, tmp: Path, number: int, batch: int) -> float:
+    """CPU seconds per message of the store sink alone, writing batches of ``batch`` messages
+    (captured beforehand): the recorder's batch holds a few messages when calls are spaced out,
+    thousands under load, so the store's fixed cost per transaction shows here."""
+    session = Session(command=["bench"], cwd="/", name="bench")
+    capture = Capture(session)
+    events = []
+    ts = time.time_ns()
+    for i in range(pairs):
+        events += capture.feed(CLIENT_TO_SERVER, REQUEST_HEAD % i + TEXT + b'"}}}\n', ts)
+        events += capture.feed(SERVER_TO_CLIENT, ANSWER_HEAD % i + TEXT + b'"}]}}\n', ts + 1000)
+        ts += 2000
+    sink = StoreSink(f"sqlite:///{tmp / f'store{number}.db'}")
+    sink.on_session_start(session)
+    start = time.thread_time()
+    for i in range(0, len(events), batch):
+        sink.on_events(session, events[i : i + batch])
+    cpu = time.thread_time() - start
+    sink.on_session_end(session)
+    sink.close()
+    return cpu / len(events)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--pairs", type=int, default=20_000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--store-batches",
+        default="",
+        help="also the store sink alone, CPU per message for these batch sizes (e.g. 2,20,100,1000)",
+    )
+    parser.add_argument(
+        "--synchronous",
+        type=int,
+        metavar="PAIRS",
+        help="only run PAIRS calls on one thread, untimed (for callgrind; see synchronous())",
+    )
     args = parser.parse_args()
     import kilometers
+
+    if args.synchronous is not None:
+        with tempfile.TemporaryDirectory(prefix="km-bench-rec-") as tmp:
+            synchronous(args.synchronous, Path(tmp))
+        return 0
 
     with tempfile.TemporaryDirectory(prefix="km-bench-rec-") as tmp:
         one_round(1000, Path(tmp), -1)  # warm up (imports, store creation)
@@ -86,6 +149,11 @@ def main() -> int:
     print(f"km from {Path(kilometers.__file__).parent}")
     print(f"recorder CPU per message ({args.rounds} rounds of {2 * args.pairs} messages): "
           f"median {statistics.median(us):.1f} µs, min {us[0]:.1f}, max {us[-1]:.1f}")  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="km-bench-store-") as tmp:
+        for batch in (int(b) for b in args.store_batches.split(",") if b):
+            runs = [store_cost(3000, Path(tmp), batch * 10 + n, batch) for n in range(args.rounds)]
+            print(f"store sink alone, batches of {batch} messages: "
+                  f"median {statistics.median(runs) * 1e6:.1f} µs per message")  # fmt: skip
     return 0
 
 

@@ -161,3 +161,63 @@ def test_pagination_and_progress_tokens_are_not_credentials() -> None:
     }
     risk = Analyzer().analyze("server_to_client", "response", "tools/list", None, message)
     assert not [f for f in risk.findings if f.rule.startswith("secret.")]
+
+
+def _literal_runs(items: object) -> list[str]:
+    """The runs of literal characters that every match of a parsed alternative contains."""
+    from re import _constants as c  # type: ignore[attr-defined]
+
+    runs, run = [], ""
+    for op, arg in items:  # type: ignore[attr-defined]
+        if op is c.LITERAL:
+            run += chr(arg)
+            continue
+        runs.append(run)
+        run = ""
+        if op is c.SUBPATTERN and len(arg[-1]) == 1 and arg[-1][0][0] is c.LITERAL:
+            run = chr(arg[-1][0][1])
+    return [r for r in [*runs, run] if r]
+
+
+def _alternatives(pattern: str) -> list[list[str]]:
+    """For each top-level alternative of ``pattern`` (a prefix common to all of them, then a
+    group of alternatives, as the scanners are written), the literal runs it must contain."""
+    from re import _constants as c  # type: ignore[attr-defined]
+    from re import _parser  # type: ignore[attr-defined]
+
+    items = list(_parser.parse(pattern))
+    head: list[object] = []
+    while items and items[0][0] is c.LITERAL:
+        head.append(items.pop(0))
+    group = items[0] if items else None
+    if group is not None and group[0] is c.SUBPATTERN and len(group[1][-1]) == 1:
+        group = group[1][-1][0]  # a capturing group around the alternatives
+    if group is not None and group[0] is c.BRANCH:
+        return [_literal_runs([*head, *branch, *items[1:]]) for branch in group[1][1]]
+    return [_literal_runs([*head, *items])]
+
+
+def test_every_gated_scanner_needs_one_of_its_gates() -> None:
+    """A scanner that is skipped when none of its gates is in the text must be unable to match
+    without one: each of its alternatives contains one of them literally. So the gates only
+    save time (a search that tries every position) and never change what is found."""
+    from kilometers.analysis.secrets import _SCANNERS
+
+    gated = [(regex, gates) for regex, gates in _SCANNERS if gates]
+    assert len(gated) >= 2
+    for regex, gates in gated:
+        for runs in _alternatives(regex.pattern):
+            assert any(g in run for g in gates for run in runs), (regex.pattern, runs)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "GOCSPX-" + "aB3dE5fG7hJ9kL1mN3pQ5rS7tU9v",
+        "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: none\nPrivate-Lines: 1\nAAAAIBx5",
+        "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey="
+        + "Ab1Cd2Ef3Gh4Ij5Kl6Mn7Op8Qr9St0Uv1Wx2Yz3Ab4Cd5E=",
+    ],
+)
+def test_gated_formats_are_still_found(text: str) -> None:
+    assert rules(f"config: {text} end"), text

@@ -11,7 +11,7 @@ import pytest
 from kilometers.jsonrpc import Capture
 from kilometers.model import CLIENT_TO_SERVER as C2S
 from kilometers.model import SERVER_TO_CLIENT as S2C
-from kilometers.model import Session
+from kilometers.model import Event, Session
 from kilometers.recorder import Recorder
 from kilometers.store import db, queries
 from kilometers.store.writer import StoreSink
@@ -101,3 +101,68 @@ def test_many_processes_opening_a_new_store_at_once(tmp_path: Path) -> None:
     ]
     results = [p.communicate(timeout=60) for p in procs]
     assert [out.strip() for out, _ in results] == [b"ok"] * 6, [err for _, err in results]
+
+
+def _event(session: Session, i: int, **fields: object) -> Event:
+    return Event(session.id, 1_000_000_000 + i, C2S, "request", 100, '{"x":1}', method="m", **fields)  # type: ignore[arg-type]
+
+
+def _counts(db_file: Path) -> tuple[int, int, int, int]:
+    """(events, minute rollup events, hour rollup events, day rollup events) in a store."""
+    with sqlite3.connect(db_file) as conn:
+        return (
+            conn.execute("SELECT count(*) FROM events").fetchone()[0],
+            *(
+                conn.execute(f"SELECT coalesce(sum(events), 0) FROM {t}").fetchone()[0]
+                for t in ("rollups", "rollups_hour", "rollups_day")
+            ),
+        )
+
+
+def test_an_empty_batch_writes_nothing_and_says_nothing(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    session = Session(command=["srv"], cwd="/tmp", name="srv")
+    sink = StoreSink(f"sqlite:///{tmp_path / 'km.db'}")
+    sink.on_session_start(session)
+    sink.on_events(session, [])
+    sink.on_events(session, [_event(session, 1)])
+    sink.close()
+    assert capfd.readouterr().err == ""
+    assert sink.lost_events == 0
+    assert _counts(tmp_path / "km.db") == (1, 1, 1, 1)
+
+
+def test_a_batch_is_stored_whole_or_not_at_all(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """One transaction per batch: a batch that fails part way (here its third event repeats the
+    id of one already stored) leaves no events, no rollups and no counts, and is counted lost."""
+    session = Session(command=["srv"], cwd="/tmp", name="srv")
+    sink = StoreSink(f"sqlite:///{tmp_path / 'km.db'}")
+    first = _event(session, 0)
+    session.event_count = 1
+    sink.on_events(session, [first])
+    session.event_count = 4
+    sink.on_events(session, [_event(session, 1), _event(session, 2), _event(session, 3, id=first.id)])
+    sink.close()
+    assert capfd.readouterr().err.count("cannot write the event store") == 1
+    assert sink.lost_events == 3
+    assert _counts(tmp_path / "km.db") == (1, 1, 1, 1)
+    with sqlite3.connect(tmp_path / "km.db") as conn:
+        assert conn.execute("SELECT event_count FROM sessions").fetchone()[0] == 1
+
+
+def test_rollups_of_many_batches_add_up_per_minute_hour_and_day(tmp_path: Path) -> None:
+    session = Session(command=["srv"], cwd="/tmp", name="srv")
+    sink = StoreSink(f"sqlite:///{tmp_path / 'km.db'}")
+    minute = 60_000_000_000
+    for _ in range(5):  # each batch spans two minutes of one hour; the same minutes again and again
+        sink.on_events(session, [_event(session, i * minute // 2, is_error=i == 3) for i in range(4)])
+    sink.close()
+    assert _counts(tmp_path / "km.db") == (20, 20, 20, 20)
+    with sqlite3.connect(tmp_path / "km.db") as conn:
+        minutes = conn.execute(
+            "SELECT events, requests, errors, bytes FROM rollups ORDER BY minute"
+        ).fetchall()
+        hours = conn.execute("SELECT events, requests, errors, bytes FROM rollups_hour").fetchall()
+    assert minutes == [(10, 10, 0, 1000), (10, 10, 5, 1000)]
+    assert hours == [(20, 20, 5, 2000)]

@@ -17,11 +17,13 @@ every message (any direction/kind)     secrets, PII
 =====================================  ==================================================
 
 The analyzer keeps state between messages (tool definitions, pins, pagination of
-``tools/list``), so feed it the messages of one session in order. It does no IO.
+``tools/list``, the poisoning scans of the last listings), so feed it the messages of one
+session in order. It does no IO.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -41,6 +43,8 @@ if TYPE_CHECKING:
     from ..model import Event
 
 CONTENT_METHODS = frozenset({"tools/call", "resources/read", "prompts/get"})
+LISTINGS_KEPT = 8
+"""Listings (``tools/list``, ``prompts/list``... results) whose poisoning scan is remembered."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +87,8 @@ class Analyzer:
         self.tools_complete = False
         """A complete ``tools/list`` was seen (so calls of other tools are undeclared)."""
         self._page_names: list[str] = []
+        self._listings: dict[tuple[bytes, frozenset[str]], list[Hit]] = {}
+        """The poisoning scans of the last listings, by their text's digest and the tools known then."""
         self.learn_tools(tools)
 
     # -- public ----------------------------------------------------------------------------------
@@ -127,8 +133,7 @@ class Analyzer:
         elif kind == "response" and isinstance(result, dict) and direction == "server_to_client":
             if method in poisoning.LISTING_METHODS or method == "initialize":
                 if cfg.poisoning:
-                    listing_leaves, hits = poisoning.scan_listing(message, self.tools)
-                    groups.append((listing_leaves, hits))
+                    groups.append(self._scan_listing(message))
                 if method == "tools/list":
                     groups.append((None, self._tools_listed(result)))
             elif method in CONTENT_METHODS and cfg.content_injection:
@@ -213,6 +218,29 @@ class Analyzer:
                 self._info[t["name"]] = danger.ToolInfo.from_definition(t)
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _scan_listing(self, message: dict[str, Any]) -> tuple[None, list[Hit]]:
+        """:func:`poisoning.scan_listing`, its hits carrying their JSON pointers, remembered for
+        the last few listings: clients list a server's tools again and again, and an unchanged
+        listing (same text, same tools known) has the same findings. A numeric id is no string
+        leaf, so it is not part of the key."""
+        known = frozenset(self.tools)
+        same = message if isinstance(message.get("id"), str) else {**message, "id": None}
+        try:
+            # by digest: a listing can be megabytes, and only its findings are kept
+            key = (hashlib.blake2b(orjson.dumps(same), digest_size=16).digest(), known)
+        except (orjson.JSONEncodeError, TypeError):  # not encodable as it came (a lone surrogate)
+            key = None
+        hits = self._listings.pop(key, None) if key is not None else None
+        if hits is None:
+            leaves, found = poisoning.scan_listing(message, self.tools)
+            pointers = leaves.pointers({h.leaf for h in found if h.path is None and h.leaf >= 0})
+            hits = [h if h.path is not None else replace(h, path=pointers.get(h.leaf, "")) for h in found]
+            if key is not None and len(self._listings) >= LISTINGS_KEPT:
+                del self._listings[next(iter(self._listings))]
+        if key is not None:
+            self._listings[key] = hits  # the most recent last
+        return None, [replace(h) for h in hits]
 
     def _tools_listed(self, result: Mapping[str, Any]) -> list[Hit]:
         tools = result.get("tools")

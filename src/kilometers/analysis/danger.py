@@ -314,6 +314,41 @@ def is_shell_tool(name: str, info: ToolInfo | None = None) -> bool:
     return bool(info and info.shell and not tokens & {"sql", "query", "queries", "test", "tests"})
 
 
+@dataclass(frozen=True, slots=True)
+class _Facts:
+    """What a tool's name and definition say, the same for every call of the tool."""
+
+    shell: bool
+    python: bool
+    query: bool
+    writes: frozenset[str] | None
+    verb: str | None
+    """The first word of the name that destroys data (``delete``), if any."""
+
+
+_FACTS: dict[tuple[str, ToolInfo], _Facts] = {}
+
+
+def _facts(name: str, info: ToolInfo) -> _Facts:
+    """The :class:`_Facts` of a tool (cached: a session calls few tools, many times)."""
+    facts = _FACTS.get((name, info))
+    if facts is None:
+        words = name_tokens(name)
+        tokens = set(words)
+        facts = _Facts(
+            shell=is_shell_tool(name, info),
+            python=bool(tokens & _PYTHON_TOKENS),
+            query=bool(tokens & _QUERY_TOKENS),
+            writes=_writing_keys(tokens, info),
+            verb=next((t for t in words if t in _DESTRUCTIVE_VERBS), None),
+        )
+        if len(name) <= 256:
+            if len(_FACTS) >= 4096:
+                _FACTS.clear()
+            _FACTS[(name, info)] = facts
+    return facts
+
+
 def _strings(
     obj: Any, path: list[PathPart], out: list[tuple[tuple[PathPart, ...], str]], budget: list[int]
 ) -> None:
@@ -397,36 +432,37 @@ def scan_call(
     """
     name = tool or ""
     info = definition if isinstance(definition, ToolInfo) else ToolInfo.from_definition(definition)
+    facts = _facts(name, info)
     s = _Scan(base)
     strings: list[tuple[tuple[PathPart, ...], str]] = []
     _strings(arguments, [], strings, [MAX_ARGUMENTS_CHARS])
-    shell = is_shell_tool(name, info)
-    tokens = set(name_tokens(name))
 
-    commands = _command_strings(shell, strings)
+    commands = _command_strings(facts.shell, strings)
     command_paths = {path for path, _ in commands}
-    python = bool(tokens & _PYTHON_TOKENS)
+    python = facts.python
     for path, command in commands:
         key = next((p for p in reversed(path) if isinstance(p, str)), "")
         verdicts = judge_python(command) if python or _norm(key) in _CODE_KEYS else None
         for verdict in judge(command) if verdicts is None else verdicts:
             s.add(verdict.rule, verdict.severity, f"{verdict.label}: {_short(command, 60)!r}", path)
 
-    _destructive_tool(s, name, info, arguments, strings, name_path)
+    _destructive_tool(s, name, info, facts.verb, arguments, strings, name_path)
 
-    query_tool = bool(tokens & _QUERY_TOKENS)
-    writes = _writing_keys(tokens, info)
+    query_tool = facts.query
+    writes = facts.writes
     for path, value in strings:
         is_command = path in command_paths
-        low = value.lower()
+        low = None  # lowered only for the checks that need it
         key = next((p for p in reversed(path) if isinstance(p, str)), "")
         if not is_command and len(value) <= _MAX_PATH_LENGTH:
             _location(s, value, path, writes is not None and _norm(key) in writes)
-        if (query_tool or _norm(key) in _QUERY_KEYS) and any(g in low for g in SQL_GATES):
-            for found in judge_sql(value):
-                s.add(found.rule, found.severity, f"{found.label}: {_short(value, 60)!r}", path)
+        if query_tool or _norm(key) in _QUERY_KEYS:
+            low = value.lower()
+            if any(g in low for g in SQL_GATES):
+                for found in judge_sql(value):
+                    s.add(found.rule, found.severity, f"{found.label}: {_short(value, 60)!r}", path)
         if is_command or "://" in value:
-            _urls(s, value, low, path, command=is_command)
+            _urls(s, value, value.lower() if low is None else low, path, command=is_command)
     return s.hits
 
 
@@ -535,14 +571,14 @@ def _destructive_tool(
     s: _Scan,
     name: str,
     info: ToolInfo,
+    verb: str | None,
     arguments: Any,
     strings: list[tuple[tuple[PathPart, ...], str]],
     name_path: str,
 ) -> None:
+    """``verb``: the first word of the tool's name that destroys data (``delete``), if any."""
     if info.read_only is True or info.destructive is False:
         return
-    tokens = name_tokens(name)
-    verb = next((t for t in tokens if t in _DESTRUCTIVE_VERBS), None)
     if verb is None:
         if info.destructive is True:
             s.add("danger.destructive_tool", "low", f"tool {name!r} is annotated as destructive", name_path)

@@ -28,8 +28,23 @@ LOOKALIKES = str.maketrans(
 """Letters that look like ASCII ones, mapped to them (case is folded afterwards)."""
 
 
+_KEYS: dict[str, str] = {}
+"""Keys of short names seen (tool names and deny patterns repeat on every call)."""
+
+
 def name_key(name: str) -> str:
     """The form in which tool names and deny patterns are compared."""
+    key = _KEYS.get(name)
+    if key is None:
+        key = _name_key(name)
+        if len(name) <= 256:
+            if len(_KEYS) >= 4096:
+                _KEYS.clear()
+            _KEYS[name] = key
+    return key
+
+
+def _name_key(name: str) -> str:
     folded = unicodedata.normalize("NFKC", name).translate(LOOKALIKES).casefold()
     return "".join(
         c for c in unicodedata.normalize("NFKD", folded) if unicodedata.category(c) not in ("Mn", "Cf")
@@ -38,8 +53,10 @@ def name_key(name: str) -> str:
 
 def first_match(names: Iterable[str], patterns: Iterable[str]) -> str | None:
     """The first pattern that one of ``names`` matches, both compared by :func:`name_key`."""
-    keys = [name_key(n) for n in names]
+    keys: list[str] | None = None
     for pattern in patterns:
+        if keys is None:
+            keys = [name_key(n) for n in names]
         key = name_key(pattern)
         if any(fnmatch.fnmatchcase(k, key) for k in keys):
             return pattern

@@ -18,6 +18,9 @@ def findings_from_hits(
     every hit of the group carries its own ``path``). Repeats of a rule at one path are
     merged into one finding that counts them.
     """
+    groups = [g for g in groups if g[1]]
+    if not groups:  # most messages: nothing found, nothing to resolve
+        return []
     merged: dict[tuple[str, str], tuple[Severity, str, int]] = {}
     for leaves, hits in groups:
         wanted = [h for h in hits if config.rule_enabled(h.rule)]

@@ -275,7 +275,8 @@ _SCANNERS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = tuple(
         (
             r"(?:GOCSPX-[0-9A-Za-z_-]{28}(?P<gcp_secret>)|PuTTY-User-Key-File-\d: [\w@.-]+(?P<putty>)"
             r"|SharedAccessKey=(?P<azure_shared>[A-Za-z0-9+/]{42,43}=))",
-            (),
+            # no common first character: without its literals, the search tries every position
+            ("GOCSPX-", "PuTTY-User-Key-File-", "SharedAccessKey="),
         ),
         (
             r"g(?:(?:h[pousr]_[A-Za-z0-9]{36}|ithub_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59})(?P<github>)"
