@@ -17,6 +17,7 @@ from typing import Protocol
 
 import orjson
 
+from .analysis.list_order import ListOrder
 from .analysis.mcp_headers import check_headers
 from .jsonlimits import too_large_finding, too_large_marker
 from .jsonrpc import Capture, Filters, truncate_payload
@@ -74,6 +75,8 @@ class Engine:
         """Runs on every batch before any sink sees it (security analysis and redaction)."""
         self.payload_limit = payload_limit
         """Applied after the stage, so that a secret cut in half is still found and redacted."""
+        self.list_order = ListOrder()
+        """Flags a ``tools/list`` answer that reorders the tools of an identical earlier call."""
 
     # -- capture: framing, decoding, correlation, session learning, filters --------------------------
 
@@ -123,6 +126,8 @@ class Engine:
         """Captured events through the stage, the payload limit and the counters."""
         batch = Batch(events, self.capture.session_changed)
         self.capture.session_changed = False
+        for e in events:
+            self.list_order.observe(e)
         # the stage sees (and redacts) the session too before any sink does
         if self.stage is not None and (events or batch.session_changed):
             try:
