@@ -181,3 +181,20 @@ def test_sdk_client_headers_agree_with_their_bodies(
     events = km_events(km_home)
     assert any(e["tool"] == "regional" for e in events)
     assert not [e for e in events if RULE in rules(e)]
+
+
+def test_a_policy_disables_or_rerates_the_protocol_findings() -> None:
+    """``disabled_rules`` and ``severity_overrides`` apply to the findings capture adds."""
+    from kilometers.engine import Engine
+    from kilometers.model import CLIENT_TO_SERVER, Session
+    from kilometers.security import Policy, SecurityStage
+
+    body = orjson.dumps(call("echo", 1, text="hi"))
+    smuggled = {"mcp-method": "tools/list"}
+    levels = []
+    for analysis in ({}, {"severity_overrides": {RULE: "low"}}, {"disabled_rules": ["protocol"]}):
+        stage = SecurityStage(Policy.from_dict({"analysis": analysis}))
+        engine = Engine(Session(command=["srv"], cwd="/"), stage=stage)
+        (event,) = engine.process(engine.capture_message(CLIENT_TO_SERVER, body, 1, smuggled)).events
+        levels.append((event.risk or {}).get("level"))
+    assert levels == ["high", "low", None]
