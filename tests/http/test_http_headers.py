@@ -78,6 +78,10 @@ def test_mcp_headers_keeps_only_the_mirrored_headers() -> None:
         "mcp-param-region": "eu-west",
     }
     assert mcp_headers([(b"cookie", b"a=b")]) == {}
+    # sent twice: first-copy and last-copy readers disagree, so it matches no body
+    twice = mcp_headers([(b"mcp-method", b"tools/list"), (b"mcp-method", b"tools/call")])
+    assert twice == {"mcp-method": "tools/list, tools/call"}
+    assert [f["path"] for f in header_findings(twice, call("echo", 1))] == ["/method"]
 
 
 @pytest.mark.parametrize(

@@ -46,12 +46,15 @@ def decode_value(raw: bytes) -> str:
 
 def mcp_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """The ``Mcp-Method``, ``Mcp-Name`` and ``Mcp-Param-*`` headers of an ASGI request, by
-    lower-case name, values decoded (empty when there are none)."""
+    lower-case name, values decoded (empty when there are none). A header sent twice is one
+    value joined with ``, `` (RFC 9110 §5.3), so it never matches the body: readers that take the
+    first copy and readers that take the last would see different calls."""
     out: dict[str, str] = {}
     for name, value in headers:
         key = name.decode("latin-1").lower()
         if key in ("mcp-method", "mcp-name") or key.startswith(PARAM_PREFIX):
-            out[key] = decode_value(value)
+            text = decode_value(value)
+            out[key] = f"{out[key]}, {text}" if key in out else text
     return out
 
 
