@@ -24,9 +24,7 @@ class ReorderingServer(MCPServer):
         return tools[turn:] + tools[:turn]
 
 
-server = ReorderingServer(
-    "km-test-reorder", cache_hints={"tools/list": CacheHint(ttl_ms=0, scope="public")}
-)
+server = ReorderingServer("km-test-reorder", cache_hints={"tools/list": CacheHint(ttl_ms=0, scope="public")})
 
 
 @server.tool()
