@@ -5,6 +5,7 @@ holds one logical call per call, with its rounds, its links and the facts ``_met
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -204,3 +205,44 @@ def test_progress_and_cancellation_with_the_everything_server(km_home: Path, tmp
         [KM, "show", short_request["id"]], env=km_env(km_home), capture_output=True, text=True, check=True
     ).stdout
     assert "progress 1/2" in text and "progress 2/2" in text and "answered" in text
+
+
+REORDER_SERVER = str(SERVERS / "reorder_server.py")
+
+
+async def list_tools_thrice(params: StdioServerParameters) -> list[list[str]]:
+    orders = []
+    with anyio.fail_after(TIMEOUT):
+        async with Client(params) as client:
+            for _ in range(3):
+                orders.append([t.name for t in (await client.list_tools()).tools])
+    return orders
+
+
+@pytest.mark.parametrize("shuffle", [True, False])
+def test_list_cache_hints_and_a_reordered_tool_list(km_home: Path, shuffle: bool) -> None:
+    """The SDK server's ``ttlMs``/``cacheScope`` on tools/list are shown; identical tools/list calls
+    answered in another order are flagged (``protocol.tools_reordered``), a stable order is not."""
+    env = km_env(km_home)
+    args = ["monitor", "--", PYTHON, REORDER_SERVER, *(["--shuffle"] if shuffle else [])]
+    orders = anyio.run(
+        list_tools_thrice, StdioServerParameters(command=KM, args=args, env=env, cwd=str(ROOT))
+    )
+    assert all(sorted(o) == ["alpha", "beta", "gamma"] for o in orders)
+    assert (len({tuple(o) for o in orders}) > 1) is shuffle
+    answers = [e for e in km_events(km_home) if e["method"] == "tools/list" and e["kind"] == "response"]
+    assert len(answers) >= 3
+    assert all(e["cache"] == {"ttl_ms": 0, "scope": "public"} for e in answers)
+    flagged = [
+        e for e in answers if any(f["rule"] == "protocol.tools_reordered" for f in e["risk"]["findings"])
+    ]
+    if shuffle:  # every answer after the first differs from the one before it
+        assert flagged == answers[1:]
+        assert all(e["risk"]["level"] == "low" for e in flagged)
+    else:
+        assert flagged == []
+    # the text line of km events and km show --json carry the hints too
+    lines = subprocess.run([KM, "events", "--method", "tools/list"], env=env, capture_output=True, text=True)
+    assert "cache ttl 0ms public" in lines.stdout
+    shown = subprocess.run([KM, "show", answers[0]["id"], "--json"], env=env, capture_output=True, text=True)
+    assert json.loads(shown.stdout)["cache"] == {"ttl_ms": 0, "scope": "public"}

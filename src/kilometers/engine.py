@@ -11,12 +11,14 @@ owns the queue, the timing and the sinks, and tests drive it like a playbook (``
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import orjson
 
+from .analysis.list_order import ListOrder
+from .analysis.mcp_headers import check_headers
 from .jsonlimits import too_large_finding, too_large_marker
 from .jsonrpc import Capture, Filters, truncate_payload
 from .model import Direction, Event, Message, Session
@@ -73,6 +75,8 @@ class Engine:
         """Runs on every batch before any sink sees it (security analysis and redaction)."""
         self.payload_limit = payload_limit
         """Applied after the stage, so that a secret cut in half is still found and redacted."""
+        self.list_order = ListOrder()
+        """Flags a ``tools/list`` answer that reorders the tools of an identical earlier call."""
 
     # -- capture: framing, decoding, correlation, session learning, filters --------------------------
 
@@ -80,9 +84,15 @@ class Engine:
         """Bytes read from a stream (any piece of it: lines are reassembled across chunks)."""
         return self.capture.feed(direction, chunk, ts_ns)
 
-    def capture_message(self, direction: Direction, message: bytes, ts_ns: int) -> list[Event]:
-        """One already-framed message (an HTTP body, an SSE data field)."""
-        return self.capture.feed_message(direction, message, ts_ns)
+    def capture_message(
+        self, direction: Direction, message: bytes, ts_ns: int, headers: Mapping[str, str] | None = None
+    ) -> list[Event]:
+        """One already-framed message (an HTTP body, an SSE data field). ``headers``: the HTTP
+        request's ``Mcp-Method``/``Mcp-Name``/``Mcp-Param-*`` (decoded), checked against the body."""
+        events = self.capture.feed_message(direction, message, ts_ns)
+        if headers and len(events) == 1:  # a batch cannot be described by one set of headers
+            check_headers(events[0], headers)
+        return events
 
     def capture_omitted(self, direction: Direction, size_bytes: int, ts_ns: int) -> list[Event]:
         """A message too large to decode and keep (it was forwarded): recorded as a marker."""
@@ -116,6 +126,8 @@ class Engine:
         """Captured events through the stage, the payload limit and the counters."""
         batch = Batch(events, self.capture.session_changed)
         self.capture.session_changed = False
+        for e in events:
+            self.list_order.observe(e)
         # the stage sees (and redacts) the session too before any sink does
         if self.stage is not None and (events or batch.session_changed):
             try:

@@ -50,7 +50,7 @@ class SessionHandle:
         # the recorder's own methods: no extra call on the forwarding path
         self.submit: Callable[[Direction, bytes, int], None] = recorder.submit
         """A chunk of a byte stream (stdio), as read."""
-        self.submit_message: Callable[[Direction, bytes, int], None] = recorder.submit_message
+        self.submit_message: Callable[..., None] = recorder.submit_message
         """One already-framed message (HTTP transports)."""
         self.submit_omitted: Callable[[Direction, int, int], None] = recorder.submit_omitted
         """A message too large to decode and keep (it was forwarded): recorded as a marker."""

@@ -43,6 +43,10 @@ ERROR_NAMES: dict[int, str] = {
 """Names of the JSON-RPC error codes JSON-RPC 2.0 and MCP 2026-07-28 define (as the SDK names them)."""
 
 
+LIST_METHODS = frozenset({"tools/list", "resources/list", "resources/templates/list", "prompts/list"})
+"""The list methods whose results may carry cache hints (``ttlMs``, ``cacheScope``)."""
+
+
 def new_id() -> str:
     """A time-ordered, globally unique id (UUIDv7) so that uploads can be idempotent."""
     return str(uuid_utils.uuid7())
@@ -161,6 +165,24 @@ class Event:
             self.risk = {"score": score, "level": risk.get("level"), "findings": findings}
         else:
             self.risk = {"score": TOO_DEEP_SCORE, "level": "medium", "findings": findings}
+
+    def list_cache(self) -> dict[str, Any] | None:
+        """The cache hints of a list result (2026-07-28): ``{"ttl_ms", "scope"}`` from its
+        ``ttlMs`` and ``cacheScope`` (either may be None); None for anything else or without them."""
+        if self.kind != "response" or self.method not in LIST_METHODS or self.payload is None:
+            return None
+        message = self.decoded()
+        try:
+            value = message.value if message is not None else jsonlimits.loads(self.payload)
+        except (jsonlimits.JsonLimitError, orjson.JSONDecodeError):
+            return None
+        result = value.get("result") if isinstance(value, dict) else None
+        if not isinstance(result, dict):
+            return None
+        ttl, scope = result.get("ttlMs"), result.get("cacheScope")
+        ttl = ttl if isinstance(ttl, int | float) and not isinstance(ttl, bool) else None
+        scope = scope if isinstance(scope, str) else None
+        return {"ttl_ms": ttl, "scope": scope} if ttl is not None or scope is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         payload: Any = None

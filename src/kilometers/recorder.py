@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from .engine import Batch, Engine, Stage
 from .jsonrpc import Capture
@@ -80,9 +80,11 @@ class Recorder:
         """Chunks waiting for the recorder thread (approximate)."""
         return self._queue.qsize()
 
-    def submit_message(self, direction: Direction, message: bytes, ts_ns: int) -> None:
-        """An already-framed message (HTTP transports)."""
-        self._queue.put((direction, message, ts_ns, True))
+    def submit_message(
+        self, direction: Direction, message: bytes, ts_ns: int, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """An already-framed message (HTTP transports), with the request's ``Mcp-*`` headers."""
+        self._queue.put((direction, message, ts_ns, headers))
 
     def submit_omitted(self, direction: Direction, size_bytes: int, ts_ns: int) -> None:
         """A message too large to decode and keep (it was forwarded): recorded as a marker."""
@@ -171,7 +173,7 @@ class Recorder:
                     for sink in self.sinks:
                         self._call(sink, "release")
                 elif len(item) == 4:
-                    events.extend(engine.capture_message(item[0], item[1], item[2]))
+                    events.extend(engine.capture_message(item[0], item[1], item[2], item[3]))
                 else:
                     events.extend(engine.capture_chunk(item[0], item[1], item[2]))
             self._emit(engine.process(events))

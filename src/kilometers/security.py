@@ -35,6 +35,8 @@ import orjson
 
 from .analysis import RULES, AnalysisConfig, Analyzer, Finding, Pins, canonical_json, redact
 from .analysis.config import SettingError, boolean, did_you_mean, strings, table
+from .analysis.list_order import TOOLS_REORDERED_RULE
+from .analysis.mcp_headers import HEADER_MISMATCH_RULE
 from .analysis.names import first_match
 from .analysis.redact import PARTIAL_RULE, omits_unscanned
 from .jsonlimits import TOO_DEEP_RULE, value_too_deep
@@ -61,7 +63,9 @@ ON_ERROR = ("refuse", "log")
 """What a policy that cannot be used does: ``refuse`` (the default) stops km before the server
 starts; ``log`` says so on stderr and goes on with the default (log-only) policy."""
 POLICY_KEYS = ("mode", "block_at", "deny_tools", "allow_tools", "block_changed_tools", "on_error", "analysis")
-EXTRA_RULES = frozenset({PARTIAL_RULE, UNPARSEABLE_RULE, TOO_DEEP_RULE})
+PROTOCOL_RULES = frozenset({HEADER_MISMATCH_RULE, TOOLS_REORDERED_RULE})
+"""Findings added on capture (before the stage) that a policy may disable or re-rate."""
+EXTRA_RULES = frozenset({PARTIAL_RULE, UNPARSEABLE_RULE, TOO_DEEP_RULE, *PROTOCOL_RULES})
 """Rule ids km reports besides the analyzer's :data:`RULES`."""
 
 
@@ -171,6 +175,19 @@ class Policy:
         if self.allow_tools and not any(fnmatch.fnmatchcase(n, p) for p in self.allow_tools for n in names):
             return f"tool {tool!r} is not in the allow list"
         return None
+
+
+def _policy_applied(risk: dict[str, Any] | None, config: AnalysisConfig) -> list[Finding]:
+    """Capture's findings; its protocol findings as the policy says (disabled, re-rated)."""
+    out = []
+    for data in (risk or {}).get("findings") or ():
+        f = Finding.from_dict(data)
+        if f.rule in PROTOCOL_RULES:
+            if not config.rule_enabled(f.rule):
+                continue
+            f = dataclasses.replace(f, severity=config.severity_for(f.rule, f.severity))
+        out.append(f)
+    return out
 
 
 def _known_rule(rule: str) -> bool:
@@ -367,7 +384,8 @@ class SecurityStage:
                 e.truncated = e.truncated or (partial and any(f.rule == PARTIAL_RULE for f in risk.findings))
             self._redact_fields(e, config)
             # capture's own findings, the analysis's, plugins' and a block: one scale decides the level
-            findings = [Finding.from_dict(f) for f in e.risk["findings"]] if e.risk else []
+            findings = _policy_applied(e.risk, config)
+            captured = bool(e.risk and e.risk.get("findings"))
             findings.extend(risk.findings)
             if self.detectors and e.payload is not None:
                 findings.extend(Finding.from_dict(f) for f in self._plugin_findings(e))
@@ -379,6 +397,8 @@ class SecurityStage:
                 findings.append(Finding("policy.blocked", "high", "", e.error_message or ""))
             if findings:
                 e.risk = config.scoring.risk(findings).to_dict()
+            elif captured:  # the policy disabled every finding capture had added
+                e.risk = None
             listed = listed or e.method == "tools/list"
         if listed:
             with self.lock:

@@ -469,3 +469,76 @@ def test_one_provider_serves_every_session_of_a_host(receiver: Receiver, km_home
         owner = a if name.startswith("tools/call a-") else b
         assert attrs["mcp.session.id"] == owner.session.id, name
         assert attrs.get("error.type") == ("unanswered" if name.endswith("a-unanswered") else None), name
+
+
+def _mrtr_traffic(rec: Recorder) -> int:
+    """A 2026-07-28 call that asks twice for input (three rounds), then an unrelated call."""
+    t = 1_800_000_000_000_000_000
+    ms = 10**6
+
+    def ask(jsonrpc_id: int, key: str, state: str) -> dict[str, Any]:
+        question = {"method": "elicitation/create", "params": {"message": key, "requestedSchema": {}}}
+        result = {"resultType": "input_required", "inputRequests": {key: question}, "requestState": state}
+        return {"jsonrpc": "2.0", "id": jsonrpc_id, "result": result}
+
+    def call(jsonrpc_id: int, **extra: Any) -> dict[str, Any]:
+        params = {"name": "weather", "arguments": {}, **extra}
+        return {"jsonrpc": "2.0", "id": jsonrpc_id, "method": "tools/call", "params": params}
+
+    answer = {"action": "accept", "content": {"city": "Paris"}}
+    rec.submit(C2S, _line(call(1)), t)
+    rec.submit(S2C, _line(ask(1, "city", "s1")), t + 2 * ms)
+    rec.submit(C2S, _line(call(2, inputResponses={"city": answer}, requestState="s1")), t + 10 * ms)
+    rec.submit(S2C, _line(ask(2, "unit", "s2")), t + 13 * ms)
+    rec.submit(C2S, _line(call(3, inputResponses={"unit": answer}, requestState="s2")), t + 20 * ms)
+    done = {"content": [{"type": "text", "text": "sunny"}], "resultType": "complete"}
+    rec.submit(S2C, _line({"jsonrpc": "2.0", "id": 3, "result": done}), t + 24 * ms)
+    rec.submit(C2S, _line({"jsonrpc": "2.0", "id": 4, "method": "tools/list"}), t + 30 * ms)
+    rec.submit(S2C, _line({"jsonrpc": "2.0", "id": 4, "result": {"tools": []}}), t + 31 * ms)
+    return t
+
+
+def test_a_multi_round_call_is_one_span_with_an_event_per_round(
+    receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # an earlier test's unreachable collector must not skip this one's final metric flush
+    monkeypatch.setattr("kilometers.export.otel._reported", threading.Event())
+    session = Session(command=["srv"], cwd="/")
+    rec = Recorder(Capture(session), [OtelSink()], batch_window=0)
+    rec.start()
+    t = _mrtr_traffic(rec)
+    rec.stop(0)
+    wait_for(lambda: len(receiver.spans) >= 2 and "mcp.client.operation.duration" in histograms(receiver))
+    assert sorted(s.name for s in receiver.spans) == ["tools/call weather", "tools/list"]
+    [span] = [s for s in receiver.spans if s.name == "tools/call weather"]
+    # from the first request to the final answer, named by the first request
+    assert (span.start_time_unix_nano, span.end_time_unix_nano) == (t, t + 24 * 10**6)
+    attrs = attrs_of(span)
+    assert attrs["jsonrpc.request.id"] == "1" and attrs["mcp.call.rounds"] == 3
+    assert "error.type" not in attrs
+    rounds = [(e.name, attrs_of(e)) for e in span.events]
+    assert [name for name, _ in rounds] == ["mcp.round"] * 3
+    assert [a["mcp.round.number"] for _, a in rounds] == [1, 2, 3]
+    assert [a["jsonrpc.request.id"] for _, a in rounds] == ["1", "2", "3"]
+    assert [a["mcp.result.type"] for _, a in rounds] == ["input_required", "input_required", "complete"]
+    assert [e.time_unix_nano - t for e in span.events] == [2 * 10**6, 13 * 10**6, 24 * 10**6]
+    # the call is one operation in the duration histogram, not one per round
+    points = histograms(receiver)["mcp.client.operation.duration"]
+    by_method = {attrs_of(p)["mcp.method.name"]: p for p in points}
+    assert by_method["tools/call"].count == 1 and by_method["tools/call"].sum == pytest.approx(0.024)
+
+
+def test_a_multi_round_call_left_waiting_for_input_is_one_unanswered_span(receiver: Receiver) -> None:
+    session = Session(command=["srv"], cwd="/")
+    rec = Recorder(Capture(session), [OtelSink()], batch_window=0)
+    rec.start()
+    t = 1_800_000_000_000_000_000
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": "weather", "arguments": {}}}
+    ask = {"resultType": "input_required", "inputRequests": {"city": {"method": "elicitation/create"}}}
+    rec.submit(C2S, _line(call), t)
+    rec.submit(S2C, _line({"jsonrpc": "2.0", "id": 1, "result": ask}), t + 10**6)
+    rec.stop(0)  # the client never comes back with the answer
+    wait_for(lambda: len(receiver.spans) >= 1)
+    [span] = receiver.spans
+    assert span.name == "tools/call weather" and attrs_of(span)["error.type"] == "unanswered"
+    assert [attrs_of(e)["mcp.result.type"] for e in span.events] == ["input_required"]

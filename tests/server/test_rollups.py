@@ -184,3 +184,33 @@ def test_findings_count_reads_only_risky_events(tmp_path: Any) -> None:
         plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params).all()
     assert "ix_events_org_risky_ts" in str(plan), plan
     engine.dispose()
+
+
+def test_a_multi_round_call_counts_once_with_its_whole_latency(engine: Engine) -> None:
+    """A 2026-07-28 call that asked for input twice (three rounds, linked by the engine: ``round``
+    on the retries and answers, ``call_latency_ms`` on the final answer) is one call, with one
+    latency (the whole call's), next to a plain call."""
+    t = START_MIN * MIN_NS
+
+    def event(ms: int, kind: str, **links: Any) -> dict[str, Any]:
+        return {"ts_ns": t + ms * 10**6, "method": "tools/call", "tool": "weather", "kind": kind,
+                "is_error": False, "size_bytes": 100, "latency_ms": None, "server": "s", **links}  # fmt: skip
+
+    evs = [
+        event(0, "request"),  # the first request: no round yet
+        event(2, "response", latency_ms=2.0, round=1),  # input_required
+        event(10, "request", round=2, call_id="c"),
+        event(13, "response", latency_ms=3.0, round=2, call_id="c"),  # input_required again
+        event(20, "request", round=3, call_id="c"),
+        event(24, "response", latency_ms=4.0, round=3, call_id="c", call_latency_ms=24.0),
+        event(30, "request"),  # a plain call
+        event(31, "response", latency_ms=1.0),
+    ]
+    rows = rollups.rollup_rows("org-a", "s", evs)
+    assert sum(r["requests"] for r in rows) == 2
+    answered = sorted(r["bin"] for r in rows if r["bin"] != rollups.NO_LATENCY)
+    assert answered == sorted([latency_bin(24.0), latency_bin(1.0)])
+    _store(engine, "org-a", evs)
+    got = rollups.stats(engine, "org-a", t, t + MIN_NS, "minute")
+    assert got["totals"]["calls"] == 2 and got["totals"]["events"] == 8
+    assert got["totals"]["latency_avg_ms"] == 12.5

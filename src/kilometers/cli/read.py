@@ -93,6 +93,15 @@ def progress(e: Event) -> str | None:
     return f"{text} {orjson.dumps(message).decode()}" if isinstance(message, str) else text
 
 
+def _event_json(e: Event) -> dict[str, Any]:
+    """An event as ``--json`` shows it: its record, and a list result's cache hints (``cache``)."""
+    data = e.to_dict()
+    cache = e.list_cache()
+    if cache is not None:
+        data["cache"] = cache
+    return data
+
+
 def _links(e: Event, cancelled: bool) -> list[str]:
     """What an event's line says of its links: round, total latency, questions, progress, state."""
     parts = []
@@ -101,6 +110,10 @@ def _links(e: Event, cancelled: bool) -> list[str]:
     if e.call_latency_ms is not None:
         parts.append(click.style(f"call {e.call_latency_ms:.1f}ms", fg="magenta"))
     parts += [click.style(f"asks {q}", fg="magenta") for q in questions(e)]
+    cache = e.list_cache()
+    if cache is not None:
+        ttl = f"ttl {cache['ttl_ms']:g}ms" if cache["ttl_ms"] is not None else "ttl ?"
+        parts.append(click.style(f"cache {ttl} {cache['scope'] or '?'}", fg="cyan"))
     values = progress(e)
     if values is not None:
         parts.append(click.style(f"progress {values}", fg="blue"))
@@ -325,7 +338,7 @@ def events_cmd(
     cancelled = set() if as_json else queries.cancelled(engine, [e.id for e in found if e.kind == "request"])
     for e in found:
         if as_json:  # the same object as the API's (a cancellation is linked by its call_id)
-            echo_json(e.to_dict())
+            echo_json(_event_json(e))
         else:
             click.echo(event_line(e, e.id in cancelled))
 
@@ -345,7 +358,7 @@ def show_cmd(event_id: str, as_json: bool, db_url: str | None) -> None:
         fail(str(exc))
     pair = queries.paired_event(engine, event)
     call = queries.call_of(engine, event)
-    data = event.to_dict()
+    data = _event_json(event)
     data["paired_event_id"] = pair.id if pair else None
     data["call"] = call.to_dict() if call is not None else None
     if call is not None:  # what the call asked the client, and its progress
@@ -413,7 +426,7 @@ def tail_cmd(
     known = dict.fromkeys(flt.session_ids or (), True)  # --server: does the session's server match
 
     def emit(e: Event) -> None:
-        click.echo(orjson.dumps(e.to_dict()).decode() if as_json else event_line(e))
+        click.echo(orjson.dumps(_event_json(e)).decode() if as_json else event_line(e))
 
     def wanted(e: Event) -> bool:
         """With --server, sessions started after km tail are followed too."""

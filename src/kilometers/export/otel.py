@@ -255,6 +255,22 @@ def legacy_attributes(request: Event, response: Event | None) -> dict[str, Any]:
     return attrs
 
 
+def round_attributes(answer: Event) -> dict[str, Any]:
+    """The ``mcp.round`` span event of one round of a multi-round call, from its answer."""
+    attrs: dict[str, Any] = {"mcp.round.number": answer.round or 1}
+    if answer.jsonrpc_id is not None:
+        attrs["jsonrpc.request.id"] = str(answer.jsonrpc_id)
+    if answer.latency_ms is not None:
+        attrs["mcp.round.latency_ms"] = answer.latency_ms
+    result = _member(answer, "result")
+    kind = result.get("resultType") if isinstance(result, dict) else None
+    if isinstance(kind, str):
+        attrs["mcp.result.type"] = kind
+    elif answer.kind == "error":
+        attrs["error.type"] = str(answer.error_code)
+    return attrs
+
+
 def _member(event: Event, key: str) -> Any:
     """``message[key]`` of an event's message as decoded at capture (and redacted by the stage);
     None when its payload is cut, omitted, dropped or not an object. Never parses the payload."""
@@ -282,6 +298,16 @@ class _Call:
     request: Event
     carrier: dict[str, str]
     arguments: str | None
+
+
+@dataclass(slots=True)
+class _MultiRound:
+    """A multi-round (``input_required``) call between its rounds: its first request, and each
+    round's answer so far (the whole call becomes one span when its final answer comes)."""
+
+    first: _Call
+    rounds: list[tuple[int, dict[str, Any]]]
+    """(time, attributes) of each round's ``mcp.round`` event, read while its message is decoded."""
 
 
 class OtelSink(Sink):
@@ -346,7 +372,45 @@ class OtelSink(Sink):
         and cancellations with their request's event id: ``request_event_id``,
         ``Message.cancels``). One provider serves every session of a process, each on its own
         recorder thread."""
+        self._multi: dict[str, dict[str, _MultiRound]] = {}
+        """Session id -> its multi-round calls between rounds, by the call's id (its first
+        request's event id, the engine's ``call_id``)."""
         self._lock = threading.Lock()
+
+    def _calls_between_rounds(self, session: Session) -> dict[str, _MultiRound]:
+        found = self._multi.get(session.id)
+        if found is None:
+            with self._lock:
+                found = self._multi.setdefault(session.id, {})
+        return found
+
+    def _answered(self, session: Session, call: _Call, response: Event) -> None:
+        """An answer: a span, unless it is one round of a multi-round call (``round`` set): an
+        ``input_required`` round (no ``call_latency_ms`` yet) waits for the call's final answer,
+        and the final answer ends one span from the first request, with an event per round."""
+        if response.round is None or response.call_id is None:
+            self._span(session, call, response, response.ts_ns)
+            return
+        multi = self._calls_between_rounds(session)
+        ongoing = multi.get(response.call_id)
+        if response.kind == "response" and response.call_latency_ms is None:
+            if ongoing is None:
+                if len(multi) >= MAX_PENDING:
+                    multi.pop(next(iter(multi)))
+                ongoing = multi[response.call_id] = _MultiRound(call, [])
+            ongoing.rounds.append((response.ts_ns, round_attributes(response)))
+            return
+        multi.pop(response.call_id, None)
+        if ongoing is None:
+            self._span(session, call, response, response.ts_ns)
+            return
+        self._span(
+            session,
+            ongoing.first,
+            response,
+            response.ts_ns,
+            rounds=[*ongoing.rounds, (response.ts_ns, round_attributes(response))],
+        )
 
     def _pending(self, session: Session) -> dict[str, _Call]:
         found = self._open.get(session.id)
@@ -366,7 +430,7 @@ class OtelSink(Sink):
             elif e.kind in ("response", "error") and e.request_event_id:
                 call = pending.pop(e.request_event_id, None)
                 if call is not None:
-                    self._span(session, call, e, e.ts_ns)
+                    self._answered(session, call, e)
             elif e.kind == "notification" and e.method == "notifications/cancelled":
                 decoded = e.decoded()
                 call = pending.pop(decoded.cancels or "", None) if decoded is not None else None
@@ -380,8 +444,14 @@ class OtelSink(Sink):
         end = session.ended_ns or time.time_ns()
         with self._lock:
             pending = self._open.pop(session.id, {})
+            between = self._multi.pop(session.id, {})
         for call in list(pending.values()):
-            self._span(session, call, None, end, UNANSWERED, "no answer before the session ended")
+            ongoing = between.pop(call.request.call_id or "", None)
+            first, rounds = (ongoing.first, ongoing.rounds) if ongoing is not None else (call, None)
+            self._span(session, first, None, end, UNANSWERED, "no answer before the session ended", rounds)
+        for ongoing in between.values():  # the client never came back with the answers asked for
+            self._span(session, ongoing.first, None, end, UNANSWERED, "no answer before the session ended",
+                       ongoing.rounds)  # fmt: skip
         attrs = {k: v for k, v in session_attributes(session).items() if k in SESSION_KEYS}
         if session.exit_code not in (None, 0) and session.exit_code < 128:  # >= 128: ended by a signal
             attrs["error.type"] = str(session.exit_code)
@@ -389,7 +459,11 @@ class OtelSink(Sink):
             h.record(max(0, end - session.started_ns) / 1e9, attrs)
 
     def _span(self, session: Session, call: _Call, response: Event | None, end_ns: int,
-              ended: str | None = None, description: str | None = None) -> None:  # fmt: skip
+              ended: str | None = None, description: str | None = None,
+              rounds: list[tuple[int, dict[str, Any]]] | None = None) -> None:  # fmt: skip
+        """One span (and one duration) per call; ``rounds``: the answers of a multi-round call's
+        rounds, each an ``mcp.round`` event on the span (its number, result type, the round's
+        JSON-RPC id and latency)."""
         from opentelemetry import propagate
         from opentelemetry.trace import Status, StatusCode
 
@@ -401,6 +475,10 @@ class OtelSink(Sink):
         span = self.tracer.start_span(
             span_name(request), context=parent, kind=self.kind, attributes=attrs, start_time=request.ts_ns,
         )  # fmt: skip
+        for ts_ns, round_attrs in rounds or ():
+            span.add_event("mcp.round", round_attrs, timestamp=ts_ns)
+        if rounds:
+            span.set_attribute("mcp.call.rounds", len(rounds))
         if "error.type" in attrs:
             message = description or (response.error_message if response is not None else None)
             span.set_status(Status(StatusCode.ERROR, message or attrs["error.type"]))

@@ -10,7 +10,9 @@ Capture works on copies: the JSON-RPC body of a POST, a JSON response to it, and
 field of each SSE event are handed to the session's :class:`~kilometers.host.SessionHandle` with
 ``submit_message``, before the bytes are forwarded (so a request is always queued before its
 answer). Nothing is re-encoded on the way through. Headers are never recorded, so neither
-``Authorization`` nor cookies ever reach the store.
+``Authorization`` nor cookies ever reach the store; only the 2026-07-28 ``Mcp-Method``,
+``Mcp-Name`` and ``Mcp-Param-*`` headers of a POST go with its body to the recorder, which
+checks them against it (:mod:`~kilometers.analysis.mcp_headers`).
 
 Sessions (one :class:`~kilometers.model.Session` + SessionHandle each, tracked by
 :class:`~kilometers.proxy.sessions.SessionTable`), see docs/http.md:
@@ -49,6 +51,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
+from ..analysis.mcp_headers import mcp_headers
 from ..jsonlimits import MAX_BODY_BYTES
 from ..jsonrpc import may_call
 from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Session
@@ -277,6 +280,7 @@ class HttpProxy:
             headers.append((name, value))
 
         body = await read_body(receive)
+        mcp = mcp_headers(scope["headers"])
         is_rpc = (
             method == "POST"
             and bool(body)
@@ -313,18 +317,18 @@ class HttpProxy:
                 else:
                     answer = gate.check(body)
                 if answer is not None:
-                    await self._answer_blocked(send, live, body, ts, answer)
+                    await self._answer_blocked(send, live, body, ts, answer, mcp)
                     return
 
         if is_rpc and live is not None:
-            live.submit(CLIENT_TO_SERVER, body, ts)
+            live.submit(CLIENT_TO_SERVER, body, ts, mcp)
 
         try:
             response = await client.request(method.encode(), target, headers, body)
         except UpstreamError as exc:
             if is_rpc and live is None:
                 live = self.sessions.stateless(client_host, user_agent, ts)
-                live.submit(CLIENT_TO_SERVER, body, ts)
+                live.submit(CLIENT_TO_SERVER, body, ts, mcp)
             await self._upstream_failed(send, exc, body if is_rpc else None, live)
             return
 
@@ -337,7 +341,7 @@ class HttpProxy:
                     )
                 else:
                     live = self.sessions.stateless(client_host, user_agent, ts)
-                live.submit(CLIENT_TO_SERVER, body, ts)
+                live.submit(CLIENT_TO_SERVER, body, ts, mcp)
             resp_type = response.header(b"content-type") or b""
             encoding = (response.header(b"content-encoding") or b"").strip().lower()
             out_headers = _response_headers(response)
@@ -519,9 +523,9 @@ class HttpProxy:
             _log.warning(message)
 
     async def _answer_blocked(
-        self, send: Send, live: LiveSession, body: bytes, ts: int, answer: bytes
+        self, send: Send, live: LiveSession, body: bytes, ts: int, answer: bytes, mcp: dict[str, str]
     ) -> None:
-        live.submit(CLIENT_TO_SERVER, body, ts)
+        live.submit(CLIENT_TO_SERVER, body, ts, mcp)
         if not answer:  # a refused notification: nothing to answer
             await simple_response(send, 202, b"text/plain; charset=utf-8", b"Accepted")
             return

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
@@ -61,11 +61,17 @@ class LiveSession:
     legacy: LegacyStream | None = None
     gate: Gate | None = None
 
-    def submit(self, direction: Direction, message: bytes, ts_ns: int) -> None:
+    def submit(
+        self, direction: Direction, message: bytes, ts_ns: int, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """One message; ``headers``: a request's ``Mcp-*`` headers, checked against its body."""
         self.last_active = time.monotonic()
         self.idle = False
         if not self.ended:  # (a stream may outlive its session: the recorder has stopped)
-            self.recording.submit_message(direction, message, ts_ns)
+            if headers:
+                self.recording.submit_message(direction, message, ts_ns, headers)
+            else:
+                self.recording.submit_message(direction, message, ts_ns)
 
     def submit_omitted(self, direction: Direction, size_bytes: int, ts_ns: int) -> None:
         """A message over MAX_BODY_BYTES once decoded: forwarded, recorded as a marker."""

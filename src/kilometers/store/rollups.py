@@ -69,10 +69,15 @@ def rollup_rows(org_id: str, server: str, events: Iterable[dict[str, Any]]) -> l
     cells: dict[tuple[int, str, str, int], Cell] = defaultdict(Cell)
     for e in events:
         latency = e["latency_ms"]
+        multi_round = e.get("round") is not None
+        if multi_round and e["kind"] in ("response", "error"):
+            # one multi-round call is one latency: the whole call's, on its final answer
+            latency = e.get("call_latency_ms")
         b = NO_LATENCY if latency is None else latency_bin(latency)
         cell = cells[(e["ts_ns"] // 60_000_000_000, e["method"] or "", e["tool"] or "", b)]
         cell.events += 1
-        cell.requests += e["kind"] in ("request", "notification")
+        # one multi-round call is one call: its retries (rounds 2, 3...) are not counted again
+        cell.requests += e["kind"] in ("request", "notification") and not (multi_round and e["round"] > 1)
         cell.errors += bool(e["is_error"])
         cell.bytes += e["size_bytes"]
         cell.latency_sum += latency or 0.0
