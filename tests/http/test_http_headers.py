@@ -202,3 +202,13 @@ def test_a_policy_disables_or_rerates_the_protocol_findings() -> None:
         (event,) = engine.process(engine.capture_message(CLIENT_TO_SERVER, body, 1, smuggled)).events
         levels.append((event.risk or {}).get("level"))
     assert levels == ["high", "low", None]
+
+
+def test_a_mismatch_never_stores_a_secret_the_payload_redaction_removes() -> None:
+    """The finding quotes both values; a token in them is redacted like the payload's."""
+    token = "AKIA" + "2E0A8F3B244C9986"
+    other = "AKIA" + "7Q3ZK2M4T8HX5PLE"
+    found = header_findings({"mcp-param-token": token}, call("login", 1, token=other))
+    assert [f["path"] for f in found] == ["/params/arguments/token"]
+    assert token not in found[0]["message"] and other not in found[0]["message"]
+    assert "Mcp-Param-Token" in found[0]["message"]

@@ -22,6 +22,7 @@ import orjson
 
 from ..model import Event
 from .findings import Finding, Scoring
+from .redact import redact
 
 HEADER_MISMATCH_RULE = "protocol.header_mismatch"
 HEADER_MISMATCH_SEVERITY = "high"
@@ -65,11 +66,13 @@ def _text(value: Any) -> str:
 
 
 def _finding(path: str, message: str) -> dict[str, str]:
+    # the message quotes header and body values, which may hold what the payload's redaction
+    # removes (an argument carrying a token): it is redacted the same way before it is stored
     return {
         "rule": HEADER_MISMATCH_RULE,
         "severity": HEADER_MISMATCH_SEVERITY,
         "path": path,
-        "message": message,
+        "message": str(redact(message).message),
     }
 
 
