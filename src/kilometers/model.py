@@ -131,6 +131,10 @@ class Event:
     ``input_required`` result, 2 for the client's retry and its answer...); None otherwise."""
     call_latency_ms: float | None = None
     """On the final response of a multi-round call: from its first request to this answer."""
+    mcp_headers: dict[str, str] | None = None
+    """On a request over Streamable HTTP: the headers that mirror its body (``mcp-method``,
+    ``mcp-name``, ``mcp-param-*``; names lower-cased, values decoded and redacted like the
+    payload), checked against it (:mod:`kilometers.analysis.mcp_headers`)."""
     risk: dict[str, Any] | None = None
     """``{"score", "level", "findings"}`` from the security analysis (None: nothing found)."""
     message: Message | None = field(default=None, repr=False, compare=False)
@@ -221,6 +225,7 @@ class Event:
             "call_id": self.call_id,
             "round": self.round,
             "call_latency_ms": self.call_latency_ms,
+            "mcp_headers": self.mcp_headers,
             "risk": self.risk or {"score": 0, "level": "none", "findings": []},
             "payload": payload,
         }

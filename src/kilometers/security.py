@@ -387,6 +387,10 @@ class SecurityStage:
             findings = _policy_applied(e.risk, config)
             captured = bool(e.risk and e.risk.get("findings"))
             findings.extend(risk.findings)
+            if e.mcp_headers:  # they mirror the body's values: kept only as the payload is
+                headers = redact(e.mcp_headers, config)
+                e.mcp_headers = headers.message
+                findings.extend(f for f in headers.findings if f not in risk.findings)
             if self.detectors and e.payload is not None:
                 findings.extend(Finding.from_dict(f) for f in self._plugin_findings(e))
             if (

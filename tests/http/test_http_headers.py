@@ -165,6 +165,13 @@ def test_header_mismatch_is_a_finding_and_the_request_goes_through_unchanged(
         if mismatch:
             assert event["risk"]["level"] == "high"
     by_id = {e["jsonrpc_id"]: e for e in requests}
+    # the headers are recorded on their request: lower-case names, base64 values decoded
+    assert by_id[1]["mcp_headers"] == {"mcp-method": "tools/call", "mcp-name": "echo"}
+    assert by_id[4]["mcp_headers"] == {
+        "mcp-method": "tools/call",
+        "mcp-name": "regional",
+        "mcp-param-region": "eu-west",
+    }
     assert [f["path"] for f in by_id[2]["risk"]["findings"] if f["rule"] == RULE] == ["/method"]
     assert [f["path"] for f in by_id[3]["risk"]["findings"] if f["rule"] == RULE] == ["/params/name"]
     [region] = [f for f in by_id[5]["risk"]["findings"] if f["rule"] == RULE]
@@ -212,3 +219,20 @@ def test_a_mismatch_never_stores_a_secret_the_payload_redaction_removes() -> Non
     assert [f["path"] for f in found] == ["/params/arguments/token"]
     assert token not in found[0]["message"] and other not in found[0]["message"]
     assert "Mcp-Param-Token" in found[0]["message"]
+
+
+def test_recorded_headers_are_redacted_like_the_payload() -> None:
+    """A header mirroring a key argument is stored only as the payload is: redacted."""
+    from kilometers.engine import Engine
+    from kilometers.model import CLIENT_TO_SERVER, Session
+    from kilometers.security import Policy, SecurityStage
+
+    key = "AKIA" + "2E0A8F3B244C9986"
+    engine = Engine(Session(["km"], "/"), stage=SecurityStage(Policy.from_dict({})))
+    body = orjson.dumps(call("deploy", 1, key=key))
+    headers = {"mcp-method": "tools/call", "mcp-name": "deploy", "mcp-param-key": key}
+    batch = engine.process(engine.capture_message(CLIENT_TO_SERVER, body, 1, headers))
+    [event] = batch.events
+    assert event.mcp_headers is not None and event.mcp_headers["mcp-name"] == "deploy"
+    assert key not in orjson.dumps(event.mcp_headers).decode() and key not in (event.payload or "")
+    assert RULE not in rules(event.to_dict())  # the header agrees with the (unredacted) body

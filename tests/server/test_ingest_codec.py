@@ -53,6 +53,7 @@ def _full_events(session: Session) -> list[Event]:
         prompt_name="summarise",
         call_id="0190aaaa-0000-7000-8000-000000000011",
         round=1,
+        mcp_headers={"mcp-method": "tools/call", "mcp-name": "read_note"},
     )
     answer = Event(
         id="0190aaaa-0000-7000-8000-000000000012",

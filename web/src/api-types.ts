@@ -450,6 +450,13 @@ export interface components {
        * @description on a linked call's final answer: from its first request
        */
       call_latency_ms: number | null;
+      /**
+       * Mcp Headers
+       * @description a Streamable HTTP request's Mcp-Method, Mcp-Name and Mcp-Param-* headers (lower-case names, decoded values), checked against its body
+       */
+      mcp_headers?: {
+        [key: string]: string;
+      } | null;
       /** @description the security analysis (score 0, level none: nothing found) */
       risk: components["schemas"]["Risk"];
       /**
@@ -520,6 +527,13 @@ export interface components {
        * @description on a linked call's final answer: from its first request
        */
       call_latency_ms: number | null;
+      /**
+       * Mcp Headers
+       * @description a Streamable HTTP request's Mcp-Method, Mcp-Name and Mcp-Param-* headers (lower-case names, decoded values), checked against its body
+       */
+      mcp_headers?: {
+        [key: string]: string;
+      } | null;
       /** @description the security analysis (score 0, level none: nothing found) */
       risk: components["schemas"]["Risk"];
       /**
@@ -1503,6 +1517,13 @@ export interface components {
        * @default null
        */
       call_latency_ms?: number | null;
+      /**
+       * Mcp Headers
+       * @default null
+       */
+      mcp_headers?: {
+        [key: string]: string;
+      } | null;
       /**
        * Payload
        * @default null

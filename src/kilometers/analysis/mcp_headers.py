@@ -119,6 +119,7 @@ def check_headers(event: Event, headers: Mapping[str, str]) -> None:
     message = event.decoded()
     if message is None or event.kind not in ("request", "notification"):
         return
+    event.mcp_headers = dict(headers)
     found = header_findings(headers, message.value)
     if not found:
         return

@@ -100,6 +100,9 @@ class EventIn(_Strict):
     call_id: str | None = Field(default=None, pattern=UUID_PATTERN)
     round: int | None = Field(default=None, ge=1, le=INT32)
     call_latency_ms: float | None = Field(default=None, ge=0, le=1e12)
+    mcp_headers: (
+        dict[Annotated[str, Field(max_length=200)], Annotated[NoNul, Field(max_length=8192)]] | None
+    ) = Field(default=None, max_length=64)
     payload: Any = None
     risk: dict[str, Any] | None = None
 
@@ -239,7 +242,7 @@ def _with_findings(risk: dict[str, Any] | None, found: list[Finding]) -> dict[st
     }
 
 
-EVENT_TEXT = ("method", "tool", "resource_uri", "prompt_name", "jsonrpc_id")
+EVENT_TEXT = ("method", "tool", "resource_uri", "prompt_name", "jsonrpc_id", "mcp_headers")
 """The event's text columns besides the payload and error message (scanned by the backstop too)."""
 SESSION_TEXT = (
     "name",
@@ -313,6 +316,7 @@ def _event_row(
         call_id=e.call_id.lower() if e.call_id else None,
         round=e.round,
         call_latency_ms=e.call_latency_ms,
+        mcp_headers=text["mcp_headers"],
         risk=risk,
     )
     return codec.event_row(event, org_id)
@@ -516,7 +520,7 @@ PG_EVENT_TYPES = {
     "latency_ms": "float8", "size_bytes": "int8", "is_error": "bool", "error_code": "int4",
     "error_message": "text", "truncated": "bool", "request_event_id": "text", "payload": "text",
     "risk_score": "int4", "risk_level": "text", "findings": "text",
-    "call_id": "text", "round": "int4", "call_latency_ms": "float8",
+    "call_id": "text", "round": "int4", "call_latency_ms": "float8", "mcp_headers": "text",
 }  # fmt: skip
 _PG_INSERT = (
     f"INSERT INTO events ({', '.join(PG_EVENT_TYPES)}) SELECT * FROM unnest("

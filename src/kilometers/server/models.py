@@ -89,6 +89,11 @@ class Event(Out):
     call_latency_ms: float | None = Field(
         description="on a linked call's final answer: from its first request"
     )
+    mcp_headers: dict[str, str] | None = Field(
+        default=None,
+        description="a Streamable HTTP request's Mcp-Method, Mcp-Name and Mcp-Param-* headers "
+        "(lower-case names, decoded values), checked against its body",
+    )
     risk: Risk = Field(description="the security analysis (score 0, level none: nothing found)")
     payload: Any = Field(description="the JSON-RPC message (a string when it was truncated)")
 

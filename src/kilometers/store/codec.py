@@ -49,6 +49,7 @@ def event_row(e: Event, org_id: str = LOCAL_ORG) -> dict[str, Any]:
         "call_id": e.call_id,
         "round": e.round,
         "call_latency_ms": e.call_latency_ms,
+        "mcp_headers": _dump(e.mcp_headers),
     }
 
 
@@ -94,6 +95,7 @@ def event_from_row(r: Mapping[Any, Any]) -> Event:
         call_id=r["call_id"],
         round=r["round"],
         call_latency_ms=r["call_latency_ms"],
+        mcp_headers=_load(r["mcp_headers"]),
     )
 
 

@@ -217,6 +217,7 @@ events = Table(
     Column("call_id", String(36)),
     Column("round", Integer),
     Column("call_latency_ms", Float),
+    Column("mcp_headers", Text),
     UniqueConstraint("org_id", "id", name="uq_events_org_id"),
     Index("ix_events_org_session_ts", "org_id", "session_id", "ts_ns"),
     Index("ix_events_org_ts", "org_id", "ts_ns"),
@@ -241,7 +242,8 @@ events = Table(
     ),
 )
 """``call_id``, ``round`` and ``call_latency_ms``: the links of one logical call (see
-``model.Event``); NULL on events linked to nothing (revision 0010)."""
+``model.Event``); NULL on events linked to nothing (revision 0010). ``mcp_headers``: a Streamable
+HTTP request's ``Mcp-*`` headers as JSON (revision 0011)."""
 
 sync_state = Table(
     "sync_state",
