@@ -18,7 +18,7 @@ from typing import Protocol
 import orjson
 
 from .analysis.list_order import ListOrder
-from .analysis.mcp_headers import check_headers
+from .analysis.mcp_headers import HeaderMarks, check_headers
 from .jsonlimits import too_large_finding, too_large_marker
 from .jsonrpc import Capture, Filters, truncate_payload
 from .model import Direction, Event, Message, Session
@@ -76,6 +76,8 @@ class Engine:
         self.payload_limit = payload_limit
         """Applied after the stage, so that a secret cut in half is still found and redacted."""
         self.list_order = ListOrder()
+        self.marks = HeaderMarks()
+        """The ``x-mcp-header`` marks of the session's tools, for its ``Mcp-Param-*`` headers."""
         """Flags a ``tools/list`` answer that reorders the tools of an identical earlier call."""
 
     # -- capture: framing, decoding, correlation, session learning, filters --------------------------
@@ -91,7 +93,9 @@ class Engine:
         request's ``Mcp-Method``/``Mcp-Name``/``Mcp-Param-*`` (decoded), checked against the body."""
         events = self.capture.feed_message(direction, message, ts_ns)
         if headers and len(events) == 1:  # a batch cannot be described by one set of headers
-            check_headers(events[0], headers)
+            check_headers(events[0], headers, self.marks)
+        for e in events:  # (learned as captured: a call in the same batch is checked with them)
+            self.marks.learn(e)
         return events
 
     def capture_omitted(self, direction: Direction, size_bytes: int, ts_ns: int) -> list[Event]:

@@ -236,3 +236,45 @@ def test_recorded_headers_are_redacted_like_the_payload() -> None:
     assert event.mcp_headers is not None and event.mcp_headers["mcp-name"] == "deploy"
     assert key not in orjson.dumps(event.mcp_headers).decode() and key not in (event.payload or "")
     assert RULE not in rules(event.to_dict())  # the header agrees with the (unredacted) body
+
+
+def test_param_headers_follow_the_tools_x_mcp_header_marks() -> None:
+    """With the tool's definition seen in tools/list, an Mcp-Param header is compared with the
+    argument its schema marks (nested too), and a marked argument missing from the body is a
+    mismatch."""
+    from kilometers.engine import Engine
+    from kilometers.model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Session
+
+    engine = Engine(Session(["km"], "/"))
+    listing = {"jsonrpc": "2.0", "id": 1, "method": "tools/list"}
+    schema = {
+        "type": "object",
+        "properties": {
+            "config": {
+                "type": "object",
+                "properties": {"zone": {"type": "string", "x-mcp-header": "Region"}},
+            },
+            "region": {"type": "string"},
+        },
+    }
+    tools = {"jsonrpc": "2.0", "id": 1, "result": {"tools": [{"name": "deploy", "inputSchema": schema}]}}
+    engine.capture_message(CLIENT_TO_SERVER, orjson.dumps(listing), 1)
+    engine.capture_message(SERVER_TO_CLIENT, orjson.dumps(tools), 2)
+
+    def paths(arguments: dict[str, Any], region: str) -> list[str]:
+        body = orjson.dumps({"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                             "params": {"name": "deploy", "arguments": arguments}})  # fmt: skip
+        headers = {"mcp-method": "tools/call", "mcp-name": "deploy", "mcp-param-region": region}
+        [event] = engine.capture_message(CLIENT_TO_SERVER, body, 3, headers)
+        return [f["path"] for f in rules_of(event) if f["rule"] == RULE]
+
+    # the mark is on config.zone, not on the top-level "region" argument
+    assert paths({"config": {"zone": "eu-west"}, "region": "us-east"}, "eu-west") == []
+    assert paths({"config": {"zone": "us-east"}, "region": "eu-west"}, "eu-west") == [
+        "/params/arguments/config/zone"
+    ]
+    assert paths({"region": "eu-west"}, "eu-west") == ["/params/arguments/config/zone"]  # absent
+
+
+def rules_of(event: Any) -> list[dict[str, Any]]:
+    return list(event.risk["findings"]) if event.risk else []

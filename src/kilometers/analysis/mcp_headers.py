@@ -2,8 +2,9 @@
 
 A client sends ``Mcp-Method`` (the body's ``method``), ``Mcp-Name`` (``params.name`` of
 ``tools/call`` and ``prompts/get``, ``params.uri`` of ``resources/read``) and ``Mcp-Param-{Name}``
-(a ``tools/call`` argument whose schema says ``x-mcp-header: Name``; km matches it to the
-top-level argument of that name, case-insensitively, and checks it when the body has one) so that
+(a ``tools/call`` argument whose schema says ``x-mcp-header: Name``, at any depth: km learns the
+marks from the session's ``tools/list`` answers; for a tool it has not seen listed it compares
+the top-level argument of that name, case-insensitively, when the body has one) so that
 gateways can route and filter without reading the body. A gateway that trusts them while the
 server reads the body can be shown one call and pass another: every disagreement between a
 header and the body is a ``protocol.header_mismatch`` finding. Values written
@@ -76,9 +77,14 @@ def _finding(path: str, message: str) -> dict[str, str]:
     }
 
 
-def header_findings(headers: Mapping[str, str], message: Any) -> list[dict[str, str]]:
+def header_findings(
+    headers: Mapping[str, str], message: Any, marks: Mapping[str, tuple[str, ...]] | None = None
+) -> list[dict[str, str]]:
     """Where the headers disagree with one JSON-RPC request (``[]`` when they agree, when there
-    are none, or for a batch element, which no single header can describe)."""
+    are none, or for a batch element, which no single header can describe). ``marks``: the called
+    tool's ``x-mcp-header`` names and the argument each marks (from its ``tools/list``
+    definition); without them an ``Mcp-Param-X`` header is compared with the top-level argument
+    named X, when the body has one."""
     if not headers or not isinstance(message, dict) or not isinstance(message.get("method"), str):
         return []
     found: list[dict[str, str]] = []
@@ -102,6 +108,18 @@ def header_findings(headers: Mapping[str, str], message: Any) -> list[dict[str, 
     for key, value in headers.items():
         if not key.startswith(PARAM_PREFIX):
             continue
+        path = (marks or {}).get(key[len(PARAM_PREFIX) :])
+        if path is not None:  # the schema says which argument the header mirrors: it must be there
+            actual = _at(arguments, path)
+            shown = "absent" if actual is _MISSING else repr(_text(actual))
+            if actual is _MISSING or _text(actual) != value:
+                found.append(
+                    _finding(
+                        "/params/arguments/" + "/".join(path),
+                        f"{key.title()} header {value!r} but the body's argument is {shown}",
+                    )
+                )
+            continue
         arg = by_name.get(key[len(PARAM_PREFIX) :])
         if arg is not None and _text(arg[1]) != value:
             found.append(
@@ -113,14 +131,66 @@ def header_findings(headers: Mapping[str, str], message: Any) -> list[dict[str, 
     return found
 
 
-def check_headers(event: Event, headers: Mapping[str, str]) -> None:
+_MISSING = object()
+
+
+def _at(arguments: Any, path: tuple[str, ...]) -> Any:
+    value = arguments
+    for key in path:
+        if not isinstance(value, dict) or key not in value:
+            return _MISSING
+        value = value[key]
+    return value
+
+
+def schema_marks(tool: Mapping[str, Any]) -> dict[str, tuple[str, ...]]:
+    """A tool definition's ``x-mcp-header`` names (lower-cased) and the argument each marks (its
+    path in the arguments: the marks may sit at any depth of the input schema)."""
+    marks: dict[str, tuple[str, ...]] = {}
+
+    def walk(schema: Any, path: tuple[str, ...]) -> None:
+        if not isinstance(schema, dict):
+            return
+        mark = schema.get("x-mcp-header")
+        if isinstance(mark, str) and mark and path:
+            marks.setdefault(mark.lower(), path)
+        properties = schema.get("properties")
+        if isinstance(properties, dict) and len(path) < 16:
+            for key, sub in properties.items():
+                walk(sub, (*path, str(key)))
+
+    walk(tool.get("inputSchema"), ())
+    return marks
+
+
+class HeaderMarks:
+    """One session's tools' ``x-mcp-header`` marks, learned from its ``tools/list`` answers."""
+
+    def __init__(self) -> None:
+        self.by_tool: dict[str, dict[str, tuple[str, ...]]] = {}
+
+    def learn(self, event: Event) -> None:
+        if event.kind != "response" or event.method != "tools/list":
+            return
+        message = event.decoded()
+        result = (
+            message.value.get("result") if message is not None and isinstance(message.value, dict) else None
+        )
+        tools = result.get("tools") if isinstance(result, dict) else None
+        for tool in tools if isinstance(tools, list) else ():
+            if isinstance(tool, dict) and isinstance(tool.get("name"), str):
+                self.by_tool[tool["name"]] = schema_marks(tool)
+
+
+def check_headers(event: Event, headers: Mapping[str, str], marks: HeaderMarks | None = None) -> None:
     """Add the ``protocol.header_mismatch`` findings of a captured request to its risk (scored on
     the one scale; the security stage rescores them with the policy's :class:`Scoring`)."""
     message = event.decoded()
     if message is None or event.kind not in ("request", "notification"):
         return
     event.mcp_headers = dict(headers)
-    found = header_findings(headers, message.value)
+    tool_marks = marks.by_tool.get(event.tool) if marks is not None and event.tool else None
+    found = header_findings(headers, message.value, tool_marks)
     if not found:
         return
     previous = (event.risk or {}).get("findings") or []
