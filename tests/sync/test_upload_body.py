@@ -52,7 +52,9 @@ def test_stored_payloads_are_spliced_as_they_are(store: Engine) -> None:
     body = event_body(spaced)
     assert SPACED in body  # the payload as stored, byte for byte (not re-encoded compactly)
     for row in (spaced, cut, invalid):  # what the server reads is Event.to_dict, as before
-        assert orjson.loads(event_body(row)) == orjson.loads(orjson.dumps(event_from_row(row).to_dict()))
+        expected = orjson.loads(orjson.dumps(event_from_row(row).to_dict()))
+        assert expected.pop("mcp_headers") is None  # left out when empty (see the test below)
+        assert orjson.loads(event_body(row)) == expected
     assert cut["truncated"] and isinstance(
         orjson.loads(event_body(cut))["payload"], str
     )  # cut text: a string
@@ -68,3 +70,16 @@ def test_a_payload_too_deep_from_an_older_store_is_sent_as_the_marker(store: Eng
     sent = orjson.loads(event_body(stored))
     assert sent["payload"]["km_omitted"].startswith("payload nested deeper")
     assert "payload.too_deep" in {f["rule"] for f in sent["risk"]["findings"]}
+
+
+def test_fields_newer_than_older_servers_are_left_out_when_empty(store: Engine) -> None:
+    """A team server one release older refuses unknown fields: an upload carries mcp_headers only
+    on the events that have them."""
+    plain = Event("s1", 10**18, CLIENT_TO_SERVER, "request", 40, '{"jsonrpc":"2.0","id":1}', method="x")
+    headed = Event("s1", 10**18 + 1, CLIENT_TO_SERVER, "request", 40, '{"jsonrpc":"2.0","id":2}', method="x")
+    headed.mcp_headers = {"mcp-method": "x"}
+    with store.begin() as conn:
+        conn.execute(insert(events), [event_row(plain), event_row(headed)])
+    first, second = (orjson.loads(event_body(r)) for r in _rows(store))
+    assert "mcp_headers" not in first
+    assert second["mcp_headers"] == {"mcp-method": "x"}

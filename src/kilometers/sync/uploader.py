@@ -28,7 +28,7 @@ import orjson
 from sqlalchemy import Engine, and_, exists, func, literal, select
 
 from .. import jsonlimits
-from ..model import Session
+from ..model import Event, Session
 from ..store.codec import event_from_row, session_from_row
 from ..store.schema import LOCAL_ORG, events, sessions, sync_state
 from .client import NoGzip, QuotaExceeded, Rejected, TeamClient, TooLarge, TransientError, backoff_delay
@@ -57,6 +57,17 @@ def _pending(cursor: int) -> tuple[Any, Any]:
 
 
 _NULL_PAYLOAD = b',"payload":null}'
+OMITTED_WHEN_NULL = ("mcp_headers",)
+"""Fields newer than the team servers still in use may be: left out when empty, so that an
+upload to a server one release older (which refuses unknown fields) still stores the event."""
+
+
+def _wire(event: Event) -> dict[str, Any]:
+    data = event.to_dict()
+    for name in OMITTED_WHEN_NULL:
+        if data.get(name) is None:
+            data.pop(name, None)
+    return data
 
 
 def event_body(row: Mapping[str, Any]) -> bytes:
@@ -68,9 +79,9 @@ def event_body(row: Mapping[str, Any]) -> bytes:
     event = event_from_row(row)
     payload = event.payload
     if payload is None or event.truncated or jsonlimits.may_be_too_deep(payload):
-        return orjson.dumps(event.to_dict())
+        return orjson.dumps(_wire(event))
     event.payload = None
-    head = orjson.dumps(event.to_dict())
+    head = orjson.dumps(_wire(event))
     assert head.endswith(_NULL_PAYLOAD)  # to_dict puts the payload last
     return b"".join((head[: -len(_NULL_PAYLOAD)], b',"payload":', payload.encode(), b"}"))
 
