@@ -33,7 +33,7 @@ from ..analysis.redact import PARTIAL_RULE
 from ..analysis.redact import redact as redact_secrets
 from ..jsonlimits import MAX_DEPTH, too_deep_finding, too_deep_marker, value_too_deep
 from ..model import Event, Session, parse_ts
-from ..store import codec, partitions, rollups
+from ..store import bulk, codec, partitions, rollups
 from ..store.db import upsert
 from ..store.schema import events as events_table
 from ..store.schema import org_usage, organizations, sessions
@@ -513,29 +513,18 @@ class IngestResult:
         return {"accepted": self.accepted, "duplicates": self.duplicates, "errors": self.errors}
 
 
-PG_EVENT_TYPES = {
-    "org_id": "text", "id": "text", "session_id": "text", "ts_ns": "int8", "direction": "text",
-    "kind": "text", "jsonrpc_id": "text", "method": "text", "tool": "text", "resource_uri": "text",
-    "prompt_name": "text",
-    "latency_ms": "float8", "size_bytes": "int8", "is_error": "bool", "error_code": "int4",
-    "error_message": "text", "truncated": "bool", "request_event_id": "text", "payload": "text",
-    "risk_score": "int4", "risk_level": "text", "findings": "text",
-    "call_id": "text", "round": "int4", "call_latency_ms": "float8", "mcp_headers": "text",
-}  # fmt: skip
-_PG_INSERT = (
-    f"INSERT INTO events ({', '.join(PG_EVENT_TYPES)}) SELECT * FROM unnest("
-    + ", ".join(f"%({c})b::{t}[]" for c, t in PG_EVENT_TYPES.items())
-    + ") ON CONFLICT (org_id, id, ts_ns) DO NOTHING RETURNING id"
-)
-
-
-def _insert_events_pg(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
-    """One statement with one array per column (binary): a fixed, small SQL text that psycopg and
-    PostgreSQL parse once, instead of a 10,000-parameter VALUES list re-parsed for every batch.
-    The events table is partitioned by time there, so its unique key carries ``ts_ns``: a re-sent
-    event (same id, same time) is still stored once."""
-    columns = {c: [r[c] for r in rows] for c in PG_EVENT_TYPES}
-    result = conn.exec_driver_sql(_PG_INSERT, columns)
+def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+    """Insert the rows not stored yet; the ids of those inserted. In the order of the unique key,
+    so that two batches sharing events (a re-sent batch, the same ids sent twice) wait for each
+    other in one order and never in a cycle. On PostgreSQL the events table is partitioned by
+    time, so its unique key carries ``ts_ns`` (a re-sent event, same id and time, is still stored
+    once); one array statement (:mod:`kilometers.store.bulk`) inserts the whole batch."""
+    ordered = sorted(rows, key=lambda r: (r["id"], r["ts_ns"]))
+    if conn.dialect.name == "postgresql":
+        result = bulk.insert_new(conn, events_table, ordered, ("org_id", "id", "ts_ns"), "id")
+    else:
+        stmt = upsert(conn, events_table).on_conflict_do_nothing(index_elements=["org_id", "id"])
+        result = conn.execute(stmt.returning(events_table.c.id), ordered)
     return {r[0] for r in result}
 
 
@@ -625,17 +614,7 @@ def _store(
         )
         for index, found in listed.items():
             rows[index].update(codec.risk_columns(_with_findings(codec.risk_of(rows[index]), found)))
-        inserted: set[str] = set()
-        if rows and dialect == "postgresql":
-            inserted = _insert_events_pg(conn, rows)
-        elif rows:
-            result = conn.execute(
-                upsert(conn, events_table)
-                .on_conflict_do_nothing(index_elements=["org_id", "id"])
-                .returning(events_table.c.id),
-                rows,
-            )
-            inserted = {r[0] for r in result}
+        inserted = _insert_events(conn, rows) if rows else set()
         new_rows = [r for r in rows if r["id"] in inserted]
         if new_rows:
             # an atomic counter: the upsert holds the month's row lock until commit, so concurrent
