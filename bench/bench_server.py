@@ -244,8 +244,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _km(*args: str) -> str:
-    result = subprocess.run([KM, *args], capture_output=True, text=True)
+def _km(*args: str, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run([KM, *args], capture_output=True, text=True, env=env)
     if result.returncode != 0:
         raise RuntimeError(f"km {' '.join(args[:2])} failed: {result.stderr.strip()}")
     return result.stdout.strip()
@@ -261,56 +261,80 @@ class Target:
     """km serve's stderr (a file, so that a chatty server never blocks on a full pipe)."""
     key: str = ""
     org_id: str = ""
-    port: int = 0
-    proc: subprocess.Popen[bytes] | None = None
+    processes: int = 1
+    """``km serve`` processes on the one database, each on its own port (clients spread over them)."""
+    env: dict[str, str] | None = None
+    """The environment of ``km`` (``--baseline``: a PYTHONPATH with another tree's code)."""
+    serve_args: tuple[str, ...] = ()
+    ports: list[int] = field(default_factory=list)
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     engine: Engine | None = None
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.bases[0]
+
+    @property
+    def bases(self) -> list[str]:
+        return [f"http://127.0.0.1:{port}" for port in self.ports]
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs]
 
     def start(self) -> None:
-        _km("db", "upgrade", "--db", self.url)
-        created = _km("admin", "create-org", "bench", "--plan", "unlimited", "--db", self.url)
+        _km("db", "upgrade", "--db", self.url, env=self.env)
+        created = _km("admin", "create-org", "bench", "--plan", "unlimited", "--db", self.url, env=self.env)
         self.org_id = created.split("(", 1)[1].split(")", 1)[0]
-        printed = _km("admin", "create-key", "--org", "bench", "--scope", "admin", "--db", self.url)
+        printed = _km(
+            "admin", "create-key", "--org", "bench", "--scope", "admin", "--db", self.url, env=self.env
+        )
         self.key = printed.split()[-1]
         self.serve()
 
     def serve(self, append_log: bool = False) -> None:
-        """Start km serve on the (migrated) database and wait until it is ready."""
-        self.port = _free_port()
+        """Start the km serve processes on the (migrated) database and wait until they are ready."""
         assert self.log is not None
+        self.ports = [_free_port() for _ in range(self.processes)]
         with self.log.open("ab" if append_log else "wb") as log:
-            self.proc = subprocess.Popen(
-                [KM, "serve", "--db", self.url, "--port", str(self.port), "--rate", "0"],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-            )
+            self.procs = [
+                subprocess.Popen(
+                    [KM, "serve", "--db", self.url, "--port", str(port), "--rate", "0", *self.serve_args],
+                    stdout=subprocess.DEVNULL,
+                    stderr=log,
+                    env=self.env,
+                )
+                for port in self.ports
+            ]
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
+        waiting = list(zip(self.procs, self.bases, strict=True))
+        while waiting and time.monotonic() < deadline:
+            proc, base = waiting[0]
+            if proc.poll() is not None:
                 raise RuntimeError(f"km serve ({self.name}) exited: {self.log_tail()}")
             try:
-                if httpx.get(f"{self.base}/ready", timeout=2).status_code == 200:
-                    break
+                if httpx.get(f"{base}/ready", timeout=2).status_code == 200:
+                    waiting.pop(0)
+                    continue
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        else:
+        if waiting:
             raise RuntimeError(f"km serve ({self.name}) did not become ready")
         self.engine = store_db.make_engine(self.url)
 
     def stop(self) -> None:
         if self.engine is not None:
             self.engine.dispose()
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs:
             try:
-                self.proc.wait(10)
+                proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                proc.kill()
+                proc.wait()
 
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-2000:] if self.log and self.log.exists() else ""
@@ -368,8 +392,8 @@ def ingest_round(target: Target, bodies: list[bytes], compressed: bool, clients:
     accepted: list[int] = []
     failures: list[str] = []
 
-    def worker() -> None:
-        with httpx.Client(base_url=target.base, headers=headers, timeout=120) as client:
+    def worker(base: str) -> None:
+        with httpx.Client(base_url=base, headers=headers, timeout=120) as client:
             while True:
                 with lock:
                     if not queue:
@@ -384,11 +408,11 @@ def ingest_round(target: Target, bodies: list[bytes], compressed: bool, clients:
                     failures.append(f"unexpected answer {str(data)[:300]}")
                 accepted.append(data["accepted"])
 
-    assert target.proc is not None
     me = psutil.Process()
-    server_cpu0, db_cpu0 = _cpu_seconds([target.proc.pid]), _cpu_seconds(target.cpu_pids())
+    server_cpu0, db_cpu0 = _cpu_seconds(target.pids), _cpu_seconds(target.cpu_pids())
     client_cpu0 = sum(me.cpu_times()[:2])
-    threads = [threading.Thread(target=worker) for _ in range(clients)]
+    bases = target.bases
+    threads = [threading.Thread(target=worker, args=(bases[i % len(bases)],)) for i in range(clients)]
     start = time.perf_counter()
     for t in threads:
         t.start()
@@ -400,7 +424,7 @@ def ingest_round(target: Target, bodies: list[bytes], compressed: bool, clients:
     return Round(
         events=sum(accepted),
         seconds=seconds,
-        server_cpu=_cpu_seconds([target.proc.pid]) - server_cpu0,
+        server_cpu=_cpu_seconds(target.pids) - server_cpu0,
         db_cpu=_cpu_seconds(target.cpu_pids()) - db_cpu0,
         client_cpu=sum(me.cpu_times()[:2]) - client_cpu0,
     )
@@ -555,6 +579,23 @@ def main() -> None:
     parser.add_argument("--no-gzip", action="store_true", help="send plain JSON bodies")
     parser.add_argument("--only", choices=["postgresql", "sqlite"], help="benchmark one database only")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="km serve processes per database, one port each (default 1)"
+    )
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        metavar="SRC",
+        help="also run km serve with PYTHONPATH=SRC (e.g. another worktree's src) on a database of its "
+        "own, its rounds interleaved with this tree's: a before/after in one run",
+    )
+    parser.add_argument(
+        "--serve-arg",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="an extra km serve argument, e.g. --serve-arg=--no-analysis (repeatable)",
+    )
     args = parser.parse_args()
     total = args.events or (100_000 if args.quick else 1_000_000)
     n_rounds = args.rounds or (10 if args.quick else 20)
@@ -578,24 +619,34 @@ def main() -> None:
             "batch": BATCH,
             "clients": args.clients,
             "gzip": compress,
+            "processes": args.processes,
+            "serve_args": args.serve_arg,
+            "baseline": str(args.baseline) if args.baseline else None,
         },
     )
     print(f"km team-server benchmark: {report.settings}, {report.machine}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="km-bench-server-"))
     cluster = None
     targets: list[Target] = []
+    trees: list[tuple[str, dict[str, str] | None]] = [("", None)]
+    if args.baseline:
+        trees.append(("-baseline", {**os.environ, "PYTHONPATH": str(args.baseline.resolve())}))
     try:
         if args.only != "sqlite":
             cluster = pg.start_cluster()
-            url = cluster.create_database("kmbench")
-            targets.append(Target("postgresql", url, _postgres_pids(cluster.datadir), tmp / "serve-pg.log"))
+            for suffix, env in trees:
+                url = cluster.create_database(f"kmbench{suffix.replace('-', '_')}")
+                log = tmp / f"serve-pg{suffix}.log"
+                pids = _postgres_pids(cluster.datadir)
+                targets.append(Target(f"postgresql{suffix}", url, pids, log, env=env))
         if args.only != "postgresql":
-            targets.append(
-                Target("sqlite", f"sqlite:///{tmp / 'team.db'}", lambda: [], tmp / "serve-sqlite.log")
-            )
+            for suffix, env in trees:
+                url, log = f"sqlite:///{tmp / f'team{suffix}.db'}", tmp / f"serve-sqlite{suffix}.log"
+                targets.append(Target(f"sqlite{suffix}", url, lambda: [], log, env=env))
         for t in targets:
+            t.processes, t.serve_args = args.processes, tuple(args.serve_arg)
             t.start()
-            print(f"  {t.name}: km serve on port {t.port}", flush=True)
+            print(f"  {t.name}: km serve on port(s) {', '.join(map(str, t.ports))}", flush=True)
 
         workload = Workload(now_ns)
         rounds: dict[str, list[Round]] = {t.name: [] for t in targets}
@@ -604,7 +655,7 @@ def main() -> None:
             start = time.perf_counter()
             bodies = encode(workload.next_batches(batches_per_round), compress)
             gen_seconds += time.perf_counter() - start
-            order = targets if i % 2 == 0 else list(reversed(targets))
+            order = targets[i % len(targets) :] + targets[: i % len(targets)]  # each goes first in turn
             line = []
             for t in order:
                 r = ingest_round(t, bodies, compress, args.clients)
@@ -620,6 +671,15 @@ def main() -> None:
         for t in targets:
             print(f"  {t.name:<10} {_summary(rounds[t.name])}")
             report.ingest[t.name] = [{**asdict(r), "rate": r.rate} for r in rounds[t.name]]
+        for name in [t.name for t in targets if f"{t.name}-baseline" in rounds]:
+            this, base = rounds[name], rounds[f"{name}-baseline"]
+            paired = statistics.median(a.rate / b.rate for a, b in zip(this, base, strict=True))
+            cpu = sum(r.server_cpu for r in this) / sum(r.events for r in this)
+            base_cpu = sum(r.server_cpu for r in base) / sum(r.events for r in base)
+            print(
+                f"  {name}: this tree / baseline, median of the rounds' ratios: {paired:.2f}x events/s; "
+                f"km serve CPU per event {cpu * 1e6:.0f} / {base_cpu * 1e6:.0f} µs"
+            )
 
         print(
             f"\nGET /api/v1/stats (up to {args.stats_requests} sequential requests or "
