@@ -5,13 +5,24 @@ store would write for them, and every column of the tables is filled."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
+import httpx
+from sqlalchemy import Engine, select
+
 from kilometers.model import Event, Session
+from kilometers.server import tenancy
 from kilometers.server.ingest import Checks, parse_batch
 from kilometers.server.ingest import _session_row as ingest_session_row
 from kilometers.store import codec
 from kilometers.store.schema import events, sessions
+from kilometers.store.writer import StoreSink
+from kilometers.sync.uploader import Uploader
+
+from factory import bearer
+from km_helpers import km_serve
 
 ORG = "org-1"
 
@@ -133,3 +144,43 @@ def test_the_server_adds_its_own_findings_to_the_clients_risk() -> None:
     assert "client.own" in rules and any(r.startswith("secret.") for r in rules)
     assert risk["score"] > 10 and risk["level"] != "low"
     assert "ghp_R8x2" not in rows[0]["payload"]
+
+
+def test_every_field_survives_local_store_upload_team_server_and_api(
+    store_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """The whole way a recording travels: written by the local store's writer, read back and sent
+    by the uploader, stored by a real `km serve` (checks off: nothing is added or redacted), and
+    read through the API. Every field of the session and of the events arrives as it was, and
+    every column of the team server's events table holds a value."""
+    session = _full_session()
+    sent = _full_events(session)
+    session.event_count, session.error_count = len(sent), sum(e.is_error for e in sent)
+    sink = StoreSink(f"sqlite:///{tmp_path / 'local.db'}")
+    sink.on_session_start(session)
+    sink.on_events(session, sent)
+    sink.on_session_end(session)
+    org = tenancy.create_org(engine, "acme", "unlimited")
+    ingest_key, read_key = (tenancy.create_key(engine, org, scope) for scope in ("ingest", "read"))
+
+    with km_serve(store_url, env=dict(os.environ), args=["--no-analysis", "--no-redact"]) as base:
+        with Uploader(sink.open(), base, ingest_key, host="devbox") as uploader:
+            result = uploader.sync()
+        with httpx.Client(base_url=base, headers=bearer(read_key), timeout=30) as client:
+            listed = client.get(f"/api/v1/sessions/{session.id}").json()
+            page = client.get("/api/v1/events", params={"session_id": session.id, "limit": 10}).json()
+    sink.close()
+
+    assert (result.accepted, result.rejected) == (len(sent), 0)
+    assert list(reversed(page["items"])) == [e.to_dict() for e in sent]
+    expected = session.to_dict()
+    assert {k: v for k, v in listed.items() if k in expected} == expected
+    with engine.connect() as conn:
+        rows = conn.execute(select(events).where(events.c.org_id == org.id)).mappings().all()
+        stored_session = conn.execute(select(sessions).where(sessions.c.org_id == org.id)).mappings().one()
+    assert [codec.event_from_row(r).to_dict() for r in sorted(rows, key=lambda r: r["ts_ns"])] == [
+        e.to_dict() for e in sent
+    ]
+    assert {c for c in _columns(events) if any(r[c] is not None for r in rows)} == _columns(events)
+    assert {c for c in _columns(sessions) if stored_session[c] is None} == set()
+    assert stored_session["host"] == "devbox"
