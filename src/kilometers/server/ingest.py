@@ -514,17 +514,20 @@ class IngestResult:
 
 
 def _insert_events(conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
-    """Insert the rows not stored yet; the ids of those inserted. In the order of the unique key,
-    so that two batches sharing events (a re-sent batch, the same ids sent twice) wait for each
-    other in one order and never in a cycle. On PostgreSQL the events table is partitioned by
-    time, so its unique key carries ``ts_ns`` (a re-sent event, same id and time, is still stored
-    once); one array statement (:mod:`kilometers.store.bulk`) inserts the whole batch."""
-    ordered = sorted(rows, key=lambda r: (r["id"], r["ts_ns"]))
+    """Insert the rows not stored yet; the ids of those inserted.
+
+    On PostgreSQL one array statement (:mod:`kilometers.store.bulk`) inserts the whole batch, in
+    the order of the unique key: two batches sharing events (a re-sent batch, the same ids in two
+    sessions) then wait for each other in one order, never in a cycle (a deadlock, which
+    PostgreSQL ends by failing one of them). The events table is partitioned by time there, so
+    its unique key carries ``ts_ns``: a re-sent event (same id, same time) is still stored once.
+    SQLite has one writer at a time: the rows go in as they came."""
     if conn.dialect.name == "postgresql":
+        ordered = sorted(rows, key=lambda r: (r["id"], r["ts_ns"]))
         result = bulk.insert_new(conn, events_table, ordered, ("org_id", "id", "ts_ns"), "id")
     else:
         stmt = upsert(conn, events_table).on_conflict_do_nothing(index_elements=["org_id", "id"])
-        result = conn.execute(stmt.returning(events_table.c.id), ordered)
+        result = conn.execute(stmt.returning(events_table.c.id), rows)
     return {r[0] for r in result}
 
 
