@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -257,6 +257,17 @@ SESSION_TEXT = (
 )
 
 
+EVENT_AS_SENT = tuple(
+    f.name
+    for f in fields(Event)
+    if f.name in EventIn.model_fields
+    and f.name not in {*EVENT_TEXT, "id", "session_id", "payload", "truncated", "call_id", "risk"}
+)
+"""The event's fields stored as the upload carries them (``direction``, ``kind``, ``size_bytes``,
+``latency_ms``...): a field of :class:`~kilometers.model.Event` that :class:`EventIn` accepts
+under the same name needs nothing more here."""
+
+
 def _event_row(
     org_id: str,
     e: EventIn,
@@ -291,32 +302,20 @@ def _event_row(
     if findings:
         risk = _with_findings(risk, findings)
     event = Event(
+        **{name: getattr(e, name) for name in EVENT_AS_SENT},
+        **{name: text[name] for name in EVENT_TEXT},
         id=e.id.lower(),
         session_id=e.session_id.lower(),
         ts_ns=parse_ts(e.ts),
-        direction=e.direction,
-        kind=e.kind,
-        size_bytes=e.size_bytes,
         payload=(
             payload.replace("\x00", "\\u0000")  # a truncated text keeps a NUL the way JSON writes it
             if e.truncated and isinstance(payload, str)
             else _dump(payload)
         ),
-        jsonrpc_id=text["jsonrpc_id"],
-        method=text["method"],
-        tool=text["tool"],
-        resource_uri=text["resource_uri"],
-        prompt_name=text["prompt_name"],
-        latency_ms=e.latency_ms,
         error_code=e.error.code if e.error else None,
         error_message=error_message,
-        is_error=e.is_error,
         truncated=truncated,
-        request_event_id=e.request_event_id,
         call_id=e.call_id.lower() if e.call_id else None,
-        round=e.round,
-        call_latency_ms=e.call_latency_ms,
-        mcp_headers=text["mcp_headers"],
         risk=risk,
     )
     return codec.event_row(event, org_id)
