@@ -3,6 +3,7 @@
     .venv/bin/python bench/bench_server.py            # full run: 1,000,000 events per database
     .venv/bin/python bench/bench_server.py --quick    # 100,000 events per database
     .venv/bin/python bench/bench_server.py --json out.json --only postgresql
+    PYTHONPATH=src .venv/bin/python bench/bench_server.py --processes 2 --baseline ../main/src  # before/after
 
 One run starts a throwaway PostgreSQL 15 cluster (``tests/pg.py``) and a temporary SQLite file,
 migrates both with ``km db upgrade``, creates an organization and an admin key with ``km admin``,
