@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from km_helpers import KmProcess
+from km_helpers import KmProcess, stop_agents
 
 
 @pytest.fixture(autouse=True)
@@ -25,15 +25,25 @@ def km_messages() -> None:
 
 
 @pytest.fixture
-def km_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh ``$KM_HOME`` (store + config) for this test; other ``KM_*`` settings are cleared."""
+def km_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh ``$KM_HOME`` (store + config) for this test; other ``KM_*`` settings are cleared.
+    The agent a ``km monitor`` of the test started for it is stopped when the test ends."""
     home = tmp_path / "km_home"
     home.mkdir()
     for key in list(os.environ):
         if key.startswith("KM_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("KM_HOME", str(home))
-    return home
+    yield home
+    if (home / "agent").exists():
+        stop_agents(tmp_path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_agent_left(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Agents started under any test's directory (a KM_HOME of its own) end with the run."""
+    yield
+    stop_agents(tmp_path_factory.getbasetemp())
 
 
 @pytest.fixture

@@ -165,6 +165,30 @@ class OutputReader:
         return self.data
 
 
+def agents_under(base: Path) -> list[psutil.Process]:
+    """Running agents (``python -m kilometers.agent``) whose KM_HOME lies under ``base``."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if "kilometers.agent" in (proc.info["cmdline"] or []):
+                home = proc.environ().get("KM_HOME", "")
+                if home and Path(home).resolve().is_relative_to(base.resolve()):
+                    found.append(proc)
+    return found
+
+
+def stop_agents(base: Path, timeout: float = 60.0) -> None:
+    """Stop the agents of data directories under ``base`` (SIGTERM: they store what they hold)."""
+    agents = agents_under(base)
+    for proc in agents:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(agents, timeout=timeout)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+
+
 def is_recorder(proc: psutil.Process) -> bool:
     """Whether ``proc`` is km monitor's recorder process (not the server)."""
     try:

@@ -12,10 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 
 from km_helpers import PYTHON, RAW_CAT, KmProcess, km_env, km_events, km_sessions, recorder_of, wait_gone
 
 RunKm = Callable[..., KmProcess]
+
+
+@pytest.fixture(autouse=True)
+def without_agent(km_home: Path) -> None:
+    """These tests are about km monitor's own child recorder (what it falls back to without the
+    agent): the agent is off in the config file."""
+    (km_home / "config.toml").write_text("[monitor]\nagent = false\n", encoding="utf-8")
 
 
 def _lines(n: int, start: int = 0) -> bytes:

@@ -63,6 +63,13 @@ class Settings:
     recorder_process: bool = True
     """`km monitor` records in a child process, so recording never competes with forwarding for
     the GIL (off: a recorder thread in km's process; a blocking policy always uses the thread)."""
+    agent: bool = True
+    """`km monitor` hands its sessions to one background recorder per user and data directory
+    (``km agent``); off: each ``km monitor`` records by itself (see ``recorder_process``)."""
+    agent_idle: float = 300.0
+    """Seconds the agent stays up with no session before it exits."""
+    metrics_port: int | None = None
+    """Serve Prometheus metrics of every session on 127.0.0.1:PORT (the agent's, or km monitor's)."""
     server_redact: bool = True
     """`km serve`: redact secrets left in uploaded events (the ingest backstop)."""
     server_analysis: bool = True
@@ -158,6 +165,13 @@ SPECS: tuple[Spec, ...] = (
          "security analysis and redaction of what is stored (false: no risk and NO redaction)"),
     Spec("recorder_process", "monitor", "recorder_process", "KM_RECORDER_PROCESS", "", BOOLEAN,
          "`km monitor` records in a child process (false: a thread in km's process)"),
+    Spec("agent", "monitor", "agent", "KM_AGENT", "", BOOLEAN,
+         "`km monitor` hands its sessions to one background `km agent` per user and data directory "
+         "(false: each `km monitor` records by itself)"),
+    Spec("agent_idle", "monitor", "agent_idle", "KM_AGENT_IDLE", "", "seconds ≥ 0.1",
+         "seconds the agent stays up with no session before it exits"),
+    Spec("metrics_port", "monitor", "metrics_port", "KM_METRICS_PORT", "`km monitor --metrics-port`",
+         "port, 1–65535", "serve Prometheus metrics of every session on 127.0.0.1:PORT (the agent's)"),
     Spec("api_url", "sync", "api_url", "KM_API_URL", "`km sync --api-url`",
          "`http://` or `https://` URL; empty means unset",
          "team server (`km serve`) events are forwarded to; unset: none"),
@@ -235,6 +249,8 @@ UNSET_WHEN_EMPTY = frozenset(
 )  # fmt: skip
 """An empty value (``KM_API_URL=``) means unset: forwarding, the token, sign-in are off."""
 NUMBERS: dict[str, tuple[type, float, float | None]] = {
+    "agent_idle": (float, 0.1, None),
+    "metrics_port": (int, 1, 65535),
     "server_port": (int, 0, 65535),
     "server_max_body_mb": (float, 0.001, None),
     "server_rate": (float, 0, None),

@@ -192,18 +192,25 @@ class Host:
     # -- sessions ------------------------------------------------------------------------------------
 
     def open_session(
-        self, session: Session, *, filters: Filters | None = None, start: bool = True
+        self,
+        session: Session,
+        *,
+        filters: Filters | None = None,
+        start: bool = True,
+        settings: Settings | None = None,
     ) -> SessionHandle:
         """A new session on the shared sinks, with its own capture, security stage and (block mode)
         gate. ``filters``: the settings' when not given; ``start=False``: the caller starts it
-        (once the session's details, such as the server's pid, are known)."""
+        (once the session's details, such as the server's pid, are known); ``settings``: the
+        session's own (its filters, payload limit; the agent's sessions come with theirs), else
+        the host's."""
         from .jsonrpc import Capture, Filters
 
         if not self._started:
             self.start()
         if self._closed:
             raise RuntimeError("the host is closed")
-        settings = self.settings
+        settings = settings or self.settings
         if filters is None:
             filters = Filters(settings.exclude_ping, settings.include_methods, settings.exclude_methods)
         # the payload limit applies after redaction (recorder)

@@ -12,7 +12,7 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from .engine import Batch, Engine, Stage
 from .jsonrpc import Capture
@@ -100,8 +100,13 @@ class Recorder:
         if not self._thread.is_alive():
             return False
         done = threading.Event()
-        self._queue.put((_BARRIER, done))
+        self._queue.put((_BARRIER, done.set))
         return done.wait(timeout)
+
+    def checkpoint(self, then: Callable[[], object]) -> None:
+        """Call ``then`` on the recorder thread once everything submitted so far has reached the
+        sinks (the agent acknowledges a relay's chunks with it)."""
+        self._queue.put((_BARRIER, then))
 
     def start(self) -> None:
         self._thread.start()
@@ -163,7 +168,7 @@ class Recorder:
                 if item[0] is _BARRIER:
                     self._emit(engine.process(events))
                     events = []
-                    item[1].set()
+                    item[1]()
                     continue
                 if item[0] is _OMITTED:
                     events.extend(engine.capture_omitted(*item[1:]))

@@ -69,10 +69,15 @@ _END = object()
 class RecorderProcess:
     """The parent side: ``submit`` from the forwarding threads, ``start``/``stop`` from km."""
 
-    def __init__(self, settings: Settings, session: Session, metrics_port: int | None = None) -> None:
+    def __init__(
+        self, settings: Settings, session: Session, metrics_port: int | None = None, resume: bool = False
+    ) -> None:
+        """``resume``: the session was begun by the agent, which went away (agent/link.py): the
+        child continues its stored record and skips chunks whose events are stored already."""
         self.settings = settings
         self.session = session
         self.metrics_port = metrics_port
+        self.resume = resume
         self._items: collections.deque[Any] = collections.deque()
         self._wake = threading.Event()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -117,7 +122,7 @@ class RecorderProcess:
             close_fds=True,
             **kwargs,
         )
-        init = pickle.dumps((self.settings, self.session, self.metrics_port))
+        init = pickle.dumps((self.settings, self.session, self.metrics_port, self.resume))
         # handed over now, not after the first batch window: if km is killed at any later
         # moment, the child still knows the session and ends it with what it got
         assert self._proc.stdin is not None
@@ -204,10 +209,13 @@ def child_main(stream: BinaryIO, lines_fd: int | None = None) -> int:
     if kind != KIND_INIT or init is None:
         _log.error("km: the recorder process got no session to record")
         return 2
-    settings, session, metrics_port = pickle.loads(init)
+    settings, session, metrics_port, resume = pickle.loads(init)
     from .host import Host
 
     host = Host(settings, metrics_port=metrics_port).start()  # the store, opened once, then the session
+    stored: set[tuple[int, int]] = set()
+    if resume and host.store is not None:
+        session, stored = _resume(host, session)
     recording = host.open_session(session)
     submit = recording.submit
     exit_code: int | None = None
@@ -225,6 +233,8 @@ def child_main(stream: BinaryIO, lines_fd: int | None = None) -> int:
             exit_code, ended = (int(data) if data else None), True
             break
         received[kind] += data.count(b"\n")
+        if stored and (kind, ts) in stored:
+            continue  # its events are in the store already (the agent's, before it went away)
         submit(DIRECTIONS[kind], data, ts)
     if not ended:
         lost = _never_received(lines_fd, received)
@@ -236,6 +246,47 @@ def child_main(stream: BinaryIO, lines_fd: int | None = None) -> int:
     recording.close(exit_code)
     host.close()
     return 0
+
+
+def _resume(host: Any, session: Session) -> tuple[Session, set[tuple[int, int]]]:
+    """The agent's stored record of ``session`` (its row, counted again from its events) and the
+    (kind, time) of the chunks whose events it stored: chunks re-sent to this child carry the
+    same times, and a chunk's events are stored in one transaction, all or none."""
+    from sqlalchemy import func, select
+
+    from .store.codec import session_from_row
+    from .store.schema import LOCAL_ORG, events, sessions
+
+    try:
+        engine = host.store.open()
+        with engine.connect() as conn:
+            row = (
+                conn.execute(
+                    select(sessions).where(sessions.c.org_id == LOCAL_ORG, sessions.c.id == session.id)
+                )
+                .mappings()
+                .first()
+            )
+            if row is None:
+                return session, set()
+            found = conn.execute(
+                select(events.c.direction, events.c.ts_ns).where(
+                    events.c.org_id == LOCAL_ORG, events.c.session_id == session.id
+                )
+            ).all()
+            count, errors = conn.execute(
+                select(func.count(), func.count(events.c.error_code)).where(
+                    events.c.org_id == LOCAL_ORG, events.c.session_id == session.id
+                )
+            ).one()
+    except Exception as exc:  # the store is down: record from here on as a new part of the session
+        _log.warning(f"km: cannot read the session back from the store ({exc!r})")
+        return session, set()
+    resumed = session_from_row(row)
+    resumed.pid, resumed.ended_ns, resumed.exit_code = session.pid, None, None
+    resumed.event_count, resumed.error_count = count, errors
+    host.store.adopt(resumed)
+    return resumed, {(KINDS[direction], ts) for direction, ts in found}
 
 
 def _never_received(lines_fd: int | None, received: list[int]) -> int:

@@ -240,6 +240,8 @@ def test_the_store_sink_masks_the_password_too(km_home: Path, pg_cluster: Cluste
 
 
 def test_kill_9_stores_what_the_recorder_got_and_counts_the_rest(run_km: RunKm, km_home: Path) -> None:
+    # km monitor's own child recorder (tests/agent covers the agent killed)
+    (km_home / "config.toml").write_text("[monitor]\nagent = false\n", encoding="utf-8")
     km = run_km([PYTHON, ECHO_SERVER])
     recorder = recorder_of(km.pid)
     assert recorder is not None

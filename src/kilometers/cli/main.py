@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .agent import agent_group
 from .doctor import doctor_cmd
 from .export import export_cmd, import_cmd
 from .monitor import monitor
@@ -59,6 +60,7 @@ cli.add_command(config_cmd)
 cli.add_command(wrap_cmd)
 cli.add_command(unwrap_cmd)
 cli.add_command(doctor_cmd)
+cli.add_command(agent_group)
 cli.add_command(self_update_cmd)
 cli.add_command(completion_cmd)
 

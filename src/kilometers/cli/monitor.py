@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 from pathlib import PurePath
 
 import click
 
+from ..agent.link import AgentLink
 from ..host import SessionHandle
 from ..model import Session
+from ..paths import data_dir
 from ..proxy.stdio import ServerStartError, StdioProxy
 from ..recorder_process import RecorderProcess
 from .common import recording_options, recording_policy, recording_settings
@@ -100,7 +103,7 @@ def monitor(
     """Run COMMAND as an MCP server, relay stdio unchanged and record every message (with --url
     instead of COMMAND: bridge to a remote server)."""
     # never keep a server from starting over a broken config file or variable: say so, go on
-    settings = recording_settings(locals(), grace_period=grace_period)
+    settings = recording_settings(locals(), grace_period=grace_period, metrics_port=metrics_port)
 
     if bool(url) == bool(command):
         raise click.UsageError("give either the server's command after `--`, or --url for a remote server")
@@ -134,7 +137,7 @@ def monitor(
     if url:
         from ..proxy.bridge import run_bridge
 
-        bridge_host = Host(settings, policy=rules, metrics_port=metrics_port).start()
+        bridge_host = Host(settings, policy=rules, metrics_port=settings.metrics_port).start()
         bridged = bridge_host.open_session(session)
         code = run_bridge(url, parsed_headers, bridged, transport=transport)
         # clients SIGTERM their server ~2 s after closing stdin: finish writing the records first
@@ -143,16 +146,19 @@ def monitor(
         bridge_host.close()
         sys.stderr.flush()
         sys.exit(code)
-    # the recorder runs in a child process (with its own Host), so its work never holds this
-    # process's GIL while chunks are forwarded; a blocking policy decides on the forwarding path
-    # and stays in-process
+    # the recorder runs in another process (the user's agent, else a child with its own Host),
+    # so its work never holds this process's GIL while chunks are forwarded; a blocking policy
+    # decides on the forwarding path and stays in-process
     host: Host | None = None
-    recorder: SessionHandle | RecorderProcess
+    recorder: SessionHandle | RecorderProcess | AgentLink
     if rules.mode == "block" or not settings.recorder_process:
-        host = Host(settings, policy=rules, metrics_port=metrics_port).start()
+        host = Host(settings, policy=rules, metrics_port=settings.metrics_port).start()
         recorder = host.open_session(session, start=False)
+    elif settings.agent and hasattr(socket, "AF_UNIX"):
+        info = {"command": session.command, "cwd": session.cwd, "name": session.name}
+        recorder = AgentLink(settings, info, data_dir())
     else:
-        recorder = RecorderProcess(settings, session, metrics_port)
+        recorder = RecorderProcess(settings, session, settings.metrics_port)
     gate = recorder.gate if isinstance(recorder, SessionHandle) else None
     proxy = StdioProxy(cmd, recorder.submit, grace_period=settings.grace_period, gate=gate)
     try:
@@ -162,11 +168,13 @@ def monitor(
         if host is not None:
             host.close()
         sys.exit(exc.exit_code)
+    if isinstance(recorder, AgentLink):
+        recorder.session_info["pid"] = session.pid
     try:
         recorder.start()
     except OSError as exc:
         click.echo(f"km: cannot start the recorder process ({exc}); recording in-process", err=True)
-        host = Host(settings, policy=rules, metrics_port=metrics_port).start()
+        host = Host(settings, policy=rules, metrics_port=settings.metrics_port).start()
         recorder = host.open_session(session)
         proxy.on_chunk = recorder.submit
     code = proxy.run()

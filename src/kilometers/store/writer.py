@@ -99,6 +99,11 @@ class StoreSink(Sink):
             extra=once(f"store-write:{self.url}"),
         )
 
+    def adopt(self, session: Session) -> None:
+        """A session whose row is in the store already (resumed after the agent went away): its
+        later writes update that row."""
+        self._written(session)
+
     def _written(self, session: Session) -> None:
         """The session's row exists: hold its lock file, so that the session is ended by the
         next km to open the store if this process dies before ending it (store/live.py)."""

@@ -1,0 +1,126 @@
+"""Starting the agent process: one per data directory, whoever starts it.
+
+``python -m kilometers.agent`` (what ``km monitor`` runs, with its settings pickled on stdin)
+and ``km agent run`` (in the foreground) both come here. The agent takes an exclusive lock on
+``agent.lock`` before anything else: of several started at once, one wins and the others exit
+with status 0 at once; the winner replaces a stale socket file and listens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import stat
+import time
+from pathlib import Path
+from typing import IO
+
+from ..config import Settings
+from ..paths import data_dir as default_data_dir
+from .wire import VERSION, agent_dir, lock_path, socket_path, state_path
+
+_log = logging.getLogger("kilometers.agent")
+
+LOST_RACE = 0
+"""Exit status of an agent that found another one holding the lock."""
+CANNOT_LISTEN = 3
+NICENESS = 10
+
+
+def _lock(path: Path) -> IO[bytes] | None:
+    import fcntl
+
+    handle = open(path, "ab")  # noqa: SIM115 - held for the agent's life
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def _private_socket_dir(path: Path) -> None:
+    """The socket's directory: created 0700; one that exists must be this user's and private."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    info = path.stat()
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise PermissionError(f"{path} belongs to another user")
+    if stat.S_IMODE(info.st_mode) & 0o077:
+        path.chmod(0o700)
+
+
+def listen(path: Path) -> socket.socket:
+    _private_socket_dir(path.parent)
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()  # stale: whoever made it is gone (we hold the lock)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(os.fspath(path))
+    finally:
+        os.umask(old)
+    path.chmod(0o600)
+    sock.listen(128)
+    return sock
+
+
+def _say(status_fd: int | None, line: str) -> None:
+    """One line to whoever started this agent (agent/link.py reads it), then the pipe closes."""
+    if status_fd is None:
+        return
+    with contextlib.suppress(OSError):
+        os.write(status_fd, line.encode() + b"\n")
+        os.close(status_fd)
+
+
+def run(settings: Settings | None = None, data_dir: Path | None = None, status_fd: int | None = None) -> int:
+    """Be the agent of ``data_dir`` until idle or stopped; ``settings``: resolved here when None."""
+    home = data_dir or default_data_dir()
+    try:
+        agent_dir(home).mkdir(parents=True, exist_ok=True, mode=0o700)
+        held = _lock(lock_path(home))
+    except OSError as exc:
+        _log.error(f"km agent: cannot use {agent_dir(home)}: {exc}")
+        _say(status_fd, f"cannot use {agent_dir(home)}: {exc.strerror or exc}")
+        return CANNOT_LISTEN
+    if held is None:
+        _say(status_fd, "another")
+        return LOST_RACE
+    try:
+        listener = listen(socket_path(home))
+    except OSError as exc:
+        _log.error(f"km agent: cannot listen on {socket_path(home)}: {exc}")
+        _say(status_fd, f"cannot listen on {socket_path(home)}: {exc.strerror or exc}")
+        return CANNOT_LISTEN
+    if settings is None:
+        from .. import config
+
+        settings = config.load_lenient({})[0]
+    state = {
+        "pid": os.getpid(),
+        "version": VERSION,
+        "socket": os.fspath(socket_path(home)),
+        "started": time.time(),
+    }
+    with contextlib.suppress(OSError):
+        state_path(home).write_text(json.dumps(state), encoding="utf-8")
+    if hasattr(os, "nice"):
+        with contextlib.suppress(OSError):  # recording can wait, traffic cannot
+            os.nice(NICENESS)
+    from .service import Agent
+
+    agent = Agent(settings, home, listener)
+    for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, lambda *_: agent.stop())
+    _log.info(f"km agent {VERSION}: pid {os.getpid()}, listening on {socket_path(home)}")
+    _say(status_fd, "ready")
+    try:
+        agent.serve()
+    finally:
+        held.close()
+    return 0

@@ -1,0 +1,485 @@
+"""``km monitor``'s side of the agent: hand the session's chunks to the user's agent.
+
+:meth:`AgentLink.submit` is called from the forwarding threads and only appends to a deque.
+One thread (``km-link``) does the rest, off the forwarding path:
+
+- it connects to the agent of this data directory, starting it when there is none (concurrent
+  first starts race for the agent's lock file: exactly one agent wins, the others exit and every
+  relay connects to the winner);
+- every batch window it frames the chunks into whole lines per direction, sends them, and keeps
+  each frame until the agent acknowledges it (the agent acknowledges once the frame's events are
+  in the store);
+- when the agent cannot be started or reached, refuses the session (another km version, other
+  store or export settings), or dies mid-session, it records by itself instead: the child
+  recorder of :mod:`kilometers.recorder_process`, to which it re-sends the frames the agent had
+  not acknowledged; the child resumes the agent's session and skips what the agent had stored
+  already, so no message is lost or recorded twice.
+
+Forwarding never waits for any of this. Imports stay light (no store, no analysis): they are
+what ``km monitor`` pays before its first byte.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import logging
+import os
+import pickle
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..fdio import write_all
+from .wire import (
+    FRAME,
+    KIND_ACK,
+    KIND_BYE,
+    KIND_C2S,
+    KIND_END,
+    KIND_HELLO,
+    KIND_INIT,
+    KIND_S2C,
+    KIND_SAY,
+    VERSION,
+    Hello,
+    agent_dir,
+    log_path,
+    socket_path,
+)
+
+if TYPE_CHECKING:
+    from ..config import Settings
+    from ..recorder_process import RecorderProcess
+
+_log = logging.getLogger("kilometers.agent")
+
+BATCH_WINDOW = 0.05
+"""Seconds the link gathers chunks after the first one (as the recorders do)."""
+START_TIMEOUT = 15.0
+"""Seconds a new agent gets to listen on its socket."""
+HELLO_TIMEOUT = 30.0
+"""Seconds the agent gets to answer a session (its first start opens and migrates the store)."""
+BYE_TIMEOUT = 60.0
+KINDS = {"client_to_server": KIND_C2S, "server_to_client": KIND_S2C}
+DIRECTIONS = {KIND_C2S: "client_to_server", KIND_S2C: "server_to_client"}
+_END = object()
+
+
+class AgentUnavailable(Exception):
+    """Why this session is not recorded by the agent."""
+
+
+def connect(path: Path, timeout: float | None = None) -> socket.socket | None:
+    """A connection to the agent's socket, or None when nobody listens there."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(os.fspath(path))
+    except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
+        sock.close()
+        return None
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def read_frame(sock: socket.socket) -> tuple[int, int, bytes] | None:
+    header = _recv_exactly(sock, FRAME.size)
+    if header is None:
+        return None
+    kind, n, length = FRAME.unpack(header)
+    data = _recv_exactly(sock, length) if length else b""
+    return None if data is None else (kind, n, data)
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
+    parts: list[bytes] = []
+    while n:
+        part = sock.recv(n)
+        if not part:
+            return None
+        parts.append(part)
+        n -= len(part)
+    return b"".join(parts)
+
+
+def spawn(settings: Settings, data_dir: Path) -> int:
+    """Start an agent for ``data_dir`` in the background; returns a pipe on which it says how
+    its start went (see :func:`reach`).
+
+    A double fork: the agent is nobody's child (a client that kills its server's process tree
+    never reaches it), in a session of its own (nor does a client's Ctrl-C or hang-up), and holds
+    none of km's descriptors but the ones given here: the settings on its stdin, its log file as
+    stdout and stderr (never km's stdout), the status pipe."""
+    directory = agent_dir(data_dir)
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    log = os.open(log_path(data_dir), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    settings_r, settings_w = os.pipe()
+    status_r, status_w = os.pipe()
+    argv = [sys.executable, "-m", "kilometers.agent", str(status_w)]
+    env = {**os.environ, "KM_HOME": os.fspath(data_dir)}
+    try:
+        pid = os.fork()
+        if pid == 0:  # only system calls from here: this process has km's threads' locks
+            try:
+                os.setsid()
+                if os.fork() == 0:
+                    os.dup2(settings_r, 0)
+                    os.dup2(log, 1)
+                    os.dup2(log, 2)
+                    os.set_inheritable(status_w, True)
+                    os.execve(sys.executable, argv, env)
+            finally:
+                os._exit(0)
+        os.waitpid(pid, 0)
+    finally:
+        for fd in (log, settings_r, status_w):
+            os.close(fd)
+    with contextlib.suppress(OSError):  # an agent that lost the race exits before reading it
+        write_all(settings_w, pickle.dumps(settings))
+    os.close(settings_w)
+    return status_r
+
+
+def _started(status: int, timeout: float) -> str:
+    """What a new agent said on its status pipe: ``ready``, ``another`` (an agent started by
+    someone else is starting), or why it could not start."""
+    import select
+
+    parts: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([status], [], [], left)[0]:
+                return f"it did not start within {timeout:g} s"
+            part = os.read(status, 4096)
+            if not part:
+                text = b"".join(parts).decode(errors="replace").strip()
+                return text or "it exited at once"
+            parts.append(part)
+            if b"\n" in part:
+                return b"".join(parts).decode(errors="replace").strip()
+    finally:
+        os.close(status)
+
+
+def reach(settings: Settings, data_dir: Path, start: bool = True) -> socket.socket:
+    """A connection to the data directory's agent, started when there is none."""
+    path = socket_path(data_dir)
+    try:
+        sock = connect(path)
+    except OSError as exc:
+        raise AgentUnavailable(f"cannot reach the agent at {path} ({exc.strerror or exc})") from None
+    if sock is not None:
+        return sock
+    if not start:
+        raise AgentUnavailable("no agent runs")
+    try:
+        said = _started(spawn(settings, data_dir), START_TIMEOUT)
+    except OSError as exc:
+        raise AgentUnavailable(f"cannot start the agent ({exc.strerror or exc})") from None
+    if said not in ("ready", "another"):
+        raise AgentUnavailable(f"the agent could not start: {said} (see {log_path(data_dir)})")
+    deadline = time.monotonic() + START_TIMEOUT
+    while True:  # ("another": the winner of a concurrent start may not listen yet)
+        with contextlib.suppress(OSError):
+            sock = connect(path)
+        if sock is not None:
+            return sock
+        if time.monotonic() > deadline:
+            raise AgentUnavailable(f"the agent did not start within {START_TIMEOUT:g} s")
+        time.sleep(0.01)
+
+
+def request(data_dir: Path, op: str, timeout: float = 10.0) -> dict[str, Any] | None:
+    """A control request (``status``, ``stop``) to the running agent; None when none runs."""
+    try:
+        sock = connect(socket_path(data_dir), timeout)
+    except OSError:
+        return None
+    if sock is None:
+        return None
+    with sock:
+        hello = Hello(VERSION, op=op)
+        data = pickle.dumps(hello)
+        try:
+            sock.sendall(FRAME.pack(KIND_INIT, 0, len(data)) + data)
+            frame = read_frame(sock)
+        except OSError:
+            return None
+    if frame is None or frame[0] != KIND_HELLO:
+        return None
+    answer: dict[str, Any] = json.loads(frame[2])
+    return answer
+
+
+class AgentLink:
+    """The recorder of a ``km monitor`` whose session the agent records."""
+
+    gate = None
+    """A blocking policy decides in km's process: such sessions never use the agent."""
+
+    def __init__(
+        self,
+        settings: Settings | Callable[[], Settings],
+        session: dict[str, Any],
+        data_dir: Path,
+    ) -> None:
+        self._settings = settings
+        self.session_info = session
+        self.data_dir = data_dir
+        self._items: collections.deque[Any] = collections.deque()
+        self._wake = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="km-link", daemon=True)
+        self._unacked: collections.deque[tuple[int, int, int, bytes]] = collections.deque()
+        self._seq = 0
+        self._tails: dict[int, list[bytes]] = {KIND_C2S: [], KIND_S2C: []}
+        self._sock: socket.socket | None = None
+        self._acks: threading.Thread | None = None
+        self._bye = threading.Event()
+        self._lost = threading.Event()
+        self.child: RecorderProcess | None = None
+        self.session_id: str | None = None
+        self.started_ns: int | None = None
+        self._off = False
+        """Neither the agent nor a child records (the child could not start): only forward."""
+        self.fallback_reason: str | None = None
+        """Why this session is recorded by km itself, not by the agent (None: the agent did)."""
+
+    # -- called from the forwarding threads -------------------------------------------------------
+
+    def submit(self, direction: str, data: bytes, ts_ns: int) -> None:
+        self._items.append((KINDS[direction], data, ts_ns))
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def backlog(self) -> int:
+        return len(self._items)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, exit_code: int | None, timeout: float | None = None) -> None:
+        """Hand over the end of the session; return once it is recorded (or ``timeout``)."""
+        self._items.append((_END, exit_code))
+        self._wake.set()
+        self._thread.join(timeout)
+
+    @property
+    def settings(self) -> Settings:
+        if callable(self._settings):
+            self._settings = self._settings()
+        return self._settings
+
+    # -- the link thread ---------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._open()
+        except AgentUnavailable as exc:
+            self._fall_back(str(exc))
+        items, wake = self._items, self._wake
+        while True:
+            wake.wait()
+            if not (items and items[-1][0] is _END):
+                time.sleep(BATCH_WINDOW)
+            wake.clear()
+            frames: list[tuple[int, int, bytes]] = []
+            end: Any = None
+            while items:
+                item = items.popleft()
+                if item[0] is _END:
+                    end = item
+                    break
+                self._frame(item, frames)
+            if end is not None:
+                frames.extend(self._flush_tails())
+            if self.child is None and not self._off and self._lost.is_set():
+                self._fall_back("the agent went away")
+            self._send(frames)
+            if end is not None:
+                self._finish(end[1])
+                return
+
+    def _open(self) -> None:
+        settings = self.settings
+        if not hasattr(socket, "AF_UNIX"):
+            raise AgentUnavailable("no Unix sockets here")
+        for attempt in (1, 2):
+            sock = reach(settings, self.data_dir)
+            hello = Hello(
+                VERSION,
+                settings=settings,
+                session=self.session_info,
+                otel_env={k: v for k, v in os.environ.items() if k.startswith("OTEL_")},
+            )
+            data = pickle.dumps(hello)
+            try:
+                sock.settimeout(HELLO_TIMEOUT)
+                sock.sendall(FRAME.pack(KIND_INIT, 0, len(data)) + data)
+                frame = read_frame(sock)
+                sock.settimeout(None)
+            except OSError as exc:
+                frame = None
+                reason = f"the agent did not answer ({exc.strerror or exc})"
+            else:
+                reason = "the agent closed the connection"
+            if frame is None or frame[0] != KIND_HELLO:
+                sock.close()
+                if attempt == 2:
+                    raise AgentUnavailable(reason)
+                continue  # an agent that was exiting just then: start another
+            answer = json.loads(frame[2])
+            if answer.get("version") != VERSION or not answer.get("ok"):
+                sock.close()
+                why = answer.get("reason") or f"km {answer.get('version')} agent, km {VERSION} here"
+                raise AgentUnavailable(f"the agent cannot record this session: {why}")
+            self._sock = sock
+            self.session_id = answer["session_id"]
+            self.started_ns = answer.get("started_ns")
+            self._acks = threading.Thread(target=self._read_acks, args=(sock,), name="km-acks", daemon=True)
+            self._acks.start()
+            return
+
+    def _frame(self, item: tuple[int, bytes, int], out: list[tuple[int, int, bytes]]) -> None:
+        """Whole lines only, so that a frame re-sent elsewhere never starts mid-message."""
+        kind, data, ts = item
+        tail = self._tails[kind]
+        cut = data.rfind(b"\n") + 1
+        if not cut:
+            tail.append(data)
+            return
+        if tail:
+            tail.append(data[:cut])
+            whole = b"".join(tail)
+            tail.clear()
+        else:
+            whole = data if cut == len(data) else data[:cut]
+        out.append((kind, ts, whole))
+        if cut < len(data):
+            tail.append(data[cut:])
+
+    def _flush_tails(self) -> list[tuple[int, int, bytes]]:
+        """What the streams ended with, after their last newline."""
+        now = time.time_ns()
+        out = [(kind, now, b"".join(tail)) for kind, tail in self._tails.items() if tail]
+        for tail in self._tails.values():
+            tail.clear()
+        return out
+
+    def _send(self, frames: list[tuple[int, int, bytes]]) -> None:
+        if not frames or self._off:
+            return
+        if self.child is not None:
+            for kind, ts, data in frames:
+                self.child.submit(DIRECTIONS[kind], data, ts)  # type: ignore[arg-type]
+            return
+        parts: list[bytes] = []
+        pack, unacked = FRAME.pack, self._unacked
+        for kind, ts, data in frames:
+            self._seq += 1
+            unacked.append((self._seq, kind, ts, data))
+            parts.append(pack(kind, ts, len(data)))
+            parts.append(data)
+        try:
+            assert self._sock is not None
+            self._sock.sendall(b"".join(parts))
+        except OSError as exc:
+            self._fall_back(f"the agent went away ({exc.strerror or exc})")
+
+    def _read_acks(self, sock: socket.socket) -> None:
+        unacked = self._unacked
+        try:
+            while True:
+                frame = read_frame(sock)
+                if frame is None:
+                    break
+                kind, n, _ = frame
+                if kind == KIND_ACK:
+                    while unacked and unacked[0][0] <= n:
+                        unacked.popleft()
+                elif kind == KIND_SAY:
+                    _log.warning(frame[2].decode(errors="replace"))
+                elif kind == KIND_BYE:
+                    self._bye.set()
+                    return
+        except OSError:
+            pass
+        self._lost.set()
+        self._wake.set()
+
+    def _finish(self, exit_code: int | None) -> None:
+        if self.child is None and not self._off:
+            data = b"" if exit_code is None else str(exit_code).encode()
+            try:
+                assert self._sock is not None
+                self._sock.sendall(FRAME.pack(KIND_END, 0, len(data)) + data)
+            except OSError:
+                pass
+            deadline = time.monotonic() + BYE_TIMEOUT
+            while not self._bye.is_set() and not self._lost.is_set() and time.monotonic() < deadline:
+                self._bye.wait(0.05)
+            if self._bye.is_set():
+                self._close_socket()
+                return
+            self._fall_back("the agent went away before the session was stored")
+        if self.child is not None:
+            self.child.stop(exit_code, BYE_TIMEOUT)
+
+    def _close_socket(self) -> None:
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        if self._acks is not None and self._acks is not threading.current_thread():
+            self._acks.join(5)
+
+    def _fall_back(self, reason: str) -> None:
+        """Record by ourselves from here on: the child recorder, given what the agent did not
+        acknowledge (it resumes the agent's session, skipping what the agent stored)."""
+        self._close_socket()
+        self.fallback_reason = reason
+        _log.warning(f"km: {reason}; recording without the agent")
+        from ..model import Session
+        from ..recorder_process import RecorderProcess
+
+        info = self.session_info
+        session = Session(
+            command=list(info.get("command", [])),
+            cwd=str(info.get("cwd", "")),
+            name=info.get("name"),
+            pid=info.get("pid"),
+        )
+        resume = self.session_id is not None
+        if resume:
+            assert self.session_id is not None
+            session.id = self.session_id
+            if self.started_ns is not None:
+                session.started_ns = self.started_ns
+        settings = self.settings
+        child = RecorderProcess(settings, session, settings.metrics_port, resume=resume)
+        try:
+            child.start()
+        except OSError as exc:
+            _log.error(
+                f"km: cannot start the recorder process ({exc}); traffic is unaffected but not recorded"
+            )
+            self._unacked.clear()
+            self._off = True
+            return
+        self.child = child
+        pending = list(self._unacked)
+        self._unacked.clear()
+        for _, kind, ts, data in pending:
+            child.submit(DIRECTIONS[kind], data, ts)  # type: ignore[arg-type]

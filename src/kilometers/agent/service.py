@@ -1,0 +1,335 @@
+"""The agent: one recorder per user and data directory, for every ``km monitor`` of that user.
+
+It runs one :class:`~kilometers.host.Host` (one store writer, one uploader, one OpenTelemetry
+exporter, one Prometheus endpoint, the plugins, the analysis) and listens on a Unix socket that
+only its user can reach. Each connection is one session: the relay's chunks go to the session's
+recorder, and the agent acknowledges them once they are in the store, so that a relay whose
+agent dies re-sends exactly what was not stored (see :mod:`kilometers.agent.link`).
+
+It exits when no session has been open for ``agent_idle`` seconds, or on ``km agent stop``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import pickle
+import socket
+import struct
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..host import Host, SessionHandle
+from ..log import LOGGER, Once
+from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Session
+from .wire import (
+    FRAME,
+    KIND_ACK,
+    KIND_BYE,
+    KIND_C2S,
+    KIND_END,
+    KIND_HELLO,
+    KIND_INIT,
+    KIND_S2C,
+    KIND_SAY,
+    VERSION,
+    Hello,
+    socket_path,
+    state_path,
+)
+
+_log = logging.getLogger(__name__)
+
+HOST_FIELDS = (
+    "db_url", "api_url", "api_key", "upload_batch_size", "upload_interval", "policy",
+    "policy_on_error", "analysis", "redact_pii", "otel", "otel_payloads", "otel_legacy_names",
+    "metrics_port",
+)  # fmt: skip
+"""Settings of the host, shared by every session: a relay whose differ records by itself.
+(The others, such as the filters and the payload limit, are each session's own.)"""
+DIRECTIONS: dict[int, Direction] = {KIND_C2S: CLIENT_TO_SERVER, KIND_S2C: SERVER_TO_CLIENT}
+READ_SIZE = 1 << 18
+CLOSE_TIMEOUT = 60.0
+
+
+def host_key(settings: Settings, otel_env: dict[str, str]) -> tuple[Any, ...]:
+    values = tuple(repr(getattr(settings, name)) for name in HOST_FIELDS)
+    return (*values, tuple(sorted(otel_env.items())) if settings.otel else ())
+
+
+def otel_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k.startswith("OTEL_")}
+
+
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.time)
+    served: int = 0
+    refused: int = 0
+
+
+class Agent:
+    def __init__(self, settings: Settings, data_dir: Path, listener: socket.socket) -> None:
+        self.settings = settings
+        self.data_dir = data_dir
+        self.listener = listener
+        self.key = host_key(settings, otel_environment())
+        self.host = Host(settings, metrics_port=settings.metrics_port)
+        self.stats = Stats()
+        self._sessions: dict[str, SessionHandle] = {}
+        self._lock = threading.Lock()
+        self._last_active = time.monotonic()
+        self._stopping = threading.Event()
+        self._relays: dict[str, Callable[[int, int, bytes], None]] = {}
+        """Open sessions' connections: a locked send each (acks, the agent's warnings, BYE)."""
+        relays = Relays(self)
+        logging.getLogger(LOGGER).addHandler(relays)
+
+    def broadcast(self, line: str) -> None:
+        """A warning of the agent's to every connected ``km monitor``'s stderr (the client's log)."""
+        with self._lock:
+            sends = list(self._relays.values())
+        for send in sends:
+            send(KIND_SAY, 0, line.encode())
+
+    def stop(self) -> None:
+        """End at the next turn of the accept loop (signal handlers, ``km agent stop``)."""
+        self._stopping.set()
+
+    # -- the main thread ---------------------------------------------------------------------------
+
+    def serve(self) -> None:
+        self.host.start()
+        if self.host.store_error is not None:
+            _log.warning(f"km agent: cannot open the store ({self.host.store_error}); will retry")
+        self.listener.settimeout(0.25)
+        idle = self.settings.agent_idle
+        try:
+            while not self._stopping.is_set():
+                try:
+                    conn, _ = self.listener.accept()
+                except TimeoutError:
+                    with self._lock:
+                        quiet = not self._sessions and time.monotonic() - self._last_active > idle
+                    if quiet:
+                        break
+                    continue
+                conn.settimeout(None)
+                with self._lock:
+                    self._last_active = time.monotonic()
+                threading.Thread(target=self._connection, args=(conn,), daemon=True).start()
+        finally:
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        """No new sessions (the socket goes first), then end those still open and close the sinks."""
+        with contextlib.suppress(OSError):
+            os.unlink(socket_path(self.data_dir))
+        self.listener.close()
+        self.host.close(CLOSE_TIMEOUT)
+        with contextlib.suppress(OSError):
+            os.unlink(state_path(self.data_dir))
+
+    # -- one connection ------------------------------------------------------------------------------
+
+    def _connection(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                if not _same_user(conn):
+                    return
+                reader = FrameReader(conn)
+                first = reader.next_frame()
+                if first is None or first[0] != KIND_INIT:
+                    return
+                hello = pickle.loads(first[2])
+                if not isinstance(hello, Hello):
+                    return
+                if hello.op == "record":
+                    self._record(conn, reader, hello)
+                else:
+                    _send(conn, KIND_HELLO, 0, json.dumps(self._control(hello)).encode())
+            except (OSError, EOFError, pickle.UnpicklingError, struct.error, ValueError) as exc:
+                _log.debug(f"km agent: connection ended ({exc!r})")
+
+    def _control(self, hello: Hello) -> dict[str, Any]:
+        if hello.op == "stop":
+            self._stopping.set()
+            return {"ok": True, "version": VERSION, "pid": os.getpid()}
+        return {"ok": True, **self.status()}
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            sessions = [
+                {"id": h.session.id, "name": h.session.name, "pid": h.session.pid}
+                for h in self._sessions.values()
+            ]
+        return {
+            "pid": os.getpid(),
+            "version": VERSION,
+            "socket": str(socket_path(self.data_dir)),
+            "data_dir": str(self.data_dir),
+            "uptime_s": round(time.time() - self.stats.started, 1),
+            "sessions": sessions,
+            "served": self.stats.served,
+            "refused": self.stats.refused,
+            "idle_s": self.settings.agent_idle,
+            "metrics_port": self.settings.metrics_port,
+            "store": str(self.settings.db_url or "default"),
+        }
+
+    def _refuse(self, conn: socket.socket, reason: str) -> None:
+        self.stats.refused += 1
+        _send(conn, KIND_HELLO, 0, json.dumps({"ok": False, "version": VERSION, "reason": reason}).encode())
+
+    def _record(self, conn: socket.socket, reader: FrameReader, hello: Hello) -> None:
+        if hello.version != VERSION:
+            return self._refuse(conn, f"km {VERSION} agent, km {hello.version} relay")
+        settings = hello.settings
+        if not isinstance(settings, Settings) or host_key(settings, hello.otel_env) != self.key:
+            return self._refuse(conn, "different store, upload, policy, export or metrics settings")
+        if self._stopping.is_set():
+            return self._refuse(conn, "the agent is stopping")
+        info = hello.session
+        session = Session(
+            command=list(info.get("command", [])),
+            cwd=str(info.get("cwd", "")),
+            name=info.get("name"),
+            pid=info.get("pid"),
+        )
+        try:
+            handle = self.host.open_session(session, settings=settings, start=False)
+        except RuntimeError:  # the host closed meanwhile
+            return self._refuse(conn, "the agent is stopping")
+        lock = threading.Lock()
+
+        def send(kind: int, n: int, data: bytes) -> None:
+            with lock, contextlib.suppress(OSError):
+                _send(conn, kind, n, data)
+
+        reply = {"ok": True, "version": VERSION, "session_id": session.id, "started_ns": session.started_ns}
+        send(KIND_HELLO, 0, json.dumps(reply).encode())
+        with self._lock:
+            self._sessions[session.id] = handle
+            self._relays[session.id] = send
+            self.stats.served += 1
+        handle.start()
+        exit_code: int | None = None
+        ended = False
+        try:
+            exit_code, ended = self._pump(reader, handle, send)
+        finally:
+            # the relay's own end, or the relay went away: what arrived is recorded either way
+            handle.close(exit_code, CLOSE_TIMEOUT)
+            with self._lock:
+                self._sessions.pop(session.id, None)
+                self._relays.pop(session.id, None)
+                self._last_active = time.monotonic()
+        if ended:
+            send(KIND_BYE, 0, b"")
+        return None
+
+    def _pump(
+        self, reader: FrameReader, handle: SessionHandle, send: Callable[[int, int, bytes], None]
+    ) -> tuple[int | None, bool]:
+        """Chunks to the session's recorder until the relay's END (or its end), acknowledged
+        once they are in the store: one checkpoint per read from the socket."""
+        submit, checkpoint = handle.submit, handle.recorder.checkpoint
+        seq = 0
+
+        def ack(n: int) -> None:
+            send(KIND_ACK, n, b"")
+
+        while True:
+            frames = reader.burst()
+            if frames is None:
+                return None, False
+            before = seq
+            for kind, ts, data in frames:
+                if kind == KIND_END:
+                    return (int(data) if data else None), True
+                if kind in DIRECTIONS:
+                    seq += 1
+                    submit(DIRECTIONS[kind], data, ts)
+            if seq != before:
+                checkpoint(functools.partial(ack, seq))
+
+
+class Relays(logging.Handler):
+    """The agent's warnings (said once each) go to the connected relays too: a store that cannot
+    be written must show in the client's log, as it would without the agent."""
+
+    def __init__(self, agent: Agent) -> None:
+        super().__init__(logging.WARNING)
+        self.agent = agent
+        self.addFilter(Once())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.agent.broadcast(record.getMessage())
+        except Exception:
+            self.handleError(record)
+
+
+class FrameReader:
+    """Frames from a socket, as many as each read completes."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+        self.buf = bytearray()
+        self.pending: list[tuple[int, int, bytes]] = []
+
+    def burst(self) -> list[tuple[int, int, bytes]] | None:
+        """The frames completed by one read (maybe none); None at the end of the stream."""
+        if self.pending:
+            frames, self.pending = self.pending, []
+            return frames
+        chunk = self.conn.recv(READ_SIZE)
+        if not chunk:
+            return None
+        buf = self.buf
+        buf += chunk
+        frames = []
+        pos, size, end = 0, FRAME.size, len(buf)
+        while end - pos >= size:
+            kind, n, length = FRAME.unpack_from(buf, pos)
+            if end - pos - size < length:
+                break
+            frames.append((kind, n, bytes(buf[pos + size : pos + size + length])))
+            pos += size + length
+        del buf[:pos]
+        return frames
+
+    def next_frame(self) -> tuple[int, int, bytes] | None:
+        """One frame (a connection's first); those read with it are kept for :meth:`burst`."""
+        while True:
+            frames = self.burst()
+            if frames is None:
+                return None
+            if frames:
+                self.pending = frames[1:]
+                return frames[0]
+
+
+def _send(conn: socket.socket, kind: int, n: int, data: bytes) -> None:
+    conn.sendall(FRAME.pack(kind, n, len(data)) + data)
+
+
+def _same_user(conn: socket.socket) -> bool:
+    """The peer runs as this user (Linux: SO_PEERCRED; elsewhere the socket's 0600 mode decides)."""
+    peercred = getattr(socket, "SO_PEERCRED", None)
+    if peercred is None or not hasattr(os, "getuid"):
+        return True
+    try:
+        creds = conn.getsockopt(socket.SOL_SOCKET, peercred, struct.calcsize("3i"))
+    except OSError:
+        return True
+    _, uid, _ = struct.unpack("3i", creds)
+    return bool(uid == os.getuid())

@@ -1,0 +1,83 @@
+"""What ``km monitor`` and the agent say to each other, and where the agent lives.
+
+Lean on purpose: ``km monitor``'s relay imports this before it forwards its first byte.
+
+Frames both ways are ``<kind:u8><n:i64><length:u32><data>``, as to the recorder child
+(:mod:`kilometers.recorder_process`):
+
+- relay → agent: ``INIT`` (pickled :class:`Hello`), then chunks (``C2S``/``S2C``, ``n`` = the
+  time they were read, in ns; each holds whole lines only), then ``END`` (data: the exit status
+  in decimal, or empty);
+- agent → relay: ``HELLO`` (JSON: ``ok``, ``version``, ``session_id``, ``reason``), ``ACK``
+  (``n`` = how many chunks have reached the store), ``SAY`` (a line for km's stderr: the agent's
+  warnings, such as a store it cannot write), ``BYE`` (the session is ended and stored).
+
+A control client (``km agent status|stop``) sends an ``INIT`` whose :class:`Hello` has an
+``op`` and gets one ``HELLO`` back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import struct
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+
+PROTOCOL = 1
+VERSION = f"{__version__}/{PROTOCOL}"
+"""Relay and agent work together only when both say the same."""
+
+FRAME = struct.Struct("<BqI")
+KIND_C2S, KIND_S2C, KIND_END, KIND_INIT = 0, 1, 2, 3
+KIND_HELLO, KIND_ACK, KIND_BYE, KIND_SAY = 4, 5, 6, 7
+
+SUN_PATH_MAX = 100
+"""Bytes a Unix socket's path may have (107 on Linux, 103 on macOS; kept below both)."""
+
+
+@dataclass
+class Hello:
+    """The relay's first frame (pickled): who it is and what it records."""
+
+    version: str
+    op: str = "record"
+    """``record`` a session, or a control request: ``status``, ``stop``."""
+    settings: Any = None
+    """The relay's resolved :class:`~kilometers.config.Settings`."""
+    session: dict[str, Any] = field(default_factory=dict)
+    """The session's ``command``, ``cwd``, ``name``, ``pid`` (the agent gives it an id)."""
+    otel_env: dict[str, str] = field(default_factory=dict)
+    """The relay's ``OTEL_*`` variables: they configure the exporter, so they must match the agent's."""
+
+
+def agent_dir(data_dir: Path) -> Path:
+    return data_dir / "agent"
+
+
+def socket_path(data_dir: Path) -> Path:
+    """The agent's socket: in the data directory, or (a path too long for a socket) in a private
+    directory under $XDG_RUNTIME_DIR or the temp dir, named by a hash of the data directory."""
+    path = agent_dir(data_dir) / "agent.sock"
+    if len(os.fsencode(path)) <= SUN_PATH_MAX:
+        return path
+    digest = hashlib.sha256(os.fsencode(data_dir)).hexdigest()[:16]
+    base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    return Path(base) / f"km-{uid}-{digest}" / "agent.sock"
+
+
+def lock_path(data_dir: Path) -> Path:
+    return agent_dir(data_dir) / "agent.lock"
+
+
+def state_path(data_dir: Path) -> Path:
+    return agent_dir(data_dir) / "agent.json"
+
+
+def log_path(data_dir: Path) -> Path:
+    return agent_dir(data_dir) / "agent.log"
