@@ -221,6 +221,7 @@ def child_main(stream: BinaryIO, lines_fd: int | None = None) -> int:
     exit_code: int | None = None
     ended = False
     received = [0, 0]
+    skipped = 0
     while True:
         header = _read_exactly(stream, FRAME.size)
         if header is None:
@@ -234,8 +235,11 @@ def child_main(stream: BinaryIO, lines_fd: int | None = None) -> int:
             break
         received[kind] += data.count(b"\n")
         if stored and (kind, ts) in stored:
+            skipped += 1
             continue  # its events are in the store already (the agent's, before it went away)
         submit(DIRECTIONS[kind], data, ts)
+    if skipped:
+        _log.info(f"km: {skipped} re-sent chunks were stored by the agent already; kept once")
     if not ended:
         lost = _never_received(lines_fd, received)
         if lost:

@@ -77,12 +77,18 @@ def _say(status_fd: int | None, line: str) -> None:
         os.close(status_fd)
 
 
-def run(settings: Settings | None = None, data_dir: Path | None = None, status_fd: int | None = None) -> int:
-    """Be the agent of ``data_dir`` until idle or stopped; ``settings``: resolved here when None."""
+def run(
+    settings: Settings | None = None,
+    data_dir: Path | None = None,
+    status_fd: int | None = None,
+    held: IO[bytes] | None = None,
+) -> int:
+    """Be the agent of ``data_dir`` until idle or stopped; ``settings``: resolved here when None;
+    ``held``: the agent's lock, when the caller took it already."""
     home = data_dir or default_data_dir()
     try:
         agent_dir(home).mkdir(parents=True, exist_ok=True, mode=0o700)
-        held = _lock(lock_path(home))
+        held = held or _lock(lock_path(home))
     except OSError as exc:
         _log.error(f"km agent: cannot use {agent_dir(home)}: {exc}")
         _say(status_fd, f"cannot use {agent_dir(home)}: {exc.strerror or exc}")

@@ -1,0 +1,338 @@
+"""The per-user agent (issue 11): many ``km monitor`` sessions through one recorder, and every
+way it can fail without losing or doubling a message. Real processes: km, its agent, the SDK
+echo server, raw servers; the agent is killed with SIGKILL, not simulated."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import socket
+import sqlite3
+import struct
+import subprocess
+import threading
+import time
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import psutil
+import pytest
+from mcp import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+
+from km_helpers import ECHO_SERVER, KM, PYTHON, RAW_CAT, KmProcess, agents_under, free_port, km_env
+
+RunKm = Callable[..., KmProcess]
+FRAME = struct.Struct("<BqI")
+
+
+def _lines(n: int, start: int, tag: str) -> bytes:
+    return b"".join(
+        json.dumps({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": tag}}).encode()
+        + b"\n"
+        for i in range(start, start + n)
+    )
+
+
+def _stored(home: Path) -> dict[str, Counter[tuple[str, Any]]]:
+    """Per session: how many times each (direction, JSON-RPC id) is stored."""
+    out: dict[str, Counter[tuple[str, Any]]] = {}
+    with sqlite3.connect(home / "km.db") as db:
+        for session_id, direction, payload in db.execute("SELECT session_id, direction, payload FROM events"):
+            msg = json.loads(payload) if payload else {}
+            out.setdefault(session_id, Counter())[(direction, msg.get("id"))] += 1
+    return out
+
+
+def _status(home: Path) -> dict[str, Any] | None:
+    proc = subprocess.run(
+        [KM, "agent", "status", "--json"], env=km_env(home), capture_output=True, timeout=60, check=False
+    )
+    answer = json.loads(proc.stdout or b"null")
+    return answer if proc.returncode == 0 else None
+
+
+def _wait(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def _agents(home: Path) -> list[psutil.Process]:
+    """The agent processes of ``home``, once those that lost a start race have exited."""
+    _wait(lambda: len(agents_under(home)) <= 1, timeout=30, what="the losers of the start race to exit")
+    return agents_under(home)
+
+
+# -- 8 sessions through one agent -------------------------------------------------------------------
+
+
+async def _sdk_session(home: Path, name: str, calls: int) -> int:
+    params = StdioServerParameters(
+        command=KM, args=["monitor", "--name", name, "--", PYTHON, ECHO_SERVER], env=km_env(home)
+    )
+    async with stdio_client(params) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        for i in range(calls):
+            result = await session.call_tool("echo", {"text": f"{name}-{i}"})
+            assert not result.is_error
+    return calls
+
+
+def test_eight_sdk_sessions_through_one_agent_record_every_message_once(km_home: Path) -> None:
+    calls = 25
+
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            for i in range(8):
+                tg.start_soon(_sdk_session, km_home, f"s{i}", calls)
+
+    anyio.run(main)
+    agents = _agents(km_home)
+    assert len(agents) == 1, f"one agent for one data directory, found {agents}"
+    status = _status(km_home)
+    assert status is not None and status["served"] == 8 and status["refused"] == 0
+    stored = _stored(km_home)
+    assert len(stored) == 8
+    for session_id, seen in stored.items():
+        assert set(seen.values()) == {1}, f"a message stored twice in {session_id}: {seen.most_common(3)}"
+        requests = {i for d, i in seen if d == "client_to_server" and i is not None}
+        answers = {i for d, i in seen if d == "server_to_client"}
+        assert requests == answers, "every request and every answer"
+        assert ("client_to_server", None) in seen  # notifications/initialized
+    with sqlite3.connect(km_home / "km.db") as db:
+        per_session = db.execute(
+            "SELECT count(*) FROM events WHERE method = 'tools/call' AND direction = 'client_to_server' "
+            "GROUP BY session_id"
+        ).fetchall()
+    assert per_session == [(calls,)] * 8
+    names = {row[0] for row in sqlite3.connect(km_home / "km.db").execute("SELECT name FROM sessions")}
+    assert names == {f"s{i}" for i in range(8)}
+
+
+# -- the agent killed in the middle of 8 sessions ---------------------------------------------------
+
+
+def test_agent_killed_during_eight_sessions_loses_and_doubles_nothing(run_km: RunKm, km_home: Path) -> None:
+    kms = [run_km([PYTHON, RAW_CAT], km_args=("--name", f"raw{i}")) for i in range(8)]
+    for round_ in range(3):  # the agent takes and stores some of it
+        for i, km in enumerate(kms):
+            km.write(_lines(50, round_ * 50, f"raw{i}"))
+    for km in kms:
+        km.stdout.wait_for(lambda out: out.count(b"\n") >= 150, timeout=60)
+    agent = psutil.Process(_wait(lambda: _status(km_home), what="the agent")["pid"])
+    _wait(
+        lambda: (km_home / "km.db").exists() and sum(map(len, _stored(km_home).values())) > 0, what="events"
+    )
+    agent.kill()  # SIGKILL: no goodbye, whatever it had not stored is gone with it
+    agent.wait(30)
+    for round_ in range(3, 6):  # the relays go on, by themselves
+        for i, km in enumerate(kms):
+            km.write(_lines(50, round_ * 50, f"raw{i}"))
+    for i, km in enumerate(kms):
+        code, out, err = km.finish(120)
+        assert code == 0
+        assert out == _lines(300, 0, f"raw{i}")  # forwarded untouched throughout
+        assert b"recording without the agent" in err
+    stored = _stored(km_home)
+    assert len(stored) == 8, "each relay's session continues under its own id"
+    for session_id, seen in stored.items():
+        assert set(seen.values()) == {1}, f"stored twice in {session_id}: {seen.most_common(3)}"
+        assert len(seen) == 600, f"{session_id}: {600 - len(seen)} messages missing"
+    with sqlite3.connect(km_home / "km.db") as db:
+        rows = db.execute("SELECT event_count, ended_ns IS NOT NULL, exit_code FROM sessions").fetchall()
+    assert rows == [(600, 1, 0)] * 8
+
+
+# -- a refused or unusable agent: km records by itself -----------------------------------------------
+
+
+class FakeAgent:
+    """Listens where the agent would and answers as a km of another version would."""
+
+    def __init__(self, path: Path, version: str) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen(16)
+        self.version = version
+        self.hellos: list[Any] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                header = conn.recv(FRAME.size, socket.MSG_WAITALL)
+                _, _, length = FRAME.unpack(header)
+                self.hellos.append(pickle.loads(conn.recv(length, socket.MSG_WAITALL)))
+                reply = json.dumps({"ok": True, "version": self.version, "session_id": "x"}).encode()
+                conn.sendall(FRAME.pack(4, 0, len(reply)) + reply)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def test_an_agent_of_another_version_is_not_used(run_km: RunKm, km_home: Path) -> None:
+    fake = FakeAgent(km_home / "agent" / "agent.sock", "0.0.1/99")
+    try:
+        km = run_km([PYTHON, RAW_CAT])
+        km.write(_lines(20, 0, "v"))
+        code, out, err = km.finish(60)
+    finally:
+        fake.close()
+    assert code == 0 and out == _lines(20, 0, "v")
+    assert len(fake.hellos) == 1
+    assert b"0.0.1/99" in err and b"recording without the agent" in err
+    [seen] = _stored(km_home).values()
+    assert len(seen) == 40 and set(seen.values()) == {1}
+
+
+def test_other_store_settings_record_by_themselves(run_km: RunKm, km_home: Path, tmp_path: Path) -> None:
+    first = run_km([PYTHON, RAW_CAT])
+    first.write(_lines(3, 0, "a"))
+    first.stdout.wait_for(lambda out: out.count(b"\n") >= 3)
+    other = tmp_path / "other.db"
+    second = run_km([PYTHON, RAW_CAT], km_args=("--db", f"sqlite:///{other}"))
+    second.write(_lines(5, 0, "b"))
+    code, out, err = second.finish(60)
+    assert code == 0 and out == _lines(5, 0, "b")
+    assert b"different store" in err
+    assert first.finish(60)[0] == 0
+    assert [len(s) for s in _stored(km_home).values()] == [6]
+    with sqlite3.connect(other) as db:
+        assert db.execute("SELECT count(*) FROM events").fetchone() == (10,)
+    assert len(_agents(km_home)) == 1
+
+
+def test_a_socket_directory_km_cannot_write_leaves_traffic_untouched(tmp_path: Path) -> None:
+    # a data directory whose path is too long for a socket puts the socket under
+    # $XDG_RUNTIME_DIR; /proc takes no new directory, even from root
+    home = tmp_path / ("d" * 60) / ("e" * 60)
+    home.mkdir(parents=True)
+    env = km_env(home, XDG_RUNTIME_DIR="/proc")
+    km = KmProcess(home, [PYTHON, RAW_CAT], env=env)
+    try:
+        km.write(_lines(10, 0, "ro"))
+        code, out, err = km.finish(60)
+    finally:
+        km.cleanup()
+    assert code == 0 and out == _lines(10, 0, "ro")
+    assert b"could not start" in err and b"recording without the agent" in err
+    [seen] = _stored(home).values()
+    assert len(seen) == 20
+    assert not agents_under(home)
+
+
+def test_a_stale_socket_file_is_replaced(run_km: RunKm, km_home: Path) -> None:
+    path = km_home / "agent" / "agent.sock"
+    path.parent.mkdir(mode=0o700)
+    dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    dead.bind(str(path))
+    dead.close()  # the file stays, nobody listens: an agent killed before it could clean up
+    km = run_km([PYTHON, RAW_CAT])
+    km.write(_lines(5, 0, "s"))
+    code, _, err = km.finish(60)
+    assert code == 0 and b"without the agent" not in err
+    status = _status(km_home)
+    assert status is not None and status["served"] == 1
+    assert [len(s) for s in _stored(km_home).values()] == [10]
+
+
+# -- starting ------------------------------------------------------------------------------------
+
+
+def test_concurrent_first_starts_make_one_agent(km_home: Path) -> None:
+    env = km_env(km_home)
+    procs = [
+        subprocess.Popen(
+            [KM, "monitor", "--name", f"c{i}", "--", PYTHON, RAW_CAT],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        for i in range(8)
+    ]
+    outs = [p.communicate(_lines(2, 0, f"c{i}"), timeout=120) for i, p in enumerate(procs)]
+    for p, (out, err) in zip(procs, outs, strict=True):
+        assert p.returncode == 0 and out.count(b"\n") == 2, err
+        assert b"without the agent" not in err, err
+    assert len(_agents(km_home)) == 1
+    status = _status(km_home)
+    assert status is not None and status["served"] == 8
+    assert sorted(len(s) for s in _stored(km_home).values()) == [4] * 8
+
+
+def test_each_data_directory_has_its_own_agent(tmp_path: Path) -> None:
+    homes = [tmp_path / "one", tmp_path / "two"]
+    for home in homes:
+        home.mkdir()
+        km = KmProcess(home, [PYTHON, RAW_CAT])
+        km.write(_lines(1, 0, home.name))
+        assert km.finish(60)[0] == 0
+    pids = [(_status(home) or {}).get("pid") for home in homes]
+    assert None not in pids and pids[0] != pids[1]
+    for home in homes:
+        [seen] = _stored(home).values()
+        assert len(seen) == 2
+        payloads = [r[0] for r in sqlite3.connect(home / "km.db").execute("SELECT payload FROM events")]
+        assert all(home.name in p for p in payloads)
+
+
+def test_the_agent_exits_when_idle_and_km_agent_stop_stops_it(run_km: RunKm, km_home: Path) -> None:
+    (km_home / "config.toml").write_text("[monitor]\nagent_idle = 0.5\n", encoding="utf-8")
+    km = run_km([PYTHON, RAW_CAT])
+    km.write(_lines(1, 0, "i"))
+    assert km.finish(60)[0] == 0
+    _wait(lambda: not _agents(km_home), timeout=30, what="the idle agent to exit")
+    assert not (km_home / "agent" / "agent.sock").exists()
+    (km_home / "config.toml").write_text("", encoding="utf-8")
+    km = run_km([PYTHON, RAW_CAT])
+    km.write(_lines(1, 0, "j"))
+    assert km.finish(60)[0] == 0
+    assert _status(km_home) is not None
+    proc = subprocess.run(
+        [KM, "agent", "stop"], env=km_env(km_home), capture_output=True, timeout=90, check=False
+    )
+    assert proc.returncode == 0 and b"stopped" in proc.stdout
+    assert not _agents(km_home) and _status(km_home) is None
+    text = subprocess.run(
+        [KM, "agent", "status"], env=km_env(km_home), capture_output=True, timeout=60
+    ).stdout
+    assert b"no agent runs" in text
+
+
+# -- one Prometheus endpoint ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def metrics_port(km_home: Path) -> Iterator[int]:
+    port = free_port()
+    (km_home / "config.toml").write_text(f"[monitor]\nmetrics_port = {port}\n", encoding="utf-8")
+    yield port
+
+
+def test_one_metrics_endpoint_serves_every_session(km_home: Path, metrics_port: int) -> None:
+    async def main() -> None:
+        async with anyio.create_task_group() as tg:
+            for i in range(3):
+                tg.start_soon(_sdk_session, km_home, f"m{i}", 2)
+
+    anyio.run(main)
+    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).read().decode()
+    for i in range(3):
+        assert f'km_tool_calls_total{{server="m{i}",tool="echo"}} 2.0' in text
+    assert "km_session_events" in text
+    assert _status(km_home)["metrics_port"] == metrics_port  # type: ignore[index]
