@@ -17,12 +17,12 @@ import orjson
 import uuid_utils
 
 from . import jsonlimits
+from .directions import CLIENT_TO_SERVER as CLIENT_TO_SERVER
+from .directions import SERVER_TO_CLIENT as SERVER_TO_CLIENT
+from .directions import Direction as Direction
 
-Direction = Literal["client_to_server", "server_to_client"]
 Kind = Literal["request", "notification", "response", "error", "invalid"]
 
-CLIENT_TO_SERVER: Direction = "client_to_server"
-SERVER_TO_CLIENT: Direction = "server_to_client"
 TOO_DEEP_SCORE = 40
 """The risk score of the ``payload.too_deep`` finding (medium, on km's one scale)."""
 DIRECTIONS: tuple[Direction, ...] = (CLIENT_TO_SERVER, SERVER_TO_CLIENT)

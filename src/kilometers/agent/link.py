@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
-import logging
 import os
-import pickle
 import socket
 import sys
 import threading
@@ -57,7 +54,16 @@ if TYPE_CHECKING:
     from ..config import Settings
     from ..recorder_process import RecorderProcess
 
-_log = logging.getLogger("kilometers.agent")
+
+def _warn(line: str) -> None:
+    """A line on km's stderr, through the CLI's handler (logging is imported only then)."""
+    import logging
+
+    from ..log import setup
+
+    setup()
+    logging.getLogger("kilometers.agent").warning(line)
+
 
 BATCH_WINDOW = 0.05
 """Seconds the link gathers chunks after the first one (as the recorders do)."""
@@ -142,6 +148,8 @@ def spawn(settings: Settings, data_dir: Path) -> int:
     finally:
         for fd in (log, settings_r, status_w):
             os.close(fd)
+    import pickle
+
     with contextlib.suppress(OSError):  # an agent that lost the race exits before reading it
         write_all(settings_w, pickle.dumps(settings))
     os.close(settings_w)
@@ -207,6 +215,9 @@ def request(data_dir: Path, op: str, timeout: float = 10.0) -> dict[str, Any] | 
         return None
     if sock is None:
         return None
+    import json
+    import pickle
+
     with sock:
         hello = Hello(VERSION, op=op)
         data = pickle.dumps(hello)
@@ -312,6 +323,9 @@ class AgentLink:
                 return
 
     def _open(self) -> None:
+        import json
+        import pickle
+
         settings = self.settings
         if not hasattr(socket, "AF_UNIX"):
             raise AgentUnavailable("no Unix sockets here")
@@ -409,7 +423,7 @@ class AgentLink:
                     while unacked and unacked[0][0] <= n:
                         unacked.popleft()
                 elif kind == KIND_SAY:
-                    _log.warning(frame[2].decode(errors="replace"))
+                    _warn(frame[2].decode(errors="replace"))
                 elif kind == KIND_BYE:
                     self._bye.set()
                     return
@@ -450,7 +464,7 @@ class AgentLink:
         acknowledge (it resumes the agent's session, skipping what the agent stored)."""
         self._close_socket()
         self.fallback_reason = reason
-        _log.warning(f"km: {reason}; recording without the agent")
+        _warn(f"km: {reason}; recording without the agent")
         from ..model import Session
         from ..recorder_process import RecorderProcess
 
@@ -472,9 +486,7 @@ class AgentLink:
         try:
             child.start()
         except OSError as exc:
-            _log.error(
-                f"km: cannot start the recorder process ({exc}); traffic is unaffected but not recorded"
-            )
+            _warn(f"km: cannot start the recorder process ({exc}); traffic is unaffected but not recorded")
             self._unacked.clear()
             self._off = True
             return

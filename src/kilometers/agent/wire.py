@@ -18,11 +18,8 @@ A control client (``km agent status|stop``) sends an ``INIT`` whose :class:`Hell
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
-import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,19 +37,28 @@ SUN_PATH_MAX = 100
 """Bytes a Unix socket's path may have (107 on Linux, 103 on macOS; kept below both)."""
 
 
-@dataclass
 class Hello:
-    """The relay's first frame (pickled): who it is and what it records."""
+    """The relay's first frame (pickled): who it is and what it records.
 
-    version: str
-    op: str = "record"
-    """``record`` a session, or a control request: ``status``, ``stop``."""
-    settings: Any = None
-    """The relay's resolved :class:`~kilometers.config.Settings`."""
-    session: dict[str, Any] = field(default_factory=dict)
-    """The session's ``command``, ``cwd``, ``name``, ``pid`` (the agent gives it an id)."""
-    otel_env: dict[str, str] = field(default_factory=dict)
-    """The relay's ``OTEL_*`` variables: they configure the exporter, so they must match the agent's."""
+    - ``op``: ``record`` a session, or a control request: ``status``, ``stop``;
+    - ``settings``: the relay's resolved :class:`~kilometers.config.Settings`;
+    - ``session``: the session's ``command``, ``cwd``, ``name``, ``pid`` (the agent gives it an id);
+    - ``otel_env``: the relay's ``OTEL_*`` variables (they configure the exporter, so they must
+      match the agent's)."""
+
+    def __init__(
+        self,
+        version: str,
+        op: str = "record",
+        settings: Any = None,
+        session: dict[str, Any] | None = None,
+        otel_env: dict[str, str] | None = None,
+    ) -> None:
+        self.version = version
+        self.op = op
+        self.settings = settings
+        self.session = session or {}
+        self.otel_env = otel_env or {}
 
 
 def agent_dir(data_dir: Path) -> Path:
@@ -65,6 +71,9 @@ def socket_path(data_dir: Path) -> Path:
     path = agent_dir(data_dir) / "agent.sock"
     if len(os.fsencode(path)) <= SUN_PATH_MAX:
         return path
+    import hashlib
+    import tempfile
+
     digest = hashlib.sha256(os.fsencode(data_dir)).hexdigest()[:16]
     base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     uid = os.getuid() if hasattr(os, "getuid") else 0

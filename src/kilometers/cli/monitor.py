@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import sys
-from pathlib import PurePath
 
 import click
 
@@ -20,38 +19,7 @@ from ..paths import data_dir
 from ..proxy.stdio import ServerStartError, StdioProxy
 from ..recorder_process import RecorderProcess
 from .common import recording_options, recording_policy, recording_settings
-
-RUNNERS = {
-    "npx",
-    "uvx",
-    "bunx",
-    "pnpx",
-    "node",
-    "python",
-    "python3",
-    "uv",
-    "deno",
-    "bun",
-    "pipx",
-    "run",
-    "-m",
-}
-SWITCH_INTERVAL = 0.0005
-"""Seconds a busy recorder thread may hold the GIL before a forwarding thread gets it back."""
-
-
-def guess_name(command: list[str]) -> str:
-    """A readable server name from its command: ``npx -y @scope/server-x@1`` -> ``server-x``."""
-    for arg in command:
-        if arg.startswith("-"):
-            continue
-        base = PurePath(arg).name
-        if base.lower().removesuffix(".exe") in RUNNERS:
-            continue
-        if arg.startswith("@") and "/" in arg:
-            base = arg.split("/", 1)[1]
-        return base.split("@", 1)[0] or base
-    return PurePath(command[0]).name if command else "server"
+from .relay import SWITCH_INTERVAL, guess_name
 
 
 @click.command(context_settings={"allow_interspersed_args": False}, options_metavar="[OPTIONS] --")

@@ -29,8 +29,8 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from ..directions import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction
 from ..fdio import write_all
-from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction
 
 if TYPE_CHECKING:
     from ..security import Gate

@@ -1,0 +1,67 @@
+"""km starts fast (issue 11, item 4): ``km --help`` and ``km monitor``'s relay leave the heavy
+libraries (SQLAlchemy, FastAPI, OpenTelemetry, the analysis) unimported, and the lazily
+loaded commands are listed with their own summaries."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import click
+
+from kilometers.cli.main import COMMANDS, cli
+
+HEAVY = ("sqlalchemy", "fastapi", "starlette", "opentelemetry", "uvicorn", "alembic", "kilometers.analysis",
+         "kilometers.host", "kilometers.store", "kilometers.model", "click")  # fmt: skip
+
+
+def _imported_after(code: str) -> list[str]:
+    probe = (
+        "import sys, json\n"
+        f"{code}\n"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.startswith({HEAVY!r}))))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60, check=True).stdout
+    return list(json.loads(out.splitlines()[-1]))
+
+
+def test_the_relay_path_imports_nothing_heavy() -> None:
+    # what km monitor's fast path imports before and while it forwards (cli/relay.py)
+    loaded = _imported_after(
+        "from kilometers.cli import entry, relay\n"
+        "from kilometers.agent import link\n"
+        "from kilometers.proxy import stdio\n"
+        "from kilometers import paths\n"
+        "relay.eligible({})"
+    )
+    assert loaded == []
+
+
+def test_km_help_imports_no_command_module() -> None:
+    loaded = _imported_after(
+        "sys.argv = ['km', '--help']\n"
+        "from kilometers.cli.entry import main\n"
+        "import contextlib, io\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main()"
+    )
+    assert [m for m in loaded if m != "click" and not m.startswith("click.")] == []
+
+
+def test_every_command_is_listed_with_its_own_summary() -> None:
+    ctx = click.Context(cli)
+    for name, (_, _, summary) in COMMANDS.items():
+        command = cli.get_command(ctx, name)
+        assert command is not None and command.name == name
+        for limit in (45, 80):
+            assert click.Command(None, help=summary).get_short_help_str(limit) == command.get_short_help_str(
+                limit
+            ), name
+
+
+def test_an_unknown_command_is_still_refused() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "kilometers.cli.entry", "nope"], capture_output=True, timeout=60, check=False
+    )
+    assert proc.returncode == 2 and b"No such command 'nope'" in proc.stderr
