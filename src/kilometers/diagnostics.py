@@ -249,6 +249,47 @@ def check_protocol(settings: config.Settings) -> list[Check]:
     return checks
 
 
+def check_agent(settings: config.Settings) -> list[Check]:
+    """The background recorder of this data directory (``km agent``)."""
+    from .agent.link import request
+    from .agent.wire import VERSION, log_path, socket_path
+
+    home = paths.data_dir()
+    if not settings.agent:
+        return [Check("info", "the agent is off (agent = false): each km monitor records by itself")]
+    answer = request(home, "status", timeout=TIMEOUT)
+    if answer is None:
+        return [
+            Check("info", f"no agent runs for {home}: the next km monitor starts one ({socket_path(home)})")
+        ]
+    checks = [
+        Check(
+            "ok",
+            f"agent pid {answer['pid']} up {answer['uptime_s']:g} s: "
+            f"{len(answer['sessions'])} sessions open, {answer['served']} recorded since it started",
+        )
+    ]
+    if answer.get("version") != VERSION:
+        checks.append(
+            Check(
+                "warn",
+                f"the agent is km {answer.get('version')}, this is km {VERSION}: "
+                "sessions record by themselves",
+                "`km agent stop` (the next km monitor starts a current one)",
+            )
+        )
+    if answer.get("refused"):
+        checks.append(
+            Check(
+                "warn",
+                f"{answer['refused']} sessions had other store, upload, policy or export settings than the "
+                "agent and recorded by themselves",
+                f"give every wrapped server the same settings, or see {log_path(home)}",
+            )
+        )
+    return checks
+
+
 def _safe(url: str) -> str:
     """The URL without its password."""
     scheme, sep, rest = url.partition("://")
@@ -568,6 +609,7 @@ def diagnose(offline: bool) -> list[tuple[str, list[Check]]]:
     config_checks, settings = check_config()
     sections.append(("Configuration", config_checks))
     sections.append(("Store", check_store(settings)))
+    sections.append(("Agent", check_agent(settings)))
     locations = find_locations()
     try:
         locations += wrapped_files("all", locations)

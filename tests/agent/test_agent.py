@@ -312,6 +312,27 @@ def test_the_agent_exits_when_idle_and_km_agent_stop_stops_it(run_km: RunKm, km_
         [KM, "agent", "status"], env=km_env(km_home), capture_output=True, timeout=60
     ).stdout
     assert b"no agent runs" in text
+    doctor = subprocess.run(
+        [KM, "doctor", "--offline"], env=km_env(km_home), capture_output=True, timeout=120
+    )
+    assert b"no agent runs for" in doctor.stdout
+
+
+def test_km_doctor_and_status_show_the_running_agent(run_km: RunKm, km_home: Path) -> None:
+    km = run_km([PYTHON, RAW_CAT], km_args=("--name", "shown"))
+    km.write(_lines(1, 0, "d"))
+    km.stdout.wait_for(lambda out: out.count(b"\n") >= 1)
+    status = _wait(lambda: (_status(km_home) or {}).get("sessions"), what="the open session")
+    assert [s["name"] for s in status] == ["shown"]
+    text = subprocess.run(
+        [KM, "agent", "status"], env=km_env(km_home), capture_output=True, timeout=60
+    ).stdout
+    assert b"1 open" in text and b"shown" in text
+    doctor = subprocess.run(
+        [KM, "doctor", "--offline"], env=km_env(km_home), capture_output=True, timeout=120
+    )
+    assert b"sessions open" in doctor.stdout and b"agent pid" in doctor.stdout
+    assert km.finish(60)[0] == 0
 
 
 # -- one Prometheus endpoint ---------------------------------------------------------------------
