@@ -8,7 +8,8 @@ session costs, how big the relay is, and ``km --help``; the agent on and off, in
   session of a user: the relay forwards while the agent starts);
 - idle session: user+system CPU of ``km monitor -- /bin/true`` and everything it waits for
   (the agent, a separate process, is not included: it was running already);
-- relay RSS: peak RSS of the ``km monitor`` process (``ru_maxrss`` of the child);
+- RSS: of the ``km monitor`` process with its session open after 200 lines (agent on and
+  off), and of the agent after those sessions;
 - ``km --help``: wall time.
 """
 
@@ -25,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 KM = str(Path(sys.executable).with_name("km"))
 LINE = b'{"jsonrpc":"2.0","id":1,"method":"ping"}\n'
@@ -44,13 +47,34 @@ def first_byte(argv: list[str], env: dict[str, str]) -> float:
     return elapsed * 1000
 
 
-def cpu_and_rss(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """(CPU ms, peak RSS MiB) of one run of ``argv`` and what it waited for."""
+def cpu_ms(argv: list[str], env: dict[str, str]) -> float:
+    """CPU (user + system, ms) of one run of ``argv`` and what it waited for."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run(argv, stdin=subprocess.DEVNULL, env=env, check=True, timeout=60)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
-    return cpu, after.ru_maxrss / 1024  # (the largest child so far: runs go from small to large)
+    return (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000
+
+
+def open_session_rss(argv: list[str], env: dict[str, str], calls: int = 200) -> float:
+    """RSS (MiB) of ``km monitor`` itself (not its server, not its recorder) after ``calls``
+    lines went through it, its session still open."""
+    proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+    assert proc.stdin is not None and proc.stdout is not None
+    for _ in range(calls):
+        proc.stdin.write(LINE)
+        proc.stdin.flush()
+        proc.stdout.readline()
+    time.sleep(0.5)  # a batch window or two: whatever the relay holds, it holds now
+    rss = psutil.Process(proc.pid).memory_info().rss / 2**20
+    proc.stdin.close()
+    proc.wait(60)
+    return rss
+
+
+def agent_rss(env: dict[str, str]) -> float:
+    out = subprocess.run([KM, "agent", "status", "--json"], env=env, capture_output=True, timeout=60).stdout
+    pid = json.loads(out or b"{}").get("pid")
+    return psutil.Process(pid).memory_info().rss / 2**20 if pid else float("nan")
 
 
 def wall(argv: list[str], env: dict[str, str]) -> float:
@@ -79,18 +103,18 @@ def main() -> None:
         def add(key: str, value: float) -> None:
             samples.setdefault(key, []).append(value)
 
-        first_byte(monitor + ["cat"], env)  # the agent runs from here on
+        first_byte([*monitor, "cat"], env)  # the agent runs from here on
         for _ in range(args.runs):  # interleaved, so that the machine's mood hits each alike
             add("first byte: cat direct (ms)", first_byte(["cat"], env))
-            add("first byte: km monitor, agent running (ms)", first_byte(monitor + ["cat"], env))
-            add("first byte: km monitor, agent off (ms)", first_byte(monitor + ["cat"], env_off))
+            add("first byte: km monitor, agent running (ms)", first_byte([*monitor, "cat"], env))
+            add("first byte: km monitor, agent off (ms)", first_byte([*monitor, "cat"], env_off))
             add(
                 "idle session CPU: km monitor, agent running (ms)",
-                cpu_and_rss(monitor + ["/bin/true"], env)[0],
+                cpu_ms([*monitor, "/bin/true"], env),
             )
             add(
                 "idle session CPU: km monitor, agent off (ms)",
-                cpu_and_rss(monitor + ["/bin/true"], env_off)[0],
+                cpu_ms([*monitor, "/bin/true"], env_off),
             )
             add("km --help (ms)", wall([KM, "--help"], env))
             add("python -c pass (ms)", wall([sys.executable, "-c", "pass"], env))
@@ -98,16 +122,12 @@ def main() -> None:
             stop_agent(env)
             add(
                 "first byte: km monitor, first session (agent starts) (ms)",
-                first_byte(monitor + ["cat"], env),
+                first_byte([*monitor, "cat"], env),
             )
-        stop_agent(env)
-        # peak RSS, smallest first (ru_maxrss of children only grows)
         rss = {
-            "relay RSS, agent running (MiB)": (
-                first_byte(monitor + ["cat"], env),
-                cpu_and_rss(monitor + ["/bin/true"], env)[1],
-            )[1],
-            "km monitor RSS, agent off (MiB)": cpu_and_rss(monitor + ["/bin/true"], env_off)[1],
+            "relay RSS, agent running (MiB)": open_session_rss([*monitor, "cat"], env),
+            "km monitor RSS, agent off (MiB)": open_session_rss([*monitor, "cat"], env_off),
+            "agent RSS after those sessions (MiB)": agent_rss(env),
         }
         stop_agent(env)
     result: dict[str, Any] = {k: round(statistics.median(v), 1) for k, v in samples.items()}
@@ -116,9 +136,8 @@ def main() -> None:
     for key, value in result.items():
         print(f"{key:<{width}}  {value:>8}")
     direct = result["first byte: cat direct (ms)"]
-    print(
-        f"{'first byte added by km (agent running), ms':<{width}}  {result['first byte: km monitor, agent running (ms)'] - direct:>8.1f}"
-    )
+    added = result["first byte: km monitor, agent running (ms)"] - direct
+    print(f"{'first byte added by km (agent running), ms':<{width}}  {added:>8.1f}")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
 
