@@ -119,7 +119,7 @@ def run(
             os.nice(NICENESS)
     from .service import Agent
 
-    agent = Agent(settings, home, listener)
+    agent = Agent(settings, home, listener, held)
     for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
         if sig is not None:
             signal.signal(sig, lambda *_: agent.stop())

@@ -299,6 +299,8 @@ class AgentLink:
             self._open()
         except AgentUnavailable as exc:
             self._fall_back(str(exc))
+        except Exception as exc:  # the settings, say: forwarding goes on, unrecorded
+            self._give_up(exc)
         items, wake = self._items, self._wake
         while True:
             wake.wait()
@@ -313,14 +315,24 @@ class AgentLink:
                     end = item
                     break
                 self._frame(item, frames)
+            try:
+                if end is not None:
+                    frames.extend(self._flush_tails())
+                if self.child is None and not self._off and self._lost.is_set():
+                    self._fall_back("the agent went away")
+                self._send(frames)
+                if end is not None:
+                    self._finish(end[1])
+            except Exception as exc:
+                self._give_up(exc)
             if end is not None:
-                frames.extend(self._flush_tails())
-            if self.child is None and not self._off and self._lost.is_set():
-                self._fall_back("the agent went away")
-            self._send(frames)
-            if end is not None:
-                self._finish(end[1])
                 return
+
+    def _give_up(self, exc: Exception) -> None:
+        """Something km did not foresee: say it once, keep forwarding, record no more."""
+        if not self._off:
+            self._off = True
+            _warn(f"km: recording stopped ({exc!r}); traffic is unaffected")
 
     def _open(self) -> None:
         import json

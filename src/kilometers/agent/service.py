@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..config import Settings
 from ..host import Host, SessionHandle
@@ -77,8 +77,12 @@ class Stats:
 
 
 class Agent:
-    def __init__(self, settings: Settings, data_dir: Path, listener: socket.socket) -> None:
+    def __init__(
+        self, settings: Settings, data_dir: Path, listener: socket.socket, lock: IO[bytes] | None = None
+    ) -> None:
+        """``lock``: the agent lock this process holds (released as soon as it stops listening)."""
         self.settings = settings
+        self.lock = lock
         self.data_dir = data_dir
         self.listener = listener
         self.key = host_key(settings, otel_environment())
@@ -130,13 +134,17 @@ class Agent:
             self._shutdown()
 
     def _shutdown(self) -> None:
-        """No new sessions (the socket goes first), then end those still open and close the sinks."""
+        """No new sessions (the socket and the state file go first, then the lock: a km monitor
+        starting now starts the next agent at once), then end those still open and close the
+        sinks (their km monitors record by themselves from there)."""
         with contextlib.suppress(OSError):
             os.unlink(socket_path(self.data_dir))
         self.listener.close()
-        self.host.close(CLOSE_TIMEOUT)
         with contextlib.suppress(OSError):
             os.unlink(state_path(self.data_dir))
+        if self.lock is not None:
+            self.lock.close()
+        self.host.close(CLOSE_TIMEOUT)
 
     # -- one connection ------------------------------------------------------------------------------
 
