@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sys
 
 import click
@@ -122,7 +121,7 @@ def monitor(
     if rules.mode == "block" or not settings.recorder_process:
         host = Host(settings, policy=rules, metrics_port=settings.metrics_port).start()
         recorder = host.open_session(session, start=False)
-    elif settings.agent and hasattr(socket, "AF_UNIX"):
+    elif settings.agent and os.name == "posix":  # (a Unix socket and a double fork)
         info = {"command": session.command, "cwd": session.cwd, "name": session.name}
         recorder = AgentLink(settings, info, data_dir())
     else:
