@@ -573,7 +573,7 @@ def main() -> None:
             else:
                 t.org_id, t.key = saved[t.name]["org_id"], saved[t.name]["key"]
                 launch(t)
-            print(f"  {t.name}: km serve on port {t.port}", flush=True)
+            print(f"  {t.name}: km serve on port {t.ports[0]}", flush=True)
         now_ns = int(saved.get("now_ns", time.time_ns())) if not fresh else time.time_ns()
         if fresh:
             print(f"filling {', '.join(t.name for t in fresh)} with {total:,} events through the ingest API:")
