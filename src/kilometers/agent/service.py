@@ -21,14 +21,14 @@ import socket
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from ..config import Settings
 from ..host import Host, SessionHandle
-from ..log import LOGGER, Once
+from ..log import LOGGER
 from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Session
 from .wire import (
     FRAME,
@@ -92,17 +92,40 @@ class Agent:
         self._lock = threading.Lock()
         self._last_active = time.monotonic()
         self._stopping = threading.Event()
-        self._relays: dict[str, Callable[[int, int, bytes], None]] = {}
-        """Open sessions' connections: a locked send each (acks, the agent's warnings, BYE)."""
+        self.standing: list[str] = []
+        """Warnings of the host's start-up, said to every km monitor."""
+        self._relays: dict[str, tuple[Callable[[int, int, bytes], None], set[str]]] = {}
+        """Open sessions' connections: a locked send each (acks, the agent's warnings, BYE), and
+        the warnings said to it."""
         relays = Relays(self)
         logging.getLogger(LOGGER).addHandler(relays)
 
-    def broadcast(self, line: str) -> None:
-        """A warning of the agent's to every connected ``km monitor``'s stderr (the client's log)."""
+    def broadcast(self, line: str, key: str | None = None) -> None:
+        """A warning of the agent's to every connected ``km monitor``'s stderr (the client's log),
+        each ``key`` once per ``km monitor``."""
+        key = key or line
         with self._lock:
-            sends = list(self._relays.values())
-        for send in sends:
+            relays = [(send, said) for send, said in self._relays.values() if key not in said]
+            for _, said in relays:
+                said.add(key)
+        for send, _ in relays:
             send(KIND_SAY, 0, line.encode())
+
+    @contextlib.contextmanager
+    def _capture(self) -> Iterator[list[str]]:
+        said: list[str] = []
+
+        class Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                said.append(record.getMessage())
+
+        handler = Keep(logging.WARNING)
+        logger = logging.getLogger(LOGGER)
+        logger.addHandler(handler)
+        try:
+            yield said
+        finally:
+            logger.removeHandler(handler)
 
     def stop(self) -> None:
         """End at the next turn of the accept loop (signal handlers, ``km agent stop``)."""
@@ -111,7 +134,11 @@ class Agent:
     # -- the main thread ---------------------------------------------------------------------------
 
     def serve(self) -> None:
-        self.host.start()
+        # what the host says at start-up (an exporter that is off, the analysis off) stands for
+        # its whole life: every km monitor that connects is told, as it would tell itself
+        with self._capture() as said:
+            self.host.start()
+        self.standing = said
         if self.host.store_error is not None:
             _log.warning(f"km agent: cannot open the store ({self.host.store_error}); will retry")
         self.listener.settimeout(0.25)
@@ -224,9 +251,11 @@ class Agent:
 
         reply = {"ok": True, "version": VERSION, "session_id": session.id, "started_ns": session.started_ns}
         send(KIND_HELLO, 0, json.dumps(reply).encode())
+        for line in self.standing:
+            send(KIND_SAY, 0, line.encode())
         with self._lock:
             self._sessions[session.id] = handle
-            self._relays[session.id] = send
+            self._relays[session.id] = (send, set(self.standing))
             self.stats.served += 1
         handle.start()
         exit_code: int | None = None
@@ -271,17 +300,16 @@ class Agent:
 
 
 class Relays(logging.Handler):
-    """The agent's warnings (said once each) go to the connected relays too: a store that cannot
-    be written must show in the client's log, as it would without the agent."""
+    """The agent's warnings go to the connected relays too (each once per relay): a store that
+    cannot be written must show in the client's log, as it would without the agent."""
 
     def __init__(self, agent: Agent) -> None:
         super().__init__(logging.WARNING)
         self.agent = agent
-        self.addFilter(Once())
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.agent.broadcast(record.getMessage())
+            self.agent.broadcast(record.getMessage(), getattr(record, "once", None))
         except Exception:
             self.handleError(record)
 

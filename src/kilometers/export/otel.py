@@ -457,6 +457,29 @@ class OtelSink(Sink):
             attrs["error.type"] = str(session.exit_code)
         for h in self.session_durations:
             h.record(max(0, end - session.started_ns) / 1e9, attrs)
+        self._flush_briefly()
+
+    def _flush_briefly(self) -> None:
+        """Export the session's spans now (a host that outlives its sessions, such as the agent,
+        would otherwise hold them until the next batch), waiting at most SHUTDOWN_SECONDS and not
+        at all once an export failed: a collector that is down is said while the session's
+        km monitor still listens, and never delays its end by more."""
+        if _reported.is_set():
+            return
+        done = threading.Event()
+
+        def flush() -> None:
+            try:
+                self.tracer_provider.force_flush(timeout_millis=int(SHUTDOWN_SECONDS * 1000))
+            except Exception:  # pragma: no cover - reported by the SDK's log records
+                pass
+            finally:
+                done.set()
+
+        threading.Thread(target=flush, name="km-otel-flush", daemon=True).start()
+        deadline = time.monotonic() + SHUTDOWN_SECONDS
+        while not done.wait(0.01) and not _reported.is_set() and time.monotonic() < deadline:
+            pass
 
     def _span(self, session: Session, call: _Call, response: Event | None, end_ns: int,
               ended: str | None = None, description: str | None = None,
