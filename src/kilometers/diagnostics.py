@@ -250,43 +250,37 @@ def check_protocol(settings: config.Settings) -> list[Check]:
 
 
 def check_agent(settings: config.Settings) -> list[Check]:
-    """The background recorder of this data directory (``km agent``)."""
-    from .agent.link import request
-    from .agent.wire import VERSION, log_path, socket_path
+    """The background recorders of this data directory (``km agent``)."""
+    from .agent.link import request_all
+    from .agent.wire import VERSION, agent_dir
 
     home = paths.data_dir()
     if not settings.agent:
         return [Check("info", "the agent is off (agent = false): each km monitor records by itself")]
-    answer = request(home, "status", timeout=TIMEOUT)
-    if answer is None:
+    answers = request_all(home, "status", timeout=TIMEOUT)
+    if not answers:
         return [
-            Check("info", f"no agent runs for {home}: the next km monitor starts one ({socket_path(home)})")
+            Check("info", f"no agent runs for {home}: the next km monitor starts one ({agent_dir(home)})")
         ]
-    checks = [
-        Check(
-            "ok",
-            f"agent pid {answer['pid']} up {answer['uptime_s']:g} s: "
-            f"{len(answer['sessions'])} sessions open, {answer['served']} recorded since it started",
-        )
-    ]
-    if answer.get("version") != VERSION:
+    checks = []
+    for answer in answers:
         checks.append(
             Check(
-                "warn",
-                f"the agent is km {answer.get('version')}, this is km {VERSION}: "
-                "sessions record by themselves",
-                "`km agent stop` (the next km monitor starts a current one)",
+                "ok",
+                f"agent {answer['id']} (pid {answer['pid']}, store {answer['store']}) up "
+                f"{answer['uptime_s']:g} s: {len(answer['sessions'])} sessions open, "
+                f"{answer['served']} recorded since it started",
             )
         )
-    if answer.get("refused"):
-        checks.append(
-            Check(
-                "warn",
-                f"{answer['refused']} sessions had other store, upload, policy or export settings than the "
-                "agent and recorded by themselves",
-                f"give every wrapped server the same settings, or see {log_path(home)}",
+        if answer.get("version") != VERSION:
+            checks.append(
+                Check(
+                    "warn",
+                    f"agent {answer['id']} is km {answer.get('version')}, this is km {VERSION}: "
+                    "its km monitors record by themselves",
+                    "`km agent stop` (the next km monitor starts a current one)",
+                )
             )
-        )
     return checks
 
 

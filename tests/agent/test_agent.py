@@ -24,6 +24,9 @@ import pytest
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from kilometers.agent.wire import agent_id, socket_path
+from kilometers.config import Settings
+
 from km_helpers import ECHO_SERVER, KM, PYTHON, RAW_CAT, KmProcess, agents_under, free_port, km_env
 
 RunKm = Callable[..., KmProcess]
@@ -48,12 +51,25 @@ def _stored(home: Path) -> dict[str, Counter[tuple[str, Any]]]:
     return out
 
 
-def _status(home: Path) -> dict[str, Any] | None:
+def _statuses(home: Path) -> list[dict[str, Any]]:
     proc = subprocess.run(
         [KM, "agent", "status", "--json"], env=km_env(home), capture_output=True, timeout=60, check=False
     )
-    answer = json.loads(proc.stdout or b"null")
-    return answer if proc.returncode == 0 else None
+    answers: list[dict[str, Any]] = json.loads(proc.stdout)
+    assert (proc.returncode == 0) == bool(answers)
+    return answers
+
+
+def _status(home: Path) -> dict[str, Any] | None:
+    """The one agent of ``home`` (None: none runs)."""
+    answers = _statuses(home)
+    assert len(answers) <= 1, answers
+    return answers[0] if answers else None
+
+
+def _default_socket(home: Path) -> Path:
+    """Where the agent of a km monitor with default settings listens."""
+    return socket_path(home, agent_id(Settings(), {}))
 
 
 def _wait(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
@@ -185,7 +201,7 @@ class FakeAgent:
 
 
 def test_an_agent_of_another_version_is_not_used(run_km: RunKm, km_home: Path) -> None:
-    fake = FakeAgent(km_home / "agent" / "agent.sock", "0.0.1/99")
+    fake = FakeAgent(_default_socket(km_home), "0.0.1/99")
     try:
         km = run_km([PYTHON, RAW_CAT])
         km.write(_lines(20, 0, "v"))
@@ -199,7 +215,7 @@ def test_an_agent_of_another_version_is_not_used(run_km: RunKm, km_home: Path) -
     assert len(seen) == 40 and set(seen.values()) == {1}
 
 
-def test_other_store_settings_record_by_themselves(run_km: RunKm, km_home: Path, tmp_path: Path) -> None:
+def test_other_store_settings_get_an_agent_of_their_own(run_km: RunKm, km_home: Path, tmp_path: Path) -> None:
     first = run_km([PYTHON, RAW_CAT])
     first.write(_lines(3, 0, "a"))
     first.stdout.wait_for(lambda out: out.count(b"\n") >= 3)
@@ -208,12 +224,14 @@ def test_other_store_settings_record_by_themselves(run_km: RunKm, km_home: Path,
     second.write(_lines(5, 0, "b"))
     code, out, err = second.finish(60)
     assert code == 0 and out == _lines(5, 0, "b")
-    assert b"different store" in err
+    assert b"without the agent" not in err
     assert first.finish(60)[0] == 0
     assert [len(s) for s in _stored(km_home).values()] == [6]
     with sqlite3.connect(other) as db:
         assert db.execute("SELECT count(*) FROM events").fetchone() == (10,)
-    assert len(_agents(km_home)) == 1
+    statuses = _statuses(km_home)
+    assert sorted(s["served"] for s in statuses) == [1, 1] and len({s["pid"] for s in statuses}) == 2
+    assert any(str(other) in s["store"] for s in statuses)
 
 
 def test_a_socket_directory_km_cannot_write_leaves_traffic_untouched(tmp_path: Path) -> None:
@@ -236,7 +254,7 @@ def test_a_socket_directory_km_cannot_write_leaves_traffic_untouched(tmp_path: P
 
 
 def test_a_stale_socket_file_is_replaced(run_km: RunKm, km_home: Path) -> None:
-    path = km_home / "agent" / "agent.sock"
+    path = _default_socket(km_home)
     path.parent.mkdir(mode=0o700)
     dead = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     dead.bind(str(path))
@@ -297,7 +315,7 @@ def test_the_agent_exits_when_idle_and_km_agent_stop_stops_it(run_km: RunKm, km_
     km.write(_lines(1, 0, "i"))
     assert km.finish(60)[0] == 0
     _wait(lambda: not _agents(km_home), timeout=30, what="the idle agent to exit")
-    assert not (km_home / "agent" / "agent.sock").exists()
+    assert not _default_socket(km_home).exists()
     (km_home / "config.toml").write_text("", encoding="utf-8")
     km = run_km([PYTHON, RAW_CAT])
     km.write(_lines(1, 0, "j"))
@@ -331,7 +349,7 @@ def test_km_doctor_and_status_show_the_running_agent(run_km: RunKm, km_home: Pat
     doctor = subprocess.run(
         [KM, "doctor", "--offline"], env=km_env(km_home), capture_output=True, timeout=120
     )
-    assert b"sessions open" in doctor.stdout and b"agent pid" in doctor.stdout
+    assert b"sessions open" in doctor.stdout and b"(pid " in doctor.stdout
     assert km.finish(60)[0] == 0
 
 

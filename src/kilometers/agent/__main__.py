@@ -1,5 +1,5 @@
-"""``python -m kilometers.agent STATUS_FD``: the agent, as ``km monitor`` starts it (its settings
-pickled on stdin; one line on STATUS_FD says how the start went, see agent/link.py).
+"""``python -m kilometers.agent STATUS_FD AGENT_ID``: the agent, as ``km monitor`` starts it (its
+settings pickled on stdin; one line on STATUS_FD says how the start went, see agent/link.py).
 
 The lock comes first, before the heavy imports: of several agents started at once, the ones
 that lose cost a bare interpreter's start."""
@@ -13,22 +13,21 @@ from ..paths import data_dir
 from .wire import agent_dir, lock_path
 
 if __name__ == "__main__":
-    status_fd = int(sys.argv[1]) if len(sys.argv) > 1 else None
+    status_fd = int(sys.argv[1])
+    agent = sys.argv[2]
     home = data_dir()
     try:
         agent_dir(home).mkdir(parents=True, exist_ok=True, mode=0o700)
         import fcntl
 
-        lock = open(lock_path(home), "ab")  # noqa: SIM115 - held for the agent's life
+        lock = open(lock_path(home, agent), "ab")  # noqa: SIM115 - held for the agent's life
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        if status_fd is not None:
-            os.write(status_fd, b"another\n")
+        os.write(status_fd, b"another\n")
         sys.exit(0)
     except OSError as exc:
         os.write(2, f"km agent: cannot use {agent_dir(home)}: {exc}\n".encode())  # (its log file)
-        if status_fd is not None:
-            os.write(status_fd, f"cannot use {agent_dir(home)}: {exc.strerror or exc}\n".encode())
+        os.write(status_fd, f"cannot use {agent_dir(home)}: {exc.strerror or exc}\n".encode())
         sys.exit(3)
     import pickle
 
@@ -38,4 +37,4 @@ if __name__ == "__main__":
     setup()
     settings = pickle.loads(sys.stdin.buffer.read())
     sys.stdin.close()
-    sys.exit(run(settings, home, status_fd=status_fd, held=lock))
+    sys.exit(run(settings, home, status_fd=status_fd, held=lock, agent=agent))

@@ -21,7 +21,7 @@ from typing import IO
 
 from ..config import Settings
 from ..paths import data_dir as default_data_dir
-from .wire import VERSION, agent_dir, lock_path, socket_path, state_path
+from .wire import VERSION, agent_dir, agent_id, lock_path, otel_environment, socket_path, state_path
 
 _log = logging.getLogger("kilometers.agent")
 
@@ -82,13 +82,20 @@ def run(
     data_dir: Path | None = None,
     status_fd: int | None = None,
     held: IO[bytes] | None = None,
+    agent: str | None = None,
 ) -> int:
-    """Be the agent of ``data_dir`` until idle or stopped; ``settings``: resolved here when None;
-    ``held``: the agent's lock, when the caller took it already."""
+    """Be the agent of ``data_dir`` for these settings until idle or stopped; ``settings``:
+    resolved here when None; ``held``: the agent's lock, when the caller took it already;
+    ``agent``: its id, when the caller worked it out already."""
     home = data_dir or default_data_dir()
+    if settings is None:
+        from .. import config
+
+        settings = config.load_lenient({})[0]
+    agent = agent or agent_id(settings, otel_environment())
     try:
         agent_dir(home).mkdir(parents=True, exist_ok=True, mode=0o700)
-        held = held or _lock(lock_path(home))
+        held = held or _lock(lock_path(home, agent))
     except OSError as exc:
         _log.error(f"km agent: cannot use {agent_dir(home)}: {exc}")
         _say(status_fd, f"cannot use {agent_dir(home)}: {exc.strerror or exc}")
@@ -96,37 +103,35 @@ def run(
     if held is None:
         _say(status_fd, "another")
         return LOST_RACE
+    path = socket_path(home, agent)
     try:
-        listener = listen(socket_path(home))
+        listener = listen(path)
     except OSError as exc:
-        _log.error(f"km agent: cannot listen on {socket_path(home)}: {exc}")
-        _say(status_fd, f"cannot listen on {socket_path(home)}: {exc.strerror or exc}")
+        _log.error(f"km agent: cannot listen on {path}: {exc}")
+        _say(status_fd, f"cannot listen on {path}: {exc.strerror or exc}")
         return CANNOT_LISTEN
-    if settings is None:
-        from .. import config
-
-        settings = config.load_lenient({})[0]
     state = {
         "pid": os.getpid(),
         "version": VERSION,
-        "socket": os.fspath(socket_path(home)),
+        "id": agent,
+        "socket": os.fspath(path),
         "started": time.time(),
     }
     with contextlib.suppress(OSError):
-        state_path(home).write_text(json.dumps(state), encoding="utf-8")
+        state_path(home, agent).write_text(json.dumps(state), encoding="utf-8")
     if hasattr(os, "nice"):
         with contextlib.suppress(OSError):  # recording can wait, traffic cannot
             os.nice(NICENESS)
     from .service import Agent
 
-    agent = Agent(settings, home, listener, held)
+    service = Agent(settings, home, agent, listener, held)
     for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
         if sig is not None:
-            signal.signal(sig, lambda *_: agent.stop())
-    _log.info(f"km agent {VERSION}: pid {os.getpid()}, listening on {socket_path(home)}")
+            signal.signal(sig, lambda *_: service.stop())
+    _log.info(f"km agent {VERSION} ({agent}): pid {os.getpid()}, listening on {path}")
     _say(status_fd, "ready")
     try:
-        agent.serve()
+        service.serve()
     finally:
         held.close()
     return 0

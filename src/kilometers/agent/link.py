@@ -46,7 +46,10 @@ from .wire import (
     VERSION,
     Hello,
     agent_dir,
+    agent_id,
     log_path,
+    otel_environment,
+    running,
     socket_path,
 )
 
@@ -116,7 +119,7 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
     return b"".join(parts)
 
 
-def spawn(settings: Settings, data_dir: Path) -> int:
+def spawn(settings: Settings, data_dir: Path, agent: str) -> int:
     """Start an agent for ``data_dir`` in the background; returns a pipe on which it says how
     its start went (see :func:`reach`).
 
@@ -129,7 +132,7 @@ def spawn(settings: Settings, data_dir: Path) -> int:
     log = os.open(log_path(data_dir), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     settings_r, settings_w = os.pipe()
     status_r, status_w = os.pipe()
-    argv = [sys.executable, "-m", "kilometers.agent", str(status_w)]
+    argv = [sys.executable, "-m", "kilometers.agent", str(status_w), agent]
     env = {**os.environ, "KM_HOME": os.fspath(data_dir)}
     try:
         pid = os.fork()
@@ -180,8 +183,9 @@ def _started(status: int, timeout: float) -> str:
 
 
 def reach(settings: Settings, data_dir: Path, start: bool = True) -> socket.socket:
-    """A connection to the data directory's agent, started when there is none."""
-    path = socket_path(data_dir)
+    """A connection to the data directory's agent for these settings, started when there is none."""
+    agent = agent_id(settings, otel_environment())
+    path = socket_path(data_dir, agent)
     try:
         sock = connect(path)
     except OSError as exc:
@@ -191,7 +195,7 @@ def reach(settings: Settings, data_dir: Path, start: bool = True) -> socket.sock
     if not start:
         raise AgentUnavailable("no agent runs")
     try:
-        said = _started(spawn(settings, data_dir), START_TIMEOUT)
+        said = _started(spawn(settings, data_dir, agent), START_TIMEOUT)
     except OSError as exc:
         raise AgentUnavailable(f"cannot start the agent ({exc.strerror or exc})") from None
     if said not in ("ready", "another"):
@@ -207,20 +211,20 @@ def reach(settings: Settings, data_dir: Path, start: bool = True) -> socket.sock
         time.sleep(0.01)
 
 
-def request(data_dir: Path, op: str, timeout: float = 10.0) -> dict[str, Any] | None:
-    """A control request (``status``, ``stop``) to the running agent; None when none runs."""
+def request(path: Path, op: str, timeout: float = 10.0) -> dict[str, Any] | None:
+    """A control request (``status``, ``stop``) to the agent listening at ``path``; None when
+    none does."""
+    import json
+    import pickle
+
     try:
-        sock = connect(socket_path(data_dir), timeout)
+        sock = connect(path, timeout)
     except OSError:
         return None
     if sock is None:
         return None
-    import json
-    import pickle
-
     with sock:
-        hello = Hello(VERSION, op=op)
-        data = pickle.dumps(hello)
+        data = pickle.dumps(Hello(VERSION, op=op))
         try:
             sock.sendall(FRAME.pack(KIND_INIT, 0, len(data)) + data)
             frame = read_frame(sock)
@@ -230,6 +234,16 @@ def request(data_dir: Path, op: str, timeout: float = 10.0) -> dict[str, Any] | 
         return None
     answer: dict[str, Any] = json.loads(frame[2])
     return answer
+
+
+def request_all(data_dir: Path, op: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The answers of every agent of ``data_dir`` that runs (one per set of host settings)."""
+    answers = []
+    for state in running(data_dir):
+        answer = request(Path(state.get("socket", "")), op, timeout)
+        if answer is not None:
+            answers.append(answer)
+    return answers
 
 
 class AgentLink:
@@ -347,7 +361,7 @@ class AgentLink:
                 VERSION,
                 settings=settings,
                 session=self.session_info,
-                otel_env={k: v for k, v in os.environ.items() if k.startswith("OTEL_")},
+                otel_env=otel_environment(),
             )
             data = pickle.dumps(hello)
             try:

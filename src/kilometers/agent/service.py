@@ -42,31 +42,17 @@ from .wire import (
     KIND_SAY,
     VERSION,
     Hello,
+    host_key,
+    otel_environment,
     socket_path,
     state_path,
 )
 
 _log = logging.getLogger(__name__)
 
-HOST_FIELDS = (
-    "db_url", "api_url", "api_key", "upload_batch_size", "upload_interval", "policy",
-    "policy_on_error", "analysis", "redact_pii", "otel", "otel_payloads", "otel_legacy_names",
-    "metrics_port",
-)  # fmt: skip
-"""Settings of the host, shared by every session: a relay whose differ records by itself.
-(The others, such as the filters and the payload limit, are each session's own.)"""
 DIRECTIONS: dict[int, Direction] = {KIND_C2S: CLIENT_TO_SERVER, KIND_S2C: SERVER_TO_CLIENT}
 READ_SIZE = 1 << 18
 CLOSE_TIMEOUT = 60.0
-
-
-def host_key(settings: Settings, otel_env: dict[str, str]) -> tuple[Any, ...]:
-    values = tuple(repr(getattr(settings, name)) for name in HOST_FIELDS)
-    return (*values, tuple(sorted(otel_env.items())) if settings.otel else ())
-
-
-def otel_environment() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k.startswith("OTEL_")}
 
 
 @dataclass
@@ -78,10 +64,17 @@ class Stats:
 
 class Agent:
     def __init__(
-        self, settings: Settings, data_dir: Path, listener: socket.socket, lock: IO[bytes] | None = None
+        self,
+        settings: Settings,
+        data_dir: Path,
+        agent: str,
+        listener: socket.socket,
+        lock: IO[bytes] | None = None,
     ) -> None:
-        """``lock``: the agent lock this process holds (released as soon as it stops listening)."""
+        """``agent``: its id (agent_id of its settings); ``lock``: the agent lock this process
+        holds (released as soon as it stops listening)."""
         self.settings = settings
+        self.agent = agent
         self.lock = lock
         self.data_dir = data_dir
         self.listener = listener
@@ -165,10 +158,10 @@ class Agent:
         starting now starts the next agent at once), then end those still open and close the
         sinks (their km monitors record by themselves from there)."""
         with contextlib.suppress(OSError):
-            os.unlink(socket_path(self.data_dir))
+            os.unlink(socket_path(self.data_dir, self.agent))
         self.listener.close()
         with contextlib.suppress(OSError):
-            os.unlink(state_path(self.data_dir))
+            os.unlink(state_path(self.data_dir, self.agent))
         if self.lock is not None:
             self.lock.close()
         self.host.close(CLOSE_TIMEOUT)
@@ -209,7 +202,8 @@ class Agent:
         return {
             "pid": os.getpid(),
             "version": VERSION,
-            "socket": str(socket_path(self.data_dir)),
+            "id": self.agent,
+            "socket": str(socket_path(self.data_dir, self.agent)),
             "data_dir": str(self.data_dir),
             "uptime_s": round(time.time() - self.stats.started, 1),
             "sessions": sessions,
@@ -229,7 +223,7 @@ class Agent:
             return self._refuse(conn, f"km {VERSION} agent, km {hello.version} relay")
         settings = hello.settings
         if not isinstance(settings, Settings) or host_key(settings, hello.otel_env) != self.key:
-            return self._refuse(conn, "different store, upload, policy, export or metrics settings")
+            return self._refuse(conn, "other store, upload, policy, export or metrics settings")
         if self._stopping.is_set():
             return self._refuse(conn, "the agent is stopping")
         info = hello.session

@@ -61,14 +61,41 @@ class Hello:
         self.otel_env = otel_env or {}
 
 
+HOST_FIELDS = (
+    "db_url", "api_url", "api_key", "upload_batch_size", "upload_interval", "policy",
+    "policy_on_error", "analysis", "redact_pii", "otel", "otel_payloads", "otel_legacy_names",
+    "metrics_port",
+)  # fmt: skip
+"""Settings of an agent's host, shared by its sessions. ``km monitor``s whose differ use another
+agent of the same data directory (the others, such as the filters, are each session's own)."""
+
+
+def host_key(settings: Any, otel_env: dict[str, str]) -> tuple[Any, ...]:
+    values = tuple(repr(getattr(settings, name)) for name in HOST_FIELDS)
+    return (*values, tuple(sorted(otel_env.items())) if settings.otel else ())
+
+
+def otel_environment() -> dict[str, str]:
+    """The ``OTEL_*`` variables: they configure the exporter, so they are part of the host."""
+    return {k: v for k, v in os.environ.items() if k.startswith("OTEL_")}
+
+
+def agent_id(settings: Any, otel_env: dict[str, str]) -> str:
+    """The name of the agent for these host settings and this km version (``km monitor``s that
+    share them share it; after an upgrade, a new agent starts beside the old one, which idles out)."""
+    import hashlib
+
+    return hashlib.sha256(repr((VERSION, host_key(settings, otel_env))).encode()).hexdigest()[:12]
+
+
 def agent_dir(data_dir: Path) -> Path:
     return data_dir / "agent"
 
 
-def socket_path(data_dir: Path) -> Path:
+def socket_path(data_dir: Path, agent: str) -> Path:
     """The agent's socket: in the data directory, or (a path too long for a socket) in a private
     directory under $XDG_RUNTIME_DIR or the temp dir, named by a hash of the data directory."""
-    path = agent_dir(data_dir) / "agent.sock"
+    path = agent_dir(data_dir) / f"{agent}.sock"
     if len(os.fsencode(path)) <= SUN_PATH_MAX:
         return path
     import hashlib
@@ -77,16 +104,30 @@ def socket_path(data_dir: Path) -> Path:
     digest = hashlib.sha256(os.fsencode(data_dir)).hexdigest()[:16]
     base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     uid = os.getuid() if hasattr(os, "getuid") else 0
-    return Path(base) / f"km-{uid}-{digest}" / "agent.sock"
+    return Path(base) / f"km-{uid}-{digest}" / f"{agent}.sock"
 
 
-def lock_path(data_dir: Path) -> Path:
-    return agent_dir(data_dir) / "agent.lock"
+def lock_path(data_dir: Path, agent: str) -> Path:
+    return agent_dir(data_dir) / f"{agent}.lock"
 
 
-def state_path(data_dir: Path) -> Path:
-    return agent_dir(data_dir) / "agent.json"
+def state_path(data_dir: Path, agent: str) -> Path:
+    return agent_dir(data_dir) / f"{agent}.json"
 
 
 def log_path(data_dir: Path) -> Path:
     return agent_dir(data_dir) / "agent.log"
+
+
+def running(data_dir: Path) -> list[dict[str, Any]]:
+    """The state files of the agents that said they run (pid, version, socket, id); an agent
+    removes its own when it stops (a stale one, of an agent killed, leads to a dead socket)."""
+    import json
+
+    states = []
+    for path in sorted(agent_dir(data_dir).glob("*.json")):
+        try:
+            states.append(json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError):
+            continue
+    return states
