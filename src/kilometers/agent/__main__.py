@@ -20,7 +20,8 @@ if __name__ == "__main__":
         agent_dir(home).mkdir(parents=True, exist_ok=True, mode=0o700)
         import fcntl
 
-        lock = open(lock_path(home, agent), "ab")  # noqa: SIM115 - held for the agent's life
+        fd = os.open(lock_path(home, agent), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        lock = os.fdopen(fd, "ab")  # held for the agent's life
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.write(status_fd, b"another\n")

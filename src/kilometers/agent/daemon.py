@@ -34,7 +34,7 @@ NICENESS = 10
 def _lock(path: Path) -> IO[bytes] | None:
     import fcntl
 
-    handle = open(path, "ab")  # noqa: SIM115 - held for the agent's life
+    handle = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")  # held
     try:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -117,8 +117,10 @@ def run(
         "socket": os.fspath(path),
         "started": time.time(),
     }
-    with contextlib.suppress(OSError):
-        state_path(home, agent).write_text(json.dumps(state), encoding="utf-8")
+    with contextlib.suppress(OSError):  # its owner's only, as everything in the data directory
+        fd = os.open(state_path(home, agent), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as state_file:
+            state_file.write(json.dumps(state))
     if hasattr(os, "nice"):
         with contextlib.suppress(OSError):  # recording can wait, traffic cannot
             os.nice(NICENESS)
