@@ -127,6 +127,9 @@ def test_server_down_then_km_sync_uploads_the_backlog_once(km_home: Path, team_s
     assert down.returncode == 1 and "cannot reach the team server" in down.stderr, down.stderr
     assert "kept in the local store" in down.stderr
 
+    # (an agent still up would upload the backlog by itself once the server is back: this is
+    # about km sync, so it goes first)
+    km_ok("agent", "stop", env=env)
     server.start()
     result = km_run("sync", env=env)
     assert result.returncode == 0, result.stderr
