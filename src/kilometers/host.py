@@ -221,6 +221,7 @@ class Host:
 
             assert self.policy is not None
             stage = SecurityStage(self.policy, settings.db_url)
+            stage.redact_session(session)  # before any sink writes it: `--token ghp_…` never lands
             if self.policy.mode == "block":
                 gate = Gate(self.policy, stage, session.name or "server")
         recorder = Recorder(

@@ -362,6 +362,10 @@ class SecurityStage:
 
     # -- the stage ------------------------------------------------------------------------------
 
+    def redact_session(self, session: Session) -> None:
+        """Redact the session's stored fields now (its command line), before anything writes it."""
+        self._redact_session(session, self.policy.analysis)
+
     def process(self, session: Session, events: Sequence[Event]) -> None:
         config = self.policy.analysis
         self._redact_session(session, config)
