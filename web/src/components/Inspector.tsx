@@ -29,6 +29,27 @@ const BUCKETS = 120;
  * time order: a virtualised list (only the rows in view are in the DOM), a timeline that zooms
  * and scrolls from the session's first event to its last, a filter box and a side panel.
  */
+/** What loads above the inspector after it revealed the anchored row (the session's summary, its
+ * findings) pushes the row down: keep it in the page's view while the page settles, until the
+ * user scrolls or types. Returns the cleanup. */
+function keepInView(row: HTMLElement, settleMs = 3000): () => void {
+  const stop = () => {
+    observer.disconnect();
+    window.clearTimeout(timer);
+    for (const type of USER_INPUT) window.removeEventListener(type, stop);
+  };
+  const observer = new ResizeObserver(() => {
+    if (!row.isConnected) return stop();
+    const box = row.getBoundingClientRect();
+    if (box.top < 0 || box.bottom > window.innerHeight) row.scrollIntoView({ block: "center" });
+  });
+  observer.observe(document.body);
+  const timer = window.setTimeout(stop, settleMs);
+  for (const type of USER_INPUT) window.addEventListener(type, stop, { once: true, passive: true });
+  return stop;
+}
+const USER_INPUT = ["wheel", "touchstart", "keydown", "mousedown"] as const;
+
 export function Inspector({
   events,
   sessionStart,
@@ -75,7 +96,11 @@ export function Inspector({
     if (!row) return;
     revealTarget.current = false;
     row.scrollIntoView({ block: "center" });
+    stopKeeping.current?.();
+    stopKeeping.current = keepInView(row);
   });
+  const stopKeeping = useRef<(() => void) | null>(null);
+  useEffect(() => () => stopKeeping.current?.(), []);
 
   const selectedRow = selected ? rows.find((r) => r.eventId === selected) : undefined;
   const select = (row: InspectorRow | undefined, scrollTo = true) => {
