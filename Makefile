@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STATIC := src/kilometers/server/static
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: install setup demo test lint typecheck webtest unit bench clean system-deps web types
+.PHONY: install setup demo test lint typecheck webtest unit bench bench-peers clean system-deps web types
 
 # the dashboard first: the build hook in setup.py then finds it built and leaves it alone
 $(BIN)/km: pyproject.toml setup.py | $(STATIC)/index.html
@@ -72,3 +72,10 @@ bench: install
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+
+## bench-peers: km beside other stdio MCP monitors (installed into .bench-venv only, never into .venv)
+.bench-venv/bin/greenlight-mcp:
+	$(PY) -m venv .bench-venv
+	.bench-venv/bin/pip install -q mcp-snoop==0.1.0 greenlight-mcp==0.7.0
+bench-peers: install .bench-venv/bin/greenlight-mcp
+	$(BIN)/python bench/bench_peers.py

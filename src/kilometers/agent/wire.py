@@ -83,9 +83,15 @@ def otel_environment() -> dict[str, str]:
 def agent_id(settings: Any, otel_env: dict[str, str]) -> str:
     """The name of the agent for these host settings and this km version (``km monitor``s that
     share them share it; after an upgrade, a new agent starts beside the old one, which idles out)."""
-    import hashlib
+    return _digest(repr((VERSION, host_key(settings, otel_env))).encode())
 
-    return hashlib.sha256(repr((VERSION, host_key(settings, otel_env))).encode()).hexdigest()[:12]
+
+def _digest(data: bytes) -> str:
+    """A short stable name for ``data`` (64 bits; zlib's checksums, not hashlib: loading OpenSSL
+    would cost every km monitor 3 MiB; a collision only makes an agent refuse a session)."""
+    import zlib
+
+    return f"{zlib.crc32(data):08x}{zlib.adler32(data):08x}"
 
 
 def agent_dir(data_dir: Path) -> Path:
@@ -98,10 +104,9 @@ def socket_path(data_dir: Path, agent: str) -> Path:
     path = agent_dir(data_dir) / f"{agent}.sock"
     if len(os.fsencode(path)) <= SUN_PATH_MAX:
         return path
-    import hashlib
     import tempfile
 
-    digest = hashlib.sha256(os.fsencode(data_dir)).hexdigest()[:16]
+    digest = _digest(os.fsencode(data_dir))
     base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     uid = os.getuid() if hasattr(os, "getuid") else 0
     return Path(base) / f"km-{uid}-{digest}" / f"{agent}.sock"
