@@ -51,6 +51,14 @@ def _stored(home: Path) -> dict[str, Counter[tuple[str, Any]]]:
     return out
 
 
+def _count(home: Path) -> int:
+    """Events stored so far (0 while the store is not created or migrated yet)."""
+    try:
+        return sum(map(len, _stored(home).values()))
+    except sqlite3.OperationalError:
+        return 0
+
+
 def _statuses(home: Path) -> list[dict[str, Any]]:
     proc = subprocess.run(
         [KM, "agent", "status", "--json"], env=km_env(home), capture_output=True, timeout=60, check=False
@@ -145,9 +153,7 @@ def test_agent_killed_during_eight_sessions_loses_and_doubles_nothing(run_km: Ru
     for km in kms:
         km.stdout.wait_for(lambda out: out.count(b"\n") >= 150, timeout=60)
     agent = psutil.Process(_wait(lambda: _status(km_home), what="the agent")["pid"])
-    _wait(
-        lambda: (km_home / "km.db").exists() and sum(map(len, _stored(km_home).values())) > 0, what="events"
-    )
+    _wait(lambda: _count(km_home) > 0, what="events")
     agent.kill()  # SIGKILL: no goodbye, whatever it had not stored is gone with it
     agent.wait(30)
     for round_ in range(3, 6):  # the relays go on, by themselves
@@ -375,3 +381,26 @@ def test_one_metrics_endpoint_serves_every_session(km_home: Path, metrics_port: 
         assert f'km_tool_calls_total{{server="m{i}",tool="echo"}} 2.0' in text
     assert "km_session_events" in text
     assert _status(km_home)["metrics_port"] == metrics_port  # type: ignore[index]
+
+
+def test_km_killed_mid_session_leaves_an_ended_session_with_what_it_handed_over(
+    run_km: RunKm, km_home: Path
+) -> None:
+    km = run_km([PYTHON, RAW_CAT], km_args=("--name", "killed"))
+    km.write(_lines(50, 0, "k"))
+    km.stdout.wait_for(lambda out: out.count(b"\n") >= 50)
+    # handed over: the link sends every batch window (50 ms) and the agent stores it
+    _wait(lambda: _count(km_home) == 100, what="events")
+    agent = _status(km_home)
+    assert agent is not None
+    km.proc.kill()  # SIGKILL: no END, the agent sees the connection close
+    km.proc.wait(30)
+
+    def ended() -> tuple[Any, ...] | None:
+        with sqlite3.connect(km_home / "km.db") as db:
+            row = db.execute("SELECT ended_ns, exit_code, event_count FROM sessions").fetchone()
+        return row if row and row[0] is not None else None
+
+    _, exit_code, count = _wait(ended, what="the agent to end the session")
+    assert exit_code is None and count == 100
+    assert (_status(km_home) or {}).get("pid") == agent["pid"], "the agent lives on for the other sessions"
