@@ -298,6 +298,85 @@ def concurrent(tmp: Path, sessions: int, calls: int) -> dict[str, Any]:
     return out
 
 
+# -- 10,000 calls/s across 8 sessions -------------------------------------------------------------
+
+RAW_SERVER = [PYTHON, str(HERE / "raw_server.py")]
+CALL = b'{"jsonrpc":"2.0","id":%d,"method":"tools/call","params":{"name":"echo","arguments":{"text":"x"}}}\n'
+
+
+def paced(tmp: Path, sessions: int, rate: int, seconds: float) -> dict[str, Any]:
+    """``rate`` calls/s in all, spread over ``sessions`` km monitors (raw client and server, so
+    that the clients keep the pace), then: is every message in the store, exactly once?"""
+    import subprocess
+
+    home = tmp / "paced"
+    env = {**os.environ, "KM_HOME": str(home)}
+    per = rate // sessions
+    n = int(per * seconds)
+    procs = [
+        subprocess.Popen(
+            [KM, "monitor", "--name", f"p{i}", "--", *RAW_SERVER],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=env,
+            bufsize=0,
+        )
+        for i in range(sessions)
+    ]
+
+    def drive(proc: subprocess.Popen[bytes]) -> tuple[int, float]:
+        assert proc.stdin is not None and proc.stdout is not None
+        got = [0]
+
+        def reader() -> None:
+            assert proc.stdout is not None
+            while got[0] < n:
+                data = proc.stdout.read(1 << 16)
+                if not data:
+                    return
+                got[0] += data.count(b"\n")
+
+        thread = threading.Thread(target=reader)
+        thread.start()
+        start = time.perf_counter()
+        for i in range(n):
+            due = start + i / per
+            if (lag := due - time.perf_counter()) > 0:
+                time.sleep(lag)
+            proc.stdin.write(CALL % i)
+        sending = time.perf_counter() - start
+        thread.join(seconds * 10)
+        proc.stdin.close()
+        proc.wait(120)
+        return got[0], sending
+
+    results: list[tuple[int, float]] = [(0, 0.0)] * sessions
+    threads = [
+        threading.Thread(target=lambda i=i: results.__setitem__(i, drive(procs[i]))) for i in range(sessions)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = max(sending for _, sending in results)
+    with sqlite3.connect(home / "km.db") as db:
+        rows = db.execute(
+            "SELECT count(*), count(DISTINCT session_id || direction || coalesce(jsonrpc_id, '')), "
+            "coalesce(sum(method = 'tools/call'), 0) FROM events"
+        ).fetchone()
+        dropped = db.execute("SELECT coalesce(sum(dropped_events), 0) FROM sessions").fetchone()[0]
+    subprocess.run([KM, "agent", "stop"], env=env, capture_output=True)
+    return {
+        "calls_sent": n * sessions,
+        "answered": sum(got for got, _ in results),
+        "achieved_calls_per_s": round(n * sessions / wall),
+        "events_stored": rows[0],
+        "distinct_events": rows[1],
+        "expected_events": 2 * n * sessions,
+        "dropped_events": dropped,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -306,6 +385,9 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--quick", action="store_true", help="3 rounds of 300 calls")
     parser.add_argument("--concurrent", type=int, default=8, help="sessions at once (0: skip)")
+    parser.add_argument(
+        "--rate", type=int, default=10_000, help="paced calls/s across the sessions (0: skip)"
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if args.quick:
@@ -321,6 +403,7 @@ def main() -> None:
         results = run_rounds(args.rounds, args.calls, Path(tmp), lambda line: print(line, flush=True))
         table = summary(results)
         conc = concurrent(Path(tmp), args.concurrent, 200) if args.concurrent else {}
+        pace = paced(Path(tmp), args.concurrent or 8, args.rate, 5.0) if args.rate else {}
     columns = sorted({k for row in table.values() for k in row})
     print()
     print("| path | " + " | ".join(columns) + " |")
@@ -331,9 +414,12 @@ def main() -> None:
         print(f"\n{args.concurrent} sessions at once, 200 calls each:")
         for name, row in conc.items():
             print(f"  {name}: {row}")
+    if pace:
+        print(f"\n{args.rate} calls/s across {args.concurrent or 8} sessions for 5 s: {pace}")
     print(f"load average after: {os.getloadavg()}")
     if args.json:
-        args.json.write_text(json.dumps({"rounds": results, "summary": table, "concurrent": conc}, indent=2))
+        data = {"rounds": results, "summary": table, "concurrent": conc, "paced": pace}
+        args.json.write_text(json.dumps(data, indent=2))
 
 
 if __name__ == "__main__":
