@@ -68,6 +68,16 @@ def listen(path: Path) -> socket.socket:
     return sock
 
 
+def batch_scheduling() -> None:
+    """Linux: SCHED_BATCH for this thread and those it starts: when its batch window ends, the
+    agent does not preempt a forwarding relay, client or server that is running (it still gets
+    its fair share: nothing starves)."""
+    policy = getattr(os, "SCHED_BATCH", None)
+    if policy is not None and hasattr(os, "sched_setscheduler"):
+        with contextlib.suppress(OSError):
+            os.sched_setscheduler(0, policy, os.sched_param(0))
+
+
 def _say(status_fd: int | None, line: str) -> None:
     """One line to whoever started this agent (agent/link.py reads it), then the pipe closes."""
     if status_fd is None:
@@ -124,6 +134,7 @@ def run(
     if hasattr(os, "nice"):
         with contextlib.suppress(OSError):  # recording can wait, traffic cannot
             os.nice(NICENESS)
+    batch_scheduling()
     from .service import Agent
 
     service = Agent(settings, home, agent, listener, held)
