@@ -73,8 +73,8 @@ def open_session_rss(argv: list[str], env: dict[str, str], calls: int = 200) -> 
 
 def agent_rss(env: dict[str, str]) -> float:
     out = subprocess.run([KM, "agent", "status", "--json"], env=env, capture_output=True, timeout=60).stdout
-    pid = json.loads(out or b"{}").get("pid")
-    return psutil.Process(pid).memory_info().rss / 2**20 if pid else float("nan")
+    agents = json.loads(out or b"[]")  # (one per set of host settings: here, one)
+    return sum(psutil.Process(a["pid"]).memory_info().rss for a in agents) / 2**20 if agents else float("nan")
 
 
 def wall(argv: list[str], env: dict[str, str]) -> float:
