@@ -47,16 +47,13 @@ from typing import Any, BinaryIO
 
 from .config import Settings
 from .fdio import write_all
-from .model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Session
+from .frames import DIRECTIONS, FRAME, KIND_C2S, KIND_END, KIND_INIT, KIND_S2C, KINDS
+from .model import Direction, Session
 
 _log = logging.getLogger("kilometers.recorder_process")
 
-FRAME = struct.Struct("<BqI")
 LINES = struct.Struct("<Q")
 """Per direction (at offset kind * 8): newlines km submitted so far, in the shared file."""
-KIND_C2S, KIND_S2C, KIND_END, KIND_INIT = 0, 1, 2, 3
-KINDS: dict[str, int] = {CLIENT_TO_SERVER: KIND_C2S, SERVER_TO_CLIENT: KIND_S2C}
-DIRECTIONS: dict[int, Direction] = {KIND_C2S: CLIENT_TO_SERVER, KIND_S2C: SERVER_TO_CLIENT}
 BATCH_WINDOW = 0.05
 """Seconds the feeder gathers chunks after the first one, like the in-process recorder."""
 NICENESS = 10

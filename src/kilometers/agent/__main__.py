@@ -10,7 +10,7 @@ import os
 import sys
 
 from ..paths import data_dir
-from .wire import agent_dir, lock_path
+from .wire import agent_dir, lock_path, say, take_lock
 
 if __name__ == "__main__":
     status_fd = int(sys.argv[1])
@@ -18,18 +18,14 @@ if __name__ == "__main__":
     home = data_dir()
     try:
         agent_dir(home).mkdir(parents=True, exist_ok=True, mode=0o700)
-        import fcntl
-
-        fd = os.open(lock_path(home, agent), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        lock = os.fdopen(fd, "ab")  # held for the agent's life
-        fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.write(status_fd, b"another\n")
-        sys.exit(0)
+        lock = take_lock(lock_path(home, agent))  # held for the agent's life
     except OSError as exc:
         os.write(2, f"km agent: cannot use {agent_dir(home)}: {exc}\n".encode())  # (its log file)
-        os.write(status_fd, f"cannot use {agent_dir(home)}: {exc.strerror or exc}\n".encode())
+        say(status_fd, f"cannot use {agent_dir(home)}: {exc.strerror or exc}")
         sys.exit(3)
+    if lock is None:
+        say(status_fd, "another")
+        sys.exit(0)
     import pickle
 
     from ..log import setup

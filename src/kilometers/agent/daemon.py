@@ -21,7 +21,17 @@ from typing import IO
 
 from ..config import Settings
 from ..paths import data_dir as default_data_dir
-from .wire import VERSION, agent_dir, agent_id, lock_path, otel_environment, socket_path, state_path
+from .wire import (
+    VERSION,
+    agent_dir,
+    agent_id,
+    lock_path,
+    otel_environment,
+    say,
+    socket_path,
+    state_path,
+    take_lock,
+)
 
 _log = logging.getLogger("kilometers.agent")
 
@@ -29,18 +39,6 @@ LOST_RACE = 0
 """Exit status of an agent that found another one holding the lock."""
 CANNOT_LISTEN = 3
 NICENESS = 10
-
-
-def _lock(path: Path) -> IO[bytes] | None:
-    import fcntl
-
-    handle = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")  # held
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        return None
-    return handle
 
 
 def _private_socket_dir(path: Path) -> None:
@@ -78,15 +76,6 @@ def batch_scheduling() -> None:
             os.sched_setscheduler(0, policy, os.sched_param(0))
 
 
-def _say(status_fd: int | None, line: str) -> None:
-    """One line to whoever started this agent (agent/link.py reads it), then the pipe closes."""
-    if status_fd is None:
-        return
-    with contextlib.suppress(OSError):
-        os.write(status_fd, line.encode() + b"\n")
-        os.close(status_fd)
-
-
 def run(
     settings: Settings | None = None,
     data_dir: Path | None = None,
@@ -105,20 +94,20 @@ def run(
     agent = agent or agent_id(settings, otel_environment())
     try:
         agent_dir(home).mkdir(parents=True, exist_ok=True, mode=0o700)
-        held = held or _lock(lock_path(home, agent))
+        held = held or take_lock(lock_path(home, agent))
     except OSError as exc:
         _log.error(f"km agent: cannot use {agent_dir(home)}: {exc}")
-        _say(status_fd, f"cannot use {agent_dir(home)}: {exc.strerror or exc}")
+        say(status_fd, f"cannot use {agent_dir(home)}: {exc.strerror or exc}")
         return CANNOT_LISTEN
     if held is None:
-        _say(status_fd, "another")
+        say(status_fd, "another")
         return LOST_RACE
     path = socket_path(home, agent)
     try:
         listener = listen(path)
     except OSError as exc:
         _log.error(f"km agent: cannot listen on {path}: {exc}")
-        _say(status_fd, f"cannot listen on {path}: {exc.strerror or exc}")
+        say(status_fd, f"cannot listen on {path}: {exc.strerror or exc}")
         return CANNOT_LISTEN
     state = {
         "pid": os.getpid(),
@@ -142,7 +131,7 @@ def run(
         if sig is not None:
             signal.signal(sig, lambda *_: service.stop())
     _log.info(f"km agent {VERSION} ({agent}): pid {os.getpid()}, listening on {path}")
-    _say(status_fd, "ready")
+    say(status_fd, "ready")
     try:
         service.serve()
     finally:

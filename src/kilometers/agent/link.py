@@ -33,15 +33,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..fdio import write_all
+from ..frames import DIRECTIONS, FRAME, KIND_C2S, KIND_END, KIND_INIT, KIND_S2C, KINDS
 from .wire import (
-    FRAME,
     KIND_ACK,
     KIND_BYE,
-    KIND_C2S,
-    KIND_END,
     KIND_HELLO,
-    KIND_INIT,
-    KIND_S2C,
     KIND_SAY,
     VERSION,
     Hello,
@@ -75,8 +71,6 @@ START_TIMEOUT = 15.0
 HELLO_TIMEOUT = 30.0
 """Seconds the agent gets to answer a session (its first start opens and migrates the store)."""
 BYE_TIMEOUT = 60.0
-KINDS = {"client_to_server": KIND_C2S, "server_to_client": KIND_S2C}
-DIRECTIONS = {KIND_C2S: "client_to_server", KIND_S2C: "server_to_client"}
 _END = object()
 
 
@@ -422,7 +416,7 @@ class AgentLink:
             return
         if self.child is not None:
             for kind, ts, data in frames:
-                self.child.submit(DIRECTIONS[kind], data, ts)  # type: ignore[arg-type]
+                self.child.submit(DIRECTIONS[kind], data, ts)
             return
         parts: list[bytes] = []
         pack, unacked = FRAME.pack, self._unacked
@@ -520,4 +514,4 @@ class AgentLink:
         pending = list(self._unacked)
         self._unacked.clear()
         for _, kind, ts, data in pending:
-            child.submit(DIRECTIONS[kind], data, ts)  # type: ignore[arg-type]
+            child.submit(DIRECTIONS[kind], data, ts)

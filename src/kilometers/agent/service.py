@@ -27,18 +27,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..config import Settings
+from ..frames import DIRECTIONS, FRAME, KIND_END, KIND_INIT
 from ..host import Host, SessionHandle
 from ..log import LOGGER
-from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction, Session
+from ..model import Session
 from .wire import (
-    FRAME,
     KIND_ACK,
     KIND_BYE,
-    KIND_C2S,
-    KIND_END,
     KIND_HELLO,
-    KIND_INIT,
-    KIND_S2C,
     KIND_SAY,
     VERSION,
     Hello,
@@ -50,7 +46,6 @@ from .wire import (
 
 _log = logging.getLogger(__name__)
 
-DIRECTIONS: dict[int, Direction] = {KIND_C2S: CLIENT_TO_SERVER, KIND_S2C: SERVER_TO_CLIENT}
 READ_SIZE = 1 << 18
 CLOSE_TIMEOUT = 60.0
 

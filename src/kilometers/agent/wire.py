@@ -19,9 +19,8 @@ A control client (``km agent status|stop``) sends an ``INIT`` whose :class:`Hell
 from __future__ import annotations
 
 import os
-import struct
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .. import __version__
 
@@ -29,8 +28,6 @@ PROTOCOL = 1
 VERSION = f"{__version__}/{PROTOCOL}"
 """Relay and agent work together only when both say the same."""
 
-FRAME = struct.Struct("<BqI")
-KIND_C2S, KIND_S2C, KIND_END, KIND_INIT = 0, 1, 2, 3
 KIND_HELLO, KIND_ACK, KIND_BYE, KIND_SAY = 4, 5, 6, 7
 
 SUN_PATH_MAX = 100
@@ -118,6 +115,31 @@ def lock_path(data_dir: Path, agent: str) -> Path:
 
 def state_path(data_dir: Path, agent: str) -> Path:
     return agent_dir(data_dir) / f"{agent}.json"
+
+
+def take_lock(path: Path) -> IO[bytes] | None:
+    """The agent's exclusive lock (0600), or None when another agent holds it; held as long as
+    the returned file stays open."""
+    import fcntl
+
+    handle = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    return handle
+
+
+def say(status_fd: int | None, line: str) -> None:
+    """One line to whoever started this agent (agent/link.py reads it), then the pipe closes."""
+    if status_fd is None:
+        return
+    try:
+        os.write(status_fd, line.encode() + b"\n")
+        os.close(status_fd)
+    except OSError:
+        pass
 
 
 def log_path(data_dir: Path) -> Path:

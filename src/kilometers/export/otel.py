@@ -19,7 +19,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -150,6 +150,26 @@ class _FailureLine(logging.Handler):
             _log.warning(f"km: OpenTelemetry export to {self.where} failed ({_reason(text)}); spans and "
                          "metrics are dropped, traffic is unaffected (check OTEL_EXPORTER_OTLP_ENDPOINT)",
                          extra=once("otel-export"))  # fmt: skip
+
+
+def _bounded(work: Callable[[], object], name: str) -> bool:
+    """Run ``work`` on a thread of its own and wait for it at most SHUTDOWN_SECONDS, and no longer
+    once an export failed (the SDK would go on retrying); True if it finished."""
+    done = threading.Event()
+
+    def run() -> None:
+        try:
+            work()
+        except Exception:  # pragma: no cover - reported by the SDK's log records
+            pass
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name=name, daemon=True).start()
+    deadline = time.monotonic() + SHUTDOWN_SECONDS
+    while not done.wait(0.01) and not _reported.is_set() and time.monotonic() < deadline:
+        pass
+    return done.is_set()
 
 
 def _quiet_sdk(where: str) -> None:
@@ -464,22 +484,9 @@ class OtelSink(Sink):
         would otherwise hold them until the next batch), waiting at most SHUTDOWN_SECONDS and not
         at all once an export failed: a collector that is down is said while the session's
         km monitor still listens, and never delays its end by more."""
-        if _reported.is_set():
-            return
-        done = threading.Event()
-
-        def flush() -> None:
-            try:
-                self.tracer_provider.force_flush(timeout_millis=int(SHUTDOWN_SECONDS * 1000))
-            except Exception:  # pragma: no cover - reported by the SDK's log records
-                pass
-            finally:
-                done.set()
-
-        threading.Thread(target=flush, name="km-otel-flush", daemon=True).start()
-        deadline = time.monotonic() + SHUTDOWN_SECONDS
-        while not done.wait(0.01) and not _reported.is_set() and time.monotonic() < deadline:
-            pass
+        if not _reported.is_set():
+            _bounded(lambda: self.tracer_provider.force_flush(timeout_millis=int(SHUTDOWN_SECONDS * 1000)),
+                     "km-otel-flush")  # fmt: skip
 
     def _span(self, session: Session, call: _Call, response: Event | None, end_ns: int,
               ended: str | None = None, description: str | None = None,
@@ -514,9 +521,6 @@ class OtelSink(Sink):
     def close(self) -> None:
         # flush what we can, but never hold km's exit hostage to a collector: at most
         # SHUTDOWN_SECONDS in all, and no wait at all once an export failed (the SDK would retry)
-        deadline = time.monotonic() + SHUTDOWN_SECONDS
-        done = threading.Event()
-
         def shutdown() -> None:
             try:
                 if not _reported.is_set():
@@ -528,13 +532,8 @@ class OtelSink(Sink):
                 if not _reported.is_set():
                     _reported.set()
                     _log.warning(f"km: OpenTelemetry export failed: {exc}", extra=once("otel-export"))
-            finally:
-                done.set()
 
-        threading.Thread(target=shutdown, name="km-otel-close", daemon=True).start()
-        while not done.wait(0.01) and not _reported.is_set() and time.monotonic() < deadline:
-            pass
-        if not done.is_set():  # abort the exporters' retries (what is left is dropped)
+        if not _bounded(shutdown, "km-otel-close"):  # abort the exporters' retries (what is left is dropped)
             for exporter in (self._span_exporter, self._metric_exporter):
                 with contextlib.suppress(Exception):
                     exporter.shutdown()
