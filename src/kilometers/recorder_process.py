@@ -17,8 +17,8 @@ cheap as the in-process queue), one feeder thread writes the chunks as frames to
   of its pipe, records what it has, counts what km had not handed over yet as dropped, and
   ends the session.
 - That count (POSIX): ``submit`` keeps, per direction, the number of newlines (messages) it
-  was given in a small file both processes map (``LINES``); the child compares it with what
-  it received when km went away without ending the session.
+  was given in a small file both processes map (:class:`~kilometers.frames.SubmittedLines`);
+  the child compares it with what it received when km went away without ending the session.
 - A policy in ``block`` mode must decide on the forwarding path with the analyzer's state, so
   it keeps the in-process recorder (see cli/monitor.py).
 
@@ -33,27 +33,22 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import mmap
 import os
 import pickle
 import signal
-import struct
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from typing import Any, BinaryIO
 
 from .config import Settings
 from .fdio import write_all
-from .frames import DIRECTIONS, FRAME, KIND_C2S, KIND_END, KIND_INIT, KIND_S2C, KINDS
+from .frames import DIRECTIONS, FRAME, KIND_END, KIND_INIT, KINDS, SubmittedLines, never_received
 from .model import Direction, Session
 
 _log = logging.getLogger("kilometers.recorder_process")
 
-LINES = struct.Struct("<Q")
-"""Per direction (at offset kind * 8): newlines km submitted so far, in the shared file."""
 BATCH_WINDOW = 0.05
 """Seconds the feeder gathers chunks after the first one, like the in-process recorder."""
 NICENESS = 10
@@ -80,23 +75,18 @@ class RecorderProcess:
         self._proc: subprocess.Popen[bytes] | None = None
         self._feeder = threading.Thread(target=self._feed, name="km-feeder", daemon=True)
         self._broken = False
-        self._lines = [0, 0]
-        self._shared_file: BinaryIO | None = None
-        self._shared: mmap.mmap | None = None
+        self._lines: SubmittedLines | None = None
         if os.name == "posix":  # handed to the child by file descriptor
             with contextlib.suppress(OSError):
-                self._shared_file = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as km
-                self._shared_file.truncate(2 * LINES.size)
-                self._shared = mmap.mmap(self._shared_file.fileno(), 2 * LINES.size)
+                self._lines = SubmittedLines()
 
     # -- called from the forwarding threads -------------------------------------------------------
 
     def submit(self, direction: Direction, data: bytes, ts_ns: int) -> None:
         kind = KINDS[direction]
         self._items.append((kind, data, ts_ns))
-        if self._shared is not None:  # one forwarding thread per direction: no lock needed
-            lines = self._lines[kind] = self._lines[kind] + data.count(b"\n")
-            LINES.pack_into(self._shared, kind * LINES.size, lines)
+        if self._lines is not None:
+            self._lines.add(kind, data)
         if not self._wake.is_set():  # only the first chunk of a batch window wakes the feeder
             self._wake.set()
 
@@ -109,9 +99,9 @@ class RecorderProcess:
         """Spawn the child; raises OSError when it cannot (km then records in-process)."""
         kwargs: dict[str, Any] = {"process_group": 0} if os.name == "posix" else {}
         argv = [sys.executable, "-m", "kilometers.recorder_process"]
-        if self._shared_file is not None:
-            argv.append(str(self._shared_file.fileno()))
-            kwargs["pass_fds"] = (self._shared_file.fileno(),)
+        if self._lines is not None:
+            argv.append(str(self._lines.fd))
+            kwargs["pass_fds"] = (self._lines.fd,)
         self._proc = subprocess.Popen(  # its own process group: a Ctrl-C meant for km skips it
             argv,
             stdin=subprocess.PIPE,
@@ -238,7 +228,7 @@ def child_main(stream: BinaryIO, lines_fd: int | None = None) -> int:
     if skipped:
         _log.info(f"km: {skipped} re-sent chunks were stored by the agent already; kept once")
     if not ended:
-        lost = _never_received(lines_fd, received)
+        lost = never_received(lines_fd, received)
         if lost:
             recording.session.dropped_events += lost  # read by the sinks only after close()
             with contextlib.suppress(OSError):
@@ -288,18 +278,6 @@ def _resume(host: Any, session: Session) -> tuple[Session, set[tuple[int, int]]]
     resumed.event_count, resumed.error_count = count, errors
     host.store.adopt(resumed)
     return resumed, {(KINDS[direction], ts) for direction, ts in found}
-
-
-def _never_received(lines_fd: int | None, received: list[int]) -> int:
-    """Messages km submitted but that never reached this process (km died first)."""
-    if lines_fd is None:
-        return 0
-    try:
-        with mmap.mmap(lines_fd, 2 * LINES.size, access=mmap.ACCESS_READ) as shared:
-            submitted = [LINES.unpack_from(shared, kind * LINES.size)[0] for kind in (KIND_C2S, KIND_S2C)]
-    except (OSError, ValueError):
-        return 0
-    return sum(max(0, sent - got) for sent, got in zip(submitted, received, strict=True))
 
 
 if __name__ == "__main__":

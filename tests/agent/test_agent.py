@@ -404,3 +404,26 @@ def test_km_killed_mid_session_leaves_an_ended_session_with_what_it_handed_over(
     _, exit_code, count = _wait(ended, what="the agent to end the session")
     assert exit_code is None and count == 100
     assert (_status(km_home) or {}).get("pid") == agent["pid"], "the agent lives on for the other sessions"
+
+
+def test_km_killed_before_handing_over_counts_the_rest_as_dropped(run_km: RunKm, km_home: Path) -> None:
+    """What km forwarded but had not sent to the agent yet when it was killed is not lost
+    silently: the agent reads km's shared count of what it handed over and stores the rest of
+    the session's messages as dropped."""
+    km = run_km([PYTHON, RAW_CAT], km_args=("--name", "dropped"))
+    km.write(_lines(5, 0, "d"))
+    km.stdout.wait_for(lambda out: out.count(b"\n") >= 5)
+    _wait(lambda: _count(km_home) == 10, what="the session to reach the agent")
+    km.write(_lines(300, 5, "d"))
+    km.stdout.wait_for(lambda out: out.count(b"\n") >= 305)
+    km.proc.kill()  # at once: the last batch window's chunks are still in km
+    km.proc.wait(30)
+
+    def ended() -> tuple[Any, ...] | None:
+        with sqlite3.connect(km_home / "km.db") as db:
+            row = db.execute("SELECT ended_ns, event_count, dropped_events FROM sessions").fetchone()
+        return row if row and row[0] is not None else None
+
+    _, count, dropped = _wait(ended, what="the agent to end the session")
+    assert _count(km_home) == count
+    assert count + dropped == 610, (count, dropped)

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..fdio import write_all
-from ..frames import DIRECTIONS, FRAME, KIND_C2S, KIND_END, KIND_INIT, KIND_S2C, KINDS
+from ..frames import DIRECTIONS, FRAME, KIND_C2S, KIND_END, KIND_INIT, KIND_S2C, KINDS, SubmittedLines
 from .wire import (
     KIND_ACK,
     KIND_BYE,
@@ -272,11 +272,20 @@ class AgentLink:
         """Neither the agent nor a child records (the child could not start): only forward."""
         self.fallback_reason: str | None = None
         """Why this session is recorded by km itself, not by the agent (None: the agent did)."""
+        self._lines: SubmittedLines | None = None
+        """What was handed over, shared with the agent: if km is killed, the agent counts what
+        it never received as dropped (POSIX)."""
+        if hasattr(socket, "send_fds"):
+            with contextlib.suppress(OSError):
+                self._lines = SubmittedLines()
 
     # -- called from the forwarding threads -------------------------------------------------------
 
     def submit(self, direction: str, data: bytes, ts_ns: int) -> None:
-        self._items.append((KINDS[direction], data, ts_ns))
+        kind = KINDS[direction]
+        self._items.append((kind, data, ts_ns))
+        if self._lines is not None:  # one forwarding thread per direction: no lock needed
+            self._lines.add(kind, data)
         if not self._wake.is_set():
             self._wake.set()
 
@@ -360,7 +369,7 @@ class AgentLink:
             data = pickle.dumps(hello)
             try:
                 sock.settimeout(HELLO_TIMEOUT)
-                sock.sendall(FRAME.pack(KIND_INIT, 0, len(data)) + data)
+                self._send_init(sock, FRAME.pack(KIND_INIT, 0, len(data)) + data)
                 frame = read_frame(sock)
                 sock.settimeout(None)
             except OSError as exc:
@@ -384,6 +393,15 @@ class AgentLink:
             self._acks = threading.Thread(target=self._read_acks, args=(sock,), name="km-acks", daemon=True)
             self._acks.start()
             return
+
+    def _send_init(self, sock: socket.socket, data: bytes) -> None:
+        """The first frame, with the shared count of what was handed over when there is one."""
+        if self._lines is None:
+            sock.sendall(data)
+            return
+        sent = socket.send_fds(sock, [data], [self._lines.fd])
+        if sent < len(data):
+            sock.sendall(data[sent:])
 
     def _frame(self, item: tuple[int, bytes, int], out: list[tuple[int, int, bytes]]) -> None:
         """Whole lines only, so that a frame re-sent elsewhere never starts mid-message."""
@@ -482,6 +500,8 @@ class AgentLink:
     def _fall_back(self, reason: str) -> None:
         """Record by ourselves from here on: the child recorder, given what the agent did not
         acknowledge (it resumes the agent's session, skipping what the agent stored)."""
+        if self._lines is not None:  # (before the agent sees the end: it is no loss)
+            self._lines.hand_over()
         self._close_socket()
         self.fallback_reason = reason
         _warn(f"km: {reason}; recording without the agent")

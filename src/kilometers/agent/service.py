@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..config import Settings
-from ..frames import DIRECTIONS, FRAME, KIND_END, KIND_INIT
+from ..frames import DIRECTIONS, FRAME, KIND_END, KIND_INIT, never_received
 from ..host import Host, SessionHandle
 from ..log import LOGGER
 from ..model import Session
@@ -164,6 +164,7 @@ class Agent:
     # -- one connection ------------------------------------------------------------------------------
 
     def _connection(self, conn: socket.socket) -> None:
+        reader: FrameReader | None = None
         with conn:
             try:
                 if not _same_user(conn):
@@ -181,6 +182,10 @@ class Agent:
                     _send(conn, KIND_HELLO, 0, json.dumps(self._control(hello)).encode())
             except (OSError, EOFError, pickle.UnpicklingError, struct.error, ValueError) as exc:
                 _log.debug(f"km agent: connection ended ({exc!r})")
+            finally:
+                for fd in reader.fds if reader is not None else ():
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
 
     def _control(self, hello: Hello) -> dict[str, Any]:
         if hello.op == "stop":
@@ -249,8 +254,14 @@ class Agent:
         handle.start()
         exit_code: int | None = None
         ended = False
+        received = [0, 0]
         try:
-            exit_code, ended = self._pump(reader, handle, send)
+            exit_code, ended = self._pump(reader, handle, send, received)
+            if not ended:  # the relay died: what it had not sent on yet is counted, not lost
+                lost = never_received(reader.fds[0] if reader.fds else None, received)
+                if lost:
+                    handle.session.dropped_events += lost
+                    _log.info(f"km agent: session {session.id} ended before handing over {lost} messages")
         finally:
             # the relay's own end, or the relay went away: what arrived is recorded either way
             handle.close(exit_code, CLOSE_TIMEOUT)
@@ -263,10 +274,15 @@ class Agent:
         return None
 
     def _pump(
-        self, reader: FrameReader, handle: SessionHandle, send: Callable[[int, int, bytes], None]
+        self,
+        reader: FrameReader,
+        handle: SessionHandle,
+        send: Callable[[int, int, bytes], None],
+        received: list[int],
     ) -> tuple[int | None, bool]:
         """Chunks to the session's recorder until the relay's END (or its end), acknowledged
-        once they are in the store: one checkpoint per read from the socket."""
+        once they are in the store: one checkpoint per read from the socket. ``received``: the
+        messages (newlines) received per direction, counted here."""
         submit, checkpoint = handle.submit, handle.recorder.checkpoint
         seq = 0
 
@@ -283,6 +299,7 @@ class Agent:
                     return (int(data) if data else None), True
                 if kind in DIRECTIONS:
                     seq += 1
+                    received[kind] += data.count(b"\n")
                     submit(DIRECTIONS[kind], data, ts)
             if seq != before:
                 checkpoint(functools.partial(ack, seq))
@@ -310,13 +327,20 @@ class FrameReader:
         self.conn = conn
         self.buf = bytearray()
         self.pending: list[tuple[int, int, bytes]] = []
+        self.fds: list[int] = []
+        """Descriptors passed with the first frame (the relay's count of what it handed over)."""
+        self._first = hasattr(socket, "recv_fds")
 
     def burst(self) -> list[tuple[int, int, bytes]] | None:
         """The frames completed by one read (maybe none); None at the end of the stream."""
         if self.pending:
             frames, self.pending = self.pending, []
             return frames
-        chunk = self.conn.recv(READ_SIZE)
+        if self._first:  # the relay passes its descriptor with its first bytes
+            self._first = False
+            chunk, self.fds, _, _ = socket.recv_fds(self.conn, READ_SIZE, 1)
+        else:
+            chunk = self.conn.recv(READ_SIZE)
         if not chunk:
             return None
         buf = self.buf
