@@ -171,3 +171,25 @@ def test_a_process_migrates_a_store_once(tmp_path: Path) -> None:
     store.rename(tmp_path / "old.db")  # a new file at the same path is another store: migrated
     db.open_store(f"sqlite:///{store}").dispose()
     assert _revisions(store) == [db.HEAD]
+
+
+def test_a_store_migrated_apart_never_loads_alembic_here(tmp_path: Path) -> None:
+    """The agent lives for hours: a store that is behind is migrated by a short-lived child
+    (upgrade_apart), so that Alembic's ~10 MB never stay in the agent."""
+    url = f"sqlite:///{tmp_path / 'km.db'}"
+    check = (
+        "import sys; from kilometers.store import db; db.upgrade_apart(sys.argv[1]); "
+        "print(db.current_revision(db.make_engine(sys.argv[1])), 'alembic' in sys.modules)"
+    )
+    out = subprocess.run([PYTHON, "-c", check, url], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split() == [db.HEAD, "False"]
+
+
+def test_a_store_that_cannot_be_migrated_apart_is_reported_where_it_is_opened(tmp_path: Path) -> None:
+    bad = tmp_path / "km.db"
+    bad.write_bytes(b"this is not a database" * 100)
+    url = f"sqlite:///{bad}"
+    db.upgrade_apart(url)  # says nothing itself: the opening does
+    with pytest.raises(Exception, match="not a database"):
+        db.open_store(url)
+    assert bad.read_bytes() == b"this is not a database" * 100

@@ -248,6 +248,36 @@ def upgrade(engine: Engine) -> None:
         _migrate(conn)
 
 
+def upgrade_apart(url: str | None, timeout: float = 600.0) -> None:
+    """:func:`upgrade` a store that is behind in a short-lived child process: Alembic and the
+    migration scripts take ~10 MB that a long-lived process (the agent) would otherwise keep
+    for its whole life. Whatever goes wrong there is left to :func:`open_store`, which meets it
+    again and reports it."""
+    url = resolve_url(url)
+    if url.startswith("sqlite") and sqlite_file(url) is None:
+        return  # an in-memory store is new in every process
+    try:
+        engine = make_engine(url)
+        try:
+            if current_revision(engine) == HEAD:
+                return
+        finally:
+            engine.dispose()
+    except Exception:
+        return
+    import subprocess
+    import sys
+
+    with contextlib.suppress(OSError, subprocess.TimeoutExpired):
+        subprocess.run(
+            [sys.executable, "-m", "kilometers.store.db", url],
+            stdin=subprocess.DEVNULL,
+            stdout=sys.stderr.fileno(),  # never a client's stdout
+            timeout=timeout,
+            check=False,
+        )
+
+
 def ensure_current(engine: Engine, create: bool = False, migrate: bool = False) -> None:
     """Raise :class:`SchemaOutOfDate` unless the schema is at :data:`HEAD`. With ``create``, a new
     database (no tables at all) is created at the newest revision, as every other store is; with
@@ -312,3 +342,9 @@ def upsert(conn: Connection, table: Any) -> Any:
     else:
         from sqlalchemy.dialects.sqlite import insert  # type: ignore[assignment]
     return insert(table)
+
+
+if __name__ == "__main__":  # upgrade_apart's child: python -m kilometers.store.db URL
+    import sys
+
+    upgrade(make_engine(sys.argv[1]))
