@@ -4,7 +4,11 @@ forwards its first byte."""
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import os
 import struct
+import threading
 
 from .directions import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction
 
@@ -32,7 +36,6 @@ class SubmittedLines:
 
     def __init__(self) -> None:
         import mmap
-        import os
 
         size = 3 * self.SLOT.size
         if hasattr(os, "memfd_create"):
@@ -70,3 +73,34 @@ def never_received(fd: int | None, received: list[int]) -> int:
     except (OSError, ValueError):
         return 0
     return sum(max(0, sent - got) for sent, got in zip(submitted, received, strict=True))
+
+
+END = object()
+"""Last item of a :class:`Handover`: ``(END, exit status)``."""
+
+
+class Handover:
+    """What ``km monitor``'s forwarding threads hand to the thread that sends it on (the agent's
+    link): ``(kind, data, ts_ns)`` chunks in order, a wake-up, and the shared count of what was
+    handed over. Made before the server starts, so that forwarding never waits for the link's
+    imports (agent/link.py, the settings)."""
+
+    def __init__(self) -> None:
+        self.items: collections.deque[tuple[object, ...]] = collections.deque()
+        self.wake = threading.Event()
+        self.lines: SubmittedLines | None = None
+        if os.name == "posix":  # (passed to the agent with SCM_RIGHTS)
+            with contextlib.suppress(OSError):
+                self.lines = SubmittedLines()
+
+    def submit(self, direction: Direction, data: bytes, ts_ns: int) -> None:
+        kind = KINDS[direction]
+        self.items.append((kind, data, ts_ns))
+        if self.lines is not None:  # one forwarding thread per direction: no lock needed
+            self.lines.add(kind, data)
+        if not self.wake.is_set():  # only the first chunk of a batch window wakes the link
+            self.wake.set()
+
+    def end(self, exit_code: int | None) -> None:
+        self.items.append((END, exit_code))
+        self.wake.set()

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..fdio import write_all
-from ..frames import DIRECTIONS, FRAME, KIND_C2S, KIND_END, KIND_INIT, KIND_S2C, KINDS, SubmittedLines
+from ..frames import DIRECTIONS, END, FRAME, KIND_C2S, KIND_END, KIND_INIT, KIND_S2C, Handover
 from .wire import (
     KIND_ACK,
     KIND_BYE,
@@ -51,6 +51,7 @@ from .wire import (
 
 if TYPE_CHECKING:
     from ..config import Settings
+    from ..directions import Direction
     from ..recorder_process import RecorderProcess
 
 
@@ -71,7 +72,6 @@ START_TIMEOUT = 15.0
 HELLO_TIMEOUT = 30.0
 """Seconds the agent gets to answer a session (its first start opens and migrates the store)."""
 BYE_TIMEOUT = 60.0
-_END = object()
 
 
 class AgentUnavailable(Exception):
@@ -251,13 +251,19 @@ class AgentLink:
         settings: Settings | Callable[[], Settings],
         session: dict[str, Any],
         data_dir: Path,
+        handover: Handover | None = None,
     ) -> None:
+        """``handover``: the forwarding threads' (the relay makes it before importing this)."""
         self._settings = settings
         self.session_info = session
         self.data_dir = data_dir
-        self._items: collections.deque[Any] = collections.deque()
-        self._wake = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="km-link", daemon=True)
+        self.handover = handover or Handover()
+        self._items: collections.deque[Any] = self.handover.items
+        self._wake = self.handover.wake
+        self._lines = self.handover.lines
+        """What was handed over, shared with the agent: if km is killed, the agent counts what
+        it never received as dropped (POSIX)."""
+        self._thread = threading.Thread(target=self.run, name="km-link", daemon=True)
         self._unacked: collections.deque[tuple[int, int, int, bytes]] = collections.deque()
         self._seq = 0
         self._tails: dict[int, list[bytes]] = {KIND_C2S: [], KIND_S2C: []}
@@ -272,22 +278,11 @@ class AgentLink:
         """Neither the agent nor a child records (the child could not start): only forward."""
         self.fallback_reason: str | None = None
         """Why this session is recorded by km itself, not by the agent (None: the agent did)."""
-        self._lines: SubmittedLines | None = None
-        """What was handed over, shared with the agent: if km is killed, the agent counts what
-        it never received as dropped (POSIX)."""
-        if hasattr(socket, "send_fds"):
-            with contextlib.suppress(OSError):
-                self._lines = SubmittedLines()
 
     # -- called from the forwarding threads -------------------------------------------------------
 
-    def submit(self, direction: str, data: bytes, ts_ns: int) -> None:
-        kind = KINDS[direction]
-        self._items.append((kind, data, ts_ns))
-        if self._lines is not None:  # one forwarding thread per direction: no lock needed
-            self._lines.add(kind, data)
-        if not self._wake.is_set():
-            self._wake.set()
+    def submit(self, direction: Direction, data: bytes, ts_ns: int) -> None:
+        self.handover.submit(direction, data, ts_ns)
 
     def backlog(self) -> int:
         return len(self._items)
@@ -299,8 +294,7 @@ class AgentLink:
 
     def stop(self, exit_code: int | None, timeout: float | None = None) -> None:
         """Hand over the end of the session; return once it is recorded (or ``timeout``)."""
-        self._items.append((_END, exit_code))
-        self._wake.set()
+        self.handover.end(exit_code)
         self._thread.join(timeout)
 
     @property
@@ -311,7 +305,8 @@ class AgentLink:
 
     # -- the link thread ---------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def run(self) -> None:
+        """The link thread's work, until the session's end is handed over and recorded."""
         try:
             self._open()
         except AgentUnavailable as exc:
@@ -321,14 +316,14 @@ class AgentLink:
         items, wake = self._items, self._wake
         while True:
             wake.wait()
-            if not (items and items[-1][0] is _END):
+            if not (items and items[-1][0] is END):
                 time.sleep(BATCH_WINDOW)
             wake.clear()
             frames: list[tuple[int, int, bytes]] = []
             end: Any = None
             while items:
                 item = items.popleft()
-                if item[0] is _END:
+                if item[0] is END:
                     end = item
                     break
                 self._frame(item, frames)

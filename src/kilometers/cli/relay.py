@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Mapping
-from pathlib import PurePath
 
 RUNNERS = {
     "npx", "uvx", "bunx", "pnpx", "node", "python", "python3", "uv", "deno", "bun", "pipx", "run", "-m",
@@ -35,13 +35,13 @@ def guess_name(command: list[str]) -> str:
     for arg in command:
         if arg.startswith("-"):
             continue
-        base = PurePath(arg).name
+        base = os.path.basename(arg)
         if base.lower().removesuffix(".exe") in RUNNERS:
             continue
         if arg.startswith("@") and "/" in arg:
             base = arg.split("/", 1)[1]
         return base.split("@", 1)[0] or base
-    return PurePath(command[0]).name if command else "server"
+    return os.path.basename(command[0]) if command else "server"
 
 
 def parse(args: list[str]) -> tuple[dict[str, str], list[str]] | None:
@@ -117,8 +117,7 @@ def fast_monitor(args: list[str]) -> int | None:
             return None  # the full path says what is wrong with it
         if grace < 0:
             return None
-    from ..agent.link import AgentLink
-    from ..paths import data_dir
+    from ..frames import Handover
     from ..proxy.stdio import ServerStartError, StdioProxy
 
     sys.setswitchinterval(SWITCH_INTERVAL)
@@ -139,15 +138,26 @@ def fast_monitor(args: list[str]) -> int | None:
 
     name = options.get("name") or guess_name(command)
     info: dict[str, object] = {"command": command, "cwd": os.getcwd(), "name": name}
-    link = AgentLink(settings, info, data_dir())  # type: ignore[arg-type]
-    proxy = StdioProxy(command, link.submit, grace_period=5.0 if grace is None else grace)
+    handover = Handover()
+
+    def link() -> None:
+        """The agent's link, imported and run on its own thread: the server starts and bytes
+        flow meanwhile (what they bring is kept in the handover)."""
+        from ..agent.link import AgentLink
+        from ..paths import data_dir
+
+        AgentLink(settings, info, data_dir(), handover).run()  # type: ignore[arg-type]
+
+    proxy = StdioProxy(command, handover.submit, grace_period=5.0 if grace is None else grace)
     try:
         info["pid"] = proxy.start()
     except ServerStartError as exc:
         sys.stderr.write(f"{exc}\n")
         return exc.exit_code
-    link.start()
+    thread = threading.Thread(target=link, name="km-link", daemon=True)
+    thread.start()
     code = proxy.run()
-    link.stop(proxy.status, timeout=60)
+    handover.end(proxy.status)
+    thread.join(60)
     sys.stderr.flush()
     return code
