@@ -38,6 +38,23 @@ def test_the_relay_path_imports_nothing_heavy() -> None:
     assert loaded == []
 
 
+def test_what_precedes_the_first_byte_leaves_the_link_and_typing_unimported() -> None:
+    """Before the server starts, the relay needs only the handover and the proxy: the agent's
+    link (sockets, the wire format) and ``typing`` load on the link thread, while bytes flow."""
+    probe = (
+        "import sys\n"
+        "from kilometers.cli import entry, relay\n"
+        "from kilometers.frames import Handover\n"
+        "from kilometers.proxy.stdio import StdioProxy\n"
+        "relay.eligible({})\n"
+        "Handover()\n"
+        "print(sorted(m for m in ('typing', 'socket', 'kilometers.agent.link', 'kilometers.config') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60, check=True).stdout
+    assert out.decode().split() == ["[]"]
+
+
 def test_km_help_imports_no_command_module() -> None:
     loaded = _imported_after(
         "sys.argv = ['km', '--help']\n"
