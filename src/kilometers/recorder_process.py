@@ -44,7 +44,7 @@ from typing import Any, BinaryIO
 
 from .config import Settings
 from .fdio import write_all
-from .frames import DIRECTIONS, FRAME, KIND_END, KIND_INIT, KINDS, SubmittedLines, never_received
+from .frames import DIRECTIONS, END, FRAME, KIND_END, KIND_INIT, KINDS, Handover, never_received
 from .model import Direction, Session
 
 _log = logging.getLogger("kilometers.recorder_process")
@@ -55,7 +55,6 @@ NICENESS = 10
 """The recorder process's lower CPU priority (it catches up whenever a core is idle)."""
 WRITE_BYTES = 1 << 20
 """Bytes the feeder gathers into one write at most."""
-_END = object()
 
 
 class RecorderProcess:
@@ -70,25 +69,18 @@ class RecorderProcess:
         self.session = session
         self.metrics_port = metrics_port
         self.resume = resume
-        self._items: collections.deque[Any] = collections.deque()
-        self._wake = threading.Event()
+        self.handover = Handover()
+        self._items: collections.deque[Any] = self.handover.items
+        self._wake = self.handover.wake
+        self._lines = self.handover.lines
+        """Per direction, the messages handed over (POSIX): the child counts those it never
+        received as dropped when km dies."""
         self._proc: subprocess.Popen[bytes] | None = None
         self._feeder = threading.Thread(target=self._feed, name="km-feeder", daemon=True)
         self._broken = False
-        self._lines: SubmittedLines | None = None
-        if os.name == "posix":  # handed to the child by file descriptor
-            with contextlib.suppress(OSError):
-                self._lines = SubmittedLines()
-
-    # -- called from the forwarding threads -------------------------------------------------------
 
     def submit(self, direction: Direction, data: bytes, ts_ns: int) -> None:
-        kind = KINDS[direction]
-        self._items.append((kind, data, ts_ns))
-        if self._lines is not None:
-            self._lines.add(kind, data)
-        if not self._wake.is_set():  # only the first chunk of a batch window wakes the feeder
-            self._wake.set()
+        self.handover.submit(direction, data, ts_ns)
 
     def backlog(self) -> int:
         return len(self._items)
@@ -118,9 +110,7 @@ class RecorderProcess:
 
     def stop(self, exit_code: int | None, timeout: float | None = None) -> None:
         """Send the end of the session, then wait until the child has stored everything."""
-        self._items.append((KIND_END, b"" if exit_code is None else str(exit_code).encode(), 0))
-        self._items.append(_END)
-        self._wake.set()
+        self.handover.end(exit_code)
         self._feeder.join(timeout)
         if self._proc is not None:
             try:
@@ -146,7 +136,11 @@ class RecorderProcess:
                 done = False
                 while items and size < WRITE_BYTES:
                     item = items.popleft()
-                    if item is _END:
+                    if item[0] is END:  # (END, exit status): the session's end, then the pipe's
+                        code = item[1]
+                        data = b"" if code is None else str(code).encode()
+                        parts.append(pack(KIND_END, 0, len(data)))
+                        parts.append(data)
                         done = True
                         break
                     kind, data, ts = item
