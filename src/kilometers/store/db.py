@@ -269,9 +269,9 @@ def upgrade_apart(url: str | None, timeout: float = 600.0) -> None:
     import sys
 
     with contextlib.suppress(OSError, subprocess.TimeoutExpired):
-        subprocess.run(
-            [sys.executable, "-m", "kilometers.store.db", url],
-            stdin=subprocess.DEVNULL,
+        subprocess.run(  # the URL on stdin: a password in it must not show in `ps`
+            [sys.executable, "-m", "kilometers.store.db"],
+            input=url.encode(),
             stdout=sys.stderr.fileno(),  # never a client's stdout
             timeout=timeout,
             check=False,
@@ -344,7 +344,7 @@ def upsert(conn: Connection, table: Any) -> Any:
     return insert(table)
 
 
-if __name__ == "__main__":  # upgrade_apart's child: python -m kilometers.store.db URL
+if __name__ == "__main__":  # upgrade_apart's child: python -m kilometers.store.db < URL
     import sys
 
-    upgrade(make_engine(sys.argv[1]))
+    upgrade(make_engine(sys.stdin.read().strip()))
