@@ -223,6 +223,8 @@ events = Table(
     Index("ix_events_org_ts", "org_id", "ts_ns"),
     Index("ix_events_method", "method"),
     Index("ix_events_tool", "tool"),
+    # Search by tool: the newest rows of one tool, read in order (revision 0012)
+    Index("ix_events_org_tool_ts", "org_id", "tool", "ts_ns"),
     Index("ix_events_org_risk", "org_id", "risk_score"),
     # only events with findings: the Overview's findings count touches those rows alone
     Index(
