@@ -136,3 +136,46 @@ def test_0006_keeps_pins_pinned_by_name(store_url: str) -> None:
         rows = conn.execute(text("SELECT server, data FROM pins ORDER BY server")).all()
     assert [tuple(r) for r in rows] == [("filesystem", '{"pins": {"read_file": "ab"}}'), ("fs", '{"new": 1}')]
     engine.dispose()
+
+
+def test_0012_analyses_the_tool_index_of_an_analysed_sqlite_store(tmp_path: Any) -> None:
+    """A SQLite store with planner statistics gets them for ``ix_events_org_tool_ts`` too, so the
+    newest-first read of an organization stays on ``ix_events_org_ts``; one without statistics
+    is left without (every index judged alike)."""
+    from alembic import command
+    from sqlalchemy import text
+
+    def stat_of(engine: Engine) -> list[Any]:
+        with engine.connect() as conn:
+            if conn.execute(text("SELECT 1 FROM sqlite_master WHERE name = 'sqlite_stat1'")).first() is None:
+                return []
+            return conn.execute(
+                text("SELECT stat FROM sqlite_stat1 WHERE idx = 'ix_events_org_tool_ts'")
+            ).all()
+
+    plain = db.make_engine(f"sqlite:///{tmp_path / 'plain.db'}")
+    analysed = db.make_engine(f"sqlite:///{tmp_path / 'analysed.db'}")
+    for engine in (plain, analysed):
+        with engine.begin() as conn:
+            command.upgrade(db._alembic_config(conn), "0011")
+    with analysed.begin() as conn:
+        conn.execute(text("INSERT INTO sessions (org_id, id, started_ns) VALUES ('o', 's', 0)"))
+        for i in range(200):  # one organization, two tools: org_id alone selects nothing
+            conn.execute(
+                text(
+                    "INSERT INTO events (org_id, id, session_id, ts_ns, direction, kind, tool, size_bytes) "
+                    "VALUES ('o', :id, 's', :ts, 'in', 'request', :tool, 1)"
+                ),
+                {"id": f"e{i}", "ts": i, "tool": ("a", "b")[i % 2]},
+            )
+        conn.execute(text("ANALYZE"))
+    for engine in (plain, analysed):
+        db.upgrade(engine)
+    assert stat_of(plain) == []
+    assert len(stat_of(analysed)) == 1
+    newest = "SELECT * FROM events WHERE org_id = 'o' ORDER BY ts_ns DESC, id DESC LIMIT 101"
+    with analysed.connect() as conn:
+        used = " ".join(r[-1] for r in conn.execute(text(f"EXPLAIN QUERY PLAN {newest}")))
+    assert "ix_events_org_ts" in used, used
+    for engine in (plain, analysed):
+        engine.dispose()

@@ -26,8 +26,10 @@ from sqlalchemy import (
     delete,
     func,
     literal,
+    null,
     or_,
     select,
+    tuple_,
     union_all,
 )
 
@@ -234,6 +236,42 @@ class Group:
         }
 
 
+def _grouped(
+    conn: Connection, org_id: str, first: int, end: int, width: int, tool: str | None, server: str | None
+) -> Iterable[Any]:
+    """The rollup rows of minutes ``[first, end)`` summed in the database twice: by (series slot,
+    bin), and by (server, method, tool, bin) with a NULL slot. A week of hourly rows (tens of
+    thousands) comes out as a few thousand: Python adds up only what each answer needs."""
+    parts: list[Select[Any]] = []
+    # a table coarser than the bucket cannot place its rows in the series
+    for table, lo, hi in plan(first, end, [(t, w) for t, w in LEVELS if w <= width]):
+        r = table.c
+        slot = ((r.minute // width) * width) if width > 1 else r.minute
+        query = select(slot.label("slot"), r.server, r.method, r.tool, r.bin, *(r[c] for c in COUNTS)).where(
+            r.org_id == org_id, r.minute >= lo, r.minute < hi
+        )
+        if tool is not None:
+            query = query.where(r.tool == tool)
+        if server is not None:
+            query = query.where(r.server == server)
+        parts.append(query)
+    if not parts:
+        return ()
+    u = (parts[0] if len(parts) == 1 else union_all(*parts)).subquery("u")
+    sums = [func.sum(u.c[c]) for c in COUNTS]
+    if conn.dialect.name == "postgresql":  # one pass over the rows for both groupings
+        dims = (u.c.server, u.c.method, u.c.tool, u.c.bin)
+        # a column outside a row's grouping set is NULL there: the slot of the (dims) rows
+        both = func.grouping_sets(tuple_(u.c.slot, u.c.bin), tuple_(*dims))
+        return conn.execute(select(u.c.slot, *dims, *sums).group_by(both))
+    none = null()
+    by_slot = select(u.c.slot, none, none, none, u.c.bin, *sums).group_by(u.c.slot, u.c.bin)
+    by_dims = select(none, u.c.server, u.c.method, u.c.tool, u.c.bin, *sums).group_by(
+        u.c.server, u.c.method, u.c.tool, u.c.bin
+    )
+    return [*conn.execute(by_slot), *conn.execute(by_dims)]
+
+
 BUCKETS = {"minute": 1, "hour": 60, "day": 1440}
 
 
@@ -250,35 +288,20 @@ def stats(
     ``tool`` / ``server`` narrow everything (series included) to one tool or server."""
     first, end = since_ns // 60_000_000_000, (until_ns - 1) // 60_000_000_000 + 1
     width = BUCKETS[bucket]
-    # a table coarser than the bucket cannot place its rows in the series
-    parts: list[Select[Any]] = []
-    for table, lo, hi in plan(first, end, [(t, w) for t, w in LEVELS if w <= width]):
-        r = table.c
-        # aggregate to the requested bucket in the database: few rows cross into Python
-        slot = ((r.minute // width) * width).label("slot") if width > 1 else r.minute.label("slot")
-        query = (
-            select(slot, r.server, r.method, r.tool, r.bin, *(func.sum(r[c]) for c in COUNTS))
-            .where(r.org_id == org_id, r.minute >= lo, r.minute < hi)
-            .group_by(slot, r.server, r.method, r.tool, r.bin)
-        )
-        if tool is not None:
-            query = query.where(r.tool == tool)
-        if server is not None:
-            query = query.where(r.server == server)
-        parts.append(query)
     total = Group()
     series: dict[int, Group] = defaultdict(Group)
     by_method: dict[str, Group] = defaultdict(Group)
     by_tool: dict[tuple[str, str], Group] = defaultdict(Group)
     by_server: dict[str, Group] = defaultdict(Group)
     with engine.connect() as conn:
-        rows: Iterable[Any] = (
-            conn.execute(parts[0] if len(parts) == 1 else union_all(*parts)) if parts else ()
-        )
-        for minute, row_server, method, row_tool, b, ev, req, err, size, lat in rows:
+        for slot, row_server, method, row_tool, b, ev, req, err, size, lat in _grouped(
+            conn, org_id, first, end, width, tool, server
+        ):
             values = (b, int(ev), int(req), int(err), int(size), float(lat))
+            if slot is not None:  # a series point
+                series[int(slot)].add(*values)
+                continue
             total.add(*values)
-            series[int(minute)].add(*values)
             by_method[method].add(*values)
             if row_tool:
                 by_tool[(row_server, row_tool)].add(*values)
