@@ -124,9 +124,6 @@ def run(
         with contextlib.suppress(OSError):  # recording can wait, traffic cannot
             os.nice(NICENESS)
     batch_scheduling()
-    from ..store.db import upgrade_apart
-
-    upgrade_apart(settings.db_url)  # Alembic never loads in the long-lived agent
     from .service import Agent
 
     service = Agent(settings, home, agent, listener, held)

@@ -124,6 +124,10 @@ class Agent:
     def serve(self) -> None:
         # what the host says at start-up (an exporter that is off, the analysis off) stands for
         # its whole life: every km monitor that connects is told, as it would tell itself
+        from ..store.db import upgrade_apart
+
+        # after `ready`, as the host's own opening was: relays wait for their HELLO meanwhile
+        upgrade_apart(self.settings.db_url)  # Alembic never loads in the long-lived agent
         with self._capture() as said:
             self.host.start()
         self.standing = said
