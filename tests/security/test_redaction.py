@@ -192,7 +192,8 @@ def test_text_past_the_scan_bound_is_not_kept_and_the_event_says_so(tmp_path: Pa
 def test_only_strict_base64_media_is_skipped(tail: str) -> None:
     """Bad base64 beside a mimeType is scanned as text (a secret in it is redacted)."""
     # an AWS key id is made of base64 characters: only the tail decides whether this is base64
-    key = "AKIA" + "".join(random.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))
+    pick = random.Random(7).choice  # fixed: an unseeded key made this test flaky (see note)
+    key = "AKIA" + "".join(pick("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))
     message = {"content": [{"type": "image", "mimeType": "image/png", "data": f"{key}/{tail}"}]}
     assert redact(message).message["content"][0]["data"] == f"[REDACTED:secret.aws_access_key]/{tail}"
     # strict base64 (the same with a valid tail) is binary: never scanned, never changed
