@@ -90,6 +90,18 @@ def _wait(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "cond
         time.sleep(0.05)
 
 
+def _ended_session(home: Path, columns: str) -> tuple[Any, ...]:
+    """``ended_ns`` and ``columns`` of the store's one session, once the agent has ended it."""
+
+    def ended() -> tuple[Any, ...] | None:
+        with sqlite3.connect(home / "km.db") as db:
+            row = db.execute(f"SELECT ended_ns, {columns} FROM sessions").fetchone()
+        return row if row and row[0] is not None else None
+
+    found: tuple[Any, ...] = _wait(ended, what="the agent to end the session")
+    return found
+
+
 def _agents(home: Path) -> list[psutil.Process]:
     """The agent processes of ``home``, once those that lost a start race have exited."""
     _wait(lambda: len(agents_under(home)) <= 1, timeout=30, what="the losers of the start race to exit")
@@ -396,12 +408,7 @@ def test_km_killed_mid_session_leaves_an_ended_session_with_what_it_handed_over(
     km.proc.kill()  # SIGKILL: no END, the agent sees the connection close
     km.proc.wait(30)
 
-    def ended() -> tuple[Any, ...] | None:
-        with sqlite3.connect(km_home / "km.db") as db:
-            row = db.execute("SELECT ended_ns, exit_code, event_count FROM sessions").fetchone()
-        return row if row and row[0] is not None else None
-
-    _, exit_code, count = _wait(ended, what="the agent to end the session")
+    _, exit_code, count = _ended_session(km_home, "exit_code, event_count")
     assert exit_code is None and count == 100
     assert (_status(km_home) or {}).get("pid") == agent["pid"], "the agent lives on for the other sessions"
 
@@ -419,11 +426,6 @@ def test_km_killed_before_handing_over_counts_the_rest_as_dropped(run_km: RunKm,
     km.proc.kill()  # at once: the last batch window's chunks are still in km
     km.proc.wait(30)
 
-    def ended() -> tuple[Any, ...] | None:
-        with sqlite3.connect(km_home / "km.db") as db:
-            row = db.execute("SELECT ended_ns, event_count, dropped_events FROM sessions").fetchone()
-        return row if row and row[0] is not None else None
-
-    _, count, dropped = _wait(ended, what="the agent to end the session")
+    _, count, dropped = _ended_session(km_home, "event_count, dropped_events")
     assert _count(km_home) == count
     assert count + dropped == 610, (count, dropped)
