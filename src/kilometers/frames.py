@@ -1,6 +1,6 @@
-"""The frames ``km monitor`` hands its chunks over in, to its recorder process or to the agent:
-``<kind:u8><n:i64><length:u32><data>``. Lean on purpose: the relay imports it before it
-forwards its first byte."""
+"""The frames ``km monitor`` and ``km proxy`` hand their traffic over in, to a recorder process
+or to the agent: ``<kind:u8><n:i64><length:u32><data>``. Lean on purpose: the relay imports it
+before it forwards its first byte."""
 
 from __future__ import annotations
 
@@ -12,12 +12,57 @@ import threading
 
 from .directions import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Direction
 
+TYPE_CHECKING = False  # (see directions.py)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
 FRAME = struct.Struct("<BqI")
 KIND_C2S, KIND_S2C, KIND_END, KIND_INIT = 0, 1, 2, 3
-"""Chunks each way (``n``: the time they were read, in ns), the end of the session (data: the
-exit status in decimal, or empty) and the first frame (what the receiver needs to record)."""
+"""Chunks of a byte stream each way (stdio; ``n``: the time they were read, in ns), the end of
+the session (data: the exit status in decimal, or empty) and the first frame (what the receiver
+needs to record)."""
+KIND_MSG_C2S, KIND_MSG_S2C, KIND_OMITTED = 4, 5, 6
+"""One whole message each way (the HTTP transports: a body, an SSE event; data: see
+:func:`pack_message`), and a message too large to keep (data: ``b"<direction kind> <size>"``)."""
 KINDS: dict[str, int] = {CLIENT_TO_SERVER: KIND_C2S, SERVER_TO_CLIENT: KIND_S2C}
 DIRECTIONS: dict[int, Direction] = {KIND_C2S: CLIENT_TO_SERVER, KIND_S2C: SERVER_TO_CLIENT}
+MESSAGE_KINDS: dict[str, int] = {CLIENT_TO_SERVER: KIND_MSG_C2S, SERVER_TO_CLIENT: KIND_MSG_S2C}
+RECORDED = frozenset((KIND_C2S, KIND_S2C, KIND_MSG_C2S, KIND_MSG_S2C, KIND_OMITTED))
+"""The kinds that carry traffic (acknowledged, re-sent to another recorder if need be)."""
+_HEADERS = struct.Struct("<I")
+
+
+def pack_message(message: bytes, headers: Mapping[str, str] | None = None) -> bytes:
+    """A message frame's data: ``<length of the headers' JSON:u32><headers' JSON><message>`` (the
+    request's ``Mcp-*`` headers, checked against its body; length 0 for none)."""
+    if not headers:
+        return _HEADERS.pack(0) + message
+    import json
+
+    encoded = json.dumps(dict(headers)).encode()
+    return _HEADERS.pack(len(encoded)) + encoded + message
+
+
+def unpack_message(data: bytes) -> tuple[bytes, dict[str, str] | None]:
+    (length,) = _HEADERS.unpack_from(data)
+    start = _HEADERS.size + length
+    if not length:
+        return data[start:], None
+    import json
+
+    return data[start:], json.loads(data[_HEADERS.size : start])
+
+
+def direction_of(kind: int, data: bytes) -> int:
+    """The direction (KIND_C2S or KIND_S2C) of a frame that carries traffic."""
+    if kind == KIND_OMITTED:
+        return int(data.split(b" ", 1)[0])
+    return kind - KIND_MSG_C2S if kind >= KIND_MSG_C2S else kind
+
+
+def messages_in(kind: int, data: bytes) -> int:
+    """Messages a traffic frame carries: its newlines (stdio chunks), else one."""
+    return data.count(b"\n") if kind <= KIND_S2C else 1
 
 
 class SubmittedLines:
@@ -49,7 +94,10 @@ class SubmittedLines:
         self.lines = [0, 0]
 
     def add(self, kind: int, data: bytes) -> None:
-        count = self.lines[kind] = self.lines[kind] + data.count(b"\n")
+        self.count(kind, data.count(b"\n"))
+
+    def count(self, kind: int, messages: int) -> None:
+        count = self.lines[kind] = self.lines[kind] + messages
         self.SLOT.pack_into(self.map, kind * self.SLOT.size, count)
 
     def hand_over(self) -> None:
@@ -99,6 +147,24 @@ class Handover:
         if self.lines is not None:  # one forwarding thread per direction: no lock needed
             self.lines.add(kind, data)
         if not self.wake.is_set():  # only the first chunk of a batch window wakes the link
+            self.wake.set()
+
+    def submit_message(
+        self, direction: Direction, message: bytes, ts_ns: int, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """One already-framed message (the HTTP transports), with the request's ``Mcp-*`` headers."""
+        self.submit_frame(MESSAGE_KINDS[direction], pack_message(message, headers), ts_ns)
+
+    def submit_omitted(self, direction: Direction, size_bytes: int, ts_ns: int) -> None:
+        """A message too large to decode and keep (it was forwarded): recorded as a marker."""
+        self.submit_frame(KIND_OMITTED, b"%d %d" % (KINDS[direction], size_bytes), ts_ns)
+
+    def submit_frame(self, kind: int, data: bytes, ts_ns: int) -> None:
+        """Any traffic frame (callers that submit from more than one thread hold a lock)."""
+        self.items.append((kind, data, ts_ns))
+        if self.lines is not None:
+            self.lines.count(direction_of(kind, data), messages_in(kind, data))
+        if not self.wake.is_set():
             self.wake.set()
 
     def end(self, exit_code: int | None) -> None:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .config import Settings
+from .frames import DIRECTIONS, KIND_MSG_C2S, KIND_OMITTED, KIND_S2C, unpack_message
 from .model import Direction, Session
 from .recorder import BATCH_WINDOW, Recorder
 from .sinks import Sink
@@ -58,6 +59,18 @@ class SessionHandle:
         self.release: Callable[[], None] = recorder.release
         """The session is idle: the sinks let go of what they can reopen (database connections)."""
         self.backlog: Callable[[], int] = recorder.backlog
+
+    def submit_frame(self, kind: int, data: bytes, ts_ns: int) -> None:
+        """A frame of traffic handed over by another process (a relay to the agent, km to its
+        recorder process): a chunk, a whole message or an omitted one (see frames.py)."""
+        if kind <= KIND_S2C:
+            self.submit(DIRECTIONS[kind], data, ts_ns)
+        elif kind == KIND_OMITTED:
+            direction, size = data.split(b" ", 1)
+            self.submit_omitted(DIRECTIONS[int(direction)], int(size), ts_ns)
+        else:
+            message, headers = unpack_message(data)
+            self.submit_message(DIRECTIONS[kind - KIND_MSG_C2S], message, ts_ns, headers)
 
     @property
     def session(self) -> Session:
@@ -105,7 +118,8 @@ class Host:
         batch_window: float = BATCH_WINDOW,
     ) -> None:
         """``policy``: loaded from the settings when not given (see pipeline.load_policy);
-        ``server_side``: km answers the client in the server's place (km proxy)."""
+        ``server_side``: km answers the client in the server's place (km proxy): its sessions
+        are marked so (``Session.server_side``)."""
         self.settings = settings
         self.policy = policy
         self.metrics_port = metrics_port
@@ -172,7 +186,6 @@ class Host:
                     OtelSink(
                         payloads=settings.otel_payloads,
                         legacy_names=settings.otel_legacy_names,
-                        server_side=self.server_side,
                     )
                 )
             except Exception as exc:  # a bad OTEL_* setting must not keep the server from starting
@@ -211,6 +224,8 @@ class Host:
         if self._closed:
             raise RuntimeError("the host is closed")
         settings = settings or self.settings
+        if self.server_side:
+            session.server_side = True
         if filters is None:
             filters = Filters(settings.exclude_ping, settings.include_methods, settings.exclude_methods)
         # the payload limit applies after redaction (recorder)

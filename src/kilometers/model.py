@@ -257,6 +257,9 @@ class Session:
     event_count: int = 0
     error_count: int = 0
     dropped_events: int = 0
+    server_side: bool = field(default=False, compare=False)
+    """km answers the client in the server's place (``km proxy``): its OpenTelemetry export also
+    records the server-side metrics. Not stored."""
 
     def to_dict(self) -> dict[str, Any]:
         return {

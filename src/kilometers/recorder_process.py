@@ -44,7 +44,18 @@ from typing import Any, BinaryIO
 
 from .config import Settings
 from .fdio import write_all
-from .frames import DIRECTIONS, END, FRAME, KIND_END, KIND_INIT, KINDS, Handover, never_received
+from .frames import (
+    END,
+    FRAME,
+    KIND_END,
+    KIND_INIT,
+    KINDS,
+    RECORDED,
+    Handover,
+    direction_of,
+    messages_in,
+    never_received,
+)
 from .model import Direction, Session
 
 _log = logging.getLogger("kilometers.recorder_process")
@@ -81,6 +92,10 @@ class RecorderProcess:
 
     def submit(self, direction: Direction, data: bytes, ts_ns: int) -> None:
         self.handover.submit(direction, data, ts_ns)
+
+    def submit_frame(self, kind: int, data: bytes, ts_ns: int) -> None:
+        """A frame another recorder did not store (the agent's link re-sends them here)."""
+        self.handover.submit_frame(kind, data, ts_ns)
 
     def backlog(self) -> int:
         return len(self._items)
@@ -196,9 +211,9 @@ def child_main(stream: BinaryIO, lines_fd: int | None = None) -> int:
     host = Host(settings, metrics_port=metrics_port).start()  # the store, opened once, then the session
     stored: set[tuple[int, int]] = set()
     if resume and host.store is not None:
-        session, stored = _resume(host, session)
+        session, stored = resume_session(host, session)
     recording = host.open_session(session)
-    submit = recording.submit
+    submit = recording.submit_frame
     exit_code: int | None = None
     ended = False
     received = [0, 0]
@@ -214,11 +229,14 @@ def child_main(stream: BinaryIO, lines_fd: int | None = None) -> int:
         if kind == KIND_END:
             exit_code, ended = (int(data) if data else None), True
             break
-        received[kind] += data.count(b"\n")
-        if stored and (kind, ts) in stored:
+        if kind not in RECORDED:
+            continue
+        direction = direction_of(kind, data)
+        received[direction] += messages_in(kind, data)
+        if stored and (direction, ts) in stored:
             skipped += 1
             continue  # its events are in the store already (the agent's, before it went away)
-        submit(DIRECTIONS[kind], data, ts)
+        submit(kind, data, ts)
     if skipped:
         _log.info(f"km: {skipped} re-sent chunks were stored by the agent already; kept once")
     if not ended:
@@ -233,7 +251,7 @@ def child_main(stream: BinaryIO, lines_fd: int | None = None) -> int:
     return 0
 
 
-def _resume(host: Any, session: Session) -> tuple[Session, set[tuple[int, int]]]:
+def resume_session(host: Any, session: Session) -> tuple[Session, set[tuple[int, int]]]:
     """The agent's stored record of ``session`` (its row, counted again from its events) and the
     (kind, time) of the chunks whose events it stored: chunks re-sent to this child carry the
     same times, and a chunk's events are stored in one transaction, all or none."""

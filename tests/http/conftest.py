@@ -45,12 +45,13 @@ def auth_upstream() -> Iterator[str]:
 
 @pytest.fixture
 def km_proxy(km_home: Path) -> Iterator[StartProxy]:
-    """Factory: ``km_proxy(upstream_url, *km_args)`` starts ``km proxy``; all are stopped (SIGTERM) after."""
+    """Factory: ``km_proxy(upstream_url, *km_args, env=None)`` starts ``km proxy``; all are stopped
+    (SIGTERM) after."""
     started: list[Proc] = []
     prepare_store(km_home)  # migrated once, before any km process opens it
 
-    def start(upstream: str, *args: str) -> KmProxy:
-        km = KmProxy(km_home, upstream, *args)
+    def start(upstream: str, *args: str, env: dict[str, str] | None = None) -> KmProxy:
+        km = KmProxy(km_home, upstream, *args, env=env)
         started.append(km)
         return km
 

@@ -34,7 +34,7 @@ from http_helpers import (
 
 from kilometers.proxy.sse import SSEParser
 
-from km_helpers import km_events, km_sessions
+from km_helpers import agents_under, km_events, km_sessions
 
 INIT = {
     "jsonrpc": "2.0",
@@ -374,6 +374,7 @@ def test_blocked_tool_call_is_answered_with_a_jsonrpc_error(
     assert answer["error"]["code"] == -32001 and answer["request_event_id"] == request["id"]
     assert "policy.blocked" in {f["rule"] for f in answer["risk"]["findings"]}
     assert {s["transport"] for s in km_sessions(km_home)} == {transport}
+    assert not agents_under(km_home), "a blocking policy decides and records in km proxy's process"
 
 
 def test_secrets_are_redacted_before_they_are_stored(

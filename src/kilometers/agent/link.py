@@ -30,10 +30,10 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..fdio import write_all
-from ..frames import DIRECTIONS, END, FRAME, KIND_C2S, KIND_END, KIND_INIT, KIND_S2C, Handover
+from ..frames import END, FRAME, KIND_C2S, KIND_END, KIND_INIT, KIND_S2C, Handover
 from .wire import (
     KIND_ACK,
     KIND_BYE,
@@ -46,13 +46,27 @@ from .wire import (
     log_path,
     otel_environment,
     running,
+    session_from_info,
     socket_path,
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from ..config import Settings
     from ..directions import Direction
-    from ..recorder_process import RecorderProcess
+    from ..model import Session
+
+
+class Fallback(Protocol):
+    """Who records a session the agent cannot (the recorder process for ``km monitor``, the
+    process's own host for ``km proxy``): given the traffic frames the agent did not store."""
+
+    def start(self) -> None: ...
+
+    def submit_frame(self, kind: int, data: bytes, ts_ns: int) -> None: ...
+
+    def stop(self, exit_code: int | None, timeout: float | None = None) -> None: ...
 
 
 def _warn(line: str) -> None:
@@ -208,9 +222,6 @@ def reach(settings: Settings, data_dir: Path, start: bool = True) -> socket.sock
 def request(path: Path, op: str, timeout: float = 10.0) -> dict[str, Any] | None:
     """A control request (``status``, ``stop``) to the agent listening at ``path``; None when
     none does."""
-    import json
-    import pickle
-
     try:
         sock = connect(path, timeout)
     except OSError:
@@ -218,15 +229,35 @@ def request(path: Path, op: str, timeout: float = 10.0) -> dict[str, Any] | None
     if sock is None:
         return None
     with sock:
-        data = pickle.dumps(Hello(VERSION, op=op))
-        try:
-            sock.sendall(FRAME.pack(KIND_INIT, 0, len(data)) + data)
-            frame = read_frame(sock)
-        except OSError:
-            return None
+        return _ask(sock, op)
+
+
+def _ask(sock: socket.socket, op: str) -> dict[str, Any] | None:
+    import json
+    import pickle
+
+    data = pickle.dumps(Hello(VERSION, op=op))
+    try:
+        sock.sendall(FRAME.pack(KIND_INIT, 0, len(data)) + data)
+        frame = read_frame(sock)
+    except OSError:
+        return None
     if frame is None or frame[0] != KIND_HELLO:
         return None
     answer: dict[str, Any] = json.loads(frame[2])
+    return answer
+
+
+def serving(settings: Settings, data_dir: Path) -> dict[str, Any]:
+    """Start the data directory's agent for these settings if none runs, and wait until it serves
+    (its store opened and migrated): its status. ``km proxy`` calls it before it listens."""
+    with reach(settings, data_dir) as sock:
+        sock.settimeout(HELLO_TIMEOUT)
+        answer = _ask(sock, "status")
+    if answer is None:
+        raise AgentUnavailable(f"the agent did not answer within {HELLO_TIMEOUT:g} s")
+    if answer.get("version") != VERSION:
+        raise AgentUnavailable(f"km {answer.get('version')} agent, km {VERSION} here")
     return answer
 
 
@@ -241,7 +272,7 @@ def request_all(data_dir: Path, op: str, timeout: float = 10.0) -> list[dict[str
 
 
 class AgentLink:
-    """The recorder of a ``km monitor`` whose session the agent records."""
+    """The recorder of a ``km monitor`` (or of one ``km proxy`` session) that the agent records."""
 
     gate = None
     """A blocking policy decides in km's process: such sessions never use the agent."""
@@ -252,9 +283,14 @@ class AgentLink:
         session: dict[str, Any],
         data_dir: Path,
         handover: Handover | None = None,
+        fallback: Callable[[Session, bool], Fallback] | None = None,
     ) -> None:
-        """``handover``: the forwarding threads' (the relay makes it before importing this)."""
+        """``session``: what the agent needs to know of it (see ``service.session_from_info``);
+        ``handover``: the forwarding threads' (the relay makes it before importing this);
+        ``fallback``: who records the session when the agent cannot, given it and whether the
+        agent began its record (default: a recorder process)."""
         self._settings = settings
+        self._fallback = fallback
         self.session_info = session
         self.data_dir = data_dir
         self.handover = handover or Handover()
@@ -271,7 +307,7 @@ class AgentLink:
         self._acks: threading.Thread | None = None
         self._bye = threading.Event()
         self._lost = threading.Event()
-        self.child: RecorderProcess | None = None
+        self.child: Fallback | None = None
         self.session_id: str | None = None
         self.started_ns: int | None = None
         self._off = False
@@ -283,6 +319,19 @@ class AgentLink:
 
     def submit(self, direction: Direction, data: bytes, ts_ns: int) -> None:
         self.handover.submit(direction, data, ts_ns)
+
+    def submit_message(
+        self, direction: Direction, message: bytes, ts_ns: int, headers: Mapping[str, str] | None = None
+    ) -> None:
+        """One already-framed message (``km proxy``), with the request's ``Mcp-*`` headers."""
+        self.handover.submit_message(direction, message, ts_ns, headers)
+
+    def submit_omitted(self, direction: Direction, size_bytes: int, ts_ns: int) -> None:
+        self.handover.submit_omitted(direction, size_bytes, ts_ns)
+
+    def release(self) -> None:
+        """The session is idle (``km proxy``): nothing to let go of here; the agent's sinks are
+        shared and stay open."""
 
     def backlog(self) -> int:
         return len(self._items)
@@ -296,6 +345,9 @@ class AgentLink:
         """Hand over the end of the session; return once it is recorded (or ``timeout``)."""
         self.handover.end(exit_code)
         self._thread.join(timeout)
+
+    close = stop
+    """(what ``km proxy`` calls a session's end)"""
 
     @property
     def settings(self) -> Settings:
@@ -399,8 +451,12 @@ class AgentLink:
             sock.sendall(data[sent:])
 
     def _frame(self, item: tuple[int, bytes, int], out: list[tuple[int, int, bytes]]) -> None:
-        """Whole lines only, so that a frame re-sent elsewhere never starts mid-message."""
+        """Whole lines only, so that a frame re-sent elsewhere never starts mid-message (messages
+        are whole already)."""
         kind, data, ts = item
+        if kind > KIND_S2C:
+            out.append((kind, ts, data))
+            return
         tail = self._tails[kind]
         cut = data.rfind(b"\n") + 1
         if not cut:
@@ -429,7 +485,7 @@ class AgentLink:
             return
         if self.child is not None:
             for kind, ts, data in frames:
-                self.child.submit(DIRECTIONS[kind], data, ts)
+                self.child.submit_frame(kind, data, ts)
             return
         parts: list[bytes] = []
         pack, unacked = FRAME.pack, self._unacked
@@ -500,24 +556,14 @@ class AgentLink:
         self._close_socket()
         self.fallback_reason = reason
         _warn(f"km: {reason}; recording without the agent")
-        from ..model import Session
-        from ..recorder_process import RecorderProcess
-
-        info = self.session_info
-        session = Session(
-            command=list(info.get("command", [])),
-            cwd=str(info.get("cwd", "")),
-            name=info.get("name"),
-            pid=info.get("pid"),
-        )
+        session = session_from_info(self.session_info)
         resume = self.session_id is not None
         if resume:
             assert self.session_id is not None
             session.id = self.session_id
             if self.started_ns is not None:
                 session.started_ns = self.started_ns
-        settings = self.settings
-        child = RecorderProcess(settings, session, settings.metrics_port, resume=resume)
+        child = (self._fallback or self._recorder_process)(session, resume)
         try:
             child.start()
         except OSError as exc:
@@ -529,4 +575,10 @@ class AgentLink:
         pending = list(self._unacked)
         self._unacked.clear()
         for _, kind, ts, data in pending:
-            child.submit(DIRECTIONS[kind], data, ts)
+            child.submit_frame(kind, data, ts)
+
+    def _recorder_process(self, session: Session, resume: bool) -> Fallback:
+        from ..recorder_process import RecorderProcess
+
+        settings = self.settings
+        return RecorderProcess(settings, session, settings.metrics_port, resume=resume)

@@ -27,10 +27,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..config import Settings
-from ..frames import DIRECTIONS, FRAME, KIND_END, KIND_INIT, never_received
+from ..frames import FRAME, KIND_END, KIND_INIT, RECORDED, direction_of, messages_in, never_received
 from ..host import Host, SessionHandle
 from ..log import LOGGER
-from ..model import Session
 from .wire import (
     KIND_ACK,
     KIND_BYE,
@@ -40,6 +39,7 @@ from .wire import (
     Hello,
     host_key,
     otel_environment,
+    session_from_info,
     socket_path,
     state_path,
 )
@@ -216,7 +216,16 @@ class Agent:
             "idle_s": self.settings.agent_idle,
             "metrics_port": self.settings.metrics_port,
             "store": str(self.settings.db_url or "default"),
+            "store_error": self._store_error(),
         }
+
+    def _store_error(self) -> str | None:
+        """Why the store could not be opened at start-up (the sink retries), for ``km proxy``."""
+        if self.host.store_error is None:
+            return None
+        from ..store.db import error_text
+
+        return error_text(self.host.store_error, self.settings.db_url)
 
     def _refuse(self, conn: socket.socket, reason: str) -> None:
         self.stats.refused += 1
@@ -230,13 +239,7 @@ class Agent:
             return self._refuse(conn, "other store, upload, policy, export or metrics settings")
         if self._stopping.is_set():
             return self._refuse(conn, "the agent is stopping")
-        info = hello.session
-        session = Session(
-            command=list(info.get("command", [])),
-            cwd=str(info.get("cwd", "")),
-            name=info.get("name"),
-            pid=info.get("pid"),
-        )
+        session = session_from_info(hello.session)
         try:
             handle = self.host.open_session(session, settings=settings, start=False)
         except RuntimeError:  # the host closed meanwhile
@@ -287,7 +290,7 @@ class Agent:
         """Chunks to the session's recorder until the relay's END (or its end), acknowledged
         once they are in the store: one checkpoint per read from the socket. ``received``: the
         messages (newlines) received per direction, counted here."""
-        submit, checkpoint = handle.submit, handle.recorder.checkpoint
+        submit, checkpoint = handle.submit_frame, handle.recorder.checkpoint
         seq = 0
 
         def ack(n: int) -> None:
@@ -301,10 +304,10 @@ class Agent:
             for kind, ts, data in frames:
                 if kind == KIND_END:
                     return (int(data) if data else None), True
-                if kind in DIRECTIONS:
+                if kind in RECORDED:
                     seq += 1
-                    received[kind] += data.count(b"\n")
-                    submit(DIRECTIONS[kind], data, ts)
+                    received[direction_of(kind, data)] += messages_in(kind, data)
+                    submit(kind, data, ts)
             if seq != before:
                 checkpoint(functools.partial(ack, seq))
 

@@ -20,9 +20,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from .. import __version__
+
+if TYPE_CHECKING:
+    from ..model import Session
 
 PROTOCOL = 1
 VERSION = f"{__version__}/{PROTOCOL}"
@@ -158,3 +161,23 @@ def running(data_dir: Path) -> list[dict[str, Any]]:
         except (OSError, ValueError):
             continue
     return states
+
+
+def session_from_info(info: dict[str, Any]) -> Session:
+    """The session a relay describes in its HELLO (``command``, ``cwd``, ``name``, ``pid``; ``km
+    proxy``'s also ``id``, ``transport``, ``started_ns`` and ``server_side``)."""
+    from ..model import Session
+
+    session = Session(
+        command=list(info.get("command", [])),
+        cwd=str(info.get("cwd", "")),
+        name=info.get("name"),
+        pid=info.get("pid"),
+        transport=str(info.get("transport") or "stdio"),
+    )
+    if isinstance(info.get("id"), str):  # km proxy's: the id its own host would have used
+        session.id = info["id"]
+    if isinstance(info.get("started_ns"), int):
+        session.started_ns = info["started_ns"]
+    session.server_side = bool(info.get("server_side"))
+    return session

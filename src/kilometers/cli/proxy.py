@@ -20,10 +20,12 @@ from .. import config
 from .common import db_failure, recording_options, recording_policy, recording_settings
 
 if TYPE_CHECKING:
+    from ..agent.proxy import AgentRecording
     from ..host import Host
     from ..security import Policy
 
 DEFAULT_LISTEN = config.Settings().proxy_listen
+NOT_RECORDED = "traffic is forwarded but not recorded until it can be opened"
 SWITCH_INTERVAL = 0.0005
 """Seconds a busy recorder thread may hold the GIL before the event loop gets it back."""
 
@@ -94,6 +96,32 @@ def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
     return Protocol
 
 
+def start_recording(settings: config.Settings, policy: Policy) -> Host | AgentRecording:
+    """Who records the sessions: the user's agent (started now if none runs, so that the store is
+    opened before km listens), else this process's host (a blocking policy decides here, on the
+    forwarding path; the agent is off or cannot start)."""
+    if policy.mode != "block" and settings.agent and os.name == "posix":
+        from ..agent.link import AgentUnavailable, serving
+        from ..agent.proxy import AgentRecording
+        from ..paths import data_dir
+
+        try:
+            status = serving(settings, data_dir())
+        except AgentUnavailable as exc:
+            click.echo(f"km proxy: {exc}; recording without the agent", err=True)
+        else:
+            if status.get("store_error"):
+                from ..store.db import display_url
+
+                click.echo(
+                    f"km proxy: cannot open the store {display_url(settings.db_url)}: "
+                    f"{status['store_error']}; {NOT_RECORDED}",
+                    err=True,
+                )
+            return AgentRecording(settings, policy, data_dir())
+    return start_host(settings, policy)
+
+
 def start_host(settings: config.Settings, policy: Policy) -> Host:
     """The process's recording pipeline, before km listens: the store opened and migrated once,
     the sinks every HTTP session shares. A store that cannot be opened is reported; traffic is
@@ -104,7 +132,7 @@ def start_host(settings: config.Settings, policy: Policy) -> Host:
     if host.store_error is not None:
         click.echo(
             f"km proxy: {db_failure('cannot open the store', host.store_error, settings.db_url)}; "
-            "traffic is forwarded but not recorded until it can be opened",
+            + NOT_RECORDED,
             err=True,
         )
     return host
@@ -198,7 +226,7 @@ def proxy_cmd(
             f"{upstream_ca!r} does not exist", param_hint="--upstream-ca / KM_PROXY_UPSTREAM_CA"
         )
     rules = recording_policy(settings)  # one that cannot be used stops km before it listens
-    pipeline = start_host(settings, rules)
+    pipeline = start_recording(settings, rules)
 
     sys.setswitchinterval(SWITCH_INTERVAL)
     options = ProxyOptions(

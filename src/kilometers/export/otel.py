@@ -339,10 +339,9 @@ class OtelSink(Sink):
         span_exporter: Any = None,
         metric_exporter: Any = None,
         legacy_names: bool = False,
-        server_side: bool = False,
     ) -> None:
-        """``server_side``: km answers the client in the server's place (``km proxy``), so it also
-        records ``mcp.server.operation.duration`` and ``mcp.server.session.duration``."""
+        """A session that km answers in the server's place (``km proxy``: ``Session.server_side``)
+        also records ``mcp.server.operation.duration`` and ``mcp.server.session.duration``."""
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
         from opentelemetry.sdk.resources import Resource
@@ -379,11 +378,14 @@ class OtelSink(Sink):
             histogram("mcp.client.operation.duration", "Duration of MCP requests, as seen by km")
         ]
         self.session_durations = [histogram("mcp.client.session.duration", "Duration of MCP sessions")]
-        if server_side:
-            self.durations.append(histogram("mcp.server.operation.duration", "Duration of MCP requests"))
-            self.session_durations.append(
-                histogram("mcp.server.session.duration", "Duration of MCP sessions")
-            )
+        self.server_durations = [
+            *self.durations,
+            histogram("mcp.server.operation.duration", "Duration of MCP requests"),
+        ]
+        self.server_session_durations = [
+            *self.session_durations,
+            histogram("mcp.server.session.duration", "Duration of MCP sessions"),
+        ]
         self.kind = SpanKind.CLIENT
         self.payloads = payloads
         self.legacy_names = legacy_names
@@ -475,7 +477,7 @@ class OtelSink(Sink):
         attrs = {k: v for k, v in session_attributes(session).items() if k in SESSION_KEYS}
         if session.exit_code not in (None, 0) and session.exit_code < 128:  # >= 128: ended by a signal
             attrs["error.type"] = str(session.exit_code)
-        for h in self.session_durations:
+        for h in self.server_session_durations if session.server_side else self.session_durations:
             h.record(max(0, end - session.started_ns) / 1e9, attrs)
         self._flush_briefly()
 
@@ -515,7 +517,7 @@ class OtelSink(Sink):
         span.end(end_time=max(end_ns, request.ts_ns))
         metric_attrs = {k: attrs[k] for k in METRIC_KEYS if k in attrs}
         seconds = max(0, end_ns - request.ts_ns) / 1e9
-        for h in self.durations:
+        for h in self.server_durations if session.server_side else self.durations:
             h.record(seconds, metric_attrs)
 
     def close(self) -> None:

@@ -65,7 +65,7 @@ from .upstream import UpstreamError, UpstreamPool, UpstreamResponse
 _log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from ..host import SessionHandle
+    from .sessions import Recording
 
 __all__ = ["HttpProxy", "LegacyStream", "ProxyOptions", "display_url", "guess_name"]
 
@@ -124,9 +124,10 @@ class ProxyOptions:
     upstream: str
     """The server's MCP endpoint URL (its origin is where every request goes, path unchanged)."""
     name: str | None = None
-    open_session: Callable[[Session], SessionHandle] | None = None
-    """Called once per new km session (``Host.open_session``): its recording, on the host's shared
-    sinks, with its security stage and (block mode) gate. None: sessions are not recorded."""
+    open_session: Callable[[Session], Recording] | None = None
+    """Called once per new km session: its recording, by the user's agent or on the process's
+    host (``Host.open_session``: the host's shared sinks, the session's security stage and, in
+    block mode, its gate; see agent/proxy.py). None: sessions are not recorded."""
     on_shutdown: Callable[[], None] | None = None
     """Called once at shutdown, after every session has been written out (``Host.close``: the
     shared sinks flush and close; uvicorn may end the process by re-raising its signal right

@@ -2,9 +2,9 @@
 
 A :class:`SessionTable` maps a key (``("sid", Mcp-Session-Id)``, ``("client", address,
 User-Agent)`` for stateless clients, ``("sse", endpoint)`` for a legacy SSE stream) to a
-:class:`LiveSession`: the km :class:`~kilometers.model.Session`, its recording (a
-:class:`~kilometers.host.SessionHandle` opened on the process's host) and the transport state
-(open streams, SSE event ids already recorded, the legacy stream). It opens sessions on first
+:class:`LiveSession`: the km :class:`~kilometers.model.Session`, its :class:`Recording` (by the
+user's agent or the process's host, see agent/proxy.py) and the transport state (open
+streams, SSE event ids already recorded, the legacy stream). It opens sessions on first
 sight, ends them (DELETE, 404, idle timeout, eviction past ``max_sessions``, shutdown), lets idle
 ones release their sinks' files, and waits for ended ones to be written out. No IO of its own
 beyond the recording threads it starts to close a session off the event loop.
@@ -18,7 +18,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import parse_qsl
 
 from ..host import unrecorded
@@ -27,9 +27,27 @@ from ..model import Direction, Session
 _log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from ..host import SessionHandle
     from ..security import Gate
     from .legacy import LegacyStream
+
+
+class Recording(Protocol):
+    """A session's recording: a :class:`~kilometers.host.SessionHandle` on the proxy's host, or an
+    :class:`~kilometers.agent.link.AgentLink` to the user's agent (agent/proxy.py)."""
+
+    @property
+    def gate(self) -> Gate | None: ...
+
+    def submit_message(
+        self, direction: Direction, message: bytes, ts_ns: int, headers: Mapping[str, str] | None = None
+    ) -> None: ...
+
+    def submit_omitted(self, direction: Direction, size_bytes: int, ts_ns: int) -> None: ...
+
+    def release(self) -> None: ...
+
+    def close(self, exit_code: int | None, timeout: float | None = None) -> None: ...
+
 
 Key = tuple[str, ...]
 
@@ -50,7 +68,7 @@ class LiveSession:
 
     key: Key
     session: Session
-    recording: SessionHandle
+    recording: Recording
     last_active: float = field(default_factory=time.monotonic)
     streams: int = 0
     """Open responses (SSE streams, bodies) that belong to this session."""
@@ -99,7 +117,7 @@ class SessionTable:
         self,
         command: str,
         name: str,
-        open_session: Callable[[Session], SessionHandle] | None,
+        open_session: Callable[[Session], Recording] | None,
         *,
         idle_timeout: float,
         max_sessions: int,
@@ -136,7 +154,7 @@ class SessionTable:
         session = Session(command=[self.command], cwd=client_host, name=self.name, transport=transport)
         if started_ns is not None:
             session.started_ns = started_ns
-        recording: SessionHandle | None = None
+        recording: Recording | None = None
         if self.open_session is not None:
             try:
                 recording = self.open_session(session)
