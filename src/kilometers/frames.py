@@ -21,14 +21,17 @@ KIND_C2S, KIND_S2C, KIND_END, KIND_INIT = 0, 1, 2, 3
 """Chunks of a byte stream each way (stdio; ``n``: the time they were read, in ns), the end of
 the session (data: the exit status in decimal, or empty) and the first frame (what the receiver
 needs to record)."""
-KIND_MSG_C2S, KIND_MSG_S2C, KIND_OMITTED = 4, 5, 6
+KIND_MSG_C2S, KIND_MSG_S2C, KIND_OMITTED, KIND_SESSION = 4, 5, 6, 7
 """One whole message each way (the HTTP transports: a body, an SSE event; data: see
-:func:`pack_message`), and a message too large to keep (data: ``b"<direction kind> <size>"``)."""
+:func:`pack_message`), a message too large to keep (data: ``b"<direction kind> <size>"``), and
+new details of the session, in order with its traffic (data: JSON, e.g. ``{"transport": "sse"}``)."""
 KINDS: dict[str, int] = {CLIENT_TO_SERVER: KIND_C2S, SERVER_TO_CLIENT: KIND_S2C}
 DIRECTIONS: dict[int, Direction] = {KIND_C2S: CLIENT_TO_SERVER, KIND_S2C: SERVER_TO_CLIENT}
 MESSAGE_KINDS: dict[str, int] = {CLIENT_TO_SERVER: KIND_MSG_C2S, SERVER_TO_CLIENT: KIND_MSG_S2C}
-RECORDED = frozenset((KIND_C2S, KIND_S2C, KIND_MSG_C2S, KIND_MSG_S2C, KIND_OMITTED))
-"""The kinds that carry traffic (acknowledged, re-sent to another recorder if need be)."""
+RECORDED = frozenset((KIND_C2S, KIND_S2C, KIND_MSG_C2S, KIND_MSG_S2C, KIND_OMITTED, KIND_SESSION))
+"""The kinds a recorder records (acknowledged, re-sent to another recorder if need be)."""
+SESSION_DETAILS = frozenset(("transport",))
+"""What a KIND_SESSION frame may change."""
 _HEADERS = struct.Struct("<I")
 
 
@@ -54,15 +57,27 @@ def unpack_message(data: bytes) -> tuple[bytes, dict[str, str] | None]:
 
 
 def direction_of(kind: int, data: bytes) -> int:
-    """The direction (KIND_C2S or KIND_S2C) of a frame that carries traffic."""
+    """The direction (KIND_C2S or KIND_S2C) of a frame that carries traffic (KIND_C2S for a
+    session's details)."""
+    if kind <= KIND_S2C:
+        return kind
     if kind == KIND_OMITTED:
         return int(data.split(b" ", 1)[0])
-    return kind - KIND_MSG_C2S if kind >= KIND_MSG_C2S else kind
+    return kind - KIND_MSG_C2S if kind <= KIND_MSG_S2C else KIND_C2S
+
+
+def already_stored(stored: set[tuple[int, int]], kind: int, data: bytes, ts_ns: int) -> bool:
+    """Whether a re-sent frame's events are among ``stored`` ((direction, time) of the events the
+    agent stored before it went away: a frame's events carry its time and are committed in one
+    transaction, all or none)."""
+    return kind != KIND_SESSION and (direction_of(kind, data), ts_ns) in stored
 
 
 def messages_in(kind: int, data: bytes) -> int:
-    """Messages a traffic frame carries: its newlines (stdio chunks), else one."""
-    return data.count(b"\n") if kind <= KIND_S2C else 1
+    """Messages a frame carries: its newlines (stdio chunks), none (a session's details), else one."""
+    if kind <= KIND_S2C:
+        return data.count(b"\n")
+    return 0 if kind == KIND_SESSION else 1
 
 
 class SubmittedLines:
@@ -158,6 +173,12 @@ class Handover:
     def submit_omitted(self, direction: Direction, size_bytes: int, ts_ns: int) -> None:
         """A message too large to decode and keep (it was forwarded): recorded as a marker."""
         self.submit_frame(KIND_OMITTED, b"%d %d" % (KINDS[direction], size_bytes), ts_ns)
+
+    def update_session(self, details: dict[str, object], ts_ns: int) -> None:
+        """New details of the session (see SESSION_DETAILS), in order with its traffic."""
+        import json
+
+        self.submit_frame(KIND_SESSION, json.dumps(details).encode(), ts_ns)
 
     def submit_frame(self, kind: int, data: bytes, ts_ns: int) -> None:
         """Any traffic frame (callers that submit from more than one thread hold a lock)."""

@@ -26,7 +26,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .config import Settings
-from .frames import DIRECTIONS, KIND_MSG_C2S, KIND_OMITTED, KIND_S2C, unpack_message
+from .frames import (
+    DIRECTIONS,
+    KIND_MSG_C2S,
+    KIND_OMITTED,
+    KIND_S2C,
+    KIND_SESSION,
+    SESSION_DETAILS,
+    unpack_message,
+)
 from .model import Direction, Session
 from .recorder import BATCH_WINDOW, Recorder
 from .sinks import Sink
@@ -68,6 +76,11 @@ class SessionHandle:
         elif kind == KIND_OMITTED:
             direction, size = data.split(b" ", 1)
             self.submit_omitted(DIRECTIONS[int(direction)], int(size), ts_ns)
+        elif kind == KIND_SESSION:
+            import json
+
+            details = json.loads(data)
+            self.update_session(**{k: v for k, v in details.items() if k in SESSION_DETAILS})
         else:
             message, headers = unpack_message(data)
             self.submit_message(DIRECTIONS[kind - KIND_MSG_C2S], message, ts_ns, headers)
@@ -76,10 +89,17 @@ class SessionHandle:
     def session(self) -> Session:
         return self.recorder.session
 
-    def session_changed(self) -> None:
-        """The transport changed the session's details (the bridge's transport): the sinks get an
-        ``on_session_update`` with the next batch."""
-        self.recorder.capture.session_changed = True
+    def update_session(self, **details: object) -> None:
+        """The transport changed the session's details (the bridge's ``transport``): the sinks get
+        an ``on_session_update`` with the next batch."""
+        session = self.recorder.session
+        changed = False
+        for name, value in details.items():
+            if getattr(session, name) != value:
+                setattr(session, name, value)
+                changed = True
+        if changed:
+            self.recorder.capture.session_changed = True
 
     def start(self) -> None:
         """Start the session's recorder thread (its sinks see ``on_session_start``)."""

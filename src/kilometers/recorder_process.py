@@ -52,6 +52,7 @@ from .frames import (
     KINDS,
     RECORDED,
     Handover,
+    already_stored,
     direction_of,
     messages_in,
     never_received,
@@ -233,7 +234,7 @@ def child_main(stream: BinaryIO, lines_fd: int | None = None) -> int:
             continue
         direction = direction_of(kind, data)
         received[direction] += messages_in(kind, data)
-        if stored and (direction, ts) in stored:
+        if stored and already_stored(stored, kind, data, ts):
             skipped += 1
             continue  # its events are in the store already (the agent's, before it went away)
         submit(kind, data, ts)

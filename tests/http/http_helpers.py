@@ -12,7 +12,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -23,7 +22,6 @@ from km_helpers import KM, NODE_BIN, PYTHON, ROOT, OutputReader, km_env
 HERE = Path(__file__).resolve().parent
 SERVERS = HERE / "servers"
 UPSTREAM = str(SERVERS / "upstream.py")
-BRIDGE_MAIN = str(SERVERS / "bridge_main.py")
 EVERYTHING = str(NODE_BIN / "mcp-server-everything")
 INSPECTOR = str(NODE_BIN / "mcp-inspector")
 SECRET_TOKEN = "km-test-bearer-7f3a9c1e5d"
@@ -178,10 +176,6 @@ def prepare_store(home: Path) -> None:
 
 def python_env(home: Path) -> dict[str, str]:
     return km_env(home)
-
-
-def bridge_argv(url: str, *args: str) -> list[str]:
-    return [sys.executable, BRIDGE_MAIN, url, *args]
 
 
 # -- MCP SDK clients ---------------------------------------------------------------------------------

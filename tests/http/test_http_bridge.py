@@ -1,21 +1,20 @@
 """The bridge (``run_bridge``, for ``km monitor --url``): a stdio client talks to a remote server.
 
-The SDK's stdio client spawns tests/http/servers/bridge_main.py (what ``km monitor --url URL``
-runs) as its "server"; the results must equal those of the SDK's HTTP client talking to the
-same remote server directly, and the store must hold the session like any other.
+The SDK's stdio client spawns ``km monitor --url URL`` as its "server"; the results must equal
+those of the SDK's HTTP client talking to the same remote server directly, and the store must
+hold the session like any other (the user's agent records it, or km itself under a blocking
+policy).
 """
 
 from __future__ import annotations
 
 import asyncio
-import sys
 import traceback
 from pathlib import Path
 from typing import Any
 
 import pytest
 from http_helpers import (
-    BRIDGE_MAIN,
     SECRET_TOKEN,
     comparable,
     db_bytes,
@@ -27,7 +26,7 @@ from http_helpers import (
 )
 from mcp.client.stdio import StdioServerParameters
 
-from km_helpers import km_env, km_events, km_sessions
+from km_helpers import KM, agents_under, km_env, km_events, km_sessions
 
 
 @pytest.fixture
@@ -37,7 +36,8 @@ def store(km_home: Path) -> Path:
 
 
 def bridge(home: Path, url: str, *args: str) -> StdioServerParameters:
-    return StdioServerParameters(command=sys.executable, args=[BRIDGE_MAIN, url, *args], env=km_env(home))
+    """``km monitor --url URL ARGS``, as a client's config would run it."""
+    return StdioServerParameters(command=KM, args=["monitor", "--url", url, *args], env=km_env(home))
 
 
 def only(home: Path) -> dict[str, Any]:
@@ -90,7 +90,7 @@ def test_bridge_with_an_authorization_header(auth_upstream: str, store: Path) ->
     direct = asyncio.run(upstream_scenario(auth_upstream, mode="legacy", headers=headers))
     through = asyncio.run(
         upstream_scenario(
-            bridge(store, auth_upstream, f"Authorization: Bearer {SECRET_TOKEN}"), mode="legacy"
+            bridge(store, auth_upstream, "--header", f"Authorization: Bearer {SECRET_TOKEN}"), mode="legacy"
         )
     )
     assert through == direct
@@ -113,7 +113,8 @@ def test_bridge_falls_back_to_legacy_sse(store: Path) -> None:
         through = asyncio.run(upstream_scenario(bridge(store, url), mode="legacy"))
         assert through == direct
         session = only(store)
-        assert session["transport"] == "sse"
+        assert session["transport"] == "sse"  # told to the agent after the session began
+        assert agents_under(store), "the user's agent records km monitor --url's sessions"
         requests_answered(km_events(store))
     finally:
         proc.stop()
@@ -139,3 +140,4 @@ def test_bridge_blocks_a_tool_call(everything_http: str, store: Path, tmp_path: 
     (blocked,) = [e for e in events if e["kind"] == "error"]
     assert blocked["tool"] == "echo" and blocked["error"]["code"] == -32001
     assert "policy.blocked" in {f["rule"] for f in blocked["risk"]["findings"]}
+    assert not agents_under(store), "a blocking policy decides and records in km's process"

@@ -145,3 +145,43 @@ def test_without_the_agent_km_proxy_records_by_itself(
     km.stop()
     assert not agents_under(km_home)
     assert _calls(km_events(km_home)) == Counter({("request", "alone"): 1, ("answer", "alone"): 1})
+
+
+def test_agent_killed_mid_session_km_monitor_url_records_the_rest_once(
+    everything_http: str, km_home: Path
+) -> None:
+    """``km monitor --url`` (the bridge) through the agent: when the agent is killed, the child
+    recorder takes the session's message frames over, resuming the agent's record."""
+    from mcp import ClientSession
+    from mcp.client.stdio import StdioServerParameters, stdio_client
+
+    params = StdioServerParameters(
+        command=KM, args=["monitor", "--url", everything_http, "--name", "bridged"], env=km_env(km_home)
+    )
+    killed = threading.Event()
+
+    def kill_the_agent() -> None:
+        wait_until(lambda: _stored_calls(km_home) >= 1, 60)
+        agent = psutil.Process(wait_until(lambda: _agent_status(km_home), 30)["pid"])
+        agent.kill()
+        agent.wait(30)
+        killed.set()
+
+    async def scenario() -> None:
+        async with stdio_client(params) as (read, write), ClientSession(read, write) as client:
+            await client.initialize()
+            for i in range(20):
+                await client.call_tool("echo", {"message": f"before{i}"})
+            await asyncio.to_thread(kill_the_agent)
+            for i in range(20):
+                result = await client.call_tool("echo", {"message": f"after{i}"})
+                assert f"after{i}" in str(result)
+
+    asyncio.run(scenario())
+    assert killed.is_set()
+    (session,) = wait_until(lambda: [s for s in km_sessions(km_home) if s["ended_at"]], 60)
+    assert session["name"] == "bridged" and session["transport"] == "streamable_http"
+    calls = _calls(km_events(km_home))
+    texts = [f"{when}{i}" for when in ("before", "after") for i in range(20)]
+    assert set(calls) == {(side, text) for text in texts for side in ("request", "answer")}
+    assert set(calls.values()) == {1}, calls.most_common(3)

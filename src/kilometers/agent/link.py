@@ -329,6 +329,13 @@ class AgentLink:
     def submit_omitted(self, direction: Direction, size_bytes: int, ts_ns: int) -> None:
         self.handover.submit_omitted(direction, size_bytes, ts_ns)
 
+    def update_session(self, **details: object) -> None:
+        """New details of the session (``km monitor --url``'s transport), in order with its traffic."""
+        changed = {k: v for k, v in details.items() if self.session_info.get(k) != v}
+        if changed:
+            self.session_info.update(changed)  # (what a fallback recorder starts from)
+            self.handover.update_session(changed, time.time_ns())
+
     def release(self) -> None:
         """The session is idle (``km proxy``): nothing to let go of here; the agent's sinks are
         shared and stay open."""

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..frames import direction_of
+from ..frames import already_stored
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -95,7 +95,7 @@ class HostSession:
         self.handle = host.open_session(session)
 
     def submit_frame(self, kind: int, data: bytes, ts_ns: int) -> None:
-        if self.stored and (direction_of(kind, data), ts_ns) in self.stored:
+        if self.stored and already_stored(self.stored, kind, data, ts_ns):
             return  # the agent stored it before it went away
         assert self.handle is not None
         self.handle.submit_frame(kind, data, ts_ns)

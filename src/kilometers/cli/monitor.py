@@ -104,13 +104,23 @@ def monitor(
     if url:
         from ..proxy.bridge import run_bridge
 
-        bridge_host = Host(settings, policy=rules, metrics_port=settings.metrics_port).start()
-        bridged = bridge_host.open_session(session)
+        # the agent records, as for a command; a blocking policy decides (and records) here
+        bridge_host: Host | None = None
+        bridged: SessionHandle | AgentLink
+        if rules.mode != "block" and settings.agent and os.name == "posix":
+            info = {"command": session.command, "cwd": session.cwd, "name": session.name,
+                    "transport": session.transport}  # fmt: skip
+            bridged = AgentLink(settings, info, data_dir())
+            bridged.start()
+        else:
+            bridge_host = Host(settings, policy=rules, metrics_port=settings.metrics_port).start()
+            bridged = bridge_host.open_session(session)
         code = run_bridge(url, parsed_headers, bridged, transport=transport)
         # clients SIGTERM their server ~2 s after closing stdin: finish writing the records first
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         bridged.close(code, timeout=60)
-        bridge_host.close()
+        if bridge_host is not None:
+            bridge_host.close()
         sys.stderr.flush()
         sys.exit(code)
     # the recorder runs in another process (the user's agent, else a child with its own Host),

@@ -54,7 +54,15 @@ from .upstream import upstream_ssl_context
 _log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
-    from ..host import SessionHandle
+    from typing import Protocol
+
+    from .sessions import Recording
+
+    class BridgeRecording(Recording, Protocol):
+        """A bridged session's recording (a SessionHandle, or an AgentLink to the user's agent)."""
+
+        def update_session(self, **details: object) -> None: ...
+
 
 READ_SIZE = 1 << 16
 BRIDGE_ERROR_CODE = -32000
@@ -128,7 +136,7 @@ class Bridge:
         self,
         url: str,
         headers: Mapping[str, str],
-        recording: SessionHandle,
+        recording: BridgeRecording,
         stdin_fd: int,
         stdout_fd: int,
         *,
@@ -164,10 +172,7 @@ class Bridge:
 
     def _set_transport(self, mode: str) -> None:
         self.mode = mode
-        session = self.recording.session
-        if session.transport != mode:
-            session.transport = mode
-            self.recording.session_changed()
+        self.recording.update_session(transport=mode)
 
     def _to_client(self, data: bytes) -> None:
         """Record one server message, then write it to stdout as one line."""
@@ -650,7 +655,7 @@ async def _read_body(response: httpx.Response) -> bytes:
 def run_bridge(
     url: str,
     headers: Mapping[str, str],
-    recording: SessionHandle,
+    recording: BridgeRecording,
     stdin_fd: int | None = None,
     stdout_fd: int | None = None,
     *,
@@ -658,8 +663,9 @@ def run_bridge(
     verify: bool | str = True,
 ) -> int:
     """Relay a stdio client (``stdin_fd``/``stdout_fd``) to the MCP server at ``url`` until the
-    client closes stdin; returns the exit code. ``recording``: the session opened on the process's
-    :class:`~kilometers.host.Host` (its gate applies in block mode); the caller closes it."""
+    client closes stdin; returns the exit code. ``recording``: the session handed to the user's
+    agent, or opened on the process's :class:`~kilometers.host.Host` (its gate applies in block
+    mode); the caller closes it."""
     bridge = Bridge(
         url,
         headers,
