@@ -150,7 +150,7 @@ class Recorder:
             items = [get()]
             first = items[0]
             if not (isinstance(first, tuple) and first[0] in (_STOP, _BARRIER, _RELEASE)):
-                time.sleep(self.batch_window)
+                time.sleep(self._window_left(first))
             try:
                 while len(items) < DRAIN_MAX:
                     items.append(get_nowait())
@@ -182,6 +182,18 @@ class Recorder:
                 else:
                     events.extend(engine.capture_chunk(item[0], item[1], item[2]))
             self._emit(engine.process(events))
+
+    def _window_left(self, first: object) -> float:
+        """The batch window, counted from when the pass's first chunk was read: a recorder in
+        another process (the agent, the recorder process) gets chunks that its sender gathered
+        for a window already, and does not hold them for another."""
+        if not isinstance(first, tuple) or len(first) < 3:
+            return self.batch_window
+        ts = first[3] if first[0] is _OMITTED else first[2]
+        if not isinstance(ts, int):
+            return self.batch_window
+        age = (time.time_ns() - ts) / 1e9
+        return min(self.batch_window, max(0.0, self.batch_window - age))
 
     closes_sinks = True
     """Close the sinks when the session ends (False when a Host shares them between sessions)."""
