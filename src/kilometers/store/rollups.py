@@ -286,15 +286,25 @@ def _grouped(
         return ()
     # a table coarser than the bucket cannot place its rows in the series
     series_levels = [(t, w) for t, w in LEVELS if w <= width]
-    if tool is None and server is None:
+    org_series = width == 60 and tool is None and server is None
+    if org_series:
         series_levels = [(rollups_org_hour if t is rollups_hour else t, w) for t, w in series_levels]
     s = _rows(series_levels, org_id, first, end, width, tool, server, dims=False)
     d = _rows(LEVELS, org_id, first, end, width, tool, server, dims=True)
     none = null()
-    by_slot = select(s.c.slot, none, none, none, s.c.bin, *_sums(s)).group_by(s.c.slot, s.c.bin)
+    if org_series:
+        # each org hour row is one (slot, bin) already: grouping them in the database cost more
+        # than Python adding the few minute rows at the edges into their slots
+        by_slot = select(s.c.slot, none, none, none, s.c.bin, *(s.c[c] for c in COUNTS))
+    else:
+        by_slot = select(s.c.slot, none, none, none, s.c.bin, *_sums(s)).group_by(s.c.slot, s.c.bin)
     by_dims = select(none, d.c.server, d.c.method, d.c.tool, d.c.bin, *_sums(d)).group_by(
         d.c.server, d.c.method, d.c.tool, d.c.bin
     )
+    if conn.dialect.name == "postgresql":
+        # a parallel plan (which PostgreSQL picks for a week) starts its workers for a few
+        # thousand rows: 46 -> 34 ms in process at 10M events; for this transaction only
+        conn.exec_driver_sql("SET LOCAL max_parallel_workers_per_gather = 0")
     # every row at once: the driver's row-by-row fetch cost more than the query on PostgreSQL
     return conn.execute(union_all(by_slot, by_dims)).all()
 
