@@ -276,12 +276,12 @@ def _rows(
 def _grouped(
     conn: Connection, org_id: str, first: int, end: int, width: int, tool: str | None, server: str | None
 ) -> Iterable[Any]:
-    """The rollup rows of minutes ``[first, end)`` summed in the database twice: by (series slot,
-    bin), and by (server, method, tool, bin) with a NULL slot. Each grouping reads the fewest
-    rows that give it exactly: the series tables no coarser than the bucket (the org's own hour
-    table in hour buckets when nothing narrows the window), the (server, method, tool) groups the
-    day table for whole days whatever the bucket. A week in hour buckets is ~7,400 + ~6,000 rows
-    at 10M events, not 25,000; Python adds up only what each answer needs."""
+    """The rollup rows of minutes ``[first, end)`` in two sets, each read from the fewest rows
+    that give it exactly: by (series slot, bin), from the tables no coarser than the bucket (the
+    org's own hour table in hour buckets when nothing narrows the window: its rows come as they
+    are, each one (slot, bin) already), and summed by (server, method, tool, bin) with a NULL
+    slot, from the day table for whole days whatever the bucket. A week in hour buckets is
+    ~8,300 + ~6,000 rows at 10M events, not 2 x 25,000; Python adds up what each answer needs."""
     if first >= end:
         return ()
     # a table coarser than the bucket cannot place its rows in the series
