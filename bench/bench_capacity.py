@@ -81,7 +81,8 @@ def _relation_sizes(target: bs.Target) -> dict[str, int]:
             "rollups": _bytes(
                 conn,
                 "SELECT sum(pg_total_relation_size(t)) FROM unnest(ARRAY["
-                "'rollups'::regclass, 'rollups_hour'::regclass, 'rollups_day'::regclass]) AS t",
+                "'rollups'::regclass, 'rollups_hour'::regclass, 'rollups_day'::regclass, "
+                "'rollups_org_hour'::regclass]) AS t",
             ),
             "sessions": _bytes(conn, "SELECT pg_total_relation_size('sessions')"),
         }

@@ -288,7 +288,7 @@ def amplify(target: Target, factor: int) -> float:
             flush=True,
         )
     with target.engine.begin() as conn:
-        for table in ("rollups", "rollups_hour", "rollups_day"):
+        for table in ("rollups", "rollups_hour", "rollups_day", "rollups_org_hour"):
             conn.execute(
                 text(f"UPDATE {table} SET {ROLLUP_COUNTS}latency_sum = latency_sum * :k"), {"k": factor}
             )

@@ -13,14 +13,16 @@ from sqlalchemy import Engine, func, insert, select
 from kilometers.store import db, rollups
 from kilometers.store.rollups import Group, latency_bin
 from kilometers.store.schema import rollups as minute_table
-from kilometers.store.schema import rollups_day, rollups_hour
+from kilometers.store.schema import rollups_day, rollups_hour, rollups_org_hour
 
 MIN_NS = 60 * 10**9
 DAY_MIN = 1440
 START_MIN = 29_833_333 // DAY_MIN * DAY_MIN + 17  # a few minutes into a UTC day in 2026
 
 
-def _events(n: int, seed: int) -> list[dict[str, Any]]:
+def _events(
+    n: int, seed: int, latencies: tuple[float, ...] = (0.3, 4.0, 17.5, 900.0)
+) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     out, minute = [], START_MIN
     for _ in range(n):
@@ -34,7 +36,7 @@ def _events(n: int, seed: int) -> list[dict[str, Any]]:
                 "kind": "response" if answered else rng.choice(("request", "notification")),
                 "is_error": answered and rng.random() < 0.2,
                 "size_bytes": rng.randrange(50, 5000),
-                "latency_ms": rng.choice((0.3, 4.0, 17.5, 900.0)) if answered else None,
+                "latency_ms": rng.choice(latencies) if answered else None,
                 "server": rng.choice(("filesystem", "github")),
             }
         )
@@ -51,14 +53,21 @@ def _store(engine: Engine, org: str, evs: list[dict[str, Any]]) -> None:
                 rollups.upsert_rollups(conn, rollups.rollup_rows(org, server, mine))
 
 
-def _expected(evs: list[dict[str, Any]], first: int, end: int, width: int) -> dict[str, Any]:
+def _expected(
+    evs: list[dict[str, Any]],
+    first: int,
+    end: int,
+    width: int,
+    tool: str | None = None,
+    server: str | None = None,
+) -> dict[str, Any]:
     total, series = Group(), defaultdict(Group)
     by_tool: dict[tuple[str, str], Group] = defaultdict(Group)
     by_method: dict[str, Group] = defaultdict(Group)
     by_server: dict[str, Group] = defaultdict(Group)
     for e in evs:
         minute = e["ts_ns"] // MIN_NS
-        if not first <= minute < end:
+        if not first <= minute < end or tool not in (None, e["tool"]) or server not in (None, e["server"]):
             continue
         lat = e["latency_ms"]
         values = (
@@ -123,6 +132,37 @@ def test_any_window_matches_the_raw_events(engine: Engine) -> None:
     assert counts[0] > counts[1] > counts[2] > 0  # minute > hour > day rows
 
 
+def test_a_week_in_hours_is_exactly_what_the_raw_events_give(engine: Engine) -> None:
+    """A window of several days in hour buckets, with partial days and partial hours at both ends,
+    as the Overview's "7 days" asks: its series comes from the org's hour table and its groups from
+    the day table in the middle (issue 17, ten times the data), and the answer is exactly, to the
+    last digit, what the raw events give (latencies whose sums are exact in any order), narrowed to
+    a tool or a server or not."""
+    from sqlalchemy import event
+
+    evs = _events(3000, seed=7, latencies=(0.25, 4.0, 17.5, 900.0))
+    _store(engine, "org-a", evs)
+    _store(engine, "org-b", _events(300, seed=8))
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    first = START_MIN + 5 * 60 + 7  # 7 minutes into the 6th hour of a day...
+    end = first + 5 * DAY_MIN + 11 * 60 + 31  # ...to 38 minutes into the 17th hour, 5 days later
+    since, until = first * MIN_NS + 123, (end - 1) * MIN_NS + 456
+    for tool, server in ((None, None), ("search", None), (None, "github"), ("read_file", "filesystem")):
+        statements.clear()
+        got = rollups.stats(engine, "org-a", since, until, "hour", tool=tool, server=server)
+        want = _expected(evs, first, end, 60, tool=tool, server=server)
+        assert want["series"] and want["by_tool"]
+        for key, value in want.items():
+            if key == "totals":
+                assert {k: got[key][k] for k in value} == value
+            else:
+                assert got[key] == value, key
+        [grouped] = [sql for sql in statements if "GROUP BY" in sql]
+        assert "rollups_day" in grouped
+        assert ("rollups_org_hour" in grouped) is (tool is None and server is None)
+
+
 def test_week_window_reads_days_and_edges() -> None:
     parts = rollups.plan(START_MIN + 5, START_MIN + 7 * DAY_MIN + 90, rollups.LEVELS)
     widths = [(t.name, hi - lo) for t, lo, hi in parts]
@@ -171,6 +211,30 @@ def test_migration_backfills_hour_and_day_tables(store_url: str) -> None:
             assert stored.keys() == want.keys()
             for k, v in want.items():
                 assert stored[k][:4] == v[:4] and abs(stored[k][4] - v[4]) < 1e-6
+    engine.dispose()
+
+
+def test_migration_backfills_the_org_hour_table(store_url: str) -> None:
+    engine = db.make_engine(store_url)
+    with engine.begin() as conn:
+        command.upgrade(db._alembic_config(conn), "0012")
+    evs = _events(400, seed=9)
+    rows = [
+        row
+        for org in ("o", "p")
+        for server in ("filesystem", "github")
+        for row in rollups.rollup_rows(org, server, [e for e in evs if e["server"] == server])
+    ]
+    with engine.begin() as conn:
+        conn.execute(insert(rollups_hour), rollups.coarsen(rows, 60))
+    db.upgrade(engine)
+    with engine.connect() as conn:
+        stored = {tuple(r[:3]): tuple(r[3:]) for r in conn.execute(select(rollups_org_hour)).all()}
+    want = {tuple(r[k] for k in rollups.ORG_KEY): tuple(r[c] for c in rollups.COUNTS)
+            for r in rollups.coarsen(rows, 60, rollups.ORG_KEY)}  # fmt: skip
+    assert stored.keys() == want.keys()
+    for k, v in want.items():
+        assert stored[k][:4] == v[:4] and abs(stored[k][4] - v[4]) < 1e-6
     engine.dispose()
 
 

@@ -107,14 +107,14 @@ def _event(session: Session, i: int, **fields: object) -> Event:
     return Event(session.id, 1_000_000_000 + i, C2S, "request", 100, '{"x":1}', method="m", **fields)  # type: ignore[arg-type]
 
 
-def _counts(db_file: Path) -> tuple[int, int, int, int]:
-    """(events, minute rollup events, hour rollup events, day rollup events) in a store."""
+def _counts(db_file: Path) -> tuple[int, int, int, int, int]:
+    """(events, minute, hour, day and org hour rollup events) in a store."""
     with sqlite3.connect(db_file) as conn:
         return (
             conn.execute("SELECT count(*) FROM events").fetchone()[0],
             *(
                 conn.execute(f"SELECT coalesce(sum(events), 0) FROM {t}").fetchone()[0]
-                for t in ("rollups", "rollups_hour", "rollups_day")
+                for t in ("rollups", "rollups_hour", "rollups_day", "rollups_org_hour")
             ),
         )
 
@@ -130,7 +130,7 @@ def test_an_empty_batch_writes_nothing_and_says_nothing(
     sink.close()
     assert capfd.readouterr().err == ""
     assert sink.lost_events == 0
-    assert _counts(tmp_path / "km.db") == (1, 1, 1, 1)
+    assert _counts(tmp_path / "km.db") == (1, 1, 1, 1, 1)
 
 
 def test_a_batch_is_stored_whole_or_not_at_all(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
@@ -146,7 +146,7 @@ def test_a_batch_is_stored_whole_or_not_at_all(tmp_path: Path, capfd: pytest.Cap
     sink.close()
     assert capfd.readouterr().err.count("cannot write the event store") == 1
     assert sink.lost_events == 3
-    assert _counts(tmp_path / "km.db") == (1, 1, 1, 1)
+    assert _counts(tmp_path / "km.db") == (1, 1, 1, 1, 1)
     with sqlite3.connect(tmp_path / "km.db") as conn:
         assert conn.execute("SELECT event_count FROM sessions").fetchone()[0] == 1
 
@@ -158,11 +158,12 @@ def test_rollups_of_many_batches_add_up_per_minute_hour_and_day(tmp_path: Path) 
     for _ in range(5):  # each batch spans two minutes of one hour; the same minutes again and again
         sink.on_events(session, [_event(session, i * minute // 2, is_error=i == 3) for i in range(4)])
     sink.close()
-    assert _counts(tmp_path / "km.db") == (20, 20, 20, 20)
+    assert _counts(tmp_path / "km.db") == (20, 20, 20, 20, 20)
     with sqlite3.connect(tmp_path / "km.db") as conn:
         minutes = conn.execute(
             "SELECT events, requests, errors, bytes FROM rollups ORDER BY minute"
         ).fetchall()
         hours = conn.execute("SELECT events, requests, errors, bytes FROM rollups_hour").fetchall()
+        org_hours = conn.execute("SELECT events, requests, errors, bytes FROM rollups_org_hour").fetchall()
     assert minutes == [(10, 10, 0, 1000), (10, 10, 5, 1000)]
-    assert hours == [(20, 20, 5, 2000)]
+    assert hours == org_hours == [(20, 20, 5, 2000)]

@@ -8,7 +8,7 @@ import click
 import orjson
 
 from .. import config
-from .common import db_failure, echo_json, fail
+from .common import db_failure, echo_json, fail, freeze_startup_heap
 
 
 def _settings(**flags: object) -> config.Settings:
@@ -216,6 +216,7 @@ def serve_cmd(
         click.echo(
             "km serve: analysis of uploads is off (--no-analysis): only secrets are redacted", err=True
         )
+    freeze_startup_heap()
     # live streams never end on their own: give them a few seconds on shutdown, then close them
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
 

@@ -16,7 +16,7 @@ import webbrowser
 import click
 
 from .. import config
-from .common import fail
+from .common import fail, freeze_startup_heap
 
 
 @click.command("ui")
@@ -62,5 +62,6 @@ def ui_cmd(port: int, open_browser: bool, db_url: str | None) -> None:
     click.echo("(this link is your key to the dashboard; press Ctrl-C to stop)", err=True)
     if open_browser:
         webbrowser.open(url)
+    freeze_startup_heap()
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=3))
     server.run(sockets=[sock])

@@ -17,7 +17,7 @@ from ..sinks import Sink
 from . import db
 from .codec import event_row, session_row
 from .live import LiveLock
-from .rollups import COUNTS, KEY, LEVELS, coarsen, rollup_rows
+from .rollups import COUNTS, WRITTEN, coarsen, rollup_rows
 from .schema import LOCAL_ORG, events, sessions
 
 _log = logging.getLogger(__name__)
@@ -26,9 +26,6 @@ RETRY_OPEN_SECONDS = 5.0
 _PROBE = Event(
     session_id="", ts_ns=0, direction="client_to_server", kind="invalid", size_bytes=0, payload=None
 )
-
-ROLLUP_COLUMNS = (*KEY, *COUNTS)
-"""A rollup row's columns, in the order of the upsert's parameters."""
 
 
 def _insert(table: str, names: Sequence[str], mark: str) -> str:
@@ -41,8 +38,9 @@ class _Statements:
     driver's cursor (whose statement cache prepares each one once per connection)."""
 
     events: str
-    rollups: tuple[tuple[str, int], ...]
-    """Upserts adding to each rollup table, with the table's width in minutes."""
+    rollups: tuple[tuple[str, int, tuple[str, ...]], ...]
+    """Upserts adding to each rollup table, with the table's width in minutes and the columns of
+    its parameters (its key, then the counts)."""
     counts: str
 
     @classmethod
@@ -53,12 +51,13 @@ class _Statements:
             events=_insert(events.name, names, mark),
             rollups=tuple(
                 (
-                    _insert(table.name, ROLLUP_COLUMNS, mark)
-                    + f" ON CONFLICT ({', '.join(KEY)}) DO UPDATE SET "
+                    _insert(table.name, (*key, *COUNTS), mark)
+                    + f" ON CONFLICT ({', '.join(key)}) DO UPDATE SET "
                     + ", ".join(f"{c} = {table.name}.{c} + excluded.{c}" for c in COUNTS),
                     width,
+                    (*key, *COUNTS),
                 )
-                for table, width in reversed(LEVELS)
+                for table, width, key in WRITTEN
             ),
             counts=f"UPDATE {sessions.name} SET event_count = {mark}, error_count = {mark} "
             f"WHERE org_id = {mark} AND id = {mark}",
@@ -216,9 +215,10 @@ class StoreSink(Sink):
                     cursor.executemany(sql.events, [tuple(r.values()) for r in rows])
                     # per-minute, hour and day rollups, as on the team server, so km ui's charts
                     # work on local data
-                    for statement, width in sql.rollups:
+                    for statement, width, columns in sql.rollups:
+                        key = columns[: -len(COUNTS)]
                         cursor.executemany(
-                            statement, [tuple(r[c] for c in ROLLUP_COLUMNS) for r in coarsen(minutes, width)]
+                            statement, [tuple(r[c] for c in columns) for r in coarsen(minutes, width, key)]
                         )
                     cursor.execute(
                         sql.counts, (session.event_count, session.error_count, LOCAL_ORG, session.id)
