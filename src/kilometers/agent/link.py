@@ -285,7 +285,7 @@ class AgentLink:
         handover: Handover | None = None,
         fallback: Callable[[Session, bool], Fallback] | None = None,
     ) -> None:
-        """``session``: what the agent needs to know of it (see ``service.session_from_info``);
+        """``session``: what the agent needs to know of it (see ``wire.session_from_info``);
         ``handover``: the forwarding threads' (the relay makes it before importing this);
         ``fallback``: who records the session when the agent cannot, given it and whether the
         agent began its record (default: a recorder process)."""

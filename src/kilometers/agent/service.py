@@ -287,9 +287,10 @@ class Agent:
         send: Callable[[int, int, bytes], None],
         received: list[int],
     ) -> tuple[int | None, bool]:
-        """Chunks to the session's recorder until the relay's END (or its end), acknowledged
-        once they are in the store: one checkpoint per read from the socket. ``received``: the
-        messages (newlines) received per direction, counted here."""
+        """Traffic frames (chunks, whole messages, session details) to the session's recorder
+        until the relay's END (or its end), acknowledged once they are in the store: one
+        checkpoint per read from the socket. ``received``: the messages received per direction
+        (a chunk's newlines, one per whole message), counted here."""
         submit, checkpoint = handle.submit_frame, handle.recorder.checkpoint
         seq = 0
 
