@@ -64,8 +64,8 @@ class Settings:
     """`km monitor` records in a child process, so recording never competes with forwarding for
     the GIL (off: a recorder thread in km's process; a blocking policy always uses the thread)."""
     agent: bool = True
-    """`km monitor` hands its sessions to one background recorder per user and data directory
-    (``km agent``); off: each ``km monitor`` records by itself (see ``recorder_process``)."""
+    """`km monitor` and `km proxy` hand their sessions to one background recorder per user and
+    data directory (``km agent``); off: each records by itself (see ``recorder_process``)."""
     agent_idle: float = 300.0
     """Seconds the agent stays up with no session before it exits."""
     metrics_port: int | None = None
@@ -166,8 +166,9 @@ SPECS: tuple[Spec, ...] = (
     Spec("recorder_process", "monitor", "recorder_process", "KM_RECORDER_PROCESS", "", BOOLEAN,
          "`km monitor` records in a child process (false: a thread in km's process)"),
     Spec("agent", "monitor", "agent", "KM_AGENT", "", BOOLEAN,
-         "`km monitor` hands its sessions to one background `km agent` per user and data directory "
-         "(false: each `km monitor` records by itself)"),
+         "`km monitor` and `km proxy` hand their sessions to one background `km agent` per user and "
+         "data directory (false: each `km monitor` or `km proxy` records by itself; a blocking "
+         "policy always does)"),
     Spec("agent_idle", "monitor", "agent_idle", "KM_AGENT_IDLE", "", "seconds ≥ 0.1",
          "seconds the agent stays up with no session before it exits"),
     Spec("metrics_port", "monitor", "metrics_port", "KM_METRICS_PORT", "`km monitor --metrics-port`",

@@ -112,11 +112,20 @@ class SubmittedLines:
         self.count(kind, data.count(b"\n"))
 
     def count(self, kind: int, messages: int) -> None:
+        if self.map.closed:
+            return  # the session has ended
         count = self.lines[kind] = self.lines[kind] + messages
         self.SLOT.pack_into(self.map, kind * self.SLOT.size, count)
 
     def hand_over(self) -> None:
         self.SLOT.pack_into(self.map, self.HANDED_OVER * self.SLOT.size, 1)
+
+    def close(self) -> None:
+        """The session has ended and its recorder has read the counts (it holds its own copy of
+        the descriptor): a ``km proxy`` opens one of these per session."""
+        if not self.map.closed:
+            self.map.close()
+            os.close(self.fd)
 
 
 def never_received(fd: int | None, received: list[int]) -> int:
@@ -191,3 +200,8 @@ class Handover:
     def end(self, exit_code: int | None) -> None:
         self.items.append((END, exit_code))
         self.wake.set()
+
+    def close(self) -> None:
+        """Let go of the shared count once the session is recorded (the sender's side)."""
+        if self.lines is not None:
+            self.lines.close()

@@ -133,6 +133,8 @@ class RecorderProcess:
                 self._proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 _log.warning("km: the recorder is still writing; leaving it to finish")
+        if not self._feeder.is_alive():
+            self.handover.close()  # (the child holds its own copy of the count's descriptor)
 
     # -- the feeder thread ---------------------------------------------------------------------------
 

@@ -185,3 +185,35 @@ def test_agent_killed_mid_session_km_monitor_url_records_the_rest_once(
     texts = [f"{when}{i}" for when in ("before", "after") for i in range(20)]
     assert set(calls) == {(side, text) for text in texts for side in ("request", "answer")}
     assert set(calls.values()) == {1}, calls.most_common(3)
+
+
+def test_ended_sessions_give_back_their_threads_and_descriptors(
+    everything_http: str, km_proxy: StartProxy, km_home: Path
+) -> None:
+    """Each session's link to the agent holds a connection, a shared count (memfd) and two
+    threads while it is open; a long-running km proxy gives them back as sessions end."""
+    import httpx
+
+    km = km_proxy(everything_http)
+    proc = psutil.Process(km.proc.pid)
+    url = km.url(everything_http)
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    client_info = {"name": "t", "version": "1"}
+    params = {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": client_info}
+    init = {"jsonrpc": "2.0", "id": 0, "method": "initialize", "params": params}
+    threads = proc.num_threads()  # no session yet
+    with httpx.Client(timeout=60) as client:
+
+        def session() -> None:
+            answer = client.post(url, json=init, headers=headers)
+            assert answer.status_code == 200
+            sid = answer.headers["mcp-session-id"]
+            client.delete(url, headers={**headers, "mcp-session-id": sid})
+
+        session()  # (opens the keep-alive connections, to km and to the server)
+        wait_until(lambda: proc.num_threads() <= threads, 60)
+        fds = proc.num_fds()
+        for _ in range(30):
+            session()
+        wait_until(lambda: proc.num_threads() <= threads and proc.num_fds() <= fds + 2, 60)
+    km.stop()

@@ -26,7 +26,7 @@ from http_helpers import PYTHON, Proc, StartProxy, db_bytes, free_port, wait_por
 
 from kilometers.jsonlimits import MAX_BODY_BYTES, TOO_LARGE_RULE
 
-from km_helpers import KmProcess, km_events, read_json_line
+from km_helpers import KmProcess, km_env, km_events, read_json_line
 
 HERE = Path(__file__).resolve().parent
 
@@ -116,10 +116,19 @@ def _initialize(client: httpx.Client, url: str) -> str:
     return response.headers["mcp-session-id"]
 
 
+SESSION_THREADS = 2
+"""An open km proxy session's threads: with the agent, its link and the link's acknowledgement
+reader (in-process, KM_AGENT=0: its recorder thread)."""
+SESSION_FDS = 3
+"""An open km proxy session's descriptors: with the agent, its connection and the shared count
+of what it handed over (a memfd, and the mmap's own copy)."""
+
+
+@pytest.mark.parametrize("agent", ["1", "0"])
 def test_abandoned_sessions_leave_bounded_threads_and_files(
-    km_proxy: StartProxy, everything_http: str
+    km_proxy: StartProxy, everything_http: str, km_home: Path, agent: str
 ) -> None:
-    km = km_proxy(everything_http)
+    km = km_proxy(everything_http, env=km_env(km_home, KM_AGENT=agent))
     proc = psutil.Process(km.proc.pid)
     url = km.url(everything_http)
     with httpx.Client(timeout=60) as client:
@@ -129,14 +138,19 @@ def test_abandoned_sessions_leave_bounded_threads_and_files(
             _initialize(client, url)
         # the default --max-sessions is 100: the sessions idle longest were closed to make room
         # the sessions ended to make room finish writing on threads of their own, then go
-        wait_until(lambda: proc.num_threads() <= threads + 100 + 10, timeout=60)
-        wait_until(lambda: proc.num_fds() <= fds + 2 * 100 + 10, timeout=60)
+        wait_until(lambda: proc.num_threads() <= threads + SESSION_THREADS * 100 + 10, timeout=60)
+        wait_until(lambda: proc.num_fds() <= fds + SESSION_FDS * 100 + 10, timeout=60)
     assert b"--max-sessions" in km.stderr.data  # said once, on stderr
     km.stop()
 
 
-def test_idle_sessions_release_their_store_files(km_proxy: StartProxy, everything_http: str) -> None:
-    km = km_proxy(everything_http)
+def test_idle_sessions_release_their_store_files(
+    km_proxy: StartProxy, everything_http: str, km_home: Path
+) -> None:
+    """In-process (KM_AGENT=0): the sessions share the host's store engine instead of holding a
+    store connection each, and idle ones keep none open. With the agent, km proxy never opens
+    the store at all (tests/http/test_proxy_agent.py)."""
+    km = km_proxy(everything_http, env=km_env(km_home, KM_AGENT="0"))
     proc = psutil.Process(km.proc.pid)
     url = km.url(everything_http)
     with httpx.Client(timeout=60) as client:
@@ -145,8 +159,7 @@ def test_idle_sessions_release_their_store_files(km_proxy: StartProxy, everythin
         fds = proc.num_fds()
         for _ in range(20):
             _initialize(client, url)
-    # one host per process: the 20 sessions share its store engine instead of holding a store
-    # connection each; abandoned but not ended (the idle timeout is 600 s), none keeps one open
+    # abandoned but not ended (the idle timeout is 600 s), none keeps a store file open
     wait_until(lambda: proc.num_fds() <= fds + 2, timeout=60)
     assert proc.num_threads() >= 21  # the sessions themselves are still open
     km.stop()

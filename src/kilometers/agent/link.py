@@ -397,6 +397,7 @@ class AgentLink:
             except Exception as exc:
                 self._give_up(exc)
             if end is not None:
+                self.handover.close()
                 return
 
     def _give_up(self, exc: Exception) -> None:
