@@ -70,7 +70,8 @@ class SessionHandle:
 
     def submit_frame(self, kind: int, data: bytes, ts_ns: int) -> None:
         """A frame of traffic handed over by another process (a relay to the agent, km to its
-        recorder process): a chunk, a whole message or an omitted one (see frames.py)."""
+        recorder process): a chunk, a whole message, an omitted one or new details of the session
+        (see frames.py)."""
         if kind <= KIND_S2C:
             self.submit(DIRECTIONS[kind], data, ts_ns)
         elif kind == KIND_OMITTED:

@@ -104,10 +104,11 @@ def monitor(
     if url:
         from ..proxy.bridge import run_bridge
 
-        # the agent records, as for a command; a blocking policy decides (and records) here
+        # the agent records, as for a command; a blocking policy decides (and records) here, as
+        # does `recorder_process = false`
         bridge_host: Host | None = None
         bridged: SessionHandle | AgentLink
-        if rules.mode != "block" and settings.agent and os.name == "posix":
+        if rules.mode != "block" and settings.recorder_process and settings.agent and os.name == "posix":
             info = {"command": session.command, "cwd": session.cwd, "name": session.name,
                     "transport": session.transport}  # fmt: skip
             bridged = AgentLink(settings, info, data_dir())
