@@ -7,6 +7,8 @@ table carries ``org_id``; the local store uses the organization ``local``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -134,6 +136,17 @@ org_usage = Table(
 )
 
 
+def _rollup_counts() -> list[Column[Any]]:
+    """The counts every rollup table keeps per key and latency bin."""
+    return [
+        Column("events", BigInteger, nullable=False),
+        Column("requests", BigInteger, nullable=False),
+        Column("errors", BigInteger, nullable=False),
+        Column("bytes", BigInteger, nullable=False),
+        Column("latency_sum", Float, nullable=False),
+    ]
+
+
 def _rollup_table(name: str) -> Table:
     return Table(
         name,
@@ -144,11 +157,7 @@ def _rollup_table(name: str) -> Table:
         Column("method", String(200), nullable=False),
         Column("tool", String(200), nullable=False),
         Column("bin", Integer, nullable=False),
-        Column("events", BigInteger, nullable=False),
-        Column("requests", BigInteger, nullable=False),
-        Column("errors", BigInteger, nullable=False),
-        Column("bytes", BigInteger, nullable=False),
-        Column("latency_sum", Float, nullable=False),
+        *_rollup_counts(),
         PrimaryKeyConstraint("org_id", "minute", "server", "method", "tool", "bin", name=f"pk_{name}"),
     )
 
@@ -166,11 +175,7 @@ rollups_org_hour = Table(
     Column("org_id", String(36), nullable=False),
     Column("minute", BigInteger, nullable=False),
     Column("bin", Integer, nullable=False),
-    Column("events", BigInteger, nullable=False),
-    Column("requests", BigInteger, nullable=False),
-    Column("errors", BigInteger, nullable=False),
-    Column("bytes", BigInteger, nullable=False),
-    Column("latency_sum", Float, nullable=False),
+    *_rollup_counts(),
     PrimaryKeyConstraint("org_id", "minute", "bin", name="pk_rollups_org_hour"),
     sqlite_with_rowid=False,
 )
