@@ -25,6 +25,9 @@ KIND_MSG_C2S, KIND_MSG_S2C, KIND_OMITTED, KIND_SESSION = 4, 5, 6, 7
 """One whole message each way (the HTTP transports: a body, an SSE event; data: see
 :func:`pack_message`), a message too large to keep (data: ``b"<direction kind> <size>"``), and
 new details of the session, in order with its traffic (data: JSON, e.g. ``{"transport": "sse"}``)."""
+KIND_SYNC = 8
+"""A blocking policy's question (``n``: its number): once everything sent before it is processed,
+which tools changed since pinned (the agent answers with ``wire.KIND_SYNCED``)."""
 KINDS: dict[str, int] = {CLIENT_TO_SERVER: KIND_C2S, SERVER_TO_CLIENT: KIND_S2C}
 DIRECTIONS: dict[int, Direction] = {KIND_C2S: CLIENT_TO_SERVER, KIND_S2C: SERVER_TO_CLIENT}
 MESSAGE_KINDS: dict[str, int] = {CLIENT_TO_SERVER: KIND_MSG_C2S, SERVER_TO_CLIENT: KIND_MSG_S2C}
@@ -196,6 +199,11 @@ class Handover:
             self.lines.count(direction_of(kind, data), messages_in(kind, data))
         if not self.wake.is_set():
             self.wake.set()
+
+    def sync(self, number: int) -> None:
+        """Ask the recorder, after what was handed over so far, which tools changed (KIND_SYNC)."""
+        self.items.append((KIND_SYNC, b"", number))
+        self.wake.set()
 
     def end(self, exit_code: int | None) -> None:
         self.items.append((END, exit_code))

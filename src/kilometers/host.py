@@ -90,6 +90,15 @@ class SessionHandle:
     def session(self) -> Session:
         return self.recorder.session
 
+    def tools_changed(self) -> frozenset[str]:
+        """The tools changed since pinned, once what was submitted so far has been processed
+        (the gate asks before it lets a call through; the agent, for a relay's gate)."""
+        from .security import SecurityStage
+
+        self.recorder.barrier()
+        stage = self.recorder.stage
+        return stage.tools_changed() if isinstance(stage, SecurityStage) else frozenset()
+
     def update_session(self, **details: object) -> None:
         """The transport changed the session's details (the bridge's ``transport``): the sinks get
         an ``on_session_update`` with the next batch."""
@@ -251,15 +260,13 @@ class Host:
             filters = Filters(settings.exclude_ping, settings.include_methods, settings.exclude_methods)
         # the payload limit applies after redaction (recorder)
         capture = Capture(session, filters, keep_request_state=settings.keep_request_state)
-        stage, gate = None, None
+        stage = None
         if settings.analysis:
-            from .security import Gate, SecurityStage
+            from .security import SecurityStage
 
             assert self.policy is not None
             stage = SecurityStage(self.policy, settings.db_url)
             stage.redact_session(session)  # before any sink writes it: `--token ghp_…` never lands
-            if self.policy.mode == "block":
-                gate = Gate(self.policy, stage, session.name or "server")
         recorder = Recorder(
             capture,
             self.sinks,
@@ -268,9 +275,11 @@ class Host:
             payload_limit=settings.payload_limit,
         )
         recorder.closes_sinks = False  # the host closes them, once, after every session
-        if gate is not None:
-            gate.barrier = recorder.barrier
-        handle = SessionHandle(recorder, gate, self)
+        handle = SessionHandle(recorder, None, self)
+        if stage is not None and self.policy is not None and self.policy.mode == "block":
+            from .security import Gate
+
+            handle.gate = Gate(self.policy, handle.tools_changed, session.name or "server")
         with self._lock:
             self._sessions.add(handle)
         if start:

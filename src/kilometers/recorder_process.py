@@ -101,6 +101,11 @@ class RecorderProcess:
     def backlog(self) -> int:
         return len(self._items)
 
+    def tools_changed(self) -> frozenset[str]:
+        """None known here: a blocking policy's session falls back to km's own host instead
+        (cli/monitor.py), whose recorder answers."""
+        return frozenset()
+
     # -- lifecycle ---------------------------------------------------------------------------------
 
     def start(self) -> None:

@@ -25,7 +25,7 @@ import shutil
 import threading
 import time
 import tomllib
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -360,6 +360,12 @@ class SecurityStage:
             )
         return out
 
+    def tools_changed(self) -> frozenset[str]:
+        """The tools whose definition changed since pinned, as of the last listing processed
+        (read from the forwarding path: see :class:`Gate`)."""
+        with self.lock:
+            return frozenset(self.changed_tools)
+
     # -- the stage ------------------------------------------------------------------------------
 
     def redact_session(self, session: Session) -> None:
@@ -531,14 +537,23 @@ class Gate:
     ``tools/call`` requests (alone or in a batch) are ever refused, and any that km cannot parse
     strictly is refused whatever its tool."""
 
-    def __init__(self, policy: Policy, stage: SecurityStage, server: str) -> None:
+    def __init__(self, policy: Policy, tools_changed: Callable[[], Collection[str]], server: str) -> None:
+        """``tools_changed``: the tools changed since pinned, once the recorder has processed what
+        the server said so far (a tools/list it just sent), wherever it runs: this process's
+        session (``SessionHandle.tools_changed``) or the user's agent (``AgentLink.tools_changed``).
+        Only called with ``block_changed_tools``."""
         self.policy = policy
-        self.stage = stage
+        self.tools_changed = tools_changed
         self.server = server
         self.framer = LineFramer()
-        self.analyzer = Analyzer(policy.analysis)
-        self.barrier: Any = None
-        """Set by the transport: waits until the recorder has processed what was captured so far."""
+        self._analyzer: Analyzer | None = None
+
+    @property
+    def analyzer(self) -> Analyzer:
+        """The analysis of a call (``block_at`` only: made on first use)."""
+        if self._analyzer is None:
+            self._analyzer = Analyzer(self.policy.analysis)
+        return self._analyzer
 
     def feed(self, data: bytes) -> tuple[bytes, list[bytes]]:
         """(bytes to forward to the server, JSON-RPC error lines to send back to the client)."""
@@ -624,13 +639,8 @@ class Gate:
 
     def _tool_reason(self, tool: str, message: dict[str, Any]) -> str | None:
         reason = self.policy.tool_denied(self.server, tool)
-        if reason is None and self.policy.block_changed_tools:
-            if self.barrier is not None:
-                self.barrier()  # the tools/list the server just sent must have been checked
-            with self.stage.lock:
-                changed = tool in self.stage.changed_tools
-            if changed:
-                reason = f"tool {tool!r} changed since it was pinned (run `km pins approve {self.server}`)"
+        if reason is None and self.policy.block_changed_tools and tool in self.tools_changed():
+            reason = f"tool {tool!r} changed since it was pinned (run `km pins approve {self.server}`)"
         if reason is None and self.policy.block_at is not None:
             risk = self.analyzer.analyze("client_to_server", "request", "tools/call", tool, message)
             if LEVEL_RANK[risk.level] >= LEVEL_RANK[self.policy.block_at]:

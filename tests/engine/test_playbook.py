@@ -295,7 +295,7 @@ def test_a_refused_call_and_its_answer(tmp_path: Path) -> None:
     session = Session(command=["srv"], cwd="/", name="srv")
     stage = SecurityStage(policy, f"sqlite:///{tmp_path / 'km.db'}")
     eng = Engine(session, stage=stage)
-    gate = Gate(policy, stage, "srv")
+    gate = Gate(policy, stage.tools_changed, "srv")
     refused = line(call(1, "shell_exec", cmd="ls"))
     forwarded, answers = gate.feed(refused)
     assert forwarded == b"" and len(answers) == 1
@@ -328,7 +328,7 @@ def test_a_changed_tool_is_refused_once_the_engine_has_seen_the_listing(tmp_path
         session = Session(command=["srv"], cwd="/", name="srv")
         stage = SecurityStage(policy, f"sqlite:///{db}")
         eng = Engine(session, stage=stage)
-        gate = Gate(policy, stage, "srv")
+        gate = Gate(policy, stage.tools_changed, "srv")
         eng.feed(C2S, line({"jsonrpc": "2.0", "id": 1, "method": "tools/list"}), T)
         (listed,) = eng.feed(S2C, listing(description), T + MS).events
         eng.finish(T + 2 * MS, 0)

@@ -140,4 +140,4 @@ def test_bridge_blocks_a_tool_call(everything_http: str, store: Path, tmp_path: 
     (blocked,) = [e for e in events if e["kind"] == "error"]
     assert blocked["tool"] == "echo" and blocked["error"]["code"] == -32001
     assert "policy.blocked" in {f["rule"] for f in blocked["risk"]["findings"]}
-    assert not agents_under(store), "a blocking policy decides and records in km's process"
+    assert agents_under(store), "a blocking policy decides in km's process; the agent records"

@@ -374,7 +374,7 @@ def test_blocked_tool_call_is_answered_with_a_jsonrpc_error(
     assert answer["error"]["code"] == -32001 and answer["request_event_id"] == request["id"]
     assert "policy.blocked" in {f["rule"] for f in answer["risk"]["findings"]}
     assert {s["transport"] for s in km_sessions(km_home)} == {transport}
-    assert not agents_under(km_home), "a blocking policy decides and records in km proxy's process"
+    assert agents_under(km_home), "a blocking policy decides in km proxy's process; the agent records"
 
 
 def test_secrets_are_redacted_before_they_are_stored(

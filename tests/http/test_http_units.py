@@ -52,7 +52,7 @@ def test_gate_answers_with_the_policy_gate() -> None:
     from kilometers.security import BLOCKED_CODE, Gate, Policy, SecurityStage
 
     policy = Policy.from_dict({"mode": "block", "deny_tools": ["delete_*"]})
-    gate = Gate(policy, SecurityStage(policy), "server")
+    gate = Gate(policy, SecurityStage(policy).tools_changed, "server")
     call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "delete_repo"}}
     other = {"jsonrpc": "2.0", "id": 8, "method": "tools/call", "params": {"name": "read"}}
     assert gate.check(orjson.dumps(other)) is None

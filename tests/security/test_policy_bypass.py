@@ -125,7 +125,7 @@ def test_a_call_no_parser_reads_is_refused_and_other_lines_pass(tmp_path: Path) 
     refused without an answer, case variants of the keys count, a line no parser reads that
     spells tools/call is refused (answered when its id can be read), random bytes pass."""
     policy = Policy.from_dict({"mode": "block", "deny_tools": ["echo"]})
-    gate = Gate(policy, SecurityStage(policy), "server")
+    gate = Gate(policy, SecurityStage(policy).tools_changed, "server")
     assert gate.check(b'{"jsonrpc":"2.0","method":"tools\\/call","params":{"name":"echo"}}') == b""
     assert gate.check(b'{"jsonrpc":"2.0","id":1,"Method":"tools/call","params":{"Name":"echo"}}')
     assert gate.check(b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"add"}}') is None

@@ -33,12 +33,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..fdio import write_all
-from ..frames import END, FRAME, KIND_C2S, KIND_END, KIND_INIT, KIND_S2C, Handover
+from ..frames import END, FRAME, KIND_C2S, KIND_END, KIND_INIT, KIND_S2C, KIND_SYNC, Handover
 from .wire import (
     KIND_ACK,
     KIND_BYE,
     KIND_HELLO,
     KIND_SAY,
+    KIND_SYNCED,
     VERSION,
     Hello,
     agent_dir,
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
     from ..config import Settings
     from ..directions import Direction
     from ..model import Session
+    from ..security import Gate, Policy
 
 
 class Fallback(Protocol):
@@ -67,6 +69,10 @@ class Fallback(Protocol):
     def submit_frame(self, kind: int, data: bytes, ts_ns: int) -> None: ...
 
     def stop(self, exit_code: int | None, timeout: float | None = None) -> None: ...
+
+    def tools_changed(self) -> frozenset[str]:
+        """(a blocking policy's question: see ``SessionHandle.tools_changed``)"""
+        ...
 
 
 def _warn(line: str) -> None:
@@ -86,6 +92,8 @@ START_TIMEOUT = 15.0
 HELLO_TIMEOUT = 30.0
 """Seconds the agent gets to answer a session (its first start opens and migrates the store)."""
 BYE_TIMEOUT = 60.0
+SYNC_TIMEOUT = 1.0
+"""Seconds a blocking policy waits for the agent's changed tools (as for its own recorder's)."""
 
 
 class AgentUnavailable(Exception):
@@ -274,9 +282,6 @@ def request_all(data_dir: Path, op: str, timeout: float = 10.0) -> list[dict[str
 class AgentLink:
     """The recorder of a ``km monitor`` (or of one ``km proxy`` session) that the agent records."""
 
-    gate = None
-    """A blocking policy decides in km's process: such sessions never use the agent."""
-
     def __init__(
         self,
         settings: Settings | Callable[[], Settings],
@@ -284,11 +289,21 @@ class AgentLink:
         data_dir: Path,
         handover: Handover | None = None,
         fallback: Callable[[Session, bool], Fallback] | None = None,
+        policy: Policy | None = None,
     ) -> None:
         """``session``: what the agent needs to know of it (see ``wire.session_from_info``);
         ``handover``: the forwarding threads' (the relay makes it before importing this);
         ``fallback``: who records the session when the agent cannot, given it and whether the
-        agent began its record (default: a recorder process)."""
+        agent began its record (default: a recorder process; a blocking policy needs one that
+        answers ``tools_changed``); ``policy``: a blocking one gets its :attr:`gate` here, on the
+        forwarding path, while the agent records."""
+        self.gate: Gate | None = None
+        """The blocking policy's gate: it decides in this process, with the analysis only (no
+        store); the tools changed since pinned come from the agent (:meth:`tools_changed`)."""
+        if policy is not None and policy.mode == "block":
+            from ..security import Gate
+
+            self.gate = Gate(policy, self.tools_changed, str(session.get("name") or "server"))
         self._settings = settings
         self._fallback = fallback
         self.session_info = session
@@ -314,6 +329,11 @@ class AgentLink:
         """Neither the agent nor a child records (the child could not start): only forward."""
         self.fallback_reason: str | None = None
         """Why this session is recorded by km itself, not by the agent (None: the agent did)."""
+        self._syncs: dict[int, tuple[threading.Event, list[frozenset[str]]]] = {}
+        self._sync_number = 0
+        self._sync_lock = threading.Lock()
+        self._tools_known: frozenset[str] = frozenset()
+        """The last answer to :meth:`tools_changed` (kept when no recorder can answer in time)."""
 
     # -- called from the forwarding threads -------------------------------------------------------
 
@@ -342,6 +362,46 @@ class AgentLink:
 
     def backlog(self) -> int:
         return len(self._items)
+
+    def tools_changed(self, timeout: float = SYNC_TIMEOUT) -> frozenset[str]:
+        """The tools changed since pinned, once the recorder (the agent, else the fallback) has
+        processed everything handed over so far: a tools/list the server just sent is checked
+        before the gate lets a call to one of its tools through. Called by the gate on a
+        forwarding thread; when no recorder answers within ``timeout``, the last answer."""
+        deadline = time.monotonic() + timeout
+        while not self._off:
+            with self._sync_lock:
+                self._sync_number += 1
+                number = self._sync_number
+                waiter: tuple[threading.Event, list[frozenset[str]]] = (threading.Event(), [])
+                self._syncs[number] = waiter
+            self.handover.sync(number)
+            answered = waiter[0].wait(max(0.0, deadline - time.monotonic()))
+            with self._sync_lock:
+                self._syncs.pop(number, None)
+            if answered and waiter[1]:
+                self._tools_known = waiter[1][0]
+                break
+            if not answered or time.monotonic() >= deadline:
+                break
+            # the agent went away before it answered: asked again, of the recorder that took over
+        return self._tools_known
+
+    def _synced(self, number: int, changed: frozenset[str] | None) -> None:
+        """The answer to question ``number`` (None: nobody can answer; the last one stands)."""
+        with self._sync_lock:
+            waiter = self._syncs.get(number)
+        if waiter is not None:
+            if changed is not None:
+                waiter[1].append(changed)
+            waiter[0].set()
+
+    def _unanswered(self) -> None:
+        """No recorder will answer the questions asked so far (the agent went away)."""
+        with self._sync_lock:
+            numbers = list(self._syncs)
+        for number in numbers:
+            self._synced(number, None)
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -375,8 +435,8 @@ class AgentLink:
         items, wake = self._items, self._wake
         while True:
             wake.wait()
-            if not (items and items[-1][0] is END):
-                time.sleep(BATCH_WINDOW)
+            if not (items and (items[-1][0] is END or items[-1][0] == KIND_SYNC)):
+                time.sleep(BATCH_WINDOW)  # (a blocking policy's question is sent at once)
             wake.clear()
             frames: list[tuple[int, int, bytes]] = []
             end: Any = None
@@ -489,17 +549,25 @@ class AgentLink:
         return out
 
     def _send(self, frames: list[tuple[int, int, bytes]]) -> None:
-        if not frames or self._off:
+        if not frames:
+            return
+        if self._off:
+            self._unanswered()
             return
         if self.child is not None:
             for kind, ts, data in frames:
-                self.child.submit_frame(kind, data, ts)
+                if kind == KIND_SYNC:
+                    # what the agent said stands: the listing it checked is skipped on resume
+                    self._synced(ts, self.child.tools_changed() | self._tools_known)
+                else:
+                    self.child.submit_frame(kind, data, ts)
             return
         parts: list[bytes] = []
         pack, unacked = FRAME.pack, self._unacked
         for kind, ts, data in frames:
-            self._seq += 1
-            unacked.append((self._seq, kind, ts, data))
+            if kind != KIND_SYNC:  # (a question is not traffic: not numbered, not re-sent)
+                self._seq += 1
+                unacked.append((self._seq, kind, ts, data))
             parts.append(pack(kind, ts, len(data)))
             parts.append(data)
         try:
@@ -519,6 +587,10 @@ class AgentLink:
                 if kind == KIND_ACK:
                     while unacked and unacked[0][0] <= n:
                         unacked.popleft()
+                elif kind == KIND_SYNCED:
+                    import json
+
+                    self._synced(n, frozenset(json.loads(frame[2])))
                 elif kind == KIND_SAY:
                     _warn(frame[2].decode(errors="replace"))
                 elif kind == KIND_BYE:
@@ -528,6 +600,7 @@ class AgentLink:
             pass
         self._lost.set()
         self._wake.set()
+        self._unanswered()  # (the question is asked again, of the recorder that takes over)
 
     def _finish(self, exit_code: int | None) -> None:
         if self.child is None and not self._off:

@@ -30,14 +30,13 @@ if TYPE_CHECKING:
 
 class AgentRecording:
     """``km proxy``'s sessions, recorded by the agent; its own host is started only for sessions
-    the agent could not keep."""
+    the agent could not keep. A blocking policy's gate decides in the proxy (see AgentLink)."""
 
     def __init__(self, settings: Settings, policy: Policy, data_dir: Path) -> None:
         self.settings = settings
         self.policy = policy
         self.data_dir = data_dir
-        self._host: Host | None = None
-        self._lock = threading.Lock()
+        self.own = OwnHost(settings, policy, server_side=True)
 
     def open_session(self, session: Session) -> AgentLink:
         from .link import AgentLink
@@ -51,20 +50,49 @@ class AgentRecording:
             "started_ns": session.started_ns,
             "server_side": True,
         }
-        link = AgentLink(self.settings, info, self.data_dir, fallback=self._fallback)
+        link = AgentLink(self.settings, info, self.data_dir, fallback=self.own.fallback, policy=self.policy)
         link.start()
         return link
 
+    def close(self, timeout: float | None = None) -> None:
+        self.own.close(timeout)
+
+
+class OwnHost:
+    """This process's host, started on first use: it records the sessions the agent stopped
+    recording (their :class:`HostSession`), and answers their blocking policy's questions."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        policy: Policy,
+        *,
+        server_side: bool = False,
+        metrics_port: int | None = None,
+    ) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.server_side = server_side
+        self.metrics_port = metrics_port
+        self._host: Host | None = None
+        self._lock = threading.Lock()
+
     def host(self) -> Host:
-        """The proxy's own host, started on first use."""
         with self._lock:
             if self._host is None:
                 from ..host import Host
 
-                self._host = Host(self.settings, policy=self.policy, server_side=True).start()
+                host = Host(
+                    self.settings,
+                    policy=self.policy,
+                    server_side=self.server_side,
+                    metrics_port=self.metrics_port,
+                )
+                self._host = host.start()
             return self._host
 
-    def _fallback(self, session: Session, resume: bool) -> HostSession:
+    def fallback(self, session: Session, resume: bool) -> HostSession:
+        """(an AgentLink's ``fallback``)"""
         return HostSession(self.host, session, resume)
 
     def close(self, timeout: float | None = None) -> None:
@@ -99,6 +127,9 @@ class HostSession:
             return  # the agent stored it before it went away
         assert self.handle is not None
         self.handle.submit_frame(kind, data, ts_ns)
+
+    def tools_changed(self) -> frozenset[str]:
+        return self.handle.tools_changed() if self.handle is not None else frozenset()
 
     def stop(self, exit_code: int | None, timeout: float | None = None) -> None:
         if self.handle is not None:

@@ -27,14 +27,25 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..config import Settings
-from ..frames import FRAME, KIND_END, KIND_INIT, RECORDED, direction_of, messages_in, never_received
+from ..frames import (
+    FRAME,
+    KIND_END,
+    KIND_INIT,
+    KIND_SYNC,
+    RECORDED,
+    direction_of,
+    messages_in,
+    never_received,
+)
 from ..host import Host, SessionHandle
 from ..log import LOGGER
+from ..security import SecurityStage
 from .wire import (
     KIND_ACK,
     KIND_BYE,
     KIND_HELLO,
     KIND_SAY,
+    KIND_SYNCED,
     VERSION,
     Hello,
     host_key,
@@ -290,12 +301,18 @@ class Agent:
         """Traffic frames (chunks, whole messages, session details) to the session's recorder
         until the relay's END (or its end), acknowledged once they are in the store: one
         checkpoint per read from the socket. ``received``: the messages received per direction
-        (a chunk's newlines, one per whole message), counted here."""
+        (a chunk's newlines, one per whole message), counted here. A blocking policy's KIND_SYNC
+        is answered once what came before it is processed: with the tools changed since pinned."""
         submit, checkpoint = handle.submit_frame, handle.recorder.checkpoint
         seq = 0
 
         def ack(n: int) -> None:
             send(KIND_ACK, n, b"")
+
+        def synced(n: int) -> None:
+            stage = handle.recorder.stage
+            changed = sorted(stage.tools_changed()) if isinstance(stage, SecurityStage) else []
+            send(KIND_SYNCED, n, json.dumps(changed).encode())
 
         while True:
             frames = reader.burst()
@@ -309,6 +326,8 @@ class Agent:
                     seq += 1
                     received[direction_of(kind, data)] += messages_in(kind, data)
                     submit(kind, data, ts)
+                elif kind == KIND_SYNC:
+                    checkpoint(functools.partial(synced, ts))
             if seq != before:
                 checkpoint(functools.partial(ack, seq))
 

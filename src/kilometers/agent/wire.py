@@ -27,11 +27,14 @@ from .. import __version__
 if TYPE_CHECKING:
     from ..model import Session
 
-PROTOCOL = 1
+PROTOCOL = 2
 VERSION = f"{__version__}/{PROTOCOL}"
 """Relay and agent work together only when both say the same."""
 
-KIND_HELLO, KIND_ACK, KIND_BYE, KIND_SAY = 4, 5, 6, 7
+KIND_HELLO, KIND_ACK, KIND_BYE, KIND_SAY, KIND_SYNCED = 4, 5, 6, 7, 8
+"""The agent's frames to a relay: its answer to the first frame (JSON), the number of the last
+traffic frame in the store, the end of the session recorded, a warning for the client's log, the
+answer to a KIND_SYNC (``n``: its number; data: the changed tools, a JSON list)."""
 
 SUN_PATH_MAX = 100
 """Bytes a Unix socket's path may have (107 on Linux, 103 on macOS; kept below both)."""

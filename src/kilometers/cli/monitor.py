@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -19,6 +20,11 @@ from ..proxy.stdio import ServerStartError, StdioProxy
 from ..recorder_process import RecorderProcess
 from .common import recording_options, recording_policy, recording_settings
 from .relay import SWITCH_INTERVAL, guess_name
+
+if TYPE_CHECKING:
+    from ..agent.proxy import OwnHost
+    from ..config import Settings
+    from ..security import Policy
 
 
 @click.command(context_settings={"allow_interspersed_args": False}, options_metavar="[OPTIONS] --")
@@ -104,14 +110,15 @@ def monitor(
     if url:
         from ..proxy.bridge import run_bridge
 
-        # the agent records, as for a command; a blocking policy decides (and records) here, as
-        # does `recorder_process = false`
+        # the agent records, as for a command (a blocking policy decides here); with
+        # `recorder_process = false`, this process does
         bridge_host: Host | None = None
+        own: OwnHost | None = None
         bridged: SessionHandle | AgentLink
-        if rules.mode != "block" and settings.recorder_process and settings.agent and os.name == "posix":
+        if settings.recorder_process and settings.agent and os.name == "posix":
             info = {"command": session.command, "cwd": session.cwd, "name": session.name,
                     "transport": session.transport}  # fmt: skip
-            bridged = AgentLink(settings, info, data_dir())
+            bridged, own = agent_link(settings, rules, info)
             bridged.start()
         else:
             bridge_host = Host(settings, policy=rules, metrics_port=settings.metrics_port).start()
@@ -122,22 +129,25 @@ def monitor(
         bridged.close(code, timeout=60)
         if bridge_host is not None:
             bridge_host.close()
+        if own is not None:
+            own.close()
         sys.stderr.flush()
         sys.exit(code)
     # the recorder runs in another process (the user's agent, else a child with its own Host),
     # so its work never holds this process's GIL while chunks are forwarded; a blocking policy
-    # decides on the forwarding path and stays in-process
+    # decides on the forwarding path, here, with the analysis but no store
     host: Host | None = None
+    own = None
     recorder: SessionHandle | RecorderProcess | AgentLink
-    if rules.mode == "block" or not settings.recorder_process:
+    if settings.recorder_process and settings.agent and os.name == "posix":  # (a Unix socket, a double fork)
+        info = {"command": session.command, "cwd": session.cwd, "name": session.name}
+        recorder, own = agent_link(settings, rules, info)
+    elif rules.mode == "block" or not settings.recorder_process:
         host = Host(settings, policy=rules, metrics_port=settings.metrics_port).start()
         recorder = host.open_session(session, start=False)
-    elif settings.agent and os.name == "posix":  # (a Unix socket and a double fork)
-        info = {"command": session.command, "cwd": session.cwd, "name": session.name}
-        recorder = AgentLink(settings, info, data_dir())
     else:
         recorder = RecorderProcess(settings, session, settings.metrics_port)
-    gate = recorder.gate if isinstance(recorder, SessionHandle) else None
+    gate = recorder.gate if isinstance(recorder, SessionHandle | AgentLink) else None
     proxy = StdioProxy(cmd, recorder.submit, grace_period=settings.grace_period, gate=gate)
     try:
         session.pid = proxy.start()
@@ -162,5 +172,19 @@ def monitor(
         recorder.stop(proxy.status, timeout=60)
     if host is not None:
         host.close()
+    if own is not None:
+        own.close()
     sys.stderr.flush()
     sys.exit(code)
+
+
+def agent_link(settings: Settings, rules: Policy, info: dict[str, Any]) -> tuple[AgentLink, OwnHost | None]:
+    """The session's link to the agent. With a blocking policy, its gate decides here and this
+    process's own host (started only then) records if the agent goes away: its recorder answers
+    the gate's questions, which a recorder process could not."""
+    from ..agent.proxy import OwnHost
+
+    if rules.mode != "block":
+        return AgentLink(settings, info, data_dir()), None
+    own = OwnHost(settings, rules, metrics_port=settings.metrics_port)
+    return AgentLink(settings, info, data_dir(), fallback=own.fallback, policy=rules), own

@@ -98,9 +98,9 @@ def header_timeout_protocol(seconds: float) -> type[asyncio.Protocol]:
 
 def start_recording(settings: config.Settings, policy: Policy) -> Host | AgentRecording:
     """Who records the sessions: the user's agent (started now if none runs, so that the store is
-    opened before km listens), else this process's host (a blocking policy decides here, on the
-    forwarding path; the agent is off or cannot start)."""
-    if policy.mode != "block" and settings.agent and os.name == "posix":
+    opened before km listens; a blocking policy still decides here, on the forwarding path), else
+    this process's host (the agent is off or cannot start)."""
+    if settings.agent and os.name == "posix":
         from ..agent.link import AgentUnavailable, serving
         from ..agent.proxy import AgentRecording
         from ..paths import data_dir
