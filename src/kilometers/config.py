@@ -61,8 +61,9 @@ class Settings:
     otel_legacy_names: bool = False
     """Also put the older JSON-RPC attribute names (``rpc.*``, ``mcp.request.id``) on spans."""
     recorder_process: bool = True
-    """`km monitor` records in a child process, so recording never competes with forwarding for
-    the GIL (off: a recorder thread in km's process; a blocking policy always uses the thread)."""
+    """Without the agent, `km monitor` records in a child process, so recording never competes
+    with forwarding for the GIL (off: a recorder thread in km's process, as with a blocking
+    policy and no agent)."""
     agent: bool = True
     """`km monitor` and `km proxy` hand their sessions to one background recorder per user and
     data directory (``km agent``); off: each records by itself (see ``recorder_process``)."""
@@ -168,7 +169,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("agent", "monitor", "agent", "KM_AGENT", "", BOOLEAN,
          "`km monitor` and `km proxy` hand their sessions to one background `km agent` per user and "
          "data directory (false: each `km monitor` or `km proxy` records by itself; a blocking "
-         "policy always does)"),
+         "policy decides in km's process either way)"),
     Spec("agent_idle", "monitor", "agent_idle", "KM_AGENT_IDLE", "", "seconds ≥ 0.1",
          "seconds the agent stays up with no session before it exits"),
     Spec("metrics_port", "monitor", "metrics_port", "KM_METRICS_PORT", "`km monitor --metrics-port`",
