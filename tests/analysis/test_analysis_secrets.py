@@ -50,6 +50,22 @@ def test_documentation_example_keys_are_not_reported() -> None:
     assert findings(f"Authorization: Bearer {jwt_io}") == []
 
 
+def test_random_aws_key_ids_made_of_letters_only_are_found() -> None:
+    """AWS key ids are base32 (A-Z, 2-7): about 4 % are letters only, and a vowel count alone took
+    7 % of those for words in capitals (``AKIAHCQBMOHOUEKCAAJO`` escaped a test in December 2026;
+    1,425 of the 20,000 below). Words in capitals still are not keys."""
+    import random
+
+    from kilometers.analysis.secrets import _capital_words
+
+    assert rules("key AKIAHCQBMOHOUEKCAAJO") == {"secret.aws_access_key"}
+    rng = random.Random(7)
+    letters = ["".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(16)) for _ in range(20_000)]
+    assert sum(_capital_words(b) for b in letters) <= 300  # 224: 1.1 %
+    for words in ("ASIANCULTUREFESTIVAL", "AKIAACCOUNTSERVICE", "ASIAPACIFICREGION"):
+        assert rules(f"the {words} page") == set(), words
+
+
 def test_allow_values_silences_known_values() -> None:
     config = AnalysisConfig(allow_values=frozenset({"AKIAIOSFODNN7EXAMPLE"}))
     assert findings("key AKIAIOSFODNN7EXAMPLE", config) == []

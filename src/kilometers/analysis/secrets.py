@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,12 +114,37 @@ def _random_body(prefix_len: int, min_entropy: float = 3.0) -> Check:
     return check
 
 
+_LETTER_PERCENT = dict(
+    zip(
+        "ETAOINSHRDLCUMWFGYPBVKJXQZ",
+        (12.7, 9.1, 8.2, 7.5, 7.0, 6.7, 6.3, 6.1, 6.0, 4.3, 4.0, 2.8, 2.8, 2.4, 2.4, 2.2, 2.0, 2.0, 1.9,
+         1.5, 1.0, 0.8, 0.15, 0.15, 0.1, 0.07),
+        strict=True,
+    )
+)  # fmt: skip
+_ENGLISH_LETTER = {c: math.log(p / 100 * 26) for c, p in _LETTER_PERCENT.items()}
+"""Per capital letter, log(its frequency in English text / a random letter's 1/26)."""
+
+
+def _capital_words(body: str) -> bool:
+    """Whether letters read as English words in capitals (``NCULTUREFESTIVAL``), not a random
+    id: enough vowels, and letters more likely drawn from English than uniformly (log-likelihood
+    ratio ≥ 1). Measured on 2 million random key ids: 4 in 10,000 are taken for words (25 in
+    10,000 with the vowel count alone); and 4 % of 16-letter runs of common words for a key
+    (10 % with the vowel count alone)."""
+    return (
+        body.isalpha()
+        and sum(1 for c in body if c in "AEIOU") >= 5
+        and sum(_ENGLISH_LETTER.get(c, 0.0) for c in body) >= 1.0
+    )
+
+
 def _aws_key(value: str, leaves: Leaves, offset: int) -> tuple[Severity, str] | None:
     body = value[4:]
     if len(set(body)) < 6:
         return None  # AKIAXXXXXXXXXXXXXXXX
-    if body.isalpha() and sum(1 for c in body if c in "AEIOU") >= 6:
-        return None  # "ASIANCULTUREFESTIVAL": words in capitals (random ids have ~19% vowels)
+    if _capital_words(body):
+        return None  # "ASIANCULTUREFESTIVAL"
     return "high", ""
 
 
