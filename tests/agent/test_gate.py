@@ -157,3 +157,29 @@ def test_agent_killed_mid_session_the_gate_still_decides_and_nothing_is_lost(
     assert sorted(calls) == sorted(["read_note", "get_config", "read_note", "delete_everything", "get_config",
                                     "read_note"]), "every call stored once"  # fmt: skip
     assert len(refusals) == 4
+
+
+def test_the_gates_first_question_waits_until_the_agent_has_the_session(km_home: Path) -> None:
+    """A call that arrives while the agent is still starting is not let through unchecked after
+    the question's 1 s: the wait for an answer begins once a recorder has the session."""
+    import threading
+
+    from kilometers import config
+    from kilometers.agent.link import SYNC_TIMEOUT, AgentLink
+    from kilometers.paths import data_dir
+    from kilometers.security import Policy
+
+    policy = Policy.from_dict({"mode": "block", "block_changed_tools": True})
+    info = {"command": ["srv"], "cwd": "/", "name": "slow-start"}
+    link = AgentLink(config.load(), info, data_dir(), policy=policy)
+    assert link.gate is not None
+    answers: list[tuple[frozenset[str], str | None]] = []
+    asking = threading.Thread(target=lambda: answers.append((link.tools_changed(), link.session_id)))
+    asking.start()
+    asking.join(SYNC_TIMEOUT + 0.5)  # (nothing can answer before the link starts)
+    assert asking.is_alive(), "the question did not wait for a recorder"
+    link.start()  # the agent is started and takes the session
+    asking.join(60)
+    link.stop(0, 60)
+    assert answers == [(frozenset(), link.session_id)] and link.session_id is not None
+    assert link.fallback_reason is None, "the agent answered"

@@ -334,6 +334,8 @@ class AgentLink:
         self._sync_lock = threading.Lock()
         self._tools_known: frozenset[str] = frozenset()
         """The last answer to :meth:`tools_changed` (kept when no recorder can answer in time)."""
+        self._recording = threading.Event()
+        """Set once the agent took the session, or another recorder did, or none can."""
 
     # -- called from the forwarding threads -------------------------------------------------------
 
@@ -367,7 +369,10 @@ class AgentLink:
         """The tools changed since pinned, once the recorder (the agent, else the fallback) has
         processed everything handed over so far: a tools/list the server just sent is checked
         before the gate lets a call to one of its tools through. Called by the gate on a
-        forwarding thread; when no recorder answers within ``timeout``, the last answer."""
+        forwarding thread; when no recorder answers within ``timeout``, the last answer. The
+        timeout runs from when a recorder has the session: a first call is not let through
+        unchecked because the agent is still starting."""
+        self._recording.wait(START_TIMEOUT + HELLO_TIMEOUT)
         deadline = time.monotonic() + timeout
         while not self._off:
             with self._sync_lock:
@@ -432,6 +437,8 @@ class AgentLink:
             self._fall_back(str(exc))
         except Exception as exc:  # the settings, say: forwarding goes on, unrecorded
             self._give_up(exc)
+        finally:
+            self._recording.set()
         items, wake = self._items, self._wake
         while True:
             wake.wait()
