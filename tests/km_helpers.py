@@ -411,7 +411,13 @@ def free_port() -> int:
 
 
 def km_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | None = None) -> str:
-    """Run ``km ARGS`` to completion; asserts it succeeded and returns its stdout."""
+    """Run ``km ARGS`` to completion; asserts it succeeded and returns its stdout.
+
+    ``km monitor`` gets a grace period of 60 s: the client's stdin (``stdin``) closes at once,
+    and a server must end within the grace period after that or be terminated (exit status 143);
+    on a loaded machine, an SDK server's start alone took longer than the default 5 s."""
+    if args[:1] == ("monitor",) and "--grace-period" not in args:
+        args = ("monitor", "--grace-period", "60", *args[1:])
     result = subprocess.run([KM, *args], capture_output=True, input=stdin, timeout=120, env=env)
     assert result.returncode == 0, result.stderr.decode()
     return result.stdout.decode().strip()
