@@ -11,7 +11,9 @@ The official MCP SDK client calls the SDK echo server (``tests/servers/echo_serv
 - ``mcp-snoop``: mcp-snoop 0.1.0 (parses, logs a line per message);
 - ``greenlight``: greenlight-mcp 0.7.0 ``run --capture-payloads`` (redacted payloads to a log);
 - ``km``: ``km monitor`` with its agent (the default: analysis, redaction, SQLite);
-- ``km-no-agent``: ``km monitor`` with ``KM_AGENT=0`` (a recorder process per session).
+- ``km-no-agent``: ``km monitor`` with ``KM_AGENT=0`` (a recorder process per session);
+- ``km-block``: ``km monitor --policy`` with a blocking policy (``deny_tools``; no call is
+  refused): the gate decides in km's process, the agent records.
 
 The peers come from ``.bench-venv`` (``make bench-peers`` installs them there, never into the
 test environment). Per path and round: the added p50/p99 per call against ``direct`` in the same
@@ -56,6 +58,8 @@ WARMUP = 100
 def paths(tmp: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
     """name: (argv, extra environment)."""
     home = {"KM_HOME": str(tmp / "km")}
+    policy = tmp / "block.toml"
+    policy.write_text('mode = "block"\ndeny_tools = ["delete_*"]\n')
     return {
         "direct": (SERVER, {}),
         "relay": ([PYTHON, str(HERE / "plain_relay.py"), *SERVER], {}),
@@ -77,6 +81,8 @@ def paths(tmp: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
             [KM, "monitor", "--", *SERVER],
             {**home, "KM_AGENT": "0", "KM_HOME": str(tmp / "km0")},
         ),
+        # (a policy has an agent of its own: its own data directory keeps agent_of() simple)
+        "km-block": ([KM, "monitor", "--policy", str(policy), "--", *SERVER], {"KM_HOME": str(tmp / "kmb")}),
     }
 
 
@@ -188,7 +194,7 @@ async def session(argv: list[str], env: dict[str, str], calls: int) -> dict[str,
 def stop_agents(tmp: Path) -> None:
     import subprocess
 
-    for home in (tmp / "km",):
+    for home in (tmp / "km", tmp / "kmb"):
         subprocess.run([KM, "agent", "stop"], env={**os.environ, "KM_HOME": str(home)}, capture_output=True)
 
 
