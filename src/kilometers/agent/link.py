@@ -658,12 +658,14 @@ class AgentLink:
             _warn(f"km: cannot start the recorder process ({exc}); traffic is unaffected but not recorded")
             self._unacked.clear()
             self._off = True
+            self._unanswered()
             return
         self.child = child
         pending = list(self._unacked)
         self._unacked.clear()
         for _, kind, ts, data in pending:
             child.submit_frame(kind, data, ts)
+        self._unanswered()  # questions the agent never answered are asked again, of the child
 
     def _recorder_process(self, session: Session, resume: bool) -> Fallback:
         from ..recorder_process import RecorderProcess
