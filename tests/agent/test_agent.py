@@ -388,9 +388,15 @@ def test_one_metrics_endpoint_serves_every_session(km_home: Path, metrics_port: 
                 tg.start_soon(_sdk_session, km_home, f"m{i}", 2)
 
     anyio.run(main)
-    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).read().decode()
-    for i in range(3):
-        assert f'km_tool_calls_total{{server="m{i}",tool="echo"}} 2.0' in text
+    wanted = [f'km_tool_calls_total{{server="m{i}",tool="echo"}} 2.0' for i in range(3)]
+
+    def scraped() -> str | None:
+        # the client does not wait for its km to finish (the SDK terminates it after 2 s), so
+        # a session's last batch may still be on its way through the agent's sinks
+        text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).read().decode()
+        return text if all(w in text for w in wanted) else None
+
+    text = _wait(scraped, what="every session's calls on the one metrics endpoint")
     assert "km_session_events" in text
     assert _status(km_home)["metrics_port"] == metrics_port  # type: ignore[index]
 
