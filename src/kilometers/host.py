@@ -92,10 +92,14 @@ class SessionHandle:
 
     def tools_changed(self) -> frozenset[str]:
         """The tools changed since pinned, once what was submitted so far has been processed
-        (the gate asks before it lets a call through; the agent, for a relay's gate)."""
+        (the gate asks before it lets a call through)."""
+        self.recorder.barrier()
+        return self.tools_changed_now()
+
+    def tools_changed_now(self) -> frozenset[str]:
+        """The same as of now (the agent asks on the recorder thread, after a checkpoint)."""
         from .security import SecurityStage
 
-        self.recorder.barrier()
         stage = self.recorder.stage
         return stage.tools_changed() if isinstance(stage, SecurityStage) else frozenset()
 

@@ -606,8 +606,7 @@ class AgentLink:
         except OSError:
             pass
         self._lost.set()
-        self._wake.set()
-        self._unanswered()  # (the question is asked again, of the recorder that takes over)
+        self._wake.set()  # (the link falls back, and questions are asked again of the fallback)
 
     def _finish(self, exit_code: int | None) -> None:
         if self.child is None and not self._off:

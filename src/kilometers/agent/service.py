@@ -39,7 +39,6 @@ from ..frames import (
 )
 from ..host import Host, SessionHandle
 from ..log import LOGGER
-from ..security import SecurityStage
 from .wire import (
     KIND_ACK,
     KIND_BYE,
@@ -310,9 +309,7 @@ class Agent:
             send(KIND_ACK, n, b"")
 
         def synced(n: int) -> None:
-            stage = handle.recorder.stage
-            changed = sorted(stage.tools_changed()) if isinstance(stage, SecurityStage) else []
-            send(KIND_SYNCED, n, json.dumps(changed).encode())
+            send(KIND_SYNCED, n, json.dumps(sorted(handle.tools_changed_now())).encode())
 
         while True:
             frames = reader.burst()
