@@ -38,7 +38,7 @@ from .analysis.config import SettingError, boolean, did_you_mean, strings, table
 from .analysis.list_order import TOOLS_REORDERED_RULE
 from .analysis.mcp_headers import HEADER_MISMATCH_RULE
 from .analysis.names import first_match
-from .analysis.redact import PARTIAL_RULE, omits_unscanned
+from .analysis.redact import PARTIAL_RULE, omits_unscanned, redact_findings
 from .jsonlimits import TOO_DEEP_RULE, value_too_deep
 from .jsonrpc import UNPARSEABLE_RULE, LineFramer, may_call, recover, recovered_fields, unescaped
 from .model import Event, Session
@@ -394,21 +394,23 @@ class SecurityStage:
                 e.truncated = e.truncated or (partial and any(f.rule == PARTIAL_RULE for f in risk.findings))
             self._redact_fields(e, config)
             # capture's own findings, the analysis's, plugins' and a block: one scale decides the level
-            findings = _policy_applied(e.risk, config)
+            extra = _policy_applied(e.risk, config)
             captured = bool(e.risk and e.risk.get("findings"))
-            findings.extend(risk.findings)
-            if e.mcp_headers:  # they mirror the body's values: kept only as the payload is
-                headers = redact(e.mcp_headers, config)
-                e.mcp_headers = headers.message
-                findings.extend(f for f in headers.findings if f not in risk.findings)
             if self.detectors and e.payload is not None:
-                findings.extend(Finding.from_dict(f) for f in self._plugin_findings(e))
+                extra.extend(Finding.from_dict(f) for f in self._plugin_findings(e))
             if (
                 e.kind == "error"
                 and e.error_code == BLOCKED_CODE
                 and (e.error_message or "").startswith(BLOCKED_PREFIX)
             ):
-                findings.append(Finding("policy.blocked", "high", "", e.error_message or ""))
+                extra.append(Finding("policy.blocked", "high", "", e.error_message or ""))
+            # the analysis redacted its own messages; these may quote a tool's name as sent
+            findings = redact_findings(extra, config) if extra else extra
+            findings.extend(risk.findings)
+            if e.mcp_headers:  # they mirror the body's values: kept only as the payload is
+                headers = redact(e.mcp_headers, config)
+                e.mcp_headers = headers.message
+                findings.extend(f for f in headers.findings if f not in risk.findings)
             if findings:
                 e.risk = config.scoring.risk(findings).to_dict()
             elif captured:  # the policy disabled every finding capture had added

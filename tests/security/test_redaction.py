@@ -31,9 +31,10 @@ from mcp.shared.exceptions import MCPError
 from mcp.types import Implementation
 from sqlalchemy import select
 
-from kilometers.analysis import AnalysisConfig, redact
+from kilometers.analysis import AnalysisConfig, Analyzer, redact
 from kilometers.jsonrpc import Capture
 from kilometers.model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Session
+from kilometers.security import Policy, SecurityStage
 from kilometers.store.schema import events as events_table
 from kilometers.store.schema import sessions as sessions_table
 
@@ -260,9 +261,8 @@ def test_the_team_server_backstop_redacts_every_column(api: Api) -> None:
     )
     assert r.status_code == 200 and r.json()["accepted"] == len(events), r.text
     with api.engine.connect() as conn:
-        stored = str(conn.execute(select(events_table)).all()) + str(
-            conn.execute(select(sessions_table)).all()
-        )
+        # rows as tuples: a Row's repr shortens long values
+        stored = str([tuple(r) for t in (events_table, sessions_table) for r in conn.execute(select(t))])
     assert secret not in stored and GITHUB in stored
 
     h = {"Authorization": f"Bearer {read_key}"}
@@ -283,3 +283,55 @@ def test_the_team_server_backstop_redacts_every_column(api: Api) -> None:
     assert big["truncated"] is True and big["payload"]["result"]["content"][0]["text"].endswith(PARTIAL)
     assert [f["rule"] for f in big["risk"]["findings"]] == ["redaction.partial"]
     assert big["risk"]["level"] == "medium"
+
+
+RM_TOKEN = "ghp_fKKILQxQVn3K4PL4Xnoj4fS8pjRMPe3GsfMr"
+"""A token the danger detector reads as ``rm`` (``…pjRMPe…``): its finding names the tool."""
+
+
+def test_a_findings_message_never_quotes_a_secret_it_found() -> None:
+    """The analysis redacts what its findings' messages quote (a tool's name), as it does the message."""
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": f"tool:{RM_TOKEN}"}}
+    kept = Analyzer().process(CLIENT_TO_SERVER, "request", "tools/call", f"tool:{RM_TOKEN}", call)
+    assert any(RM_TOKEN in f.message for f in kept.risk.findings)  # without redaction: as it was
+    done = Analyzer().process(
+        CLIENT_TO_SERVER, "request", "tools/call", f"tool:{RM_TOKEN}", call, redact=True
+    )
+    danger = [f for f in done.risk.findings if f.rule == "danger.destructive_tool"]
+    assert danger and f"tool 'tool:{GITHUB}'" in danger[0].message
+    assert RM_TOKEN not in str(done.risk.findings) and RM_TOKEN not in str(done.redacted)
+
+
+def test_capture_and_plugin_findings_are_redacted_before_they_are_stored() -> None:
+    """Findings the analysis did not make (capture's, a plugin's) are redacted by the stage."""
+    session = Session(command=["server"], cwd="/tmp", name="s")
+    cap = Capture(session)
+    line = b'{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t ' + RM_TOKEN.encode() + b'"}'
+    events = cap.feed(CLIENT_TO_SERVER, line + b"\n", session.started_ns)  # a trailing brace missing
+    assert events and RM_TOKEN in str(events[0].risk)  # capture quotes the tool it recovered
+    stage = SecurityStage(Policy())
+    stage.detectors = [lambda *a: [{"rule": "plugin.x", "severity": "low", "message": f"saw {RM_TOKEN}"}]]
+    stage.analyzer = Analyzer(stage.policy.analysis)
+    stage.process(session, events)
+    rules = {f["rule"] for f in events[0].risk["findings"]}
+    assert {"jsonrpc.unparseable_request", "plugin.x"} <= rules, rules
+    assert RM_TOKEN not in str(events[0].risk) and GITHUB in str(events[0].risk)
+
+
+def test_the_team_server_redacts_findings_a_client_or_its_own_analysis_wrote(api: Api) -> None:
+    _, ingest_key, _ = api.org_with_keys("acme")
+    session = Session(command=["server"], cwd="/tmp", name="s")
+    cap = Capture(session)
+    call = {"jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": {"name": f"tool:{RM_TOKEN}"}}
+    events = [e.to_dict() for e in cap.feed(CLIENT_TO_SERVER, orjson.dumps(call) + b"\n", session.started_ns)]
+    finding = {"rule": "plugin.x", "severity": "low", "path": "", "message": f"saw {RM_TOKEN}"}
+    events[0]["risk"] = {"score": 10, "level": "low", "findings": [finding]}
+    r = api.client.post(
+        "/api/v1/events/batch",
+        json={"session": session.to_dict(), "events": events},
+        headers={"Authorization": f"Bearer {ingest_key}"},
+    )
+    assert r.status_code == 200 and r.json()["accepted"] == 1, r.text
+    with api.engine.connect() as conn:
+        stored = str([tuple(r) for r in conn.execute(select(events_table.c.findings, events_table.c.tool))])
+    assert RM_TOKEN not in stored and "danger.destructive_tool" in stored and f"saw {GITHUB}" in stored

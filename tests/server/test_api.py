@@ -337,7 +337,7 @@ def test_server_redacts_secrets_clients_left_in(engine, store_url: str) -> None:
         failed = api.client.get(f"/api/v1/events/{events[-1]['id']}", headers=h).json()
         command = api.client.get(f"/api/v1/sessions/{session['id']}", headers=h).json()["command"]
         with api.engine.connect() as conn:
-            everything = str(conn.execute(select(events_table)).all())
+            everything = str([tuple(r) for r in conn.execute(select(events_table))])  # a Row shortens values
         if redact:
             assert token not in everything and token not in str(command)
             assert "[REDACTED:secret.github_token]" in stored["payload"]["result"]["content"][0]["text"]

@@ -36,7 +36,7 @@ from .findings import Finding, Risk
 from .leaves import Hit, Leaves
 from .names import first_match
 from .pinning import Pins
-from .redact import apply, redactable, unscanned
+from .redact import apply, redact_findings, redactable, unscanned
 from .resolve import findings_from_hits
 
 if TYPE_CHECKING:
@@ -156,6 +156,8 @@ class Analyzer:
             chosen = [h for h in main if redactable(h, cfg) and cfg.rule_enabled(h.rule)]
             if chosen or partial:
                 redacted = apply(leaves, chosen + partial)
+            if findings:  # a message may quote a value (a tool's name) that holds a secret
+                findings = redact_findings(findings, cfg)
         risk = cfg.scoring.risk(findings)
         return Analysis(risk, redacted)
 

@@ -12,8 +12,8 @@ becomes ``[REDACTED:redaction.partial]`` and the finding :data:`PARTIAL_RULE` sa
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -148,6 +148,18 @@ def redact(message: Any, config: AnalysisConfig | None = None) -> Redaction:
     if new is None:
         return Redaction(message, False, findings)
     return Redaction(new, True, findings)
+
+
+def redact_findings(findings: Sequence[Finding], config: AnalysisConfig | None = None) -> list[Finding]:
+    """The findings with what their messages quote redacted as the message is: a detector that
+    names what it saw (a tool called ``tool:ghp_…RM…`` read as ``rm``) must not store a secret the
+    payload no longer holds. One scan for the whole list."""
+    result = redact([f.message for f in findings], config)
+    if not result.changed:
+        return list(findings)
+    return [
+        f if m == f.message else replace(f, message=m) for f, m in zip(findings, result.message, strict=True)
+    ]
 
 
 def redact_json(text: str, config: AnalysisConfig | None = None) -> tuple[str, tuple[Finding, ...]]:

@@ -284,6 +284,8 @@ def _event_row(
     text = {c: getattr(e, c) for c in EVENT_TEXT}
     truncated = e.truncated
     risk = _client_risk(e.risk)  # checks the client's risk first
+    if risk is not None and redact:  # a client's finding may quote what it sent (a tool's name)
+        risk["findings"] = redact_secrets(risk["findings"], analyzer.config if analyzer else config).message
     findings = list(found)
     if analyzer is not None:
         if payload is not None:
