@@ -4,6 +4,8 @@
 - plain text in a media ``data``/``blob`` (only strict base64 is skipped as binary);
 - the session's client and server info and capabilities (they were stored before redaction);
 - text past the scan bound (2,000,000 characters): not kept, and the event says so;
+- object keys (a map keyed by tokens, or by e-mail addresses with personal data redacted);
+- the messages and paths of findings (a finding may quote a tool's name, a path a key);
 - the team server's backstop (a client with analysis off) on all those columns.
 
 Through ``km monitor`` with real MCP servers (the `mcp` SDK), and the team server on SQLite and
@@ -114,7 +116,8 @@ def test_a_secret_in_a_resource_uri_names_and_the_session_is_never_stored(tmp_pa
         # a name carrying a secret: the server refuses it, km must still not keep it
         with pytest.raises(MCPError):
             await session.get_prompt(f"prompt:{secret}")
-        missing = await session.call_tool(f"tool:{secret}", {})
+        # and one as an object key (a map keyed by tokens)
+        missing = await session.call_tool(f"tool:{secret}", {"tokens": {secret: "ci"}})
         return str(resource.uri), read, missing
 
     uri, read, missing = asyncio.run(_monitor(tmp_path, secret, work))
@@ -233,7 +236,7 @@ def _batch(secret: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         (CLIENT_TO_SERVER, {"jsonrpc": "2.0", "id": 1, "method": "resources/read", "params": {"uri": uri}}),
         (SERVER_TO_CLIENT, {"jsonrpc": "2.0", "id": 1, "result": {"contents": [{"uri": uri, "text": "ok"}]}}),
         (CLIENT_TO_SERVER, {"jsonrpc": "2.0", "id": f"req:{secret}", "method": "tools/call",
-                            "params": {"name": f"tool:{secret}", "arguments": {}}}),
+                            "params": {"name": f"tool:{secret}", "arguments": {"tokens": {secret: "ci"}}}}),
         (CLIENT_TO_SERVER, {"jsonrpc": "2.0", "id": 3, "method": "prompts/get",
                             "params": {"name": f"prompt:{secret}"}}),
         (SERVER_TO_CLIENT, {"jsonrpc": "2.0", "id": 3, "result": {"messages": [{"role": "user",
@@ -335,3 +338,45 @@ def test_the_team_server_redacts_findings_a_client_or_its_own_analysis_wrote(api
     with api.engine.connect() as conn:
         stored = str([tuple(r) for r in conn.execute(select(events_table.c.findings, events_table.c.tool))])
     assert RM_TOKEN not in stored and "danger.destructive_tool" in stored and f"saw {GITHUB}" in stored
+
+
+def test_a_secret_or_an_address_used_as_an_object_key_is_redacted() -> None:
+    secret, other = _secret(), _secret()
+    message = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "result": {
+            "tokens": {secret: {"note": "password=hunter2hunter2"}, other: "ci", GITHUB: "a literal"},
+            "alice@example.com": {"role": "admin"},
+            "$schema": "https://json-schema.org/draft/2020-12/schema",
+            "additionalProperties": False,
+        },
+    }
+    before = orjson.dumps(message)
+    for result in (
+        redact(message, AnalysisConfig(redact_pii=True)),
+        Analyzer(AnalysisConfig(redact_pii=True)).process(
+            SERVER_TO_CLIENT, "response", "tools/call", None, message, redact=True
+        ),
+    ):
+        out = result.message if hasattr(result, "message") else result.redacted
+        findings = result.findings if hasattr(result, "findings") else result.risk.findings
+        assert orjson.dumps(message) == before  # the input is not modified
+        text = orjson.dumps(out).decode() + str(findings)
+        assert secret not in text and other not in text and "alice@example.com" not in text
+        tokens = out["result"]["tokens"]
+        # two tokens and a key that already read like one: three members, none overwritten
+        note = {"note": "password=[REDACTED:secret.generic_credential]"}
+        assert sorted(map(str, tokens.values())) == sorted(map(str, ["ci", "a literal", note]))
+        assert tokens[GITHUB] == "a literal"
+        assert out["result"]["[REDACTED:pii.email]"] == {"role": "admin"}
+        assert out["result"]["$schema"] == message["result"]["$schema"]  # keys that are names stay
+        rules = {(f.rule, f.path) for f in findings}
+        assert ("secret.github_token", f"/result/tokens/{GITHUB}") in rules
+        assert ("pii.email", "/result/[REDACTED:pii.email]") in rules
+        assert any(
+            f.rule == "secret.generic_credential" and f.path.endswith(f"{GITHUB}/note") for f in findings
+        )
+    # without personal-data redaction the address is kept (and reported by the analysis)
+    kept = redact(message)
+    assert "alice@example.com" in kept.message["result"] and secret not in str(kept.message)

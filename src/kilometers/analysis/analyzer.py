@@ -36,7 +36,7 @@ from .findings import Finding, Risk
 from .leaves import Hit, Leaves
 from .names import first_match
 from .pinning import Pins
-from .redact import apply, redact_findings, redactable, unscanned
+from .redact import apply, key_hits, redact_findings, redactable, rename_keys, unscanned
 from .resolve import findings_from_hits
 
 if TYPE_CHECKING:
@@ -147,6 +147,10 @@ class Analyzer:
             # the server writes the prompt the client's model will read
             main.extend(poisoning.scan_content(leaves))
         groups.append((leaves, main))
+        renamed: dict[str, str] = {}
+        if leaves.keys and (cfg.secrets or cfg.pii):  # a map keyed by tokens or e-mail addresses
+            named, renamed = key_hits(leaves, cfg, cfg.secrets, cfg.pii)
+            groups.append((None, named))
         findings = findings_from_hits(groups, cfg)
         redacted = None
         if redact:
@@ -156,6 +160,8 @@ class Analyzer:
             chosen = [h for h in main if redactable(h, cfg) and cfg.rule_enabled(h.rule)]
             if chosen or partial:
                 redacted = apply(leaves, chosen + partial)
+            if renamed:
+                redacted = rename_keys(message if redacted is None else redacted, renamed)
             if findings:  # a message may quote a value (a tool's name) that holds a secret
                 findings = redact_findings(findings, cfg)
         risk = cfg.scoring.risk(findings)

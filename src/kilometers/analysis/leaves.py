@@ -1,7 +1,8 @@
 """Walking the string leaves of a decoded JSON message, cheaply.
 
-Detectors never recurse themselves: :class:`Leaves` collects every string value (not
-keys, numbers or booleans) once, in a fixed depth-first order, joined into one ``blob``
+Detectors never recurse themselves: :class:`Leaves` collects every string value (not keys,
+numbers or booleans; keys that may be values are listed apart) once, in a fixed depth-first
+order, joined into one ``blob``
 so that a detector can reject a whole message with a single substring test or one
 regex scan. JSON pointers are only computed for the few leaves that produced a hit
 (:meth:`Leaves.pointers`), by a second walk in the same order.
@@ -35,6 +36,11 @@ SEP = "\x00"
 """Joins the leaves in the blob. No detector pattern matches it, so no match spans two leaves."""
 
 PathPart = str | int
+
+KEY_WORD_MAX = 20
+"""Object keys are names (``inputSchema``), but a map may be keyed by values (``{"ghp_…": "ci"}``,
+an e-mail address): a key at least this long, or one that is not an identifier, is kept in
+:attr:`Leaves.keys` for the secret and personal-data scans (see :mod:`.redact`)."""
 
 _TOKEN_TAIL = re.compile(r"[\w+/=.~-]+\Z")
 _BASE64 = re.compile(r"[A-Za-z0-9+/]*={0,2}")
@@ -91,12 +97,19 @@ def _flag_kind(arg: str) -> str:
 
 
 def _collect(
-    obj: Any, out: list[str], cred: list[tuple[int, str]], min_len: int, in_list: bool = False
+    obj: Any,
+    out: list[str],
+    cred: list[tuple[int, str]],
+    keys: list[str],
+    min_len: int,
+    in_list: bool = False,
 ) -> None:
     if isinstance(obj, dict):
         valued = "value" in obj or "Value" in obj or "val" in obj or "ParameterValue" in obj
         sibling = _sibling_kind(obj) if valued else ""
         for k, v in obj.items():
+            if len(k) >= min_len and (len(k) >= KEY_WORD_MAX or not k.isidentifier()):
+                keys.append(k)
             if isinstance(v, str):
                 if len(v) < min_len or _binary(obj, k, v):
                     continue
@@ -105,7 +118,7 @@ def _collect(
                     cred.append((len(out), kind))
                 out.append(v)
             elif isinstance(v, dict | list):
-                _collect(v, out, cred, min_len)
+                _collect(v, out, cred, keys, min_len)
     elif isinstance(obj, list):
         # ["--password", "..."] (a command line); [["Authorization", "Bearer ..."], ...] (pairs in a
         # list: headers, env): not a lone pair, which may be two unrelated strings
@@ -130,7 +143,7 @@ def _collect(
             else:
                 kind = ""
                 if isinstance(v, dict | list):
-                    _collect(v, out, cred, min_len, True)
+                    _collect(v, out, cred, keys, min_len, True)
 
 
 def _collect_paths(
@@ -185,18 +198,21 @@ def pointer(parts: tuple[PathPart, ...] | list[PathPart]) -> str:
 class Leaves:
     """The string leaves of one decoded message."""
 
-    __slots__ = ("_all", "_lower", "_starts", "blob", "cred", "min_len", "omitted", "root", "values")
+    __slots__ = ("_all", "_lower", "_starts", "blob", "cred", "keys", "min_len", "omitted", "root", "values")
 
     def __init__(self, root: Any, *, min_len: int = 6, max_chars: int = 0) -> None:
         self.root = root
         self.min_len = min_len
         values: list[str] = []
         cred: list[tuple[int, str]] = []
+        keys: list[str] = []
         if isinstance(root, str):
             if len(root) >= min_len:
                 values.append(root)
         else:
-            _collect(root, values, cred, min_len)
+            _collect(root, values, cred, keys, min_len)
+        self.keys = keys
+        """Object keys that could hold a value (see :data:`KEY_WORD_MAX`), in walking order."""
         self._all = values
         self.omitted: list[tuple[int, int]] = []
         """``(leaf index, offset)`` of the text past ``max_chars``: not scanned, from the offset on."""

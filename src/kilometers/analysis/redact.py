@@ -2,9 +2,10 @@
 
 Only the detected span is replaced (``"token=ghp_…"`` becomes
 ``"token=[REDACTED:secret.github_token]"``); keys, structure and every other value stay
-as they were. Containers on the way to a changed string are copied; the input is never
-modified. Secrets are always redacted (unless ``redact_secrets`` is off), personal data
-only with ``AnalysisConfig(redact_pii=True)``.
+as they were. Keys that may be values (:data:`~.leaves.KEY_WORD_MAX`: ``{"ghp_…": "ci"}``)
+are scanned too and renamed (:func:`key_hits`, :func:`rename_keys`). Containers on the way to a
+changed string are copied; the input is never modified. Secrets are always redacted (unless
+``redact_secrets`` is off), personal data only with ``AnalysisConfig(redact_pii=True)``.
 
 Text past the scan bound (``max_scan_chars``) was not checked, so it is not kept either: it
 becomes ``[REDACTED:redaction.partial]`` and the finding :data:`PARTIAL_RULE` says how much.
@@ -12,6 +13,7 @@ becomes ``[REDACTED:redaction.partial]`` and the finding :data:`PARTIAL_RULE` sa
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -21,7 +23,7 @@ import orjson
 from . import pii, secrets
 from .config import DEFAULT_CONFIG, AnalysisConfig
 from .findings import Finding
-from .leaves import Hit, Leaves, PathPart
+from .leaves import Hit, Leaves, PathPart, pointer
 from .resolve import findings_from_hits
 
 PLACEHOLDER = "[REDACTED:{rule}]"
@@ -132,6 +134,75 @@ def apply(leaves: Leaves, hits: Iterable[Hit]) -> Any | None:
     return _apply(leaves.root, tree)
 
 
+def key_hits(
+    leaves: Leaves, config: AnalysisConfig, scan_secrets: bool, scan_pii: bool
+) -> tuple[list[Hit], dict[str, str]]:
+    """Secrets and personal data written as object keys (``{"tokens": {"ghp_…": "ci"}}``, a map
+    keyed by e-mail address): their hits, each at the path of the first member so named, and the
+    new names of the keys redaction replaces (pass them to :func:`rename_keys`)."""
+    names = Leaves(list(dict.fromkeys(leaves.keys)))  # (every key is long enough: leaf i is key i)
+    found: list[Hit] = []
+    if scan_secrets:
+        found.extend(secrets.scan(names, config.allow_values))
+    if scan_pii:
+        found.extend(pii.scan(names))
+    found = [h for h in found if config.rule_enabled(h.rule)]
+    if not found:
+        return [], {}
+    spans: dict[int, list[tuple[int, int, str]]] = {}
+    for h in found:
+        if redactable(h, config):
+            spans.setdefault(h.leaf, []).append((h.start, h.end, h.rule))
+    renamed = {names.values[i]: _redact_string(names.values[i], s) for i, s in spans.items()}
+    paths = _key_paths(leaves.root, {names.values[h.leaf] for h in found})
+    hits = []
+    for h in found:
+        path = [renamed.get(p, p) if isinstance(p, str) else p for p in paths.get(names.values[h.leaf], ())]
+        hits.append(Hit(h.rule, h.severity, h.message, path=pointer(path)))
+    return hits, renamed
+
+
+def _key_paths(obj: Any, wanted: set[str]) -> dict[str, tuple[PathPart, ...]]:
+    """The path of the first member named by each wanted key (depth first)."""
+    out: dict[str, tuple[PathPart, ...]] = {}
+
+    def walk(node: Any, path: tuple[PathPart, ...]) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if k in wanted and k not in out:
+                    out[k] = (*path, k)
+                walk(v, (*path, k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                walk(v, (*path, i))
+
+    walk(obj, ())
+    return out
+
+
+def rename_keys(obj: Any, renamed: dict[str, str]) -> Any:
+    """``obj`` with its keys renamed (containers copied on the way; the input is never modified).
+    Two keys that would read the same keep both members: the later one gets `` (2)``, `` (3)``…"""
+    if isinstance(obj, dict):
+        out: dict[Any, Any] | None = None
+        for i, (k, v) in enumerate(obj.items()):
+            new_v = rename_keys(v, renamed)
+            new_k = renamed.get(k, k)
+            if out is None and (new_v is not v or new_k != k):
+                out = dict(itertools.islice(obj.items(), i))
+            if out is not None:
+                name, n = new_k, 1
+                while name in out or (name != k and name in obj):
+                    n += 1
+                    name = f"{new_k} ({n})"
+                out[name] = new_v
+        return obj if out is None else out
+    if isinstance(obj, list):
+        items = [rename_keys(v, renamed) for v in obj]
+        return obj if all(a is b for a, b in zip(items, obj, strict=True)) else items
+    return obj
+
+
 def redact(message: Any, config: AnalysisConfig | None = None) -> Redaction:
     """Detect secrets (and PII when configured) in a decoded message and redact them."""
     config = config or DEFAULT_CONFIG
@@ -144,7 +215,15 @@ def redact(message: Any, config: AnalysisConfig | None = None) -> Redaction:
     chosen = [h for h in hits if redactable(h, config)]
     partial, notes = unscanned(leaves, config)
     new = apply(leaves, chosen + partial)
-    findings = (*findings_from_hits([(leaves, chosen)], config), *notes)
+    named: list[Hit] = []
+    renamed: dict[str, str] = {}
+    if leaves.keys:
+        named, renamed = key_hits(leaves, config, config.redact_secrets, config.redact_pii)
+    found = findings_from_hits([(leaves, chosen), (None, named)], config)
+    if renamed:  # a finding's path may pass through a renamed key
+        new = rename_keys(message if new is None else new, renamed)
+        found = redact_findings(found, config)
+    findings = (*found, *notes)
     if new is None:
         return Redaction(message, False, findings)
     return Redaction(new, True, findings)
@@ -153,12 +232,15 @@ def redact(message: Any, config: AnalysisConfig | None = None) -> Redaction:
 def redact_findings(findings: Sequence[Finding], config: AnalysisConfig | None = None) -> list[Finding]:
     """The findings with what their messages quote redacted as the message is: a detector that
     names what it saw (a tool called ``tool:ghp_…RM…`` read as ``rm``) must not store a secret the
-    payload no longer holds. One scan for the whole list."""
-    result = redact([f.message for f in findings], config)
+    payload no longer holds, nor a path that names a key holding one. One scan for the whole list."""
+    texts = [f.message for f in findings] + [f.path for f in findings]  # a path may hold a key
+    result = redact(texts, config)
     if not result.changed:
         return list(findings)
+    n = len(findings)
     return [
-        f if m == f.message else replace(f, message=m) for f, m in zip(findings, result.message, strict=True)
+        f if m == f.message and p == f.path else replace(f, message=m, path=p)
+        for f, m, p in zip(findings, result.message[:n], result.message[n:], strict=True)
     ]
 
 
