@@ -38,7 +38,7 @@ from .analysis.config import SettingError, boolean, did_you_mean, strings, table
 from .analysis.list_order import TOOLS_REORDERED_RULE
 from .analysis.mcp_headers import HEADER_MISMATCH_RULE
 from .analysis.names import first_match
-from .analysis.redact import PARTIAL_RULE, omits_unscanned, redact_findings
+from .analysis.redact import PARTIAL_RULE, REDACTED_MARK, omits_unscanned, redact_findings
 from .jsonlimits import TOO_DEEP_RULE, value_too_deep
 from .jsonrpc import UNPARSEABLE_RULE, LineFramer, may_call, recover, recovered_fields, unescaped
 from .model import Event, Session
@@ -639,9 +639,18 @@ class Gate:
                 return reason
         return None
 
+    def _changed(self, tool: str) -> bool:
+        changed = self.tools_changed()
+        if tool in changed:
+            return True
+        # pins keep a name that holds a secret redacted: the call's is compared the same way
+        return any(REDACTED_MARK in name for name in changed) and (
+            redact(tool, self.policy.analysis).message in changed
+        )
+
     def _tool_reason(self, tool: str, message: dict[str, Any]) -> str | None:
         reason = self.policy.tool_denied(self.server, tool)
-        if reason is None and self.policy.block_changed_tools and tool in self.tools_changed():
+        if reason is None and self.policy.block_changed_tools and self._changed(tool):
             reason = f"tool {tool!r} changed since it was pinned (run `km pins approve {self.server}`)"
         if reason is None and self.policy.block_at is not None:
             risk = self.analyzer.analyze("client_to_server", "request", "tools/call", tool, message)

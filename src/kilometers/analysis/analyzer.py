@@ -37,6 +37,7 @@ from .leaves import Hit, Leaves
 from .names import first_match
 from .pinning import Pins
 from .redact import apply, key_hits, redact_findings, redactable, rename_keys, unscanned
+from .redact import redact as redaction
 from .resolve import findings_from_hits
 
 if TYPE_CHECKING:
@@ -259,6 +260,7 @@ class Analyzer:
             self.tools = {}
             self._info = {}
         self.learn_tools(tools)
+        tools = _as_pinned(tools, self.config)
         names = [t["name"] for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)]
         complete = not result.get("nextCursor")
         findings: list[Finding] = []
@@ -301,6 +303,20 @@ class Analyzer:
                 )
             )
         return hits
+
+
+def _as_pinned(tools: list[Any], config: AnalysisConfig) -> list[Any]:
+    """The listed tools as pins keep them (and stores show them): a name holding a secret (or
+    personal data, when that is redacted) redacted as in the stored event. The gate compares a
+    call's name the same way (:meth:`kilometers.security.Gate`)."""
+    names = [t.get("name") if isinstance(t, dict) and isinstance(t.get("name"), str) else "" for t in tools]
+    result = redaction(names, config)
+    if not result.changed:
+        return tools
+    return [
+        t if new == old else {**t, "name": new}
+        for t, old, new in zip(tools, names, result.message, strict=True)
+    ]
 
 
 def analyze(

@@ -27,6 +27,8 @@ from .leaves import Hit, Leaves, PathPart, pointer
 from .resolve import findings_from_hits
 
 PLACEHOLDER = "[REDACTED:{rule}]"
+REDACTED_MARK = "[REDACTED:"
+"""How every placeholder starts."""
 PARTIAL_RULE = "redaction.partial"
 """The finding (and placeholder) of text past the scan bound, neither scanned nor kept."""
 
