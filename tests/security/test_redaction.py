@@ -377,6 +377,9 @@ def test_a_secret_or_an_address_used_as_an_object_key_is_redacted() -> None:
         assert any(
             f.rule == "secret.generic_credential" and f.path.endswith(f"{GITHUB}/note") for f in findings
         )
+    # a token keyed by itself: one finding, not two that read the same
+    both = redact({"env": {secret: secret}})
+    assert [(f.rule, f.path) for f in both.findings] == [("secret.github_token", f"/env/{GITHUB}")]
     # without personal-data redaction the address is kept (and reported by the analysis)
     kept = redact(message)
     assert "alice@example.com" in kept.message["result"] and secret not in str(kept.message)

@@ -240,10 +240,11 @@ def redact_findings(findings: Sequence[Finding], config: AnalysisConfig | None =
     if not result.changed:
         return list(findings)
     n = len(findings)
-    return [
+    out = [
         f if m == f.message and p == f.path else replace(f, message=m, path=p)
         for f, m, p in zip(findings, result.message[:n], result.message[n:], strict=True)
     ]
+    return list(dict.fromkeys(out))  # a key's finding and its value's now read the same
 
 
 def redact_json(text: str, config: AnalysisConfig | None = None) -> tuple[str, tuple[Finding, ...]]:
