@@ -27,6 +27,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    false,
     null,
     or_,
     select,
@@ -154,6 +155,8 @@ def _clauses(flt: FindingFilter) -> list[ColumnElement[bool]]:
 
 def _prefilter(flt: FindingFilter, ranks: set[int], stored: ColumnElement[str]) -> ColumnElement[bool] | None:
     """Substrings the stored array has when it may hold a matching finding (None: any array)."""
+    if not ranks:  # the severity filters exclude each other: no finding matches
+        return false()
     out: list[ColumnElement[bool]] = []
     if flt.rule:
         family = flt.rule.endswith("*")
