@@ -380,6 +380,8 @@ def test_a_secret_or_an_address_used_as_an_object_key_is_redacted() -> None:
     # a token keyed by itself: one finding, not two that read the same
     both = redact({"env": {secret: secret}})
     assert [(f.rule, f.path) for f in both.findings] == [("secret.github_token", f"/env/{GITHUB}")]
+    # keys are read each on its own: "--password" is not a flag naming the key after it
+    assert redact({"flags": {"--password": 1, "Xk9fQ2mZ7pL4vB8nTw3abc": 2}}).changed is False
     # without personal-data redaction the address is kept (and reported by the analysis)
     kept = redact(message)
     assert "alice@example.com" in kept.message["result"] and secret not in str(kept.message)

@@ -142,7 +142,9 @@ def key_hits(
     """Secrets and personal data written as object keys (``{"tokens": {"ghp_…": "ci"}}``, a map
     keyed by e-mail address): their hits, each at the path of the first member so named, and the
     new names of the keys redaction replaces (pass them to :func:`rename_keys`)."""
-    names = Leaves(list(dict.fromkeys(leaves.keys)))  # (every key is long enough: leaf i is key i)
+    # as the values of plain keys (a list would read "--token" as a flag naming the next one);
+    # every key is long enough to be a leaf, so leaf i is key i
+    names = Leaves({str(i): k for i, k in enumerate(dict.fromkeys(leaves.keys))})
     found: list[Hit] = []
     if scan_secrets:
         found.extend(secrets.scan(names, config.allow_values))
