@@ -188,6 +188,13 @@ function FindingFilterForm({ value, onSubmit }: { value: FindingFilters; onSubmi
   );
 }
 
+interface Loaded {
+  /** The filters these rows were asked for. */
+  filters: FindingFilters | null;
+  items: FindingItem[];
+  cursor: string | null;
+}
+
 function FindingList({
   filters,
   run,
@@ -197,8 +204,12 @@ function FindingList({
   run: number;
   onSort: (sort: FindingSort) => void;
 }) {
-  const [items, setItems] = useState<FindingItem[]>([]);
-  const [cursor, setCursor] = useState<string | null>(null);
+  const [loaded, setLoaded] = useState<Loaded>({ filters: null, items: [], cursor: null });
+  // the rows of other filters (a sort just clicked) are never shown under this one's header,
+  // not even for the frame before the effect below asks for the new ones
+  const current = loaded.filters === filters;
+  const items = current ? loaded.items : [];
+  const cursor = current ? loaded.cursor : null;
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState<Error | null>(null);
 
@@ -210,8 +221,11 @@ function FindingList({
         { ...findingQuery(filters), sort: filters.sort, limit: PAGE_SIZE, cursor: after },
         signal,
       );
-      setItems((prev) => (after ? [...prev, ...page.items] : page.items));
-      setCursor(page.next_cursor);
+      setLoaded((prev) => ({
+        filters,
+        items: after ? [...prev.items, ...page.items] : page.items,
+        cursor: page.next_cursor,
+      }));
     } catch (err) {
       if (isAbort(err)) return;
       setError(err instanceof Error ? err : new Error(String(err)));
@@ -221,8 +235,6 @@ function FindingList({
 
   useEffect(() => {
     const ctl = new AbortController();
-    setItems([]);
-    setCursor(null);
     void load(null, ctl.signal);
     return () => ctl.abort();
   }, [filters, run]);

@@ -48,9 +48,16 @@ export function SearchPage() {
   useTitle("Search");
   const loc = useLocation();
   const filters = useMemo(() => filtersFromSearch(loc.search), [loc.search]);
-  const [items, setItems] = useState<KmEvent[]>([]);
-  const [cursor, setCursor] = useState<string | null>(null);
-  const [searchedTo, setSearchedTo] = useState<string | null>(null);
+  const [found, setItems] = useState<KmEvent[]>([]);
+  const [next, setCursor] = useState<string | null>(null);
+  const [bound, setSearchedTo] = useState<string | null>(null);
+  // results of other filters are never shown under these, not even for the frame before the
+  // effect below asks for the new ones
+  const [foundFor, setFoundFor] = useState<EventFilters | null>(null);
+  const fresh = foundFor === filters;
+  const items = fresh ? found : [];
+  const cursor = fresh ? next : null;
+  const searchedTo = fresh ? bound : null;
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState<Error | null>(null);
   const [run, setRun] = useState(0);
@@ -61,13 +68,14 @@ export function SearchPage() {
     try {
       // a text search reads a bounded number of events per request: when a page stopped at that
       // bound with few matches, it goes on by itself for a moment before showing what it found
-      const { items: found, last: page } = await gatherPages(
+      const { items: more, last: page } = await gatherPages(
         (c) => api.events(apiQuery(filters, c), signal),
         after,
         PAGE_SIZE,
         AUTO_CONTINUE_MS,
       );
-      setItems((prev) => (after ? [...prev, ...found] : found));
+      setItems((prev) => (after ? [...prev, ...more] : more));
+      setFoundFor(filters);
       setCursor(page.next_cursor);
       setSearchedTo(page.searched_to ?? null);
     } catch (err) {

@@ -40,8 +40,13 @@ export function SessionsPage() {
   const loc = useLocation();
   const minLevel = useMemo(() => riskFloor(new URLSearchParams(loc.search).get("min_level")), [loc.search]);
   const view = useMemo(() => parseView(loc.search), [loc.search]);
-  const [items, setItems] = useState<KmSession[]>([]);
-  const [cursor, setCursor] = useState<string | null>(null);
+  const [found, setItems] = useState<KmSession[]>([]);
+  const [next, setCursor] = useState<string | null>(null);
+  // sessions of another risk floor are never shown under this one, not even for the frame
+  // before the effect below asks for the new ones
+  const [foundFor, setFoundFor] = useState<RiskFloor | null>(null);
+  const items = foundFor === minLevel ? found : [];
+  const cursor = foundFor === minLevel ? next : null;
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState<Error | null>(null);
   const [attempt, setAttempt] = useState(0);
@@ -57,6 +62,7 @@ export function SessionsPage() {
       const page = await api.sessions({ limit, cursor: after, min_level: minLevel || undefined }, signal);
       setItems((prev) => (after ? [...prev, ...page.items] : page.items));
       setCursor(page.next_cursor);
+      setFoundFor(minLevel);
       setNow(Date.now());
     } catch (err) {
       if (isAbort(err)) return;
