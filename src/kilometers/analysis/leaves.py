@@ -2,9 +2,8 @@
 
 Detectors never recurse themselves: :class:`Leaves` collects every string value (not keys,
 numbers or booleans; keys that may be values are listed apart) once, in a fixed depth-first
-order, joined into one ``blob``
-so that a detector can reject a whole message with a single substring test or one
-regex scan. JSON pointers are only computed for the few leaves that produced a hit
+order, joined into one ``blob`` so that a detector can reject a whole message with a single
+substring test or one regex scan. JSON pointers are only computed for the few leaves that produced a hit
 (:meth:`Leaves.pointers`), by a second walk in the same order.
 
 Skipped while collecting (so also never redacted): strings shorter than ``min_len``
