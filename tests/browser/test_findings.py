@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -111,6 +112,26 @@ def test_findings_page_filters_and_links_to_the_event(page: Page) -> None:
     expect(target).to_have_class(re.compile(r"\bis-target\b"))
     expect(target).to_be_in_viewport()
     expect(target).to_contain_text("configure")
+
+
+def test_what_is_typed_right_after_a_select_applied_is_kept(page: Page, team: Team) -> None:
+    """The form follows the URL before the browser paints. It used to follow it in an effect,
+    which runs after a frame: a rule typed in that frame, right after the severity select had
+    applied, was wiped and Apply sent none (a fresh-clone run failed on this under load)."""
+    page.clock.install()
+    page.goto(team.base + "/findings?min_severity=critical")
+    items = page.get_by_test_id("finding-item")
+    expect(items.first).to_be_visible()
+    page.clock.pause_at(datetime.now() + timedelta(hours=1))  # no frame nor timer runs unless told
+    page.get_by_test_id("finding-filter-severity").select_option("")
+    page.wait_for_url(re.compile(r".*/findings$"))
+    page.get_by_test_id("finding-filter-rule").fill("secret.*")
+    page.clock.run_for(1000)  # what waited for a frame runs now
+    expect(page.get_by_test_id("finding-filter-rule")).to_have_value("secret.*")
+    page.get_by_test_id("finding-filter-submit").click()
+    page.wait_for_url("**rule=secret.*")
+    page.clock.resume()
+    expect(items).to_have_count(2)
 
 
 def test_findings_sort_and_group(page: Page, team: Team) -> None:

@@ -1,4 +1,4 @@
-import { useEffect, useRef, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { registerDraft, takeDraft } from "../lib/drafts";
 import { isoToLocalInput, localInputToIso } from "../lib/format";
 import {
@@ -28,7 +28,9 @@ export function FilterForm({ value, onSubmit, withTime, submitLabel, testid }: P
     return kept === null ? value : filtersFromSearch(kept);
   });
   const mounted = useRef(false);
-  useEffect(() => {
+  // the form follows the URL before the browser paints, so that what is typed right after a
+  // change (a select that applies at once) is not overwritten by a late effect
+  useLayoutEffect(() => {
     if (mounted.current) setDraft(value);
     mounted.current = true;
   }, [value]);

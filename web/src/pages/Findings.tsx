@@ -1,4 +1,4 @@
-import { useEffect, useMemo, useState } from "preact/hooks";
+import { useEffect, useLayoutEffect, useMemo, useState } from "preact/hooks";
 import { api, isAbort } from "../api";
 import { Link } from "../components/Link";
 import { Empty, ErrorBanner, Loading, PageHeader, SeverityBadge } from "../components/ui";
@@ -80,7 +80,9 @@ export function FindingsPage() {
 
 function FindingFilterForm({ value, onSubmit }: { value: FindingFilters; onSubmit: (f: FindingFilters) => void }) {
   const [draft, setDraft] = useState<FindingFilters>(value);
-  useEffect(() => setDraft(value), [value]);
+  // the form follows the URL (a select applies at once, a link, back): before the browser paints,
+  // so that what is typed right after is not overwritten by a late effect
+  useLayoutEffect(() => setDraft(value), [value]);
   const text = (field: "rule" | "server" | "tool" | "session_id", label: string, placeholder = "") => (
     <label class="field">
       {label}
