@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -90,6 +91,35 @@ def test_sign_in_is_required(browser: Browser, team: Team) -> None:
     expect(page.get_by_test_id("error-banner")).to_be_visible()
     shot(page, "login")
     context.close()
+
+
+def test_a_signed_in_first_load_takes_its_preloaded_who_am_i(page: Page, team: Team) -> None:
+    """The page's preload of /auth/me is what the app uses: one request, started by the link
+    while the script loaded (a fetch the preload did not match would be a second one)."""
+    page.goto(team.base + "/sessions")
+    expect(page.get_by_test_id("page-sessions")).to_be_visible()
+    expect(page.get_by_test_id("org-name").first).to_have_text("acme")
+    initiators = page.evaluate(
+        "() => performance.getEntriesByType('resource')"
+        ".filter(r => new URL(r.name).pathname === '/auth/me').map(r => r.initiatorType)"
+    )
+    assert initiators == ["link"]
+
+
+def test_a_page_asks_for_its_data_in_the_render_that_shows_it(page: Page, team: Team) -> None:
+    """A page's requests leave in the commit of the render that mounts it, not after the next
+    frame (an effect waits for one: tens of milliseconds of every first load). With the page's
+    clock paused, no frame runs, and the data still comes."""
+    page.clock.install()
+    page.goto(team.base + "/sessions")
+    expect(page.get_by_test_id("session-row").first).to_be_visible()
+    page.clock.pause_at(datetime.now() + timedelta(hours=1))  # no frame nor timer runs from here
+    page.get_by_test_id("session-row").first.click()
+    expect(page.get_by_test_id("inspector-row").first).to_be_visible()
+    expect(page.get_by_test_id("session-findings")).to_be_visible()
+    page.get_by_test_id("nav-overview").click()
+    expect(page.get_by_test_id("card-events-per-min-value")).not_to_be_empty()
+    page.clock.resume()
 
 
 def test_a_call_through_km_monitor_appears_live(page: Page, team: Team) -> None:

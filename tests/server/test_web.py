@@ -167,6 +167,27 @@ def test_security_headers_and_pages(api: Api) -> None:
     assert api.client.get("/api/v1/nope").status_code == 404
 
 
+def test_a_signed_in_browsers_page_preloads_who_am_i(api: Api) -> None:
+    """With a session cookie, the app's page asks the browser to fetch /auth/me at once (the
+    app's first request); without one (signed out, or km ui's token) the page is left as built."""
+    from kilometers.server.web import PRELOAD_ME, STATIC, preloading_me
+
+    org, _, _ = api.org_with_keys("acme")
+    client, _ = _signed_in(api, "ann@example.com", "owner", org)
+    if not (STATIC / "index.html").exists():
+        pytest.skip("the dashboard is not built")
+    built = (STATIC / "index.html").read_bytes()
+    assert PRELOAD_ME not in built
+    for path in ("/", "/sessions/abc", "/overview"):
+        page = client.get(path)
+        assert page.status_code == 200 and page.content == preloading_me(built), path
+        assert page.headers["cache-control"] == "no-cache" and page.headers["vary"] == "Cookie"
+        # before the script that takes it, so the two load side by side
+        assert page.content.index(PRELOAD_ME) < page.content.index(b"<script")
+    assert api.client.get("/overview").content == built  # no cookie
+    assert preloading_me(b"<p>no script</p>") == b"<p>no script</p>"
+
+
 @pytest.mark.parametrize("store", ["sqlite"])
 def test_km_ui_token_and_host_checks(store: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
     from kilometers.server.app import ServerSettings

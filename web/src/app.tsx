@@ -34,6 +34,15 @@ function loginPath(): string {
   return here === "/" || here.startsWith(paths.login) ? paths.login : `${paths.login}?next=${encodeURIComponent(here)}`;
 }
 
+/** The first /auth/me, asked by main.tsx before the first render (an effect would ask it a
+ *  frame later); the App's first sign-in check takes it. */
+let firstMe: Promise<Me> | null = null;
+
+export function askWhoAmI(): void {
+  firstMe = api.me();
+  firstMe.catch(() => undefined); // (its error is handled where it is taken)
+}
+
 export function App() {
   const loc = useLocation();
   const route = matchRoute(loc.pathname);
@@ -43,8 +52,11 @@ export function App() {
 
   useEffect(() => {
     const ctl = new AbortController();
-    api.me(ctl.signal).then(
+    const asked = firstMe ?? api.me(ctl.signal);
+    firstMe = null;
+    asked.then(
       (me) => {
+        if (ctl.signal.aborted) return;
         setCsrfToken(me.csrf_token);
         setAuth({ status: "signed-in", me });
       },

@@ -1,5 +1,5 @@
 import { createContext } from "preact";
-import { useCallback, useContext, useEffect, useRef, useState } from "preact/hooks";
+import { useCallback, useContext, useEffect, useLayoutEffect, useRef, useState } from "preact/hooks";
 import { isAbort } from "./api";
 import { getZoneMode, onZoneModeChange, type ZoneMode } from "./lib/format";
 import type { Me } from "./types";
@@ -11,7 +11,9 @@ export interface AsyncState<T> {
   reload: () => void;
 }
 
-/** Run `load` when `deps` change (aborting the previous run) and keep its result. */
+/** Run `load` when `deps` change (aborting the previous run) and keep its result.
+ *  The request leaves in the commit of the render that asked for it (a layout effect): a plain
+ *  effect would wait for the next frame, which on a first load is tens of milliseconds. */
 export function useApi<T>(load: (signal: AbortSignal) => Promise<T>, deps: readonly unknown[]): AsyncState<T> {
   const [data, setData] = useState<T | null>(null);
   const [error, setError] = useState<Error | null>(null);
@@ -19,7 +21,7 @@ export function useApi<T>(load: (signal: AbortSignal) => Promise<T>, deps: reado
   const [tick, setTick] = useState(0);
   const loadRef = useRef(load);
   loadRef.current = load;
-  useEffect(() => {
+  useLayoutEffect(() => {
     const ctl = new AbortController();
     setLoading(true);
     setError(null);

@@ -1,5 +1,5 @@
 import type { ComponentChildren } from "preact";
-import { useEffect, useState } from "preact/hooks";
+import { useLayoutEffect, useState } from "preact/hooks";
 import { api, isAbort } from "../api";
 import { Inspector } from "../components/Inspector";
 import { Link } from "../components/Link";
@@ -32,7 +32,8 @@ interface SessionEvents {
 function useSessionEvents(id: string): SessionEvents & { reload: () => void } {
   const [state, setState] = useState<SessionEvents>({ items: [], done: false, capped: false, error: null });
   const [tick, setTick] = useState(0);
-  useEffect(() => {
+  // (a layout effect: the first request leaves with this render's commit, not a frame later)
+  useLayoutEffect(() => {
     const ctl = new AbortController();
     let items: KmEvent[] = [];
     setState({ items, done: false, capped: false, error: null });
@@ -79,7 +80,8 @@ export function SessionPage({ id }: { id: string }) {
       </PageHeader>
       <ErrorBanner error={session.error} onRetry={session.reload} />
       {session.loading && !s && <Loading />}
-      {s && <SessionFindings id={id} />}
+      {/* mounted at once, so that its requests run beside the session's; shown with the session */}
+      <SessionFindings id={id} shown={!!s} />
       {s && <SessionHeader s={s} />}
       <ErrorBanner error={events.error} onRetry={events.reload} />
       {!events.done && (
@@ -116,13 +118,14 @@ const TOP_FINDINGS = 10;
 
 /** The session's findings at a glance: counts by severity, the top rules, the worst findings
  *  (each a link to its event's row below), and a link to all of them on the Findings page. */
-function SessionFindings({ id }: { id: string }) {
+function SessionFindings({ id, shown }: { id: string; shown: boolean }) {
   const summary = useApi(
     (signal) => api.findingsSummary({ session_id: id, group: "rule", limit: TOP_RULES }, signal),
     [id],
   );
   const top = useApi((signal) => api.findings({ session_id: id, sort: "severity", limit: TOP_FINDINGS }, signal), [id]);
   const s = summary.data;
+  if (!shown) return null;
   if (summary.error) return <ErrorBanner error={summary.error} onRetry={summary.reload} />;
   if (!s) return null;
   if (s.total === 0)
