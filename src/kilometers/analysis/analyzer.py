@@ -260,11 +260,10 @@ class Analyzer:
             self.tools = {}
             self._info = {}
         self.learn_tools(tools)
-        tools = _as_pinned(tools, self.config)
-        names = [t["name"] for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)]
         complete = not result.get("nextCursor")
         findings: list[Finding] = []
-        if self.config.pinning:
+        if self.config.pinning:  # (pins keep redacted names: only then are they worked out)
+            tools = _as_pinned(tools, self.config)
             findings = self.pins.check(
                 tools,
                 complete=complete,
@@ -276,7 +275,9 @@ class Analyzer:
             self._page_names = []
             self.tools_complete = True
         else:
-            self._page_names.extend(names)
+            self._page_names.extend(
+                t["name"] for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)
+            )
         return [Hit(f.rule, f.severity, f.message, path=f.path) for f in findings]
 
     def _policy(self, name: str | None) -> list[Hit]:
