@@ -22,7 +22,8 @@ from navigation start (``performance.timeOrigin`` of the page) to the moment the
 DOM, seen by a ``MutationObserver`` installed before the page's own scripts run:
 
 - Overview: the five cards have values, both charts have their uPlot canvas, both top tables have rows
-  (or their empty note);
+  (or their empty note), and the protocol radar has its summary (since 2026-12-06: it read every event
+  of 30 days, 9.8 s at 10M events on SQLite, and this condition did not wait for it);
 - Search: result rows (``search-result``) and the ``search-count`` line are there (or the empty note);
 - Session: the inspector's first rows (``inspector-row``) and its count; "whole": also every page of the
   session read (the ``inspector-loading`` note gone).
@@ -108,6 +109,7 @@ CONDITIONS = {
         for (const id of ['chart-traffic', 'chart-latency']) {
             if (!page.querySelector(`[data-testid=${id}] canvas`)) return false;
         }
+        if (!page.querySelector('[data-testid=radar-summary]')) return false;  // the protocol radar
         const tables = page.querySelectorAll('.two-col > .card');
         if (tables.length < 2) return false;
         for (const card of tables) {
@@ -168,7 +170,7 @@ def page_specs(now_ms: int, session_id: str | None = None) -> list[PageSpec]:
     session_api = [(f"/api/v1/sessions/{session_id}", {}), (events, oldest)]
     return [
         PageSpec("overview (default, 1 h)", "overview", "/overview",
-                 [(stats, stats_params(3_600_000, "minute"))]),
+                 [(stats, stats_params(3_600_000, "minute")), ("/api/v1/radar", {})]),
         PageSpec("overview 7 days", "overview", "/overview?range=7d",
                  [(stats, stats_params(7 * 86_400_000, "hour"))]),
         PageSpec("search (no filter)", "search", "/search", [(events, {"limit": "100"})]),

@@ -60,3 +60,36 @@ def test_radar_bad_input_and_no_credentials(api: Api, since: str) -> None:
     assert api.client.get("/api/v1/radar").status_code == 401
     spec = api.client.get("/openapi.json").json()
     assert "/api/v1/radar" in spec["paths"]
+
+
+def test_the_radar_reads_only_its_index(api: Api) -> None:
+    """The radar counts a few methods per session; it used to read every event of every
+    session in the window (9.8 s at 10M events on SQLite). Its statement is covered by the
+    partial index that holds only those methods, on both databases."""
+    from sqlalchemy import event
+
+    from kilometers.store.radar import radar
+
+    org, ingest, _ = api.org_with_keys("acme")
+    _ingest(api, ingest, *session_batch(40, name="filesystem"))
+    seen: list[tuple[str, Any]] = []
+
+    def record(*args: Any) -> None:
+        if "GROUP BY" in args[2]:
+            seen.append((args[2], args[3]))
+
+    event.listen(api.engine, "before_cursor_execute", record)
+    try:
+        [server, _client] = radar(api.engine, org.id, since_ns=0)
+    finally:
+        event.remove(api.engine, "before_cursor_execute", record)
+    assert server.uses["handshake"].messages == 1
+    [(sql, params)] = seen
+    with api.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            plan = " ".join(str(r) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params))
+            assert "COVERING INDEX ix_events_org_radar" in plan, plan
+        else:  # a tiny table is read whole; the point is that the index can answer the query
+            conn.exec_driver_sql("SET enable_seqscan = off")
+            plan = " ".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql, params))
+            assert "Index Only Scan" in plan and ("radar" in plan or "method_session_id" in plan), plan

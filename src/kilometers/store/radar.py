@@ -19,7 +19,7 @@ from sqlalchemy import BindParameter, Engine, and_, bindparam, func, or_, select
 from ..model import CLIENT_TO_SERVER, SERVER_TO_CLIENT, Session, format_ts
 from .codec import session_from_row
 from .queries import server_matches
-from .schema import LOCAL_ORG, events, sessions
+from .schema import LOCAL_ORG, RADAR_METHODS, events, sessions
 
 CURRENT_VERSION = "2026-07-28"
 """The newest protocol revision km knows; versions are dates and compare as text."""
@@ -114,13 +114,19 @@ def _name(info: dict[str, Any] | None, fallback: str | None) -> str:
 def _method_counts(
     engine: Engine, org_id: str, session_ids: list[str]
 ) -> Iterable[tuple[str, str, str, int]]:
-    """(session id, direction, method, messages) for the methods the radar looks at."""
+    """(session id, direction, method, messages) for the methods the radar looks at.
+
+    Read from ``ix_events_org_radar``, which holds only those methods: the methods are written
+    into the statement as the index's predicate names them (literals, in its order), which is
+    how either database sees that the partial index covers the query."""
     c = events.c
-    methods = sorted({m for _d, m in SIGNS})
     ids: BindParameter[list[str]] = bindparam("ids", session_ids, expanding=True, literal_execute=True)
+    methods: BindParameter[list[str]] = bindparam(
+        "radar_methods", list(RADAR_METHODS), expanding=True, literal_execute=True
+    )
     query = (
         select(c.session_id, c.direction, c.method, func.count())
-        .where(and_(c.org_id == org_id, c.session_id.in_(ids), c.method.in_(methods)))
+        .where(and_(c.org_id == org_id, c.method.in_(methods), c.session_id.in_(ids)))
         .where(c.kind.in_(("request", "notification")))
         .group_by(c.session_id, c.direction, c.method)
     )

@@ -211,6 +211,20 @@ sessions = Table(
     Index("ix_sessions_org_started", "org_id", "started_ns"),
 )
 
+RADAR_METHODS = (
+    "initialize",
+    "logging/setLevel",
+    "notifications/message",
+    "notifications/progress",
+    "notifications/roots/list_changed",
+    "ping",
+    "roots/list",
+    "sampling/createMessage",
+)
+"""The methods :mod:`kilometers.store.radar` counts, in this order in the index's predicate (a
+query must name them so, as literals, for either database to use the partial index)."""
+RADAR_WHERE = "method IN (" + ", ".join(f"'{m}'" for m in RADAR_METHODS) + ")"
+
 events = Table(
     "events",
     metadata,
@@ -258,6 +272,18 @@ events = Table(
         "risk_score",
         sqlite_where=text("risk_score >= 1"),
         postgresql_where=text("risk_score >= 1"),
+    ),
+    # only the messages the protocol radar counts (initialize, ping, sampling, roots, logging,
+    # client progress): it reads these per session from the index alone (revision 0014)
+    Index(
+        "ix_events_org_radar",
+        "org_id",
+        "method",
+        "session_id",
+        "direction",
+        "kind",
+        sqlite_where=text(RADAR_WHERE),
+        postgresql_where=text(RADAR_WHERE),
     ),
     # only linked events: a call's rounds, progress, cancellation, task and subscription traffic
     Index(
