@@ -231,3 +231,45 @@ def test_a_browser_gets_the_apps_not_found_page_and_api_clients_json(api: Api) -
     assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
     r = api.client.post("/no/such/page", headers=html)
     assert r.status_code in (404, 405) and r.headers["content-type"].startswith("application/json")
+
+
+def test_the_dashboards_assets_are_cached_for_good_and_sent_compressed(api: Api) -> None:
+    """Their names carry a hash of their content, so browsers keep them without asking again;
+    the script and the stylesheet go gzip-compressed to a browser that accepts it."""
+    import gzip
+    import re
+
+    from kilometers.server.web import STATIC
+
+    if not (STATIC / "index.html").exists():
+        pytest.skip("the dashboard is not built")
+    script = re.search(r'src="(/assets/[^"]+\.js)"', (STATIC / "index.html").read_text())
+    assert script is not None
+    path = script.group(1)
+    built = (STATIC / path.lstrip("/")).read_bytes()
+    client = api.client
+    plain = client.get(path, headers={"Accept-Encoding": "identity"})
+    assert plain.status_code == 200 and plain.content == built
+    assert "content-encoding" not in plain.headers
+    assert plain.headers["cache-control"] == "public, max-age=31536000, immutable"
+    for accepted in ("gzip", "gzip, deflate, br", "br;q=1.0, gzip;q=0.8"):
+        packed = client.get(path, headers={"Accept-Encoding": accepted})
+        assert packed.status_code == 200 and packed.headers["content-encoding"] == "gzip", accepted
+        assert packed.content == built  # (httpx unpacks it)
+        assert int(packed.headers["content-length"]) < len(built) // 2
+        assert packed.headers["vary"] == "Accept-Encoding"
+        assert packed.headers["cache-control"] == "public, max-age=31536000, immutable"
+        assert packed.headers["etag"] != plain.headers["etag"]
+    raw = client.get(path, headers={"Accept-Encoding": "gzip"})
+    with client.stream("GET", path, headers={"Accept-Encoding": "gzip"}) as streamed:
+        assert gzip.decompress(b"".join(streamed.iter_raw())) == built
+    # revalidation: each representation by its own validator
+    again = client.get(path, headers={"Accept-Encoding": "gzip", "If-None-Match": raw.headers["etag"]})
+    assert again.status_code == 304 and again.headers["etag"] == raw.headers["etag"]
+    again = client.get(path, headers={"Accept-Encoding": "identity", "If-None-Match": plain.headers["etag"]})
+    assert again.status_code == 304
+    refused = client.get(path, headers={"Accept-Encoding": "gzip;q=0"})
+    assert "content-encoding" not in refused.headers and refused.content == built
+    assert client.get("/assets/nope.js", headers={"Accept-Encoding": "gzip"}).status_code == 404
+    head = client.head(path, headers={"Accept-Encoding": "gzip"})
+    assert head.status_code == 200 and "content-encoding" not in head.headers

@@ -14,12 +14,12 @@ from fastapi.responses import (
     Response,
     StreamingResponse,
 )
-from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from sqlalchemy import Engine
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import accounts, models, tenancy
+from .assets import DashboardAssets
 from .auth import SESSION_COOKIE, Auth, Caller
 from .errors import AUTHENTICATED, ApiError, error_response, error_responses
 from .live import LiveFilter, LiveHub, stream
@@ -498,7 +498,7 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
         return FileResponse(STATIC / "index.html", status_code=404, headers={"Cache-Control": "no-cache"})
 
     if (STATIC / "assets").is_dir():
-        app.mount("/assets", StaticFiles(directory=STATIC / "assets"), name="assets")
+        app.mount("/assets", DashboardAssets(STATIC / "assets"), name="assets")
 
     def index(request: Request) -> Response:
         page = STATIC / "index.html"
