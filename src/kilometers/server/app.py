@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 import orjson
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
@@ -226,11 +226,17 @@ def _findings_routes(app: FastAPI, engine: Engine, auth: Auth) -> None:
         list[Severity] | None, Query(description="only these severities (repeat the parameter)")
     ]
     Rule = Annotated[
-        str | None, Query(max_length=200, description="a rule id, or a family ending in * (secret.*)")
+        str | None,
+        Query(
+            max_length=200, pattern=models.NO_NUL, description="a rule id, or a family ending in * (secret.*)"
+        ),
     ]
-    Server = Annotated[str | None, Query(max_length=200, description="the server's name (or a glob: file*)")]
-    SessionId = Annotated[str | None, Query(max_length=36)]
-    Tool = Annotated[str | None, Query(max_length=200)]
+    Server = Annotated[
+        str | None,
+        Query(max_length=200, pattern=models.NO_NUL, description="the server's name (or a glob: file*)"),
+    ]
+    SessionId = Annotated[str | None, Query(max_length=36, pattern=models.NO_NUL)]
+    Tool = Annotated[str | None, Query(max_length=200, pattern=models.NO_NUL)]
 
     @app.get("/api/v1/findings", tags=["read"], responses=error_responses(400, *AUTHENTICATED))
     def list_findings(
@@ -481,7 +487,7 @@ def create_app(
         response_model=models.Session,
         responses=error_responses(404, *AUTHENTICATED),
     )
-    def get_session(caller: read, session_id: str) -> Response:
+    def get_session(caller: read, session_id: Annotated[str, Path(pattern=models.NO_NUL)]) -> Response:
         try:
             found = queries.get_session(engine, session_id.lower(), caller.org.id)
             return models.raw_json(
@@ -498,14 +504,16 @@ def create_app(
     )
     def list_events(
         caller: read,
-        session_id: str | None = None,
-        method: Annotated[str | None, Query(max_length=200)] = None,
-        tool: Annotated[str | None, Query(max_length=200)] = None,
+        session_id: Annotated[str | None, Query(pattern=models.NO_NUL)] = None,
+        method: Annotated[str | None, Query(max_length=200, pattern=models.NO_NUL)] = None,
+        tool: Annotated[str | None, Query(max_length=200, pattern=models.NO_NUL)] = None,
         kind: Literal["request", "notification", "response", "error", "invalid"] | None = None,
         errors: bool = False,
         since: Time = None,
         until: Time = None,
-        q: Annotated[str | None, Query(max_length=500, description="text in the payload")] = None,
+        q: Annotated[
+            str | None, Query(max_length=500, pattern=models.NO_NUL, description="text in the payload")
+        ] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         cursor: Cursor = None,
         min_level: MinLevel = None,
@@ -537,14 +545,16 @@ def create_app(
     def export_events(
         caller: read,
         format: Literal["jsonl", "har"] = "jsonl",
-        session_id: str | None = None,
-        method: Annotated[str | None, Query(max_length=200)] = None,
-        tool: Annotated[str | None, Query(max_length=200)] = None,
+        session_id: Annotated[str | None, Query(pattern=models.NO_NUL)] = None,
+        method: Annotated[str | None, Query(max_length=200, pattern=models.NO_NUL)] = None,
+        tool: Annotated[str | None, Query(max_length=200, pattern=models.NO_NUL)] = None,
         kind: Literal["request", "notification", "response", "error", "invalid"] | None = None,
         errors: bool = False,
         since: Time = None,
         until: Time = None,
-        q: Annotated[str | None, Query(max_length=500, description="text in the payload")] = None,
+        q: Annotated[
+            str | None, Query(max_length=500, pattern=models.NO_NUL, description="text in the payload")
+        ] = None,
         min_level: MinLevel = None,
     ) -> Response:
         """A session (``session_id``) or every event a search matches (the filters of
@@ -574,7 +584,7 @@ def create_app(
         response_model=models.EventDetail,
         responses=error_responses(404, *AUTHENTICATED),
     )
-    def get_event(caller: read, event_id: str) -> Response:
+    def get_event(caller: read, event_id: Annotated[str, Path(pattern=models.NO_NUL)]) -> Response:
         try:
             if len(event_id) != 36:
                 raise queries.NotFound(event_id)
@@ -597,8 +607,8 @@ def create_app(
             Literal["minute", "hour", "day"],
             Query(description="width of a series point; minute buckets cover at most 7 days (422 otherwise)"),
         ] = "hour",
-        tool: Annotated[str | None, Query(max_length=200)] = None,
-        server: Annotated[str | None, Query(max_length=200)] = None,
+        tool: Annotated[str | None, Query(max_length=200, pattern=models.NO_NUL)] = None,
+        server: Annotated[str | None, Query(max_length=200, pattern=models.NO_NUL)] = None,
     ) -> Response:
         """Time-bucketed counts, error rate, latency p50/p95/p99 by method, tool and server (rollups)."""
         until_ns = _ns(until) or time.time_ns()
@@ -611,7 +621,9 @@ def create_app(
 
     @app.get("/api/v1/radar", tags=["read"], responses=error_responses(*AUTHENTICATED))
     def get_radar(
-        caller: read, since: Time = None, server: Annotated[str | None, Query(max_length=200)] = None
+        caller: read,
+        since: Time = None,
+        server: Annotated[str | None, Query(max_length=200, pattern=models.NO_NUL)] = None,
     ) -> radar.RadarOut:
         """The deprecation radar: per server and client, the protocol versions spoken and the
         features the current revision deprecates or removes that each still relies on (since

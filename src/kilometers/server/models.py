@@ -21,6 +21,11 @@ Direction = Literal["client_to_server", "server_to_client"]
 Kind = Literal["request", "notification", "response", "error", "invalid"]
 
 
+NO_NUL = r"^[^\x00]*$"
+"""The pattern of every text a request filters by: PostgreSQL takes no NUL in a parameter (and
+km stores none: ingest refuses it), so the schema says so and a NUL is a bad parameter (422)."""
+
+
 def raw_json(body: Any, status_code: int = 200) -> Response:
     """``body`` as JSON, in the bytes FastAPI writes for an untyped answer, without validating it
     against the route's ``response_model``: for the long lists of the hot read routes, where a

@@ -310,12 +310,12 @@ def register(app: FastAPI, engine: Engine, auth: Auth, hub: LiveHub, sso: bool =
     async def live(
         request: Request,
         caller: read,
-        session_id: Annotated[str | None, Query(max_length=36)] = None,
-        method: Annotated[str | None, Query(max_length=200)] = None,
-        tool: Annotated[str | None, Query(max_length=200)] = None,
+        session_id: Annotated[str | None, Query(max_length=36, pattern=models.NO_NUL)] = None,
+        method: Annotated[str | None, Query(max_length=200, pattern=models.NO_NUL)] = None,
+        tool: Annotated[str | None, Query(max_length=200, pattern=models.NO_NUL)] = None,
         kind: Literal["request", "notification", "response", "error", "invalid"] | None = None,
         errors: bool = False,
-        q: Annotated[str | None, Query(max_length=500)] = None,
+        q: Annotated[str | None, Query(max_length=500, pattern=models.NO_NUL)] = None,
         min_level: Annotated[
             Literal["low", "medium", "high", "critical"] | None,
             Query(description="only events with a risk level at least this high"),
