@@ -140,3 +140,14 @@ def test_radar_on_an_empty_store_and_with_bad_options(km_home: Path) -> None:
     assert nowhere.returncode != 0 and "no session of a server matching" in nowhere.stderr
     doctor = km(km_home, "doctor", "--offline")
     assert "Protocol (last 30 days)\n  - no sessions" in doctor.stdout
+
+
+def test_the_radar_index_holds_every_method_the_radar_counts() -> None:
+    """The radar reads its counts from a partial index (migration 0014) whose predicate lists the
+    methods; a sign added to the radar without it would never be counted."""
+    from kilometers.store.radar import SIGNS
+    from kilometers.store.schema import RADAR_METHODS, RADAR_WHERE, events
+
+    assert {method for _direction, method in SIGNS} == set(RADAR_METHODS)
+    [index] = [i for i in events.indexes if i.name == "ix_events_org_radar"]
+    assert str(index.dialect_options["sqlite"]["where"]) == RADAR_WHERE
