@@ -38,10 +38,12 @@ class DashboardAssets(StaticFiles):
         response.headers["cache-control"] = IMMUTABLE
         request = Headers(scope=scope)
         path = str(full_path)
+        if not path.endswith(COMPRESSIBLE):
+            return response
+        response.headers["vary"] = "Accept-Encoding"  # (both copies say so, for shared caches)
         if (
             response.status_code != 200
             or scope["method"] != "GET"
-            or not path.endswith(COMPRESSIBLE)
             or not _accepts_gzip(request.get("accept-encoding", ""))
         ):
             return response
