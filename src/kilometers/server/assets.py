@@ -36,11 +36,11 @@ class DashboardAssets(StaticFiles):
     ) -> Response:
         response = super().file_response(full_path, stat_result, scope, status_code)
         response.headers["cache-control"] = IMMUTABLE
-        request = Headers(scope=scope)
         path = str(full_path)
         if not path.endswith(COMPRESSIBLE):
             return response
         response.headers["vary"] = "Accept-Encoding"  # (both copies say so, for shared caches)
+        request = Headers(scope=scope)
         if (
             response.status_code != 200
             or scope["method"] != "GET"
@@ -56,7 +56,6 @@ class DashboardAssets(StaticFiles):
         # another representation, so another validator (and caches keep the two apart)
         headers["etag"] = headers["etag"].rstrip('"') + '-gz"'
         headers["content-encoding"] = "gzip"
-        headers["vary"] = "Accept-Encoding"
         asked = request.get("if-none-match", "")
         if headers["etag"] in [t.strip().removeprefix("W/") for t in asked.split(",")]:
             return NotModifiedResponse(Headers(headers))
