@@ -212,7 +212,7 @@ def test_session_command_line_and_error_messages_are_redacted() -> None:
         cwd="/srv",
         server={"name": "s", "env": [{"name": "SECRET_KEY", "value": TOKEN}]},
     )
-    SecurityStage._redact_session(session, Policy().analysis)
+    SecurityStage(Policy()).redact_session(session)
     stored = json.dumps([session.command, session.server])
     assert PASSWORD not in stored and TOKEN not in stored
     assert session.command[:2] == ["mytool", "--password"]

@@ -287,6 +287,20 @@ def test_a_secret_in_the_session_is_redacted_before_the_batch_says_it_changed() 
     assert eng.session.client == {"name": "c", "version": GITHUB}
 
 
+def test_a_session_changed_in_place_after_a_clean_batch_is_redacted_again() -> None:
+    # the stage redacts the session only when it changed since the last batch: a change made in
+    # place (a host adding to the same dict) is a change too
+    eng = engine()
+    eng.feed(C2S, line(call(1)), T)
+    assert eng.session.command == ["srv"]
+    eng.session.command.append(f"--token={SECRET}")
+    eng.feed(S2C, line(answer(1)), T + MS)
+    assert eng.session.command == ["srv", f"--token={GITHUB}"]
+    # once redacted, the next batches find it unchanged and leave it as it is
+    eng.feed(C2S, line(call(2)), T + 2 * MS)
+    assert eng.session.command == ["srv", f"--token={GITHUB}"]
+
+
 # -- verdicts and failures -----------------------------------------------------------------------------
 
 
