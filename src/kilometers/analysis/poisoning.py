@@ -630,8 +630,11 @@ def _phrase_scan(low: str, phrases: Iterable[_Phrase], out: list[_Found], *, con
                 we = low.find(SEP, pos, pos + 400)
                 if we == -1:
                     we = min(len(low), pos + 400)
-                if p.near and not any(w in low[ws : min(we, pos + 60)] for w in p.near):
-                    continue
+                if p.near:
+                    # sliced once: a slice inside the generator was made again for every word
+                    around = low[ws : min(we, pos + 60)]
+                    if not any(w in around for w in p.near):
+                        continue
                 # a rule without look-back starts at its anchor: match there instead of searching
                 m = p.regex.search(low, ws, we) if p.back else p.regex.match(low, pos, we)
                 if m is None:
