@@ -408,3 +408,42 @@ def test_a_nul_in_a_filter_is_a_bad_parameter_on_either_database(
     assert r.status_code == 422, r.text
     error = r.json()["error"]
     assert error["code"] == "invalid_request" and "pattern" in error["message"], r.text
+
+
+def test_the_findings_read_the_partial_risk_index_that_unflagged_events_skip(api: Api, rec: Recorded) -> None:
+    """Revision 0015: ``ix_events_org_risk`` holds only events with a risk (most events have
+    none, and no longer pay for a write to it), and ``ix_events_tool`` is gone (served by
+    ``(org_id, tool, ts_ns)``). The findings summary's ``risk_score >= 0`` still reads the index,
+    on both databases: each proves that the comparison implies the index's predicate."""
+    from sqlalchemy import event
+
+    seen: list[tuple[str, Any]] = []
+
+    def record(*args: Any) -> None:
+        if "risk_score >=" in args[2]:
+            seen.append((args[2], args[3]))
+
+    with api.engine.connect() as conn:
+        org_id = conn.execute(events_table.select().where(events_table.c.risk_score == 0)).first().org_id
+    event.listen(api.engine, "before_cursor_execute", record)
+    try:
+        summary = findings.summarize_findings(api.engine, findings.FindingFilter(org_id=org_id))
+        assert summary.total == 5  # with the info finding (its event's risk_score is 0)
+    finally:
+        event.remove(api.engine, "before_cursor_execute", record)
+    sql, params = seen[0]
+    with api.engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            indexes = "SELECT name, sql FROM sqlite_master WHERE type = 'index'"
+            defined = dict(conn.exec_driver_sql(indexes).all())
+            assert "ix_events_tool" not in defined
+            assert defined["ix_events_org_risk"].endswith("WHERE risk_score IS NOT NULL")
+            plan = " ".join(str(r) for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql, params))
+            assert "ix_events_org_risk" in plan, plan
+        else:
+            defined = dict(conn.exec_driver_sql("SELECT indexname, indexdef FROM pg_indexes").all())
+            assert "ix_events_tool" not in defined
+            assert defined["ix_events_org_risk"].endswith("WHERE (risk_score IS NOT NULL)")
+            conn.exec_driver_sql("SET enable_seqscan = off")  # (a tiny table is read whole otherwise)
+            plan = " ".join(r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql, params))
+            assert "ix_events_org_risk" in plan or "org_id_risk_score_idx" in plan, plan

@@ -259,10 +259,18 @@ events = Table(
     Index("ix_events_org_session_ts", "org_id", "session_id", "ts_ns"),
     Index("ix_events_org_ts", "org_id", "ts_ns"),
     Index("ix_events_method", "method"),
-    Index("ix_events_tool", "tool"),
-    # Search by tool: the newest rows of one tool, read in order (revision 0012)
+    # Search by tool: the newest rows of one tool, read in order (revision 0012; it replaced
+    # ``ix_events_tool``, dropped in 0015)
     Index("ix_events_org_tool_ts", "org_id", "tool", "ts_ns"),
-    Index("ix_events_org_risk", "org_id", "risk_score"),
+    # only events with a risk (findings read ``risk_score >= 0``): an event without one, most of
+    # them, is not written to it (revision 0015)
+    Index(
+        "ix_events_org_risk",
+        "org_id",
+        "risk_score",
+        sqlite_where=text("risk_score IS NOT NULL"),
+        postgresql_where=text("risk_score IS NOT NULL"),
+    ),
     # only events with findings: the Overview's findings count reads this index alone (with
     # risk_score in it, SQLite need not visit the rows; revision 0012)
     Index(
