@@ -146,6 +146,41 @@ def test_the_server_adds_its_own_findings_to_the_clients_risk() -> None:
     assert "ghp_R8x2" not in rows[0]["payload"]
 
 
+def test_text_columns_repeated_across_a_batch_are_checked_for_every_event() -> None:
+    """The server remembers, within a batch, the findings of text columns that needed no
+    redaction (events repeat their method and tool); every event still gets them, whatever its
+    JSON-RPC id, and columns holding a secret are redacted in each event."""
+    session = _full_session()
+    mail, token = "ops.lead@example.com", "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+
+    def call(n: int, tool: str) -> Event:
+        return Event(
+            id=f"0190aaaa-0000-7000-8000-0000000001{n:02d}",
+            session_id=session.id,
+            ts_ns=1_760_000_001_000_000_000 + n,
+            direction="client_to_server",
+            kind="request",
+            size_bytes=60,
+            payload=f'{{"jsonrpc":"2.0","id":{n},"method":"tools/call","params":{{"name":"x"}}}}',
+            jsonrpc_id=n if n % 2 else f"request-{n}",
+            method="tools/call",
+            tool=tool,
+        )
+
+    sent = [call(n, f"notify {mail}") for n in range(1, 5)] + [call(n, f"push {token}") for n in range(5, 8)]
+    body = {"session": session.to_dict(), "events": [e.to_dict() for e in sent]}
+    _, rows, errors = parse_batch(body, checks=Checks(redact=True, redact_pii=False))
+    assert errors == [] and len(rows) == 7
+    for row in rows[:4]:
+        risk = codec.risk_of(row)
+        assert risk is not None and [f["path"] for f in risk["findings"]] == ["/tool"], risk
+        assert row["tool"] == f"notify {mail}"  # (personal data is not redacted unless asked)
+    for row in rows[4:]:
+        risk = codec.risk_of(row)
+        assert risk is not None and any(f["rule"].startswith("secret.") for f in risk["findings"])
+        assert token not in row["tool"]
+
+
 def test_every_field_survives_local_store_upload_team_server_and_api(
     store_url: str, engine: Engine, tmp_path: Path
 ) -> None:

@@ -223,6 +223,36 @@ def _analysed(analyzer: Analyzer, e: EventIn | None, value: Any, found: list[Fin
     return value if analysis.redacted is None else analysis.redacted
 
 
+TextKey = tuple[tuple[str, str], ...]
+
+
+def _analysed_text(
+    analyzer: Analyzer,
+    text: dict[str, Any],
+    found: list[Finding],
+    redact: bool,
+    seen: dict[TextKey, Any] | None,
+) -> Any:
+    """The event's text columns (:data:`EVENT_TEXT`) analysed like :func:`_analysed`. A batch's
+    events repeat them (the method, the tool), so the findings of columns that needed no
+    redaction are remembered in ``seen`` (one batch's) by their strings: the analysis reads
+    nothing else of them (a number, a boolean or None is no string leaf)."""
+    key: TextKey | None = None
+    if seen is not None and all(v is None or isinstance(v, str | int | float) for v in text.values()):
+        key = tuple((k, v) for k, v in text.items() if isinstance(v, str))
+        known = seen.get(key)
+        if known is not None:
+            found.extend(known)
+            return text
+    analysis = analyzer.process("", "text", None, None, text, redact=redact)
+    found.extend(analysis.risk.findings)
+    if analysis.redacted is not None:
+        return analysis.redacted
+    if key is not None and seen is not None:
+        seen[key] = tuple(analysis.risk.findings)
+    return text
+
+
 def _with_findings(risk: dict[str, Any] | None, found: list[Finding]) -> dict[str, Any] | None:
     """The client's (validated) risk plus the server's own findings; a finding the client
     already reported (same rule and path) is not added twice. The client scored its findings on
@@ -275,6 +305,7 @@ def _event_row(
     found: tuple[Finding, ...] = (),
     analyzer: Analyzer | None = None,
     config: AnalysisConfig = DEFAULT_CONFIG,
+    seen_text: dict[TextKey, Any] | None = None,
 ) -> dict[str, Any]:
     """The event's row (through :func:`kilometers.store.codec.event_row`, the one mapping of an
     event onto the schema); ``found`` are findings of the server's own, added to the client's
@@ -292,7 +323,7 @@ def _event_row(
             payload = _analysed(analyzer, e, payload, findings, redact)
         if error_message:
             error_message = _analysed(analyzer, None, error_message, findings, redact)
-        text = _analysed(analyzer, None, text, findings, redact)
+        text = _analysed_text(analyzer, text, findings, redact, seen_text)
     elif redact:
         payload = _backstop(payload, findings, config)
         if error_message:
@@ -465,6 +496,7 @@ def parse_batch(
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
     seen: set[str] = set()
+    seen_text: dict[TextKey, Any] = {}
     too_deep_payload = (Finding.from_dict(too_deep_finding()),)
     for index, raw in enumerate(raw_events):
         event_id = raw.get("id") if isinstance(raw, dict) else None
@@ -490,7 +522,7 @@ def parse_batch(
         if found:
             event.payload = too_deep_marker(event.size_bytes)
         try:
-            row = _event_row("", event, checks.redact, found, analyzer, config)
+            row = _event_row("", event, checks.redact, found, analyzer, config, seen_text)
         except ValueError as exc:
             errors.append({"index": index, "id": event_id, "message": str(exc)})
             continue
