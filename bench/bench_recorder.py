@@ -1,7 +1,7 @@
 """In-process micro-benchmark of the recorder: CPU per message for decode + analysis + store.
 
     PYTHONPATH=src .venv/bin/python bench/bench_recorder.py [--pairs 20000] [--rounds 5]
-        [--store-batches 2,20,100,1000]
+        [--store-batches 2,20,100,1000] [--alone 2000]
     valgrind --tool=callgrind .venv/bin/python bench/bench_recorder.py --synchronous 1200  # and 200
 
 Feeds 1 KB ``tools/call`` requests and their answers (the same messages as
@@ -10,6 +10,10 @@ a store sink on a temporary SQLite file, in chunks of 64 KB as km's forwarding t
 and reports the recorder thread's CPU per message (median of the rounds). It uses only the
 Recorder's public constructor and ``submit``/``stop``, so the same script measures any version of
 km: run it with ``PYTHONPATH`` pointing at each and compare the medians side by side.
+
+``--alone N``: also N calls whose every message is a batch of its own, through the engine and
+the store on one thread: what a message costs when calls are spaced out (an agent's calls are
+seconds apart), each batch paying its own analysis set-up and its own transaction.
 """
 
 from __future__ import annotations
@@ -94,6 +98,36 @@ def synchronous(pairs: int, tmp: Path) -> None:
     assert session.event_count == 2 * pairs, session.event_count
 
 
+def alone(pairs: int, tmp: Path, number: int) -> float:
+    """CPU seconds per message when every message is a batch of its own (capture, the security
+    stage and a transaction of the store sink each), after 50 calls of warm-up."""
+    url = f"sqlite:///{tmp / f'alone{number}.db'}"
+    session = Session(command=["bench"], cwd="/", name="bench")
+    sink = StoreSink(url)
+    engine = Engine(session, stage=SecurityStage(Policy(), url))
+    sink.on_session_start(session)
+    messages = [
+        (direction, head % (100_000 + i) + TEXT + tail)
+        for i in range(pairs + 50)
+        for direction, head, tail in (
+            (CLIENT_TO_SERVER, REQUEST_HEAD, b'"}}}\n'),
+            (SERVER_TO_CLIENT, ANSWER_HEAD, b'"}]}}\n'),
+        )
+    ]
+    ts = time.time_ns()
+    start = 0.0
+    for n, (direction, message) in enumerate(messages):
+        if n == 100:
+            start = time.thread_time()
+        batch = engine.feed(direction, message, ts + n * 1000)
+        sink.on_events(session, batch.events)
+        batch.release()
+    cpu = time.thread_time() - start
+    sink.on_session_end(session)
+    sink.close()
+    return cpu / (2 * pairs)
+
+
 def store_cost(pairs: int, tmp: Path, number: int, batch: int) -> float:
     """CPU seconds per message of the store sink alone, writing batches of ``batch`` messages
     (captured beforehand): the recorder's batch holds a few messages when calls are spaced out,
@@ -129,6 +163,13 @@ def main() -> int:
         help="also the store sink alone, CPU per message for these batch sizes (e.g. 2,20,100,1000)",
     )
     parser.add_argument(
+        "--alone",
+        type=int,
+        default=0,
+        metavar="PAIRS",
+        help="also PAIRS calls whose every message is a batch of its own (spaced-out calls)",
+    )
+    parser.add_argument(
         "--synchronous",
         type=int,
         metavar="PAIRS",
@@ -149,6 +190,11 @@ def main() -> int:
     print(f"km from {Path(kilometers.__file__).parent}")
     print(f"recorder CPU per message ({args.rounds} rounds of {2 * args.pairs} messages): "
           f"median {statistics.median(us):.1f} µs, min {us[0]:.1f}, max {us[-1]:.1f}")  # fmt: skip
+    if args.alone:
+        with tempfile.TemporaryDirectory(prefix="km-bench-alone-") as tmp:
+            runs = sorted(alone(args.alone, Path(tmp), n) * 1e6 for n in range(args.rounds))
+        print(f"each message a batch of its own ({args.rounds} rounds of {2 * args.alone} messages): "
+              f"median {statistics.median(runs):.1f} µs per message, min {runs[0]:.1f}")  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="km-bench-store-") as tmp:
         for batch in (int(b) for b in args.store_batches.split(",") if b):
             runs = [store_cost(3000, Path(tmp), batch * 10 + n, batch) for n in range(args.rounds)]
