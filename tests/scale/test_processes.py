@@ -236,7 +236,11 @@ def test_streams_end_on_every_process_within_a_second(pg_cluster: Cluster) -> No
             bases[2] + "/api/v1/events/batch", json={"session": session, "events": evs}, headers=bearer(admin)
         )
         assert r.json()["accepted"] == len(evs)
-        wait_until(lambda: all(s.kinds.count("event") == len(evs) for s in streams), 10)
+        wait_until(
+            lambda: all(s.kinds.count("event") == len(evs) for s in streams),
+            10,
+            lambda: f"{len(evs)} events sent; the streams received {[s.kinds for s in streams]}",
+        )
         key_id = tenancy.authenticate(engine, read).id  # type: ignore[union-attr]
         assert httpx.delete(f"{bases[2]}/api/v1/keys/{key_id}", headers=bearer(admin)).status_code == 204
         revoked = time.monotonic()
@@ -246,10 +250,11 @@ def test_streams_end_on_every_process_within_a_second(pg_cluster: Cluster) -> No
             s.client.close()
 
 
-def wait_until(condition: Callable[[], bool], timeout: float) -> None:
+def wait_until(condition: Callable[[], bool], timeout: float, state: Callable[[], str] | None = None) -> None:
+    """Wait for ``condition``; on a timeout, say ``state()`` (what was seen instead)."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
+        assert time.monotonic() < deadline, f"condition not met in time: {state() if state else ''}"
         time.sleep(0.05)
 
 
