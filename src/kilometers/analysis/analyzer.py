@@ -111,7 +111,9 @@ class Analyzer:
         """:meth:`analyze`, optionally also redacting the message (one detection pass for both)."""
         cfg = self.config
         groups: list[tuple[Leaves | None, list[Hit]]] = []
-        leaves = Leaves(message, max_chars=cfg.max_scan_chars)
+        # a repeated long text (an SDK tool result's structuredContent) is scanned once: its hits
+        # are given to every copy (leaves.expand) before they are resolved and redacted
+        leaves = Leaves(message, max_chars=cfg.max_scan_chars, dedupe=True)
         main: list[Hit] = []
         if cfg.secrets:
             main.extend(secrets.scan(leaves, cfg.allow_values))
@@ -147,6 +149,7 @@ class Analyzer:
         ):
             # the server writes the prompt the client's model will read
             main.extend(poisoning.scan_content(leaves))
+        main = leaves.expand(main)
         groups.append((leaves, main))
         renamed: dict[str, str] = {}
         if leaves.keys and (cfg.secrets or cfg.pii):  # a map keyed by tokens or e-mail addresses

@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .findings import Severity
@@ -36,6 +36,8 @@ SEP = "\x00"
 
 PathPart = str | int
 
+DEDUPE_MIN = 64
+"""Leaves at least this long are scanned once per message when they repeat (see ``dedupe``)."""
 KEY_WORD_MAX = 20
 """Object keys are names (``inputSchema``), but a map may be keyed by values (``{"ghp_…": "ci"}``,
 an e-mail address): a key at least this long, or one that is not an identifier, is kept in
@@ -197,9 +199,21 @@ def pointer(parts: tuple[PathPart, ...] | list[PathPart]) -> str:
 class Leaves:
     """The string leaves of one decoded message."""
 
-    __slots__ = ("_all", "_lower", "_starts", "blob", "cred", "keys", "min_len", "omitted", "root", "values")
+    __slots__ = (
+        "_all",
+        "_lower",
+        "_starts",
+        "blob",
+        "copies",
+        "cred",
+        "keys",
+        "min_len",
+        "omitted",
+        "root",
+        "values",
+    )
 
-    def __init__(self, root: Any, *, min_len: int = 6, max_chars: int = 0) -> None:
+    def __init__(self, root: Any, *, min_len: int = 6, max_chars: int = 0, dedupe: bool = False) -> None:
         self.root = root
         self.min_len = min_len
         values: list[str] = []
@@ -215,10 +229,15 @@ class Leaves:
         self._all = values
         self.omitted: list[tuple[int, int]] = []
         """``(leaf index, offset)`` of the text past ``max_chars``: not scanned, from the offset on."""
+        self.copies: dict[int, list[int]] = {}
+        """``leaf -> later leaves with the same text`` (``dedupe``): those are scanned as empty, and
+        :meth:`expand` gives them the hits of the first."""
         blob = SEP.join(values)
         if max_chars and len(blob) > max_chars:
             values, blob, self.omitted = self._clip(values, max_chars)
             cred = [(i, k) for i, k in cred if i < len(values)]
+        elif dedupe and len(values) > 1:
+            values, blob = self._dedupe(values, cred)
         self.values = values
         """The scanned leaves (the last one may be cut at ``max_chars``)."""
         self.cred = cred
@@ -226,6 +245,35 @@ class Leaves:
         self.blob = blob
         self._starts: list[int] | None = None
         self._lower: str | None = None
+
+    def _dedupe(self, values: list[str], cred: list[tuple[int, str]]) -> tuple[list[str], str]:
+        """The leaves to scan, a long text that repeats an earlier leaf's left empty (an MCP tool
+        result's ``structuredContent`` repeats its text content: scanned twice, it doubled the
+        cost of every SDK server's answers). Leaves a name marks as credentials stay apart."""
+        first: dict[str, int] = {}
+        named = {i for i, _ in cred}
+        for i, v in enumerate(values):
+            if len(v) >= DEDUPE_MIN and i not in named:
+                j = first.setdefault(v, i)
+                if j != i:
+                    self.copies.setdefault(j, []).append(i)
+        if not self.copies:
+            return values, SEP.join(values)
+        repeats = {i for later in self.copies.values() for i in later}
+        scanned = ["" if i in repeats else v for i, v in enumerate(values)]
+        return scanned, SEP.join(scanned)
+
+    def expand(self, hits: list[Hit]) -> list[Hit]:
+        """``hits`` and, for each hit in a leaf that others repeat, the same hit in each of them
+        (the same span of the same text): what scanning every copy would have found."""
+        if not self.copies:
+            return hits
+        copies = self.copies
+        out = list(hits)
+        for h in hits:
+            for leaf in copies.get(h.leaf, ()):
+                out.append(replace(h, leaf=leaf))
+        return out
 
     @staticmethod
     def _clip(values: list[str], max_chars: int) -> tuple[list[str], str, list[tuple[int, int]]]:
