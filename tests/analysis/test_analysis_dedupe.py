@@ -119,3 +119,41 @@ def test_copies_are_scanned_once_but_credential_named_leaves_stay_apart() -> Non
     assert found.values[1:3] == ["", ""] and found.text(2) == text
     short = leaves.Leaves({"a": "short text", "b": "short text"}, dedupe=True)
     assert short.copies == {}  # below DEDUPE_MIN: not worth a lookup
+
+
+def test_what_a_detector_reads_around_a_match_stays_in_its_own_string() -> None:
+    """A repeat is scanned as empty, so no detector may judge a string by its neighbours: an
+    address after ``user:`` is a URL's userinfo only if its own string has the ``//``, and a
+    right-to-left mark is ordinary only beside right-to-left text of its own string."""
+    answer = {
+        "jsonrpc": "2.0",
+        "id": 7,
+        "result": {
+            "content": [
+                {"type": "text", "text": "docs at https://example.com/wiki"},
+                {"type": "text", "text": "contact alice:ops.lead@example.com today"},
+            ]
+        },
+    }
+    found = Analyzer().analyze(S2C, "response", "tools/call", "read_file", answer).findings
+    assert [(f.rule, f.path) for f in found] == [("pii.email", "/result/content/1/text")]
+    url = {
+        **answer,
+        "result": {"content": [{"type": "text", "text": "at https://alice:ops.lead@example.com/x"}]},
+    }
+    in_url = Analyzer().analyze(S2C, "response", "tools/call", "read_file", url).findings
+    assert [f.rule for f in in_url] == ["secret.url_password"]  # (a password, not an address)
+
+    schema = {
+        "type": "object",
+        "properties": {"p": {"type": "string", "description": "path of the\u200ffile"}},
+    }
+    tool = {"name": "notes", "description": "קרא את הקובץ", "inputSchema": schema}
+    listing = {"jsonrpc": "2.0", "id": 2, "result": {"tools": [tool]}}
+    found = Analyzer().analyze(S2C, "response", "tools/list", None, listing).findings
+    assert [(f.rule, f.path) for f in found] == [
+        ("poisoning.invisible_unicode", "/result/tools/0/inputSchema/properties/p/description")
+    ]
+    tool["description"] = "קרא את הקובץ\u200f notes"  # beside its own right-to-left text: ordinary
+    schema["properties"]["p"]["description"] = "path of the file"
+    assert Analyzer().analyze(S2C, "response", "tools/list", None, listing).findings == ()

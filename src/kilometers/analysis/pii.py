@@ -31,7 +31,7 @@ import re
 
 from . import national_ids
 from .findings import Severity, mask
-from .leaves import Hit, Leaves
+from .leaves import SEP, Hit, Leaves
 
 _LOCAL = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._%+-")
 _ALNUM = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789")
@@ -195,7 +195,12 @@ def _emails(leaves: Leaves, hits: list[Hit]) -> None:
         while start > 0 and at - start < 64 and blob[start - 1] in _LOCAL:
             start -= 1
         local = blob[start:at]
-        if start > 0 and blob[start - 1] == ":" and "//" in blob[max(0, start - 140) : start]:
+        # (the URL's own string only: another leaf's "//" says nothing about this one)
+        if (
+            start > 0
+            and blob[start - 1] == ":"
+            and "//" in blob[max(0, start - 140) : start].rpartition(SEP)[2]
+        ):
             at = blob.find("@", at + 1)  # scheme://user:password@host: URL userinfo, not an address
             continue
         m = _DOMAIN.match(blob, at + 1)

@@ -89,7 +89,9 @@ def _allowed_invisible(text: str, i: int) -> bool:
     if c == "\u200c":
         return bool(prev and _rtl_or_indic(prev))
     if c in "\u200e\u200f\u061c":
-        return any(_rtl_or_indic(ch) for ch in text[max(0, i - 40) : i + 40])
+        # right-to-left text around the mark, in its own string (not in the leaves beside it)
+        around = text[max(0, i - 40) : i].rpartition(SEP)[2] + text[i : i + 40].partition(SEP)[0]
+        return any(_rtl_or_indic(ch) for ch in around)
     if c == "\ufeff":
         return i == 0 or prev == SEP
     if 0xFE00 <= o <= 0xFE0F:
