@@ -18,6 +18,10 @@ list of pairs (``[["Authorization", "Bearer ..."]]``).
 
 At most ``max_chars`` characters are scanned; what lies past them is listed in
 :attr:`Leaves.omitted`, so that the caller can say so and not keep it unscanned.
+
+With ``dedupe`` (the analyzer's), a text of :data:`DEDUPE_MIN` characters or more that an earlier
+leaf already holds is scanned as empty, and :meth:`Leaves.expand` gives it the hits of the first:
+so no detector may judge a leaf by the text of the leaves beside it (none reads across ``SEP``).
 """
 
 from __future__ import annotations
@@ -239,7 +243,8 @@ class Leaves:
         elif dedupe and len(values) > 1:
             values, blob = self._dedupe(values, cred)
         self.values = values
-        """The scanned leaves (the last one may be cut at ``max_chars``)."""
+        """The scanned leaves (the last one may be cut at ``max_chars``; with ``dedupe``, a repeat
+        is empty here: :meth:`text` has its whole string)."""
         self.cred = cred
         """``(leaf index, kind)`` of leaves whose key names a credential (see ``credential_key_kind``)."""
         self.blob = blob
