@@ -40,9 +40,17 @@ ANSWER_HEAD = b'{"jsonrpc":"2.0","id":%d,"result":{"content":[{"type":"text","te
 CHUNK = 1 << 16
 
 
+def _request(ident: int) -> bytes:
+    return REQUEST_HEAD % ident + TEXT + b'"}}}\n'
+
+
+def _answer(ident: int) -> bytes:
+    return ANSWER_HEAD % ident + TEXT + b'"}]}}\n'
+
+
 def _chunks(pairs: int) -> tuple[list[bytes], list[bytes]]:
-    requests = b"".join(REQUEST_HEAD % (100_000 + i) + TEXT + b'"}}}\n' for i in range(pairs))
-    answers = b"".join(ANSWER_HEAD % (100_000 + i) + TEXT + b'"}]}}\n' for i in range(pairs))
+    requests = b"".join(_request(100_000 + i) for i in range(pairs))
+    answers = b"".join(_answer(100_000 + i) for i in range(pairs))
     split = [requests[i : i + CHUNK] for i in range(0, len(requests), CHUNK)]
     return split, [answers[i : i + CHUNK] for i in range(0, len(answers), CHUNK)]
 
@@ -107,12 +115,9 @@ def alone(pairs: int, tmp: Path, number: int) -> float:
     engine = Engine(session, stage=SecurityStage(Policy(), url))
     sink.on_session_start(session)
     messages = [
-        (direction, head % (100_000 + i) + TEXT + tail)
-        for i in range(pairs + 50)
-        for direction, head, tail in (
-            (CLIENT_TO_SERVER, REQUEST_HEAD, b'"}}}\n'),
-            (SERVER_TO_CLIENT, ANSWER_HEAD, b'"}]}}\n'),
-        )
+        message
+        for i in range(100_000, 100_000 + pairs + 50)
+        for message in ((CLIENT_TO_SERVER, _request(i)), (SERVER_TO_CLIENT, _answer(i)))
     ]
     ts = time.time_ns()
     start = 0.0
@@ -137,8 +142,8 @@ def store_cost(pairs: int, tmp: Path, number: int, batch: int) -> float:
     events = []
     ts = time.time_ns()
     for i in range(pairs):
-        events += capture.feed(CLIENT_TO_SERVER, REQUEST_HEAD % i + TEXT + b'"}}}\n', ts)
-        events += capture.feed(SERVER_TO_CLIENT, ANSWER_HEAD % i + TEXT + b'"}]}}\n', ts + 1000)
+        events += capture.feed(CLIENT_TO_SERVER, _request(i), ts)
+        events += capture.feed(SERVER_TO_CLIENT, _answer(i), ts + 1000)
         ts += 2000
     sink = StoreSink(f"sqlite:///{tmp / f'store{number}.db'}")
     sink.on_session_start(session)

@@ -244,13 +244,11 @@ def _analysed_text(
         if known is not None:
             found.extend(known)
             return text
-    analysis = analyzer.process("", "text", None, None, text, redact=redact)
-    found.extend(analysis.risk.findings)
-    if analysis.redacted is not None:
-        return analysis.redacted
-    if key is not None and seen is not None:
-        seen[key] = tuple(analysis.risk.findings)
-    return text
+    before = len(found)
+    checked = _analysed(analyzer, None, text, found, redact)
+    if checked is text and key is not None and seen is not None:  # nothing redacted
+        seen[key] = tuple(found[before:])
+    return checked
 
 
 def _with_findings(risk: dict[str, Any] | None, found: list[Finding]) -> dict[str, Any] | None:
