@@ -398,6 +398,20 @@ def warm_up(ep: Endpoint, s: Settings) -> None:
     wait_idle(ep.proc)
 
 
+def _stored_so_far(home: Path) -> tuple[sqlite3.Connection, int] | None:
+    """A read-only connection to km's store and the events it holds, or None while it does not
+    exist or has no events table yet."""
+    try:
+        con = sqlite3.connect(f"file:{home / 'km.db'}?mode=ro", uri=True)
+    except sqlite3.OperationalError:
+        return None
+    try:
+        return con, con.execute("SELECT count(*) FROM events").fetchone()[0]
+    except sqlite3.OperationalError:
+        con.close()
+        return None
+
+
 def stored_counts(km_home: Path) -> dict[str, Any]:
     """What km stored, read straight from its SQLite file."""
     con = sqlite3.connect(f"file:{km_home / 'km.db'}?mode=ro", uri=True)
@@ -579,15 +593,19 @@ def paced_run(mode: str, s: Settings, tmp: Path) -> dict[str, Any]:
     stop = threading.Event()
 
     def sampler() -> None:
-        con = sqlite3.connect(f"file:{home / 'km.db'}?mode=ro", uri=True) if home else None
-        base = con.execute("SELECT count(*) FROM events").fetchone()[0] if con else 0
+        # the store may not exist yet (the agent makes and migrates it, in its own time): counted
+        # from when it does, with what it held then as the base
+        opened = _stored_so_far(home) if home else None
         while not stop.wait(0.5):
             rss.append(rss_mb(ep.proc))
-            if con is not None:
+            if opened is None and home is not None:
+                opened = _stored_so_far(home)
+            if opened is not None:
+                con, base = opened
                 stored = con.execute("SELECT count(*) FROM events").fetchone()[0] - base
                 backlog.append(max(0, sent[0] + received[0] - stored))
-        if con is not None:
-            con.close()
+        if opened is not None:
+            opened[0].close()
 
     latencies: list[int] = []
     cpu_before = cpu_seconds(ep.proc)
