@@ -170,7 +170,7 @@ async def session(argv: list[str], env: dict[str, str], calls: int) -> dict[str,
             rss["agent"] = [agent]
         elif len(ours) > 1:
             rss["wrapper's children"] = ours[1:]
-        cpu0 = cpu(counted)
+        cpu0, agent0 = cpu(counted), cpu([agent] if agent else [])
         latencies = []
         with Peak(rss) as peak:
             start = time.perf_counter()
@@ -180,13 +180,14 @@ async def session(argv: list[str], env: dict[str, str], calls: int) -> dict[str,
                 latencies.append(time.perf_counter() - t0)
             elapsed = time.perf_counter() - start
             await anyio.sleep(0.3)  # and with the timed calls (their work counts)
-        cpu1 = cpu(counted)
+        cpu1, agent1 = cpu(counted), cpu([agent] if agent else [])
     latencies.sort()
     return {
         "p50_us": latencies[len(latencies) // 2] * 1e6,
         "p99_us": latencies[int(len(latencies) * 0.99)] * 1e6,
         "calls_per_s": calls / elapsed,
         "cpu_us_per_call": (cpu1 - cpu0) / calls * 1e6,
+        "agent_cpu_us_per_call": (agent1 - agent0) / calls * 1e6,
         "rss_mib": {k: round(v, 1) for k, v in peak.peaks.items()},
     }
 
@@ -225,6 +226,8 @@ def summary(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, Any
                 statistics.median(a["calls_per_s"] / d["calls_per_s"] for a, d in paired), 3
             ),
             "cpu_us_per_call": round(statistics.median(a["cpu_us_per_call"] for a in rows)),
+            # (of which the agent's: the rest is the wrapper's own process and its children)
+            "agent_cpu_us_per_call": round(statistics.median(a["agent_cpu_us_per_call"] for a in rows)),
             **{f"peak_rss_mib_{k}": round(max(a["rss_mib"].get(k, 0) for a in rows), 1) for k in rss_keys},
         }
     return out
