@@ -55,6 +55,15 @@ def test_what_precedes_the_first_byte_leaves_the_link_and_typing_unimported() ->
     assert out.decode().split() == ["[]"]
 
 
+def test_the_link_resolves_the_settings_without_the_toml_writer() -> None:
+    """The link thread reads the settings of every ``km monitor``; writing them is ``km setup``'s."""
+    probe = (
+        "import sys\nfrom kilometers import config\nconfig.load_lenient({})\nprint('tomli_w' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60, check=True).stdout
+    assert out.decode().split()[-1] == "False"
+
+
 def test_km_help_imports_no_command_module() -> None:
     loaded = _imported_after(
         "sys.argv = ['km', '--help']\n"

@@ -10,8 +10,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import tomli_w
-
 from . import paths
 from .log import once
 
@@ -470,6 +468,8 @@ def write_file(settings: Settings, path: Path | None = None) -> Path:
             continue  # km serve's and km proxy's settings are written only when they differ from the default
         section, key = SECTIONS[name]
         data.setdefault(section, {})[key] = value
+    import tomli_w  # (only to write: every km monitor reads its settings, none writes them)
+
     text = tomli_w.dumps(data).encode()
     # created 0600 (no window where a secret is world-readable); an existing file is tightened too
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
