@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -129,10 +130,9 @@ def _known(table: Table, row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if k in table.c}
 
 
-def test_km_db_upgrade_converts_an_installation_holding_data(pg: tuple[str, Engine]) -> None:
-    """A store at revision 0008 (plain events table) with events over several months: `km db
-    upgrade` partitions it, every row is kept with its seq, and ingestion and queries go on."""
-    url, engine = pg
+def _at_0008_with_events(engine: Engine) -> tuple[tenancy.Org, list[dict[str, Any]], list[Any]]:
+    """The store at revision 0008 (a plain events table) holding events of three months: the
+    organization, the rows as parsed, and (seq, id, ts_ns) of the stored ones."""
     with engine.begin() as conn:
         conn.execute(text("DROP SCHEMA public CASCADE"))
         conn.execute(text("CREATE SCHEMA public"))
@@ -155,17 +155,29 @@ def test_km_db_upgrade_converts_an_installation_holding_data(pg: tuple[str, Engi
             conn.execute(insert(old_sessions).values(_known(old_sessions, session_row)))
             conn.execute(insert(old_events), [_known(old_events, {**r, "org_id": org.id}) for r in parsed])
         rows += parsed
+    return org, rows, _stored(engine)
+
+
+def _stored(engine: Engine) -> list[Any]:
     with engine.connect() as conn:
-        before = conn.execute(select(events.c.seq, events.c.id, events.c.ts_ns).order_by(events.c.seq)).all()
+        return list(
+            conn.execute(select(events.c.seq, events.c.id, events.c.ts_ns).order_by(events.c.seq)).all()
+        )
+
+
+def test_km_db_upgrade_converts_an_installation_holding_data(pg: tuple[str, Engine]) -> None:
+    """A store at revision 0008 (plain events table) with events over several months: `km db
+    upgrade` partitions it, every row is kept with its seq, and ingestion and queries go on."""
+    url, engine = pg
+    org, rows, before = _at_0008_with_events(engine)
     assert len(before) == len(rows)
     result = subprocess.run([KM, "db", "upgrade", "--db", url], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert db.current_revision(engine) == db.HEAD
     with engine.connect() as conn:
         assert partitions.partitioned(conn)
-        after = conn.execute(select(events.c.seq, events.c.id, events.c.ts_ns).order_by(events.c.seq)).all()
         assert conn.execute(text("SELECT count(*) FROM events_p202601")).scalar() == len(rows) // 3
-    assert [tuple(r) for r in after] == [tuple(r) for r in before]
+    assert [tuple(r) for r in _stored(engine)] == [tuple(r) for r in before]
     assert {(2025, 11), (2026, 1), (2026, 2)} <= months(engine)
     # running it again changes nothing; new events get new seqs; a re-sent one is a duplicate
     result = subprocess.run([KM, "db", "upgrade", "--db", url], capture_output=True, text=True, timeout=120)
@@ -180,3 +192,54 @@ def test_km_db_upgrade_converts_an_installation_holding_data(pg: tuple[str, Engi
     assert ingest.ingest(engine, org, one).duplicates == len(evs)
     got = queries.get_event(engine, str(before[0].id), org.id)
     assert got.id == before[0].id
+
+
+def _activity(engine: Engine, query: Any, **params: Any) -> Any:
+    """One value from ``pg_stat_activity``, in a transaction of its own: within one, PostgreSQL
+    shows the view as it was at the transaction's first look."""
+    with engine.connect() as conn:
+        return conn.execute(query, params).scalar()
+
+
+def test_an_interrupted_conversion_leaves_the_table_as_it_was_and_runs_again(pg: tuple[str, Engine]) -> None:
+    """`km db upgrade` killed after it converted the table but before it committed (held, here, at
+    recording the revision): PostgreSQL rolls the whole conversion back, so the plain table is
+    there with every row, and the next `km db upgrade` converts it (docs/deploy.md)."""
+    url, engine = pg
+    _org, _rows, before = _at_0008_with_events(engine)
+    waiting = text(
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+        "AND wait_event_type = 'Lock' AND query ILIKE 'UPDATE alembic_version%'"
+    )
+    holder = engine.connect()
+    hold = holder.begin()
+    holder.execute(text("SELECT version_num FROM alembic_version FOR UPDATE"))
+    upgrade = subprocess.Popen(
+        [KM, "db", "upgrade", "--db", url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while (pid := _activity(engine, waiting)) is None:
+            assert upgrade.poll() is None, upgrade.stderr.read() if upgrade.stderr else ""
+            assert time.monotonic() < deadline, "the conversion never reached its revision update"
+            time.sleep(0.05)
+    finally:
+        upgrade.kill()  # (whatever happened above: never left running)
+        upgrade.wait(10)
+        hold.rollback()
+        holder.close()
+    gone = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
+    deadline = time.monotonic() + 30
+    while _activity(engine, gone, pid=pid):  # it finishes the statement, finds the client gone, rolls back
+        assert time.monotonic() < deadline, "the killed upgrade's backend is still there"
+        time.sleep(0.05)
+    assert db.current_revision(engine) == "0008"
+    with engine.connect() as conn:
+        assert not partitions.partitioned(conn)
+    assert _stored(engine) == before
+    result = subprocess.run([KM, "db", "upgrade", "--db", url], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert db.current_revision(engine) == db.HEAD
+    with engine.connect() as conn:
+        assert partitions.partitioned(conn)
+    assert [tuple(r) for r in _stored(engine)] == [tuple(r) for r in before]
