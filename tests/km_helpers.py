@@ -402,6 +402,16 @@ CHROMIUM_FLAGS = [
 """Chromium as root on a closed network: no sandbox, and no background connections to refuse."""
 
 
+def wait_until(condition: Callable[[], Any], timeout: float, state: Callable[[], str] | None = None) -> Any:
+    """Wait for ``condition`` to be true and return what it gave; on a timeout, say ``state()``
+    (what was seen instead)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, f"condition not met in time: {state() if state else ''}"
+        time.sleep(0.05)
+    return value
+
+
 def free_port() -> int:
     import socket
 

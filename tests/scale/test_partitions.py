@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from kilometers.store import db, partitions, queries
 from kilometers.store.schema import events
 
 from factory import session_batch
+from km_helpers import wait_until
 from pg import Cluster
 
 KM = str(Path(sys.executable).parent / "km")
@@ -217,22 +217,23 @@ def test_an_interrupted_conversion_leaves_the_table_as_it_was_and_runs_again(pg:
     upgrade = subprocess.Popen(
         [KM, "db", "upgrade", "--db", url], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
+
+    def converted() -> int | None:
+        """The upgrade's backend once it waits to record the revision (the table converted)."""
+        assert upgrade.poll() is None, upgrade.stderr.read() if upgrade.stderr else ""
+        pid: int | None = _activity(engine, waiting)
+        return pid
+
     try:
-        deadline = time.monotonic() + 60
-        while (pid := _activity(engine, waiting)) is None:
-            assert upgrade.poll() is None, upgrade.stderr.read() if upgrade.stderr else ""
-            assert time.monotonic() < deadline, "the conversion never reached its revision update"
-            time.sleep(0.05)
+        pid = wait_until(converted, 60, lambda: "the conversion never reached its revision update")
     finally:
         upgrade.kill()  # (whatever happened above: never left running)
         upgrade.wait(10)
         hold.rollback()
         holder.close()
     gone = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
-    deadline = time.monotonic() + 30
-    while _activity(engine, gone, pid=pid):  # it finishes the statement, finds the client gone, rolls back
-        assert time.monotonic() < deadline, "the killed upgrade's backend is still there"
-        time.sleep(0.05)
+    # its backend finishes the statement, finds the client gone and rolls back
+    wait_until(lambda: not _activity(engine, gone, pid=pid), 30, lambda: "its backend is still there")
     assert db.current_revision(engine) == "0008"
     with engine.connect() as conn:
         assert not partitions.partitioned(conn)

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
@@ -32,7 +32,7 @@ from kilometers.store import db
 from kilometers.store.schema import events, org_usage, rate_buckets
 
 from factory import bearer, session_batch
-from km_helpers import free_port, km_serve, oidc_provider
+from km_helpers import free_port, km_serve, oidc_provider, wait_until
 from pg import Cluster
 
 KM = str(Path(sys.executable).parent / "km")
@@ -248,14 +248,6 @@ def test_streams_end_on_every_process_within_a_second(pg_cluster: Cluster) -> No
             assert s.ended.wait(max(0.0, revoked + CONTRACT_SECONDS - time.monotonic())), s.kinds
             assert s.kinds[-1] == "revoked", s.kinds
             s.client.close()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, state: Callable[[], str] | None = None) -> None:
-    """Wait for ``condition``; on a timeout, say ``state()`` (what was seen instead)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"condition not met in time: {state() if state else ''}"
-        time.sleep(0.05)
 
 
 # -- OpenID Connect: the callback lands on another process --------------------------------------
