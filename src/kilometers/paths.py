@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from pathlib import Path
-
-import platformdirs
 
 APP = "kilometers"
 
@@ -19,14 +18,36 @@ def _home() -> Path | None:
     return Path(value).expanduser().resolve() if value else None
 
 
+def _xdg(variable: str, default: str) -> Path | None:
+    """The XDG base directory in its plainest form (``$XDG_…_HOME``, else ``$HOME/<default>``),
+    or None where platformdirs must decide. Every ``km monitor`` resolves its data dir, and
+    platformdirs' import (tempfile, shutil, bz2, lzma, random) costs each relay ~1 MiB of RSS;
+    tests/test_paths.py holds this to platformdirs' answer."""
+    if sys.platform != "linux":
+        return None
+    value = os.environ.get(variable, "")
+    if os.path.isabs(value):
+        return Path(value) / APP
+    home = os.environ.get("HOME", "")
+    return Path(home, default, APP) if os.path.isabs(home) else None
+
+
 def config_dir() -> Path:
-    home = _home()
-    return home if home else Path(platformdirs.user_config_dir(APP, appauthor=False))
+    home = _home() or _xdg("XDG_CONFIG_HOME", ".config")
+    if home:
+        return home
+    import platformdirs
+
+    return Path(platformdirs.user_config_dir(APP, appauthor=False))
 
 
 def data_dir() -> Path:
-    home = _home()
-    return home if home else Path(platformdirs.user_data_dir(APP, appauthor=False))
+    home = _home() or _xdg("XDG_DATA_HOME", ".local/share")
+    if home:
+        return home
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir(APP, appauthor=False))
 
 
 def config_file() -> Path:
