@@ -5,10 +5,13 @@ loaded commands are listed with their own summaries."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import click
+import pytest
 
 from kilometers.cli.main import COMMANDS, cli
 
@@ -55,13 +58,22 @@ def test_what_precedes_the_first_byte_leaves_the_link_and_typing_unimported() ->
     assert out.decode().split() == ["[]"]
 
 
-def test_the_link_resolves_the_settings_without_the_toml_writer() -> None:
-    """The link thread reads the settings of every ``km monitor``; writing them is ``km setup``'s."""
+@pytest.mark.parametrize("with_file", [False, True], ids=["no config file", "a config file"])
+def test_the_link_resolves_the_settings_with_the_least_imports(tmp_path: Path, with_file: bool) -> None:
+    """The link thread reads the settings of every ``km monitor``: writing them (``tomli_w``) is
+    ``km setup``'s, logging is for a deprecated variable only, and TOML is read when there is a file."""
+    if with_file:
+        (tmp_path / "config.toml").write_text("[monitor]\npayload_limit = 100\n")
     probe = (
-        "import sys\nfrom kilometers import config\nconfig.load_lenient({})\nprint('tomli_w' in sys.modules)"
+        "import sys\nfrom kilometers import config\n"
+        "assert config.load_lenient({})[0].payload_limit == (100 if sys.argv[1] == 'True' else 0)\n"
+        "print(*sorted(m for m in ('tomli_w', 'tomllib', 'logging') if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, timeout=60, check=True).stdout
-    assert out.decode().split()[-1] == "False"
+    env = {**os.environ, "KM_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", probe, str(with_file)], env=env, capture_output=True, timeout=60, check=True
+    ).stdout
+    assert out.decode().split() == (["tomllib"] if with_file else [])
 
 
 def test_km_help_imports_no_command_module() -> None:

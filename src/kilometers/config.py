@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import re
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import paths
-from .log import once
-
-_log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -348,6 +343,8 @@ def read_file(path: Path | None = None) -> dict[str, Any]:
     if not path.exists():
         return {}
     try:
+        import tomllib  # here: a relay without a config file never loads it (~0.4 MiB)
+
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from None
@@ -362,13 +359,23 @@ def read_file(path: Path | None = None) -> dict[str, Any]:
 DEFAULT = "default"
 
 
+def _deprecated(message: str, key: str) -> None:
+    """Said once per process. ``logging`` is imported here, not at the top: every relay resolves
+    the settings, and none needs it otherwise (~0.2 MiB of its RSS)."""
+    import logging
+
+    from .log import once
+
+    logging.getLogger(__name__).warning(message, extra=once(key))
+
+
 def _env(spec: Spec) -> tuple[str, str] | None:
     """(variable, value) of the setting from the environment: its name, else an older one (said
     once on stderr, as deprecated)."""
     for old in spec.old_env:
         if old in os.environ:
             ignored = " (ignored: it is set too)" if spec.env in os.environ else ""
-            _log.warning(f"km: {old} is deprecated; use {spec.env}{ignored}", extra=once(f"deprecated:{old}"))
+            _deprecated(f"km: {old} is deprecated; use {spec.env}{ignored}", f"deprecated:{old}")
     if spec.env in os.environ:
         return spec.env, os.environ[spec.env]
     for old in spec.old_env:
