@@ -62,6 +62,10 @@ class Settings:
     data directory (``km agent``); off: each records by itself (see ``recorder_process``)."""
     agent_idle: float = 300.0
     """Seconds the agent stays up with no session before it exits."""
+    agent_transport: str = "auto"
+    """How ``km monitor`` reaches the agent: ``unix`` (a socket only this user can open), ``tcp``
+    (loopback, with a secret token from a file only this user can read), ``auto``: unix where
+    the system has Unix sockets, else tcp (Windows)."""
     metrics_port: int | None = None
     """Serve Prometheus metrics of every session on 127.0.0.1:PORT (the agent's, or km monitor's)."""
     server_redact: bool = True
@@ -165,6 +169,11 @@ SPECS: tuple[Spec, ...] = (
          "policy decides in km's process either way)"),
     Spec("agent_idle", "monitor", "agent_idle", "KM_AGENT_IDLE", "", "seconds ≥ 0.1",
          "seconds the agent stays up with no session before it exits"),
+    Spec("agent_transport", "monitor", "agent_transport", "KM_AGENT_TRANSPORT", "",
+         "`auto`, `unix` or `tcp`",
+         "how `km monitor` reaches the agent: a Unix socket only this user can open, or loopback TCP "
+         "with a secret token from a file only this user can read; `auto`: unix where the system has "
+         "Unix sockets, else tcp (Windows)"),
     Spec("metrics_port", "monitor", "metrics_port", "KM_METRICS_PORT", "`km monitor --metrics-port`",
          "port, 1–65535", "serve Prometheus metrics of every session on 127.0.0.1:PORT (the agent's)"),
     Spec("api_url", "sync", "api_url", "KM_API_URL", "`km sync --api-url`",
@@ -322,6 +331,10 @@ def _coerce(name: str, value: Any, origin: str) -> Any:
                 if not value.startswith(("http://", "https://")):
                     raise ValueError(f"expected an http:// or https:// URL, got {value!r}")
                 value = value.rstrip("/")
+            return value
+        if name == "agent_transport":
+            if value not in ("auto", "unix", "tcp"):
+                raise ValueError(f"expected 'auto', 'unix' or 'tcp', got {value!r}")
             return value
         if name == "policy_on_error":
             if value is None or (isinstance(value, str) and not value.strip()):

@@ -22,6 +22,7 @@ from typing import IO
 from ..config import Settings
 from ..paths import data_dir as default_data_dir
 from .wire import (
+    TOKEN_SIZE,
     VERSION,
     agent_dir,
     agent_id,
@@ -31,6 +32,7 @@ from .wire import (
     socket_path,
     state_path,
     take_lock,
+    transport,
 )
 
 _log = logging.getLogger("kilometers.agent")
@@ -51,7 +53,32 @@ def _private_socket_dir(path: Path) -> None:
         path.chmod(0o700)
 
 
-def listen(path: Path) -> socket.socket:
+def listen(path: Path, kind: str = "unix") -> tuple[socket.socket, bytes | None]:
+    """The agent's listening socket, and the token a loopback one requires of every connection."""
+    if kind == "tcp":
+        return listen_loopback(path)
+    return listen_unix(path), None
+
+
+def listen_loopback(path: Path) -> tuple[socket.socket, bytes]:
+    """Loopback TCP on a port the system picks, and a fresh secret: both written to ``path``
+    (0600, replaced whole), so that only this user's relays can find and open the agent."""
+    _private_socket_dir(path.parent)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    token = os.urandom(TOKEN_SIZE)
+    temporary = path.with_name(f"{path.name}.{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as out:
+        out.write(f"{sock.getsockname()[1]} {token.hex()}\n")
+    os.replace(temporary, path)
+    return sock, token
+
+
+def listen_unix(path: Path) -> socket.socket:
     _private_socket_dir(path.parent)
     with contextlib.suppress(FileNotFoundError):
         path.unlink()  # stale: whoever made it is gone (we hold the lock)
@@ -102,9 +129,9 @@ def run(
     if held is None:
         say(status_fd, "another")
         return LOST_RACE
-    path = socket_path(home, agent)
+    path = socket_path(home, agent, transport(settings))
     try:
-        listener = listen(path)
+        listener, token = listen(path, transport(settings))
     except OSError as exc:
         _log.error(f"km agent: cannot listen on {path}: {exc}")
         say(status_fd, f"cannot listen on {path}: {exc.strerror or exc}")
@@ -126,7 +153,7 @@ def run(
     batch_scheduling()
     from .service import Agent
 
-    service = Agent(settings, home, agent, listener, held)
+    service = Agent(settings, home, agent, listener, held, token)
     for sig in (signal.SIGTERM, signal.SIGINT, getattr(signal, "SIGHUP", None)):
         if sig is not None:
             signal.signal(sig, lambda *_: service.stop())

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..fdio import write_all
 from ..frames import END, FRAME, KIND_C2S, KIND_END, KIND_INIT, KIND_S2C, KIND_SYNC, Handover
 from .wire import (
+    ADDRESS_SUFFIX,
     KIND_ACK,
     KIND_BYE,
     KIND_HELLO,
@@ -49,6 +50,7 @@ from .wire import (
     running,
     session_from_info,
     socket_path,
+    transport,
 )
 
 if TYPE_CHECKING:
@@ -101,7 +103,12 @@ class AgentUnavailable(Exception):
 
 
 def connect(path: Path, timeout: float | None = None) -> socket.socket | None:
-    """A connection to the agent's socket, or None when nobody listens there."""
+    """A connection to the agent at ``path`` (its socket, or a loopback agent's address file),
+    or None when nobody listens there."""
+    if path.name.endswith(ADDRESS_SUFFIX):
+        return _connect_loopback(path, timeout)
+    if not hasattr(socket, "AF_UNIX"):
+        raise OSError("this system has no Unix sockets (agent_transport = 'tcp' works everywhere)")
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
@@ -109,6 +116,27 @@ def connect(path: Path, timeout: float | None = None) -> socket.socket | None:
     except (FileNotFoundError, ConnectionRefusedError, NotADirectoryError):
         sock.close()
         return None
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _connect_loopback(path: Path, timeout: float | None) -> socket.socket | None:
+    """Loopback: the port and the token from the agent's address file (written whole, this
+    user's only); the token goes first."""
+    try:
+        port, token = path.read_text(encoding="ascii").split()
+        address, secret = ("127.0.0.1", int(port)), bytes.fromhex(token)
+    except (FileNotFoundError, ValueError, UnicodeDecodeError):
+        return None  # (no agent, or not an address km wrote: whoever starts next replaces it)
+    try:
+        sock = socket.create_connection(address, timeout=timeout)
+    except ConnectionRefusedError:
+        return None  # (a stale file: its agent is gone)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.sendall(secret)
     except OSError:
         sock.close()
         raise
@@ -135,14 +163,16 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
     return b"".join(parts)
 
 
-def spawn(settings: Settings, data_dir: Path, agent: str) -> int:
-    """Start an agent for ``data_dir`` in the background; returns a pipe on which it says how
-    its start went (see :func:`reach`).
+def spawn(settings: Settings, data_dir: Path, agent: str) -> Callable[[float], str]:
+    """Start an agent for ``data_dir`` in the background; returns what waits (at most the
+    seconds given) for the line in which it says how its start went (see :func:`reach`).
 
     A double fork: the agent is nobody's child (a client that kills its server's process tree
     never reaches it), in a session of its own (nor does a client's Ctrl-C or hang-up), and holds
     none of km's descriptors but the ones given here: the settings on its stdin, its log file as
     stdout and stderr (never km's stdout), the status pipe."""
+    if not hasattr(os, "fork"):
+        return spawn_process(settings, data_dir, agent)
     directory = agent_dir(data_dir)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     log = os.open(log_path(data_dir), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
@@ -156,7 +186,7 @@ def spawn(settings: Settings, data_dir: Path, agent: str) -> int:
             try:
                 os.setsid()
                 if os.fork() == 0:
-                    os.dup2(settings_r, 0)
+                    os.dup2(settings_r, 0)  # (a system without fork: spawn_process)
                     os.dup2(log, 1)
                     os.dup2(log, 2)
                     os.set_inheritable(status_w, True)
@@ -172,7 +202,55 @@ def spawn(settings: Settings, data_dir: Path, agent: str) -> int:
     with contextlib.suppress(OSError):  # an agent that lost the race exits before reading it
         write_all(settings_w, pickle.dumps(settings))
     os.close(settings_w)
-    return status_r
+    return lambda timeout: _started(status_r, timeout)
+
+
+def spawn_process(settings: Settings, data_dir: Path, agent: str) -> Callable[[float], str]:
+    """Start an agent without ``fork`` (Windows): a process detached from km's console and in a
+    process group of its own (out of the client's job when the job allows it), with the settings
+    on its stdin and its log file as stderr; it says how its start went on its stdout."""
+    import pickle
+    import subprocess
+
+    agent_dir(data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+    argv = [sys.executable, "-m", "kilometers.agent", "1", agent]
+    env = {**os.environ, "KM_HOME": os.fspath(data_dir)}
+    flags = [0]
+    if os.name == "nt":
+        detached = subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
+        flags = [detached | subprocess.CREATE_BREAKAWAY_FROM_JOB, detached]  # type: ignore[attr-defined]
+    with open(log_path(data_dir), "ab") as log:
+        for i, creationflags in enumerate(flags):
+            try:
+                proc = subprocess.Popen(
+                    argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, env=env,
+                    creationflags=creationflags, start_new_session=os.name == "posix",
+                )  # fmt: skip
+                break
+            except PermissionError:  # a job that forbids breakaway
+                if i == len(flags) - 1:
+                    raise
+    assert proc.stdin is not None and proc.stdout is not None
+    with contextlib.suppress(OSError):  # an agent that lost the race exits before reading it
+        proc.stdin.write(pickle.dumps(settings))
+    with contextlib.suppress(OSError):
+        proc.stdin.close()
+    said: list[bytes] = []
+    reader = threading.Thread(target=lambda: said.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+
+    def started(timeout: float) -> str:
+        reader.join(timeout)
+        if reader.is_alive():
+            return f"it did not start within {timeout:g} s"
+        proc.stdout.close()  # type: ignore[union-attr]
+        text = said[0].decode(errors="replace").strip()
+        if text != "ready":  # it exits: another agent won, or it could not start
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout)
+        return text or "it exited at once"
+
+    return started
 
 
 def _started(status: int, timeout: float) -> str:
@@ -201,7 +279,7 @@ def _started(status: int, timeout: float) -> str:
 def reach(settings: Settings, data_dir: Path, start: bool = True) -> socket.socket:
     """A connection to the data directory's agent for these settings, started when there is none."""
     agent = agent_id(settings, otel_environment())
-    path = socket_path(data_dir, agent)
+    path = socket_path(data_dir, agent, transport(settings))
     try:
         sock = connect(path)
     except OSError as exc:
@@ -211,9 +289,11 @@ def reach(settings: Settings, data_dir: Path, start: bool = True) -> socket.sock
     if not start:
         raise AgentUnavailable("no agent runs")
     try:
-        said = _started(spawn(settings, data_dir, agent), START_TIMEOUT)
+        said = spawn(settings, data_dir, agent)(START_TIMEOUT)
     except OSError as exc:
         raise AgentUnavailable(f"cannot start the agent ({exc.strerror or exc})") from None
+    except Exception as exc:  # (subprocess's own errors, where there is no fork)
+        raise AgentUnavailable(f"cannot start the agent ({exc!r})") from None
     if said not in ("ready", "another"):
         raise AgentUnavailable(f"the agent could not start: {said} (see {log_path(data_dir)})")
     deadline = time.monotonic() + START_TIMEOUT
@@ -478,8 +558,6 @@ class AgentLink:
         import pickle
 
         settings = self.settings
-        if not hasattr(socket, "AF_UNIX"):
-            raise AgentUnavailable("no Unix sockets here")
         for attempt in (1, 2):
             sock = reach(settings, self.data_dir)
             hello = Hello(
@@ -518,7 +596,7 @@ class AgentLink:
 
     def _send_init(self, sock: socket.socket, data: bytes) -> None:
         """The first frame, with the shared count of what was handed over when there is one."""
-        if self._lines is None:
+        if self._lines is None or sock.family == socket.AF_INET:  # (loopback carries no descriptors)
             sock.sendall(data)
             return
         sent = socket.send_fds(sock, [data], [self._lines.fd])

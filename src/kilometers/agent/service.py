@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hmac
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ from ..frames import (
     never_received,
 )
 from ..host import Host, SessionHandle
-from ..log import LOGGER
+from ..log import LOGGER, once
 from .wire import (
     KIND_ACK,
     KIND_BYE,
@@ -52,12 +53,15 @@ from .wire import (
     session_from_info,
     socket_path,
     state_path,
+    transport,
 )
 
 _log = logging.getLogger(__name__)
 
 READ_SIZE = 1 << 18
 CLOSE_TIMEOUT = 60.0
+TOKEN_TIMEOUT = 5.0
+"""Seconds a loopback connection gets to send the token."""
 
 
 @dataclass
@@ -75,15 +79,20 @@ class Agent:
         agent: str,
         listener: socket.socket,
         lock: IO[bytes] | None = None,
+        token: bytes | None = None,
     ) -> None:
         """``agent``: its id (agent_id of its settings); ``lock``: the agent lock this process
-        holds (released as soon as it stops listening)."""
+        holds (released as soon as it stops listening); ``token``: what a loopback connection
+        must send first (None: a Unix socket, whose peer must be this user)."""
         self.settings = settings
+        self.token = token
         self.agent = agent
         self.lock = lock
         self.data_dir = data_dir
         self.listener = listener
         self.key = host_key(settings, otel_environment())
+        self.endpoint = socket_path(data_dir, agent, transport(settings))
+        """Its socket, or its address file (loopback)."""
         self.host = Host(settings, metrics_port=settings.metrics_port)
         self.stats = Stats()
         self._sessions: dict[str, SessionHandle] = {}
@@ -167,7 +176,7 @@ class Agent:
         starting now starts the next agent at once), then end those still open and close the
         sinks (their km monitors record by themselves from there)."""
         with contextlib.suppress(OSError):
-            os.unlink(socket_path(self.data_dir, self.agent))
+            os.unlink(self.endpoint)
         self.listener.close()
         with contextlib.suppress(OSError):
             os.unlink(state_path(self.data_dir, self.agent))
@@ -181,7 +190,7 @@ class Agent:
         reader: FrameReader | None = None
         with conn:
             try:
-                if not _same_user(conn):
+                if not (self._token_given(conn) if self.token is not None else _same_user(conn)):
                     return
                 reader = FrameReader(conn)
                 first = reader.next_frame()
@@ -201,6 +210,25 @@ class Agent:
                     with contextlib.suppress(OSError):
                         os.close(fd)
 
+    def _token_given(self, conn: socket.socket) -> bool:
+        """A loopback connection's first bytes are the token (anyone on this machine can connect:
+        nothing of theirs is read, let alone unpickled, before it)."""
+        assert self.token is not None
+        conn.settimeout(TOKEN_TIMEOUT)
+        got = b""
+        while len(got) < len(self.token):
+            part = conn.recv(len(self.token) - len(got))
+            if not part:
+                return False
+            got += part
+        conn.settimeout(None)
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if hmac.compare_digest(got, self.token):
+            return True
+        self.stats.refused += 1
+        _log.warning("km agent: refused a loopback connection without the token", extra=once("token"))
+        return False
+
     def _control(self, hello: Hello) -> dict[str, Any]:
         if hello.op == "stop":
             self._stopping.set()
@@ -217,7 +245,7 @@ class Agent:
             "pid": os.getpid(),
             "version": VERSION,
             "id": self.agent,
-            "socket": str(socket_path(self.data_dir, self.agent)),
+            "socket": str(self.endpoint),
             "data_dir": str(self.data_dir),
             "uptime_s": round(time.time() - self.stats.started, 1),
             "sessions": sessions,

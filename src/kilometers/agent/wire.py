@@ -38,6 +38,10 @@ answer to a KIND_SYNC (``n``: its number; data: the changed tools, a JSON list).
 
 SUN_PATH_MAX = 100
 """Bytes a Unix socket's path may have (107 on Linux, 103 on macOS; kept below both)."""
+ADDRESS_SUFFIX = ".addr"
+"""A loopback agent's address file (``<port> <token in hex>``): what stands for its socket."""
+TOKEN_SIZE = 32
+"""Bytes of the secret a relay sends first on a loopback connection (nothing else is read before)."""
 
 
 class Hello:
@@ -75,7 +79,18 @@ agent of the same data directory (the others, such as the filters, are each sess
 
 def host_key(settings: Any, otel_env: dict[str, str]) -> tuple[Any, ...]:
     values = tuple(repr(getattr(settings, name)) for name in HOST_FIELDS)
-    return (*values, tuple(sorted(otel_env.items())) if settings.otel else ())
+    return (*values, tuple(sorted(otel_env.items())) if settings.otel else (), transport(settings))
+
+
+def transport(settings: Any) -> str:
+    """``unix`` or ``tcp``: the setting, where ``auto`` is unix if the system has Unix sockets
+    (Windows' Python has none)."""
+    chosen = str(getattr(settings, "agent_transport", "auto"))
+    if chosen != "auto":
+        return chosen
+    import socket
+
+    return "unix" if hasattr(socket, "AF_UNIX") else "tcp"
 
 
 def otel_environment() -> dict[str, str]:
@@ -101,9 +116,12 @@ def agent_dir(data_dir: Path) -> Path:
     return data_dir / "agent"
 
 
-def socket_path(data_dir: Path, agent: str) -> Path:
-    """The agent's socket: in the data directory, or (a path too long for a socket) in a private
-    directory under $XDG_RUNTIME_DIR or the temp dir, named by a hash of the data directory."""
+def socket_path(data_dir: Path, agent: str, kind: str = "unix") -> Path:
+    """Where the agent listens. ``tcp``: its address file, in the data directory. ``unix``: its
+    socket, in the data directory, or (a path too long for a socket) in a private directory
+    under $XDG_RUNTIME_DIR or the temp dir, named by a hash of the data directory."""
+    if kind == "tcp":
+        return agent_dir(data_dir) / f"{agent}{ADDRESS_SUFFIX}"
     path = agent_dir(data_dir) / f"{agent}.sock"
     if len(os.fsencode(path)) <= SUN_PATH_MAX:
         return path
@@ -123,27 +141,40 @@ def state_path(data_dir: Path, agent: str) -> Path:
     return agent_dir(data_dir) / f"{agent}.json"
 
 
+LOCK_HELD: type[OSError] = OSError if os.name == "nt" else BlockingIOError
+"""What taking a held lock raises (Windows' msvcrt: EDEADLOCK or EACCES; flock: EWOULDBLOCK)."""
+
+
 def take_lock(path: Path) -> IO[bytes] | None:
     """The agent's exclusive lock (0600), or None when another agent holds it; held as long as
-    the returned file stays open."""
-    import fcntl
-
+    the returned file stays open (``flock``; on Windows, a lock on its first byte)."""
     handle = os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+        if os.name == "nt":
+            import msvcrt
+
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)  # type: ignore[attr-defined]
+        else:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except LOCK_HELD:
         handle.close()
         return None
     return handle
 
 
 def say(status_fd: int | None, line: str) -> None:
-    """One line to whoever started this agent (agent/link.py reads it), then the pipe closes."""
+    """One line to whoever started this agent (agent/link.py reads it), then the pipe closes.
+    When it is the agent's stdout (started without ``fork``), stdout becomes the log (stderr)."""
     if status_fd is None:
         return
     try:
         os.write(status_fd, line.encode() + b"\n")
-        os.close(status_fd)
+        if status_fd == 1:
+            os.dup2(2, 1)  # (never a free descriptor 1, that the store's file could take)
+        else:
+            os.close(status_fd)
     except OSError:
         pass
 

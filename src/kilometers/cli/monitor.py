@@ -115,7 +115,7 @@ def monitor(
         bridge_host: Host | None = None
         own: OwnHost | None = None
         bridged: SessionHandle | AgentLink
-        if settings.recorder_process and settings.agent and os.name == "posix":
+        if settings.recorder_process and settings.agent:
             info = {"command": session.command, "cwd": session.cwd, "name": session.name,
                     "transport": session.transport}  # fmt: skip
             bridged, own = agent_link(settings, rules, info)
@@ -139,7 +139,7 @@ def monitor(
     host: Host | None = None
     own = None
     recorder: SessionHandle | RecorderProcess | AgentLink
-    if settings.recorder_process and settings.agent and os.name == "posix":  # (a Unix socket, a double fork)
+    if settings.recorder_process and settings.agent:
         info = {"command": session.command, "cwd": session.cwd, "name": session.name}
         recorder, own = agent_link(settings, rules, info)
     elif rules.mode == "block" or not settings.recorder_process:

@@ -100,7 +100,7 @@ def start_recording(settings: config.Settings, policy: Policy) -> Host | AgentRe
     """Who records the sessions: the user's agent (started now if none runs, so that the store is
     opened before km listens; a blocking policy still decides here, on the forwarding path), else
     this process's host (the agent is off or cannot start)."""
-    if settings.agent and os.name == "posix":
+    if settings.agent:
         from ..agent.link import AgentUnavailable, serving
         from ..agent.proxy import AgentRecording
         from ..paths import data_dir
