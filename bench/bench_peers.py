@@ -12,6 +12,8 @@ The official MCP SDK client calls the SDK echo server (``tests/servers/echo_serv
 - ``greenlight``: greenlight-mcp 0.7.0 ``run --capture-payloads`` (redacted payloads to a log);
 - ``km``: ``km monitor`` with its agent (the default: analysis, redaction, SQLite);
 - ``km-no-agent``: ``km monitor`` with ``KM_AGENT=0`` (a recorder process per session);
+- ``km-tcp``: ``km monitor`` with its agent over loopback TCP with a token
+  (``KM_AGENT_TRANSPORT=tcp``, the default on Windows);
 - ``km-block``: ``km monitor --policy`` with a blocking policy (``deny_tools``; no call is
   refused): the gate decides in km's process, the agent records.
 
@@ -80,6 +82,11 @@ def paths(tmp: Path) -> dict[str, tuple[list[str], dict[str, str]]]:
         "km-no-agent": (
             [KM, "monitor", "--", *SERVER],
             {**home, "KM_AGENT": "0", "KM_HOME": str(tmp / "km0")},
+        ),
+        # the loopback transport (Windows' default), its own agent and data directory
+        "km-tcp": (
+            [KM, "monitor", "--", *SERVER],
+            {"KM_HOME": str(tmp / "kmt"), "KM_AGENT_TRANSPORT": "tcp"},
         ),
         # (a policy has an agent of its own: its own data directory keeps agent_of() simple)
         "km-block": ([KM, "monitor", "--policy", str(policy), "--", *SERVER], {"KM_HOME": str(tmp / "kmb")}),
@@ -195,7 +202,7 @@ async def session(argv: list[str], env: dict[str, str], calls: int) -> dict[str,
 def stop_agents(tmp: Path) -> None:
     import subprocess
 
-    for home in (tmp / "km", tmp / "kmb"):
+    for home in (tmp / "km", tmp / "kmb", tmp / "kmt"):
         subprocess.run([KM, "agent", "stop"], env={**os.environ, "KM_HOME": str(home)}, capture_output=True)
 
 
