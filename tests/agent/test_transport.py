@@ -146,6 +146,7 @@ def test_an_agent_started_without_fork_serves_and_a_second_steps_aside(run_km: R
     pid = int(str(_status(km_home)["pid"]))
     assert os.getsid(pid) == pid, "a session of its own: a client's hang-up or Ctrl-C never reaches it"
     assert os.readlink(f"/proc/{pid}/fd/1") == str(log_path(km_home)), "after its status, stdout is the log"
+    assert stat.S_IMODE(log_path(km_home).stat().st_mode) == 0o600
     km = run_km([PYTHON, RAW_CAT], env=km_env(km_home, KM_AGENT_TRANSPORT="tcp"))
     km.write(_lines(4, "s"))
     code, _, err = km.finish(60)

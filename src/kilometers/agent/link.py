@@ -186,7 +186,7 @@ def spawn(settings: Settings, data_dir: Path, agent: str) -> Callable[[float], s
             try:
                 os.setsid()
                 if os.fork() == 0:
-                    os.dup2(settings_r, 0)  # (a system without fork: spawn_process)
+                    os.dup2(settings_r, 0)
                     os.dup2(log, 1)
                     os.dup2(log, 2)
                     os.set_inheritable(status_w, True)
@@ -219,7 +219,7 @@ def spawn_process(settings: Settings, data_dir: Path, agent: str) -> Callable[[f
     if os.name == "nt":
         detached = subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
         flags = [detached | subprocess.CREATE_BREAKAWAY_FROM_JOB, detached]  # type: ignore[attr-defined]
-    with open(log_path(data_dir), "ab") as log:
+    with os.fdopen(os.open(log_path(data_dir), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
         for i, creationflags in enumerate(flags):
             try:
                 proc = subprocess.Popen(
