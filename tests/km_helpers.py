@@ -402,13 +402,22 @@ CHROMIUM_FLAGS = [
 """Chromium as root on a closed network: no sandbox, and no background connections to refuse."""
 
 
-def wait_until(condition: Callable[[], Any], timeout: float, state: Callable[[], str] | None = None) -> Any:
-    """Wait for ``condition`` to be true and return what it gave; on a timeout, say ``state()``
-    (what was seen instead)."""
+def wait_until(
+    condition: Callable[[], Any],
+    timeout: float = 30.0,
+    what: str = "the condition",
+    *,
+    seen: Callable[[], str] | None = None,
+    interval: float = 0.05,
+) -> Any:
+    """Wait for ``condition()`` to be true and return what it gave. After ``timeout`` seconds the
+    test fails, saying ``what`` it waited for and, given ``seen``, what was seen instead."""
     deadline = time.monotonic() + timeout
     while not (value := condition()):
-        assert time.monotonic() < deadline, f"condition not met in time: {state() if state else ''}"
-        time.sleep(0.05)
+        if time.monotonic() >= deadline:
+            instead = f": {seen()}" if seen else ""
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}{instead}")
+        time.sleep(interval)
     return value
 
 

@@ -11,7 +11,6 @@ import sqlite3
 import struct
 import subprocess
 import threading
-import time
 import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -27,7 +26,17 @@ from mcp.client.stdio import StdioServerParameters, stdio_client
 from kilometers.agent.wire import agent_id, socket_path
 from kilometers.config import Settings
 
-from km_helpers import ECHO_SERVER, KM, PYTHON, RAW_CAT, KmProcess, agents_under, free_port, km_env
+from km_helpers import (
+    ECHO_SERVER,
+    KM,
+    PYTHON,
+    RAW_CAT,
+    KmProcess,
+    agents_under,
+    free_port,
+    km_env,
+    wait_until,
+)
 
 RunKm = Callable[..., KmProcess]
 FRAME = struct.Struct("<BqI")
@@ -80,16 +89,6 @@ def _default_socket(home: Path) -> Path:
     return socket_path(home, agent_id(Settings(), {}))
 
 
-def _wait(predicate: Callable[[], Any], timeout: float = 60.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
-
-
 def _ended_session(home: Path, columns: str) -> tuple[Any, ...]:
     """``ended_ns`` and ``columns`` of the store's one session, once the agent has ended it."""
 
@@ -98,13 +97,13 @@ def _ended_session(home: Path, columns: str) -> tuple[Any, ...]:
             row = db.execute(f"SELECT ended_ns, {columns} FROM sessions").fetchone()
         return row if row and row[0] is not None else None
 
-    found: tuple[Any, ...] = _wait(ended, what="the agent to end the session")
+    found: tuple[Any, ...] = wait_until(ended, timeout=60, what="the agent to end the session")
     return found
 
 
 def _agents(home: Path) -> list[psutil.Process]:
     """The agent processes of ``home``, once those that lost a start race have exited."""
-    _wait(lambda: len(agents_under(home)) <= 1, timeout=30, what="the losers of the start race to exit")
+    wait_until(lambda: len(agents_under(home)) <= 1, timeout=30, what="the losers of the start race to exit")
     return agents_under(home)
 
 
@@ -164,8 +163,8 @@ def test_agent_killed_during_eight_sessions_loses_and_doubles_nothing(run_km: Ru
             km.write(_lines(50, round_ * 50, f"raw{i}"))
     for km in kms:
         km.stdout.wait_for(lambda out: out.count(b"\n") >= 150, timeout=60)
-    agent = psutil.Process(_wait(lambda: _status(km_home), what="the agent")["pid"])
-    _wait(lambda: _count(km_home) > 0, what="events")
+    agent = psutil.Process(wait_until(lambda: _status(km_home), timeout=60, what="the agent")["pid"])
+    wait_until(lambda: _count(km_home) > 0, timeout=60, what="events")
     agent.kill()  # SIGKILL: no goodbye, whatever it had not stored is gone with it
     agent.wait(30)
     for round_ in range(3, 6):  # the relays go on, by themselves
@@ -332,7 +331,7 @@ def test_the_agent_exits_when_idle_and_km_agent_stop_stops_it(run_km: RunKm, km_
     km = run_km([PYTHON, RAW_CAT])
     km.write(_lines(1, 0, "i"))
     assert km.finish(60)[0] == 0
-    _wait(lambda: not _agents(km_home), timeout=30, what="the idle agent to exit")
+    wait_until(lambda: not _agents(km_home), timeout=30, what="the idle agent to exit")
     assert not _default_socket(km_home).exists()
     (km_home / "config.toml").write_text("", encoding="utf-8")
     km = run_km([PYTHON, RAW_CAT])
@@ -358,7 +357,7 @@ def test_km_doctor_and_status_show_the_running_agent(run_km: RunKm, km_home: Pat
     km = run_km([PYTHON, RAW_CAT], km_args=("--name", "shown"))
     km.write(_lines(1, 0, "d"))
     km.stdout.wait_for(lambda out: out.count(b"\n") >= 1)
-    status = _wait(lambda: (_status(km_home) or {}).get("sessions"), what="the open session")
+    status = wait_until(lambda: (_status(km_home) or {}).get("sessions"), timeout=60, what="the open session")
     assert [s["name"] for s in status] == ["shown"]
     text = subprocess.run(
         [KM, "agent", "status"], env=km_env(km_home), capture_output=True, timeout=60
@@ -396,7 +395,7 @@ def test_one_metrics_endpoint_serves_every_session(km_home: Path, metrics_port: 
         text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=30).read().decode()
         return text if all(w in text for w in wanted) else None
 
-    text = _wait(scraped, what="every session's calls on the one metrics endpoint")
+    text = wait_until(scraped, timeout=60, what="every session's calls on the one metrics endpoint")
     assert "km_session_events" in text
     assert _status(km_home)["metrics_port"] == metrics_port  # type: ignore[index]
 
@@ -408,7 +407,7 @@ def test_km_killed_mid_session_leaves_an_ended_session_with_what_it_handed_over(
     km.write(_lines(50, 0, "k"))
     km.stdout.wait_for(lambda out: out.count(b"\n") >= 50)
     # handed over: the link sends every batch window (50 ms) and the agent stores it
-    _wait(lambda: _count(km_home) == 100, what="events")
+    wait_until(lambda: _count(km_home) == 100, timeout=60, what="events")
     agent = _status(km_home)
     assert agent is not None
     km.proc.kill()  # SIGKILL: no END, the agent sees the connection close
@@ -426,7 +425,7 @@ def test_km_killed_before_handing_over_counts_the_rest_as_dropped(run_km: RunKm,
     km = run_km([PYTHON, RAW_CAT], km_args=("--name", "dropped"))
     km.write(_lines(5, 0, "d"))
     km.stdout.wait_for(lambda out: out.count(b"\n") >= 5)
-    _wait(lambda: _count(km_home) == 10, what="the session to reach the agent")
+    wait_until(lambda: _count(km_home) == 10, timeout=60, what="the session to reach the agent")
     km.write(_lines(300, 5, "d"))
     km.stdout.wait_for(lambda out: out.count(b"\n") >= 305)
     km.proc.kill()  # at once: the last batch window's chunks are still in km

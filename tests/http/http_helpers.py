@@ -133,17 +133,6 @@ StartProxy = Callable[..., KmProxy]
 """The ``km_proxy`` fixture: ``km_proxy(upstream_url, *km_args)``."""
 
 
-def wait_until(predicate: Any, timeout: float = 30.0, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"condition not met after {timeout}s")
-        time.sleep(interval)
-
-
 def db_bytes(home: Path) -> bytes:
     """Every byte of the SQLite store (main file, WAL and shared memory), to grep for secrets."""
     data = b""

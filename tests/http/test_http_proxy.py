@@ -29,12 +29,11 @@ from http_helpers import (
     requests_answered,
     start_upstream,
     upstream_scenario,
-    wait_until,
 )
 
 from kilometers.proxy.sse import SSEParser
 
-from km_helpers import agents_under, km_events, km_sessions
+from km_helpers import agents_under, km_events, km_sessions, wait_until
 
 INIT = {
     "jsonrpc": "2.0",

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from http_helpers import StartProxy, sdk_target, wait_until
+from http_helpers import StartProxy, sdk_target
 
-from km_helpers import KM, agents_under, km_env, km_events, km_sessions
+from km_helpers import KM, agents_under, km_env, km_events, km_sessions, wait_until
 
 
 def _agent_status(home: Path) -> dict[str, Any] | None:

@@ -24,7 +24,7 @@ from kilometers.model import SERVER_TO_CLIENT as S2C
 from kilometers.model import Session
 from kilometers.recorder import Recorder
 
-from km_helpers import ECHO_SERVER, NODE_BIN, PYTHON, KmProcess, km_env, only_session
+from km_helpers import ECHO_SERVER, NODE_BIN, PYTHON, KmProcess, km_env, only_session, wait_until
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "http"))
 from http_helpers import KmProxy, prepare_store, sdk_target, start_everything
@@ -179,13 +179,6 @@ def histograms(receiver: Receiver) -> dict[str, list[Any]]:
     return found
 
 
-def wait_for(predicate: Any, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "the receiver did not get the telemetry in time"
-        time.sleep(0.05)
-
-
 class Client:
     """The test as a raw MCP client of ``km monitor``: writes requests, reads the answers."""
 
@@ -249,7 +242,10 @@ def test_stdio_spans_and_metrics_attribute_by_attribute(
     assert echo is not None and nope is not None
     code, _, stderr = km.finish()
     assert code == 0, stderr
-    wait_for(lambda: len(receiver.spans) >= 6 and "mcp.client.session.duration" in histograms(receiver))
+    wait_until(
+        lambda: len(receiver.spans) >= 6 and "mcp.client.session.duration" in histograms(receiver),
+        what="the telemetry at the receiver",
+    )
     sid = only_session(km_home)["id"]
     spans = {s.name: s for s in receiver.spans}
     names = ["initialize", "tools/call echo", "tools/call fail", "prompts/get greeting", "resources/read",
@@ -329,7 +325,7 @@ def test_cancelled_and_unanswered_requests_get_spans(receiver: Receiver, run_km:
     c.send({"jsonrpc": "2.0", "id": 3, "method": "tools/call", "params": long}, wait=False)
     c.send({"jsonrpc": "2.0", "id": 4, "method": "nope/nothing", "params": {}})
     km.finish(timeout=90)  # the session ends with request 3 unanswered
-    wait_for(lambda: len(receiver.spans) >= 4)
+    wait_until(lambda: len(receiver.spans) >= 4, what="the telemetry at the receiver")
     by_id = {attrs_of(s)["jsonrpc.request.id"]: s for s in receiver.spans}
     cancelled, unanswered = by_id["2"], by_id["3"]
     assert cancelled.name == unanswered.name == "tools/call trigger-long-running-operation"
@@ -371,7 +367,9 @@ def test_http_sessions_name_the_real_server(receiver: Receiver, km_home: Path, e
         anyio.run(scenario)
     finally:
         proxy.stop()
-    wait_for(lambda: "mcp.server.session.duration" in histograms(receiver))
+    wait_until(
+        lambda: "mcp.server.session.duration" in histograms(receiver), what="the telemetry at the receiver"
+    )
     call = next(s for s in receiver.spans if s.name == "tools/call echo")
     attrs = attrs_of(call)
     assert attrs["server.address"] == "127.0.0.1" and attrs["server.port"] == upstream_port
@@ -396,7 +394,9 @@ def test_http_sessions_name_the_real_server(receiver: Receiver, km_home: Path, e
         }
     )
     bridge.finish()
-    wait_for(lambda: any(s.name == "tools/call echo" for s in receiver.spans))
+    wait_until(
+        lambda: any(s.name == "tools/call echo" for s in receiver.spans), what="the telemetry at the receiver"
+    )
     attrs = attrs_of(next(s for s in receiver.spans if s.name == "tools/call echo"))
     assert attrs["server.address"] == "127.0.0.1" and attrs["server.port"] == upstream_port
     assert attrs["network.protocol.name"] == "http" and attrs["network.transport"] == "tcp"
@@ -461,7 +461,7 @@ def test_one_provider_serves_every_session_of_a_host(receiver: Receiver, km_home
     a.close(0)  # b's request 2 is still pending: not a's to end
     b.submit(S2C, _line({"jsonrpc": "2.0", "id": 2, "result": {"content": []}}), t + 3 * 10**6)
     host.close()  # ends b, flushes the one provider
-    wait_for(lambda: len(receiver.spans) >= 4)
+    wait_until(lambda: len(receiver.spans) >= 4, what="the telemetry at the receiver")
     spans = {s.name: attrs_of(s) for s in receiver.spans}
     assert sorted(spans) == ["tools/call a-answered", "tools/call a-unanswered", "tools/call b-answered",
                              "tools/call b-later"]  # fmt: skip
@@ -508,7 +508,10 @@ def test_a_multi_round_call_is_one_span_with_an_event_per_round(
     rec.start()
     t = _mrtr_traffic(rec)
     rec.stop(0)
-    wait_for(lambda: len(receiver.spans) >= 2 and "mcp.client.operation.duration" in histograms(receiver))
+    wait_until(
+        lambda: len(receiver.spans) >= 2 and "mcp.client.operation.duration" in histograms(receiver),
+        what="the telemetry at the receiver",
+    )
     assert sorted(s.name for s in receiver.spans) == ["tools/call weather", "tools/list"]
     [span] = [s for s in receiver.spans if s.name == "tools/call weather"]
     # from the first request to the final answer, named by the first request
@@ -538,7 +541,7 @@ def test_a_multi_round_call_left_waiting_for_input_is_one_unanswered_span(receiv
     rec.submit(C2S, _line(call), t)
     rec.submit(S2C, _line({"jsonrpc": "2.0", "id": 1, "result": ask}), t + 10**6)
     rec.stop(0)  # the client never comes back with the answer
-    wait_for(lambda: len(receiver.spans) >= 1)
+    wait_until(lambda: len(receiver.spans) >= 1, what="the telemetry at the receiver")
     [span] = receiver.spans
     assert span.name == "tools/call weather" and attrs_of(span)["error.type"] == "unanswered"
     assert [attrs_of(e)["mcp.result.type"] for e in span.events] == ["input_required"]

@@ -225,7 +225,7 @@ def test_an_interrupted_conversion_leaves_the_table_as_it_was_and_runs_again(pg:
         return pid
 
     try:
-        pid = wait_until(converted, 60, lambda: "the conversion never reached its revision update")
+        pid = wait_until(converted, 60, "the conversion to reach its revision update")
     finally:
         upgrade.kill()  # (whatever happened above: never left running)
         upgrade.wait(10)
@@ -233,7 +233,7 @@ def test_an_interrupted_conversion_leaves_the_table_as_it_was_and_runs_again(pg:
         holder.close()
     gone = text("SELECT count(*) FROM pg_stat_activity WHERE pid = :pid")
     # its backend finishes the statement, finds the client gone and rolls back
-    wait_until(lambda: not _activity(engine, gone, pid=pid), 30, lambda: "its backend is still there")
+    wait_until(lambda: not _activity(engine, gone, pid=pid), 30, "its backend to end")
     assert db.current_revision(engine) == "0008"
     with engine.connect() as conn:
         assert not partitions.partitioned(conn)

@@ -239,7 +239,8 @@ def test_streams_end_on_every_process_within_a_second(pg_cluster: Cluster) -> No
         wait_until(
             lambda: all(s.kinds.count("event") == len(evs) for s in streams),
             10,
-            lambda: f"{len(evs)} events sent; the streams received {[s.kinds for s in streams]}",
+            "both streams to receive every event",
+            seen=lambda: f"{len(evs)} events sent; the streams received {[s.kinds for s in streams]}",
         )
         key_id = tenancy.authenticate(engine, read).id  # type: ignore[union-attr]
         assert httpx.delete(f"{bases[2]}/api/v1/keys/{key_id}", headers=bearer(admin)).status_code == 204

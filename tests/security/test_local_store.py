@@ -40,6 +40,7 @@ from km_helpers import (
     only_session,
     recorder_of,
     wait_gone,
+    wait_until,
 )
 from pg import Cluster
 
@@ -71,16 +72,6 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def _wait_until(predicate: Callable[[], Any], timeout: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, "timed out waiting for the condition"
-        time.sleep(0.1)
-
-
 # -- item 16: file modes ---------------------------------------------------------------------------
 
 
@@ -91,7 +82,7 @@ def test_store_files_are_private_after_a_real_session(run_km: RunKm, km_home: Pa
     km.stdout.wait_for(lambda out: out.count(b"\n") >= 4)
     store = km_home / "km.db"
     wal, shm = Path(f"{store}-wal"), Path(f"{store}-shm")
-    _wait_until(lambda: wal.exists() and shm.exists())  # while km runs, the WAL files exist
+    wait_until(lambda: wal.exists() and shm.exists(), 60)  # while km runs, the WAL files exist
     assert _mode(km_home) == 0o700
     assert {p.name: _mode(p) for p in (store, wal, shm)} == {p.name: 0o600 for p in (store, wal, shm)}
     code, _, _ = km.finish(60)
@@ -253,7 +244,7 @@ def test_kill_9_stores_what_the_recorder_got_and_counts_the_rest(run_km: RunKm, 
     km.signal(signal.SIGKILL)
     assert km.wait(30) == -signal.SIGKILL
     assert wait_gone([recorder.pid], timeout=120) == []
-    session = _wait_until(lambda: [s for s in km_sessions(km_home) if s["ended_at"]])[0]
+    session = wait_until(lambda: [s for s in km_sessions(km_home) if s["ended_at"]], 60)[0]
     handed = data.count(b"\n") + out.count(b"\n")  # every message km read, both directions
     stored = km_events(km_home)
     print(f"stored {len(stored)}, dropped {session['dropped_events']} of {handed}")
@@ -265,7 +256,7 @@ def test_kill_9_in_process_the_session_is_ended_at_its_last_event(run_km: RunKm,
     km = run_km([PYTHON, ECHO_SERVER], env=km_env(km_home, KM_RECORDER_PROCESS="0"))
     km.write(_mcp_session(20))
     km.stdout.wait_for(lambda o: o.count(b"\n") >= 21)
-    _wait_until(lambda: len(km_events(km_home)) >= 10)  # some of it is stored
+    wait_until(lambda: len(km_events(km_home)) >= 10, 60)  # some of it is stored
     km.signal(signal.SIGKILL)
     assert km.wait(30) == -signal.SIGKILL
     session = only_session(km_home)  # the next km to open the store ends the session
@@ -278,7 +269,7 @@ def test_a_live_session_is_not_ended_by_another_km(run_km: RunKm, km_home: Path)
     km = run_km([PYTHON, ECHO_SERVER], env=km_env(km_home, KM_RECORDER_PROCESS="0"))
     km.write(_mcp_session(2))
     km.stdout.wait_for(lambda o: o.count(b"\n") >= 3)
-    _wait_until(lambda: len(km_events(km_home)) >= 2)
+    wait_until(lambda: len(km_events(km_home)) >= 2, 60)
     assert only_session(km_home)["ended_at"] is None  # km sessions opened the store: still running
     code, _, _ = km.finish(60)
     assert code == 0 and only_session(km_home)["exit_code"] == 0

@@ -22,11 +22,11 @@ from typing import Any
 import httpx
 import psutil
 import pytest
-from http_helpers import PYTHON, Proc, StartProxy, db_bytes, free_port, wait_port, wait_until
+from http_helpers import PYTHON, Proc, StartProxy, db_bytes, free_port, wait_port
 
 from kilometers.jsonlimits import MAX_BODY_BYTES, TOO_LARGE_RULE
 
-from km_helpers import KmProcess, km_env, km_events, read_json_line
+from km_helpers import KmProcess, km_env, km_events, read_json_line, wait_until
 
 HERE = Path(__file__).resolve().parent
 

@@ -23,7 +23,7 @@ from kilometers.store.schema import web_sessions
 
 from conftest import Api
 from factory import bearer, session_batch
-from km_helpers import km_cli, km_serve
+from km_helpers import km_cli, km_serve, wait_until
 
 PASSWORD = "correct horse battery"
 DEADLINE = 5.0
@@ -99,13 +99,6 @@ def _post_events(base: str, ingest: str) -> int:
     return len(events)
 
 
-def _wait_for(condition: object, seconds: float = 10.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 def test_streams_end_when_access_ends_across_servers(
     store_url: str, two_servers: tuple[str, str, str]
 ) -> None:
@@ -139,7 +132,7 @@ def test_streams_end_when_access_ends_across_servers(
             stack.callback(s.close)
 
         sent = _post_events(second, ingest)  # every stream is live and delivers
-        _wait_for(lambda: all(s.events >= sent for s in [*streams.values(), owner_stream]))
+        wait_until(lambda: all(s.events >= sent for s in [*streams.values(), owner_stream]), 10)
 
         started = time.monotonic()
         assert owner.delete(f"/api/v1/members/{ids['gone@example.com']}", headers=oh).status_code == 204
@@ -159,7 +152,7 @@ def test_streams_end_when_access_ends_across_servers(
         assert not owner_stream.ended.is_set()
         before = owner_stream.events
         more = _post_events(second, ingest)
-        _wait_for(lambda: owner_stream.events >= before + more)
+        wait_until(lambda: owner_stream.events >= before + more, 10)
         assert all(s.events == sent for s in streams.values())  # nothing after the end
         # a removed or signed-out browser cannot open a new one
         assert httpx.get(first + "/api/v1/live", cookies=cookies).status_code == 401

@@ -30,10 +30,9 @@ from sync_helpers import (
     local_sessions,
     rpc_lines,
     run_session,
-    wait_until,
 )
 
-from km_helpers import KM, PYTHON, KmProcess, km_events
+from km_helpers import KM, PYTHON, KmProcess, km_events, wait_until
 
 MakeServer = Callable[..., TeamServer]
 FAST = {"KM_UPLOAD_INTERVAL": "0.2"}
