@@ -12,7 +12,6 @@ import struct
 import subprocess
 import threading
 import urllib.request
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import anyio
 import psutil
 import pytest
+from agent_helpers import lines, monitors_at_once, stored
 from mcp import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
@@ -42,28 +42,10 @@ RunKm = Callable[..., KmProcess]
 FRAME = struct.Struct("<BqI")
 
 
-def _lines(n: int, start: int, tag: str) -> bytes:
-    return b"".join(
-        json.dumps({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": tag}}).encode()
-        + b"\n"
-        for i in range(start, start + n)
-    )
-
-
-def _stored(home: Path) -> dict[str, Counter[tuple[str, Any]]]:
-    """Per session: how many times each (direction, JSON-RPC id) is stored."""
-    out: dict[str, Counter[tuple[str, Any]]] = {}
-    with sqlite3.connect(home / "km.db") as db:
-        for session_id, direction, payload in db.execute("SELECT session_id, direction, payload FROM events"):
-            msg = json.loads(payload) if payload else {}
-            out.setdefault(session_id, Counter())[(direction, msg.get("id"))] += 1
-    return out
-
-
 def _count(home: Path) -> int:
     """Events stored so far (0 while the store is not created or migrated yet)."""
     try:
-        return sum(map(len, _stored(home).values()))
+        return sum(map(len, stored(home).values()))
     except sqlite3.OperationalError:
         return 0
 
@@ -135,9 +117,9 @@ def test_eight_sdk_sessions_through_one_agent_record_every_message_once(km_home:
     assert len(agents) == 1, f"one agent for one data directory, found {agents}"
     status = _status(km_home)
     assert status is not None and status["served"] == 8 and status["refused"] == 0
-    stored = _stored(km_home)
-    assert len(stored) == 8
-    for session_id, seen in stored.items():
+    by_session = stored(km_home)
+    assert len(by_session) == 8
+    for session_id, seen in by_session.items():
         assert set(seen.values()) == {1}, f"a message stored twice in {session_id}: {seen.most_common(3)}"
         requests = {i for d, i in seen if d == "client_to_server" and i is not None}
         answers = {i for d, i in seen if d == "server_to_client"}
@@ -160,7 +142,7 @@ def test_agent_killed_during_eight_sessions_loses_and_doubles_nothing(run_km: Ru
     kms = [run_km([PYTHON, RAW_CAT], km_args=("--name", f"raw{i}")) for i in range(8)]
     for round_ in range(3):  # the agent takes and stores some of it
         for i, km in enumerate(kms):
-            km.write(_lines(50, round_ * 50, f"raw{i}"))
+            km.write(lines(50, f"raw{i}", start=round_ * 50))
     for km in kms:
         km.stdout.wait_for(lambda out: out.count(b"\n") >= 150, timeout=60)
     agent = psutil.Process(wait_until(lambda: _status(km_home), timeout=60, what="the agent")["pid"])
@@ -169,15 +151,15 @@ def test_agent_killed_during_eight_sessions_loses_and_doubles_nothing(run_km: Ru
     agent.wait(30)
     for round_ in range(3, 6):  # the relays go on, by themselves
         for i, km in enumerate(kms):
-            km.write(_lines(50, round_ * 50, f"raw{i}"))
+            km.write(lines(50, f"raw{i}", start=round_ * 50))
     for i, km in enumerate(kms):
         code, out, err = km.finish(120)
         assert code == 0
-        assert out == _lines(300, 0, f"raw{i}")  # forwarded untouched throughout
+        assert out == lines(300, f"raw{i}")  # forwarded untouched throughout
         assert b"recording without the agent" in err
-    stored = _stored(km_home)
-    assert len(stored) == 8, "each relay's session continues under its own id"
-    for session_id, seen in stored.items():
+    by_session = stored(km_home)
+    assert len(by_session) == 8, "each relay's session continues under its own id"
+    for session_id, seen in by_session.items():
         assert set(seen.values()) == {1}, f"stored twice in {session_id}: {seen.most_common(3)}"
         assert len(seen) == 600, f"{session_id}: {600 - len(seen)} messages missing"
     with sqlite3.connect(km_home / "km.db") as db:
@@ -221,29 +203,29 @@ def test_an_agent_of_another_version_is_not_used(run_km: RunKm, km_home: Path) -
     fake = FakeAgent(_default_socket(km_home), "0.0.1/99")
     try:
         km = run_km([PYTHON, RAW_CAT])
-        km.write(_lines(20, 0, "v"))
+        km.write(lines(20, "v"))
         code, out, err = km.finish(60)
     finally:
         fake.close()
-    assert code == 0 and out == _lines(20, 0, "v")
+    assert code == 0 and out == lines(20, "v")
     assert len(fake.hellos) == 1
     assert b"0.0.1/99" in err and b"recording without the agent" in err
-    [seen] = _stored(km_home).values()
+    [seen] = stored(km_home).values()
     assert len(seen) == 40 and set(seen.values()) == {1}
 
 
 def test_other_store_settings_get_an_agent_of_their_own(run_km: RunKm, km_home: Path, tmp_path: Path) -> None:
     first = run_km([PYTHON, RAW_CAT])
-    first.write(_lines(3, 0, "a"))
+    first.write(lines(3, "a"))
     first.stdout.wait_for(lambda out: out.count(b"\n") >= 3)
     other = tmp_path / "other.db"
     second = run_km([PYTHON, RAW_CAT], km_args=("--db", f"sqlite:///{other}"))
-    second.write(_lines(5, 0, "b"))
+    second.write(lines(5, "b"))
     code, out, err = second.finish(60)
-    assert code == 0 and out == _lines(5, 0, "b")
+    assert code == 0 and out == lines(5, "b")
     assert b"without the agent" not in err
     assert first.finish(60)[0] == 0
-    assert [len(s) for s in _stored(km_home).values()] == [6]
+    assert [len(s) for s in stored(km_home).values()] == [6]
     with sqlite3.connect(other) as db:
         assert db.execute("SELECT count(*) FROM events").fetchone() == (10,)
     statuses = _statuses(km_home)
@@ -259,13 +241,13 @@ def test_a_socket_directory_km_cannot_write_leaves_traffic_untouched(tmp_path: P
     env = km_env(home, XDG_RUNTIME_DIR="/proc")
     km = KmProcess(home, [PYTHON, RAW_CAT], env=env)
     try:
-        km.write(_lines(10, 0, "ro"))
+        km.write(lines(10, "ro"))
         code, out, err = km.finish(60)
     finally:
         km.cleanup()
-    assert code == 0 and out == _lines(10, 0, "ro")
+    assert code == 0 and out == lines(10, "ro")
     assert b"could not start" in err and b"recording without the agent" in err
-    [seen] = _stored(home).values()
+    [seen] = stored(home).values()
     assert len(seen) == 20
     assert not agents_under(home)
 
@@ -277,37 +259,23 @@ def test_a_stale_socket_file_is_replaced(run_km: RunKm, km_home: Path) -> None:
     dead.bind(str(path))
     dead.close()  # the file stays, nobody listens: an agent killed before it could clean up
     km = run_km([PYTHON, RAW_CAT])
-    km.write(_lines(5, 0, "s"))
+    km.write(lines(5, "s"))
     code, _, err = km.finish(60)
     assert code == 0 and b"without the agent" not in err
     status = _status(km_home)
     assert status is not None and status["served"] == 1
-    assert [len(s) for s in _stored(km_home).values()] == [10]
+    assert [len(s) for s in stored(km_home).values()] == [10]
 
 
 # -- starting ------------------------------------------------------------------------------------
 
 
 def test_concurrent_first_starts_make_one_agent(km_home: Path) -> None:
-    env = km_env(km_home)
-    procs = [
-        subprocess.Popen(
-            [KM, "monitor", "--name", f"c{i}", "--", PYTHON, RAW_CAT],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        for i in range(8)
-    ]
-    outs = [p.communicate(_lines(2, 0, f"c{i}"), timeout=120) for i, p in enumerate(procs)]
-    for p, (out, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0 and out.count(b"\n") == 2, err
-        assert b"without the agent" not in err, err
+    monitors_at_once(km_env(km_home), 8, 2, "c")
     assert len(_agents(km_home)) == 1
     status = _status(km_home)
     assert status is not None and status["served"] == 8
-    assert sorted(len(s) for s in _stored(km_home).values()) == [4] * 8
+    assert sorted(len(s) for s in stored(km_home).values()) == [4] * 8
 
 
 def test_each_data_directory_has_its_own_agent(tmp_path: Path) -> None:
@@ -315,12 +283,12 @@ def test_each_data_directory_has_its_own_agent(tmp_path: Path) -> None:
     for home in homes:
         home.mkdir()
         km = KmProcess(home, [PYTHON, RAW_CAT])
-        km.write(_lines(1, 0, home.name))
+        km.write(lines(1, home.name))
         assert km.finish(60)[0] == 0
     pids = [(_status(home) or {}).get("pid") for home in homes]
     assert None not in pids and pids[0] != pids[1]
     for home in homes:
-        [seen] = _stored(home).values()
+        [seen] = stored(home).values()
         assert len(seen) == 2
         payloads = [r[0] for r in sqlite3.connect(home / "km.db").execute("SELECT payload FROM events")]
         assert all(home.name in p for p in payloads)
@@ -329,13 +297,13 @@ def test_each_data_directory_has_its_own_agent(tmp_path: Path) -> None:
 def test_the_agent_exits_when_idle_and_km_agent_stop_stops_it(run_km: RunKm, km_home: Path) -> None:
     (km_home / "config.toml").write_text("[monitor]\nagent_idle = 0.5\n", encoding="utf-8")
     km = run_km([PYTHON, RAW_CAT])
-    km.write(_lines(1, 0, "i"))
+    km.write(lines(1, "i"))
     assert km.finish(60)[0] == 0
     wait_until(lambda: not _agents(km_home), timeout=30, what="the idle agent to exit")
     assert not _default_socket(km_home).exists()
     (km_home / "config.toml").write_text("", encoding="utf-8")
     km = run_km([PYTHON, RAW_CAT])
-    km.write(_lines(1, 0, "j"))
+    km.write(lines(1, "j"))
     assert km.finish(60)[0] == 0
     assert _status(km_home) is not None
     proc = subprocess.run(
@@ -355,7 +323,7 @@ def test_the_agent_exits_when_idle_and_km_agent_stop_stops_it(run_km: RunKm, km_
 
 def test_km_doctor_and_status_show_the_running_agent(run_km: RunKm, km_home: Path) -> None:
     km = run_km([PYTHON, RAW_CAT], km_args=("--name", "shown"))
-    km.write(_lines(1, 0, "d"))
+    km.write(lines(1, "d"))
     km.stdout.wait_for(lambda out: out.count(b"\n") >= 1)
     status = wait_until(lambda: (_status(km_home) or {}).get("sessions"), timeout=60, what="the open session")
     assert [s["name"] for s in status] == ["shown"]
@@ -404,7 +372,7 @@ def test_km_killed_mid_session_leaves_an_ended_session_with_what_it_handed_over(
     run_km: RunKm, km_home: Path
 ) -> None:
     km = run_km([PYTHON, RAW_CAT], km_args=("--name", "killed"))
-    km.write(_lines(50, 0, "k"))
+    km.write(lines(50, "k"))
     km.stdout.wait_for(lambda out: out.count(b"\n") >= 50)
     # handed over: the link sends every batch window (50 ms) and the agent stores it
     wait_until(lambda: _count(km_home) == 100, timeout=60, what="events")
@@ -423,10 +391,10 @@ def test_km_killed_before_handing_over_counts_the_rest_as_dropped(run_km: RunKm,
     silently: the agent reads km's shared count of what it handed over and stores the rest of
     the session's messages as dropped."""
     km = run_km([PYTHON, RAW_CAT], km_args=("--name", "dropped"))
-    km.write(_lines(5, 0, "d"))
+    km.write(lines(5, "d"))
     km.stdout.wait_for(lambda out: out.count(b"\n") >= 5)
     wait_until(lambda: _count(km_home) == 10, timeout=60, what="the session to reach the agent")
-    km.write(_lines(300, 5, "d"))
+    km.write(lines(300, "d", start=5))
     km.stdout.wait_for(lambda out: out.count(b"\n") >= 305)
     km.proc.kill()  # at once: the last batch window's chunks are still in km
     km.proc.wait(30)

@@ -4,19 +4,17 @@ Linux, with real ``km monitor`` processes and a real agent."""
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import socket
-import sqlite3
 import stat
 import subprocess
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 import pytest
+from agent_helpers import lines, monitors_at_once, stored
 
 from kilometers.agent.link import request, spawn_process
 from kilometers.agent.wire import TOKEN_SIZE, agent_id, log_path, socket_path
@@ -29,24 +27,8 @@ RunKm = Callable[..., KmProcess]
 TCP = Settings(agent_transport="tcp")
 
 
-def _lines(n: int, tag: str) -> bytes:
-    return b"".join(
-        json.dumps({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": {"name": tag}}).encode()
-        + b"\n"
-        for i in range(n)
-    )
-
-
 def _address(home: Path) -> Path:
     return socket_path(home, agent_id(TCP, {}), "tcp")
-
-
-def _stored(home: Path) -> list[Counter[tuple[str, int | None]]]:
-    seen: dict[str, Counter[tuple[str, int | None]]] = {}
-    with sqlite3.connect(home / "km.db") as db:
-        for session_id, direction, payload in db.execute("SELECT session_id, direction, payload FROM events"):
-            seen.setdefault(session_id, Counter())[(direction, json.loads(payload).get("id"))] += 1
-    return list(seen.values())
 
 
 def _status(home: Path) -> dict[str, object]:
@@ -56,23 +38,9 @@ def _status(home: Path) -> dict[str, object]:
 
 
 def test_sessions_through_a_loopback_agent_record_every_message_once(km_home: Path) -> None:
-    env = km_env(km_home, KM_AGENT_TRANSPORT="tcp")
-    procs = [
-        subprocess.Popen(
-            [KM, "monitor", "--name", f"t{i}", "--", PYTHON, RAW_CAT],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-        )
-        for i in range(4)
-    ]
-    outs = [p.communicate(_lines(20, f"t{i}"), timeout=120) for i, p in enumerate(procs)]
-    for p, (out, err) in zip(procs, outs, strict=True):
-        assert p.returncode == 0 and out.count(b"\n") == 20, err
-        assert b"without the agent" not in err and b"by itself" not in err, err
-    stored = _stored(km_home)
-    assert len(stored) == 4 and all(len(s) == 40 and set(s.values()) == {1} for s in stored)
+    monitors_at_once(km_env(km_home, KM_AGENT_TRANSPORT="tcp"), 4, 20, "t")
+    sessions = stored(km_home).values()
+    assert len(sessions) == 4 and all(len(s) == 40 and set(s.values()) == {1} for s in sessions)
     address = _address(km_home)
     assert stat.S_IMODE(address.stat().st_mode) == 0o600
     port, token = address.read_text().split()
@@ -98,7 +66,7 @@ class _Boom:
 
 def test_a_loopback_connection_without_the_token_is_refused_unread(run_km: RunKm, km_home: Path) -> None:
     km = run_km([PYTHON, RAW_CAT], env=km_env(km_home, KM_AGENT_TRANSPORT="tcp"))
-    km.write(_lines(2, "first"))
+    km.write(lines(2, "first"))
     assert km.finish(60)[0] == 0
     port, token = _address(km_home).read_text().split()
     marker = km_home / "unpickled"
@@ -116,10 +84,10 @@ def test_a_loopback_connection_without_the_token_is_refused_unread(run_km: RunKm
     status = _status(km_home)  # with the token, the same agent answers
     assert status["refused"] == 2, status
     km = run_km([PYTHON, RAW_CAT], env=km_env(km_home, KM_AGENT_TRANSPORT="tcp"))
-    km.write(_lines(3, "after"))
+    km.write(lines(3, "after"))
     code, out, err = km.finish(60)
     assert code == 0 and out.count(b"\n") == 3 and b"by itself" not in err, err
-    assert sorted(len(s) for s in _stored(km_home)) == [4, 6]
+    assert sorted(len(s) for s in stored(km_home).values()) == [4, 6]
 
 
 def test_a_stale_address_file_is_replaced(run_km: RunKm, km_home: Path) -> None:
@@ -130,12 +98,12 @@ def test_a_stale_address_file_is_replaced(run_km: RunKm, km_home: Path) -> None:
         stale_port = gone.getsockname()[1]
     address.write_text(f"{stale_port} {'00' * TOKEN_SIZE}\n")
     km = run_km([PYTHON, RAW_CAT], env=km_env(km_home, KM_AGENT_TRANSPORT="tcp"))
-    km.write(_lines(5, "s"))
+    km.write(lines(5, "s"))
     code, _, err = km.finish(60)
     assert code == 0 and b"by itself" not in err, err
     assert int(address.read_text().split()[0]) != stale_port
     assert _status(km_home)["served"] == 1
-    assert [len(s) for s in _stored(km_home)] == [10]
+    assert [len(s) for s in stored(km_home).values()] == [10]
 
 
 def test_an_agent_started_without_fork_serves_and_a_second_steps_aside(run_km: RunKm, km_home: Path) -> None:
@@ -148,12 +116,12 @@ def test_an_agent_started_without_fork_serves_and_a_second_steps_aside(run_km: R
     assert os.readlink(f"/proc/{pid}/fd/1") == str(log_path(km_home)), "after its status, stdout is the log"
     assert stat.S_IMODE(log_path(km_home).stat().st_mode) == 0o600
     km = run_km([PYTHON, RAW_CAT], env=km_env(km_home, KM_AGENT_TRANSPORT="tcp"))
-    km.write(_lines(4, "s"))
+    km.write(lines(4, "s"))
     code, _, err = km.finish(60)
     assert code == 0 and b"by itself" not in err, err
     status = _status(km_home)
     assert (status["pid"], status["served"]) == (pid, 1), "the km monitor used the agent started without fork"
-    assert [len(s) for s in _stored(km_home)] == [8]
+    assert [len(s) for s in stored(km_home).values()] == [8]
 
 
 @pytest.mark.parametrize("value", ["pipe", "TCP", ""])
