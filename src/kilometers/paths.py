@@ -33,21 +33,18 @@ def _xdg(variable: str, default: str) -> Path | None:
 
 
 def config_dir() -> Path:
-    home = _home() or _xdg("XDG_CONFIG_HOME", ".config")
-    if home:
-        return home
-    import platformdirs
-
-    return Path(platformdirs.user_config_dir(APP, appauthor=False))
+    return _home() or _xdg("XDG_CONFIG_HOME", ".config") or _platform("user_config_dir")
 
 
 def data_dir() -> Path:
-    home = _home() or _xdg("XDG_DATA_HOME", ".local/share")
-    if home:
-        return home
+    return _home() or _xdg("XDG_DATA_HOME", ".local/share") or _platform("user_data_dir")
+
+
+def _platform(kind: str) -> Path:
+    """platformdirs' answer (imported only where km's plain XDG case does not apply)."""
     import platformdirs
 
-    return Path(platformdirs.user_data_dir(APP, appauthor=False))
+    return Path(getattr(platformdirs, kind)(APP, appauthor=False))
 
 
 def config_file() -> Path:

@@ -47,6 +47,7 @@ from .wire import (
     agent_id,
     log_path,
     otel_environment,
+    recv_exactly,
     running,
     session_from_info,
     socket_path,
@@ -144,23 +145,12 @@ def _connect_loopback(path: Path, timeout: float | None) -> socket.socket | None
 
 
 def read_frame(sock: socket.socket) -> tuple[int, int, bytes] | None:
-    header = _recv_exactly(sock, FRAME.size)
+    header = recv_exactly(sock, FRAME.size)
     if header is None:
         return None
     kind, n, length = FRAME.unpack(header)
-    data = _recv_exactly(sock, length) if length else b""
+    data = recv_exactly(sock, length) if length else b""
     return None if data is None else (kind, n, data)
-
-
-def _recv_exactly(sock: socket.socket, n: int) -> bytes | None:
-    parts: list[bytes] = []
-    while n:
-        part = sock.recv(n)
-        if not part:
-            return None
-        parts.append(part)
-        n -= len(part)
-    return b"".join(parts)
 
 
 def spawn(settings: Settings, data_dir: Path, agent: str) -> Callable[[float], str]:
@@ -173,9 +163,7 @@ def spawn(settings: Settings, data_dir: Path, agent: str) -> Callable[[float], s
     stdout and stderr (never km's stdout), the status pipe."""
     if not hasattr(os, "fork"):
         return spawn_process(settings, data_dir, agent)
-    directory = agent_dir(data_dir)
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    log = os.open(log_path(data_dir), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    log = _open_log(data_dir)
     settings_r, settings_w = os.pipe()
     status_r, status_w = os.pipe()
     argv = [sys.executable, "-m", "kilometers.agent", str(status_w), agent]
@@ -205,6 +193,12 @@ def spawn(settings: Settings, data_dir: Path, agent: str) -> Callable[[float], s
     return lambda timeout: _started(status_r, timeout)
 
 
+def _open_log(data_dir: Path) -> int:
+    """The agent's log file (this user's only), its directory made when missing."""
+    agent_dir(data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+    return os.open(log_path(data_dir), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+
 def spawn_process(settings: Settings, data_dir: Path, agent: str) -> Callable[[float], str]:
     """Start an agent without ``fork`` (Windows): a process detached from km's console and in a
     process group of its own (out of the client's job when the job allows it), with the settings
@@ -212,14 +206,13 @@ def spawn_process(settings: Settings, data_dir: Path, agent: str) -> Callable[[f
     import pickle
     import subprocess
 
-    agent_dir(data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
     argv = [sys.executable, "-m", "kilometers.agent", "1", agent]
     env = {**os.environ, "KM_HOME": os.fspath(data_dir)}
     flags = [0]
     if os.name == "nt":
         detached = subprocess.DETACHED_PROCESS | subprocess.CREATE_NEW_PROCESS_GROUP  # type: ignore[attr-defined]
         flags = [detached | subprocess.CREATE_BREAKAWAY_FROM_JOB, detached]  # type: ignore[attr-defined]
-    with os.fdopen(os.open(log_path(data_dir), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab") as log:
+    with os.fdopen(_open_log(data_dir), "ab") as log:
         for i, creationflags in enumerate(flags):
             try:
                 proc = subprocess.Popen(

@@ -50,6 +50,7 @@ from .wire import (
     Hello,
     host_key,
     otel_environment,
+    recv_exactly,
     session_from_info,
     socket_path,
     state_path,
@@ -215,12 +216,9 @@ class Agent:
         nothing of theirs is read, let alone unpickled, before it)."""
         assert self.token is not None
         conn.settimeout(TOKEN_TIMEOUT)
-        got = b""
-        while len(got) < len(self.token):
-            part = conn.recv(len(self.token) - len(got))
-            if not part:
-                return False
-            got += part
+        got = recv_exactly(conn, len(self.token))
+        if got is None:
+            return False
         conn.settimeout(None)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if hmac.compare_digest(got, self.token):

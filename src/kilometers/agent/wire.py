@@ -25,6 +25,8 @@ from typing import IO, TYPE_CHECKING, Any
 from .. import __version__
 
 if TYPE_CHECKING:
+    import socket
+
     from ..model import Session
 
 PROTOCOL = 2
@@ -162,6 +164,18 @@ def take_lock(path: Path) -> IO[bytes] | None:
         handle.close()
         return None
     return handle
+
+
+def recv_exactly(sock: socket.socket, n: int) -> bytes | None:
+    """``n`` bytes from ``sock``, or None when its stream ends first."""
+    parts: list[bytes] = []
+    while n:
+        part = sock.recv(n)
+        if not part:
+            return None
+        parts.append(part)
+        n -= len(part)
+    return b"".join(parts)
 
 
 def say(status_fd: int | None, line: str) -> None:
