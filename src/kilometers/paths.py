@@ -22,7 +22,7 @@ def _xdg(variable: str, default: str) -> Path | None:
     """The XDG base directory in its plainest form (``$XDG_…_HOME``, else ``$HOME/<default>``),
     or None where platformdirs must decide. Every ``km monitor`` resolves its data dir, and
     platformdirs' import (tempfile, shutil, bz2, lzma, random) costs each relay ~1 MiB of RSS;
-    tests/test_paths.py holds this to platformdirs' answer."""
+    tests/unit/test_paths.py holds this to platformdirs' answer."""
     if sys.platform != "linux":
         return None
     value = os.environ.get(variable, "")

@@ -129,9 +129,10 @@ def run(
     if held is None:
         say(status_fd, "another")
         return LOST_RACE
-    path = socket_path(home, agent, transport(settings))
+    kind = transport(settings)
+    path = socket_path(home, agent, kind)
     try:
-        listener, token = listen(path, transport(settings))
+        listener, token = listen(path, kind)
     except OSError as exc:
         _log.error(f"km agent: cannot listen on {path}: {exc}")
         say(status_fd, f"cannot listen on {path}: {exc.strerror or exc}")
